@@ -1,0 +1,201 @@
+//! `load-test` end to end against `vllm-sim` (no Prometheus: server figures from /metrics deltas).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn base_args<'a>(cmd: &'a mut std::process::Command, sim: &Sim, eval: &std::path::Path, out: &std::path::Path) -> &'a mut std::process::Command {
+    cmd.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+        .arg("--eval-data-path")
+        .arg(eval)
+        .arg("--output-dir")
+        .arg(out)
+        .args(["--progress-interval", "0"])
+}
+
+#[test]
+fn runs_every_prompt_once_and_counts_injected_errors() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        error_rate: 0.2,
+        seed: 11,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 200);
+    let out = dir.path().join("out");
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args(["--concurrency", "16", "--max-tokens", "8"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&out), "completed");
+    let r = results(&out);
+    assert_eq!(r["status"], "completed");
+    let c = &r["client"];
+    assert_eq!(c["total_requests"], 200);
+    let ok = c["successful_requests"].as_u64().unwrap();
+    let failed = c["failed_requests"].as_u64().unwrap();
+    assert_eq!(ok + failed, 200);
+    assert_eq!(c["errors_by_kind"]["http_500"].as_u64().unwrap(), failed);
+    // 20 % error rate over 200 requests: binomial sd ~5.7, so 40 +- 20 is > 3 sd.
+    assert!((20..=60).contains(&failed), "failed = {failed}");
+    let rate = c["success_rate"].as_f64().unwrap();
+    assert!((rate - ok as f64 / 200.0).abs() < 1e-12);
+    // Usage chunks give exact output tokens: 8 per successful request.
+    assert_eq!(c["output_tokens"].as_u64().unwrap(), ok * 8);
+    assert_eq!(c["responses_without_usage"], 0);
+    // One requests.jsonl line per request, written as they finished.
+    let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
+    let recs: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 200);
+    assert_eq!(recs.iter().filter(|r| r["ok"] == true).count() as u64, ok);
+    assert!(!out.join("requests.jsonl.partial").exists());
+    // Server figures from /metrics deltas agree with the client on the count.
+    let s = &r["server"];
+    assert_eq!(s["source"], "vllm_metrics");
+    assert_eq!(s["requests_finished"]["value"].as_f64().unwrap(), ok as f64);
+    assert!(s["e2e_latency_s"]["p95"]["value"].as_f64().unwrap() > 0.0);
+    // Adapter identity and eval digest recorded.
+    assert_eq!(r["adapter"]["root"], "/models/lora");
+    assert_eq!(r["adapter"]["parent"], "tiny-base");
+    assert_eq!(r["eval_data"]["rows"], 200);
+    assert_eq!(r["eval_data"]["digest"].as_str().unwrap().len(), 8);
+}
+
+#[test]
+fn cut_streams_are_failures_not_successes() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        cut_rate: 1.0,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 10);
+    let out = dir.path().join("out");
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args(["--max-tokens", "16"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["client"]["successful_requests"], 0);
+    assert_eq!(r["client"]["success_rate"], 0.0);
+    assert_eq!(r["client"]["errors_by_kind"]["stream_incomplete"], 10);
+    // Error-adjusted percentiles say +Inf, never a fast "good" number.
+    assert_eq!(r["client"]["e2e_adjusted_s"]["p95"], "+Inf");
+    assert_eq!(r["client"]["e2e_s"]["p95"], Value::Null);
+}
+
+#[test]
+fn api_key_is_sent_but_never_written() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 5);
+    let out = dir.path().join("out");
+    let secret = "sk-very-secret-token-123";
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out)
+        .env("VLLM_API_KEY", secret)
+        .args(["--log-format", "json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["config"]["api_key_set"], true);
+    for f in ["load_test_results.json", "requests.jsonl", "load_test_status.txt"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!text.contains(secret), "{f} leaks the key");
+    }
+    assert!(!stderr(&o).contains(secret));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(secret));
+    // JSON logs: every stderr line is a JSON object.
+    for line in stderr(&o).lines().filter(|l| !l.is_empty()) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+}
+
+#[test]
+fn num_requests_cycles_prompts_and_chat_endpoint_works() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 3);
+    let out = dir.path().join("out");
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--num-requests", "10", "--endpoint", "chat", "--max-tokens", "4", "--rate", "200",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["client"]["total_requests"], 10);
+    assert_eq!(r["client"]["successful_requests"], 10);
+    assert_eq!(r["config"]["endpoint"], "chat");
+    // Chat: the role-only first chunk is not a token, so 4 content chunks per request.
+    let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
+    for l in lines.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["content_chunks"], 4, "{l}");
+        assert_eq!(v["output_tokens"], 4);
+    }
+}
+
+/// With no jitter and concurrency within the sim's capacity, the client's median TTFT matches
+/// the configured TTFT within max(20 ms, 10 %).
+#[test]
+fn serial_client_ttft_matches_sim_ttft() {
+    let ttft = Duration::from_millis(250);
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft,
+        itl: Duration::from_millis(5),
+        max_num_seqs: 64,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 40);
+    let out = dir.path().join("out");
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args(["--concurrency", "8", "--max-tokens", "8"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    let p50 = r["client"]["ttft_s"]["p50"].as_f64().unwrap();
+    let want = ttft.as_secs_f64();
+    let tol = (want * 0.10).max(0.020);
+    assert!((p50 - want).abs() <= tol, "client TTFT p50 {p50:.4}s vs sim {want}s (tolerance {tol}s)");
+    // e2e = ttft + 7 gaps of 5 ms.
+    let e2e = r["client"]["e2e_s"]["p50"].as_f64().unwrap();
+    assert!(e2e >= want + 0.030 && e2e <= want + 0.035 + 0.05, "e2e p50 {e2e}");
+}
+
+/// SIGTERM mid-run: no new requests, in-flight ones get the grace period, results say `aborted`,
+/// exit code 4, and the files are whole.
+#[test]
+fn serial_sigterm_marks_results_aborted() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(100),
+        itl: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 400);
+    let out = dir.path().join("out");
+    let child = base_args(&mut load_test(), &sim, &eval, &out)
+        .args(["--concurrency", "4", "--max-tokens", "20", "--drain-grace", "1s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(status(&out), "aborted");
+    let r = results(&out);
+    assert_eq!(r["status"], "aborted");
+    let total = r["client"]["total_requests"].as_u64().unwrap();
+    assert!(total > 0 && total < 400, "total {total}");
+    let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, total);
+}

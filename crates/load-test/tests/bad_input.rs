@@ -1,0 +1,165 @@
+//! Bad input and unreachable dependencies: one clear error line, the documented exit code, a
+//! `failed` status file, and no half-written results.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn quick_sim() -> Sim {
+    Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(1),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    })
+}
+
+/// A loopback port with nothing listening.
+fn dead_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
+fn assert_failed(out_dir: &std::path::Path, o: &std::process::Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
+    assert!(stderr(o).contains(needle), "stderr lacks {needle:?}: {}", stderr(o));
+    assert_eq!(status(out_dir), "failed");
+    let r = results(out_dir);
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains(needle), "{}", r["error"]);
+    assert!(r["client"].is_null(), "no client figures for a run that never started");
+    let leftovers: Vec<_> = std::fs::read_dir(out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp") || n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn with_eval(eval_text: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = dir.path().join("eval.jsonl");
+    std::fs::write(&eval, eval_text).unwrap();
+    let out = dir.path().join("out");
+    (dir, eval, out)
+}
+
+fn cmd(url: &str, eval: &std::path::Path, out: &std::path::Path) -> std::process::Command {
+    let mut c = load_test();
+    c.args(["--vllm-url", url, "--adapter-name", "candidate"])
+        .arg("--eval-data-path")
+        .arg(eval)
+        .arg("--output-dir")
+        .arg(out);
+    c
+}
+
+#[test]
+fn eval_file_problems_name_file_and_line() {
+    let sim = quick_sim();
+    let (_d, eval, out) = with_eval("{\"prompt_inference\": \"ok\"}\n{oops\n");
+    let o = run(&mut cmd(&sim.url, &eval, &out));
+    assert_failed(&out, &o, 2, "line 2: not valid JSON");
+    assert!(stderr(&o).contains("eval.jsonl"));
+
+    let (_d, eval, out) = with_eval("{\"question\": \"no prompt here\"}\n");
+    let o = run(&mut cmd(&sim.url, &eval, &out));
+    assert_failed(&out, &o, 2, "line 1: no prompt field");
+
+    let (_d, eval, out) = with_eval("");
+    let o = run(&mut cmd(&sim.url, &eval, &out));
+    assert_failed(&out, &o, 2, "no prompts");
+
+    let (_d, eval, out) = with_eval("x");
+    let missing = eval.with_file_name("missing.jsonl");
+    let o = run(&mut cmd(&sim.url, &missing, &out));
+    assert_failed(&out, &o, 2, "missing.jsonl: cannot read it");
+}
+
+#[test]
+fn adapter_not_served_names_what_is() {
+    let sim = quick_sim();
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let mut c = cmd(&sim.url, &eval, &out);
+    c.args(["--adapter-name", "aws-rag-qa-candidate"]);
+    let o = run(&mut c);
+    assert_failed(&out, &o, 3, "adapter \"aws-rag-qa-candidate\" is not served");
+    assert!(stderr(&o).contains("it serves: tiny-base, candidate"), "{}", stderr(&o));
+    assert_eq!(sim.stats().accepted, 0, "no load was sent");
+}
+
+#[test]
+fn unreachable_vllm_and_prometheus_are_dependency_errors() {
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let url = dead_url();
+    let o = run(&mut cmd(&url, &eval, &out));
+    assert_failed(&out, &o, 3, &format!("vLLM at {url} is unreachable"));
+
+    let sim = quick_sim();
+    let prom = dead_url();
+    let mut c = cmd(&sim.url, &eval, &out);
+    c.args(["--prometheus-url", &prom]);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&prom), "error must name the Prometheus URL: {}", stderr(&o));
+    assert_eq!(status(&out), "failed");
+}
+
+#[test]
+fn wait_ready_gives_up_with_a_clear_line() {
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let url = dead_url();
+    let mut c = cmd(&url, &eval, &out);
+    c.args(["--wait-ready", "2s"]);
+    let o = run(&mut c);
+    assert_failed(&out, &o, 3, "was not ready after waiting");
+}
+
+#[test]
+fn invalid_flags_exit_2_with_the_flag_named() {
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    for (args, needle) in [
+        (vec!["--concurrency", "0"], "--concurrency"),
+        (vec!["--vllm-url", "localhost:8000"], "--vllm-url"),
+        (vec!["--max-tokens", "-5"], "--max-tokens"),
+        (vec!["--request-timeout", "soon"], "--request-timeout"),
+    ] {
+        let mut c = cmd("http://127.0.0.1:9", &eval, &out);
+        c.args(&args);
+        let o = run(&mut c);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // Missing required flag, env fallback names.
+    let o = run(load_test().args(["--adapter-name", "x"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--vllm-url"));
+}
+
+#[test]
+fn env_vars_stand_in_for_flags() {
+    let sim = quick_sim();
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n{\"prompt\": \"there\"}\n");
+    let o = run(load_test()
+        .env("VLLM_URL", &sim.url)
+        .env("ADAPTER_NAME", "candidate")
+        .env("EVAL_DATA_PATH", &eval)
+        .env("OUTPUT_DIR", &out)
+        .env("CONCURRENCY", "2")
+        .env("MAX_TOKENS", "3"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["config"]["concurrency"], 2);
+    assert_eq!(r["config"]["max_tokens"], 3);
+    assert_eq!(r["client"]["output_tokens"], 6);
+}
+
+#[test]
+fn help_documents_env_vars_and_exit_codes() {
+    let o = run(load_test().arg("--help"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in ["[env: VLLM_URL=]", "[env: PROMETHEUS_URL=]", "Exit codes:", "4  aborted by a signal"] {
+        assert!(text.contains(needle), "--help lacks {needle:?}");
+    }
+}

@@ -1,0 +1,329 @@
+//! The vLLM (OpenAI-compatible) client: health, `/v1/models`, and timed streaming requests.
+//!
+//! One pooled `reqwest::Client` serves every request of a run. The API key is sent as a bearer
+//! token, marked sensitive, and never logged or written anywhere.
+
+pub mod record;
+pub mod sse;
+mod stream;
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde::Deserialize;
+
+pub use record::{ErrorKind, RequestRecord};
+pub use stream::Timing;
+
+use crate::results::AdapterInfo;
+use crate::workload::PreparedRequest;
+
+/// Errors talking to vLLM before the load (the load itself never fails: failures are records).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an absolute http(s) URL.
+    #[error("invalid --vllm-url {url:?}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The API key cannot be sent as a header.
+    #[error("invalid --api-key: it contains characters not allowed in an HTTP header")]
+    BadApiKey,
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client")]
+    Build(#[source] reqwest::Error),
+    /// No answer from vLLM.
+    #[error("vLLM at {url} is unreachable: {message}")]
+    Unreachable {
+        /// Base URL (no credentials).
+        url: String,
+        /// Transport error text.
+        message: String,
+    },
+    /// `/health` answered with a non-200 status.
+    #[error("vLLM at {url} is unhealthy: GET /health returned HTTP {status}")]
+    Unhealthy {
+        /// Base URL.
+        url: String,
+        /// Status code.
+        status: u16,
+    },
+    /// `--wait-ready` ran out.
+    #[error("vLLM at {url} was not ready after waiting {waited:?}: {last}")]
+    NotReady {
+        /// Base URL.
+        url: String,
+        /// Time waited.
+        waited: Duration,
+        /// The last problem seen.
+        last: String,
+    },
+    /// `/v1/models` failed or answered something unexpected.
+    #[error("vLLM at {url}: GET /v1/models failed: {message}")]
+    Models {
+        /// Base URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The adapter is not listed by `/v1/models`.
+    #[error("adapter {adapter:?} is not served by vLLM at {url}; it serves: {}", listed.join(", "))]
+    AdapterNotServed {
+        /// The adapter asked for.
+        adapter: String,
+        /// Base URL.
+        url: String,
+        /// Model ids that are listed.
+        listed: Vec<String>,
+    },
+}
+
+/// One entry of `/v1/models`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ModelCard {
+    /// Model id (served name or adapter name).
+    pub id: String,
+    /// Path or URI the model was loaded from.
+    #[serde(default)]
+    pub root: Option<String>,
+    /// For a LoRA adapter, the base model's served name.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ModelCard>,
+}
+
+/// A client for one vLLM server.
+#[derive(Debug, Clone)]
+pub struct VllmClient {
+    http: reqwest::Client,
+    base: String,
+    shown: String,
+    auth: Option<HeaderValue>,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Idle connections kept per host (set to the concurrency).
+    pub pool_size: usize,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            pool_size: 64,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Checks that `raw` is an absolute http(s) URL with a host; returns it without a trailing slash.
+pub fn validate_base_url(raw: &str, flag: &str) -> Result<url::Url, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: redact_url(raw),
+        reason: format!("{reason} (flag {flag})"),
+    };
+    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("missing host"));
+    }
+    Ok(url)
+}
+
+/// The URL with any `user:password@` removed, for logs and result files.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => raw.split('@').next_back().unwrap_or(raw).to_string(),
+    }
+}
+
+impl VllmClient {
+    /// A client for the vLLM server at `base_url`, sending `api_key` as a bearer token.
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        opts: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        validate_base_url(base_url, "--vllm-url")?;
+        let auth = match api_key.filter(|k| !k.is_empty()) {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
+                    .map_err(|_| ClientError::BadApiKey)?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(opts.pool_size)
+            .connect_timeout(opts.connect_timeout)
+            .tcp_nodelay(true)
+            .http1_only()
+            .build()
+            .map_err(ClientError::Build)?;
+        Ok(VllmClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            shown: redact_url(base_url),
+            auth,
+        })
+    }
+
+    /// The base URL without credentials, for logs.
+    pub fn display_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The pooled HTTP client (shared with the `/metrics` scraper).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Full URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let mut b = self.http.get(self.url(path)).timeout(Duration::from_secs(30));
+        if let Some(a) = &self.auth {
+            b = b.header(AUTHORIZATION, a.clone());
+        }
+        b
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.shown.clone(),
+            message: e.without_url().to_string(),
+        }
+    }
+
+    /// `GET /health` must answer 200.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let resp = self
+            .get("/health")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() == 200 {
+            Ok(())
+        } else {
+            Err(ClientError::Unhealthy {
+                url: self.shown.clone(),
+                status: resp.status().as_u16(),
+            })
+        }
+    }
+
+    /// Polls `/health` every second until it answers 200, for at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), ClientError> {
+        let started = Instant::now();
+        loop {
+            match self.health().await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() >= timeout => {
+                    return Err(ClientError::NotReady {
+                        url: self.shown.clone(),
+                        waited: started.elapsed(),
+                        last: e.to_string(),
+                    });
+                }
+                Err(e) => tracing::info!(error = %e, "waiting for vLLM to become ready"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// `GET /v1/models`.
+    pub async fn models(&self) -> Result<Vec<ModelCard>, ClientError> {
+        let models_err = |message: String| ClientError::Models {
+            url: self.shown.clone(),
+            message,
+        };
+        let resp = self
+            .get("/v1/models")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| models_err(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(models_err(format!("HTTP {}: {}", status.as_u16(), text.trim())));
+        }
+        let list: ModelList = serde_json::from_slice(&body)
+            .map_err(|e| models_err(format!("unexpected body ({e})")))?;
+        Ok(list.data)
+    }
+
+    /// Checks that `adapter` is listed by `/v1/models` and returns how it is served.
+    pub async fn find_adapter(&self, adapter: &str) -> Result<AdapterInfo, ClientError> {
+        let models = self.models().await?;
+        match models.iter().find(|m| m.id == adapter) {
+            Some(m) => Ok(AdapterInfo {
+                name: m.id.clone(),
+                root: m.root.clone(),
+                parent: m.parent.clone(),
+            }),
+            None => Err(ClientError::AdapterNotServed {
+                adapter: adapter.to_string(),
+                url: self.shown.clone(),
+                listed: models.into_iter().map(|m| m.id).collect(),
+            }),
+        }
+    }
+
+    /// Sends one streaming request and measures it (see [`record::RequestRecord`]).
+    pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
+        let url = self.url(req.endpoint.path());
+        stream::execute(&self.http, &url, self.auth.as_ref(), req, timing).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_validated_and_redacted() {
+        assert!(validate_base_url("http://vllm:8000", "--vllm-url").is_ok());
+        let e = validate_base_url("vllm:8000", "--vllm-url").unwrap_err().to_string();
+        assert!(e.contains("scheme must be http or https"), "{e}");
+        let e = validate_base_url("not a url", "--vllm-url").unwrap_err().to_string();
+        assert!(e.starts_with("invalid --vllm-url \"not a url\""), "{e}");
+        assert_eq!(redact_url("http://u:secret@h:1/"), "http://h:1");
+        assert!(!validate_base_url("ftp://u:secret@h", "--vllm-url")
+            .unwrap_err()
+            .to_string()
+            .contains("secret"));
+    }
+
+    #[test]
+    fn api_key_is_sensitive_and_not_in_debug() {
+        let c = VllmClient::new("http://h:1", Some("sk-TOPSECRET"), ClientOptions::default())
+            .unwrap();
+        assert!(c.auth.as_ref().unwrap().is_sensitive());
+        assert!(!format!("{c:?}").contains("TOPSECRET"));
+    }
+}

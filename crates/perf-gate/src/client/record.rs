@@ -1,0 +1,96 @@
+//! The per-request record: what one streaming request did, as measured where its bytes arrived.
+//! One JSON line of `requests.jsonl` per record.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request failed. The wire name is the key of `errors_by_kind` in the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The server answered with a non-2xx status (the code is in `http_status`).
+    Http,
+    /// No connection could be made.
+    Connect,
+    /// The request did not finish within `--request-timeout`.
+    Timeout,
+    /// The body ended (or broke) before `[DONE]`.
+    StreamIncomplete,
+    /// The server sent an `error` object inside the stream.
+    StreamError,
+    /// A chunk was not valid JSON / SSE.
+    Malformed,
+    /// Any other transport error while sending or reading.
+    Transport,
+}
+
+impl ErrorKind {
+    /// Key used in `errors_by_kind`; HTTP errors carry their status (`http_503`).
+    pub fn key(self, status: Option<u16>) -> String {
+        match (self, status) {
+            (ErrorKind::Http, Some(code)) => format!("http_{code}"),
+            (ErrorKind::Http, None) => "http".into(),
+            (ErrorKind::Connect, _) => "connect".into(),
+            (ErrorKind::Timeout, _) => "timeout".into(),
+            (ErrorKind::StreamIncomplete, _) => "stream_incomplete".into(),
+            (ErrorKind::StreamError, _) => "stream_error".into(),
+            (ErrorKind::Malformed, _) => "malformed".into(),
+            (ErrorKind::Transport, _) => "transport".into(),
+        }
+    }
+}
+
+/// One request, measured. Times are seconds; offsets are from the load's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Order in which the request was issued (0-based).
+    pub seq: u64,
+    /// Index of the prompt in the eval file.
+    pub prompt_index: u32,
+    /// When the schedule wanted the request sent (offset from load start).
+    pub scheduled_s: f64,
+    /// When it was really sent (offset from load start).
+    pub start_s: f64,
+    /// HTTP status, if a response head arrived.
+    pub http_status: Option<u16>,
+    /// True for 2xx and a complete stream (`[DONE]` seen).
+    pub ok: bool,
+    /// Failure kind, when not ok.
+    pub error_kind: Option<ErrorKind>,
+    /// One-line error detail (truncated), when not ok.
+    pub error: Option<String>,
+    /// Time to the first chunk with non-empty content.
+    pub ttft_s: Option<f64>,
+    /// Time to the last chunk with content (vLLM's e2e ends at the last token).
+    pub e2e_s: Option<f64>,
+    /// Time until the stream ended (`[DONE]` or failure).
+    pub total_s: f64,
+    /// Chunks that carried content.
+    pub content_chunks: u32,
+    /// Output tokens from the usage chunk; `null` when the server sent none.
+    pub output_tokens: Option<u32>,
+    /// Prompt tokens from the usage chunk.
+    pub prompt_tokens: Option<u32>,
+    /// `finish_reason` of the last choice that had one.
+    pub finish_reason: Option<String>,
+    /// Mean gap between content chunks.
+    pub itl_mean_s: Option<f64>,
+    /// Largest gap between content chunks.
+    pub itl_max_s: Option<f64>,
+    /// Every gap between consecutive content chunks (kept in memory for exact percentiles, not
+    /// written to `requests.jsonl`).
+    #[serde(skip)]
+    pub itl_gaps: Vec<f32>,
+}
+
+impl RequestRecord {
+    /// Time per output token: `(e2e - ttft) / (output_tokens - 1)`, when all are known.
+    pub fn tpot_s(&self) -> Option<f64> {
+        let (ttft, e2e, tokens) = (self.ttft_s?, self.e2e_s?, self.output_tokens?);
+        (tokens > 1).then(|| (e2e - ttft) / f64::from(tokens - 1))
+    }
+
+    /// Client-side queueing: actual start minus scheduled start.
+    pub fn queue_s(&self) -> f64 {
+        (self.start_s - self.scheduled_s).max(0.0)
+    }
+}

@@ -1,0 +1,536 @@
+//! The JSON contract between `load-test` and `perf-decision`: `load_test_results.json`.
+//!
+//! The schema is versioned ([`SCHEMA_VERSION`]); any change to a field bumps it, and the
+//! generated JSON Schema under `schemas/` is checked in CI. Every figure that can be missing is a
+//! [`Measured`]: a number, or `null` with a reason. NaN never appears: "no data" is `null`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the `load_test_results.json` schema. Bumped on any field change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File name of the results document inside `--output-dir`.
+pub const RESULTS_FILE: &str = "load_test_results.json";
+/// File name of the one-word status file inside `--output-dir` (for an Argo output parameter).
+pub const STATUS_FILE: &str = "load_test_status.txt";
+/// File name of the per-request records (one JSON object per line).
+pub const REQUESTS_FILE: &str = "requests.jsonl";
+
+/// Outcome of a load-test run, written both in the JSON and in `load_test_status.txt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// The load ran to the end and server figures were collected (some may be `null`).
+    Completed,
+    /// The run could not be carried out (bad input, dependency down); see `error`.
+    Failed,
+    /// Stopped by a signal; figures cover only what ran.
+    Aborted,
+}
+
+impl RunStatus {
+    /// The word written to the status file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+        }
+    }
+}
+
+/// A figure that may be missing. `value` is finite or `null`; when `null`, `reason` says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct Measured {
+    /// The value, always finite; `null` means "no data" (never 0, never NaN).
+    pub value: Option<f64>,
+    /// Why `value` is `null` (or a caveat about it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Measured {
+    /// A present value. Non-finite input becomes "no data" with a reason, so NaN can never pass.
+    pub fn value(v: f64) -> Self {
+        if v.is_finite() {
+            Measured {
+                value: Some(v),
+                reason: None,
+            }
+        } else {
+            Measured::missing(format!("value is not finite ({v})"))
+        }
+    }
+
+    /// No data, with the reason.
+    pub fn missing(reason: impl Into<String>) -> Self {
+        Measured {
+            value: None,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// From an optional value; `None` gets `reason`.
+    pub fn from_option(v: Option<f64>, reason: impl Into<String>) -> Self {
+        match v {
+            Some(v) => Measured::value(v),
+            None => Measured::missing(reason),
+        }
+    }
+
+    /// The value if present.
+    pub fn get(&self) -> Option<f64> {
+        self.value.filter(|v| v.is_finite())
+    }
+}
+
+/// P50/P95/P99 of a server-side histogram, each possibly missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct ServerQuantiles {
+    /// Median.
+    pub p50: Measured,
+    /// 95th percentile.
+    pub p95: Measured,
+    /// 99th percentile.
+    pub p99: Measured,
+}
+
+/// Where the server-side figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerSource {
+    /// PromQL against a Prometheus server (`--prometheus-url`).
+    Prometheus,
+    /// Deltas of vLLM's own `/metrics`, scraped before and after the load.
+    VllmMetrics,
+}
+
+/// How the PromQL window was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowMode {
+    /// Evaluate at load end + scrape interval + 2 s over a range covering the whole load (default).
+    #[default]
+    EndAnchored,
+    /// The seed's rule: W = duration rounded up to the minute (min 1m), evaluated after `--scrape-wait`.
+    Seed,
+}
+
+/// The query window actually used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryWindow {
+    /// Window rule.
+    pub mode: WindowMode,
+    /// Range of every windowed query, in whole seconds (the `[W]` of the PromQL).
+    pub range_s: u64,
+    /// Evaluation time of every query (unix seconds, the `time` parameter).
+    pub eval_time_unix: i64,
+    /// Evaluation time as RFC 3339.
+    pub eval_time: String,
+}
+
+/// One query that was sent, for the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryRecord {
+    /// Which figure it computes (e.g. `e2e_latency_p95`).
+    pub name: String,
+    /// The PromQL text, or a description of the computation for `vllm_metrics` mode.
+    pub query: String,
+}
+
+/// Server-side figures (checks 1–3 of the gate use these by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServerMetrics {
+    /// Prometheus or direct `/metrics` deltas.
+    pub source: ServerSource,
+    /// The PromQL window (Prometheus source only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<QueryWindow>,
+    /// End-to-end request latency (`vllm:e2e_request_latency_seconds`), seconds.
+    pub e2e_latency_s: ServerQuantiles,
+    /// Time to first token (`vllm:time_to_first_token_seconds`), seconds.
+    pub ttft_s: ServerQuantiles,
+    /// Inter-token latency (`vllm:inter_token_latency_seconds`), seconds.
+    pub itl_s: ServerQuantiles,
+    /// Requests finished with `stop` or `length` during the load.
+    pub requests_finished: Measured,
+    /// `requests_finished` / load duration, requests per second.
+    pub throughput_rps: Measured,
+    /// Generated tokens per second over the load (`vllm:generation_tokens_total`).
+    pub generation_tokens_per_s: Measured,
+    /// Peak `vllm:kv_cache_usage_perc` over the window (fraction 0..1).
+    pub kv_cache_usage_max: Measured,
+    /// Mean `vllm:kv_cache_usage_perc` over the window (fraction 0..1).
+    pub kv_cache_usage_avg: Measured,
+    /// Mean `DCGM_FI_DEV_GPU_UTIL` over the window (percent 0..100).
+    pub gpu_utilization_avg: Measured,
+    /// Peak `DCGM_FI_DEV_GPU_UTIL` over the window (percent 0..100).
+    pub gpu_utilization_max: Measured,
+    /// Every query used, in order.
+    pub queries: Vec<QueryRecord>,
+    /// Metric names resolved when aliases exist (e.g. `kv_cache_usage` -> `vllm:kv_cache_usage_perc`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved_names: BTreeMap<String, String>,
+    /// Non-fatal problems met while collecting (warnings from Prometheus, count mismatches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A latency that may be +infinity (error-adjusted percentiles count a failure as +inf).
+/// Serialized as a number, or the string `"+Inf"` (Prometheus's spelling); `null` means no data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// A finite latency in seconds.
+    Finite(f64),
+    /// A failed request counted as infinitely slow.
+    Inf,
+}
+
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Latency::Finite(v) => s.serialize_f64(*v),
+            Latency::Inf => s.serialize_str("+Inf"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(v) if v.is_finite() => Ok(Latency::Finite(v)),
+            Raw::Str(s) if s == "+Inf" => Ok(Latency::Inf),
+            _ => Err(serde::de::Error::custom(
+                "expected a finite number or \"+Inf\"",
+            )),
+        }
+    }
+}
+
+impl JsonSchema for Latency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Latency".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Seconds, or \"+Inf\" for a failed request in error-adjusted percentiles",
+            "oneOf": [{"type": "number"}, {"type": "string", "const": "+Inf"}]
+        })
+    }
+}
+
+/// Summary of one client-side distribution, seconds. `null` fields mean no samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct Distribution {
+    /// Number of samples.
+    pub count: u64,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Nearest-rank 50th percentile.
+    pub p50: Option<f64>,
+    /// Nearest-rank 90th percentile.
+    pub p90: Option<f64>,
+    /// Nearest-rank 95th percentile.
+    pub p95: Option<f64>,
+    /// Nearest-rank 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+}
+
+/// Error-adjusted percentiles: every failed request counts as `+Inf`, so failing fast never
+/// improves a percentile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct AdjustedPercentiles {
+    /// Samples including failures.
+    pub count: u64,
+    /// Nearest-rank 50th percentile.
+    pub p50: Option<Latency>,
+    /// Nearest-rank 95th percentile.
+    pub p95: Option<Latency>,
+    /// Nearest-rank 99th percentile.
+    pub p99: Option<Latency>,
+}
+
+/// Client-side figures measured by `load-test` itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct ClientMetrics {
+    /// Requests sent (or attempted).
+    pub total_requests: u64,
+    /// Requests that returned 2xx and a complete stream (`[DONE]` seen).
+    pub successful_requests: u64,
+    /// `total_requests - successful_requests`.
+    pub failed_requests: u64,
+    /// `successful_requests / total_requests`; `null` when nothing was sent.
+    pub success_rate: Option<f64>,
+    /// Failures counted by kind (`http_500`, `timeout`, `connect`, `stream_incomplete`, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Successful responses that carried no usage chunk (their output tokens are unknown, not guessed).
+    pub responses_without_usage: u64,
+    /// Output tokens reported by the server's usage chunks, summed over successful requests.
+    pub output_tokens: u64,
+    /// Prompt tokens reported by the server's usage chunks.
+    pub prompt_tokens: u64,
+    /// Successful requests per second over the load duration.
+    pub requests_per_s: Option<f64>,
+    /// Output tokens per second over the load duration.
+    pub output_tokens_per_s: Option<f64>,
+    /// Time to first token: request sent to the first chunk with non-empty content.
+    pub ttft_s: Distribution,
+    /// Inter-token latency: gaps between consecutive content chunks, over all successful requests.
+    pub itl_s: Distribution,
+    /// End-to-end latency: request sent to the last content chunk.
+    pub e2e_s: Distribution,
+    /// Time per output token per request: (e2e - ttft) / (output_tokens - 1).
+    pub tpot_s: Distribution,
+    /// Time a request waited for a free slot after its scheduled start (coordinated omission).
+    pub client_queue_s: Distribution,
+    /// E2E latency with failures counted as +Inf.
+    pub e2e_adjusted_s: AdjustedPercentiles,
+    /// TTFT with failures counted as +Inf.
+    pub ttft_adjusted_s: AdjustedPercentiles,
+}
+
+/// Wall-clock timing of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunTiming {
+    /// When `load-test` started (RFC 3339).
+    pub started_at: String,
+    /// When the first request was sent (RFC 3339).
+    pub load_start: String,
+    /// When the last request finished (RFC 3339).
+    pub load_end: String,
+    /// `load_end - load_start`, seconds.
+    pub load_duration_s: f64,
+    /// From start of the step to the results being written, seconds.
+    pub wall_clock_duration_s: f64,
+}
+
+/// The served adapter, as `/v1/models` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AdapterInfo {
+    /// The model id requests were sent to.
+    pub name: String,
+    /// `root` from `/v1/models`: the adapter's path or URI on the server.
+    pub root: Option<String>,
+    /// `parent` from `/v1/models`: the base model's served name.
+    pub parent: Option<String>,
+}
+
+/// The eval data file that supplied the prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EvalDataInfo {
+    /// Path as given.
+    pub path: String,
+    /// First 8 hex characters of the file's sha256 (as MLflow shows dataset digests).
+    pub digest: String,
+    /// Full sha256 of the file, hex.
+    pub sha256: String,
+    /// Prompts read.
+    pub rows: u64,
+}
+
+/// The run's configuration, without secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunConfig {
+    /// vLLM base URL (any userinfo removed).
+    pub vllm_url: String,
+    /// Adapter (model id) under test.
+    pub adapter_name: String,
+    /// Eval JSONL path.
+    pub eval_data_path: String,
+    /// Requests in flight.
+    pub concurrency: u32,
+    /// Max output tokens per request.
+    pub max_tokens: u32,
+    /// `completions`, `chat`, or `auto`.
+    pub endpoint: String,
+    /// Sampling temperature sent.
+    pub temperature: f64,
+    /// Prometheus base URL, if any.
+    pub prometheus_url: Option<String>,
+    /// `job` label used in every PromQL selector.
+    pub prometheus_job: String,
+    /// Prometheus scrape interval assumed, seconds.
+    pub scrape_interval_s: f64,
+    /// Wait after the load in seed window mode, seconds.
+    pub scrape_wait_s: f64,
+    /// Window rule.
+    pub window_mode: WindowMode,
+    /// Label selector for DCGM GPU series.
+    pub gpu_selector: String,
+    /// Per-request timeout, seconds.
+    pub request_timeout_s: f64,
+    /// JSONL field holding the prompt, if forced.
+    pub prompt_field: Option<String>,
+    /// Whether an API key was sent (the key itself is never written).
+    pub api_key_set: bool,
+}
+
+/// Name and version of the program that wrote a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolInfo {
+    /// Program name.
+    pub name: String,
+    /// Program version.
+    pub version: String,
+}
+
+impl ToolInfo {
+    /// This build of the given program.
+    pub fn this(name: &str) -> Self {
+        ToolInfo {
+            name: name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// The whole `load_test_results.json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadTestResults {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Outcome.
+    pub status: RunStatus,
+    /// One line saying what went wrong, when `status` is not `completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Writer.
+    pub tool: ToolInfo,
+    /// Configuration (no secrets).
+    pub config: RunConfig,
+    /// The adapter as served.
+    pub adapter: Option<AdapterInfo>,
+    /// The eval data file.
+    pub eval_data: Option<EvalDataInfo>,
+    /// Timing; absent when the load never started.
+    pub timing: Option<RunTiming>,
+    /// Client-side figures; absent when the load never started.
+    pub client: Option<ClientMetrics>,
+    /// Server-side figures; absent when the load never ran or collection failed.
+    pub server: Option<ServerMetrics>,
+    /// Deliberate departures from the seed's behaviour, in words.
+    #[serde(default)]
+    pub departures: Vec<String>,
+    /// Non-fatal problems.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Errors reading a results file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("{path} is empty")]
+    Empty {
+        /// File path.
+        path: String,
+    },
+    /// The file is not valid JSON or does not match the schema.
+    #[error("{path} is not a valid results document: {message}")]
+    Malformed {
+        /// File path.
+        path: String,
+        /// What is wrong (serde's message with line and column).
+        message: String,
+    },
+    /// The file has a schema version this build does not read.
+    #[error("{path} has schema_version {found}; this build reads version {expected}")]
+    SchemaVersion {
+        /// File path.
+        path: String,
+        /// Version in the file.
+        found: u64,
+        /// Version this build reads.
+        expected: u32,
+    },
+}
+
+impl LoadTestResults {
+    /// Reads and validates a results file: it must exist, be non-empty JSON, and carry
+    /// [`SCHEMA_VERSION`]. Each failure names the file.
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            return Err(ResultsError::Empty { path: shown });
+        }
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ResultsError::Malformed {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        match raw.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(ResultsError::SchemaVersion {
+                    path: shown,
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+            None => {
+                return Err(ResultsError::Malformed {
+                    path: shown,
+                    message: "missing integer field `schema_version`".into(),
+                });
+            }
+        }
+        serde_json::from_value(raw).map_err(|e| ResultsError::Malformed {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_never_holds_nan() {
+        let m = Measured::value(f64::NAN);
+        assert_eq!(m.value, None);
+        assert!(m.reason.unwrap().contains("not finite"));
+        assert_eq!(serde_json::to_string(&Measured::value(1.5)).unwrap(), r#"{"value":1.5}"#);
+        assert_eq!(
+            serde_json::to_string(&Measured::missing("no series")).unwrap(),
+            r#"{"value":null,"reason":"no series"}"#
+        );
+    }
+
+    #[test]
+    fn latency_inf_round_trips_as_prometheus_spelling() {
+        let v = vec![Latency::Finite(0.25), Latency::Inf];
+        let s = serde_json::to_string(&v).unwrap();
+        assert_eq!(s, r#"[0.25,"+Inf"]"#);
+        let back: Vec<Latency> = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, v);
+        assert!(serde_json::from_str::<Latency>(r#""inf""#).is_err());
+    }
+}

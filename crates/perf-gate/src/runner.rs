@@ -1,0 +1,209 @@
+//! The load runner: one dispatch loop parameterised by a [`Schedule`], a task per request, records
+//! to one aggregator over a channel.
+//!
+//! - Closed loop (`--concurrency N`, the seed's model): at most N requests in flight; the next is
+//!   sent the moment a slot frees. Scheduled start = actual start.
+//! - Open loop (`--rate R`): request i is *scheduled* at `start + i / R` and sent when a slot is free
+//!   (at most N in flight). The gap between scheduled and actual start is reported as client queue
+//!   time, so coordinated omission is visible rather than hidden.
+//!
+//! Stopping: on cancellation (SIGINT/SIGTERM) no new request is issued; in-flight requests get
+//! `drain_grace` to finish, then are abandoned and the run is marked aborted. A request that hangs
+//! ends at `--request-timeout` as a failure: hangs show in the success rate.
+
+pub mod aggregate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Timing, VllmClient};
+use crate::results::ClientMetrics;
+use crate::workload::PreparedRequest;
+use aggregate::{AggregatorConfig, Live, Tally};
+
+/// When requests are issued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// Closed loop: keep this many requests in flight.
+    Closed {
+        /// Requests in flight.
+        concurrency: u32,
+    },
+    /// Open loop: this many requests per second, with at most `max_in_flight` in flight.
+    Rate {
+        /// Requests per second.
+        per_second: f64,
+        /// Cap on requests in flight.
+        max_in_flight: u32,
+    },
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Issue schedule.
+    pub schedule: Schedule,
+    /// Deadline of each request.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get after a cancellation.
+    pub drain_grace: Duration,
+    /// Progress line interval (`None`: no progress lines).
+    pub progress_every: Option<Duration>,
+    /// Where to write `requests.jsonl` records as they finish (a temporary name; the caller renames).
+    pub requests_path: Option<PathBuf>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Wall-clock time the first request was issued.
+    pub load_start: DateTime<Utc>,
+    /// Wall-clock time the last request finished.
+    pub load_end: DateTime<Utc>,
+    /// Monotonic duration from first issue to last finish.
+    pub duration: Duration,
+    /// True when the run was cancelled before every request finished.
+    pub aborted: bool,
+    /// Client-side figures.
+    pub client: ClientMetrics,
+    /// Totals, mergeable with other shards.
+    pub tally: Tally,
+    /// Non-fatal problems (e.g. `requests.jsonl` could not be written).
+    pub warnings: Vec<String>,
+}
+
+/// Errors of the runner itself (not of requests: those are records).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The schedule is unusable.
+    #[error("invalid schedule: {0}")]
+    Schedule(String),
+    /// The aggregator thread could not be started or died.
+    #[error("aggregator thread failed: {0}")]
+    Aggregator(String),
+}
+
+/// Sends every request in `requests` once, per `opts.schedule`, and measures them.
+pub async fn run_load(
+    client: Arc<VllmClient>,
+    requests: Arc<Vec<PreparedRequest>>,
+    opts: RunOptions,
+    cancel: CancellationToken,
+) -> Result<RunOutput, RunError> {
+    let (slots, interval) = match opts.schedule {
+        Schedule::Closed { concurrency } if concurrency > 0 => (concurrency, None),
+        Schedule::Rate { per_second, max_in_flight }
+            if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 =>
+        {
+            (max_in_flight, Some(Duration::from_secs_f64(1.0 / per_second)))
+        }
+        other => return Err(RunError::Schedule(format!("{other:?}"))),
+    };
+    let live = Arc::new(Live::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let agg_cfg = AggregatorConfig {
+        requests_path: opts.requests_path.clone(),
+        progress_every: opts.progress_every,
+        planned: requests.len() as u64,
+    };
+    let agg_live = live.clone();
+    let aggregator = std::thread::Builder::new()
+        .name("aggregator".into())
+        .spawn(move || aggregate::aggregate(rx, agg_live, agg_cfg))
+        .map_err(|e| RunError::Aggregator(e.to_string()))?;
+
+    let semaphore = Arc::new(Semaphore::new(slots as usize));
+    let mut tasks = JoinSet::new();
+    let load_start_wall = Utc::now();
+    let load_start = Instant::now();
+    let mut cancelled = false;
+    for (i, _) in requests.iter().enumerate() {
+        if let Some(step) = interval {
+            let target = load_start + step.mul_f64(i as f64);
+            tokio::select! {
+                _ = tokio::time::sleep_until(target.into()) => {}
+                _ = cancel.cancelled() => { cancelled = true; break; }
+            }
+        }
+        let permit = tokio::select! {
+            p = semaphore.clone().acquire_owned() => p.expect("invariant: semaphore never closed"),
+            _ = cancel.cancelled() => { cancelled = true; break; }
+        };
+        let scheduled = match interval {
+            Some(step) => load_start + step.mul_f64(i as f64),
+            None => Instant::now(),
+        };
+        let timing = Timing {
+            seq: i as u64,
+            scheduled,
+            load_start,
+            timeout: opts.request_timeout,
+        };
+        let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
+        live.dispatched.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let rec = client.stream(&requests[i], timing).await;
+            drop(permit);
+            // The aggregator outlives every task; a closed channel only means it died, which
+            // is reported when it is joined.
+            let _ = tx.send(rec);
+        });
+    }
+    drop(tx);
+
+    let mut aborted = cancelled;
+    if cancelled {
+        tracing::warn!(in_flight = tasks.len(), grace = ?opts.drain_grace, "stopping: no new requests; draining in-flight ones");
+        let drained = tokio::time::timeout(opts.drain_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(abandoned = tasks.len(), "grace period over: abandoning in-flight requests");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    } else {
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                _ = cancel.cancelled(), if !aborted => {
+                    aborted = true;
+                    tracing::warn!(in_flight = tasks.len(), "stopping: draining in-flight requests");
+                    if tokio::time::timeout(opts.drain_grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let duration = load_start.elapsed();
+    let load_end_wall = Utc::now();
+
+    let agg = tokio::task::spawn_blocking(move || aggregator.join())
+        .await
+        .map_err(|e| RunError::Aggregator(e.to_string()))?
+        .map_err(|_| RunError::Aggregator("panicked".into()))?;
+    let mut warnings = Vec::new();
+    if let Some(e) = agg.write_error {
+        warnings.push(e);
+    }
+    Ok(RunOutput {
+        load_start: load_start_wall,
+        load_end: load_end_wall,
+        duration,
+        aborted,
+        client: agg.tally.metrics(duration.as_secs_f64()),
+        tally: agg.tally,
+        warnings,
+    })
+}

@@ -1,0 +1,312 @@
+//! The aggregator: the one place records go. It runs on its own OS thread, off the async runtime,
+//! receives records over a channel, appends them to `requests.jsonl`, keeps compact samples for
+//! exact percentiles, and logs live progress from an HDR histogram.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::client::RequestRecord;
+use crate::results::ClientMetrics;
+use crate::stats::Samples;
+
+/// Running totals over finished requests. Mergeable, so sharded runs can combine.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    total: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    without_usage: u64,
+    output_tokens: u64,
+    prompt_tokens: u64,
+    ttft: Samples,
+    e2e: Samples,
+    itl: Samples,
+    tpot: Samples,
+    queue: Samples,
+}
+
+impl Tally {
+    /// Adds one finished request.
+    pub fn add(&mut self, rec: &RequestRecord) {
+        self.total += 1;
+        self.queue.push(rec.queue_s());
+        if !rec.ok {
+            let key = rec
+                .error_kind
+                .map(|k| k.key(rec.http_status))
+                .unwrap_or_else(|| "unknown".into());
+            *self.errors.entry(key).or_default() += 1;
+            return;
+        }
+        self.ok += 1;
+        if let Some(t) = rec.ttft_s {
+            self.ttft.push(t);
+        }
+        if let Some(t) = rec.e2e_s {
+            self.e2e.push(t);
+        }
+        self.itl.extend_from_slice(&rec.itl_gaps);
+        if let Some(t) = rec.tpot_s() {
+            self.tpot.push(t);
+        }
+        match rec.output_tokens {
+            Some(n) => {
+                self.output_tokens += u64::from(n);
+                self.prompt_tokens += u64::from(rec.prompt_tokens.unwrap_or(0));
+            }
+            None => self.without_usage += 1,
+        }
+    }
+
+    /// Adds another tally (from another shard).
+    pub fn merge(&mut self, other: &Tally) {
+        self.total += other.total;
+        self.ok += other.ok;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.without_usage += other.without_usage;
+        self.output_tokens += other.output_tokens;
+        self.prompt_tokens += other.prompt_tokens;
+        self.ttft.merge(&other.ttft);
+        self.e2e.merge(&other.e2e);
+        self.itl.merge(&other.itl);
+        self.tpot.merge(&other.tpot);
+        self.queue.merge(&other.queue);
+    }
+
+    /// Requests finished so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The client figures, with rates over `duration_s` of load.
+    pub fn metrics(&self, duration_s: f64) -> ClientMetrics {
+        let failed = self.total - self.ok;
+        let per_s = |n: u64| (duration_s > 0.0).then(|| n as f64 / duration_s);
+        ClientMetrics {
+            total_requests: self.total,
+            successful_requests: self.ok,
+            failed_requests: failed,
+            success_rate: (self.total > 0).then(|| self.ok as f64 / self.total as f64),
+            errors_by_kind: self.errors.clone(),
+            responses_without_usage: self.without_usage,
+            output_tokens: self.output_tokens,
+            prompt_tokens: self.prompt_tokens,
+            requests_per_s: per_s(self.ok),
+            output_tokens_per_s: if self.without_usage > 0 { None } else { per_s(self.output_tokens) },
+            ttft_s: self.ttft.distribution(),
+            itl_s: self.itl.distribution(),
+            e2e_s: self.e2e.distribution(),
+            tpot_s: self.tpot.distribution(),
+            client_queue_s: self.queue.distribution(),
+            e2e_adjusted_s: self.e2e.adjusted(failed),
+            ttft_adjusted_s: self.ttft.adjusted(failed),
+        }
+    }
+}
+
+/// Live counters shared between the dispatcher and the aggregator.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Requests handed to the network so far.
+    pub dispatched: AtomicU64,
+}
+
+/// What the aggregator thread returns.
+pub struct AggregateOutput {
+    /// Totals.
+    pub tally: Tally,
+    /// Error writing `requests.jsonl`, if any (the run itself is still valid).
+    pub write_error: Option<String>,
+}
+
+/// Aggregator settings.
+pub struct AggregatorConfig {
+    /// Where to append request records (a `.partial` file renamed by the caller), if anywhere.
+    pub requests_path: Option<PathBuf>,
+    /// How often to log a progress line (`None`: never).
+    pub progress_every: Option<Duration>,
+    /// Requests planned, for the progress line.
+    pub planned: u64,
+}
+
+/// Runs the aggregator loop until every sender is dropped. Call on a dedicated thread.
+pub fn aggregate(rx: Receiver<RequestRecord>, live: Arc<Live>, cfg: AggregatorConfig) -> AggregateOutput {
+    let mut tally = Tally::default();
+    let mut write_error = None;
+    let mut out = match &cfg.requests_path {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => {
+                write_error = Some(format!("cannot create {}: {e}", p.display()));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut ttft_hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("invariant: valid HDR histogram bounds");
+    let mut e2e_hist = ttft_hist.clone();
+    let started = Instant::now();
+    let tick = cfg.progress_every.unwrap_or(Duration::from_secs(3600));
+    let mut next_progress = started + tick;
+    let mut line = Vec::with_capacity(512);
+    loop {
+        let wait = next_progress.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(rec) => {
+                tally.add(&rec);
+                if let Some(t) = rec.ttft_s {
+                    ttft_hist.saturating_record((t * 1e6) as u64);
+                }
+                if let Some(t) = rec.e2e_s {
+                    e2e_hist.saturating_record((t * 1e6) as u64);
+                }
+                if let Some(w) = out.as_mut() {
+                    line.clear();
+                    let res = serde_json::to_writer(&mut line, &rec)
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| {
+                            line.push(b'\n');
+                            w.write_all(&line)
+                        });
+                    if let Err(e) = res {
+                        write_error = Some(format!("writing request records: {e}"));
+                        out = None;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if cfg.progress_every.is_some() && Instant::now() >= next_progress {
+            next_progress += tick;
+            let done = tally.total();
+            let elapsed = started.elapsed().as_secs_f64();
+            tracing::info!(
+                done,
+                planned = cfg.planned,
+                failed = done - tally.ok,
+                in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done),
+                rps = format!("{:.1}", tally.ok as f64 / elapsed.max(1e-9)),
+                ttft_p50_ms = format!("{:.1}", ttft_hist.value_at_quantile(0.5) as f64 / 1e3),
+                e2e_p95_ms = format!("{:.1}", e2e_hist.value_at_quantile(0.95) as f64 / 1e3),
+                "progress"
+            );
+        }
+    }
+    if let Some(mut w) = out
+        && let Err(e) = w.flush().and_then(|()| w.get_ref().sync_all())
+    {
+        write_error = Some(format!("writing request records: {e}"));
+    }
+    AggregateOutput { tally, write_error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ErrorKind;
+
+    fn rec(ok: bool, ttft: f64, e2e: f64, tokens: Option<u32>) -> RequestRecord {
+        RequestRecord {
+            seq: 0,
+            prompt_index: 0,
+            scheduled_s: 1.0,
+            start_s: 1.5,
+            http_status: Some(if ok { 200 } else { 503 }),
+            ok,
+            error_kind: (!ok).then_some(ErrorKind::Http),
+            error: None,
+            ttft_s: ok.then_some(ttft),
+            e2e_s: ok.then_some(e2e),
+            total_s: e2e,
+            content_chunks: 3,
+            output_tokens: tokens,
+            prompt_tokens: tokens.map(|_| 5),
+            finish_reason: None,
+            itl_mean_s: None,
+            itl_max_s: None,
+            itl_gaps: vec![0.1, 0.2],
+        }
+    }
+
+    #[test]
+    fn tally_counts_errors_tokens_and_rates() {
+        let mut t = Tally::default();
+        t.add(&rec(true, 0.1, 1.0, Some(11)));
+        t.add(&rec(true, 0.2, 2.0, Some(21)));
+        t.add(&rec(false, 0.0, 0.5, None));
+        let m = t.metrics(2.0);
+        assert_eq!(m.total_requests, 3);
+        assert_eq!(m.successful_requests, 2);
+        assert_eq!(m.errors_by_kind.get("http_503"), Some(&1));
+        assert!((m.success_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.output_tokens, 32);
+        assert_eq!(m.requests_per_s, Some(1.0));
+        assert_eq!(m.output_tokens_per_s, Some(16.0));
+        assert_eq!(m.itl_s.count, 4);
+        // tpot = (e2e - ttft) / (tokens - 1): 0.9/10 and 1.8/20
+        assert!((m.tpot_s.max.unwrap() - 0.09).abs() < 1e-6);
+        assert!((m.client_queue_s.p50.unwrap() - 0.5).abs() < 1e-6);
+        assert_eq!(m.e2e_adjusted_s.count, 3);
+    }
+
+    #[test]
+    fn missing_usage_is_flagged_not_filled_in() {
+        let mut t = Tally::default();
+        t.add(&rec(true, 0.1, 1.0, None));
+        let m = t.metrics(1.0);
+        assert_eq!(m.responses_without_usage, 1);
+        assert_eq!(m.output_tokens, 0);
+        assert_eq!(m.output_tokens_per_s, None);
+    }
+
+    #[test]
+    fn merge_equals_adding_everything_to_one() {
+        let (mut a, mut b, mut all) = (Tally::default(), Tally::default(), Tally::default());
+        for (i, r) in [rec(true, 0.1, 1.0, Some(3)), rec(false, 0.0, 0.1, None), rec(true, 0.3, 3.0, Some(5))]
+            .iter()
+            .enumerate()
+        {
+            if i % 2 == 0 { a.add(r) } else { b.add(r) }
+            all.add(r);
+        }
+        a.merge(&b);
+        assert_eq!(a.metrics(1.0), all.metrics(1.0));
+    }
+
+    #[test]
+    fn aggregator_writes_one_line_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl.partial");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: Some(path.clone()),
+            progress_every: None,
+            planned: 2,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
+        tx.send(rec(false, 0.0, 0.1, None)).unwrap();
+        drop(tx);
+        let out = h.join().unwrap();
+        assert_eq!(out.tally.total(), 2);
+        assert!(out.write_error.is_none());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["error_kind"], "http");
+        assert_eq!(lines[1]["http_status"], 503);
+        assert!(lines[0].get("itl_gaps").is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! Client-side percentiles.
+//!
+//! **Rank rule** (used everywhere in this project): exact *nearest-rank* over all samples. For `n`
+//! sorted samples and quantile `q` in (0, 1], the percentile is the sample at 1-based rank
+//! `ceil(q * n)` (rank 1 for `q * n <= 1`). No interpolation: every reported percentile is a latency
+//! that some request really had. `q * n` is computed in integer parts-per-million, so
+//! `0.95 * 20` is exactly rank 19, not 20 through float error.
+//!
+//! Samples are kept compactly as `f32` seconds (4 bytes each; ~0.1 µs resolution at 1 s, far below
+//! network jitter). Error-adjusted percentiles treat each failure as `+Inf`.
+
+use crate::results::{AdjustedPercentiles, Distribution, Latency};
+
+/// 1-based nearest rank of quantile `q` among `n` samples (`n > 0`).
+pub fn nearest_rank(q: f64, n: usize) -> usize {
+    let ppm = (q.clamp(0.0, 1.0) * 1_000_000.0).round() as u128;
+    let n128 = n as u128;
+    let rank = (ppm * n128).div_ceil(1_000_000);
+    (rank as usize).clamp(1, n.max(1))
+}
+
+/// Exact nearest-rank percentile of `sorted` (ascending); `None` if empty.
+pub fn percentile_sorted(sorted: &[f32], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    Some(f64::from(sorted[nearest_rank(q, sorted.len()) - 1]))
+}
+
+/// A growing set of latency samples (seconds).
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    values: Vec<f32>,
+    sum: f64,
+}
+
+impl Samples {
+    /// Empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one sample (non-finite or negative values are ignored: they are not latencies).
+    pub fn push(&mut self, secs: f64) {
+        if secs.is_finite() && secs >= 0.0 {
+            self.values.push(secs as f32);
+            self.sum += secs;
+        }
+    }
+
+    /// Adds many samples.
+    pub fn extend_from_slice(&mut self, secs: &[f32]) {
+        for &s in secs {
+            self.push(f64::from(s));
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Merges another set (for sharded runs).
+    pub fn merge(&mut self, other: &Samples) {
+        self.values.extend_from_slice(&other.values);
+        self.sum += other.sum;
+    }
+
+    /// Summary with nearest-rank percentiles.
+    pub fn distribution(&self) -> Distribution {
+        let mut sorted = self.values.clone();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let n = sorted.len();
+        Distribution {
+            count: n as u64,
+            min: sorted.first().map(|v| f64::from(*v)),
+            mean: (n > 0).then(|| self.sum / n as f64),
+            p50: percentile_sorted(&sorted, 0.50),
+            p90: percentile_sorted(&sorted, 0.90),
+            p95: percentile_sorted(&sorted, 0.95),
+            p99: percentile_sorted(&sorted, 0.99),
+            max: sorted.last().map(|v| f64::from(*v)),
+        }
+    }
+
+    /// Error-adjusted percentiles: these samples plus `failures` samples of `+Inf`.
+    pub fn adjusted(&self, failures: u64) -> AdjustedPercentiles {
+        let mut sorted = self.values.clone();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let total = sorted.len() + failures as usize;
+        let at = |q: f64| -> Option<Latency> {
+            if total == 0 {
+                return None;
+            }
+            let rank = nearest_rank(q, total);
+            Some(match sorted.get(rank - 1) {
+                Some(v) => Latency::Finite(f64::from(*v)),
+                None => Latency::Inf,
+            })
+        };
+        AdjustedPercentiles {
+            count: total as u64,
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_is_exact_at_integer_products() {
+        assert_eq!(nearest_rank(0.95, 20), 19); // 0.95*20 = 19 exactly, not 19.000000000000004
+        assert_eq!(nearest_rank(0.95, 21), 20); // 19.95 -> 20
+        assert_eq!(nearest_rank(0.5, 1), 1);
+        assert_eq!(nearest_rank(0.99, 100), 99);
+        assert_eq!(nearest_rank(0.99, 101), 100); // 99.99 -> 100
+        assert_eq!(nearest_rank(0.0, 10), 1);
+        assert_eq!(nearest_rank(1.0, 10), 10);
+    }
+
+    #[test]
+    fn distribution_of_one_to_hundred() {
+        let mut s = Samples::new();
+        for i in (1..=100).rev() {
+            s.push(f64::from(i) / 100.0);
+        }
+        let d = s.distribution();
+        assert_eq!(d.count, 100);
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-6;
+        assert!(close(d.p50, 0.50));
+        assert!(close(d.p90, 0.90));
+        assert!(close(d.p95, 0.95));
+        assert!(close(d.p99, 0.99));
+        assert!(close(d.min, 0.01));
+        assert!(close(d.max, 1.00));
+        assert!(close(d.mean, 0.505));
+    }
+
+    #[test]
+    fn empty_distribution_is_all_null_not_zero() {
+        let d = Samples::new().distribution();
+        assert_eq!(d.count, 0);
+        assert_eq!(d.p95, None);
+        assert_eq!(d.mean, None);
+        assert_eq!(Samples::new().adjusted(0).p95, None);
+    }
+
+    #[test]
+    fn failures_push_adjusted_percentiles_to_inf() {
+        let mut s = Samples::new();
+        for _ in 0..94 {
+            s.push(1.0);
+        }
+        // 94 successes + 6 failures: rank 95 of 100 is a failure.
+        let a = s.adjusted(6);
+        assert_eq!(a.count, 100);
+        assert_eq!(a.p50, Some(Latency::Finite(1.0)));
+        assert_eq!(a.p95, Some(Latency::Inf));
+        // 96 successes + 4 failures: rank 95 is still a success.
+        for _ in 0..2 {
+            s.push(2.0);
+        }
+        assert_eq!(s.adjusted(4).p95, Some(Latency::Finite(2.0)));
+        // Only failures: every percentile is +Inf, never null or 0.
+        assert_eq!(Samples::new().adjusted(3).p50, Some(Latency::Inf));
+    }
+
+    #[test]
+    fn ignores_non_latencies_and_merges() {
+        let mut a = Samples::new();
+        a.push(f64::NAN);
+        a.push(-1.0);
+        a.push(0.5);
+        let mut b = Samples::new();
+        b.push(1.5);
+        a.merge(&b);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.distribution().max, Some(1.5));
+    }
+}

@@ -1,0 +1,388 @@
+//! Prompt sources: the eval JSONL file (the seed's `prompt_inference` field, also `prompt`, `text`,
+//! `messages`), its digest, and the request bodies prepared from it before the load starts.
+//!
+//! Bodies are serialized once, up front, so the hot path only clones a reference-counted buffer.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Fields tried in order when `--prompt-field` is not given.
+pub const DEFAULT_PROMPT_FIELDS: [&str; 4] = ["prompt_inference", "prompt", "text", "messages"];
+
+/// One prompt from the eval file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// A plain text prompt (sent to `/v1/completions` unless the endpoint is `chat`).
+    Text(String),
+    /// OpenAI chat messages (always sent to `/v1/chat/completions`).
+    Messages(Vec<Value>),
+}
+
+/// Errors reading the eval file. Each names the file, and the line where one is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The file cannot be opened or read.
+    #[error("eval file {path}: cannot read it")]
+    Read {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no prompt.
+    #[error("eval file {path}: no prompts (the file is empty or holds only blank lines)")]
+    Empty {
+        /// File path.
+        path: String,
+    },
+    /// A line is not a JSON object.
+    #[error("eval file {path}, line {line}: not valid JSON ({message})")]
+    NotJson {
+        /// File path.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// serde_json's message.
+        message: String,
+    },
+    /// A line lacks the prompt field, or the field has the wrong type.
+    #[error("eval file {path}, line {line}: {message}")]
+    Field {
+        /// File path.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The prompts of an eval file and its identity.
+#[derive(Debug, Clone)]
+pub struct EvalData {
+    /// Prompts in file order.
+    pub prompts: Vec<Prompt>,
+    /// Full sha256 of the file bytes, lowercase hex.
+    pub sha256: String,
+}
+
+impl EvalData {
+    /// First 8 hex characters of the sha256 (as MLflow shows dataset digests).
+    pub fn digest(&self) -> &str {
+        &self.sha256[..8]
+    }
+}
+
+/// Reads an eval JSONL file. Blank lines are skipped; any other line must be a JSON object with
+/// the prompt in `field` (or the first of [`DEFAULT_PROMPT_FIELDS`] present).
+pub fn load_eval_file(path: &Path, field: Option<&str>) -> Result<EvalData, WorkloadError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| WorkloadError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let text = String::from_utf8_lossy(&bytes);
+    let prompts = parse_jsonl(&text, field, &shown)?;
+    Ok(EvalData { prompts, sha256 })
+}
+
+/// Parses JSONL text (see [`load_eval_file`]); `shown` names the source in errors.
+pub fn parse_jsonl(
+    text: &str,
+    field: Option<&str>,
+    shown: &str,
+) -> Result<Vec<Prompt>, WorkloadError> {
+    let mut prompts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(trimmed).map_err(|e| WorkloadError::NotJson {
+            path: shown.to_string(),
+            line: line_no,
+            message: e.to_string(),
+        })?;
+        let field_err = |message: String| WorkloadError::Field {
+            path: shown.to_string(),
+            line: line_no,
+            message,
+        };
+        let Value::Object(obj) = &value else {
+            return Err(field_err(format!(
+                "expected a JSON object, found {}",
+                kind_of(&value)
+            )));
+        };
+        let (name, raw) = match field {
+            Some(f) => match obj.get(f) {
+                Some(v) => (f, v),
+                None => return Err(field_err(format!("missing field `{f}` (set by --prompt-field)"))),
+            },
+            None => match DEFAULT_PROMPT_FIELDS
+                .iter()
+                .find_map(|f| obj.get(*f).map(|v| (*f, v)))
+            {
+                Some(found) => found,
+                None => {
+                    return Err(field_err(format!(
+                        "no prompt field: expected one of {} (or choose one with --prompt-field)",
+                        DEFAULT_PROMPT_FIELDS.map(|f| format!("`{f}`")).join(", ")
+                    )));
+                }
+            },
+        };
+        prompts.push(prompt_from_value(name, raw).map_err(field_err)?);
+    }
+    if prompts.is_empty() {
+        return Err(WorkloadError::Empty {
+            path: shown.to_string(),
+        });
+    }
+    Ok(prompts)
+}
+
+fn prompt_from_value(name: &str, raw: &Value) -> Result<Prompt, String> {
+    match raw {
+        Value::String(s) if s.is_empty() => Err(format!("field `{name}` is an empty string")),
+        Value::String(s) => Ok(Prompt::Text(s.clone())),
+        Value::Array(items) if name == "messages" || looks_like_messages(items) => {
+            if items.is_empty() {
+                return Err(format!("field `{name}` is an empty list of messages"));
+            }
+            for (i, m) in items.iter().enumerate() {
+                if m.get("role").and_then(Value::as_str).is_none() {
+                    return Err(format!("field `{name}`: message {i} has no string `role`"));
+                }
+            }
+            Ok(Prompt::Messages(items.clone()))
+        }
+        other => Err(format!(
+            "field `{name}` must be a string{}, found {}",
+            if name == "messages" { " or a list of chat messages" } else { "" },
+            kind_of(other)
+        )),
+    }
+}
+
+fn looks_like_messages(items: &[Value]) -> bool {
+    items.first().and_then(|m| m.get("role")).is_some()
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Which OpenAI endpoint a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/chat/completions`.
+    Chat,
+}
+
+impl Endpoint {
+    /// Path below the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Chat => "/v1/chat/completions",
+        }
+    }
+}
+
+/// The `--endpoint` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointChoice {
+    /// Completions for text rows, chat for rows that carry `messages` (default).
+    #[default]
+    Auto,
+    /// Completions for text rows (rows with `messages` still go to chat).
+    Completions,
+    /// Chat for every row (text becomes one user message).
+    Chat,
+}
+
+impl EndpointChoice {
+    /// The name used in flags and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointChoice::Auto => "auto",
+            EndpointChoice::Completions => "completions",
+            EndpointChoice::Chat => "chat",
+        }
+    }
+}
+
+/// Sampling parameters common to every request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// `max_tokens`.
+    pub max_tokens: u32,
+    /// `temperature`.
+    pub temperature: f64,
+}
+
+/// A request ready to send: endpoint and serialized body.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    /// Index of the prompt in the eval file (0-based, blank lines skipped).
+    pub prompt_index: u32,
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// JSON body (streaming with usage).
+    pub body: Bytes,
+}
+
+/// Builds the streaming request body for each prompt: `model`, the prompt or messages,
+/// `max_tokens`, `temperature`, `stream: true`, `stream_options.include_usage: true`.
+pub fn prepare_requests(
+    prompts: &[Prompt],
+    model: &str,
+    choice: EndpointChoice,
+    sampling: Sampling,
+) -> Vec<PreparedRequest> {
+    prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (endpoint, mut body) = match (p, choice) {
+                (Prompt::Text(t), EndpointChoice::Chat) => (
+                    Endpoint::Chat,
+                    json!({"messages": [{"role": "user", "content": t}]}),
+                ),
+                (Prompt::Text(t), _) => (Endpoint::Completions, json!({"prompt": t})),
+                (Prompt::Messages(m), _) => (Endpoint::Chat, json!({"messages": m})),
+            };
+            let obj = body
+                .as_object_mut()
+                .expect("invariant: body built as an object above");
+            obj.insert("model".into(), json!(model));
+            obj.insert("max_tokens".into(), json!(sampling.max_tokens));
+            obj.insert("temperature".into(), json!(sampling.temperature));
+            obj.insert("stream".into(), json!(true));
+            obj.insert("stream_options".into(), json!({"include_usage": true}));
+            PreparedRequest {
+                prompt_index: u32::try_from(i).unwrap_or(u32::MAX),
+                endpoint,
+                body: Bytes::from(serde_json::to_vec(&body).expect("invariant: JSON values serialize")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_text(text: &str, field: Option<&str>) -> String {
+        parse_jsonl(text, field, "eval.jsonl").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_seed_field_then_fallbacks_and_skips_blank_lines() {
+        let text = "{\"prompt_inference\": \"a\", \"prompt\": \"ignored\"}\n\n{\"prompt\": \"b\"}\n{\"text\": \"c\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"d\"}]}\n";
+        let p = parse_jsonl(text, None, "f").unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0], Prompt::Text("a".into()));
+        assert_eq!(p[1], Prompt::Text("b".into()));
+        assert_eq!(p[2], Prompt::Text("c".into()));
+        assert!(matches!(&p[3], Prompt::Messages(m) if m.len() == 1));
+    }
+
+    #[test]
+    fn forced_field_is_used_and_its_absence_named() {
+        let text = "{\"question\": \"q\", \"prompt\": \"p\"}\n";
+        assert_eq!(
+            parse_jsonl(text, Some("question"), "f").unwrap(),
+            vec![Prompt::Text("q".into())]
+        );
+        assert_eq!(
+            err_text("{\"prompt\": \"p\"}", Some("question")),
+            "eval file eval.jsonl, line 1: missing field `question` (set by --prompt-field)"
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let e = err_text("{\"prompt\": \"ok\"}\n\n{not json}\n", None);
+        assert!(e.starts_with("eval file eval.jsonl, line 3: not valid JSON"), "{e}");
+        let e = err_text("{\"prompt\": \"ok\"}\n{\"answer\": \"x\"}\n", None);
+        assert!(e.starts_with("eval file eval.jsonl, line 2: no prompt field"), "{e}");
+        let e = err_text("{\"prompt\": 5}\n", None);
+        assert_eq!(e, "eval file eval.jsonl, line 1: field `prompt` must be a string, found a number");
+        let e = err_text("[1,2]\n", None);
+        assert!(e.contains("line 1: expected a JSON object, found an array"), "{e}");
+        let e = err_text("{\"messages\": [{\"content\": \"x\"}]}", None);
+        assert!(e.contains("message 0 has no string `role`"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        assert_eq!(
+            err_text("\n  \n", None),
+            "eval file eval.jsonl: no prompts (the file is empty or holds only blank lines)"
+        );
+    }
+
+    #[test]
+    fn digest_is_first_eight_hex_of_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        std::fs::write(&p, "{\"prompt\": \"hi\"}\n").unwrap();
+        let d = load_eval_file(&p, None).unwrap();
+        // sha256 of the exact bytes above, computed independently with `sha256sum`.
+        assert_eq!(d.sha256.len(), 64);
+        assert_eq!(d.digest(), &d.sha256[..8]);
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let missing = load_eval_file(&dir.path().join("nope.jsonl"), None).unwrap_err();
+        assert!(missing.to_string().contains("nope.jsonl: cannot read it"));
+    }
+
+    #[test]
+    fn request_bodies_stream_with_usage_and_pick_endpoint() {
+        let prompts = vec![
+            Prompt::Text("hello".into()),
+            Prompt::Messages(vec![json!({"role": "user", "content": "hi"})]),
+        ];
+        let s = Sampling { max_tokens: 64, temperature: 0.0 };
+        let reqs = prepare_requests(&prompts, "cand", EndpointChoice::Auto, s);
+        assert_eq!(reqs[0].endpoint, Endpoint::Completions);
+        assert_eq!(reqs[1].endpoint, Endpoint::Chat);
+        let b0: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+        assert_eq!(b0["prompt"], "hello");
+        assert_eq!(b0["model"], "cand");
+        assert_eq!(b0["max_tokens"], 64);
+        assert_eq!(b0["stream"], true);
+        assert_eq!(b0["stream_options"]["include_usage"], true);
+        let chat = prepare_requests(&prompts[..1], "cand", EndpointChoice::Chat, s);
+        let b: Value = serde_json::from_slice(&chat[0].body).unwrap();
+        assert_eq!(chat[0].endpoint, Endpoint::Chat);
+        assert_eq!(b["messages"][0]["content"], "hello");
+    }
+}

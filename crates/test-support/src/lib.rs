@@ -1,0 +1,25 @@
+//! Test fixtures shared by the integration tests: real servers (Prometheus, MLflow) started as
+//! child processes on free loopback ports, stopped when the fixture is dropped.
+//!
+//! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
+
+pub mod mlflow;
+pub mod prometheus;
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests run here).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("invariant: can bind an ephemeral loopback port")
+}
+
+/// The machine-wide cache directory the project's scripts install tools into
+/// (`$VPG_CACHE_DIR`, else `$HOME/.cache/vllm-perf-gate`).
+pub fn cache_dir() -> std::path::PathBuf {
+    if let Ok(d) = std::env::var("VPG_CACHE_DIR") {
+        return d.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    std::path::Path::new(&home).join(".cache/vllm-perf-gate")
+}

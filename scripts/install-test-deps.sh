@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine, and nothing twice:
+#   - Debian's `prometheus` (apt-get)
+#   - MLflow 3.17.2 with the basic-auth extra, in a venv under the cache dir (pip)
+# The cache dir is $VPG_CACHE_DIR, else ~/.cache/vllm-perf-gate. Needs root for apt-get (or sudo).
+set -euo pipefail
+
+CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
+MLFLOW_VERSION=${MLFLOW_VERSION:-3.17.2}
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+if ! command -v prometheus >/dev/null 2>&1; then
+  log "installing Debian's prometheus (about 15 s)"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null
+fi
+log "prometheus: $(prometheus --version 2>&1 | head -1)"
+
+VENV="$CACHE/mlflow-venv"
+if ! "$VENV/bin/python" -c 'import mlflow, flask_wtf' >/dev/null 2>&1 \
+   || [ "$("$VENV/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" != "$MLFLOW_VERSION" ]; then
+  log "installing mlflow[auth]==$MLFLOW_VERSION into $VENV (about 1.5 min)"
+  mkdir -p "$CACHE"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "mlflow[auth]==$MLFLOW_VERSION" >&2
+fi
+log "mlflow: $("$VENV/bin/mlflow" --version 2>&1 | tail -1)"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "cargo-nextest missing: installing it from crates.io (a few minutes)"
+  cargo install --locked cargo-nextest >&2
+fi

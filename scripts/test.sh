@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (scripts/install-test-deps.sh), then runs
+# every gate CI applies. `.ci/run` calls exactly this.
+#   scripts/test.sh            everything
+#   SKIP_INSTALL=1 scripts/test.sh   when the deps are known to be there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUST_BACKTRACE=0
+stage() { STAGE_NAME=$1; STAGE_START=$(date +%s); printf '\n== %s\n' "$1"; }
+stage_end() { printf '== %s: %ss\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_START ))"; }
+
+stage "install test dependencies"
+[ "${SKIP_INSTALL:-0}" = 1 ] || scripts/install-test-deps.sh
+stage_end
+
+stage "cargo fmt --check"
+cargo fmt --all -- --check
+stage_end
+
+stage "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+stage_end
+
+stage "cargo nextest (unit + integration: vllm-sim, real Prometheus, real MLflow)"
+cargo nextest run --workspace --locked --profile ci
+stage_end
+
+stage "doc tests and rustdoc"
+cargo test --workspace --doc --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+stage_end
+
+if [ -x scripts/validate-deploy.sh ]; then
+  stage "deployment artifacts (Argo, Kubernetes, Dockerfile, Grafana)"
+  scripts/validate-deploy.sh
+  stage_end
+fi
+
+stage "demo (end to end on built-in defaults)"
+DEMO_PROFILE=debug scripts/demo.sh
+stage_end
