@@ -1,0 +1,288 @@
+//! Simulator configuration: every knob of the binary's command line, as a plain struct.
+//!
+//! [`SimConfig`] is what tests build in-process (start from [`SimConfig::default`] and
+//! override fields); the `vllm-sim` binary maps its flags onto it one to one. The flag
+//! name of each field is given in its rustdoc.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A LoRA adapter served next to the base model (`--lora-modules name=path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoraModule {
+    /// Name clients put in the `model` field (the `id` in `/v1/models`).
+    pub name: String,
+    /// Adapter path, shown as `root` in `/v1/models`.
+    pub path: String,
+}
+
+impl LoraModule {
+    /// An adapter called `name`, loaded from `path`.
+    pub fn new(name: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+        }
+    }
+}
+
+impl FromStr for LoraModule {
+    type Err = ConfigError;
+
+    /// Parses vLLM's `name=path` form.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, path)) if !name.trim().is_empty() && !path.trim().is_empty() => {
+                Ok(Self::new(name.trim(), path.trim()))
+            }
+            _ => Err(ConfigError::LoraModule(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for LoraModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.path)
+    }
+}
+
+/// How a stream chosen by `--cut-rate` ends (`--cut-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CutMode {
+    /// The chunked body ends cleanly (terminating chunk sent) but without `data: [DONE]`.
+    #[default]
+    Eof,
+    /// The connection is dropped mid-body (no terminating chunk): the client sees a body error.
+    Reset,
+}
+
+impl FromStr for CutMode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "eof" => Ok(Self::Eof),
+            "reset" => Ok(Self::Reset),
+            _ => Err(ConfigError::CutMode(s.to_owned())),
+        }
+    }
+}
+
+/// Everything the simulator needs to run; `Default` gives the documented flag defaults.
+///
+/// Latency model: a request waits in a FIFO queue for one of `max_num_seqs` running slots
+/// (queue time), its first token comes `ttft` after it got a slot, and every further token
+/// `itl * (1 + decode_slowdown * running / max_num_seqs)` after the previous one. Each of
+/// those delays is multiplied by a factor drawn uniformly from `[1 - jitter, 1 + jitter]`.
+/// TTFT as a client or `vllm:time_to_first_token_seconds` sees it is therefore
+/// queue time + `ttft`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Address to bind (binary: `--host`/`--port`); default `127.0.0.1:0` (any free port).
+    pub addr: SocketAddr,
+    /// `--served-model-name`: the base model's name (default `tiny-base`); also the
+    /// `model_name` label of every engine metric, LoRA requests included.
+    pub served_model_name: String,
+    /// `--model-root`: the base model's `root` in `/v1/models` (default `/models/base`).
+    pub model_root: String,
+    /// `--lora-modules name=path` (repeatable): adapters served next to the base
+    /// (default one: `candidate=/models/lora`).
+    pub lora_modules: Vec<LoraModule>,
+    /// `--max-model-len`: context length (default 1024); `max_tokens` above it is a 400.
+    pub max_model_len: u32,
+    /// `--max-loras`: shown as the `max_lora` label of `vllm:lora_requests_info` (default 1).
+    pub max_loras: u32,
+    /// `--ttft`: delay from getting a running slot to the first token (default 50 ms).
+    pub ttft: Duration,
+    /// `--itl`: base delay between two tokens (default 10 ms).
+    pub itl: Duration,
+    /// `--jitter`: every delay is multiplied by a uniform factor in `[1 - jitter, 1 + jitter]`
+    /// (default 0; must be in `[0, 1)`).
+    pub jitter: f64,
+    /// `--seed`: seeds the per-request random generators (faults, jitter, text; default 0).
+    /// Request number `i` (in arrival order) always gets the same draws.
+    pub seed: u64,
+    /// `--max-num-seqs`: running sequences; more requests wait in a FIFO queue (default 256).
+    pub max_num_seqs: usize,
+    /// `--decode-slowdown`: `k` in `itl * (1 + k * running / max_num_seqs)` (default 0).
+    pub decode_slowdown: f64,
+    /// `--stop-probability`: chance, per generated token, that the sequence ends there
+    /// with `finish_reason: "stop"` (default 0; ignored for requests with `ignore_eos`).
+    pub stop_probability: f64,
+    /// `--error-rate`: fraction of generation requests answered with HTTP 500 (default 0).
+    pub error_rate: f64,
+    /// `--cut-rate`: fraction of streaming requests whose body ends mid-stream, without
+    /// `[DONE]` (default 0).
+    pub cut_rate: f64,
+    /// `--cut-mode`: how a cut stream ends (default [`CutMode::Eof`]).
+    pub cut_mode: CutMode,
+    /// `--kv-cache-tokens`: KV cache capacity in tokens; `vllm:kv_cache_usage_perc` =
+    /// tokens held by running sequences / this (default 8192).
+    pub kv_cache_tokens: u64,
+    /// `--gpu-util`: also expose a fake DCGM gauge `DCGM_FI_DEV_GPU_UTIL` (default off).
+    pub gpu_util: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            served_model_name: "tiny-base".to_owned(),
+            model_root: "/models/base".to_owned(),
+            lora_modules: vec![LoraModule::new("candidate", "/models/lora")],
+            max_model_len: 1024,
+            max_loras: 1,
+            ttft: Duration::from_millis(50),
+            itl: Duration::from_millis(10),
+            jitter: 0.0,
+            seed: 0,
+            max_num_seqs: 256,
+            decode_slowdown: 0.0,
+            stop_probability: 0.0,
+            error_rate: 0.0,
+            cut_rate: 0.0,
+            cut_mode: CutMode::Eof,
+            kv_cache_tokens: 8192,
+            gpu_util: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks the cross-field rules: fractions in range, non-zero capacities, unique names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fraction = |name: &'static str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Fraction { name, value: v })
+            }
+        };
+        fraction("error-rate", self.error_rate)?;
+        fraction("cut-rate", self.cut_rate)?;
+        fraction("stop-probability", self.stop_probability)?;
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(ConfigError::Jitter(self.jitter));
+        }
+        if !(self.decode_slowdown >= 0.0 && self.decode_slowdown.is_finite()) {
+            return Err(ConfigError::DecodeSlowdown(self.decode_slowdown));
+        }
+        if self.max_num_seqs == 0 {
+            return Err(ConfigError::Zero("max-num-seqs"));
+        }
+        if self.max_model_len == 0 {
+            return Err(ConfigError::Zero("max-model-len"));
+        }
+        if self.kv_cache_tokens == 0 {
+            return Err(ConfigError::Zero("kv-cache-tokens"));
+        }
+        if self.served_model_name.is_empty() {
+            return Err(ConfigError::EmptyModelName);
+        }
+        let mut names = vec![self.served_model_name.as_str()];
+        for lora in &self.lora_modules {
+            if names.contains(&lora.name.as_str()) {
+                return Err(ConfigError::DuplicateModel(lora.name.clone()));
+            }
+            names.push(&lora.name);
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration given as bare seconds (`0.05`, `2`) or humantime (`50ms`, `1m 30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Duration(s.to_owned()));
+    }
+    humantime::parse_duration(t).map_err(|_| ConfigError::Duration(s.to_owned()))
+}
+
+/// A configuration value the simulator cannot run with.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A `--lora-modules` entry not of the form `name=path`.
+    #[error("invalid lora module `{0}`: expected name=path")]
+    LoraModule(String),
+    /// An unknown `--cut-mode`.
+    #[error("invalid cut mode `{0}`: expected eof or reset")]
+    CutMode(String),
+    /// A duration that is neither seconds nor humantime.
+    #[error("invalid duration `{0}`: expected seconds (0.05) or humantime (50ms)")]
+    Duration(String),
+    /// A rate or probability outside `[0, 1]`.
+    #[error("--{name} must be in [0, 1], got {value}")]
+    Fraction {
+        /// Flag name.
+        name: &'static str,
+        /// Value given.
+        value: f64,
+    },
+    /// `--jitter` outside `[0, 1)`.
+    #[error("--jitter must be in [0, 1), got {0}")]
+    Jitter(f64),
+    /// `--decode-slowdown` negative or not finite.
+    #[error("--decode-slowdown must be a finite number >= 0, got {0}")]
+    DecodeSlowdown(f64),
+    /// A capacity that must be positive.
+    #[error("--{0} must be greater than 0")]
+    Zero(&'static str),
+    /// An empty `--served-model-name`.
+    #[error("--served-model-name must not be empty")]
+    EmptyModelName,
+    /// Two models with the same name.
+    #[error("model name `{0}` is used twice")]
+    DuplicateModel(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lora_module_parses_name_and_path() {
+        let m: LoraModule = "cand=/a/b=c".parse().expect("valid");
+        assert_eq!(m, LoraModule::new("cand", "/a/b=c"));
+        assert!("nopath".parse::<LoraModule>().is_err());
+        assert!("=/x".parse::<LoraModule>().is_err());
+        assert!("x=".parse::<LoraModule>().is_err());
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_humantime() {
+        assert_eq!(parse_duration("0.05"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_rejected() {
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut SimConfig)| {
+            let mut c = SimConfig::default();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.error_rate = 1.5));
+        assert!(bad(|c| c.cut_rate = -0.1));
+        assert!(bad(|c| c.jitter = 1.0));
+        assert!(bad(|c| c.max_num_seqs = 0));
+        assert!(bad(|c| c.decode_slowdown = f64::NAN));
+        assert!(bad(|c| c
+            .lora_modules
+            .push(LoraModule::new("tiny-base", "/x"))));
+    }
+
+    #[test]
+    fn cut_mode_parses() {
+        assert_eq!("EOF".parse(), Ok(CutMode::Eof));
+        assert_eq!("reset".parse(), Ok(CutMode::Reset));
+        assert!("boom".parse::<CutMode>().is_err());
+    }
+}

@@ -1,0 +1,43 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Example
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! let sim = vllm_sim::spawn(vllm_sim::SimConfig {
+//!     ttft: Duration::from_millis(20),
+//!     max_num_seqs: 4,
+//!     ..Default::default()
+//! })
+//! .await?;
+//! println!("{}", sim.base_url()); // http://127.0.0.1:PORT
+//! sim.shutdown().await
+//! # }
+//! ```
+//!
+//! ## Modules
+//!
+//! Crate-private, documented for maintainers: `config` (the knobs), `models` (`/v1/models`
+//! and name lookup), `openai` (request validation, error bodies), `tokens` (prompt counting,
+//! output text), `faults` (seeded per-request plans), `latency` (delays), `engine` (queue,
+//! slots, token schedule), `sse` and `completions` (response framing), `metrics` (Prometheus
+//! exposition), `server` (routes, [`spawn`], [`SimHandle`]).
+#![warn(missing_docs)]
+
+mod completions;
+mod config;
+mod engine;
+mod faults;
+mod latency;
+mod metrics;
+mod models;
+mod openai;
+mod server;
+mod sse;
+mod tokens;
+
+pub use config::{ConfigError, CutMode, LoraModule, SimConfig, parse_duration};
+pub use engine::SimStats;
+pub use metrics::FinishReason;
+pub use server::{SimHandle, VERSION, spawn};

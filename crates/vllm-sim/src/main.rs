@@ -1,0 +1,204 @@
+//! `vllm-sim`: serve the vLLM simulator on a TCP port until SIGINT/SIGTERM.
+//!
+//! Every flag also reads a `VLLM_SIM_*` environment variable; the command line wins.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use vllm_sim::{CutMode, LoraModule, SimConfig, parse_duration};
+
+/// A vLLM 0.32-compatible simulator: OpenAI API with SSE streaming, Prometheus /metrics,
+/// a latency model, a FIFO queue and fault injection. Durations take seconds (0.05) or
+/// humantime (50ms).
+#[derive(Debug, Parser)]
+#[command(name = "vllm-sim", version)]
+struct Cli {
+    /// Interface to listen on.
+    #[arg(long, env = "VLLM_SIM_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, env = "VLLM_SIM_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Base model name (also the model_name label of all engine metrics).
+    #[arg(long, env = "VLLM_SIM_SERVED_MODEL_NAME", default_value = "tiny-base")]
+    served_model_name: String,
+    /// Base model path shown as `root` in /v1/models.
+    #[arg(long, env = "VLLM_SIM_MODEL_ROOT", default_value = "/models/base")]
+    model_root: String,
+    /// LoRA adapters as name=path: repeat the flag, or separate with spaces or commas;
+    /// `none` (or an empty value) serves none.
+    #[arg(
+        long,
+        env = "VLLM_SIM_LORA_MODULES",
+        value_delimiter = ',',
+        num_args = 1..,
+        default_value = "candidate=/models/lora"
+    )]
+    lora_modules: Vec<String>,
+    /// Context length; max_tokens above it (or prompt + max_tokens) is rejected with 400.
+    #[arg(long, env = "VLLM_SIM_MAX_MODEL_LEN", default_value_t = 1024)]
+    max_model_len: u32,
+    /// Value of the max_lora label of vllm:lora_requests_info.
+    #[arg(long, env = "VLLM_SIM_MAX_LORAS", default_value_t = 1)]
+    max_loras: u32,
+    /// Delay from getting a running slot to the first token (TTFT = queue time + this).
+    #[arg(long, env = "VLLM_SIM_TTFT", default_value = "50ms", value_parser = parse_duration)]
+    ttft: Duration,
+    /// Base delay between tokens.
+    #[arg(long, env = "VLLM_SIM_ITL", default_value = "10ms", value_parser = parse_duration)]
+    itl: Duration,
+    /// Each delay is multiplied by a uniform factor in [1 - jitter, 1 + jitter]; in [0, 1).
+    #[arg(long, env = "VLLM_SIM_JITTER", default_value_t = 0.0)]
+    jitter: f64,
+    /// Seed of the per-request random draws (faults, jitter, text).
+    #[arg(long, env = "VLLM_SIM_SEED", default_value_t = 0)]
+    seed: u64,
+    /// Running sequences; further requests wait in a FIFO queue.
+    #[arg(long, env = "VLLM_SIM_MAX_NUM_SEQS", default_value_t = 256)]
+    max_num_seqs: usize,
+    /// k in itl * (1 + k * running / max-num-seqs): decode slows down with load.
+    #[arg(long, env = "VLLM_SIM_DECODE_SLOWDOWN", default_value_t = 0.0)]
+    decode_slowdown: f64,
+    /// Per-token chance that a sequence ends there with finish_reason "stop".
+    #[arg(long, env = "VLLM_SIM_STOP_PROBABILITY", default_value_t = 0.0)]
+    stop_probability: f64,
+    /// Fraction of generation requests answered with HTTP 500.
+    #[arg(long, env = "VLLM_SIM_ERROR_RATE", default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fraction of streaming requests cut mid-stream (no [DONE]).
+    #[arg(long, env = "VLLM_SIM_CUT_RATE", default_value_t = 0.0)]
+    cut_rate: f64,
+    /// How a cut stream ends: eof (clean end of body) or reset (connection dropped).
+    #[arg(long, env = "VLLM_SIM_CUT_MODE", default_value = "eof")]
+    cut_mode: CutMode,
+    /// KV cache capacity in tokens (vllm:kv_cache_usage_perc = held tokens / this).
+    #[arg(long, env = "VLLM_SIM_KV_CACHE_TOKENS", default_value_t = 8192)]
+    kv_cache_tokens: u64,
+    /// Also expose a fake DCGM_FI_DEV_GPU_UTIL{gpu="0"} gauge that rises with load.
+    #[arg(long, env = "VLLM_SIM_GPU_UTIL")]
+    gpu_util: bool,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, env = "VLLM_SIM_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// On SIGINT/SIGTERM, wait this long for requests in flight before exiting.
+    #[arg(long, env = "VLLM_SIM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Log format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, env = "VLLM_SIM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl TryFrom<&Cli> for SimConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(cli: &Cli) -> anyhow::Result<Self> {
+        let addr: SocketAddr = (cli.host.as_str(), cli.port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving --host {}", cli.host))?
+            .next()
+            .ok_or_else(|| anyhow!("--host {} resolves to no address", cli.host))?;
+        let lora_modules = cli
+            .lora_modules
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .filter(|v| !v.eq_ignore_ascii_case("none"))
+            .map(str::parse::<LoraModule>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = SimConfig {
+            addr,
+            served_model_name: cli.served_model_name.clone(),
+            model_root: cli.model_root.clone(),
+            lora_modules,
+            max_model_len: cli.max_model_len,
+            max_loras: cli.max_loras,
+            ttft: cli.ttft,
+            itl: cli.itl,
+            jitter: cli.jitter,
+            seed: cli.seed,
+            max_num_seqs: cli.max_num_seqs,
+            decode_slowdown: cli.decode_slowdown,
+            stop_probability: cli.stop_probability,
+            error_rate: cli.error_rate,
+            cut_rate: cli.cut_rate,
+            cut_mode: cli.cut_mode,
+            kv_cache_tokens: cli.kv_cache_tokens,
+            gpu_util: cli.gpu_util,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let result = builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|rt| rt.block_on(run(&cli)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vllm-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = SimConfig::try_from(cli)?;
+    let sim = vllm_sim::spawn(config)
+        .await
+        .context("starting the simulator")?;
+    eprintln!("vllm-sim listening on {}", sim.base_url());
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    match tokio::time::timeout(cli.shutdown_grace, sim.shutdown()).await {
+        Ok(result) => result.context("serving")?,
+        Err(_) => tracing::warn!(grace = ?cli.shutdown_grace, "requests still in flight at exit"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

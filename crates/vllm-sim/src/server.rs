@@ -1,0 +1,156 @@
+//! The HTTP server: routes, [`spawn`] and the [`SimHandle`] that stops it.
+//!
+//! Routes: `GET /health` (200, empty body), `GET /version`, `GET /v1/models`,
+//! `POST /v1/completions`, `POST /v1/chat/completions`, `GET /metrics`. Anything else is
+//! FastAPI's `404 {"detail":"Not Found"}`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::completions::{self, unix_secs};
+use crate::config::SimConfig;
+use crate::engine::{Shared, SimStats};
+use crate::metrics::Handler;
+
+/// Version reported by `GET /version`.
+pub const VERSION: &str = "0.32.0-sim";
+
+/// A running simulator. Dropping it stops accepting connections (requests in flight are
+/// left to finish); [`SimHandle::shutdown`] does the same and waits for them.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SimHandle {
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration the simulator runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    /// What the simulator has done so far.
+    pub fn stats(&self) -> SimStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting connections and waits until requests in flight are done.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.cancel.cancel();
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Binds `config.addr` and serves the simulator on the current tokio runtime.
+///
+/// Fails with [`io::ErrorKind::InvalidInput`] when [`SimConfig::validate`] rejects the
+/// configuration, or with the bind error.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let sim = vllm_sim::spawn(vllm_sim::SimConfig::default()).await?;
+/// let url = format!("{}/v1/models", sim.base_url());
+/// # let _ = url;
+/// sim.shutdown().await
+/// # }
+/// ```
+pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(config, unix_secs()));
+    let cancel = CancellationToken::new();
+    let app = router(Arc::clone(&shared));
+    let shutdown = cancel.clone().cancelled_owned();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    tracing::info!(%addr, "vllm-sim serving");
+    Ok(SimHandle {
+        addr,
+        shared,
+        cancel,
+        task: Some(task),
+    })
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/version", get(version))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/chat/completions", post(completions::chat))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+fn json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, format!("{{\"version\":\"{VERSION}\"}}"))
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Response {
+    shared.metrics.http(Handler::Models, 200);
+    json(StatusCode::OK, shared.models.list_body())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    json(StatusCode::NOT_FOUND, "{\"detail\":\"Not Found\"}")
+}
