@@ -1,0 +1,108 @@
+//! `perf-decision`: step 2 of the vLLM LoRA performance gate (see `--help`).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use perf_gate::decision::{self, PerfDecision, Verdict};
+use perf_gate::{exit, logging};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format == cli::LogFormat::Json);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("perf-decision: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::DEPENDENCY);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("perf-decision: error: {e:#}");
+            ExitCode::from(exit::BAD_INPUT)
+        }
+    }
+}
+
+/// Runs the step and maps its outcome to the documented exit code.
+async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let fail_on_reject = cli.fail_on_reject;
+    let output_dir = cli.output_dir.clone();
+    let config = match cli.into_config() {
+        Ok(c) => c,
+        Err(msg) => {
+            decision::write_error_status(&output_dir);
+            eprintln!("perf-decision: error: {msg}");
+            return Ok(ExitCode::from(exit::BAD_INPUT));
+        }
+    };
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        logging::shutdown_signal().await;
+        tracing::warn!("signal received: stopping (send again to exit at once)");
+        on_signal.cancel();
+        logging::shutdown_signal().await;
+        std::process::exit(i32::from(exit::ABORTED));
+    });
+    match decision::run_step(&config, &cancel).await {
+        Ok(doc) => {
+            print_summary(&doc, &config.output_dir);
+            let rejected = doc.decision == Verdict::Failed && fail_on_reject;
+            Ok(ExitCode::from(if rejected {
+                exit::REJECTED
+            } else {
+                exit::SUCCESS
+            }))
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("perf-decision: error: {:#}", anyhow::Error::new(e));
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn print_summary(doc: &PerfDecision, output_dir: &std::path::Path) {
+    let baseline = match &doc.baseline {
+        Some(b) => format!(
+            "; baseline {}",
+            b.run_id
+                .as_deref()
+                .map(|r| format!("run {r}"))
+                .or_else(|| b.file.clone())
+                .unwrap_or_else(|| "file".into())
+        ),
+        None => String::new(),
+    };
+    println!(
+        "decision: {} ({} mode{baseline})",
+        doc.decision.as_str(),
+        doc.mode.as_str()
+    );
+    for c in &doc.checks {
+        let mark = if c.passed { "pass" } else { "FAIL" };
+        println!("  [{mark}] {}", c.reason);
+    }
+    if let Some(m) = &doc.mlflow {
+        match (&m.run_url, &m.alias_set) {
+            (Some(url), Some(alias)) => println!(
+                "mlflow: run {url}; alias {alias} -> version {}",
+                doc.candidate_version.as_deref().unwrap_or("?")
+            ),
+            _ => println!("mlflow: dry run, nothing written"),
+        }
+    }
+    println!(
+        "wrote {} and {}",
+        output_dir.join(decision::DECISION_FILE).display(),
+        output_dir.join(decision::STATUS_FILE).display()
+    );
+}

@@ -1,0 +1,322 @@
+//! The binary without MLflow: input validation, exit codes, files, env fallbacks, and a
+//! decision file reloaded as a baseline.
+
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+
+#[test]
+fn help_lists_seed_flags_checks_and_exit_codes() {
+    let out = cmd().arg("--help").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for needle in [
+        "--load-test-results",
+        "--model-name",
+        "--max-p95-latency",
+        "--max-p95-ttft",
+        "--min-throughput",
+        "--min-success-rate",
+        "--output-dir",
+        "--candidate-alias",
+        "MLFLOW_TRACKING_URI",
+        "Exit codes:",
+        "4  aborted by a signal",
+        "<= baseline x (1 + --max-latency-regression)",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn bad_results_files_exit_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = serde_json::to_string(&results(GOOD, "a")).unwrap();
+    let mut other_version = serde_json::to_value(results(GOOD, "a")).unwrap();
+    other_version["schema_version"] = 99.into();
+    let cases: [(&str, Option<String>, &str); 5] = [
+        ("missing.json", None, "cannot read"),
+        ("empty.json", Some(String::new()), "is empty"),
+        (
+            "truncated.json",
+            Some(good[..good.len() / 2].to_string()),
+            "is not a valid results document",
+        ),
+        (
+            "v99.json",
+            Some(other_version.to_string()),
+            "has schema_version 99; this build reads version 1",
+        ),
+        (
+            "notjson.json",
+            Some("<html>oops</html>".into()),
+            "is not a valid results document",
+        ),
+    ];
+    for (name, content, message) in cases {
+        let path = dir.path().join(name);
+        if let Some(c) = &content {
+            std::fs::write(&path, c).unwrap();
+        }
+        let out = dir.path().join(format!("out-{name}"));
+        cmd()
+            .arg(format!("--load-test-results={}", path.display()))
+            .args(["--model-name=m", "--no-mlflow"])
+            .arg(format!("--output-dir={}", out.display()))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(path.display().to_string()))
+            .stderr(predicate::str::contains(message));
+        assert_no_decision(&out);
+    }
+}
+
+#[test]
+fn results_that_are_not_completed_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = results(GOOD, "a");
+    r.status = perf_gate::results::RunStatus::Aborted;
+    r.error = Some("SIGTERM during the load".into());
+    let path = write_results(dir.path(), "r.json", &r);
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "has status `aborted` (SIGTERM during the load); only `completed` results can be judged",
+        ));
+    assert_no_decision(dir.path());
+}
+
+#[test]
+fn without_a_tracking_uri_the_step_refuses_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    // a stale decision from an earlier run must not survive an error
+    std::fs::write(
+        dir.path().join("perf_decision.json"),
+        "{\"decision\":\"passed\"}",
+    )
+    .unwrap();
+    let out = cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m"])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file",
+        ));
+    assert!(out.get_output().stdout.is_empty());
+    assert_no_decision(dir.path());
+}
+
+#[test]
+fn no_mlflow_decides_from_files_in_absolute_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "adapter-a"));
+    let out = dir.path().join("out");
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow", "--candidate-version=4"])
+        .arg(format!("--output-dir={}", out.display()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("decision: passed (absolute mode)"))
+        .stdout(predicate::str::contains(
+            "[pass] p95_latency_s = 4 s is < 8 s (absolute)",
+        ))
+        .stderr(predicate::str::contains("MLflow disabled"));
+    assert_eq!(status(&out), "passed");
+    let d = decision(&out);
+    assert_eq!(d["schema_version"], 1);
+    assert_eq!(d["decision"], "passed");
+    assert_eq!(d["mode"], "absolute");
+    assert_eq!(d["candidate_version"], "4");
+    assert_eq!(d["candidate_adapter"], "adapter-a");
+    assert_eq!(d["adapter_root"], "/adapters/adapter-a");
+    assert_eq!(d["mlflow"], serde_json::Value::Null);
+    assert_eq!(d["baseline"], serde_json::Value::Null);
+    assert_eq!(d["metrics"]["p95_latency_s"]["value"], 4.0);
+    assert_eq!(
+        d["metrics"]["gpu_utilization"]["value"],
+        serde_json::Value::Null
+    );
+    assert_eq!(d["thresholds"]["max_p95_latency_s"], 8.0);
+    assert_eq!(d["dataset"]["name"], "eval-d9a73a27");
+    let checks = d["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4);
+    for c in checks {
+        for field in [
+            "name",
+            "value",
+            "absolute_limit",
+            "relative_limit",
+            "baseline_value",
+            "passed",
+            "reason",
+        ] {
+            assert!(c.get(field).is_some(), "check lacks {field}: {c}");
+        }
+    }
+    assert!(
+        d["departures"]
+            .to_string()
+            .contains("not recorded in MLflow")
+    );
+}
+
+#[test]
+fn a_failed_decision_is_exit_0_unless_fail_on_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Figures {
+        p95_latency: 9.0,
+        ..GOOD
+    };
+    let path = write_results(dir.path(), "r.json", &results(slow, "a"));
+    let run = |extra: &[&str], code: i32| {
+        cmd()
+            .arg(format!("--load-test-results={}", path.display()))
+            .args(["--model-name=m", "--no-mlflow"])
+            .args(extra)
+            .arg(format!("--output-dir={}", dir.path().display()))
+            .assert()
+            .code(code)
+            .stdout(predicate::str::contains(
+                "[FAIL] p95_latency_s = 9 s is not < 8 s (absolute)",
+            ));
+        assert_eq!(status(dir.path()), "failed");
+        assert_eq!(decision(dir.path())["decision"], "failed");
+    };
+    run(&[], 0);
+    run(&["--fail-on-reject"], 1);
+}
+
+#[test]
+fn env_vars_stand_in_for_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    cmd()
+        .env("LOAD_TEST_RESULTS", &path)
+        .env("MODEL_NAME", "m")
+        .env("NO_MLFLOW", "1")
+        .env("MAX_P95_LATENCY", "3s")
+        .env("METRICS_SOURCE", "client")
+        .env("FAIL_ON_REJECT", "true")
+        .env("OUTPUT_DIR", dir.path())
+        .assert()
+        .code(1);
+    let d = decision(dir.path());
+    assert_eq!(d["thresholds"]["max_p95_latency_s"], 3.0);
+    assert_eq!(d["metrics_source"], "client");
+    assert_eq!(d["checks"][0]["metric"], "client_p95_latency_s");
+    assert!(d["departures"].to_string().contains("client's figures"));
+}
+
+#[test]
+fn a_previous_decision_file_is_a_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_results(dir.path(), "v1.json", &results(GOOD, "v1"));
+    let out1 = dir.path().join("run1");
+    cmd()
+        .arg(format!("--load-test-results={}", first.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", out1.display()))
+        .assert()
+        .code(0);
+
+    // 30 % slower: within the 8 s floor, beyond baseline x 1.15
+    let slower = Figures {
+        p95_latency: GOOD.p95_latency * 1.3,
+        ..GOOD
+    };
+    let second = write_results(dir.path(), "v2.json", &results(slower, "v2"));
+    let baseline = out1.join("perf_decision.json");
+    // no tracking URI: --baseline-file alone is enough (files only)
+    cmd()
+        .arg(format!("--load-test-results={}", second.display()))
+        .args(["--model-name=m"])
+        .arg(format!("--baseline-file={}", baseline.display()))
+        .arg(format!(
+            "--output-dir={}",
+            dir.path().join("run2").display()
+        ))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "decision: failed (comparative mode; baseline",
+        ))
+        .stdout(predicate::str::contains(
+            "is not <= 4.6 s (baseline 4 s x 1.15)",
+        ))
+        .stderr(predicate::str::contains(
+            "no MLFLOW_TRACKING_URI: deciding against --baseline-file",
+        ));
+    let d = decision(&dir.path().join("run2"));
+    assert_eq!(d["mode"], "comparative");
+    assert_eq!(d["baseline"]["source"], "file");
+    assert_eq!(d["baseline"]["metrics"]["p95_latency_s"]["value"], 4.0);
+    assert_eq!(d["checks"][0]["baseline_value"], 4.0);
+
+    // a failed decision is never a baseline; another model's only with --baseline-any-model
+    let failed = dir.path().join("run2/perf_decision.json");
+    cmd()
+        .arg(format!("--load-test-results={}", first.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--baseline-file={}", failed.display()))
+        .arg(format!(
+            "--output-dir={}",
+            dir.path().join("run3").display()
+        ))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("records a `failed` decision"));
+    let other = dir.path().join("run4");
+    cmd()
+        .arg(format!("--load-test-results={}", first.display()))
+        .args(["--model-name=other", "--no-mlflow"])
+        .arg(format!("--baseline-file={}", baseline.display()))
+        .arg(format!("--output-dir={}", other.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is for model `m`, not `other`"));
+    cmd()
+        .arg(format!("--load-test-results={}", first.display()))
+        .args(["--model-name=other", "--no-mlflow", "--baseline-any-model"])
+        .arg(format!("--baseline-file={}", baseline.display()))
+        .arg(format!("--output-dir={}", other.display()))
+        .assert()
+        .code(0);
+    assert_eq!(decision(&other)["mode"], "comparative");
+}
+
+#[test]
+fn the_seed_command_line_parses_and_reaches_mlflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "load_test_results.json", &results(GOOD, "a"));
+    let closed = test_support::free_port();
+    cmd()
+        .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{closed}"))
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .arg(format!("--load-test-results={}", path.display()))
+        .args([
+            "--model-name=mistral-7b-lora",
+            "--max-p95-latency=8.0",
+            "--max-p95-ttft=2.0",
+            "--min-throughput=2.0",
+            "--min-success-rate=0.99",
+        ])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "cannot read registered model `mistral-7b-lora`",
+        ))
+        .stderr(predicate::str::contains(
+            "cannot reach mlflow at http://127.0.0.1:",
+        ))
+        .stderr(predicate::str::contains("after 2 attempt(s)"));
+    assert_no_decision(dir.path());
+}

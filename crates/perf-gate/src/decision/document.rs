@@ -1,0 +1,262 @@
+//! `perf_decision.json`: the decision, everything it was based on, and where it was recorded.
+//! It is also a baseline: `--baseline-file` reloads a previous one ([`read_baseline_file`]).
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::checks::{CheckResult, Mode, Verdict};
+use super::metrics::{MetricMap, MetricsSource};
+use super::thresholds::Thresholds;
+use crate::results::ToolInfo;
+
+/// Version of the `perf_decision.json` schema. Bumped on any field change.
+pub const DECISION_SCHEMA_VERSION: u32 = 1;
+/// File name of the decision document inside `--output-dir`.
+pub const DECISION_FILE: &str = "perf_decision.json";
+/// File name of the one-word status (`passed`, `failed` or `error`) inside `--output-dir`.
+pub const STATUS_FILE: &str = "perf_status.txt";
+/// The word in [`STATUS_FILE`] when no decision could be made.
+pub const STATUS_ERROR: &str = "error";
+
+/// Where a baseline came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineSource {
+    /// The newest passed run in the MLflow experiment.
+    Mlflow,
+    /// A previous `perf_decision.json` (`--baseline-file`).
+    File,
+}
+
+/// The baseline a comparative decision used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BaselineRecord {
+    /// MLflow or file.
+    pub source: BaselineSource,
+    /// The baseline's MLflow run id (from the file's `mlflow.run_id` for a file baseline).
+    pub run_id: Option<String>,
+    /// The file path, for a file baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The model the baseline run measured, when known.
+    pub model_name: Option<String>,
+    /// The baseline's candidate version, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The baseline's metrics, under the same names as [`PerfDecision::metrics`].
+    pub metrics: MetricMap,
+}
+
+/// The dataset input logged with the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetRecord {
+    /// `eval-v{N}` or `eval-<digest>`.
+    pub name: String,
+    /// The eval file's digest (from the results).
+    pub digest: String,
+    /// Where the eval data lives (`--eval-data-source`, else the path in the results).
+    pub source: String,
+    /// The dataset input's context tag.
+    pub context: String,
+}
+
+/// Where the decision was recorded in MLflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MlflowRecord {
+    /// Tracking server (no credentials).
+    pub tracking_uri: String,
+    /// Experiment name.
+    pub experiment_name: String,
+    /// Experiment id (absent in a dry run when the experiment does not exist yet).
+    pub experiment_id: Option<String>,
+    /// The run holding this decision (absent in a dry run).
+    pub run_id: Option<String>,
+    /// Link to the run in the MLflow UI.
+    pub run_url: Option<String>,
+    /// Alias set on the candidate version (`perf-passed` or `perf-failed`).
+    pub alias_set: Option<String>,
+    /// The other alias, removed from the model.
+    pub alias_removed: Option<String>,
+}
+
+/// The whole `perf_decision.json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PerfDecision {
+    /// [`DECISION_SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Writer.
+    pub tool: ToolInfo,
+    /// When the decision was made (RFC 3339).
+    pub decided_at: String,
+    /// Passed or failed.
+    pub decision: Verdict,
+    /// Absolute (no baseline) or comparative.
+    pub mode: Mode,
+    /// Registered model name.
+    pub model_name: String,
+    /// Candidate model version (absent with `--no-mlflow` and no `--candidate-version`).
+    pub candidate_version: Option<String>,
+    /// The alias the version was resolved from, if it was.
+    pub candidate_alias: Option<String>,
+    /// The adapter (served model id) the load test measured.
+    pub candidate_adapter: Option<String>,
+    /// The adapter's `root` as vLLM reported it.
+    pub adapter_root: Option<String>,
+    /// The model version's `source` in the registry.
+    pub model_version_source: Option<String>,
+    /// Which figures fed checks 1–3.
+    pub metrics_source: MetricsSource,
+    /// Every decision metric of the candidate (server figures unprefixed, client ones `client_`).
+    pub metrics: MetricMap,
+    /// The baseline (comparative mode).
+    pub baseline: Option<BaselineRecord>,
+    /// The four checks.
+    pub checks: Vec<CheckResult>,
+    /// The limits used.
+    pub thresholds: Thresholds,
+    /// The eval dataset.
+    pub dataset: Option<DatasetRecord>,
+    /// The results file judged.
+    pub results_file: String,
+    /// Where the decision was recorded (absent with `--no-mlflow`).
+    pub mlflow: Option<MlflowRecord>,
+    /// `--dry-run`: MLflow was read but not written.
+    pub dry_run: bool,
+    /// Deliberate departures from the seed's behaviour, in words.
+    pub departures: Vec<String>,
+    /// Non-fatal problems.
+    pub warnings: Vec<String>,
+}
+
+/// Errors reading a previous decision as a baseline.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineFileError {
+    /// The file could not be read.
+    #[error("cannot read baseline file {path}")]
+    Read {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Empty file.
+    #[error("baseline file {path} is empty")]
+    Empty {
+        /// File path.
+        path: String,
+    },
+    /// Not a decision document.
+    #[error("baseline file {path} is not a valid perf_decision.json: {message}")]
+    Malformed {
+        /// File path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another schema version.
+    #[error("baseline file {path} has schema_version {found}; this build reads version {expected}")]
+    SchemaVersion {
+        /// File path.
+        path: String,
+        /// Version found.
+        found: u64,
+        /// Version read.
+        expected: u32,
+    },
+    /// The file records a failed decision: only a passed decision is a baseline.
+    #[error(
+        "baseline file {path} records a `{decision}` decision; only a passed decision can be a baseline"
+    )]
+    NotPassed {
+        /// File path.
+        path: String,
+        /// The decision recorded.
+        decision: &'static str,
+    },
+    /// The file is about another model.
+    #[error(
+        "baseline file {path} is for model `{found}`, not `{expected}` (pass --baseline-any-model to allow it)"
+    )]
+    OtherModel {
+        /// File path.
+        path: String,
+        /// Model in the file.
+        found: String,
+        /// Model being judged.
+        expected: String,
+    },
+}
+
+impl PerfDecision {
+    /// Reads and validates a decision document (exists, non-empty JSON, known schema version).
+    pub fn read(path: &Path) -> Result<Self, BaselineFileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| BaselineFileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            return Err(BaselineFileError::Empty { path: shown });
+        }
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| BaselineFileError::Malformed {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        match raw.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(DECISION_SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(BaselineFileError::SchemaVersion {
+                    path: shown,
+                    found,
+                    expected: DECISION_SCHEMA_VERSION,
+                });
+            }
+            None => {
+                return Err(BaselineFileError::Malformed {
+                    path: shown,
+                    message: "missing integer field `schema_version`".into(),
+                });
+            }
+        }
+        serde_json::from_value(raw).map_err(|e| BaselineFileError::Malformed {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Loads a previous `perf_decision.json` as a baseline. It must record a passed decision, for
+/// `model_name` unless `any_model`.
+pub fn read_baseline_file(
+    path: &Path,
+    model_name: &str,
+    any_model: bool,
+) -> Result<BaselineRecord, BaselineFileError> {
+    let doc = PerfDecision::read(path)?;
+    let shown = path.display().to_string();
+    if doc.decision != Verdict::Passed {
+        return Err(BaselineFileError::NotPassed {
+            path: shown,
+            decision: doc.decision.as_str(),
+        });
+    }
+    if !any_model && doc.model_name != model_name {
+        return Err(BaselineFileError::OtherModel {
+            path: shown,
+            found: doc.model_name,
+            expected: model_name.to_string(),
+        });
+    }
+    Ok(BaselineRecord {
+        source: BaselineSource::File,
+        run_id: doc.mlflow.and_then(|m| m.run_id),
+        file: Some(shown),
+        model_name: Some(doc.model_name),
+        version: doc.candidate_version,
+        metrics: doc.metrics,
+    })
+}

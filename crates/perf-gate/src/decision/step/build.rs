@@ -1,0 +1,306 @@
+//! Pure parts of the step: the decision document, the MLflow batch, the baseline filter, the
+//! dataset record.
+
+use super::remote::Resolved;
+use super::{MlflowMode, StepConfig, StepError};
+use crate::decision::checks::{CheckName, Evaluation};
+use crate::decision::document::{
+    BaselineRecord, BaselineSource, DECISION_SCHEMA_VERSION, DatasetRecord, MlflowRecord,
+    PerfDecision,
+};
+use crate::decision::metrics::{MetricMap, MetricsSource, names};
+use crate::mlflow::types::{KeyValue, Metric, MetricValue};
+use crate::mlflow::{Batch, MAX_DIGEST_LEN};
+use crate::results::{LoadTestResults, ToolInfo};
+
+/// Context tag of the dataset input (the seed's).
+pub(crate) const DATASET_CONTEXT: &str = "performance-test";
+/// Longest param value the server keeps (longer ones are silently truncated by it).
+const MAX_PARAM_LEN: usize = 6000;
+
+/// The decision document under construction.
+pub(super) struct Draft<'a> {
+    cfg: &'a StepConfig,
+    results: &'a LoadTestResults,
+    pub metrics: MetricMap,
+    pub baseline: Option<BaselineRecord>,
+    candidate_version: Option<String>,
+    candidate_alias: Option<String>,
+    model_version_source: Option<String>,
+    dataset: Option<DatasetRecord>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(cfg: &'a StepConfig, results: &'a LoadTestResults, metrics: MetricMap) -> Self {
+        let (dataset, warning) = dataset_record(cfg, results);
+        Draft {
+            cfg,
+            results,
+            metrics,
+            baseline: None,
+            candidate_version: cfg.candidate_version.clone(),
+            candidate_alias: None,
+            model_version_source: None,
+            dataset,
+            warnings: warning.into_iter().collect(),
+        }
+    }
+
+    pub fn set_version(&mut self, resolved: &Resolved) {
+        if let Some(v) = &resolved.version {
+            self.candidate_version = Some(v.version.clone());
+            self.model_version_source = Some(v.source.clone()).filter(|s| !s.is_empty());
+            if resolved.via_alias {
+                self.candidate_alias = Some(self.cfg.candidate_alias.clone());
+            }
+        }
+        self.warnings.extend(resolved.warnings.iter().cloned());
+    }
+
+    pub fn baseline_metrics(&self) -> Option<&MetricMap> {
+        self.baseline.as_ref().map(|b| &b.metrics)
+    }
+
+    pub fn finish(self, eval: Evaluation, mlflow: Option<MlflowRecord>) -> PerfDecision {
+        let departures = departures(self.cfg, self.baseline.as_ref(), self.results);
+        PerfDecision {
+            schema_version: DECISION_SCHEMA_VERSION,
+            tool: ToolInfo::this("perf-decision"),
+            decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            decision: eval.verdict,
+            mode: eval.mode,
+            model_name: self.cfg.model_name.clone(),
+            candidate_version: self.candidate_version,
+            candidate_alias: self.candidate_alias,
+            candidate_adapter: Some(self.results.config.adapter_name.clone()),
+            adapter_root: self.results.adapter.as_ref().and_then(|a| a.root.clone()),
+            model_version_source: self.model_version_source,
+            metrics_source: self.cfg.metrics_source,
+            metrics: self.metrics,
+            baseline: self.baseline,
+            checks: eval.checks,
+            thresholds: self.cfg.thresholds,
+            dataset: self.dataset,
+            results_file: self.cfg.results_path.display().to_string(),
+            mlflow,
+            dry_run: matches!(self.cfg.mlflow, MlflowMode::DryRun(_)),
+            departures,
+            warnings: self.warnings,
+        }
+    }
+}
+
+/// Deliberate differences from the seed's behaviour for this configuration, in words.
+fn departures(
+    cfg: &StepConfig,
+    baseline: Option<&BaselineRecord>,
+    results: &LoadTestResults,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mlflow_on = !matches!(cfg.mlflow, MlflowMode::Off);
+    if mlflow_on && cfg.baseline_file.is_none() {
+        if !cfg.baseline_any_model {
+            out.push("the baseline is the newest passed run of the same model (params.model_name); the seed takes any model's (--baseline-any-model restores that)".into());
+        }
+        out.push("the baseline must be a FINISHED run, so a run that failed after being tagged is never a baseline".into());
+    }
+    if let Some(b) = baseline.filter(|b| b.source == BaselineSource::File) {
+        out.push(format!(
+            "the baseline was read from {} (--baseline-file), not searched in MLflow",
+            b.file.as_deref().unwrap_or("a file")
+        ));
+    }
+    match cfg.mlflow {
+        MlflowMode::Off => {
+            out.push("the decision was not recorded in MLflow (no run, no aliases)".into())
+        }
+        MlflowMode::DryRun(_) => {
+            out.push("dry run: MLflow was read but nothing was written to it".into())
+        }
+        MlflowMode::Record(_) => {}
+    }
+    if cfg.metrics_source == MetricsSource::Client {
+        out.push("checks 1-3 used the client's figures (--metrics-source client); the seed uses the server's".into());
+    }
+    out.extend(cfg.thresholds.laxer_than_seed());
+    out.extend(results.departures.iter().map(|d| format!("load-test: {d}")));
+    out
+}
+
+/// The dataset input: name `--eval-dataset-name`, else `eval-v{N}` from `--eval-data-version`,
+/// else `eval-<digest>`; digest from the results (cut to 36 characters); source
+/// `--eval-data-source`, else the eval path in the results. `None` (with a warning) when the
+/// results carry no eval data digest.
+pub fn dataset_record(
+    cfg: &StepConfig,
+    results: &LoadTestResults,
+) -> (Option<DatasetRecord>, Option<String>) {
+    let Some(eval) = results.eval_data.as_ref().filter(|e| !e.digest.is_empty()) else {
+        return (
+            None,
+            Some("the results carry no eval_data digest: no dataset input is logged".into()),
+        );
+    };
+    let digest: String = eval.digest.chars().take(MAX_DIGEST_LEN).collect();
+    let name = match (&cfg.eval_dataset_name, &cfg.eval_data_version) {
+        (Some(n), _) => n.clone(),
+        (None, Some(v)) => format!("eval-v{}", v.trim_start_matches(['v', 'V'])),
+        (None, None) => format!("eval-{digest}"),
+    };
+    let source = cfg
+        .eval_data_source
+        .clone()
+        .unwrap_or_else(|| eval.path.clone());
+    let record = DatasetRecord {
+        name,
+        digest,
+        source,
+        context: DATASET_CONTEXT.into(),
+    };
+    (Some(record), None)
+}
+
+/// `source_type` for a dataset source: the URI scheme, or `local`.
+pub(crate) fn source_type(source: &str) -> String {
+    match source.split_once("://") {
+        Some(("https", _)) => "http".into(),
+        Some((scheme, _)) if !scheme.is_empty() => scheme.to_ascii_lowercase(),
+        _ => "local".into(),
+    }
+}
+
+/// Quotes a value for an MLflow search filter.
+fn quote(value: &str) -> Result<String, StepError> {
+    if !value.contains('\'') {
+        Ok(format!("'{value}'"))
+    } else if !value.contains('"') {
+        Ok(format!("\"{value}\""))
+    } else {
+        Err(StepError::Input(format!(
+            "model name {value:?} holds both quote characters and cannot be used in an MLflow search filter"
+        )))
+    }
+}
+
+/// The baseline search filter: runs tagged `perf_decision = 'passed'`, FINISHED, and (unless
+/// `model` is `None`, i.e. `--baseline-any-model`) logged for the same model.
+pub fn baseline_filter(model: Option<&str>) -> Result<String, StepError> {
+    let mut f = "tags.perf_decision = 'passed' and attributes.status = 'FINISHED'".to_string();
+    if let Some(m) = model {
+        f.push_str(&format!(" and params.model_name = {}", quote(m)?));
+    }
+    Ok(f)
+}
+
+fn param(key: &str, value: impl Into<String>) -> KeyValue {
+    let value: String = value.into();
+    let value = if value.chars().count() > MAX_PARAM_LEN {
+        value.chars().take(MAX_PARAM_LEN).collect()
+    } else {
+        value
+    };
+    KeyValue::new(key, value)
+}
+
+/// Params, metrics and tags of the run (the `perf_decision` tag is set later, last).
+///
+/// Params: model_name, candidate_adapter, candidate_version, candidate_alias, concurrency,
+/// total_requests, mode, metrics_source, every threshold (flag names), baseline_run_id (`none`
+/// in absolute mode), baseline_source, adapter_root, model_version_source, eval_dataset_name,
+/// eval_data_digest, tool_version. Metrics: every decision metric (a missing one as NaN) and,
+/// in comparative mode, `baseline_p95_latency_s`, `baseline_p95_ttft_s`,
+/// `baseline_throughput_rps`, `baseline_client_success_rate`. Tags: model_name,
+/// candidate_version, metrics_source.
+pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: i64) -> Batch {
+    let mut params = vec![
+        param("model_name", &doc.model_name),
+        param("mode", doc.mode.as_str()),
+        param("metrics_source", doc.metrics_source.as_str()),
+        param("concurrency", results.config.concurrency.to_string()),
+        param("tool_version", &doc.tool.version),
+    ];
+    let optional = [
+        ("candidate_adapter", doc.candidate_adapter.clone()),
+        ("candidate_version", doc.candidate_version.clone()),
+        ("candidate_alias", doc.candidate_alias.clone()),
+        ("adapter_root", doc.adapter_root.clone()),
+        ("model_version_source", doc.model_version_source.clone()),
+        (
+            "total_requests",
+            results
+                .client
+                .as_ref()
+                .map(|c| c.total_requests.to_string()),
+        ),
+        (
+            "eval_dataset_name",
+            doc.dataset.as_ref().map(|d| d.name.clone()),
+        ),
+        (
+            "eval_data_digest",
+            doc.dataset.as_ref().map(|d| d.digest.clone()),
+        ),
+    ];
+    params.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| param(k, v))),
+    );
+    for (_, name, value) in doc.thresholds.entries() {
+        params.push(param(name, value.to_string()));
+    }
+    let baseline_id = doc
+        .baseline
+        .as_ref()
+        .and_then(|b| b.run_id.clone())
+        .unwrap_or_else(|| "none".into());
+    params.push(param("baseline_run_id", baseline_id));
+    let source = match doc.baseline.as_ref().map(|b| b.source) {
+        None => "none",
+        Some(BaselineSource::Mlflow) => "mlflow",
+        Some(BaselineSource::File) => "file",
+    };
+    params.push(param("baseline_source", source));
+
+    let metric = |key: String, v: Option<f64>| Metric {
+        key,
+        value: MetricValue(v.unwrap_or(f64::NAN)),
+        timestamp: timestamp_ms,
+        step: 0,
+    };
+    let mut metrics: Vec<Metric> = doc
+        .metrics
+        .iter()
+        .map(|(k, m)| metric(k.clone(), m.get()))
+        .collect();
+    if doc.baseline.is_some() {
+        for c in &doc.checks {
+            let key = match c.name {
+                CheckName::P95Latency => names::P95_LATENCY,
+                CheckName::P95Ttft => names::P95_TTFT,
+                CheckName::Throughput => names::THROUGHPUT,
+                CheckName::SuccessRate => names::CLIENT_SUCCESS_RATE,
+            };
+            metrics.push(metric(
+                format!("{}{key}", names::BASELINE_PREFIX),
+                c.baseline_value,
+            ));
+        }
+    }
+    let mut tags = vec![
+        KeyValue::new("model_name", &doc.model_name),
+        KeyValue::new("metrics_source", doc.metrics_source.as_str()),
+    ];
+    if let Some(v) = &doc.candidate_version {
+        tags.push(KeyValue::new("candidate_version", v));
+    }
+    Batch {
+        metrics,
+        params,
+        tags,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! The client and its one request loop (attempts, classification, backoff, decoding).
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use url::Url;
+
+use super::config::{Auth, MlflowConfig};
+use super::error::{self, MlflowError};
+use super::retry::{self, AttemptOutcome, RetryPolicy};
+
+/// A typed MLflow REST client. Cheap to clone (the connection pool is shared).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), perf_gate::mlflow::MlflowError> {
+/// use perf_gate::mlflow::{MlflowClient, MlflowConfig};
+/// let client = MlflowClient::new(&MlflowConfig::new("http://127.0.0.1:5000")?)?;
+/// let exp = client.get_or_create_experiment("vllm-lora-performance").await?;
+/// println!("experiment {}", exp.experiment_id);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MlflowClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: Auth,
+    retry: RetryPolicy,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for MlflowClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MlflowClient")
+            .field("base", &self.base.as_str())
+            .field("auth", &self.auth.kind())
+            .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The body of a request.
+pub(crate) enum Body {
+    None,
+    Json(serde_json::Value),
+    Bytes(Vec<u8>),
+}
+
+/// One logical call (retried as a whole).
+pub(crate) struct Call {
+    pub method: Method,
+    /// Full URL.
+    pub url: Url,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Body,
+    /// Safe to repeat even if a previous attempt reached the server.
+    pub idempotent: bool,
+    /// Label for errors and logs, e.g. `POST runs/create`.
+    pub endpoint: String,
+}
+
+impl MlflowClient {
+    /// A client for `config`. Fails only if the TLS backend cannot be set up.
+    pub fn new(config: &MlflowConfig) -> Result<Self, MlflowError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .danger_accept_invalid_certs(config.insecure_tls)
+            .user_agent(concat!("perf-gate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MlflowError::Config(format!("cannot build http client: {e}")))?;
+        let mut base = config.tracking_uri.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        Ok(MlflowClient {
+            http,
+            base,
+            auth: config.auth.clone(),
+            retry: config.retry,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The tracking URI, without a trailing slash (no credentials in it).
+    pub fn base_url(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// URL of a tracking API endpoint: `<base>/api/2.0/mlflow/<path>`.
+    pub(crate) fn api_url(&self, path: &str) -> Url {
+        self.join(&format!("api/2.0/mlflow/{path}"))
+    }
+
+    /// URL under the base, each `/`-separated segment percent-encoded.
+    pub(crate) fn join_segments(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.pop_if_empty();
+            for s in segments {
+                segs.extend(s.split('/').filter(|p| !p.is_empty()));
+            }
+        }
+        url
+    }
+
+    fn join(&self, path: &str) -> Url {
+        self.join_segments(&[path])
+    }
+
+    /// Sends a call, retrying as [`retry`] says, and decodes a JSON answer.
+    pub(crate) async fn call_json<T: DeserializeOwned>(
+        &self,
+        call: Call,
+    ) -> Result<T, MlflowError> {
+        let endpoint = call.endpoint.clone();
+        let (status, body) = self.call_raw(call).await?;
+        let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &body
+        };
+        serde_json::from_slice(bytes).map_err(|e| MlflowError::Decode {
+            endpoint,
+            status,
+            message: e.to_string(),
+            body: error::excerpt(&body),
+        })
+    }
+
+    /// Sends a call with retries; returns the status and body of a 2xx answer.
+    pub(crate) async fn call_raw(&self, call: Call) -> Result<(u16, Vec<u8>), MlflowError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(&call).await;
+            let (kind, retry_after, failure) = match outcome {
+                Ok(Answer { status, body, .. }) if (200..300).contains(&status) => {
+                    debug!(endpoint = %call.endpoint, status, attempt, "mlflow call done");
+                    return Ok((status, body));
+                }
+                Ok(Answer {
+                    status,
+                    body,
+                    retry_after,
+                }) => (
+                    AttemptOutcome::Status(status),
+                    retry_after,
+                    error::from_response(&call.endpoint, status, &body),
+                ),
+                Err(e) => {
+                    let kind = classify_transport(&e);
+                    let failure = if kind == AttemptOutcome::Timeout {
+                        MlflowError::Timeout {
+                            endpoint: call.endpoint.clone(),
+                            timeout: self.request_timeout,
+                            attempts: attempt,
+                        }
+                    } else {
+                        MlflowError::Transport {
+                            endpoint: call.endpoint.clone(),
+                            base: self.base_url(),
+                            attempts: attempt,
+                            source: e.without_url(),
+                        }
+                    };
+                    (kind, None, failure)
+                }
+            };
+            if attempt > self.retry.max_retries || !retry::should_retry(kind, call.idempotent) {
+                return Err(failure);
+            }
+            let wait = retry::backoff(&self.retry, attempt, retry_after);
+            warn!(
+                endpoint = %call.endpoint,
+                attempt,
+                max_attempts = self.retry.max_retries + 1,
+                wait_ms = wait.as_millis() as u64,
+                error = %failure,
+                "mlflow call failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call) -> Result<Answer, reqwest::Error> {
+        let mut req = self.http.request(call.method.clone(), call.url.clone());
+        if !call.query.is_empty() {
+            req = req.query(&call.query);
+        }
+        req = match &call.body {
+            Body::None => req,
+            Body::Json(v) => req.json(v),
+            Body::Bytes(b) => req
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(b.clone()),
+        };
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(token) => req.bearer_auth(token.expose()),
+            Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        let retry_after = retry_after(&resp, status);
+        let body = resp.bytes().await?.to_vec();
+        Ok(Answer {
+            status: status.as_u16(),
+            body,
+            retry_after,
+        })
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
+}
+
+fn retry_after(resp: &reqwest::Response, status: StatusCode) -> Option<Duration> {
+    if status.is_success() {
+        return None;
+    }
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    retry::parse_retry_after(v, chrono::Utc::now())
+}
+
+fn classify_transport(e: &reqwest::Error) -> AttemptOutcome {
+    if e.is_timeout() {
+        AttemptOutcome::Timeout
+    } else if e.is_connect() {
+        AttemptOutcome::Connect
+    } else if e.is_request() || e.is_body() {
+        AttemptOutcome::Io
+    } else {
+        AttemptOutcome::Fatal
+    }
+}

@@ -1,0 +1,330 @@
+//! Client behaviour against a mock server: only faults a real MLflow cannot be made to show
+//! (503s, hangs, malformed bodies), plus the exact wire form of a few calls.
+
+use std::time::{Duration, Instant};
+
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::types::{KeyValue, Metric, MetricValue, RunInfo};
+use super::*;
+
+fn client(server: &MockServer, retries: u32, timeout: Duration) -> MlflowClient {
+    let mut c = MlflowConfig::new(&server.uri()).unwrap();
+    c.request_timeout = timeout;
+    c.retry = RetryPolicy {
+        max_retries: retries,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        max_retry_after: Duration::from_secs(5),
+    };
+    MlflowClient::new(&c).unwrap()
+}
+
+const MODEL_JSON: &str =
+    r#"{"registered_model":{"name":"m","aliases":[{"alias":"eval-passed","version":"2"}]}}"#;
+
+async fn hits(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn retries_503_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/2.0/mlflow/registered-models/get"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream busy"))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/2.0/mlflow/registered-models/get"))
+        .and(query_param("name", "m"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MODEL_JSON))
+        .mount(&server)
+        .await;
+    let m = client(&server, 3, Duration::from_secs(5))
+        .get_registered_model("m")
+        .await
+        .unwrap();
+    assert_eq!(m.alias("eval-passed"), Some("2"));
+    assert_eq!(hits(&server).await, 3);
+}
+
+#[tokio::test]
+async fn gives_up_after_the_retry_budget_with_the_last_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>"))
+        .mount(&server)
+        .await;
+    let e = client(&server, 2, Duration::from_secs(5))
+        .get_registered_model("m")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(502));
+    assert!(e.to_string().contains("bad gateway"), "{e}");
+    assert_eq!(hits(&server).await, 3);
+}
+
+#[tokio::test]
+async fn honours_retry_after_on_429() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MODEL_JSON))
+        .mount(&server)
+        .await;
+    let t = Instant::now();
+    client(&server, 2, Duration::from_secs(5))
+        .get_registered_model("m")
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(hits(&server).await, 2);
+}
+
+#[tokio::test]
+async fn never_retries_401_or_404() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/2.0/mlflow/registered-models/get"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .insert_header("www-authenticate", "Basic realm=\"mlflow\"")
+                .set_body_string("You are not authenticated."),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/2.0/mlflow/model-versions/get"))
+        .respond_with(ResponseTemplate::new(404).set_body_string(
+            r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Model Version (name=m, version=9) not found"}"#,
+        ))
+        .mount(&server)
+        .await;
+    let c = client(&server, 4, Duration::from_secs(5));
+    let e = c.get_registered_model("m").await.unwrap_err();
+    assert!(matches!(e, MlflowError::Http { status: 401, .. }), "{e:?}");
+    assert_eq!(hits(&server).await, 1);
+    let e = c.get_model_version("m", "9").await.unwrap_err();
+    assert!(e.is_not_found());
+    assert!(e.to_string().contains("version=9"));
+    assert_eq!(hits(&server).await, 2);
+}
+
+#[tokio::test]
+async fn a_hang_times_out_and_is_retried_only_when_idempotent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(MODEL_JSON)
+                .set_delay(Duration::from_secs(10)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(10)))
+        .mount(&server)
+        .await;
+    let c = client(&server, 1, Duration::from_millis(300));
+    let t = Instant::now();
+    let e = c.get_registered_model("m").await.unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Timeout { attempts: 2, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let e = c.create_run("1", "r", 1, &[]).await.unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Timeout { attempts: 1, .. }),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_clear_error_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"registered_model": {"na"#))
+        .mount(&server)
+        .await;
+    let e = client(&server, 3, Duration::from_secs(5))
+        .get_registered_model("m")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Decode { status: 200, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("malformed response"), "{e}");
+    assert_eq!(hits(&server).await, 1);
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_reported() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut c = MlflowConfig::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    c.retry = RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let e = MlflowClient::new(&c)
+        .unwrap()
+        .get_registered_model("m")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Transport { attempts: 3, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("cannot reach mlflow"), "{e}");
+}
+
+#[tokio::test]
+async fn sends_auth_headers_and_exact_bodies() {
+    let server = MockServer::start().await;
+    // basic admin:pw-1234 -> YWRtaW46cHctMTIzNA==
+    Mock::given(method("DELETE"))
+        .and(path("/api/2.0/mlflow/registered-models/alias"))
+        .and(header("authorization", "Basic YWRtaW46cHctMTIzNA=="))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            serde_json::json!({"name": "m", "alias": "perf-failed"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/log-batch"))
+        .and(body_json(serde_json::json!({
+            "run_id": "r1",
+            "metrics": [{"key": "gpu_utilization", "value": "NaN", "timestamp": 5, "step": 0},
+                        {"key": "p95_latency_s", "value": 4.5, "timestamp": 5, "step": 0}],
+            "params": [{"key": "concurrency", "value": "8"}],
+            "tags": []
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(
+            "/api/2.0/mlflow-artifacts/artifacts/1/r1/artifacts/perf_decision.json",
+        ))
+        .and(header("authorization", "Basic YWRtaW46cHctMTIzNA=="))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut cfg = MlflowConfig::new(&server.uri()).unwrap();
+    cfg.auth = Auth::Basic {
+        username: "admin".into(),
+        password: Secret::new("pw-1234"),
+    };
+    let c = MlflowClient::new(&cfg).unwrap();
+    assert!(!format!("{c:?}").contains("pw-1234"));
+    c.delete_alias("m", "perf-failed").await.unwrap();
+    let batch = Batch {
+        metrics: vec![
+            Metric {
+                key: "gpu_utilization".into(),
+                value: MetricValue(f64::NAN),
+                timestamp: 5,
+                step: 0,
+            },
+            Metric {
+                key: "p95_latency_s".into(),
+                value: MetricValue(4.5),
+                timestamp: 5,
+                step: 0,
+            },
+        ],
+        params: vec![KeyValue::new("concurrency", "8")],
+        tags: vec![],
+    };
+    c.log_batch("r1", batch).await.unwrap();
+    let info = RunInfo {
+        run_id: "r1".into(),
+        experiment_id: "1".into(),
+        run_name: String::new(),
+        status: "RUNNING".into(),
+        start_time: None,
+        end_time: None,
+        artifact_uri: "mlflow-artifacts:/1/r1/artifacts".into(),
+        lifecycle_stage: "active".into(),
+    };
+    c.upload_artifact(&info, "perf_decision.json", b"{}".to_vec())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bearer_token_is_sent() {
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", "Bearer tok-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MODEL_JSON))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut cfg = MlflowConfig::new(&server.uri()).unwrap();
+    cfg.auth = Auth::Bearer(Secret::new("tok-123"));
+    MlflowClient::new(&cfg)
+        .unwrap()
+        .get_registered_model("m")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn update_run_checks_the_status_in_the_reply() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/2.0/mlflow/runs/update"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"run_info":{"run_id":"r1","experiment_id":"1","status":"RUNNING","artifact_uri":"x"}}"#,
+        ))
+        .mount(&server)
+        .await;
+    let e = client(&server, 0, Duration::from_secs(5))
+        .update_run("r1", types::RunStatus::Finished, Some(1))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("status is RUNNING after asking for FINISHED"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn missing_experiment_is_none_and_prefix_paths_are_kept() {
+    let server = MockServer::start().await;
+    Mock::given(path("/mlflow/api/2.0/mlflow/experiments/get-by-name"))
+        .and(query_param("experiment_name", "vllm lora/perf"))
+        .respond_with(ResponseTemplate::new(404).set_body_string(
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Could not find experiment"}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let cfg = MlflowConfig::new(&format!("{}/mlflow", server.uri())).unwrap();
+    let c = MlflowClient::new(&cfg).unwrap();
+    assert_eq!(
+        c.get_experiment_by_name("vllm lora/perf").await.unwrap(),
+        None
+    );
+}

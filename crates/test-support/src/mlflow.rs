@@ -1,0 +1,216 @@
+//! A real `mlflow server` (from PyPI, in the project's venv) on a free loopback port: sqlite
+//! store, proxied artifacts (`--serve-artifacts`), one worker, the GenAI job runner off, and
+//! optionally `--app-name basic-auth`. Stopped (its whole process group) when dropped.
+//!
+//! The binary is `$MLFLOW_BIN`, else `cache_dir()/mlflow-venv/bin/mlflow`; a missing binary
+//! panics with the install hint (tests never skip silently).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for `/health` (a first start after an install can take ~25 s here).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Admin user of the basic-auth mode.
+pub const ADMIN_USER: &str = "admin";
+/// Admin password of the basic-auth mode (at least 12 characters, as MLflow requires).
+pub const ADMIN_PASSWORD: &str = "admin-password-1234";
+
+/// The `mlflow` executable to run.
+pub fn mlflow_bin() -> PathBuf {
+    let bin = std::env::var_os("MLFLOW_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::cache_dir().join("mlflow-venv/bin/mlflow"));
+    if !bin.exists() {
+        panic!(
+            "mlflow not found: run scripts/install-test-deps.sh (looked for {})",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// A running MLflow tracking server.
+pub struct MlflowServer {
+    url: String,
+    dir: tempfile::TempDir,
+    child: Child,
+    basic_auth: bool,
+}
+
+impl MlflowServer {
+    /// Starts a server without authentication.
+    pub fn start() -> Self {
+        Self::start_mode(false)
+    }
+
+    /// Starts a server with `--app-name basic-auth`; the admin is [`ADMIN_USER`] /
+    /// [`ADMIN_PASSWORD`], and new users get READ by default.
+    pub fn start_basic_auth() -> Self {
+        Self::start_mode(true)
+    }
+
+    fn start_mode(basic_auth: bool) -> Self {
+        let bin = mlflow_bin();
+        let mut last_log = String::new();
+        // A port picked by free_port() can be taken before mlflow binds it: try a few.
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("mlflow-test-")
+                .tempdir()
+                .expect("invariant: can create a temp dir");
+            let port = crate::free_port();
+            let mut child = spawn(&bin, dir.path(), port, basic_auth);
+            match wait_ready(&mut child, port) {
+                Ok(()) => {
+                    return MlflowServer {
+                        url: format!("http://127.0.0.1:{port}"),
+                        dir,
+                        child,
+                        basic_auth,
+                    };
+                }
+                Err(why) => {
+                    stop_group(&mut child);
+                    last_log = format!("{why}\n{}", log_tail(dir.path()));
+                    if why.contains("timed out") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("mlflow server did not start: {last_log}");
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `(user, password)` of the admin in basic-auth mode.
+    pub fn admin(&self) -> Option<(&'static str, &'static str)> {
+        self.basic_auth.then_some((ADMIN_USER, ADMIN_PASSWORD))
+    }
+
+    /// Where proxied artifacts land: `<dir>/<exp_id>/<run_id>/artifacts/...`.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.dir.path().join("mlartifacts")
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(self.dir.path())
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        stop_group(&mut self.child);
+    }
+}
+
+fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool) -> Child {
+    let artifacts = dir.join("mlartifacts");
+    std::fs::create_dir_all(&artifacts).expect("invariant: can create the artifacts dir");
+    let log = std::fs::File::create(dir.join("mlflow.log")).expect("invariant: can create log");
+    let log2 = log.try_clone().expect("invariant: can clone a file handle");
+    let mut cmd = Command::new(bin);
+    cmd.arg("server");
+    if basic_auth {
+        let ini = dir.join("basic_auth.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\nadmin_username = {ADMIN_USER}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                dir.join("basic_auth.db").display()
+            ),
+        )
+        .expect("invariant: can write the auth ini");
+        cmd.args(["--app-name", "basic-auth"])
+            .env("MLFLOW_AUTH_CONFIG_PATH", &ini)
+            .env("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-static-secret-key");
+    }
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--serve-artifacts")
+        .arg("--artifacts-destination")
+        .arg(&artifacts)
+        .args(["--workers", "1"])
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+}
+
+/// Polls `/health` until 200, the process exits, or [`READY_TIMEOUT`].
+fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < READY_TIMEOUT {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("mlflow exited early ({status})"));
+        }
+        if health_ok(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "timed out after {READY_TIMEOUT:?} waiting for /health"
+    ))
+}
+
+fn health_ok(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")
+}
+
+/// SIGTERM to the process group, up to 10 s grace, then SIGKILL to the group.
+fn stop_group(child: &mut Child) {
+    let pgid = child.id();
+    signal_group("-TERM", pgid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The uvicorn worker is a child of the CLI: make sure nothing of the group survives.
+    signal_group("-KILL", pgid);
+    let _ = child.wait();
+}
+
+fn signal_group(signal: &str, pgid: u32) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("mlflow.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
