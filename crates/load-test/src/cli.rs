@@ -47,7 +47,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         return Err(format!("{s:?} is not a non-negative number of seconds"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("{s:?} is not a duration ({e}); use seconds (30) or 30s, 2m"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); use seconds (30) or 30s, 2m"))
 }
 
 fn positive_u32(s: &str) -> Result<u32, String> {

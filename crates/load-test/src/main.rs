@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format == cli::LogFormat::Json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("load-test: cannot start the async runtime: {e}");
@@ -55,7 +58,8 @@ fn print_summary(outcome: &loadtest::LoadTestOutcome) {
             "client: {} requests, {} ok, success rate {}, {:.2} req/s",
             c.total_requests,
             c.successful_requests,
-            c.success_rate.map_or_else(|| "n/a".into(), |s| format!("{:.2}%", s * 100.0)),
+            c.success_rate
+                .map_or_else(|| "n/a".into(), |s| format!("{:.2}%", s * 100.0)),
             c.requests_per_s.unwrap_or(0.0)
         );
         println!(
@@ -69,7 +73,8 @@ fn print_summary(outcome: &loadtest::LoadTestOutcome) {
     }
     if let Some(s) = &r.server {
         let fmt = |m: &perf_gate::results::Measured| {
-            m.get().map_or_else(|| "null".to_string(), |v| format!("{v:.3}"))
+            m.get()
+                .map_or_else(|| "null".to_string(), |v| format!("{v:.3}"))
         };
         println!(
             "server: e2e p95 {}s, ttft p95 {}s, throughput {} req/s",

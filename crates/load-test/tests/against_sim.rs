@@ -7,7 +7,12 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn base_args<'a>(cmd: &'a mut std::process::Command, sim: &Sim, eval: &std::path::Path, out: &std::path::Path) -> &'a mut std::process::Command {
+fn base_args<'a>(
+    cmd: &'a mut std::process::Command,
+    sim: &Sim,
+    eval: &std::path::Path,
+    out: &std::path::Path,
+) -> &'a mut std::process::Command {
     cmd.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
         .arg("--eval-data-path")
         .arg(eval)
@@ -28,11 +33,20 @@ fn runs_every_prompt_once_and_counts_injected_errors() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 200);
     let out = dir.path().join("out");
-    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args(["--concurrency", "16", "--max-tokens", "8"]));
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "16",
+        "--max-tokens",
+        "8",
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(status(&out), "completed");
     let r = results(&out);
     assert_eq!(r["status"], "completed");
+    // The file reloads through the typed reader perf-decision uses.
+    let typed =
+        perf_gate::results::LoadTestResults::read(&out.join("load_test_results.json")).unwrap();
+    assert_eq!(typed.status, perf_gate::results::RunStatus::Completed);
     let c = &r["client"];
     assert_eq!(c["total_requests"], 200);
     let ok = c["successful_requests"].as_u64().unwrap();
@@ -48,7 +62,10 @@ fn runs_every_prompt_once_and_counts_injected_errors() {
     assert_eq!(c["responses_without_usage"], 0);
     // One requests.jsonl line per request, written as they finished.
     let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
-    let recs: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(recs.len(), 200);
     assert_eq!(recs.iter().filter(|r| r["ok"] == true).count() as u64, ok);
     assert!(!out.join("requests.jsonl.partial").exists());
@@ -103,7 +120,11 @@ fn api_key_is_sent_but_never_written() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
     assert_eq!(r["config"]["api_key_set"], true);
-    for f in ["load_test_results.json", "requests.jsonl", "load_test_status.txt"] {
+    for f in [
+        "load_test_results.json",
+        "requests.jsonl",
+        "load_test_status.txt",
+    ] {
         let text = std::fs::read_to_string(out.join(f)).unwrap();
         assert!(!text.contains(secret), "{f} leaks the key");
     }
@@ -126,7 +147,14 @@ fn num_requests_cycles_prompts_and_chat_endpoint_works() {
     let eval = eval_file(dir.path(), 3);
     let out = dir.path().join("out");
     let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
-        "--num-requests", "10", "--endpoint", "chat", "--max-tokens", "4", "--rate", "200",
+        "--num-requests",
+        "10",
+        "--endpoint",
+        "chat",
+        "--max-tokens",
+        "4",
+        "--rate",
+        "200",
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
@@ -156,16 +184,27 @@ fn serial_client_ttft_matches_sim_ttft() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 40);
     let out = dir.path().join("out");
-    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args(["--concurrency", "8", "--max-tokens", "8"]));
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "8",
+        "--max-tokens",
+        "8",
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
     let p50 = r["client"]["ttft_s"]["p50"].as_f64().unwrap();
     let want = ttft.as_secs_f64();
     let tol = (want * 0.10).max(0.020);
-    assert!((p50 - want).abs() <= tol, "client TTFT p50 {p50:.4}s vs sim {want}s (tolerance {tol}s)");
+    assert!(
+        (p50 - want).abs() <= tol,
+        "client TTFT p50 {p50:.4}s vs sim {want}s (tolerance {tol}s)"
+    );
     // e2e = ttft + 7 gaps of 5 ms.
     let e2e = r["client"]["e2e_s"]["p50"].as_f64().unwrap();
-    assert!(e2e >= want + 0.030 && e2e <= want + 0.035 + 0.05, "e2e p50 {e2e}");
+    assert!(
+        e2e >= want + 0.030 && e2e <= want + 0.035 + 0.05,
+        "e2e p50 {e2e}"
+    );
 }
 
 /// SIGTERM mid-run: no new requests, in-flight ones get the grace period, results say `aborted`,
@@ -181,13 +220,23 @@ fn serial_sigterm_marks_results_aborted() {
     let eval = eval_file(dir.path(), 400);
     let out = dir.path().join("out");
     let child = base_args(&mut load_test(), &sim, &eval, &out)
-        .args(["--concurrency", "4", "--max-tokens", "20", "--drain-grace", "1s"])
+        .args([
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "20",
+            "--drain-grace",
+            "1s",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));

@@ -17,18 +17,33 @@ fn quick_sim() -> Sim {
 
 /// A loopback port with nothing listening.
 fn dead_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("http://127.0.0.1:{port}")
 }
 
 fn assert_failed(out_dir: &std::path::Path, o: &std::process::Output, code: i32, needle: &str) {
     assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
-    assert!(stderr(o).contains(needle), "stderr lacks {needle:?}: {}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(o)
+    );
     assert_eq!(status(out_dir), "failed");
     let r = results(out_dir);
     assert_eq!(r["status"], "failed");
-    assert!(r["error"].as_str().unwrap().contains(needle), "{}", r["error"]);
-    assert!(r["client"].is_null(), "no client figures for a run that never started");
+    assert!(
+        r["error"].as_str().unwrap().contains(needle),
+        "{}",
+        r["error"]
+    );
+    assert!(
+        r["client"].is_null(),
+        "no client figures for a run that never started"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -84,8 +99,17 @@ fn adapter_not_served_names_what_is() {
     let mut c = cmd(&sim.url, &eval, &out);
     c.args(["--adapter-name", "aws-rag-qa-candidate"]);
     let o = run(&mut c);
-    assert_failed(&out, &o, 3, "adapter \"aws-rag-qa-candidate\" is not served");
-    assert!(stderr(&o).contains("it serves: tiny-base, candidate"), "{}", stderr(&o));
+    assert_failed(
+        &out,
+        &o,
+        3,
+        "adapter \"aws-rag-qa-candidate\" is not served",
+    );
+    assert!(
+        stderr(&o).contains("it serves: tiny-base, candidate"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(sim.stats().accepted, 0, "no load was sent");
 }
 
@@ -102,7 +126,11 @@ fn unreachable_vllm_and_prometheus_are_dependency_errors() {
     c.args(["--prometheus-url", &prom]);
     let o = run(&mut c);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&prom), "error must name the Prometheus URL: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&prom),
+        "error must name the Prometheus URL: {}",
+        stderr(&o)
+    );
     assert_eq!(status(&out), "failed");
 }
 
@@ -159,7 +187,12 @@ fn env_vars_stand_in_for_flags() {
 fn help_documents_env_vars_and_exit_codes() {
     let o = run(load_test().arg("--help"));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["[env: VLLM_URL=]", "[env: PROMETHEUS_URL=]", "Exit codes:", "4  aborted by a signal"] {
+    for needle in [
+        "[env: VLLM_URL=]",
+        "[env: PROMETHEUS_URL=]",
+        "Exit codes:",
+        "4  aborted by a signal",
+    ] {
         assert!(text.contains(needle), "--help lacks {needle:?}");
     }
 }

@@ -202,7 +202,10 @@ impl VllmClient {
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        let mut b = self.http.get(self.url(path)).timeout(Duration::from_secs(30));
+        let mut b = self
+            .http
+            .get(self.url(path))
+            .timeout(Duration::from_secs(30));
         if let Some(a) = &self.auth {
             b = b.header(AUTHORIZATION, a.clone());
         }
@@ -270,7 +273,11 @@ impl VllmClient {
             .map_err(|e| models_err(e.without_url().to_string()))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            return Err(models_err(format!("HTTP {}: {}", status.as_u16(), text.trim())));
+            return Err(models_err(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                text.trim()
+            )));
         }
         let list: ModelList = serde_json::from_slice(&body)
             .map_err(|e| models_err(format!("unexpected body ({e})")))?;
@@ -308,21 +315,27 @@ mod tests {
     #[test]
     fn urls_are_validated_and_redacted() {
         assert!(validate_base_url("http://vllm:8000", "--vllm-url").is_ok());
-        let e = validate_base_url("vllm:8000", "--vllm-url").unwrap_err().to_string();
+        let e = validate_base_url("vllm:8000", "--vllm-url")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scheme must be http or https"), "{e}");
-        let e = validate_base_url("not a url", "--vllm-url").unwrap_err().to_string();
+        let e = validate_base_url("not a url", "--vllm-url")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid --vllm-url \"not a url\""), "{e}");
         assert_eq!(redact_url("http://u:secret@h:1/"), "http://h:1");
-        assert!(!validate_base_url("ftp://u:secret@h", "--vllm-url")
-            .unwrap_err()
-            .to_string()
-            .contains("secret"));
+        assert!(
+            !validate_base_url("ftp://u:secret@h", "--vllm-url")
+                .unwrap_err()
+                .to_string()
+                .contains("secret")
+        );
     }
 
     #[test]
     fn api_key_is_sensitive_and_not_in_debug() {
-        let c = VllmClient::new("http://h:1", Some("sk-TOPSECRET"), ClientOptions::default())
-            .unwrap();
+        let c =
+            VllmClient::new("http://h:1", Some("sk-TOPSECRET"), ClientOptions::default()).unwrap();
         assert!(c.auth.as_ref().unwrap().is_sensitive());
         assert!(!format!("{c:?}").contains("TOPSECRET"));
     }

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{ClientOptions, VllmClient, redact_url};
 use crate::exit;
 use crate::fsio;
-use crate::prom::{LoadSpan, MetricsScraper, PromSettings, PrometheusCollector, server_metrics_from_deltas};
+use crate::prom::{
+    LoadSpan, MetricsScraper, PromSettings, PrometheusCollector, server_metrics_from_deltas,
+};
 use crate::results::{
     EvalDataInfo, LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunConfig, RunStatus, RunTiming,
     SCHEMA_VERSION, STATUS_FILE, ServerMetrics, ToolInfo, WindowMode,
@@ -103,10 +105,16 @@ struct Stop {
 
 impl Stop {
     fn input(e: impl std::fmt::Display) -> Self {
-        Stop { code: exit::BAD_INPUT, message: e.to_string() }
+        Stop {
+            code: exit::BAD_INPUT,
+            message: e.to_string(),
+        }
     }
     fn dependency(e: impl std::fmt::Display) -> Self {
-        Stop { code: exit::DEPENDENCY, message: e.to_string() }
+        Stop {
+            code: exit::DEPENDENCY,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -123,7 +131,10 @@ pub struct OutputDirError {
 
 /// Runs the whole step. Returns an error only when the output directory cannot be created;
 /// every other failure is recorded in the files and reflected in the exit code.
-pub async fn run(cfg: LoadTestConfig, cancel: CancellationToken) -> Result<LoadTestOutcome, OutputDirError> {
+pub async fn run(
+    cfg: LoadTestConfig,
+    cancel: CancellationToken,
+) -> Result<LoadTestOutcome, OutputDirError> {
     let started_wall = Utc::now();
     let started = Instant::now();
     std::fs::create_dir_all(&cfg.output_dir).map_err(|source| OutputDirError {
@@ -135,11 +146,19 @@ pub async fn run(cfg: LoadTestConfig, cancel: CancellationToken) -> Result<LoadT
     let code = match outcome {
         Ok(status) => {
             results.status = status;
-            if status == RunStatus::Aborted { exit::ABORTED } else { exit::SUCCESS }
+            if status == RunStatus::Aborted {
+                exit::ABORTED
+            } else {
+                exit::SUCCESS
+            }
         }
         Err(stop) => {
             tracing::error!("{}", stop.message);
-            results.status = if stop.code == exit::ABORTED { RunStatus::Aborted } else { RunStatus::Failed };
+            results.status = if stop.code == exit::ABORTED {
+                RunStatus::Aborted
+            } else {
+                RunStatus::Failed
+            };
             results.error = Some(stop.message);
             stop.code
         }
@@ -153,13 +172,20 @@ pub async fn run(cfg: LoadTestConfig, cancel: CancellationToken) -> Result<LoadT
         tracing::error!("cannot write results to {}: {e}", cfg.output_dir.display());
         code = exit::BAD_INPUT;
     }
-    Ok(LoadTestOutcome { results, exit_code: code, results_path })
+    Ok(LoadTestOutcome {
+        results,
+        exit_code: code,
+        results_path,
+    })
 }
 
 fn write_outputs(dir: &Path, results: &LoadTestResults) -> std::io::Result<()> {
     // Results first, then the status word: a reader that sees the status also sees the results.
     fsio::write_json_atomic(&dir.join(RESULTS_FILE), results)?;
-    fsio::write_atomic(&dir.join(STATUS_FILE), format!("{}\n", results.status.as_str()).as_bytes())
+    fsio::write_atomic(
+        &dir.join(STATUS_FILE),
+        format!("{}\n", results.status.as_str()).as_bytes(),
+    )
 }
 
 fn rfc3339(t: chrono::DateTime<Utc>) -> String {
@@ -171,8 +197,11 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         "requests are streamed (stream_options.include_usage) so the client also measures TTFT, inter-token latency and e2e".to_string(),
         "PromQL aggregates with sum by (le) before histogram_quantile and carries the job selector on every query".to_string(),
     ];
+    if cfg.prometheus.is_some() {
+        departures.push("finished requests and generated tokens are exact counter differences (sum(x) - sum(x offset W), with resets() guarding restarts) instead of increase(), which extrapolates to the window edges and over-counts short loads".to_string());
+    }
     if cfg.prometheus.is_some() && cfg.window_mode == WindowMode::EndAnchored {
-        departures.push("window is end-anchored: queries evaluated at load end + scrape interval + 2 s over a range covering the whole load, and throughput is increase(...)/load duration (the seed's minute-rounded rate under-reports short runs; --window-mode seed restores it)".to_string());
+        departures.push("window is end-anchored: queries evaluated at load end + scrape interval + 2 s over a range covering the whole load, and throughput is finished requests / load duration (the seed's minute-rounded rate under-reports short runs; --window-mode seed restores it)".to_string());
     }
     if cfg.prometheus.is_none() {
         departures.push("no --prometheus-url: server figures come from vLLM /metrics deltas taken before and after the load (seed 001)".to_string());
@@ -217,7 +246,8 @@ async fn execute(
     started_wall: chrono::DateTime<Utc>,
 ) -> Result<RunStatus, Stop> {
     // Local inputs first: a bad file fails fast without touching the network.
-    let eval = load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref()).map_err(Stop::input)?;
+    let eval =
+        load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref()).map_err(Stop::input)?;
     results.eval_data = Some(EvalDataInfo {
         path: cfg.eval_data_path.display().to_string(),
         digest: eval.digest().to_string(),
@@ -231,7 +261,10 @@ async fn execute(
     let client = VllmClient::new(
         &cfg.vllm_url,
         cfg.api_key.as_deref(),
-        ClientOptions { pool_size: cfg.concurrency as usize, ..ClientOptions::default() },
+        ClientOptions {
+            pool_size: cfg.concurrency as usize,
+            ..ClientOptions::default()
+        },
     )
     .map_err(Stop::input)?;
 
@@ -240,40 +273,52 @@ async fn execute(
         _ => client.health().await,
     }
     .map_err(Stop::dependency)?;
-    let adapter = client.find_adapter(&cfg.adapter_name).await.map_err(Stop::dependency)?;
+    let adapter = client
+        .find_adapter(&cfg.adapter_name)
+        .await
+        .map_err(Stop::dependency)?;
     tracing::info!(adapter = %adapter.name, root = ?adapter.root, parent = ?adapter.parent, "adapter is served");
     results.adapter = Some(adapter);
     if let Some(c) = &collector {
         c.check_ready().await.map_err(Stop::dependency)?;
     }
 
-    let scraper = match &collector {
-        Some(_) => None,
-        None => Some(
-            MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())
-                .map_err(Stop::input)?,
-        ),
-    };
-    let before = match &scraper {
-        Some(s) => match s.snapshot().await {
-            Ok(snap) => Some(snap),
-            Err(e) => {
-                results.warnings.push(format!("cannot scrape vLLM /metrics before the load: {e}"));
-                None
-            }
-        },
-        None => None,
+    let mut server_source = match collector {
+        Some(c) => ServerSide::Prometheus(c),
+        None => {
+            let scraper =
+                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())
+                    .map_err(Stop::input)?;
+            let before = match scraper.snapshot().await {
+                Ok(snap) => Some(snap),
+                Err(e) => {
+                    results
+                        .warnings
+                        .push(format!("cannot scrape vLLM /metrics before the load: {e}"));
+                    None
+                }
+            };
+            ServerSide::Scrape { scraper, before }
+        }
     };
 
-    let sampling = Sampling { max_tokens: cfg.max_tokens, temperature: cfg.temperature };
+    let sampling = Sampling {
+        max_tokens: cfg.max_tokens,
+        temperature: cfg.temperature,
+    };
     let mut requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
     if let Some(n) = cfg.num_requests {
         let base = requests.clone();
         requests = base.iter().cycle().take(n as usize).cloned().collect();
     }
     let schedule = match cfg.rate {
-        Some(r) => Schedule::Rate { per_second: r, max_in_flight: cfg.concurrency },
-        None => Schedule::Closed { concurrency: cfg.concurrency },
+        Some(r) => Schedule::Rate {
+            per_second: r,
+            max_in_flight: cfg.concurrency,
+        },
+        None => Schedule::Closed {
+            concurrency: cfg.concurrency,
+        },
     };
     let partial = cfg.output_dir.join(format!("{REQUESTS_FILE}.partial"));
     tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
@@ -290,9 +335,14 @@ async fn execute(
         cancel.clone(),
     )
     .await
-    .map_err(|e| Stop { code: exit::DEPENDENCY, message: e.to_string() })?;
+    .map_err(|e| Stop {
+        code: exit::DEPENDENCY,
+        message: e.to_string(),
+    })?;
     if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
-        results.warnings.push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
+        results
+            .warnings
+            .push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
     }
     results.warnings.extend(out.warnings.iter().cloned());
     let load_s = out.duration.as_secs_f64();
@@ -320,36 +370,68 @@ async fn execute(
         return Ok(RunStatus::Aborted);
     }
 
-    let span = LoadSpan { start: out.load_start, end: out.load_end };
-    let server: ServerMetrics = match (&collector, &scraper) {
-        (Some(c), _) => {
+    let span = LoadSpan {
+        start: out.load_start,
+        end: out.load_end,
+    };
+    let server: ServerMetrics = match &mut server_source {
+        ServerSide::Prometheus(c) => {
             tracing::info!("waiting for the Prometheus scrape, then querying");
             tokio::select! {
                 r = c.collect(&span) => r.map_err(Stop::dependency)?,
                 _ = cancel.cancelled() => return Ok(RunStatus::Aborted),
             }
         }
-        (None, Some(s)) => {
-            let after = s.snapshot().await;
-            match (before, after) {
-                (Some(b), Ok(a)) => server_metrics_from_deltas(&b, &a, load_s),
-                (_, Err(e)) => {
-                    results.warnings.push(format!("cannot scrape vLLM /metrics after the load: {e}"));
+        ServerSide::Scrape { before: None, .. } => return Ok(RunStatus::Completed),
+        ServerSide::Scrape {
+            scraper,
+            before: Some(before),
+        } => {
+            // vLLM records a request's metrics just after its last chunk: wait (briefly) until
+            // the server has counted what the client saw finish.
+            match scraper
+                .snapshot_settled(
+                    before,
+                    out.client.successful_requests,
+                    Duration::from_secs(5),
+                )
+                .await
+            {
+                Ok(after) => server_metrics_from_deltas(before, &after, load_s),
+                Err(e) => {
+                    results
+                        .warnings
+                        .push(format!("cannot scrape vLLM /metrics after the load: {e}"));
                     return Ok(RunStatus::Completed);
                 }
-                (None, Ok(_)) => return Ok(RunStatus::Completed),
             }
         }
-        (None, None) => unreachable!("a collector or a scraper is always set"),
     };
     reconcile(results, &server, &out.client);
     results.server = Some(server);
     Ok(RunStatus::Completed)
 }
 
+/// Where server-side figures come from.
+enum ServerSide {
+    /// PromQL over the load's window.
+    Prometheus(PrometheusCollector),
+    /// vLLM `/metrics` before and after the load.
+    Scrape {
+        /// The scraper.
+        scraper: MetricsScraper,
+        /// The snapshot before the load, if it could be taken.
+        before: Option<crate::prom::MetricsSnapshot>,
+    },
+}
+
 /// Server-side finished count should match the client's successes; a gap means wrong labels,
 /// a wrong window, or foreign traffic on the server.
-fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, client: &crate::results::ClientMetrics) {
+fn reconcile(
+    results: &mut LoadTestResults,
+    server: &ServerMetrics,
+    client: &crate::results::ClientMetrics,
+) {
     if let Some(n) = server.requests_finished.get() {
         let ok = client.successful_requests as f64;
         if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {

@@ -517,7 +517,10 @@ mod tests {
         let m = Measured::value(f64::NAN);
         assert_eq!(m.value, None);
         assert!(m.reason.unwrap().contains("not finite"));
-        assert_eq!(serde_json::to_string(&Measured::value(1.5)).unwrap(), r#"{"value":1.5}"#);
+        assert_eq!(
+            serde_json::to_string(&Measured::value(1.5)).unwrap(),
+            r#"{"value":1.5}"#
+        );
         assert_eq!(
             serde_json::to_string(&Measured::missing("no series")).unwrap(),
             r#"{"value":null,"reason":"no series"}"#

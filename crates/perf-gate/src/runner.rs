@@ -99,11 +99,13 @@ pub async fn run_load(
 ) -> Result<RunOutput, RunError> {
     let (slots, interval) = match opts.schedule {
         Schedule::Closed { concurrency } if concurrency > 0 => (concurrency, None),
-        Schedule::Rate { per_second, max_in_flight }
-            if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 =>
-        {
-            (max_in_flight, Some(Duration::from_secs_f64(1.0 / per_second)))
-        }
+        Schedule::Rate {
+            per_second,
+            max_in_flight,
+        } if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 => (
+            max_in_flight,
+            Some(Duration::from_secs_f64(1.0 / per_second)),
+        ),
         other => return Err(RunError::Schedule(format!("{other:?}"))),
     };
     let live = Arc::new(Live::default());
@@ -166,7 +168,10 @@ pub async fn run_load(
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(abandoned = tasks.len(), "grace period over: abandoning in-flight requests");
+            tracing::warn!(
+                abandoned = tasks.len(),
+                "grace period over: abandoning in-flight requests"
+            );
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }

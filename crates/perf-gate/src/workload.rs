@@ -123,7 +123,11 @@ pub fn parse_jsonl(
         let (name, raw) = match field {
             Some(f) => match obj.get(f) {
                 Some(v) => (f, v),
-                None => return Err(field_err(format!("missing field `{f}` (set by --prompt-field)"))),
+                None => {
+                    return Err(field_err(format!(
+                        "missing field `{f}` (set by --prompt-field)"
+                    )));
+                }
             },
             None => match DEFAULT_PROMPT_FIELDS
                 .iter()
@@ -165,7 +169,11 @@ fn prompt_from_value(name: &str, raw: &Value) -> Result<Prompt, String> {
         }
         other => Err(format!(
             "field `{name}` must be a string{}, found {}",
-            if name == "messages" { " or a list of chat messages" } else { "" },
+            if name == "messages" {
+                " or a list of chat messages"
+            } else {
+                ""
+            },
             kind_of(other)
         )),
     }
@@ -188,10 +196,12 @@ fn kind_of(v: &Value) -> &'static str {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Which OpenAI endpoint a request goes to.
@@ -287,7 +297,9 @@ pub fn prepare_requests(
             PreparedRequest {
                 prompt_index: u32::try_from(i).unwrap_or(u32::MAX),
                 endpoint,
-                body: Bytes::from(serde_json::to_vec(&body).expect("invariant: JSON values serialize")),
+                body: Bytes::from(
+                    serde_json::to_vec(&body).expect("invariant: JSON values serialize"),
+                ),
             }
         })
         .collect()
@@ -298,7 +310,9 @@ mod tests {
     use super::*;
 
     fn err_text(text: &str, field: Option<&str>) -> String {
-        parse_jsonl(text, field, "eval.jsonl").unwrap_err().to_string()
+        parse_jsonl(text, field, "eval.jsonl")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -328,13 +342,25 @@ mod tests {
     #[test]
     fn bad_lines_name_file_and_line() {
         let e = err_text("{\"prompt\": \"ok\"}\n\n{not json}\n", None);
-        assert!(e.starts_with("eval file eval.jsonl, line 3: not valid JSON"), "{e}");
+        assert!(
+            e.starts_with("eval file eval.jsonl, line 3: not valid JSON"),
+            "{e}"
+        );
         let e = err_text("{\"prompt\": \"ok\"}\n{\"answer\": \"x\"}\n", None);
-        assert!(e.starts_with("eval file eval.jsonl, line 2: no prompt field"), "{e}");
+        assert!(
+            e.starts_with("eval file eval.jsonl, line 2: no prompt field"),
+            "{e}"
+        );
         let e = err_text("{\"prompt\": 5}\n", None);
-        assert_eq!(e, "eval file eval.jsonl, line 1: field `prompt` must be a string, found a number");
+        assert_eq!(
+            e,
+            "eval file eval.jsonl, line 1: field `prompt` must be a string, found a number"
+        );
         let e = err_text("[1,2]\n", None);
-        assert!(e.contains("line 1: expected a JSON object, found an array"), "{e}");
+        assert!(
+            e.contains("line 1: expected a JSON object, found an array"),
+            "{e}"
+        );
         let e = err_text("{\"messages\": [{\"content\": \"x\"}]}", None);
         assert!(e.contains("message 0 has no string `role`"), "{e}");
     }
@@ -370,7 +396,10 @@ mod tests {
             Prompt::Text("hello".into()),
             Prompt::Messages(vec![json!({"role": "user", "content": "hi"})]),
         ];
-        let s = Sampling { max_tokens: 64, temperature: 0.0 };
+        let s = Sampling {
+            max_tokens: 64,
+            temperature: 0.0,
+        };
         let reqs = prepare_requests(&prompts, "cand", EndpointChoice::Auto, s);
         assert_eq!(reqs[0].endpoint, Endpoint::Completions);
         assert_eq!(reqs[1].endpoint, Endpoint::Chat);

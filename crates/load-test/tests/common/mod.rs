@@ -56,8 +56,18 @@ pub fn eval_file(dir: &Path, n: usize) -> PathBuf {
 pub fn load_test() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_load-test"));
     for var in [
-        "VLLM_URL", "ADAPTER_NAME", "EVAL_DATA_PATH", "CONCURRENCY", "MAX_TOKENS", "PROMETHEUS_URL",
-        "OUTPUT_DIR", "VLLM_API_KEY", "REQUEST_TIMEOUT", "NUM_REQUESTS", "RATE", "LOG_FORMAT",
+        "VLLM_URL",
+        "ADAPTER_NAME",
+        "EVAL_DATA_PATH",
+        "CONCURRENCY",
+        "MAX_TOKENS",
+        "PROMETHEUS_URL",
+        "OUTPUT_DIR",
+        "VLLM_API_KEY",
+        "REQUEST_TIMEOUT",
+        "NUM_REQUESTS",
+        "RATE",
+        "LOG_FORMAT",
     ] {
         c.env_remove(var);
     }
@@ -75,7 +85,10 @@ pub fn results(dir: &Path) -> Value {
 }
 
 pub fn status(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("load_test_status.txt")).unwrap().trim().to_string()
+    std::fs::read_to_string(dir.join("load_test_status.txt"))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 pub fn stderr(out: &Output) -> String {

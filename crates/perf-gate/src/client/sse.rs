@@ -101,7 +101,11 @@ impl SseDecoder {
         }
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => {
-                let start = if line.get(colon + 1) == Some(&b' ') { colon + 2 } else { colon + 1 };
+                let start = if line.get(colon + 1) == Some(&b' ') {
+                    colon + 2
+                } else {
+                    colon + 1
+                };
                 (&line[..colon], line.slice(start..))
             }
             None => (&line[..], Bytes::new()),
@@ -241,9 +245,11 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
     let raw: RawChunk<'_> = serde_json::from_slice(trimmed)?;
     let mut info = ChunkInfo {
         usage: raw.usage,
-        error: raw
-            .error
-            .map(|e| e.message.map(Cow::into_owned).unwrap_or_else(|| "error".into())),
+        error: raw.error.map(|e| {
+            e.message
+                .map(Cow::into_owned)
+                .unwrap_or_else(|| "error".into())
+        }),
         ..ChunkInfo::default()
     };
     if let Some(choice) = raw.choices {
@@ -282,7 +288,11 @@ mod tests {
         assert_eq!(whole, vec!["{\"a\":1}", "{\"b\":2}", "[DONE]"]);
         // Every split point gives the same events.
         for cut in 0..stream.len() {
-            assert_eq!(decode_all(&[&stream[..cut], &stream[cut..]]), whole, "cut at {cut}");
+            assert_eq!(
+                decode_all(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
         // Byte at a time.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
@@ -293,12 +303,18 @@ mod tests {
     fn spec_details_crlf_cr_comments_multiline_bom() {
         assert_eq!(decode_all(&[b"data: x\r\n\r\n"]), vec!["x"]);
         assert_eq!(decode_all(&[b"data: x\r", b"\r"]), vec!["x"]);
-        assert_eq!(decode_all(&[b"data: x\r\r", b"\ndata: y\r\n\r\n"]), vec!["x", "y"]);
+        assert_eq!(
+            decode_all(&[b"data: x\r\r", b"\ndata: y\r\n\r\n"]),
+            vec!["x", "y"]
+        );
         assert_eq!(decode_all(&[b"data: a\r", b"\ndata: b\n\n"]), vec!["a\nb"]);
         assert_eq!(decode_all(&[b": keep-alive\n\ndata:y\n\n"]), vec!["y"]);
         assert_eq!(decode_all(&[b"data: a\ndata: b\n\n"]), vec!["a\nb"]);
         assert_eq!(decode_all(&[b"\xEF\xBB", b"\xBFdata: z\n\n"]), vec!["z"]);
-        assert_eq!(decode_all(&[b"event: ping\nid: 3\n\n"]), Vec::<String>::new());
+        assert_eq!(
+            decode_all(&[b"event: ping\nid: 3\n\n"]),
+            Vec::<String>::new()
+        );
         assert_eq!(decode_all(&[b"data\n\n"]), vec![""]);
         // Incomplete final event is not dispatched.
         assert_eq!(decode_all(&[b"data: partial"]), Vec::<String>::new());
@@ -307,7 +323,11 @@ mod tests {
     #[test]
     fn agrees_with_eventsource_stream_on_real_captures() {
         use futures::StreamExt;
-        for file in ["completions_stream.sse", "chat_stream.sse", "chat_stream_no_usage.sse"] {
+        for file in [
+            "completions_stream.sse",
+            "chat_stream.sse",
+            "chat_stream_no_usage.sse",
+        ] {
             let text = std::fs::read(format!(
                 "{}/src/client/fixtures/{file}",
                 env!("CARGO_MANIFEST_DIR")
@@ -329,37 +349,57 @@ mod tests {
     #[test]
     fn role_only_chat_chunk_is_not_a_token() {
         let role = br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
-        let StreamItem::Chunk(c) = parse_item(role).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(role).unwrap() else {
+            panic!()
+        };
         assert!(!c.has_token);
         let tok = br#"{"choices":[{"index":0,"delta":{"content":" see"},"finish_reason":null}]}"#;
-        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else {
+            panic!()
+        };
         assert!(c.has_token);
         let reasoning = br#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#;
-        let StreamItem::Chunk(c) = parse_item(reasoning).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(reasoning).unwrap() else {
+            panic!()
+        };
         assert!(c.has_token);
     }
 
     #[test]
     fn completions_chunk_usage_and_done() {
         let tok = br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"artin","logprobs":null,"finish_reason":"length","stop_reason":null}]}"#;
-        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else {
+            panic!()
+        };
         assert!(c.has_token);
         assert_eq!(c.finish_reason.as_deref(), Some("length"));
         let usage = br#"{"choices":[],"usage":{"prompt_tokens":6,"total_tokens":14,"completion_tokens":8}}"#;
-        let StreamItem::Chunk(c) = parse_item(usage).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(usage).unwrap() else {
+            panic!()
+        };
         assert!(!c.has_token);
-        assert_eq!(c.usage, Some(Usage { prompt_tokens: 6, completion_tokens: 8 }));
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: 6,
+                completion_tokens: 8
+            })
+        );
         assert_eq!(parse_item(b"[DONE]").unwrap(), StreamItem::Done);
         assert!(parse_item(b"{not json").is_err());
         let err = br#"{"error":{"message":"boom","type":"InternalServerError","code":500}}"#;
-        let StreamItem::Chunk(c) = parse_item(err).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(err).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.error.as_deref(), Some("boom"));
     }
 
     #[test]
     fn escaped_text_still_counts() {
         let tok = br#"{"choices":[{"text":"\n"}]}"#;
-        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else { panic!() };
+        let StreamItem::Chunk(c) = parse_item(tok).unwrap() else {
+            panic!()
+        };
         assert!(c.has_token);
     }
 }

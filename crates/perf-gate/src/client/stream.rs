@@ -103,15 +103,17 @@ pub(crate) async fn execute(
         itl_max_s: None,
         itl_gaps: Vec::new(),
     };
-    let outcome =
-        tokio::time::timeout(timing.timeout, read_stream(http, url, auth, req, start, &mut rec))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::new(
-                    ErrorKind::Timeout,
-                    format!("no complete response within {:?}", timing.timeout),
-                ))
-            });
+    let outcome = tokio::time::timeout(
+        timing.timeout,
+        read_stream(http, url, auth, req, start, &mut rec),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("no complete response within {:?}", timing.timeout),
+        ))
+    });
     rec.total_s = start.elapsed().as_secs_f64();
     match outcome {
         Ok(()) => rec.ok = true,
@@ -172,7 +174,8 @@ async fn read_stream(
         let now = Instant::now();
         decoder.push(&chunk);
         while let Some(data) = decoder.next_event() {
-            let item = parse_item(&data).map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
+            let item =
+                parse_item(&data).map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
             let info = match item {
                 StreamItem::Done => return Ok(()),
                 StreamItem::Chunk(info) => info,
@@ -183,9 +186,7 @@ async fn read_stream(
             if info.has_token {
                 match last_token {
                     None => rec.ttft_s = Some(now.duration_since(start).as_secs_f64()),
-                    Some(prev) => rec
-                        .itl_gaps
-                        .push(now.duration_since(prev).as_secs_f32()),
+                    Some(prev) => rec.itl_gaps.push(now.duration_since(prev).as_secs_f32()),
                 }
                 last_token = Some(now);
                 rec.e2e_s = Some(now.duration_since(start).as_secs_f64());

@@ -101,7 +101,11 @@ impl Tally {
             output_tokens: self.output_tokens,
             prompt_tokens: self.prompt_tokens,
             requests_per_s: per_s(self.ok),
-            output_tokens_per_s: if self.without_usage > 0 { None } else { per_s(self.output_tokens) },
+            output_tokens_per_s: if self.without_usage > 0 {
+                None
+            } else {
+                per_s(self.output_tokens)
+            },
             ttft_s: self.ttft.distribution(),
             itl_s: self.itl.distribution(),
             e2e_s: self.e2e.distribution(),
@@ -139,7 +143,11 @@ pub struct AggregatorConfig {
 }
 
 /// Runs the aggregator loop until every sender is dropped. Call on a dedicated thread.
-pub fn aggregate(rx: Receiver<RequestRecord>, live: Arc<Live>, cfg: AggregatorConfig) -> AggregateOutput {
+pub fn aggregate(
+    rx: Receiver<RequestRecord>,
+    live: Arc<Live>,
+    cfg: AggregatorConfig,
+) -> AggregateOutput {
     let mut tally = Tally::default();
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
@@ -273,11 +281,19 @@ mod tests {
     #[test]
     fn merge_equals_adding_everything_to_one() {
         let (mut a, mut b, mut all) = (Tally::default(), Tally::default(), Tally::default());
-        for (i, r) in [rec(true, 0.1, 1.0, Some(3)), rec(false, 0.0, 0.1, None), rec(true, 0.3, 3.0, Some(5))]
-            .iter()
-            .enumerate()
+        for (i, r) in [
+            rec(true, 0.1, 1.0, Some(3)),
+            rec(false, 0.0, 0.1, None),
+            rec(true, 0.3, 3.0, Some(5)),
+        ]
+        .iter()
+        .enumerate()
         {
-            if i % 2 == 0 { a.add(r) } else { b.add(r) }
+            if i % 2 == 0 {
+                a.add(r)
+            } else {
+                b.add(r)
+            }
             all.add(r);
         }
         a.merge(&b);
@@ -302,8 +318,10 @@ mod tests {
         assert_eq!(out.tally.total(), 2);
         assert!(out.write_error.is_none());
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["error_kind"], "http");
         assert_eq!(lines[1]["http_status"], 503);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Validate the deployment artifacts offline: workflows/ (Argo), deploy/ (Jobs, kustomize overlays,
+# ServiceMonitor/PodMonitor, Prometheus configs, compose, Grafana dashboard) and the Dockerfile.
+#
+#   scripts/validate-deploy.sh                 validate everything, then the negative self-test
+#   scripts/validate-deploy.sh --self-test-only
+#   scripts/validate-deploy.sh --no-self-test
+#
+# Tools come from a venv at ${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}/validate-venv, created on first
+# use from the pinned scripts/validate/requirements.txt (~15 s, ~300 MB; needs the package index once).
+# After that everything runs offline. promtool (Debian's prometheus package) is used when installed.
+# Flags and env vars in the manifests are checked against target/debug/{load-test,perf-decision,vllm-sim}
+# --help when those are built (VPG_BIN_DIR overrides the directory), else against a built-in list.
+# Prints one line per file and `N passed, N failed`; exits non-zero on any failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
+VENV=$CACHE/validate-venv
+REQ=$ROOT/scripts/validate/requirements.txt
+STAMP=$VENV/.requirements.sha256
+
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "validate-deploy: installing the validators into $VENV" >&2
+  mkdir -p "$CACHE"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" >&2
+  echo "$want" >"$STAMP"
+fi
+
+PYTHONDONTWRITEBYTECODE=1 exec "$VENV/bin/python" "$ROOT/scripts/validate/validate_deploy.py" --root "$ROOT" "$@"

@@ -1,0 +1,201 @@
+"""Negative self-test: deliberately broken copies of the real artifacts must each FAIL.
+
+A validator that passes everything is worse than none; this proves each check can fail. Every case
+copies a real file, breaks one thing, and runs the same check the real file went through.
+"""
+
+import copy
+import json
+import os
+import tempfile
+
+import yaml
+
+import validate_deploy as vd
+
+
+def _load(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def _dump(path, docs):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump_all(docs, f, sort_keys=False)
+
+
+def _template(docs, name):
+    wft = next(d for d in docs if d.get("kind") == "WorkflowTemplate")
+    return wft, next(t for t in wft["spec"]["templates"] if t["name"] == name)
+
+
+def _cases(root):
+    """(description, make(tmpdir) -> (checker, path), expected error text) for each case."""
+    wft_path = os.path.join(root, "workflows", "vllm-perf-gate.yaml")
+    job_path = os.path.join(root, "deploy", "kustomize", "base", "job-load-test.yaml")
+    sm_path = os.path.join(root, "deploy", "monitoring", "servicemonitor-vllm.yaml")
+    dash_path = os.path.join(root, "deploy", "grafana", "vllm-dashboard.json")
+    prom_path = os.path.join(root, "deploy", "prometheus", "prometheus-static.yml")
+
+    def wft_case(mutate):
+        def make(tmp):
+            docs = _load(wft_path)
+            mutate(docs)
+            out = os.path.join(tmp, "workflows", "broken.yaml")
+            _dump(out, docs)
+            return vd.check_manifest_file, out
+        return make
+
+    def unknown_field(docs):
+        _template(docs, "load-test")[1]["container"]["imagePullPolicyy"] = "Always"
+
+    def undeclared_param(docs):
+        _template(docs, "load-test")[1]["container"]["args"].append("--concurrency={{inputs.parameters.nope}}")
+
+    def unknown_flag(docs):
+        _template(docs, "load-test")[1]["container"]["args"][0] = "--vllm-ulr={{inputs.parameters.vllm-url}}"
+
+    def two_bodies(docs):
+        _template(docs, "perf-decision")[1]["script"] = {"image": "x", "source": "true"}
+
+    def bad_expression(docs):
+        args = _template(docs, "perf-decision")[1]["container"]["args"]
+        i = next(k for k, a in enumerate(args) if a.startswith("{{="))
+        args[i] = args[i].replace("'candidate-version'", "'candidate-versoin'").replace("'--candidate-alias=", "'--candidate-alais=")
+
+    def empty_flag(docs):
+        args = _template(docs, "perf-decision")[1]["container"]["args"]
+        i = next(k for k, a in enumerate(args) if a.startswith("{{="))
+        args[i] = "--candidate-version={{inputs.parameters.candidate-version}}"
+
+    def retried_load_test(docs):
+        _template(docs, "load-test")[1]["retryStrategy"] = {"limit": "2"}
+
+    def missing_template(docs):
+        _template(docs, "perf-gate")[1]["steps"][1][0]["template"] = "perf-decison"
+
+    def broken_job(tmp):
+        docs = _load(job_path)
+        docs[0]["spec"]["template"]["spec"]["contaners"] = docs[0]["spec"]["template"]["spec"]["containers"]
+        out = os.path.join(tmp, "deploy", "job.yaml")
+        _dump(out, docs)
+        return vd.check_manifest_file, out
+
+    def retried_job(tmp):
+        docs = _load(job_path)
+        docs[0]["spec"]["backoffLimit"] = 2
+        out = os.path.join(tmp, "deploy", "job.yaml")
+        _dump(out, docs)
+        return vd.check_manifest_file, out
+
+    def broken_sm(tmp):
+        docs = _load(sm_path)
+        docs[0]["spec"]["endpoints"][0]["intervall"] = docs[0]["spec"]["endpoints"][0].pop("interval")
+        out = os.path.join(tmp, "deploy", "sm.yaml")
+        _dump(out, docs)
+        return vd.check_manifest_file, out
+
+    def broken_dash(tmp):
+        with open(dash_path, encoding="utf-8") as f:
+            dash = json.load(f)
+        panels = [p for p in dash["panels"] if p.get("type") != "row"]
+        panels[1]["id"] = panels[0]["id"]
+        panels[2]["targets"][0]["expr"] = "vllm:gpu_cache_usage_perc"
+        out = os.path.join(tmp, "deploy", "dash.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(dash, f)
+        return vd.check_dashboard, out
+
+    def broken_prom(tmp):
+        with open(prom_path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        cfg["scrape_configs"][0]["scrape_intervall"] = "5s"
+        out = os.path.join(tmp, "deploy", "prometheus", "prometheus.yml")
+        _dump(out, [cfg])
+        return vd.check_prometheus_config, out
+
+    def duplicate_key(tmp):
+        with open(os.path.join(root, "deploy", "monitoring", "podmonitor-vllm.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        out = os.path.join(tmp, "deploy", "dup.yaml")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text.replace("kind: PodMonitor\n", "kind: PodMonitor\nkind: PodMonitor\n", 1))
+        return vd.check_manifest_file, out
+
+    def broken_overlay(tmp):
+        d = os.path.join(tmp, "deploy", "kustomize", "overlays", "broken")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "kustomization.yaml"), "w", encoding="utf-8") as f:
+            f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../nope]\n")
+        return (lambda path, ctx, report: vd.check_kustomize(path, ctx, report)), d
+
+    def compose_without_allowed_hosts(tmp):
+        src = os.path.join(root, "deploy", "compose", "docker-compose.yml")
+        with open(src, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+        cmd = doc["services"]["mlflow"]["command"]
+        doc["services"]["mlflow"]["command"] = [a for a in cmd if not a.startswith("--allowed-hosts")]
+        out = os.path.join(tmp, "deploy", "compose", "docker-compose.yml")
+        _dump(out, [doc])
+        return vd.check_compose, out
+
+    def broken_dockerfile(tmp):
+        with open(os.path.join(root, "Dockerfile"), encoding="utf-8") as f:
+            text = f.read()
+        out = os.path.join(tmp, "Dockerfile")
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text.replace("WORKDIR /src", "WORKDIR src").replace("USER 65532:65532", "USER root"))
+        return vd.check_dockerfile, out
+
+    return [
+        # (description, make, text the errors must contain; None = the unbroken control, which must pass)
+        ("unbroken WorkflowTemplate copy (control)", wft_case(lambda docs: None), None),
+        ("WorkflowTemplate with an unknown field", wft_case(unknown_field), "imagePullPolicyy"),
+        ("WorkflowTemplate using an undeclared input parameter", wft_case(undeclared_param), "inputs.parameters.nope"),
+        ("WorkflowTemplate passing an unknown load-test flag", wft_case(unknown_flag), "--vllm-ulr"),
+        ("expression using an undeclared parameter", wft_case(bad_expression), "candidate-versoin"),
+        ("expression producing an unknown flag", wft_case(bad_expression), "--candidate-alais"),
+        ("flag whose value may be empty", wft_case(empty_flag), "may be empty"),
+        ("template with two bodies (container and script)", wft_case(two_bodies), "exactly one of"),
+        ("retryStrategy on the load test", wft_case(retried_load_test), "retryStrategy on the load test"),
+        ("step calling a template that does not exist", wft_case(missing_template), "perf-decison"),
+        ("Job with an unknown field", broken_job, "contaners"),
+        ("load-test Job with backoffLimit 2", retried_job, "backoffLimit: 0"),
+        ("ServiceMonitor with an unknown field", broken_sm, "intervall"),
+        ("dashboard with a duplicate panel id", broken_dash, "also used by"),
+        ("dashboard using a metric vLLM removed", broken_dash, "gpu_cache_usage_perc was removed"),
+        ("Prometheus config with an unknown field", broken_prom, "scrape_intervall"),
+        ("manifest with a duplicated key (yamllint)", duplicate_key, "duplication of key"),
+        ("overlay whose base does not exist (kubectl kustomize)", broken_overlay, "kubectl kustomize failed"),
+        ("compose MLflow without --allowed-hosts", compose_without_allowed_hosts, "without --allowed-hosts"),
+        ("Dockerfile with a relative WORKDIR (hadolint DL3000)", broken_dockerfile, "DL3000"),
+        ("Dockerfile ending as USER root", broken_dockerfile, "non-root USER"),
+    ]
+
+
+def run(root, report, clis):
+    wrong = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = vd.Context(tmp, clis)
+        with open(os.path.join(root, "workflows", "vllm-perf-gate.yaml"), encoding="utf-8") as f:
+            for d in yaml.safe_load_all(f):
+                if d and d.get("kind") == "WorkflowTemplate":
+                    ctx.wft_index[d["metadata"]["name"]] = copy.deepcopy(d)
+        cases = _cases(root)
+        for desc, make, expected in cases:
+            if expected == "scrape_intervall" and not ctx.promtool:
+                continue  # nothing to catch it without promtool
+            checker, path = make(tmp)
+            ctx.yamllint = vd.run_yamllint([path]) if path.endswith((".yaml", ".yml")) else {}
+            quiet = vd.Report(quiet=True)
+            checker(path, ctx, quiet)
+            errs = [e for _, es in quiet.results for e in es]
+            if expected is None and errs:
+                wrong.append(f"{desc}: the control copy failed: {errs[0]}")
+            elif expected is not None and not any(expected in e for e in errs):
+                wrong.append(f"{desc}: not rejected for it" + (f" (other errors: {errs[0]})" if errs else ""))
+    label = f"self-test: {len(cases) - len(wrong)}/{len(cases)} broken copies rejected for the right reason, control passed"
+    report.add(label, wrong)
