@@ -4,12 +4,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use perf_gate::{exit, loadtest, logging};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
     logging::init(cli.log_format == cli::LogFormat::Json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -196,3 +196,34 @@ fn help_documents_env_vars_and_exit_codes() {
         assert!(text.contains(needle), "--help lacks {needle:?}");
     }
 }
+
+/// Kubernetes and Argo pass optional settings as empty strings: an empty env var is unset.
+#[test]
+fn empty_env_vars_count_as_unset() {
+    let sim = quick_sim();
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let o = run(load_test()
+        .env("VLLM_URL", &sim.url)
+        .env("ADAPTER_NAME", "candidate")
+        .env("EVAL_DATA_PATH", &eval)
+        .env("OUTPUT_DIR", &out)
+        .env("PROMETHEUS_URL", "")
+        .env("VLLM_API_KEY", "")
+        .env("CONCURRENCY", "")
+        .env("MAX_TOKENS", "2"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(
+        r["config"]["concurrency"], 10,
+        "empty CONCURRENCY falls back to the default"
+    );
+    assert_eq!(r["config"]["prometheus_url"], serde_json::Value::Null);
+    assert_eq!(r["config"]["api_key_set"], false);
+    // An empty required value is still "missing", named with its env var.
+    let o =
+        run(load_test()
+            .env("VLLM_URL", "")
+            .args(["--adapter-name", "a", "--eval-data-path", "e"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--vllm-url"), "{}", stderr(&o));
+}

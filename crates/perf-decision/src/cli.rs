@@ -113,7 +113,7 @@ pub struct Cli {
     )]
     pub experiment_name: String,
 
-    /// Dataset name logged with the run; default eval-v{N} from --eval-data-version, else eval-<digest>.
+    /// Dataset name logged with the run; default `eval-v{N}` from --eval-data-version, else `eval-<digest>`.
     #[arg(long, env = "EVAL_DATASET_NAME")]
     pub eval_dataset_name: Option<String>,
 
@@ -185,7 +185,7 @@ pub struct Cli {
     #[arg(long, env = "FAIL_ON_REJECT", value_parser = BoolishValueParser::new())]
     pub fail_on_reject: bool,
 
-    /// MLflow run name; default perf-<model>-v<version>.
+    /// MLflow run name; default `perf-<model>-v<version>`.
     #[arg(long, env = "MLFLOW_RUN_NAME")]
     pub run_name: Option<String>,
 

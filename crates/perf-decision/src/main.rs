@@ -4,13 +4,12 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use perf_gate::decision::{self, PerfDecision, Verdict};
 use perf_gate::{exit, logging};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
     logging::init(cli.log_format == cli::LogFormat::Json);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

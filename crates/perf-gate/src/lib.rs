@@ -6,6 +6,7 @@
 //! The binaries are thin; everything a test wants to reach lives here.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod decision;
 pub mod exit;
