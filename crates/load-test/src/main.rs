@@ -5,7 +5,6 @@ mod cli;
 use std::process::ExitCode;
 
 use perf_gate::{exit, loadtest, logging};
-use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
@@ -31,15 +30,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     let config = cli.into_config();
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        logging::shutdown_signal().await;
-        tracing::warn!("signal received: stopping (send again to exit at once)");
-        on_signal.cancel();
-        logging::shutdown_signal().await;
-        std::process::exit(i32::from(exit::ABORTED));
-    });
+    let cancel = logging::cancel_on_signal();
     let outcome = loadtest::run(config, cancel).await?;
     print_summary(&outcome);
     Ok(outcome.exit_code)

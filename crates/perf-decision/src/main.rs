@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use perf_gate::decision::{self, PerfDecision, Verdict};
 use perf_gate::{exit, logging};
-use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
@@ -42,15 +41,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::BAD_INPUT));
         }
     };
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        logging::shutdown_signal().await;
-        tracing::warn!("signal received: stopping (send again to exit at once)");
-        on_signal.cancel();
-        logging::shutdown_signal().await;
-        std::process::exit(i32::from(exit::ABORTED));
-    });
+    let cancel = logging::cancel_on_signal();
     match decision::run_step(&config, &cancel).await {
         Ok(doc) => {
             print_summary(&doc, &config.output_dir);

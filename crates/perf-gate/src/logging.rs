@@ -49,3 +49,18 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// A token cancelled by the first SIGINT/SIGTERM; a second signal exits at once with code 4.
+/// Must be called inside a Tokio runtime.
+pub fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("signal received: stopping (send again to exit at once)");
+        on_signal.cancel();
+        shutdown_signal().await;
+        std::process::exit(i32::from(crate::exit::ABORTED));
+    });
+    cancel
+}
