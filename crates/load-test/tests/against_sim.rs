@@ -79,6 +79,10 @@ fn runs_every_prompt_once_and_counts_injected_errors() {
     assert_eq!(r["adapter"]["parent"], "tiny-base");
     assert_eq!(r["eval_data"]["rows"], 200);
     assert_eq!(r["eval_data"]["digest"].as_str().unwrap().len(), 8);
+    // The generator reports whether it kept up.
+    let g = &r["load_generator"];
+    assert!(g["cpu_seconds"].as_f64().is_some(), "{g}");
+    assert!(g["event_loop_lag_p99_s"].as_f64().is_some(), "{g}");
 }
 
 #[test]

@@ -234,6 +234,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         timing: None,
         client: None,
         server: None,
+        load_generator: None,
         departures,
         warnings: Vec::new(),
     }
@@ -366,6 +367,7 @@ async fn execute(
         ));
     }
     results.client = Some(out.client.clone());
+    results.load_generator = Some(out.health.clone());
     if out.aborted {
         return Ok(RunStatus::Aborted);
     }

@@ -303,6 +303,23 @@ pub struct ClientMetrics {
     pub ttft_adjusted_s: AdjustedPercentiles,
 }
 
+/// Whether the load generator could keep up (see `runner::health`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct GeneratorHealth {
+    /// Cores available to `load-test`.
+    pub cores: u32,
+    /// Process CPU time (user + system) during the load, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// `cpu_seconds` / load duration, in percent of one core.
+    pub cpu_percent_of_one_core: Option<f64>,
+    /// P99 of how late a 50 ms timer woke on the client's runtime, seconds.
+    pub event_loop_lag_p99_s: Option<f64>,
+    /// Largest such lag, seconds.
+    pub event_loop_lag_max_s: Option<f64>,
+    /// True when lag P99 > 20 ms or CPU > 80 % of the cores: client timings may be inflated.
+    pub saturated: bool,
+}
+
 /// Wall-clock timing of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunTiming {
@@ -422,6 +439,9 @@ pub struct LoadTestResults {
     pub client: Option<ClientMetrics>,
     /// Server-side figures; absent when the load never ran or collection failed.
     pub server: Option<ServerMetrics>,
+    /// Whether the load generator kept up; absent when the load never started.
+    #[serde(default)]
+    pub load_generator: Option<GeneratorHealth>,
     /// Deliberate departures from the seed's behaviour, in words.
     #[serde(default)]
     pub departures: Vec<String>,

@@ -12,6 +12,7 @@
 //! ends at `--request-timeout` as a failure: hangs show in the success rate.
 
 pub mod aggregate;
+pub mod health;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Timing, VllmClient};
-use crate::results::ClientMetrics;
+use crate::results::{ClientMetrics, GeneratorHealth};
 use crate::workload::PreparedRequest;
 use aggregate::{AggregatorConfig, Live, Tally};
 
@@ -75,6 +76,8 @@ pub struct RunOutput {
     pub client: ClientMetrics,
     /// Totals, mergeable with other shards.
     pub tally: Tally,
+    /// Whether the generator kept up.
+    pub health: GeneratorHealth,
     /// Non-fatal problems (e.g. `requests.jsonl` could not be written).
     pub warnings: Vec<String>,
 }
@@ -123,6 +126,7 @@ pub async fn run_load(
 
     let semaphore = Arc::new(Semaphore::new(slots as usize));
     let mut tasks = JoinSet::new();
+    let probe = health::LagProbe::start();
     let load_start_wall = Utc::now();
     let load_start = Instant::now();
     let mut cancelled = false;
@@ -193,6 +197,7 @@ pub async fn run_load(
     }
     let duration = load_start.elapsed();
     let load_end_wall = Utc::now();
+    let health = probe.finish().await;
 
     let agg = tokio::task::spawn_blocking(move || aggregator.join())
         .await
@@ -202,6 +207,14 @@ pub async fn run_load(
     if let Some(e) = agg.write_error {
         warnings.push(e);
     }
+    if health.saturated {
+        warnings.push(format!(
+            "the load generator was saturated (event-loop lag p99 {:.1} ms, CPU {:.0} % of one core on {} cores): client timings may be inflated; lower --concurrency or give load-test more CPU",
+            health.event_loop_lag_p99_s.unwrap_or(0.0) * 1e3,
+            health.cpu_percent_of_one_core.unwrap_or(0.0),
+            health.cores
+        ));
+    }
     Ok(RunOutput {
         load_start: load_start_wall,
         load_end: load_end_wall,
@@ -209,6 +222,7 @@ pub async fn run_load(
         aborted,
         client: agg.tally.metrics(duration.as_secs_f64()),
         tally: agg.tally,
+        health,
         warnings,
     })
 }

@@ -124,6 +124,7 @@ pub fn results(f: Figures, adapter: &str) -> LoadTestResults {
             resolved_names: BTreeMap::new(),
             warnings: vec![],
         }),
+        load_generator: None,
         departures: vec![],
         warnings: vec![],
     }

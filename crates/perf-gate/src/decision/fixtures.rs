@@ -99,6 +99,7 @@ pub(crate) fn results() -> LoadTestResults {
             resolved_names: BTreeMap::new(),
             warnings: vec![],
         }),
+        load_generator: None,
         departures: vec!["end-anchored windows".into()],
         warnings: vec![],
     }
