@@ -169,6 +169,11 @@ pub struct Cli {
     #[arg(long, env = "RATE", value_parser = positive_f64)]
     pub rate: Option<f64>,
 
+    /// Requests sent before the measurement and left out of it (the first request to a LoRA
+    /// adapter loads it). With Prometheus, a quiet gap of one scrape interval + 2 s follows.
+    #[arg(long, env = "WARMUP_REQUESTS", default_value = "0")]
+    pub warmup_requests: u32,
+
     /// Interval between progress log lines; 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value = "5", value_parser = parse_duration)]
     pub progress_interval: Duration,
@@ -229,6 +234,7 @@ impl Cli {
             gpu_selector: self.gpu_selector,
             progress_every: (!self.progress_interval.is_zero()).then_some(self.progress_interval),
             drain_grace: self.drain_grace,
+            warmup_requests: self.warmup_requests,
         }
     }
 }

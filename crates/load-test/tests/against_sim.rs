@@ -252,3 +252,35 @@ fn serial_sigterm_marks_results_aborted() {
     let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
     assert_eq!(lines.lines().count() as u64, total);
 }
+
+#[test]
+fn warmup_requests_are_sent_but_left_out_of_every_figure() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 5);
+    let out = dir.path().join("out");
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--warmup-requests",
+        "3",
+        "--max-tokens",
+        "2",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["warmup"]["requests"], 3);
+    assert_eq!(r["warmup"]["successful_requests"], 3);
+    assert_eq!(r["client"]["total_requests"], 5);
+    assert_eq!(
+        sim.stats().accepted,
+        8,
+        "the warm-up really reached the server"
+    );
+    // The /metrics baseline is taken after the warm-up: the server counts only the 5.
+    assert_eq!(r["server"]["requests_finished"]["value"], 5.0);
+    let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 5);
+}

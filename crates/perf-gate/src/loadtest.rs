@@ -20,7 +20,7 @@ use crate::prom::{
 };
 use crate::results::{
     EvalDataInfo, LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunConfig, RunStatus, RunTiming,
-    SCHEMA_VERSION, STATUS_FILE, ServerMetrics, ToolInfo, WindowMode,
+    SCHEMA_VERSION, STATUS_FILE, ServerMetrics, ToolInfo, WarmupInfo, WindowMode,
 };
 use crate::runner::{RunOptions, Schedule, run_load};
 use crate::workload::{EndpointChoice, Sampling, load_eval_file, prepare_requests};
@@ -72,6 +72,8 @@ pub struct LoadTestConfig {
     pub progress_every: Option<Duration>,
     /// Grace for in-flight requests after SIGINT/SIGTERM.
     pub drain_grace: Duration,
+    /// Requests sent before the measurement and left out of it.
+    pub warmup_requests: u32,
 }
 
 impl std::fmt::Debug for LoadTestConfig {
@@ -235,6 +237,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         client: None,
         server: None,
         load_generator: None,
+        warmup: None,
         departures,
         warnings: Vec::new(),
     }
@@ -284,6 +287,23 @@ async fn execute(
         c.check_ready().await.map_err(Stop::dependency)?;
     }
 
+    let sampling = Sampling {
+        max_tokens: cfg.max_tokens,
+        temperature: cfg.temperature,
+    };
+    let mut requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
+    if let Some(n) = cfg.num_requests {
+        let base = requests.clone();
+        requests = base.iter().cycle().take(n as usize).cloned().collect();
+    }
+    let client = Arc::new(client);
+    if cfg.warmup_requests > 0 {
+        results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
+        if cancel.is_cancelled() {
+            return Ok(RunStatus::Aborted);
+        }
+    }
+
     let mut server_source = match collector {
         Some(c) => ServerSide::Prometheus(c),
         None => {
@@ -303,15 +323,6 @@ async fn execute(
         }
     };
 
-    let sampling = Sampling {
-        max_tokens: cfg.max_tokens,
-        temperature: cfg.temperature,
-    };
-    let mut requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
-    if let Some(n) = cfg.num_requests {
-        let base = requests.clone();
-        requests = base.iter().cycle().take(n as usize).cloned().collect();
-    }
     let schedule = match cfg.rate {
         Some(r) => Schedule::Rate {
             per_second: r,
@@ -324,7 +335,7 @@ async fn execute(
     let partial = cfg.output_dir.join(format!("{REQUESTS_FILE}.partial"));
     tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
     let out = run_load(
-        Arc::new(client.clone()),
+        client.clone(),
         Arc::new(requests),
         RunOptions {
             schedule,
@@ -412,6 +423,56 @@ async fn execute(
     reconcile(results, &server, &out.client);
     results.server = Some(server);
     Ok(RunStatus::Completed)
+}
+
+/// Sends the first `--warmup-requests` requests (cycling the prompts), outside the measurement:
+/// the first request to a LoRA adapter loads it. With Prometheus, then waits one scrape interval
+/// + 2 s so warm-up observations fall before the window's first sample.
+async fn warm_up(
+    cfg: &LoadTestConfig,
+    client: &Arc<VllmClient>,
+    requests: &[crate::workload::PreparedRequest],
+    cancel: &CancellationToken,
+) -> Result<WarmupInfo, Stop> {
+    let n = cfg.warmup_requests as usize;
+    let warm: Vec<_> = requests.iter().cycle().take(n).cloned().collect();
+    tracing::info!(requests = n, "warm-up (not measured)");
+    let out = run_load(
+        client.clone(),
+        Arc::new(warm),
+        RunOptions {
+            schedule: Schedule::Closed {
+                concurrency: cfg.concurrency.min(cfg.warmup_requests).max(1),
+            },
+            request_timeout: cfg.request_timeout,
+            drain_grace: cfg.drain_grace,
+            progress_every: None,
+            requests_path: None,
+        },
+        cancel.clone(),
+    )
+    .await
+    .map_err(|e| Stop {
+        code: exit::DEPENDENCY,
+        message: e.to_string(),
+    })?;
+    let gap = match &cfg.prometheus {
+        Some(p) => p.scrape_interval + Duration::from_secs(2),
+        None => Duration::ZERO,
+    };
+    if !gap.is_zero() {
+        tracing::info!(gap = ?gap, "quiet gap after warm-up so its observations stay out of the window");
+        tokio::select! {
+            _ = tokio::time::sleep(gap) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    Ok(WarmupInfo {
+        requests: out.client.total_requests,
+        successful_requests: out.client.successful_requests,
+        errors_by_kind: out.client.errors_by_kind,
+        gap_s: gap.as_secs_f64(),
+    })
 }
 
 /// Where server-side figures come from.

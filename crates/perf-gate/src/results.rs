@@ -320,6 +320,19 @@ pub struct GeneratorHealth {
     pub saturated: bool,
 }
 
+/// The warm-up phase (`--warmup-requests`), left out of every figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct WarmupInfo {
+    /// Warm-up requests sent.
+    pub requests: u64,
+    /// Of those, how many succeeded.
+    pub successful_requests: u64,
+    /// Failures by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Quiet gap waited after the warm-up (one scrape interval + 2 s with Prometheus), seconds.
+    pub gap_s: f64,
+}
+
 /// Wall-clock timing of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunTiming {
@@ -442,6 +455,9 @@ pub struct LoadTestResults {
     /// Whether the load generator kept up; absent when the load never started.
     #[serde(default)]
     pub load_generator: Option<GeneratorHealth>,
+    /// The warm-up, when `--warmup-requests` > 0.
+    #[serde(default)]
+    pub warmup: Option<WarmupInfo>,
     /// Deliberate departures from the seed's behaviour, in words.
     #[serde(default)]
     pub departures: Vec<String>,

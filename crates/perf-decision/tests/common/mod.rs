@@ -125,6 +125,7 @@ pub fn results(f: Figures, adapter: &str) -> LoadTestResults {
             warnings: vec![],
         }),
         load_generator: None,
+        warmup: None,
         departures: vec![],
         warnings: vec![],
     }

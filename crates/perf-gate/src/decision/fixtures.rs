@@ -100,6 +100,7 @@ pub(crate) fn results() -> LoadTestResults {
             warnings: vec![],
         }),
         load_generator: None,
+        warmup: None,
         departures: vec!["end-anchored windows".into()],
         warnings: vec![],
     }
