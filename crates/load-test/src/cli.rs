@@ -43,7 +43,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+            return Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("{s:?} seconds is too long"));
         }
         return Err(format!("{s:?} is not a non-negative number of seconds"));
     }
@@ -59,10 +60,12 @@ fn positive_u32(s: &str) -> Result<u32, String> {
     }
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
+fn rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number")),
+        Ok(v) if v.is_finite() && v >= 0.001 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a rate of at least 0.001 requests per second"
+        )),
     }
 }
 
@@ -166,7 +169,7 @@ pub struct Cli {
 
     /// Open loop: send this many requests per second (at most --concurrency in flight);
     /// late starts are reported as client queue time.
-    #[arg(long, env = "RATE", value_parser = positive_f64)]
+    #[arg(long, env = "RATE", value_parser = rate)]
     pub rate: Option<f64>,
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
@@ -251,6 +254,12 @@ mod tests {
         assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(
+            parse_duration("1e20").is_err(),
+            "too long must be an error, not a panic"
+        );
+        assert!(rate("1e-300").is_err());
+        assert_eq!(rate("2.5"), Ok(2.5));
     }
 
     #[test]

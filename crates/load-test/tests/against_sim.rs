@@ -109,21 +109,27 @@ fn cut_streams_are_failures_not_successes() {
 
 #[test]
 fn api_key_is_sent_but_never_written() {
+    let secret = "sk-very-secret-token-123";
+    // The sim, like vLLM with --api-key, answers 401 on /v1/* without the right bearer token.
     let sim = Sim::start(vllm_sim::SimConfig {
         ttft: Duration::from_millis(2),
         itl: Duration::from_millis(1),
+        api_key: Some(secret.into()),
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 5);
     let out = dir.path().join("out");
-    let secret = "sk-very-secret-token-123";
     let o = run(base_args(&mut load_test(), &sim, &eval, &out)
         .env("VLLM_API_KEY", secret)
         .args(["--log-format", "json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
     assert_eq!(r["config"]["api_key_set"], true);
+    assert_eq!(
+        r["client"]["successful_requests"], 5,
+        "the key reached the server"
+    );
     for f in [
         "load_test_results.json",
         "requests.jsonl",
@@ -138,6 +144,13 @@ fn api_key_is_sent_but_never_written() {
     for line in stderr(&o).lines().filter(|l| !l.is_empty()) {
         serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     }
+    // Without the key: a clear dependency error, and still no secret anywhere.
+    let out2 = dir.path().join("out2");
+    let o =
+        run(base_args(&mut load_test(), &sim, &eval, &out2).env("VLLM_API_KEY", "wrong-key-456"));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("wrong-key-456"));
 }
 
 #[test]

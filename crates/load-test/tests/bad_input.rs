@@ -227,3 +227,48 @@ fn empty_env_vars_count_as_unset() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--vllm-url"), "{}", stderr(&o));
 }
+
+/// A signal while waiting for vLLM ends the step at once: exit 4, status `aborted`.
+#[test]
+fn serial_sigterm_during_wait_ready_aborts_promptly() {
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let url = dead_url();
+    let started = std::time::Instant::now();
+    let child = cmd(&url, &eval, &out)
+        .args(["--wait-ready", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status(&out), "aborted");
+}
+
+/// A failed run never leaves an earlier run's files beside its own.
+#[test]
+fn stale_outputs_of_an_earlier_run_are_removed() {
+    let sim = quick_sim();
+    let (_d, eval, out) = with_eval("{\"prompt\": \"hi\"}\n");
+    let o = run(&mut cmd(&sim.url, &eval, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("requests.jsonl").exists());
+    std::fs::write(&eval, "{broken\n").unwrap();
+    let o = run(&mut cmd(&sim.url, &eval, &out));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(status(&out), "failed");
+    assert!(
+        !out.join("requests.jsonl").exists(),
+        "the earlier run's request log must go"
+    );
+}

@@ -215,7 +215,7 @@ impl VllmClient {
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
         ClientError::Unreachable {
             url: self.shown.clone(),
-            message: e.without_url().to_string(),
+            message: stream::describe(e),
         }
     }
 
@@ -236,12 +236,31 @@ impl VllmClient {
         }
     }
 
-    /// Polls `/health` every second until it answers 200, for at most `timeout`.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), ClientError> {
+    /// Polls every second until `/health` answers 200 and `adapter` is listed by `/v1/models`
+    /// (an adapter may be loaded after the server starts), for at most `timeout`.
+    pub async fn wait_for_adapter(
+        &self,
+        adapter: &str,
+        timeout: Duration,
+    ) -> Result<AdapterInfo, ClientError> {
         let started = Instant::now();
         loop {
-            match self.health().await {
-                Ok(()) => return Ok(()),
+            let attempt = async {
+                self.health().await?;
+                self.find_adapter(adapter).await
+            };
+            let left = timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            let outcome = match tokio::time::timeout(left, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Unreachable {
+                    url: self.shown.clone(),
+                    message: "no answer before the wait ran out".into(),
+                }),
+            };
+            match outcome {
+                Ok(info) => return Ok(info),
                 Err(e) if started.elapsed() >= timeout => {
                     return Err(ClientError::NotReady {
                         url: self.shown.clone(),
@@ -249,7 +268,7 @@ impl VllmClient {
                         last: e.to_string(),
                     });
                 }
-                Err(e) => tracing::info!(error = %e, "waiting for vLLM to become ready"),
+                Err(e) => tracing::info!(error = %e, "waiting for vLLM and the adapter"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

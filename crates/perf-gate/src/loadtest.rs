@@ -6,24 +6,22 @@
 //! written (atomically): `completed`, `failed` (with a one-line `error`) or `aborted`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientOptions, VllmClient, redact_url};
+mod phases;
+
+use crate::client::redact_url;
 use crate::exit;
 use crate::fsio;
-use crate::prom::{
-    LoadSpan, MetricsScraper, PromSettings, PrometheusCollector, server_metrics_from_deltas,
-};
+use crate::prom::PromSettings;
 use crate::results::{
-    EvalDataInfo, LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunConfig, RunStatus, RunTiming,
-    SCHEMA_VERSION, STATUS_FILE, ServerMetrics, ToolInfo, WarmupInfo, WindowMode,
+    LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunConfig, RunStatus, SCHEMA_VERSION,
+    STATUS_FILE, ToolInfo, WindowMode,
 };
-use crate::runner::{RunOptions, Schedule, run_load};
-use crate::workload::{EndpointChoice, Sampling, load_eval_file, prepare_requests};
+use crate::workload::EndpointChoice;
 
 /// Everything `load-test` needs, validated.
 #[derive(Clone)]
@@ -105,17 +103,39 @@ struct Stop {
     message: String,
 }
 
+/// An error's message followed by its causes (`a: b: c`), so the one line says why.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        src = s.source();
+    }
+    text
+}
+
 impl Stop {
-    fn input(e: impl std::fmt::Display) -> Self {
+    fn input(e: impl std::error::Error + 'static) -> Self {
         Stop {
             code: exit::BAD_INPUT,
-            message: e.to_string(),
+            message: error_chain(&e),
         }
     }
-    fn dependency(e: impl std::fmt::Display) -> Self {
+    fn dependency(e: impl Into<Box<dyn std::error::Error + 'static>>) -> Self {
+        let e = e.into();
         Stop {
             code: exit::DEPENDENCY,
-            message: e.to_string(),
+            message: error_chain(e.as_ref()),
+        }
+    }
+    fn aborted(message: &str) -> Self {
+        Stop {
+            code: exit::ABORTED,
+            message: message.to_string(),
         }
     }
 }
@@ -143,8 +163,10 @@ pub async fn run(
         path: cfg.output_dir.display().to_string(),
         source,
     })?;
+    clear_stale_outputs(&cfg.output_dir);
     let mut results = skeleton(&cfg);
-    let outcome = execute(&cfg, &mut results, cancel, started_wall).await;
+    warn_about_proxies(&mut results);
+    let outcome = phases::execute(&cfg, &mut results, cancel, started_wall).await;
     let code = match outcome {
         Ok(status) => {
             results.status = status;
@@ -172,13 +194,47 @@ pub async fn run(
     let mut code = code;
     if let Err(e) = write_outputs(&cfg.output_dir, &results) {
         tracing::error!("cannot write results to {}: {e}", cfg.output_dir.display());
-        code = exit::BAD_INPUT;
+        // Whatever was measured, nobody may read a stale "completed" here.
+        let _ = fsio::write_atomic(&cfg.output_dir.join(STATUS_FILE), b"failed\n");
+        if code == exit::SUCCESS {
+            code = exit::DEPENDENCY;
+        }
     }
     Ok(LoadTestOutcome {
         results,
         exit_code: code,
         results_path,
     })
+}
+
+/// Removes what an earlier run left in the output directory, so no stale `completed` status or
+/// request log can be mistaken for this run's.
+fn clear_stale_outputs(dir: &Path) {
+    for name in [STATUS_FILE, RESULTS_FILE, REQUESTS_FILE] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_file(dir.join(format!("{REQUESTS_FILE}.partial")));
+}
+
+/// A proxy between the client and vLLM can buffer the SSE stream and make TTFT look like e2e.
+fn warn_about_proxies(results: &mut LoadTestResults) {
+    let set: Vec<&str> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    .collect();
+    if !set.is_empty() {
+        results.warnings.push(format!(
+            "{} set: requests to vLLM may go through a proxy, which can buffer the stream and distort TTFT (add vLLM's host to NO_PROXY)",
+            set.join(", ")
+        ));
+    }
 }
 
 fn write_outputs(dir: &Path, results: &LoadTestResults) -> std::io::Result<()> {
@@ -230,6 +286,11 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             request_timeout_s: cfg.request_timeout.as_secs_f64(),
             prompt_field: cfg.prompt_field.clone(),
             api_key_set: cfg.api_key.as_deref().is_some_and(|k| !k.is_empty()),
+            rate: cfg.rate,
+            num_requests: cfg.num_requests,
+            warmup_requests: cfg.warmup_requests,
+            wait_ready_s: cfg.wait_ready.map_or(0.0, |d| d.as_secs_f64()),
+            drain_grace_s: cfg.drain_grace.as_secs_f64(),
         },
         adapter: None,
         eval_data: None,
@@ -240,267 +301,5 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         warmup: None,
         departures,
         warnings: Vec::new(),
-    }
-}
-
-async fn execute(
-    cfg: &LoadTestConfig,
-    results: &mut LoadTestResults,
-    cancel: CancellationToken,
-    started_wall: chrono::DateTime<Utc>,
-) -> Result<RunStatus, Stop> {
-    // Local inputs first: a bad file fails fast without touching the network.
-    let eval =
-        load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref()).map_err(Stop::input)?;
-    results.eval_data = Some(EvalDataInfo {
-        path: cfg.eval_data_path.display().to_string(),
-        digest: eval.digest().to_string(),
-        sha256: eval.sha256.clone(),
-        rows: eval.prompts.len() as u64,
-    });
-    let collector = match cfg.prometheus.clone() {
-        Some(p) => Some(PrometheusCollector::new(p).map_err(Stop::input)?),
-        None => None,
-    };
-    let client = VllmClient::new(
-        &cfg.vllm_url,
-        cfg.api_key.as_deref(),
-        ClientOptions {
-            pool_size: cfg.concurrency as usize,
-            ..ClientOptions::default()
-        },
-    )
-    .map_err(Stop::input)?;
-
-    match cfg.wait_ready {
-        Some(t) if !t.is_zero() => client.wait_ready(t).await,
-        _ => client.health().await,
-    }
-    .map_err(Stop::dependency)?;
-    let adapter = client
-        .find_adapter(&cfg.adapter_name)
-        .await
-        .map_err(Stop::dependency)?;
-    tracing::info!(adapter = %adapter.name, root = ?adapter.root, parent = ?adapter.parent, "adapter is served");
-    results.adapter = Some(adapter);
-    if let Some(c) = &collector {
-        c.check_ready().await.map_err(Stop::dependency)?;
-    }
-
-    let sampling = Sampling {
-        max_tokens: cfg.max_tokens,
-        temperature: cfg.temperature,
-    };
-    let mut requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
-    if let Some(n) = cfg.num_requests {
-        let base = requests.clone();
-        requests = base.iter().cycle().take(n as usize).cloned().collect();
-    }
-    let client = Arc::new(client);
-    if cfg.warmup_requests > 0 {
-        results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
-        if cancel.is_cancelled() {
-            return Ok(RunStatus::Aborted);
-        }
-    }
-
-    let mut server_source = match collector {
-        Some(c) => ServerSide::Prometheus(c),
-        None => {
-            let scraper =
-                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())
-                    .map_err(Stop::input)?;
-            let before = match scraper.snapshot().await {
-                Ok(snap) => Some(snap),
-                Err(e) => {
-                    results
-                        .warnings
-                        .push(format!("cannot scrape vLLM /metrics before the load: {e}"));
-                    None
-                }
-            };
-            ServerSide::Scrape { scraper, before }
-        }
-    };
-
-    let schedule = match cfg.rate {
-        Some(r) => Schedule::Rate {
-            per_second: r,
-            max_in_flight: cfg.concurrency,
-        },
-        None => Schedule::Closed {
-            concurrency: cfg.concurrency,
-        },
-    };
-    let partial = cfg.output_dir.join(format!("{REQUESTS_FILE}.partial"));
-    tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
-    let out = run_load(
-        client.clone(),
-        Arc::new(requests),
-        RunOptions {
-            schedule,
-            request_timeout: cfg.request_timeout,
-            drain_grace: cfg.drain_grace,
-            progress_every: cfg.progress_every,
-            requests_path: Some(partial.clone()),
-        },
-        cancel.clone(),
-    )
-    .await
-    .map_err(|e| Stop {
-        code: exit::DEPENDENCY,
-        message: e.to_string(),
-    })?;
-    if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
-        results
-            .warnings
-            .push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
-    }
-    results.warnings.extend(out.warnings.iter().cloned());
-    let load_s = out.duration.as_secs_f64();
-    tracing::info!(
-        duration_s = format!("{load_s:.2}"),
-        ok = out.client.successful_requests,
-        failed = out.client.failed_requests,
-        "load finished"
-    );
-    results.timing = Some(RunTiming {
-        started_at: rfc3339(started_wall),
-        load_start: rfc3339(out.load_start),
-        load_end: rfc3339(out.load_end),
-        load_duration_s: load_s,
-        wall_clock_duration_s: 0.0,
-    });
-    if out.client.responses_without_usage > 0 {
-        results.warnings.push(format!(
-            "{} successful responses carried no usage chunk: their output tokens are unknown (not guessed from max_tokens)",
-            out.client.responses_without_usage
-        ));
-    }
-    results.client = Some(out.client.clone());
-    results.load_generator = Some(out.health.clone());
-    if out.aborted {
-        return Ok(RunStatus::Aborted);
-    }
-
-    let span = LoadSpan {
-        start: out.load_start,
-        end: out.load_end,
-    };
-    let server: ServerMetrics = match &mut server_source {
-        ServerSide::Prometheus(c) => {
-            tracing::info!("waiting for the Prometheus scrape, then querying");
-            tokio::select! {
-                r = c.collect(&span) => r.map_err(Stop::dependency)?,
-                _ = cancel.cancelled() => return Ok(RunStatus::Aborted),
-            }
-        }
-        ServerSide::Scrape { before: None, .. } => return Ok(RunStatus::Completed),
-        ServerSide::Scrape {
-            scraper,
-            before: Some(before),
-        } => {
-            // vLLM records a request's metrics just after its last chunk: wait (briefly) until
-            // the server has counted what the client saw finish.
-            match scraper
-                .snapshot_settled(
-                    before,
-                    out.client.successful_requests,
-                    Duration::from_secs(5),
-                )
-                .await
-            {
-                Ok(after) => server_metrics_from_deltas(before, &after, load_s),
-                Err(e) => {
-                    results
-                        .warnings
-                        .push(format!("cannot scrape vLLM /metrics after the load: {e}"));
-                    return Ok(RunStatus::Completed);
-                }
-            }
-        }
-    };
-    reconcile(results, &server, &out.client);
-    results.server = Some(server);
-    Ok(RunStatus::Completed)
-}
-
-/// Sends the first `--warmup-requests` requests (cycling the prompts), outside the measurement:
-/// the first request to a LoRA adapter loads it. With Prometheus, then waits one scrape interval
-/// + 2 s so warm-up observations fall before the window's first sample.
-async fn warm_up(
-    cfg: &LoadTestConfig,
-    client: &Arc<VllmClient>,
-    requests: &[crate::workload::PreparedRequest],
-    cancel: &CancellationToken,
-) -> Result<WarmupInfo, Stop> {
-    let n = cfg.warmup_requests as usize;
-    let warm: Vec<_> = requests.iter().cycle().take(n).cloned().collect();
-    tracing::info!(requests = n, "warm-up (not measured)");
-    let out = run_load(
-        client.clone(),
-        Arc::new(warm),
-        RunOptions {
-            schedule: Schedule::Closed {
-                concurrency: cfg.concurrency.min(cfg.warmup_requests).max(1),
-            },
-            request_timeout: cfg.request_timeout,
-            drain_grace: cfg.drain_grace,
-            progress_every: None,
-            requests_path: None,
-        },
-        cancel.clone(),
-    )
-    .await
-    .map_err(|e| Stop {
-        code: exit::DEPENDENCY,
-        message: e.to_string(),
-    })?;
-    let gap = match &cfg.prometheus {
-        Some(p) => p.scrape_interval + Duration::from_secs(2),
-        None => Duration::ZERO,
-    };
-    if !gap.is_zero() {
-        tracing::info!(gap = ?gap, "quiet gap after warm-up so its observations stay out of the window");
-        tokio::select! {
-            _ = tokio::time::sleep(gap) => {}
-            _ = cancel.cancelled() => {}
-        }
-    }
-    Ok(WarmupInfo {
-        requests: out.client.total_requests,
-        successful_requests: out.client.successful_requests,
-        errors_by_kind: out.client.errors_by_kind,
-        gap_s: gap.as_secs_f64(),
-    })
-}
-
-/// Where server-side figures come from.
-enum ServerSide {
-    /// PromQL over the load's window.
-    Prometheus(PrometheusCollector),
-    /// vLLM `/metrics` before and after the load.
-    Scrape {
-        /// The scraper.
-        scraper: MetricsScraper,
-        /// The snapshot before the load, if it could be taken.
-        before: Option<crate::prom::MetricsSnapshot>,
-    },
-}
-
-/// Server-side finished count should match the client's successes; a gap means wrong labels,
-/// a wrong window, or foreign traffic on the server.
-fn reconcile(
-    results: &mut LoadTestResults,
-    server: &ServerMetrics,
-    client: &crate::results::ClientMetrics,
-) {
-    if let Some(n) = server.requests_finished.get() {
-        let ok = client.successful_requests as f64;
-        if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {
-            results.warnings.push(format!(
-                "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"
-            ));
-        }
     }
 }

@@ -407,6 +407,16 @@ pub struct RunConfig {
     pub prompt_field: Option<String>,
     /// Whether an API key was sent (the key itself is never written).
     pub api_key_set: bool,
+    /// Open-loop rate (requests per second); `null` for the closed loop.
+    pub rate: Option<f64>,
+    /// Total requests asked for; `null` means each prompt once.
+    pub num_requests: Option<u64>,
+    /// Warm-up requests sent before the measurement.
+    pub warmup_requests: u32,
+    /// How long `load-test` would wait for vLLM to become ready, seconds.
+    pub wait_ready_s: f64,
+    /// Grace given to in-flight requests after a signal, seconds.
+    pub drain_grace_s: f64,
 }
 
 /// Name and version of the program that wrote a file.

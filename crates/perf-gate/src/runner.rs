@@ -105,10 +105,11 @@ pub async fn run_load(
         Schedule::Rate {
             per_second,
             max_in_flight,
-        } if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 => (
-            max_in_flight,
-            Some(Duration::from_secs_f64(1.0 / per_second)),
-        ),
+        } if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 => {
+            let step = Duration::try_from_secs_f64(1.0 / per_second)
+                .map_err(|_| RunError::Schedule(format!("rate {per_second}/s is too low")))?;
+            (max_in_flight, Some(step))
+        }
         other => return Err(RunError::Schedule(format!("{other:?}"))),
     };
     let live = Arc::new(Live::default());
@@ -130,21 +131,29 @@ pub async fn run_load(
     let load_start_wall = Utc::now();
     let load_start = Instant::now();
     let mut cancelled = false;
+    let mut panicked = 0u64;
     for (i, _) in requests.iter().enumerate() {
-        if let Some(step) = interval {
-            let target = load_start + step.mul_f64(i as f64);
+        // Free finished tasks as we go: memory follows the concurrency, not the request count.
+        while let Some(res) = tasks.try_join_next() {
+            panicked += u64::from(res.is_err_and(|e| e.is_panic()));
+        }
+        // Closed loop: every request is due at the start (the seed submits them all at once),
+        // so the wait for a free slot shows as client queue time. Open loop: start + i / rate.
+        let scheduled = match interval {
+            Some(step) => load_start + step.mul_f64(i as f64),
+            None => load_start,
+        };
+        if interval.is_some() {
             tokio::select! {
-                _ = tokio::time::sleep_until(target.into()) => {}
+                biased;
                 _ = cancel.cancelled() => { cancelled = true; break; }
+                _ = tokio::time::sleep_until(scheduled.into()) => {}
             }
         }
         let permit = tokio::select! {
-            p = semaphore.clone().acquire_owned() => p.expect("invariant: semaphore never closed"),
+            biased;
             _ = cancel.cancelled() => { cancelled = true; break; }
-        };
-        let scheduled = match interval {
-            Some(step) => load_start + step.mul_f64(i as f64),
-            None => Instant::now(),
+            p = semaphore.clone().acquire_owned() => p.expect("invariant: semaphore never closed"),
         };
         let timing = Timing {
             seq: i as u64,
@@ -165,34 +174,25 @@ pub async fn run_load(
     drop(tx);
 
     let mut aborted = cancelled;
-    if cancelled {
+    if !cancelled {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => aborted = true,
+            _ = drain(&mut tasks, &mut panicked) => {}
+        }
+    }
+    if aborted {
         tracing::warn!(in_flight = tasks.len(), grace = ?opts.drain_grace, "stopping: no new requests; draining in-flight ones");
-        let drained = tokio::time::timeout(opts.drain_grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
+        if tokio::time::timeout(opts.drain_grace, drain(&mut tasks, &mut panicked))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 abandoned = tasks.len(),
                 "grace period over: abandoning in-flight requests"
             );
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
-        }
-    } else {
-        loop {
-            tokio::select! {
-                next = tasks.join_next() => if next.is_none() { break },
-                _ = cancel.cancelled(), if !aborted => {
-                    aborted = true;
-                    tracing::warn!(in_flight = tasks.len(), "stopping: draining in-flight requests");
-                    if tokio::time::timeout(opts.drain_grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
-                        tasks.abort_all();
-                        while tasks.join_next().await.is_some() {}
-                    }
-                    break;
-                }
-            }
         }
     }
     let duration = load_start.elapsed();
@@ -204,6 +204,14 @@ pub async fn run_load(
         .map_err(|e| RunError::Aggregator(e.to_string()))?
         .map_err(|_| RunError::Aggregator("panicked".into()))?;
     let mut warnings = Vec::new();
+    let mut tally = agg.tally;
+    if panicked > 0 {
+        // Fail closed: a request whose record vanished counts as a failure.
+        tally.add_lost(panicked);
+        warnings.push(format!(
+            "{panicked} request task(s) panicked; counted as `lost` failures"
+        ));
+    }
     if let Some(e) = agg.write_error {
         warnings.push(e);
     }
@@ -220,9 +228,16 @@ pub async fn run_load(
         load_end: load_end_wall,
         duration,
         aborted,
-        client: agg.tally.metrics(duration.as_secs_f64()),
-        tally: agg.tally,
+        client: tally.metrics(duration.as_secs_f64()),
+        tally,
         health,
         warnings,
     })
+}
+
+/// Joins every task, counting the ones that panicked (their records never reached the aggregator).
+async fn drain(tasks: &mut JoinSet<()>, panicked: &mut u64) {
+    while let Some(res) = tasks.join_next().await {
+        *panicked += u64::from(res.is_err_and(|e| e.is_panic()));
+    }
 }

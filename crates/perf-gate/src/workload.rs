@@ -380,8 +380,11 @@ mod tests {
         std::fs::write(&p, "{\"prompt\": \"hi\"}\n").unwrap();
         let d = load_eval_file(&p, None).unwrap();
         // sha256 of the exact bytes above, computed independently with `sha256sum`.
-        assert_eq!(d.sha256.len(), 64);
-        assert_eq!(d.digest(), &d.sha256[..8]);
+        assert_eq!(
+            d.sha256,
+            "935e0aa175d6592d89e1692ceaa4a911714ef4a1edc9980274fb9dfc00086c7b"
+        );
+        assert_eq!(d.digest(), "935e0aa1");
         assert_eq!(
             hex(&Sha256::digest(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -123,6 +123,9 @@ pub struct SimConfig {
     pub kv_cache_tokens: u64,
     /// `--gpu-util`: also expose a fake DCGM gauge `DCGM_FI_DEV_GPU_UTIL` (default off).
     pub gpu_util: bool,
+    /// `--api-key`: as vLLM's, every `/v1/*` request must carry `Authorization: Bearer <key>`
+    /// or gets 401 `{"error": "Unauthorized"}`; `/health` and `/metrics` stay open (default none).
+    pub api_key: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -146,6 +149,7 @@ impl Default for SimConfig {
             cut_mode: CutMode::Eof,
             kv_cache_tokens: 8192,
             gpu_util: false,
+            api_key: None,
         }
     }
 }

@@ -81,6 +81,9 @@ struct Cli {
     /// Also expose a fake DCGM_FI_DEV_GPU_UTIL{gpu="0"} gauge that rises with load.
     #[arg(long, env = "VLLM_SIM_GPU_UTIL")]
     gpu_util: bool,
+    /// Require `Authorization: Bearer <key>` on /v1/* (as vLLM's --api-key); 401 otherwise.
+    #[arg(long, env = "VLLM_SIM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "VLLM_SIM_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -133,6 +136,7 @@ impl TryFrom<&Cli> for SimConfig {
             cut_mode: cli.cut_mode,
             kv_cache_tokens: cli.kv_cache_tokens,
             gpu_util: cli.gpu_util,
+            api_key: cli.api_key.clone().filter(|k| !k.is_empty()),
         };
         config.validate()?;
         Ok(config)

@@ -110,6 +110,7 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let auth_state = Arc::clone(&shared);
     Router::new()
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/version", get(version))
@@ -118,7 +119,32 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(completions::chat))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            auth_state,
+            require_api_key,
+        ))
         .with_state(shared)
+}
+
+/// vLLM's `--api-key` middleware: only paths under `/v1` are guarded.
+async fn require_api_key(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(key) = &shared.config.api_key
+        && request.uri().path().starts_with("/v1")
+    {
+        let expected = format!("Bearer {key}");
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            return json(StatusCode::UNAUTHORIZED, "{\"error\":\"Unauthorized\"}");
+        }
+    }
+    next.run(request).await
 }
 
 fn json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {

@@ -21,12 +21,29 @@ pub enum ErrorKind {
     Malformed,
     /// Any other transport error while sending or reading.
     Transport,
+    /// The stream completed but its finish reason is not a normal end (`abort`, `error`, ...);
+    /// the key is `finish_<reason>`.
+    AbnormalFinish,
+    /// The stream completed (`[DONE]`) without a single generated token.
+    EmptyResponse,
+    /// The request's task was lost (panicked) before it produced a record.
+    Lost,
 }
 
+/// Finish reasons that end a request normally. Anything else is a failure: `abort` and `error`
+/// are what vLLM counts as unsuccessful, and an unknown reason fails closed.
+pub const NORMAL_FINISH_REASONS: [&str; 4] = ["stop", "length", "tool_calls", "function_call"];
+
 impl ErrorKind {
-    /// Key used in `errors_by_kind`; HTTP errors carry their status (`http_503`).
-    pub fn key(self, status: Option<u16>) -> String {
+    /// Key used in `errors_by_kind`; HTTP errors carry their status (`http_503`), abnormal
+    /// finishes their reason (`finish_abort`).
+    pub fn key(self, status: Option<u16>, finish_reason: Option<&str>) -> String {
         match (self, status) {
+            (ErrorKind::AbnormalFinish, _) => {
+                format!("finish_{}", finish_reason.unwrap_or("unknown"))
+            }
+            (ErrorKind::EmptyResponse, _) => "empty_response".into(),
+            (ErrorKind::Lost, _) => "lost".into(),
             (ErrorKind::Http, Some(code)) => format!("http_{code}"),
             (ErrorKind::Http, None) => "http".into(),
             (ErrorKind::Connect, _) => "connect".into(),

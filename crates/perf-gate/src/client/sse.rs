@@ -134,8 +134,11 @@ impl SseDecoder {
 /// What one stream chunk tells the timer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChunkInfo {
-    /// The chunk carries generated output: non-empty `text`, `delta.content`, reasoning, or tool calls.
-    /// A role-only first chat chunk (`"content": ""`) does not count (vLLM's own TTFT rule).
+    /// The chunk carries generated output: non-empty `text`, `delta.content`, reasoning, tool
+    /// calls, or a `finish_reason` (a sequence that ends on an end-of-sequence token sends a last
+    /// chunk with empty text and `finish_reason: "stop"`: that token was generated too). A
+    /// role-only first chat chunk (`"content": ""`, no finish reason) does not count (vLLM's own
+    /// TTFT rule).
     pub has_token: bool,
     /// `finish_reason` of the first choice, when set.
     pub finish_reason: Option<String>,
@@ -147,14 +150,21 @@ pub struct ChunkInfo {
 }
 
 /// Token counts reported by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     /// Prompt tokens.
-    #[serde(default)]
     pub prompt_tokens: u32,
     /// Generated tokens.
-    #[serde(default)]
     pub completion_tokens: u32,
+}
+
+/// The usage object as sent; a count that is absent is unknown, not zero.
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u32>,
+    #[serde(default)]
+    completion_tokens: Option<u32>,
 }
 
 /// What an event's data is.
@@ -176,9 +186,14 @@ struct RawChunk<'a> {
     #[serde(default, borrow, deserialize_with = "first_choice")]
     choices: Option<RawChoice<'a>>,
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<RawUsage>,
     #[serde(default, borrow)]
     error: Option<RawError<'a>>,
+    /// Older vLLM (and some forks) send a flat `{"object": "error", "message": ...}` chunk.
+    #[serde(default, borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -243,13 +258,27 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
         return Ok(StreamItem::Done);
     }
     let raw: RawChunk<'_> = serde_json::from_slice(trimmed)?;
+    let flat_error = (raw.object.as_deref() == Some("error")).then(|| {
+        raw.message
+            .clone()
+            .map(Cow::into_owned)
+            .unwrap_or_else(|| "error".into())
+    });
     let mut info = ChunkInfo {
-        usage: raw.usage,
-        error: raw.error.map(|e| {
-            e.message
-                .map(Cow::into_owned)
-                .unwrap_or_else(|| "error".into())
+        usage: raw.usage.and_then(|u| {
+            Some(Usage {
+                completion_tokens: u.completion_tokens?,
+                prompt_tokens: u.prompt_tokens.unwrap_or(0),
+            })
         }),
+        error: raw
+            .error
+            .map(|e| {
+                e.message
+                    .map(Cow::into_owned)
+                    .unwrap_or_else(|| "error".into())
+            })
+            .or(flat_error),
         ..ChunkInfo::default()
     };
     if let Some(choice) = raw.choices {
@@ -259,7 +288,7 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
                 || non_empty(&d.reasoning)
                 || d.tool_calls.is_some()
         });
-        info.has_token = non_empty(&choice.text) || delta_token;
+        info.has_token = non_empty(&choice.text) || delta_token || choice.finish_reason.is_some();
         info.finish_reason = choice.finish_reason.map(Cow::into_owned);
     }
     Ok(StreamItem::Chunk(info))
@@ -392,6 +421,28 @@ mod tests {
             panic!()
         };
         assert_eq!(c.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn finish_chunk_with_empty_text_is_a_token_and_flat_errors_are_errors() {
+        let eos = br#"{"choices":[{"index":0,"text":"","finish_reason":"stop"}]}"#;
+        let StreamItem::Chunk(c) = parse_item(eos).unwrap() else {
+            panic!()
+        };
+        assert!(c.has_token, "an end-of-sequence token was generated");
+        let flat = br#"{"object":"error","message":"engine died","type":"InternalServerError","code":500}"#;
+        let StreamItem::Chunk(c) = parse_item(flat).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.error.as_deref(), Some("engine died"));
+        let empty_usage = br#"{"choices":[],"usage":{}}"#;
+        let StreamItem::Chunk(c) = parse_item(empty_usage).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c.usage, None,
+            "usage without counts is no usage, not 0 tokens"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
-use super::record::{ErrorKind, RequestRecord};
+use super::record::{ErrorKind, NORMAL_FINISH_REASONS, RequestRecord};
 use super::sse::{SseDecoder, StreamItem, parse_item};
 use crate::workload::PreparedRequest;
 
@@ -46,7 +46,7 @@ impl Failure {
 }
 
 /// Error text of a reqwest error with its causes and without the URL (which may hold credentials).
-fn describe(e: reqwest::Error) -> String {
+pub(crate) fn describe(e: reqwest::Error) -> String {
     use std::error::Error;
     let e = e.without_url();
     let mut text = e.to_string();
@@ -130,6 +130,23 @@ pub(crate) async fn execute(
     rec
 }
 
+/// A stream that reached `[DONE]` succeeded only if it generated something and ended normally.
+fn judge_complete(rec: &RequestRecord) -> Result<(), Failure> {
+    if rec.content_chunks == 0 {
+        return Err(Failure::new(
+            ErrorKind::EmptyResponse,
+            "the stream completed without a generated token",
+        ));
+    }
+    match rec.finish_reason.as_deref() {
+        Some(r) if !NORMAL_FINISH_REASONS.contains(&r) => Err(Failure::new(
+            ErrorKind::AbnormalFinish,
+            format!("the stream ended with finish_reason {r:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn read_stream(
     http: &reqwest::Client,
     url: &str,
@@ -177,7 +194,7 @@ async fn read_stream(
             let item =
                 parse_item(&data).map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
             let info = match item {
-                StreamItem::Done => return Ok(()),
+                StreamItem::Done => return judge_complete(rec),
                 StreamItem::Chunk(info) => info,
             };
             if let Some(message) = info.error {

@@ -44,6 +44,11 @@ pub(crate) fn results() -> LoadTestResults {
             request_timeout_s: 120.0,
             prompt_field: None,
             api_key_set: false,
+            rate: None,
+            num_requests: None,
+            warmup_requests: 0,
+            wait_ready_s: 0.0,
+            drain_grace_s: 10.0,
         },
         adapter: Some(AdapterInfo {
             name: "aws-rag-qa-candidate".into(),

@@ -40,7 +40,7 @@ impl Tally {
         if !rec.ok {
             let key = rec
                 .error_kind
-                .map(|k| k.key(rec.http_status))
+                .map(|k| k.key(rec.http_status, rec.finish_reason.as_deref()))
                 .unwrap_or_else(|| "unknown".into());
             *self.errors.entry(key).or_default() += 1;
             return;
@@ -63,6 +63,12 @@ impl Tally {
             }
             None => self.without_usage += 1,
         }
+    }
+
+    /// Counts `n` requests whose records were lost (their task panicked) as failures.
+    pub fn add_lost(&mut self, n: u64) {
+        self.total += n;
+        *self.errors.entry("lost".into()).or_default() += n;
     }
 
     /// Adds another tally (from another shard).

@@ -1,0 +1,327 @@
+//! The phases of a `load-test` run, in order: inputs, preflight (vLLM, adapter, Prometheus),
+//! warm-up, the measured load, server-side figures. Each returns a [`Stop`] on failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::{LoadTestConfig, Stop, rfc3339};
+use crate::client::{ClientOptions, VllmClient};
+use crate::exit;
+use crate::prom::{
+    LoadSpan, MetricsScraper, MetricsSnapshot, PrometheusCollector, server_metrics_from_deltas,
+};
+use crate::results::{
+    ClientMetrics, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
+    ServerMetrics, WarmupInfo,
+};
+use crate::runner::{RunOptions, RunOutput, Schedule, run_load};
+use crate::workload::{PreparedRequest, Sampling, load_eval_file, prepare_requests};
+
+/// Where server-side figures come from.
+enum ServerSide {
+    /// PromQL over the load's window.
+    Prometheus(PrometheusCollector),
+    /// vLLM `/metrics` before and after the load.
+    Scrape {
+        /// The scraper.
+        scraper: MetricsScraper,
+        /// The snapshot taken just before the load.
+        before: MetricsSnapshot,
+    },
+}
+
+/// Runs every phase; `Ok` carries the final status (completed or aborted).
+pub(super) async fn execute(
+    cfg: &LoadTestConfig,
+    results: &mut LoadTestResults,
+    cancel: CancellationToken,
+    started_wall: chrono::DateTime<Utc>,
+) -> Result<RunStatus, Stop> {
+    // Local inputs first: a bad file fails fast without touching the network.
+    let requests = prepare_inputs(cfg, results)?;
+    let collector = match cfg.prometheus.clone() {
+        Some(p) => Some(PrometheusCollector::new(p).map_err(Stop::input)?),
+        None => None,
+    };
+    let client = Arc::new(
+        VllmClient::new(
+            &cfg.vllm_url,
+            cfg.api_key.as_deref(),
+            ClientOptions {
+                pool_size: cfg.concurrency as usize,
+                ..ClientOptions::default()
+            },
+        )
+        .map_err(Stop::input)?,
+    );
+
+    // Everything before the load can take long (--wait-ready): a signal ends it at once.
+    let preflight = async {
+        preflight(cfg, &client, collector.as_ref(), results).await?;
+        if cfg.warmup_requests > 0 {
+            results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
+        }
+        Ok::<_, Stop>(())
+    };
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(Stop::aborted("stopped by a signal before the load started")),
+        r = preflight => r?,
+    }
+    if cancel.is_cancelled() {
+        return Err(Stop::aborted("stopped by a signal during the warm-up"));
+    }
+    let server_side = match collector {
+        Some(c) => ServerSide::Prometheus(c),
+        None => {
+            let scraper =
+                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())
+                    .map_err(Stop::input)?;
+            let before = scraper.snapshot().await.map_err(|e| {
+                Stop::dependency(format!(
+                    "cannot scrape vLLM /metrics before the load ({e}); give --prometheus-url to read the figures from Prometheus instead"
+                ))
+            })?;
+            ServerSide::Scrape { scraper, before }
+        }
+    };
+
+    let out = measure(cfg, &client, requests, &cancel, results).await?;
+    results.timing = Some(RunTiming {
+        started_at: rfc3339(started_wall),
+        load_start: rfc3339(out.load_start),
+        load_end: rfc3339(out.load_end),
+        load_duration_s: out.duration.as_secs_f64(),
+        wall_clock_duration_s: 0.0,
+    });
+    results.client = Some(out.client.clone());
+    results.load_generator = Some(out.health.clone());
+    if out.aborted {
+        return Ok(RunStatus::Aborted);
+    }
+
+    let server = match server_figures(server_side, &out, &cancel).await? {
+        Some(s) => s,
+        None => return Ok(RunStatus::Aborted),
+    };
+    reconcile(results, &server, &out.client);
+    results.server = Some(server);
+    Ok(RunStatus::Completed)
+}
+
+/// Reads the eval file, records its identity, and prepares the request bodies.
+fn prepare_inputs(
+    cfg: &LoadTestConfig,
+    results: &mut LoadTestResults,
+) -> Result<Vec<PreparedRequest>, Stop> {
+    let eval =
+        load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref()).map_err(Stop::input)?;
+    results.eval_data = Some(EvalDataInfo {
+        path: cfg.eval_data_path.display().to_string(),
+        digest: eval.digest().to_string(),
+        sha256: eval.sha256.clone(),
+        rows: eval.prompts.len() as u64,
+    });
+    let sampling = Sampling {
+        max_tokens: cfg.max_tokens,
+        temperature: cfg.temperature,
+    };
+    let requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
+    Ok(match cfg.num_requests {
+        Some(n) => requests.iter().cycle().take(n as usize).cloned().collect(),
+        None => requests,
+    })
+}
+
+/// vLLM healthy (waiting with `--wait-ready`), the adapter served, Prometheus reachable.
+async fn preflight(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    collector: Option<&PrometheusCollector>,
+    results: &mut LoadTestResults,
+) -> Result<(), Stop> {
+    let adapter = match cfg.wait_ready {
+        Some(t) if !t.is_zero() => client.wait_for_adapter(&cfg.adapter_name, t).await,
+        _ => match client.health().await {
+            Ok(()) => client.find_adapter(&cfg.adapter_name).await,
+            Err(e) => Err(e),
+        },
+    }
+    .map_err(Stop::dependency)?;
+    tracing::info!(adapter = %adapter.name, root = ?adapter.root, parent = ?adapter.parent, "adapter is served");
+    results.adapter = Some(adapter);
+    if let Some(c) = collector {
+        c.check_ready().await.map_err(Stop::dependency)?;
+    }
+    Ok(())
+}
+
+/// Sends the first `--warmup-requests` requests (cycling the prompts), outside the measurement:
+/// the first request to a LoRA adapter loads it. With Prometheus, then waits one scrape interval
+/// + 2 s so warm-up observations fall before the window's first sample.
+async fn warm_up(
+    cfg: &LoadTestConfig,
+    client: &Arc<VllmClient>,
+    requests: &[PreparedRequest],
+    cancel: &CancellationToken,
+) -> Result<WarmupInfo, Stop> {
+    let n = cfg.warmup_requests as usize;
+    let warm: Vec<_> = requests.iter().cycle().take(n).cloned().collect();
+    tracing::info!(requests = n, "warm-up (not measured)");
+    let out = run_load(
+        client.clone(),
+        Arc::new(warm),
+        RunOptions {
+            schedule: Schedule::Closed {
+                concurrency: cfg.concurrency.min(cfg.warmup_requests).max(1),
+            },
+            request_timeout: cfg.request_timeout,
+            drain_grace: cfg.drain_grace,
+            progress_every: None,
+            requests_path: None,
+        },
+        cancel.clone(),
+    )
+    .await
+    .map_err(Stop::runner)?;
+    let gap = match &cfg.prometheus {
+        Some(p) => p.scrape_interval + Duration::from_secs(2),
+        None => Duration::ZERO,
+    };
+    if !gap.is_zero() {
+        tracing::info!(gap = ?gap, "quiet gap after warm-up so its observations stay out of the window");
+        tokio::time::sleep(gap).await;
+    }
+    Ok(WarmupInfo {
+        requests: out.client.total_requests,
+        successful_requests: out.client.successful_requests,
+        errors_by_kind: out.client.errors_by_kind,
+        gap_s: gap.as_secs_f64(),
+    })
+}
+
+/// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
+async fn measure(
+    cfg: &LoadTestConfig,
+    client: &Arc<VllmClient>,
+    requests: Vec<PreparedRequest>,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+) -> Result<RunOutput, Stop> {
+    let schedule = match cfg.rate {
+        Some(r) => Schedule::Rate {
+            per_second: r,
+            max_in_flight: cfg.concurrency,
+        },
+        None => Schedule::Closed {
+            concurrency: cfg.concurrency,
+        },
+    };
+    let partial = cfg.output_dir.join(format!("{REQUESTS_FILE}.partial"));
+    tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
+    let out = run_load(
+        client.clone(),
+        Arc::new(requests),
+        RunOptions {
+            schedule,
+            request_timeout: cfg.request_timeout,
+            drain_grace: cfg.drain_grace,
+            progress_every: cfg.progress_every,
+            requests_path: Some(partial.clone()),
+        },
+        cancel.clone(),
+    )
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(Stop::runner(e));
+        }
+    };
+    if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
+        results
+            .warnings
+            .push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
+    }
+    results.warnings.extend(out.warnings.iter().cloned());
+    tracing::info!(
+        duration_s = format!("{:.2}", out.duration.as_secs_f64()),
+        ok = out.client.successful_requests,
+        failed = out.client.failed_requests,
+        "load finished"
+    );
+    if out.client.responses_without_usage > 0 {
+        results.warnings.push(format!(
+            "{} successful responses carried no usage chunk: their output tokens are unknown (not guessed from max_tokens)",
+            out.client.responses_without_usage
+        ));
+    }
+    Ok(out)
+}
+
+/// Server-side figures for the load just run; `None` when a signal cut the wait short.
+async fn server_figures(
+    side: ServerSide,
+    out: &RunOutput,
+    cancel: &CancellationToken,
+) -> Result<Option<ServerMetrics>, Stop> {
+    match side {
+        ServerSide::Prometheus(c) => {
+            let span = LoadSpan {
+                start: out.load_start,
+                end: out.load_end,
+            };
+            tracing::info!("waiting for the Prometheus scrape, then querying");
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Ok(None),
+                r = c.collect(&span) => r.map(Some).map_err(Stop::dependency),
+            }
+        }
+        ServerSide::Scrape { scraper, before } => {
+            // vLLM records a request's metrics just after its last chunk: wait (briefly) until
+            // the server has counted what the client saw finish.
+            let after = scraper
+                .snapshot_settled(
+                    &before,
+                    out.client.successful_requests,
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|e| {
+                    Stop::dependency(format!("cannot scrape vLLM /metrics after the load ({e})"))
+                })?;
+            Ok(Some(server_metrics_from_deltas(
+                &before,
+                &after,
+                out.duration.as_secs_f64(),
+            )))
+        }
+    }
+}
+
+/// Server-side finished count should match the client's successes; a gap means wrong labels,
+/// a wrong window, or foreign traffic on the server.
+fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, client: &ClientMetrics) {
+    if let Some(n) = server.requests_finished.get() {
+        let ok = client.successful_requests as f64;
+        if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {
+            results.warnings.push(format!(
+                "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"
+            ));
+        }
+    }
+}
+
+impl Stop {
+    pub(super) fn runner(e: crate::runner::RunError) -> Self {
+        Stop {
+            code: exit::DEPENDENCY,
+            message: e.to_string(),
+        }
+    }
+}
