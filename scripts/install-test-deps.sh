@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, and nothing twice:
 #   - Debian's `prometheus` (apt-get)
-#   - MLflow 3.17.2 with the basic-auth extra, in a venv under the cache dir (pip)
+#   - MLflow 3.17.2 with the basic-auth extra, in a venv under the cache dir (pip), and in the
+#     same venv moto[server] (a local S3-compatible server for the s3:// artifact-root tests)
+#     and boto3 (MLflow lists s3:// artifacts through it)
 # The cache dir is $VPG_CACHE_DIR, else ~/.cache/vllm-perf-gate. Needs root for apt-get (or sudo).
 set -euo pipefail
 
 CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
 MLFLOW_VERSION=${MLFLOW_VERSION:-3.17.2}
+MOTO_VERSION=${MOTO_VERSION:-5.2.5}
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
 SUDO=""
@@ -20,14 +23,17 @@ fi
 log "prometheus: $(prometheus --version 2>&1 | head -1)"
 
 VENV="$CACHE/mlflow-venv"
-if ! "$VENV/bin/python" -c 'import mlflow, flask_wtf' >/dev/null 2>&1 \
-   || [ "$("$VENV/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" != "$MLFLOW_VERSION" ]; then
-  log "installing mlflow[auth]==$MLFLOW_VERSION into $VENV (about 1.5 min)"
+if ! "$VENV/bin/python" -c 'import mlflow, flask_wtf, moto, boto3, flask_cors' >/dev/null 2>&1 \
+   || [ "$("$VENV/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" != "$MLFLOW_VERSION" ] \
+   || [ "$("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+  log "installing mlflow[auth]==$MLFLOW_VERSION, moto[server]==$MOTO_VERSION and boto3 into $VENV (about 2 min)"
   mkdir -p "$CACHE"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "mlflow[auth]==$MLFLOW_VERSION" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check \
+    "mlflow[auth]==$MLFLOW_VERSION" "moto[server]==$MOTO_VERSION" boto3 >&2
 fi
 log "mlflow: $("$VENV/bin/mlflow" --version 2>&1 | tail -1)"
+log "moto: $("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>&1 | tail -1)"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "cargo-nextest missing: installing it from crates.io (a few minutes)"

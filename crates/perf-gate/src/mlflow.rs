@@ -1,5 +1,7 @@
 //! A typed client for MLflow's REST API (`/api/2.0/mlflow/...` and the proxied artifact API),
-//! written against MLflow 3.x as observed with a real server.
+//! written against MLflow 3.x as observed with a real server. Artifacts of a run whose root is
+//! `s3://...` (a server with `--no-serve-artifacts`) go straight to the bucket instead
+//! ([`artifact_store`]).
 //!
 //! Configuration follows the Python client's environment: `MLFLOW_TRACKING_URI`,
 //! `MLFLOW_TRACKING_TOKEN` (bearer), `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`
@@ -17,6 +19,7 @@
 //! delete-alias call takes a JSON body; dataset digests are at most 36 characters; `runs/update`
 //! ignores an unknown status, so the reply is checked.
 
+pub mod artifact_store;
 mod client;
 mod config;
 mod error;
@@ -25,6 +28,7 @@ pub mod retry;
 mod tracking;
 pub mod types;
 
+pub use artifact_store::{ArtifactRoot, S3Settings};
 pub use client::MlflowClient;
 pub use config::{Auth, MlflowConfig, Secret};
 pub use error::MlflowError;

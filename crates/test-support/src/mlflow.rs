@@ -1,6 +1,8 @@
 //! A real `mlflow server` (from PyPI, in the project's venv) on a free loopback port: sqlite
 //! store, proxied artifacts (`--serve-artifacts`), one worker, the GenAI job runner off, and
-//! optionally `--app-name basic-auth`. Stopped (its whole process group) when dropped.
+//! optionally `--app-name basic-auth`; or, with [`MlflowServer::start_s3`], artifacts in an
+//! S3 bucket of a [`MotoServer`] (`--default-artifact-root s3://... --no-serve-artifacts`, the
+//! usual production setup). Stopped (its whole process group) when dropped.
 //!
 //! The binary is `$MLFLOW_BIN`, else `cache_dir()/mlflow-venv/bin/mlflow`; a missing binary
 //! panics with the install hint (tests never skip silently).
@@ -11,6 +13,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod moto;
+
+pub use moto::MotoServer;
 
 /// How long to wait for `/health` (a first start after an install can take ~25 s here).
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -39,21 +45,46 @@ pub struct MlflowServer {
     dir: tempfile::TempDir,
     child: Child,
     basic_auth: bool,
+    artifact_root: Option<String>,
+}
+
+/// Where the server keeps artifacts.
+enum Artifacts {
+    /// `--serve-artifacts --artifacts-destination <dir>/mlartifacts`.
+    Proxied,
+    /// `--default-artifact-root <root> --no-serve-artifacts`, with the S3 endpoint and
+    /// credentials in the server's environment.
+    S3 { root: String, endpoint: String },
 }
 
 impl MlflowServer {
     /// Starts a server without authentication.
     pub fn start() -> Self {
-        Self::start_mode(false)
+        Self::start_mode(false, Artifacts::Proxied)
     }
 
     /// Starts a server with `--app-name basic-auth`; the admin is [`ADMIN_USER`] /
     /// [`ADMIN_PASSWORD`], and new users get READ by default.
     pub fn start_basic_auth() -> Self {
-        Self::start_mode(true)
+        Self::start_mode(true, Artifacts::Proxied)
     }
 
-    fn start_mode(basic_auth: bool) -> Self {
+    /// Starts a server whose runs keep their artifacts in `moto`'s bucket:
+    /// `--default-artifact-root s3://<bucket>/mlartifacts --no-serve-artifacts`, with
+    /// `MLFLOW_S3_ENDPOINT_URL` and the dummy credentials ([`moto::ACCESS_KEY`]) in its
+    /// environment, so it lists artifacts through boto3 as in production. A run's
+    /// `artifact_uri` is then `s3://<bucket>/mlartifacts/<exp>/<run>/artifacts`.
+    pub fn start_s3(moto: &MotoServer) -> Self {
+        Self::start_mode(
+            false,
+            Artifacts::S3 {
+                root: format!("s3://{}/mlartifacts", moto.bucket()),
+                endpoint: moto.url().to_string(),
+            },
+        )
+    }
+
+    fn start_mode(basic_auth: bool, artifacts: Artifacts) -> Self {
         let bin = mlflow_bin();
         let mut last_log = String::new();
         // A port picked by free_port() can be taken before mlflow binds it: try a few.
@@ -63,14 +94,19 @@ impl MlflowServer {
                 .tempdir()
                 .expect("invariant: can create a temp dir");
             let port = crate::free_port();
-            let mut child = spawn(&bin, dir.path(), port, basic_auth);
+            let mut child = spawn(&bin, dir.path(), port, basic_auth, &artifacts);
             match wait_ready(&mut child, port) {
                 Ok(()) => {
+                    let artifact_root = match &artifacts {
+                        Artifacts::Proxied => None,
+                        Artifacts::S3 { root, .. } => Some(root.clone()),
+                    };
                     return MlflowServer {
                         url: format!("http://127.0.0.1:{port}"),
                         dir,
                         child,
                         basic_auth,
+                        artifact_root,
                     };
                 }
                 Err(why) => {
@@ -95,9 +131,16 @@ impl MlflowServer {
         self.basic_auth.then_some((ADMIN_USER, ADMIN_PASSWORD))
     }
 
-    /// Where proxied artifacts land: `<dir>/<exp_id>/<run_id>/artifacts/...`.
+    /// Where proxied artifacts land: `<dir>/<exp_id>/<run_id>/artifacts/...` (empty for a
+    /// server started with [`MlflowServer::start_s3`]).
     pub fn artifacts_dir(&self) -> PathBuf {
         self.dir.path().join("mlartifacts")
+    }
+
+    /// `--default-artifact-root` of a server started with [`MlflowServer::start_s3`]
+    /// (`s3://<bucket>/mlartifacts`); `None` for a proxied-artifacts server.
+    pub fn artifact_root(&self) -> Option<&str> {
+        self.artifact_root.as_deref()
     }
 
     /// The last lines of the server's log, for failure messages.
@@ -112,9 +155,9 @@ impl Drop for MlflowServer {
     }
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool) -> Child {
-    let artifacts = dir.join("mlartifacts");
-    std::fs::create_dir_all(&artifacts).expect("invariant: can create the artifacts dir");
+fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool, artifacts: &Artifacts) -> Child {
+    let artifacts_dir = dir.join("mlartifacts");
+    std::fs::create_dir_all(&artifacts_dir).expect("invariant: can create the artifacts dir");
     let log = std::fs::File::create(dir.join("mlflow.log")).expect("invariant: can create log");
     let log2 = log.try_clone().expect("invariant: can clone a file handle");
     let mut cmd = Command::new(bin);
@@ -137,9 +180,6 @@ fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool) -> Child {
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--backend-store-uri")
         .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-        .arg("--serve-artifacts")
-        .arg("--artifacts-destination")
-        .arg(&artifacts)
         .args(["--workers", "1"])
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .current_dir(dir)
@@ -147,6 +187,29 @@ fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool) -> Child {
         .stdout(log)
         .stderr(log2)
         .process_group(0);
+    match artifacts {
+        Artifacts::Proxied => {
+            cmd.arg("--serve-artifacts")
+                .arg("--artifacts-destination")
+                .arg(&artifacts_dir);
+        }
+        Artifacts::S3 { root, endpoint } => {
+            cmd.args(["--default-artifact-root", root, "--no-serve-artifacts"])
+                .env("MLFLOW_S3_ENDPOINT_URL", endpoint)
+                .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_KEY)
+                .env("AWS_DEFAULT_REGION", "us-east-1");
+            for stray in [
+                "AWS_SESSION_TOKEN",
+                "AWS_PROFILE",
+                "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_S3",
+                "AWS_REGION",
+            ] {
+                cmd.env_remove(stray);
+            }
+        }
+    }
     cmd.spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
 }

@@ -27,8 +27,9 @@ pub struct MlflowClient {
     http: reqwest::Client,
     base: Url,
     auth: Auth,
-    retry: RetryPolicy,
-    request_timeout: Duration,
+    pub(super) retry: RetryPolicy,
+    pub(super) request_timeout: Duration,
+    pub(super) connect_timeout: Duration,
 }
 
 impl fmt::Debug for MlflowClient {
@@ -38,6 +39,7 @@ impl fmt::Debug for MlflowClient {
             .field("auth", &self.auth.kind())
             .field("retry", &self.retry)
             .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -83,6 +85,7 @@ impl MlflowClient {
             auth: config.auth.clone(),
             retry: config.retry,
             request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
         })
     }
 

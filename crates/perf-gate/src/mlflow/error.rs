@@ -78,13 +78,30 @@ pub enum MlflowError {
         /// What was wrong.
         message: String,
     },
-    /// The run's artifact root is not served by MLflow's artifact proxy.
+    /// The run's artifact root is neither served by MLflow's artifact proxy nor an S3 bucket.
     #[error(
-        "artifact root `{artifact_uri}` is not served by the mlflow artifact proxy (expected mlflow-artifacts:/...); start the server with --serve-artifacts"
+        "artifact root `{artifact_uri}` (scheme `{scheme}`) is not supported: artifacts are written through the mlflow artifact proxy (mlflow-artifacts:/..., server started with --serve-artifacts) or directly to s3://bucket/prefix"
     )]
     UnsupportedArtifactRoot {
         /// The run's `artifact_uri`.
         artifact_uri: String,
+        /// Its scheme (`gs`, `file`, ...), or `none` for a bare path.
+        scheme: String,
+    },
+    /// A direct request to the artifact store (S3) failed, after `object_store`'s retries.
+    #[error("{operation} {location}: {message}")]
+    ArtifactStore {
+        /// `PUT` or `GET`.
+        operation: &'static str,
+        /// `s3://bucket/key` (no credentials).
+        location: String,
+        /// One line: the HTTP status with S3's error code and message, or the root cause of a
+        /// transport failure and the retries made, then a hint (credentials, endpoint).
+        message: String,
+        /// The store's error, kept whole. Deliberately not the `source`: its text repeats every
+        /// layer of its chain and carries the response body across lines, so printing the chain
+        /// would bury the cause; `message` summarises it.
+        error: Box<object_store::Error>,
     },
 }
 

@@ -4,6 +4,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::artifact_store::ArtifactRoot;
 use super::client::{Body, Call, MlflowClient};
 use super::error::MlflowError;
 use super::types::{
@@ -71,25 +72,17 @@ pub fn chunk_batch(batch: Batch) -> Vec<Batch> {
 }
 
 /// The proxied-artifact path of a run's artifact root: `mlflow-artifacts:/1/<run>/artifacts`
-/// (also `mlflow-artifacts://host/1/...`) gives `1/<run>/artifacts`. Any other scheme
-/// (`s3://`, a local path) is not reachable through the proxy.
+/// (also `mlflow-artifacts://host/1/...`) gives `1/<run>/artifacts`. Any other root (`s3://`,
+/// a local path) is not reachable through the proxy and gives
+/// [`MlflowError::UnsupportedArtifactRoot`]; [`ArtifactRoot::parse`] routes every root.
 pub fn artifact_path_from_uri(artifact_uri: &str) -> Result<String, MlflowError> {
-    let unsupported = || MlflowError::UnsupportedArtifactRoot {
-        artifact_uri: artifact_uri.to_string(),
-    };
-    let rest = artifact_uri
-        .strip_prefix("mlflow-artifacts:")
-        .ok_or_else(unsupported)?;
-    let path = match rest.strip_prefix("//") {
-        // mlflow-artifacts://host:port/path: drop the authority.
-        Some(with_host) => with_host.split_once('/').map(|(_, p)| p).unwrap_or(""),
-        None => rest,
-    };
-    let path = path.trim_matches('/');
-    if path.is_empty() || path.split('/').any(|s| s == ".." || s == ".") {
-        return Err(unsupported());
+    match ArtifactRoot::parse(artifact_uri)? {
+        ArtifactRoot::Proxied { path } => Ok(path),
+        ArtifactRoot::S3 { .. } => Err(MlflowError::UnsupportedArtifactRoot {
+            artifact_uri: artifact_uri.to_string(),
+            scheme: "s3".into(),
+        }),
     }
-    Ok(path.to_string())
 }
 
 #[derive(Deserialize)]
@@ -300,15 +293,22 @@ impl MlflowClient {
         Ok(info)
     }
 
-    /// `PUT mlflow-artifacts/artifacts/<root>/<rel_path>`: uploads through the server's artifact
-    /// proxy, under the run's `artifact_uri`.
+    /// Uploads `bytes` as artifact `rel_path` of a run, where its `artifact_uri` says
+    /// ([`ArtifactRoot`]): `PUT mlflow-artifacts/artifacts/<root>/<rel_path>` through the server's
+    /// artifact proxy, or straight to `s3://<bucket>/<prefix>/<rel_path>` with the environment's
+    /// AWS credentials (see [`crate::mlflow::artifact_store`]). Other roots are an error.
     pub async fn upload_artifact(
         &self,
         run: &RunInfo,
         rel_path: &str,
         bytes: Vec<u8>,
     ) -> Result<(), MlflowError> {
-        let root = artifact_path_from_uri(&run.artifact_uri)?;
+        let root = match ArtifactRoot::parse(&run.artifact_uri)? {
+            ArtifactRoot::Proxied { path } => path,
+            ArtifactRoot::S3 { bucket, prefix } => {
+                return self.s3_put(&bucket, &prefix, rel_path, bytes).await;
+            }
+        };
         let url = self.join_segments(&["api/2.0/mlflow-artifacts/artifacts", &root, rel_path]);
         let call = Call {
             method: Method::PUT,
@@ -322,13 +322,19 @@ impl MlflowClient {
         Ok(())
     }
 
-    /// `GET mlflow-artifacts/artifacts/<root>/<rel_path>`: downloads an artifact's bytes.
+    /// Downloads an artifact's bytes from where [`MlflowClient::upload_artifact`] puts it:
+    /// `GET mlflow-artifacts/artifacts/<root>/<rel_path>`, or the S3 object.
     pub async fn download_artifact(
         &self,
         run: &RunInfo,
         rel_path: &str,
     ) -> Result<Vec<u8>, MlflowError> {
-        let root = artifact_path_from_uri(&run.artifact_uri)?;
+        let root = match ArtifactRoot::parse(&run.artifact_uri)? {
+            ArtifactRoot::Proxied { path } => path,
+            ArtifactRoot::S3 { bucket, prefix } => {
+                return self.s3_get(&bucket, &prefix, rel_path).await;
+            }
+        };
         let url = self.join_segments(&["api/2.0/mlflow-artifacts/artifacts", &root, rel_path]);
         let call = Call {
             method: Method::GET,
