@@ -408,14 +408,19 @@ pub struct RunConfig {
     /// Whether an API key was sent (the key itself is never written).
     pub api_key_set: bool,
     /// Open-loop rate (requests per second); `null` for the closed loop.
+    #[serde(default)]
     pub rate: Option<f64>,
     /// Total requests asked for; `null` means each prompt once.
+    #[serde(default)]
     pub num_requests: Option<u64>,
     /// Warm-up requests sent before the measurement.
+    #[serde(default)]
     pub warmup_requests: u32,
     /// How long `load-test` would wait for vLLM to become ready, seconds.
+    #[serde(default)]
     pub wait_ready_s: f64,
     /// Grace given to in-flight requests after a signal, seconds.
+    #[serde(default)]
     pub drain_grace_s: f64,
 }
 
