@@ -170,7 +170,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "text/plain; version=1.0.0; charset=utf-8",
         )],
         shared.metrics.render(),
     )

@@ -30,7 +30,10 @@ async fn metrics_text(sim: &SimHandle) -> String {
         .to_str()
         .expect("ascii")
         .to_owned();
-    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert_eq!(
+        ctype, "text/plain; version=1.0.0; charset=utf-8",
+        "as the real capture"
+    );
     resp.text().await.expect("body")
 }
 
