@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (scripts/install-test-deps.sh), then runs
 # every gate CI applies. `.ci/run` calls exactly this.
-#   scripts/test.sh            everything
-#   SKIP_INSTALL=1 scripts/test.sh   when the deps are known to be there
+#   scripts/test.sh                    everything
+#   SKIP_INSTALL=1 scripts/test.sh     when the deps are known to be there
+#   SKIP_REAL_VLLM=1 scripts/test.sh   without the real-vLLM end-to-end run (it installs a 6 GiB
+#                                      venv once, then takes about 2.5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0
@@ -36,6 +38,20 @@ if [ -x scripts/validate-deploy.sh ]; then
   stage_end
 fi
 
-stage "demo (end to end on built-in defaults)"
-DEMO_PROFILE=debug scripts/demo.sh
+stage "release build (the Dockerfile's exact command)"
+cargo build --release --locked --bins
 stage_end
+
+stage "demo (end to end on built-in defaults)"
+scripts/demo.sh
+stage_end
+
+stage "end to end: vllm-sim + real Prometheus + real MLflow, steps as the manifests run them"
+E2E_SKIP_BUILD=1 scripts/e2e.sh --backend sim
+stage_end
+
+if [ "${SKIP_REAL_VLLM:-0}" != 1 ]; then
+  stage "end to end: REAL vLLM (CPU build, tiny model + LoRA adapter) + Prometheus + MLflow"
+  E2E_SKIP_BUILD=1 scripts/e2e.sh --backend vllm
+  stage_end
+fi
