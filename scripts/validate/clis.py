@@ -15,10 +15,12 @@ FALLBACK = {
     "load-test": {
         "flags": "adapter-name api-key concurrency drain-grace endpoint eval-data-path gpu-selector log-format "
         "max-tokens num-requests output-dir progress-interval prometheus-job prometheus-timeout prometheus-url "
-        "prompt-field rate request-timeout scrape-interval scrape-wait temperature vllm-url wait-ready window-mode",
+        "prompt-field rate request-timeout scrape-interval scrape-wait temperature vllm-url wait-ready warmup-requests "
+        "window-mode",
         "env": "ADAPTER_NAME CONCURRENCY DRAIN_GRACE ENDPOINT EVAL_DATA_PATH GPU_SELECTOR LOG_FORMAT MAX_TOKENS "
         "NUM_REQUESTS OUTPUT_DIR PROGRESS_INTERVAL PROMETHEUS_JOB PROMETHEUS_TIMEOUT PROMETHEUS_URL PROMPT_FIELD "
-        "RATE REQUEST_TIMEOUT SCRAPE_INTERVAL SCRAPE_WAIT TEMPERATURE VLLM_API_KEY VLLM_URL WAIT_READY WINDOW_MODE",
+        "RATE REQUEST_TIMEOUT SCRAPE_INTERVAL SCRAPE_WAIT TEMPERATURE VLLM_API_KEY VLLM_URL WAIT_READY WARMUP_REQUESTS "
+        "WINDOW_MODE",
     },
     "perf-decision": {
         "flags": "baseline-any-model baseline-file candidate-alias candidate-version dry-run eval-data-source "
@@ -26,18 +28,18 @@ FALLBACK = {
         "log-format max-latency-regression max-p95-latency max-p95-ttft max-success-rate-drop max-throughput-drop "
         "max-ttft-regression metrics-source min-success-rate min-throughput mlflow-retries mlflow-timeout "
         "model-name no-mlflow output-dir run-name tracking-password tracking-token tracking-uri tracking-username",
-        "env": "BASELINE_ANY_MODEL BASELINE_FILE CANDIDATE_ALIAS CANDIDATE_VERSION DRY_RUN EVAL_DATASET_NAME "
+        "env": "BASELINE_ANY_MODEL BASELINE_FILE CANDIDATE_ALIAS CANDIDATE_VERSION PERF_DRY_RUN EVAL_DATASET_NAME "
         "EVAL_DATA_SOURCE EVAL_DATA_VERSION FAIL_ON_REJECT LOAD_TEST_RESULTS LOG_FORMAT MAX_LATENCY_REGRESSION "
         "MAX_P95_LATENCY MAX_P95_TTFT MAX_SUCCESS_RATE_DROP MAX_THROUGHPUT_DROP MAX_TTFT_REGRESSION METRICS_SOURCE "
-        "MIN_SUCCESS_RATE MIN_THROUGHPUT MLFLOW_EXPERIMENT_NAME MLFLOW_HTTP_REQUEST_MAX_RETRIES "
+        "MIN_SUCCESS_RATE MIN_THROUGHPUT PERF_EXPERIMENT_NAME MLFLOW_HTTP_REQUEST_MAX_RETRIES "
         "MLFLOW_HTTP_REQUEST_TIMEOUT MLFLOW_RUN_NAME MLFLOW_TRACKING_INSECURE_TLS MLFLOW_TRACKING_PASSWORD "
-        "MLFLOW_TRACKING_TOKEN MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MODEL_NAME NO_MLFLOW OUTPUT_DIR",
+        "MLFLOW_TRACKING_TOKEN MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MODEL_NAME PERF_NO_MLFLOW OUTPUT_DIR",
     },
     "vllm-sim": {
-        "flags": "cut-mode cut-rate decode-slowdown error-rate gpu-util host itl jitter kv-cache-tokens log-format "
+        "flags": "api-key cut-mode cut-rate decode-slowdown error-rate gpu-util host itl jitter kv-cache-tokens log-format "
         "lora-modules max-loras max-model-len max-num-seqs model-root port seed served-model-name shutdown-grace "
         "stop-probability ttft worker-threads",
-        "env": "VLLM_SIM_CUT_MODE VLLM_SIM_CUT_RATE VLLM_SIM_DECODE_SLOWDOWN VLLM_SIM_ERROR_RATE VLLM_SIM_GPU_UTIL "
+        "env": "VLLM_SIM_API_KEY VLLM_SIM_CUT_MODE VLLM_SIM_CUT_RATE VLLM_SIM_DECODE_SLOWDOWN VLLM_SIM_ERROR_RATE VLLM_SIM_GPU_UTIL "
         "VLLM_SIM_HOST VLLM_SIM_ITL VLLM_SIM_JITTER VLLM_SIM_KV_CACHE_TOKENS VLLM_SIM_LOG_FORMAT "
         "VLLM_SIM_LORA_MODULES VLLM_SIM_MAX_LORAS VLLM_SIM_MAX_MODEL_LEN VLLM_SIM_MAX_NUM_SEQS VLLM_SIM_MODEL_ROOT "
         "VLLM_SIM_PORT VLLM_SIM_SEED VLLM_SIM_SERVED_MODEL_NAME VLLM_SIM_SHUTDOWN_GRACE VLLM_SIM_STOP_PROBABILITY "

@@ -105,10 +105,12 @@ pub struct Cli {
     #[arg(long, env = "CANDIDATE_ALIAS", default_value = "eval-passed")]
     pub candidate_alias: String,
 
-    /// MLflow experiment holding the performance runs (created if missing).
+    /// MLflow experiment holding the performance runs (created if missing; a run without a
+    /// baseline there is decided in absolute mode, with a warning). Deliberately not read from
+    /// MLFLOW_EXPERIMENT_NAME, which pipelines often set for other steps.
     #[arg(
         long,
-        env = "MLFLOW_EXPERIMENT_NAME",
+        env = "PERF_EXPERIMENT_NAME",
         default_value = "vllm-lora-performance"
     )]
     pub experiment_name: String,
@@ -174,11 +176,11 @@ pub struct Cli {
     pub baseline_any_model: bool,
 
     /// Decide and write the files without MLflow (even if MLFLOW_TRACKING_URI is set).
-    #[arg(long, env = "NO_MLFLOW", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "PERF_NO_MLFLOW", value_parser = BoolishValueParser::new())]
     pub no_mlflow: bool,
 
     /// Read the baseline from MLflow but write nothing to it (no run, no alias).
-    #[arg(long, env = "DRY_RUN", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "PERF_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Exit 1 when the decision is "failed" (default: a failed decision is a result, exit 0).
@@ -289,6 +291,18 @@ impl Cli {
         })
     }
 
+    /// Warnings about the environment: `MLFLOW_EXPERIMENT_NAME` (the Python client's variable)
+    /// set to another experiment than the one used, i.e. ignored.
+    fn env_warnings(&self, mlflow_experiment_name: Option<&str>) -> Vec<String> {
+        match mlflow_experiment_name.filter(|v| !v.is_empty()) {
+            Some(v) if v != self.experiment_name => vec![format!(
+                "MLFLOW_EXPERIMENT_NAME={v} is ignored: perf-decision uses experiment `{}` (set --experiment-name or PERF_EXPERIMENT_NAME to change it)",
+                self.experiment_name
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// Validates cross-field rules and builds the step's configuration.
     pub fn into_config(self) -> Result<StepConfig, String> {
         if self.model_name.trim().is_empty() {
@@ -304,6 +318,7 @@ impl Cli {
         let thresholds = self.thresholds();
         thresholds.validate().map_err(|e| e.to_string())?;
         let mlflow = self.mlflow_mode()?;
+        let warnings = self.env_warnings(std::env::var("MLFLOW_EXPERIMENT_NAME").ok().as_deref());
         Ok(StepConfig {
             results_path: self.load_test_results,
             output_dir: self.output_dir,
@@ -323,8 +338,34 @@ impl Cli {
             baseline_file: self.baseline_file,
             baseline_any_model: self.baseline_any_model,
             run_name: self.run_name,
+            warnings,
         })
     }
+}
+
+/// The output directory, read leniently from the raw arguments (`--output-dir X`,
+/// `--output-dir=X`), else `OUTPUT_DIR`, else `.`: where to mark "no decision" when the command
+/// line itself is refused and clap's parse gives nothing.
+pub fn lenient_output_dir(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    env_output_dir: Option<std::ffi::OsString>,
+) -> PathBuf {
+    let mut args = args.into_iter().skip(1);
+    let mut found = None;
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--output-dir" {
+            found = args.next().map(PathBuf::from);
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--output-dir=")) {
+            found = Some(PathBuf::from(v));
+        }
+    }
+    found
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| env_output_dir.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 #[cfg(test)]
@@ -393,6 +434,55 @@ mod tests {
             parse(&file).into_config().unwrap().mlflow,
             MlflowMode::Off
         ));
+    }
+
+    #[test]
+    fn the_output_dir_is_found_without_a_full_parse() {
+        let args = |v: &[&str]| {
+            std::iter::once("perf-decision")
+                .chain(v.iter().copied())
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        let env = Some(std::ffi::OsString::from("/env-out"));
+        assert_eq!(
+            lenient_output_dir(
+                args(&["--min-success-rate=99", "--output-dir=/a"]),
+                env.clone()
+            ),
+            PathBuf::from("/a")
+        );
+        assert_eq!(
+            lenient_output_dir(args(&["--output-dir", "/b", "--bogus"]), env.clone()),
+            PathBuf::from("/b")
+        );
+        assert_eq!(
+            lenient_output_dir(args(&["--bogus"]), env.clone()),
+            PathBuf::from("/env-out")
+        );
+        assert_eq!(
+            lenient_output_dir(args(&["--", "--output-dir=/c"]), Some("".into())),
+            PathBuf::from(".")
+        );
+    }
+
+    #[test]
+    fn a_foreign_experiment_variable_is_named_not_followed() {
+        let cli = parse(&[
+            "--load-test-results=r.json",
+            "--model-name=m",
+            "--no-mlflow",
+        ]);
+        assert_eq!(cli.experiment_name, "vllm-lora-performance");
+        let w = cli.env_warnings(Some("training-runs"));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("MLFLOW_EXPERIMENT_NAME=training-runs is ignored: perf-decision uses experiment `vllm-lora-performance`"),
+            "{w:?}"
+        );
+        assert!(cli.env_warnings(Some("vllm-lora-performance")).is_empty());
+        assert!(cli.env_warnings(Some("")).is_empty());
+        assert!(cli.env_warnings(None).is_empty());
     }
 
     #[test]

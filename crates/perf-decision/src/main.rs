@@ -4,11 +4,15 @@ mod cli;
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, FromArgMatches};
 use perf_gate::decision::{self, PerfDecision, Verdict};
 use perf_gate::{exit, logging};
 
 fn main() -> ExitCode {
-    let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     logging::init(cli.log_format == cli::LogFormat::Json);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,10 +33,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line (an empty env var counts as unset). A refused command line still
+/// marks the output directory (found leniently) as undecided, so an older "passed" cannot
+/// outlive it; `--help` and `--version` touch nothing.
+fn parse() -> Result<cli::Cli, ExitCode> {
+    let cmd = perf_gate::cli::empty_env_as_unset(cli::Cli::command());
+    let parsed = cmd
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m));
+    parsed.map_err(|e| {
+        use clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand as BareHelp;
+        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+        if !matches!(e.kind(), DisplayHelp | DisplayVersion | BareHelp) {
+            let dir = cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
+            decision::write_error_status(&dir);
+        }
+        // clap's own message and code: 2 for a refused command line, 0 for --help
+        let _ = e.print();
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::BAD_INPUT))
+    })
+}
+
 /// Runs the step and maps its outcome to the documented exit code.
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     let fail_on_reject = cli.fail_on_reject;
     let output_dir = cli.output_dir.clone();
+    // before anything else: from here on, an exit that skips the error path (a panic, SIGKILL)
+    // leaves `error`, never an older decision
+    if let Err(e) = decision::mark_undecided(&output_dir) {
+        eprintln!("perf-decision: error: {:#}", anyhow::Error::new(e));
+        return Ok(ExitCode::from(exit::BAD_INPUT));
+    }
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(msg) => {

@@ -201,18 +201,96 @@ fn env_vars_stand_in_for_every_flag() {
     cmd()
         .env("LOAD_TEST_RESULTS", &path)
         .env("MODEL_NAME", "m")
-        .env("NO_MLFLOW", "1")
+        .env("PERF_NO_MLFLOW", "1")
         .env("MAX_P95_LATENCY", "3s")
         .env("METRICS_SOURCE", "client")
         .env("FAIL_ON_REJECT", "true")
         .env("OUTPUT_DIR", dir.path())
+        // the Python client's variable, set pipeline-wide for other steps: named, not followed
+        .env("MLFLOW_EXPERIMENT_NAME", "training-runs")
         .assert()
-        .code(1);
+        .code(1)
+        .stderr(predicate::str::contains(
+            "MLFLOW_EXPERIMENT_NAME=training-runs is ignored",
+        ));
     let d = decision(dir.path());
     assert_eq!(d["thresholds"]["max_p95_latency_s"], 3.0);
     assert_eq!(d["metrics_source"], "client");
     assert_eq!(d["checks"][0]["metric"], "client_p95_latency_s");
     assert!(d["departures"].to_string().contains("client's figures"));
+    assert!(
+        d["warnings"]
+            .to_string()
+            .contains("MLFLOW_EXPERIMENT_NAME=training-runs is ignored: perf-decision uses experiment `vllm-lora-performance`"),
+        "{}",
+        d["warnings"]
+    );
+}
+
+#[test]
+fn generic_env_names_do_not_switch_mlflow_off() {
+    // NO_MLFLOW and DRY_RUN are too generic to trust: only PERF_NO_MLFLOW / PERF_DRY_RUN count
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    cmd()
+        .env("NO_MLFLOW", "1")
+        .env("DRY_RUN", "1")
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m"])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("MLFLOW_TRACKING_URI is not set"));
+    assert_no_decision(dir.path());
+}
+
+/// An older "passed" in the output directory.
+fn stale_pass(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("perf_status.txt"), "passed\n").unwrap();
+    std::fs::write(dir.join("perf_decision.json"), "{\"decision\":\"passed\"}").unwrap();
+}
+
+#[test]
+fn a_refused_command_line_leaves_no_older_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    // the reviewer's case: a value clap refuses, from the environment, output dir from env too
+    let out = dir.path().join("env-out");
+    stale_pass(&out);
+    cmd()
+        .env("MIN_SUCCESS_RATE", "99")
+        .env("OUTPUT_DIR", &out)
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "is not a fraction between 0 and 1",
+        ));
+    assert_no_decision(&out);
+    // an unknown flag, the output dir on the command line
+    let out = dir.path().join("flag-out");
+    stale_pass(&out);
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .arg("--model-name=m")
+        .arg("--output-dir")
+        .arg(&out)
+        .arg("--no-such-flag")
+        .assert()
+        .code(2);
+    assert_no_decision(&out);
+    // --help is not a failure: nothing is touched
+    let out = dir.path().join("help-out");
+    stale_pass(&out);
+    cmd()
+        .env("OUTPUT_DIR", &out)
+        .arg("--help")
+        .assert()
+        .success();
+    assert_eq!(status(&out), "passed");
+    assert!(out.join("perf_decision.json").exists());
 }
 
 #[test]
@@ -319,4 +397,43 @@ fn the_seed_command_line_parses_and_reaches_mlflow() {
         ))
         .stderr(predicate::str::contains("after 2 attempt(s)"));
     assert_no_decision(dir.path());
+}
+
+#[test]
+fn impossible_figures_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // the reviewer's cases: p95 = -1 s, throughput 1e300, success rate 1.0 with no success
+    let mut r = results(GOOD, "a");
+    let server = r.server.as_mut().unwrap();
+    server.e2e_latency_s.p95 = perf_gate::results::Measured::value(-1.0);
+    server.throughput_rps = perf_gate::results::Measured::value(1e300);
+    let client = r.client.as_mut().unwrap();
+    client.successful_requests = 0;
+    client.failed_requests = client.total_requests;
+    client.requests_per_s = Some(0.0);
+    let path = write_results(dir.path(), "r.json", &r);
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("decision: failed (absolute mode)"))
+        .stdout(predicate::str::contains(
+            "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a duration cannot be negative): the figure cannot be trusted): fails closed",
+        ))
+        .stdout(predicate::str::contains(
+            "[FAIL] throughput_rps is missing (server throughput_rps 1e300 disagrees with requests_finished / load_duration_s = 100/20 = 5",
+        ))
+        .stdout(predicate::str::contains(
+            "[FAIL] client_success_rate is missing (client success_rate 1 disagrees with successful_requests / total_requests = 0/100 = 0",
+        ));
+    let d = decision(dir.path());
+    let passed: Vec<_> = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passed, [false, true, false, false], "only TTFT is sound");
 }

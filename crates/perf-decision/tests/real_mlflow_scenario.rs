@@ -13,8 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use perf_gate::mlflow::types::{Run, SearchRuns};
-use perf_gate::mlflow::{MlflowClient, MlflowConfig};
+use perf_gate::mlflow::types::{KeyValue, Metric, MetricValue, Run, RunStatus, SearchRuns};
+use perf_gate::mlflow::{Batch, MlflowClient, MlflowConfig};
 use serde_json::Value;
 use test_support::mlflow::MlflowServer;
 
@@ -50,6 +50,13 @@ async fn perf_decision(url: &str, results: &Path, out: PathBuf, args: &[&str]) -
         step.code, step.stdout
     );
     step
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn param<'a>(run: &'a Run, key: &str) -> &'a str {
@@ -156,6 +163,14 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
         format!("{url}/#/experiments/{exp_id}/runs/{run1_id}")
     );
 
+    // a first run in a new experiment: absolute mode, said out loud
+    assert!(
+        d1["warnings"].to_string().contains(
+            "absolute mode: no baseline in experiment `vllm-lora-performance` for model `mistral-7b-lora` (the experiment did not exist and was just created)"
+        ),
+        "{}",
+        d1["warnings"]
+    );
     let run1 = client.get_run(&run1_id).await.unwrap();
     assert_eq!(run1.info.status, "FINISHED");
     assert!(run1.info.end_time.is_some());
@@ -263,6 +278,13 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     assert_eq!(so.code, 0, "{}", so.stderr);
     let dother = decision(&so.out);
     assert_eq!(dother["mode"], "absolute");
+    assert!(
+        dother["warnings"]
+            .to_string()
+            .contains("for model `other-model` (no FINISHED run tagged perf_decision=passed)"),
+        "{}",
+        dother["warnings"]
+    );
     assert_eq!(dother["decision"], "passed");
     let other_run_id = dother["mlflow"]["run_id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -358,7 +380,39 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     let v2 = client.get_model_version(MODEL, "2").await.unwrap();
     assert_eq!(v2.tag("perf_decision"), Some("failed"));
 
-    // 4. v3 as good as v1: compares against v1's run, not v2's failed one.
+    // Newer runs tagged passed that are not FINISHED (one still RUNNING, one FAILED, as a step
+    // that died after tagging would leave them), with figures v3 could never match: never a
+    // baseline.
+    for status in [None, Some(RunStatus::Failed)] {
+        let run = client
+            .create_run(
+                &exp_id,
+                "unfinished",
+                now_ms(),
+                &[KeyValue::new("perf_decision", "passed")],
+            )
+            .await
+            .unwrap();
+        let batch = Batch {
+            params: vec![KeyValue::new("model_name", MODEL)],
+            metrics: vec![Metric {
+                key: "p95_latency_s".into(),
+                value: MetricValue(1.0),
+                timestamp: now_ms(),
+                step: 0,
+            }],
+            tags: vec![],
+        };
+        client.log_batch(&run.info.run_id, batch).await.unwrap();
+        if let Some(s) = status {
+            client
+                .update_run(&run.info.run_id, s, Some(now_ms()))
+                .await
+                .unwrap();
+        }
+    }
+
+    // 4. v3 as good as v1: compares against v1's run, not v2's failed one (nor the unfinished).
     let r3_path = write_results(d, "v3.json", &results(GOOD, "adapter-v3"));
     let s3 = perf_decision(
         &url,

@@ -17,5 +17,5 @@ pub use document::{
     STATUS_FILE, read_baseline_file,
 };
 pub use metrics::{CheckKeys, MetricMap, MetricsSource, candidate_metrics};
-pub use step::{MlflowMode, StepConfig, StepError, run_step, write_error_status};
+pub use step::{MlflowMode, StepConfig, StepError, mark_undecided, run_step, write_error_status};
 pub use thresholds::Thresholds;

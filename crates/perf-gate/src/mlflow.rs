@@ -8,10 +8,13 @@
 //! (basic) and `MLFLOW_TRACKING_INSECURE_TLS` ([`MlflowConfig::from_env`]). Secrets never appear
 //! in `Debug` output or logs.
 //!
-//! Every call is retried a bounded number of times with capped exponential backoff on connection
-//! errors, 408, 429 and 5xx (honouring `Retry-After`), never on other 4xx ([`retry`]). Errors
+//! Every idempotent call is retried a bounded number of times with capped exponential backoff on
+//! connection errors, timeouts, 408, 429 and 5xx (honouring `Retry-After`), never on other 4xx;
+//! calls that create something only when the connection could not be made ([`retry`]). Errors
 //! carry MLflow's `error_code` and `message`, or the HTTP status and text of a non-JSON body
-//! ([`MlflowError`]).
+//! ([`MlflowError`]). A success with an empty body is accepted only from the calls whose real
+//! reply is `{}` (log-batch, set-tag, aliases, ...): elsewhere (`runs/search`, where `{}` means
+//! "no run") it is an error, never read as an empty answer.
 //!
 //! Pitfalls handled here (each seen on a real server): non-finite metric values are sent as the
 //! strings `"NaN"`, `"Infinity"`, `"-Infinity"` (a bare `NaN` silently corrupts the batch); every
@@ -33,7 +36,7 @@ pub use client::MlflowClient;
 pub use config::{Auth, MlflowConfig, Secret};
 pub use error::MlflowError;
 pub use retry::RetryPolicy;
-pub use tracking::{Batch, MAX_DIGEST_LEN, artifact_path_from_uri, chunk_batch};
+pub use tracking::{Batch, MAX_DIGEST_LEN, artifact_path_from_uri, chunk_batch, ensure_active};
 
 #[cfg(test)]
 mod tests;

@@ -523,39 +523,46 @@ impl LoadTestResults {
     /// Reads and validates a results file: it must exist, be non-empty JSON, and carry
     /// [`SCHEMA_VERSION`]. Each failure names the file.
     pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        Self::read_with_bytes(path).map(|(results, _)| results)
+    }
+
+    /// As [`LoadTestResults::read`], also returning the exact bytes read, so what is judged and
+    /// what is archived (e.g. uploaded as an artifact) come from one read of the file.
+    pub fn read_with_bytes(path: &Path) -> Result<(Self, Vec<u8>), ResultsError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ResultsError::Read {
             path: shown.clone(),
             source,
         })?;
-        if text.trim().is_empty() {
-            return Err(ResultsError::Empty { path: shown });
+        let results = Self::from_slice(&bytes, &shown)?;
+        Ok((results, bytes))
+    }
+
+    /// Parses and validates a results document; `shown` names its source in errors.
+    pub fn from_slice(bytes: &[u8], shown: &str) -> Result<Self, ResultsError> {
+        let malformed = |message: String| ResultsError::Malformed {
+            path: shown.to_string(),
+            message,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ResultsError::Empty {
+                path: shown.to_string(),
+            });
         }
         let raw: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ResultsError::Malformed {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
+            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(found) => {
                 return Err(ResultsError::SchemaVersion {
-                    path: shown,
+                    path: shown.to_string(),
                     found,
                     expected: SCHEMA_VERSION,
                 });
             }
-            None => {
-                return Err(ResultsError::Malformed {
-                    path: shown,
-                    message: "missing integer field `schema_version`".into(),
-                });
-            }
+            None => return Err(malformed("missing integer field `schema_version`".into())),
         }
-        serde_json::from_value(raw).map_err(|e| ResultsError::Malformed {
-            path: shown,
-            message: e.to_string(),
-        })
+        serde_json::from_value(raw).map_err(|e| malformed(e.to_string()))
     }
 }
 
@@ -575,6 +582,31 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Measured::missing("no series")).unwrap(),
             r#"{"value":null,"reason":"no series"}"#
+        );
+    }
+
+    #[test]
+    fn reading_keeps_the_exact_bytes_and_names_the_file_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, " \n").unwrap();
+        assert_eq!(
+            LoadTestResults::read(&p).unwrap_err().to_string(),
+            format!("{} is empty", p.display())
+        );
+        std::fs::write(&p, "{\"schema_version\": 99}").unwrap();
+        assert!(
+            LoadTestResults::read(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("has schema_version 99")
+        );
+        std::fs::write(&p, "{\"schema_version\": 1, \"status\"").unwrap();
+        assert!(
+            LoadTestResults::read(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("is not a valid results document")
         );
     }
 

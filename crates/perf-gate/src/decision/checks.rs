@@ -10,8 +10,10 @@
 //! Absolute mode (no baseline) applies the floors; comparative mode applies both. A missing
 //! value fails its check, and so does a baseline missing the figure it would be compared with:
 //! the gate fails closed. Inclusive bounds (`<=`, `>=`) allow a relative slack of 1e-12 so that
-//! a value equal to `baseline * 1.15` in decimal is not failed by binary rounding; strict bounds
-//! are exact.
+//! a value equal to `baseline * 1.15` in decimal is not failed by binary rounding (`3.0 * 1.15`
+//! is `3.4499999999999997`, and `3.45` must pass); strict bounds are exact. Reason lines round
+//! numbers to 6 decimals, except a value and a limit within 1e-3 of each other, which are shown
+//! exactly, so a failing value never reads as equal to its limit.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -184,11 +186,27 @@ impl Relative {
     }
 }
 
-/// A number for a reason line: up to 4 decimals, trailing zeros dropped.
+/// A number for a reason line: up to 6 decimals, trailing zeros dropped.
 fn num(v: f64) -> String {
-    let s = format!("{v:.4}");
+    let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+/// Whether `a` and `b` are so close (within 1e-3, relative) that rounding them for a reason
+/// line could show a failing value on its limit.
+fn near(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-3 * a.abs().max(b.abs())
+}
+
+/// `v` for a reason line beside `limits`: exact (shortest round-trip form) when near one of
+/// them, else rounded by [`num`].
+fn shown(v: f64, limits: &[f64]) -> String {
+    if limits.iter().any(|l| near(v, *l)) {
+        format!("{v}")
+    } else {
+        num(v)
+    }
 }
 
 /// Evaluates one check. `baseline` is `None` in absolute mode; in comparative mode it is the
@@ -228,16 +246,19 @@ fn evaluate(
     let abs_text = format!(
         "{} {}{unit} (absolute)",
         rule.absolute_op.symbol(),
-        num(absolute_limit)
+        shown(absolute_limit, &[v])
     );
-    let shown = format!("{metric} = {}{unit}", num(v));
+    let limits: Vec<f64> = std::iter::once(absolute_limit)
+        .chain(relative_limit)
+        .collect();
+    let shown_value = format!("{metric} = {}{unit}", shown(v, &limits));
     match (baseline, baseline_f, relative_limit) {
         (None, _, _) => {
             result.passed = abs_ok;
             result.reason = if abs_ok {
-                format!("{shown} is {abs_text}")
+                format!("{shown_value} is {abs_text}")
             } else {
-                format!("{shown} is not {abs_text}")
+                format!("{shown_value} is not {abs_text}")
             };
         }
         (Some(_), Some(b), Some(rel)) => {
@@ -246,14 +267,14 @@ fn evaluate(
             let rel_text = format!(
                 "{} {}{unit} ({})",
                 rule.relative_op.symbol(),
-                num(rel),
+                shown(rel, &[v]),
                 relative.describe(b, unit)
             );
             result.reason = match (abs_ok, rel_ok) {
-                (true, true) => format!("{shown} is {abs_text} and {rel_text}"),
-                (false, true) => format!("{shown} is not {abs_text}"),
-                (true, false) => format!("{shown} is not {rel_text}"),
-                (false, false) => format!("{shown} is neither {abs_text} nor {rel_text}"),
+                (true, true) => format!("{shown_value} is {abs_text} and {rel_text}"),
+                (false, true) => format!("{shown_value} is not {abs_text}"),
+                (true, false) => format!("{shown_value} is not {rel_text}"),
+                (false, false) => format!("{shown_value} is neither {abs_text} nor {rel_text}"),
             };
         }
         (Some(b), _, _) => {

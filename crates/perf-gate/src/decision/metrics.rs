@@ -14,7 +14,8 @@
 //! names and source), the `client_` names the client's. `--metrics-source` only picks which of
 //! the two feeds checks 1–3 ([`CheckKeys`]); a baseline is read under the same names, so a
 //! comparison is always like for like. A figure that is absent or `null` is kept as "no data"
-//! with a reason, and fails the check that needs it.
+//! with a reason, and fails the check that needs it; so is a figure that cannot be true (a
+//! negative latency, a success rate that disagrees with its counts: [`sanity`]).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::results::{Distribution, LoadTestResults, Measured, ServerQuantiles};
+
+pub mod sanity;
 
 /// Named metrics, each a value or "no data" with a reason.
 pub type MetricMap = BTreeMap<String, Measured>;
@@ -158,7 +161,8 @@ fn with_context(m: &Measured, context: &str) -> Measured {
     }
 }
 
-/// Every decision metric of a results document (see the module table).
+/// Every decision metric of a results document (see the module table), after the plausibility
+/// checks of [`sanity::check_candidate`].
 pub fn candidate_metrics(results: &LoadTestResults) -> MetricMap {
     use names::*;
     let mut out = MetricMap::new();
@@ -231,6 +235,7 @@ pub fn candidate_metrics(results: &LoadTestResults) -> MetricMap {
             None => Measured::missing("the results have no timing section"),
         },
     );
+    sanity::check_candidate(&mut out, results);
     out
 }
 

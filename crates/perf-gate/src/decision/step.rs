@@ -1,19 +1,30 @@
 //! The `perf-decision` step end to end: read the results, find the baseline, decide, record
 //! the decision in MLflow, write `perf_decision.json` and `perf_status.txt`.
 //!
-//! Order of MLflow calls (each retried by the client): registered model, candidate version (by
-//! `--candidate-version` or the alias `--candidate-alias`), experiment (get or create), baseline
-//! search (before the new run exists, so a run never becomes its own baseline), run create,
-//! log-batch (params, metrics, tags), log-inputs (dataset), artifact `load_test_results.json`,
-//! alias set on the candidate and the other alias deleted, model-version tags, artifact
-//! `perf_decision.json`, tag `perf_decision`, run FINISHED. Any failure after the run exists
-//! marks it FAILED (KILLED on a signal); since the `perf_decision` tag comes last and the
-//! baseline search asks for FINISHED runs, such a run can never become a baseline.
+//! Order of MLflow calls (each retried by the client when that is safe): registered model,
+//! candidate version (by `--candidate-version` or the alias `--candidate-alias`; it must be
+//! READY), experiment (get or create; it must be active), baseline search (before the new run
+//! exists, so a run never becomes its own baseline), run create, then the evidence: log-batch
+//! (params, metrics, tags), log-inputs (dataset), artifacts `load_test_results.json` (the bytes
+//! judged) and `perf_decision.json` (which names the alias about to be set), tag
+//! `perf_decision`, run FINISHED. Only then the claims (module `publish`): the candidate version's
+//! tags and the alias moved onto it (the other alias deleted). So no alias or tag names a verdict
+//! unless the run holding its evidence is complete. If a claim fails, or a signal arrives while
+//! they are written, the claims already made are undone (each alias put back where it pointed
+//! before, each version tag restored), and the run is marked FAILED (KILLED on a signal), which
+//! also keeps it from ever being a baseline (the search asks for FINISHED runs). A claim can
+//! outlive a failure only if the process is SIGKILLed between the claim and its undo, or MLflow
+//! stops answering during the undo (each claim left is logged with what to restore by hand);
+//! if marking the run FAILED fails too, a FINISHED run tagged with its verdict remains, without
+//! the alias: its evidence is complete, so as a baseline it is truthful.
 //!
-//! Files: on success `perf_decision.json` then `perf_status.txt` (`passed`/`failed`), both
-//! atomically; on any error `perf_status.txt` says `error` and no `perf_decision.json` is left.
+//! Files: first of all `perf_status.txt` says `error` and any older `perf_decision.json` is
+//! removed ([`mark_undecided`]), so an exit that skips the error path (a panic, a SIGKILL) never
+//! leaves an older decision standing; on success `perf_decision.json` then `perf_status.txt`
+//! (`passed`/`failed`, written last), both atomically.
 
 mod build;
+mod publish;
 mod remote;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +36,7 @@ use super::checks::{Verdict, decide};
 use super::document::{
     BaselineFileError, DECISION_FILE, PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
 };
-use super::metrics::{CheckKeys, MetricsSource, candidate_metrics};
+use super::metrics::{CheckKeys, MetricsSource, candidate_metrics, sanity};
 use super::thresholds::{ThresholdError, Thresholds};
 use crate::mlflow::{MlflowClient, MlflowConfig, MlflowError};
 use crate::results::{LoadTestResults, ResultsError, RunStatus};
@@ -81,6 +92,9 @@ pub struct StepConfig {
     pub baseline_any_model: bool,
     /// MLflow run name; else `perf-<model>-v<version>`.
     pub run_name: Option<String>,
+    /// Warnings found while building the configuration (e.g. an ignored env var); copied into
+    /// the decision's `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// The step could not make or record a decision.
@@ -157,8 +171,8 @@ impl StepError {
     }
 }
 
-/// Runs the step. On error, `perf_status.txt` says `error` and no `perf_decision.json` is left
-/// in the output directory.
+/// Runs the step. It first marks the output directory undecided ([`mark_undecided`]); on error
+/// `perf_status.txt` says `error` and no `perf_decision.json` is left in it.
 pub async fn run_step(
     cfg: &StepConfig,
     cancel: &CancellationToken,
@@ -170,23 +184,48 @@ pub async fn run_step(
     result
 }
 
-/// Marks the output directory as "no decision": `perf_status.txt` = `error`, and any
-/// `perf_decision.json` from an earlier run removed. Best effort (failures are logged).
-pub fn write_error_status(output_dir: &Path) {
+/// Marks the output directory "no decision yet": creates it, writes `error` to
+/// `perf_status.txt`, then removes any `perf_decision.json` of an earlier run. Called before
+/// anything else, so an exit that never reaches the error path (a panic, SIGKILL, a flag the
+/// parser refuses) cannot leave an older "passed" standing. Fails if the directory is not
+/// writable (the step could not write its result either).
+pub fn mark_undecided(output_dir: &Path) -> Result<(), StepError> {
+    let fail = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StepError::Output { path, source }
+    };
+    std::fs::create_dir_all(output_dir).map_err(fail(output_dir))?;
+    let status = output_dir.join(STATUS_FILE);
+    crate::fsio::write_atomic(&status, format!("{STATUS_ERROR}\n").as_bytes())
+        .map_err(fail(&status))?;
     let decision = output_dir.join(DECISION_FILE);
     match std::fs::remove_file(&decision) {
-        Ok(()) => warn!(path = %decision.display(), "removed a stale decision file"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            warn!(path = %decision.display(), error = %e, "cannot remove stale decision file")
+        Ok(()) => {
+            info!(path = %decision.display(), "removed the decision file of an earlier run");
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail(&decision)(e)),
     }
-    let status = output_dir.join(STATUS_FILE);
-    let written = std::fs::create_dir_all(output_dir)
-        .and_then(|()| crate::fsio::write_atomic(&status, format!("{STATUS_ERROR}\n").as_bytes()));
-    if let Err(e) = written {
-        warn!(path = %status.display(), error = %e, "cannot write status file");
+}
+
+/// Marks the output directory as "no decision": `perf_status.txt` = `error`, and any
+/// `perf_decision.json` removed. Best effort (failures are logged): for error paths.
+pub fn write_error_status(output_dir: &Path) {
+    if let Err(e) = mark_undecided(output_dir) {
+        warn!(error = %error_chain(&e), "cannot mark the output directory undecided");
     }
+}
+
+/// `error: cause: cause` on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
 }
 
 /// Runs `fut` unless `cancel` fires first.
@@ -204,11 +243,10 @@ async fn run_inner(
     cfg: &StepConfig,
     cancel: &CancellationToken,
 ) -> Result<PerfDecision, StepError> {
-    std::fs::create_dir_all(&cfg.output_dir).map_err(|source| StepError::Output {
-        path: cfg.output_dir.display().to_string(),
-        source,
-    })?;
-    let results = LoadTestResults::read(&cfg.results_path)?;
+    mark_undecided(&cfg.output_dir)?;
+    // read once: the bytes judged are the bytes uploaded
+    // One read: the document judged and the bytes uploaded as the artifact are the same file.
+    let (results, results_bytes) = LoadTestResults::read_with_bytes(&cfg.results_path)?;
     if results.status != RunStatus::Completed {
         return Err(StepError::NotCompleted {
             path: cfg.results_path.display().to_string(),
@@ -228,11 +266,14 @@ async fn run_inner(
     let metrics = candidate_metrics(&results);
     let keys = CheckKeys::for_source(cfg.metrics_source);
     let mut draft = build::Draft::new(cfg, &results, metrics);
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
 
     let (client, config, dry_run) = match &cfg.mlflow {
         MlflowMode::Off => {
             info!("MLflow disabled: deciding from files only (nothing is recorded in MLflow)");
-            draft.baseline = file_baseline;
+            draft.baseline = file_baseline.map(sane);
             let eval = decide(
                 &draft.metrics,
                 draft.baseline_metrics(),
@@ -255,12 +296,16 @@ async fn run_inner(
     )
     .await?;
     draft.set_version(&resolved);
-    draft.baseline = file_baseline.or(resolved.baseline.clone());
+    draft.baseline = file_baseline.or(resolved.baseline.clone()).map(sane);
     match &draft.baseline {
         Some(b) => {
             info!(run_id = ?b.run_id, source = ?b.source, "baseline found: comparative mode")
         }
-        None => info!("no passed baseline run: absolute mode"),
+        None => {
+            let w = remote::no_baseline_warning(cfg, &resolved);
+            warn!("{w}");
+            draft.warn(w);
+        }
     }
     let eval = decide(
         &draft.metrics,
@@ -295,25 +340,39 @@ async fn run_inner(
         remote::create_run(&client, cfg, experiment, version),
     )
     .await?;
-    record.run_id = Some(run.info.run_id.clone());
-    record.run_url = Some(remote::run_url(&client, experiment, &run.info.run_id));
+    let run_id = run.info.run_id.clone();
+    record.run_id = Some(run_id.clone());
+    record.run_url = Some(remote::run_url(&client, experiment, &run_id));
     let verdict = eval.verdict;
     let doc = draft.finish(eval, Some(record));
+    // the evidence, complete and FINISHED, before any claim
     let recorded = cancellable(
         cancel,
-        remote::record(&client, cfg, &run.info, version, &doc, &results),
+        remote::record(&client, &run.info, &doc, &results, results_bytes),
     )
     .await;
-    if let Err(e) = recorded {
-        remote::fail_run(&client, &run.info.run_id, matches!(e, StepError::Aborted)).await;
+    // then the claims, undone on failure or signal
+    let published = match recorded {
+        Ok(()) => publish::publish(&client, &cfg.model_name, version, &run_id, &doc, cancel).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
+        remote::fail_run(&client, &run_id, matches!(e, StepError::Aborted)).await;
         return Err(e);
     }
-    info!(run_id = %run.info.run_id, decision = verdict.as_str(), "decision recorded in MLflow");
+    info!(run_id = %run_id, decision = verdict.as_str(), "decision recorded in MLflow");
     write_outputs(&cfg.output_dir, &doc)?;
     Ok(doc)
 }
 
-/// Writes `perf_decision.json`, then `perf_status.txt`, each atomically.
+/// A baseline with its impossible figures turned into "no data" (see [`sanity`]).
+fn sane(mut b: super::document::BaselineRecord) -> super::document::BaselineRecord {
+    sanity::check_ranges(&mut b.metrics);
+    b
+}
+
+/// Writes `perf_decision.json`, then `perf_status.txt` (last: until then it says `error`), each
+/// atomically.
 fn write_outputs(dir: &Path, doc: &PerfDecision) -> Result<(), StepError> {
     let decision = dir.join(DECISION_FILE);
     crate::fsio::write_json_atomic(&decision, doc).map_err(|source| StepError::Output {

@@ -115,24 +115,43 @@ impl MlflowClient {
         self.join_segments(&[path])
     }
 
-    /// Sends a call, retrying as [`retry`] says, and decodes a JSON answer.
+    /// Sends a call, retrying as [`retry`] says, and decodes a JSON answer. An empty body is an
+    /// error: for `runs/search` `{}` means "no run", so a proxy's empty 200/204 must never be
+    /// read as an empty answer.
     pub(crate) async fn call_json<T: DeserializeOwned>(
         &self,
         call: Call,
     ) -> Result<T, MlflowError> {
         let endpoint = call.endpoint.clone();
         let (status, body) = self.call_raw(call).await?;
-        let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &body
-        };
-        serde_json::from_slice(bytes).map_err(|e| MlflowError::Decode {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(empty_body(endpoint, status));
+        }
+        serde_json::from_slice(&body).map_err(|e| MlflowError::Decode {
             endpoint,
             status,
             message: e.to_string(),
             body: error::excerpt(&body),
         })
+    }
+
+    /// Sends a call whose real reply is `{}` (log-batch, set-tag, log-inputs, aliases, version
+    /// tags): the answer carries nothing, so an empty body is accepted too; anything else must
+    /// be a JSON object (an HTML page from a proxy is an error).
+    pub(crate) async fn call_ack(&self, call: Call) -> Result<(), MlflowError> {
+        let endpoint = call.endpoint.clone();
+        let (status, body) = self.call_raw(call).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            .map(|_| ())
+            .map_err(|e| MlflowError::Decode {
+                endpoint,
+                status,
+                message: e.to_string(),
+                body: error::excerpt(&body),
+            })
     }
 
     /// Sends a call with retries; returns the status and body of a 2xx answer.
@@ -216,6 +235,15 @@ impl MlflowClient {
             body,
             retry_after,
         })
+    }
+}
+
+fn empty_body(endpoint: String, status: u16) -> MlflowError {
+    MlflowError::Decode {
+        endpoint,
+        status,
+        message: "empty body where mlflow always sends a JSON object (a proxy in the way?)".into(),
+        body: String::new(),
     }
 }
 

@@ -18,9 +18,6 @@ struct ModelVersionReply {
     model_version: ModelVersion,
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 impl MlflowClient {
     /// `POST registered-models/create`.
     pub async fn create_registered_model(
@@ -102,7 +99,7 @@ impl MlflowClient {
         version: &str,
     ) -> Result<(), MlflowError> {
         let body = json!({ "name": name, "alias": alias, "version": version });
-        self.call_json::<Empty>(self.post("registered-models/alias", body, true))
+        self.call_ack(self.post("registered-models/alias", body, true))
             .await?;
         Ok(())
     }
@@ -118,7 +115,7 @@ impl MlflowClient {
             idempotent: true,
             endpoint: "DELETE registered-models/alias".into(),
         };
-        self.call_json::<Empty>(call).await?;
+        self.call_ack(call).await?;
         Ok(())
     }
 
@@ -131,8 +128,26 @@ impl MlflowClient {
         value: &str,
     ) -> Result<(), MlflowError> {
         let body = json!({ "name": name, "version": version, "key": key, "value": value });
-        self.call_json::<Empty>(self.post("model-versions/set-tag", body, true))
+        self.call_ack(self.post("model-versions/set-tag", body, true))
             .await?;
         Ok(())
+    }
+
+    /// `DELETE model-versions/delete-tag` with a JSON body (as the delete-alias call).
+    pub async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<(), MlflowError> {
+        let call = Call {
+            method: Method::DELETE,
+            url: self.api_url("model-versions/delete-tag"),
+            query: Vec::new(),
+            body: Body::Json(json!({ "name": name, "version": version, "key": key })),
+            idempotent: true,
+            endpoint: "DELETE model-versions/delete-tag".into(),
+        };
+        self.call_ack(call).await
     }
 }

@@ -1,9 +1,13 @@
 //! Which failures are retried, and how long to wait: pure functions, tested in isolation.
 //!
-//! Retried: connection failures, 408, 429 and 5xx. A timeout, or a connection dropped after
-//! the request went out, is retried only for idempotent calls (a second `runs/create` would
-//! make a second run). Never retried: any other 4xx (401, 403, 404, 400 are answers, not
-//! accidents), and a success whose body does not parse. Waits double from
+//! Idempotent calls (reads, log-batch, set-tag, aliases, artifact PUTs) are retried on
+//! connection failures, timeouts, broken connections, 408, 429 and 5xx. Calls that create
+//! something (`runs/create`, `experiments/create`, `registered-models/create`,
+//! `model-versions/create`) are retried only when the connection could not be made, i.e. the
+//! request never left: a 5xx, a timeout or a reset may come after the server acted (a proxy's
+//! 502/504 after MLflow created the run), and a second attempt would make a second run. Never
+//! retried: any other 4xx (401, 403, 404, 400 are answers, not accidents), and a success whose
+//! body does not parse. Waits double from
 //! [`RetryPolicy::initial_backoff`] up to [`RetryPolicy::max_backoff`]; a `Retry-After` header
 //! (seconds or an HTTP date) replaces the computed wait, capped at
 //! [`RetryPolicy::max_retry_after`].
@@ -51,11 +55,14 @@ pub enum AttemptOutcome {
 }
 
 /// Whether an attempt that ended with `outcome` should be retried. `idempotent` says whether
-/// repeating the request is harmless if the first one did reach the server.
+/// repeating the request is harmless if the first one did reach the server; a call that is not
+/// is retried only when nothing reached the server ([`AttemptOutcome::Connect`]).
 pub fn should_retry(outcome: AttemptOutcome, idempotent: bool) -> bool {
     match outcome {
-        AttemptOutcome::Status(s) => s == 408 || s == 429 || (500..=599).contains(&s),
         AttemptOutcome::Connect => true,
+        AttemptOutcome::Status(s) => {
+            idempotent && (s == 408 || s == 429 || (500..=599).contains(&s))
+        }
         AttemptOutcome::Timeout | AttemptOutcome::Io => idempotent,
         AttemptOutcome::Fatal => false,
     }
@@ -93,12 +100,19 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case(AttemptOutcome::Status(500), false, true)]
-    #[case(AttemptOutcome::Status(502), false, true)]
+    #[case(AttemptOutcome::Status(500), true, true)]
+    #[case(AttemptOutcome::Status(502), true, true)]
     #[case(AttemptOutcome::Status(503), true, true)]
-    #[case(AttemptOutcome::Status(599), false, true)]
-    #[case(AttemptOutcome::Status(408), false, true)]
-    #[case(AttemptOutcome::Status(429), false, true)]
+    #[case(AttemptOutcome::Status(599), true, true)]
+    #[case(AttemptOutcome::Status(408), true, true)]
+    #[case(AttemptOutcome::Status(429), true, true)]
+    // a call that creates something: the server may have acted before the error answer
+    #[case(AttemptOutcome::Status(500), false, false)]
+    #[case(AttemptOutcome::Status(502), false, false)]
+    #[case(AttemptOutcome::Status(503), false, false)]
+    #[case(AttemptOutcome::Status(504), false, false)]
+    #[case(AttemptOutcome::Status(408), false, false)]
+    #[case(AttemptOutcome::Status(429), false, false)]
     #[case(AttemptOutcome::Status(400), true, false)]
     #[case(AttemptOutcome::Status(401), true, false)]
     #[case(AttemptOutcome::Status(403), true, false)]
@@ -106,6 +120,7 @@ mod tests {
     #[case(AttemptOutcome::Status(409), true, false)]
     #[case(AttemptOutcome::Status(200), true, false)]
     #[case(AttemptOutcome::Connect, false, true)]
+    #[case(AttemptOutcome::Connect, true, true)]
     #[case(AttemptOutcome::Timeout, true, true)]
     #[case(AttemptOutcome::Timeout, false, false)]
     #[case(AttemptOutcome::Io, true, true)]

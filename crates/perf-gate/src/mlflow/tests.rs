@@ -328,3 +328,134 @@ async fn missing_experiment_is_none_and_prefix_paths_are_kept() {
         None
     );
 }
+
+#[tokio::test]
+async fn calls_that_create_are_not_retried_after_the_request_may_have_arrived() {
+    let server = MockServer::start().await;
+    // a proxy's 502/504 may come after MLflow created the run or experiment
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/create"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/experiments/create"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+        .mount(&server)
+        .await;
+    // an idempotent call on the same server is retried
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/set-tag"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let c = client(&server, 3, Duration::from_secs(5));
+    let e = c.create_run("1", "r", 1, &[]).await.unwrap_err();
+    assert_eq!(e.status(), Some(502), "{e}");
+    assert_eq!(hits(&server).await, 1, "runs/create sent twice");
+    let e = c.create_experiment("x").await.unwrap_err();
+    assert_eq!(e.status(), Some(503), "{e}");
+    assert_eq!(hits(&server).await, 2, "experiments/create sent twice");
+    c.set_tag("r1", "k", "v").await.unwrap_err();
+    assert_eq!(hits(&server).await, 6);
+}
+
+#[tokio::test]
+async fn calls_that_create_are_retried_when_the_connection_was_refused() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut c = MlflowConfig::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    c.retry = RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let e = MlflowClient::new(&c)
+        .unwrap()
+        .create_run("1", "r", 1, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Transport { attempts: 3, .. }),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_body_is_an_answer_only_where_mlflow_sends_nothing_but_braces() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/2.0/mlflow/runs/search"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/2.0/mlflow/experiments/get-by-name"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/2.0/mlflow/runs/log-batch"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/2.0/mlflow/runs/set-tag"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>login</html>"))
+        .mount(&server)
+        .await;
+    let c = client(&server, 0, Duration::from_secs(5));
+    let search = types::SearchRuns {
+        experiment_ids: vec!["1".into()],
+        filter: String::new(),
+        order_by: vec![],
+        max_results: 1,
+        page_token: None,
+    };
+    let e = c.search_runs(&search).await.unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Decode { status: 200, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("POST runs/search: malformed response (http 200): empty body"),
+        "{e}"
+    );
+    let e = c.get_experiment_by_name("x").await.unwrap_err();
+    assert!(
+        matches!(e, MlflowError::Decode { status: 204, .. }),
+        "{e:?}"
+    );
+    // log-batch's real reply is `{}`: an empty one carries the same nothing
+    c.log_batch(
+        "r1",
+        Batch {
+            params: vec![KeyValue::new("a", "1")],
+            ..Batch::default()
+        },
+    )
+    .await
+    .unwrap();
+    // but an HTML page is not an acknowledgement
+    let e = c.set_tag("r1", "k", "v").await.unwrap_err();
+    assert!(matches!(e, MlflowError::Decode { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn version_tags_are_deleted_with_a_json_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/2.0/mlflow/model-versions/delete-tag"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            serde_json::json!({"name": "m", "version": "3", "key": "perf_decision"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    client(&server, 0, Duration::from_secs(5))
+        .delete_model_version_tag("m", "3", "perf_decision")
+        .await
+        .unwrap();
+}

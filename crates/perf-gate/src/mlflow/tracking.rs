@@ -85,6 +85,21 @@ pub fn artifact_path_from_uri(artifact_uri: &str) -> Result<String, MlflowError>
     }
 }
 
+/// Refuses an experiment that is not `active` (a deleted experiment is still returned by
+/// get-by-name, and runs cannot be created in it; a reply without a stage is not trusted).
+pub fn ensure_active(exp: &Experiment) -> Result<(), MlflowError> {
+    if exp.lifecycle_stage == "active" {
+        return Ok(());
+    }
+    Err(MlflowError::Unexpected {
+        endpoint: "GET experiments/get-by-name".into(),
+        message: format!(
+            "experiment `{}` (id {}) is {}; restore it (POST experiments/restore) or pick another name",
+            exp.name, exp.experiment_id, exp.lifecycle_stage
+        ),
+    })
+}
+
 #[derive(Deserialize)]
 struct ExperimentReply {
     experiment: Experiment,
@@ -104,9 +119,6 @@ struct RunReply {
 struct UpdateRunReply {
     run_info: RunInfo,
 }
-
-#[derive(Deserialize)]
-struct Empty {}
 
 impl MlflowClient {
     pub(crate) fn get(&self, path: &str, query: Vec<(&'static str, String)>) -> Call {
@@ -159,32 +171,31 @@ impl MlflowClient {
     /// The experiment named `name`, created if missing (a parallel creator is tolerated).
     /// A deleted experiment is an error: restore it first.
     pub async fn get_or_create_experiment(&self, name: &str) -> Result<Experiment, MlflowError> {
-        let exp = match self.get_experiment_by_name(name).await? {
-            Some(e) => e,
+        Ok(self.ensure_experiment(name).await?.0)
+    }
+
+    /// As [`MlflowClient::get_or_create_experiment`], also saying whether this call created the
+    /// experiment (a new experiment holds no baseline: worth a warning).
+    pub async fn ensure_experiment(&self, name: &str) -> Result<(Experiment, bool), MlflowError> {
+        let (exp, created) = match self.get_experiment_by_name(name).await? {
+            Some(e) => (e, false),
             None => {
-                match self.create_experiment(name).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_already_exists() => {}
+                let created = match self.create_experiment(name).await {
+                    Ok(_) => true,
+                    Err(e) if e.is_already_exists() => false,
                     Err(e) => return Err(e),
-                }
-                self.get_experiment_by_name(name)
-                    .await?
-                    .ok_or_else(|| MlflowError::Unexpected {
+                };
+                let exp = self.get_experiment_by_name(name).await?.ok_or_else(|| {
+                    MlflowError::Unexpected {
                         endpoint: "GET experiments/get-by-name".into(),
                         message: format!("experiment `{name}` missing right after creation"),
-                    })?
+                    }
+                })?;
+                (exp, created)
             }
         };
-        if exp.lifecycle_stage != "active" {
-            return Err(MlflowError::Unexpected {
-                endpoint: "GET experiments/get-by-name".into(),
-                message: format!(
-                    "experiment `{name}` (id {}) is {}; restore it (POST experiments/restore) or pick another name",
-                    exp.experiment_id, exp.lifecycle_stage
-                ),
-            });
-        }
-        Ok(exp)
+        ensure_active(&exp)?;
+        Ok((exp, created))
     }
 
     /// `POST runs/search`, one page.
@@ -228,7 +239,7 @@ impl MlflowClient {
                 "params": chunk.params,
                 "tags": chunk.tags,
             });
-            self.call_json::<Empty>(self.post("runs/log-batch", body, true))
+            self.call_ack(self.post("runs/log-batch", body, true))
                 .await?;
         }
         Ok(())
@@ -237,8 +248,7 @@ impl MlflowClient {
     /// `POST runs/set-tag`.
     pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<(), MlflowError> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
-        self.call_json::<Empty>(self.post("runs/set-tag", body, true))
-            .await?;
+        self.call_ack(self.post("runs/set-tag", body, true)).await?;
         Ok(())
     }
 
@@ -260,7 +270,7 @@ impl MlflowClient {
             )));
         }
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        self.call_json::<Empty>(self.post("runs/log-inputs", body, true))
+        self.call_ack(self.post("runs/log-inputs", body, true))
             .await?;
         Ok(())
     }

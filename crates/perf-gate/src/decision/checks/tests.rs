@@ -268,7 +268,81 @@ fn client_source_reads_the_client_figures() {
 #[test]
 fn numbers_in_reasons_are_short() {
     assert_eq!(num(4.0), "4");
-    assert_eq!(num(4.59999999), "4.6");
-    assert_eq!(num(0.123456), "0.1235");
-    assert_eq!(num(-0.00001), "0");
+    assert_eq!(num(4.5999999999), "4.6");
+    assert_eq!(num(0.1234564), "0.123456");
+    assert_eq!(num(-0.0000001), "0");
+}
+
+#[test]
+fn the_inclusive_allowance_keeps_a_decimal_bound_inclusive() {
+    // 3.0 x 1.15 is 3.4499999999999997 in binary: without the 1e-12 allowance 3.45 would fail
+    let limit = 3.0 * 1.15;
+    assert!(3.45 > limit, "the case must exercise the allowance");
+    assert!(Op::Le.holds(3.45, limit));
+    assert!(!Op::Le.holds(3.4500001, limit));
+    let base = with(names::P95_LATENCY, 3.0);
+    let eval = decide(
+        &with(names::P95_LATENCY, 3.45),
+        Some(&base),
+        &Thresholds::default(),
+        &keys(),
+    );
+    let c = check(&eval, CheckName::P95Latency);
+    assert!(c.passed, "{}", c.reason);
+    assert_eq!(
+        c.reason,
+        "p95_latency_s = 3.45 s is < 8 s (absolute) and <= 3.4499999999999997 s (baseline 3 s x 1.15)"
+    );
+    // the same slack on a lower bound: 5.9 x 0.85 is 5.015000000000001 in binary
+    let limit = 5.9 * (1.0 - 0.15);
+    assert!(5.015 < limit, "the case must exercise the allowance");
+    let base = with(names::THROUGHPUT, 5.9);
+    let eval = decide(
+        &with(names::THROUGHPUT, 5.015),
+        Some(&base),
+        &Thresholds::default(),
+        &keys(),
+    );
+    let c = check(&eval, CheckName::Throughput);
+    assert!(c.passed, "{}", c.reason);
+}
+
+#[test]
+fn a_failing_value_is_never_rounded_onto_its_limit() {
+    let eval = decide(
+        &with(names::P95_LATENCY, 8.0000001),
+        None,
+        &Thresholds::default(),
+        &keys(),
+    );
+    let c = check(&eval, CheckName::P95Latency);
+    assert!(!c.passed);
+    assert_eq!(
+        c.reason,
+        "p95_latency_s = 8.0000001 s is not < 8 s (absolute)"
+    );
+    let base = with(names::P95_LATENCY, 4.0);
+    let eval = decide(
+        &with(names::P95_LATENCY, 4.6000001),
+        Some(&base),
+        &Thresholds::default(),
+        &keys(),
+    );
+    let c = check(&eval, CheckName::P95Latency);
+    assert!(!c.passed);
+    assert_eq!(
+        c.reason,
+        "p95_latency_s = 4.6000001 s is not <= 4.6 s (baseline 4 s x 1.15)"
+    );
+    let eval = decide(
+        &with(names::CLIENT_SUCCESS_RATE, 0.98999),
+        None,
+        &Thresholds::default(),
+        &keys(),
+    );
+    let c = check(&eval, CheckName::SuccessRate);
+    assert_eq!(
+        c.reason,
+        "client_success_rate = 0.98999 is not >= 0.99 (absolute)"
+    );
 }

@@ -3,7 +3,7 @@
 
 use super::remote::Resolved;
 use super::{MlflowMode, StepConfig, StepError};
-use crate::decision::checks::{CheckName, Evaluation};
+use crate::decision::checks::Evaluation;
 use crate::decision::document::{
     BaselineRecord, BaselineSource, DECISION_SCHEMA_VERSION, DatasetRecord, MlflowRecord,
     PerfDecision,
@@ -43,8 +43,13 @@ impl<'a> Draft<'a> {
             candidate_alias: None,
             model_version_source: None,
             dataset,
-            warnings: warning.into_iter().collect(),
+            warnings: cfg.warnings.iter().cloned().chain(warning).collect(),
         }
+    }
+
+    /// Adds a warning to the document (the caller logs it).
+    pub fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
     }
 
     pub fn set_version(&mut self, resolved: &Resolved) {
@@ -55,7 +60,6 @@ impl<'a> Draft<'a> {
                 self.candidate_alias = Some(self.cfg.candidate_alias.clone());
             }
         }
-        self.warnings.extend(resolved.warnings.iter().cloned());
     }
 
     pub fn baseline_metrics(&self) -> Option<&MetricMap> {
@@ -209,9 +213,11 @@ fn param(key: &str, value: impl Into<String>) -> KeyValue {
 /// total_requests, mode, metrics_source, every threshold (flag names), baseline_run_id (`none`
 /// in absolute mode), baseline_source, adapter_root, model_version_source, eval_dataset_name,
 /// eval_data_digest, tool_version. Metrics: every decision metric (a missing one as NaN) and,
-/// in comparative mode, `baseline_p95_latency_s`, `baseline_p95_ttft_s`,
-/// `baseline_throughput_rps`, `baseline_client_success_rate`. Tags: model_name,
-/// candidate_version, metrics_source.
+/// in comparative mode, the baseline's value of each figure compared, under `baseline_` + its
+/// name: `baseline_p95_latency_s`, `baseline_p95_ttft_s`, `baseline_throughput_rps`,
+/// `baseline_client_success_rate` (with `--metrics-source client`:
+/// `baseline_client_p95_latency_s`, `baseline_client_p95_ttft_s`,
+/// `baseline_client_throughput_rps`). Tags: model_name, candidate_version, metrics_source.
 pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: i64) -> Batch {
     let mut params = vec![
         param("model_name", &doc.model_name),
@@ -275,15 +281,11 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
         .map(|(k, m)| metric(k.clone(), m.get()))
         .collect();
     if doc.baseline.is_some() {
+        // under the name of the figure compared: `baseline_client_p95_latency_s` with the client
+        // source, so a client figure never sits under a server name
         for c in &doc.checks {
-            let key = match c.name {
-                CheckName::P95Latency => names::P95_LATENCY,
-                CheckName::P95Ttft => names::P95_TTFT,
-                CheckName::Throughput => names::THROUGHPUT,
-                CheckName::SuccessRate => names::CLIENT_SUCCESS_RATE,
-            };
             metrics.push(metric(
-                format!("{}{key}", names::BASELINE_PREFIX),
+                format!("{}{}", names::BASELINE_PREFIX, c.metric),
                 c.baseline_value,
             ));
         }

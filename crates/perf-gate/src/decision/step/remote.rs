@@ -11,11 +11,11 @@ use crate::decision::document::{
     BaselineRecord, BaselineSource, DECISION_FILE, MlflowRecord, PerfDecision,
 };
 use crate::decision::metrics::MetricMap;
-use crate::mlflow::MlflowClient;
 use crate::mlflow::types::{
     Dataset, DatasetInput, Experiment, KeyValue, ModelVersion, Run, RunInfo, RunStatus, SearchRuns,
 };
-use crate::results::{LoadTestResults, Measured, RESULTS_FILE, ResultsError};
+use crate::mlflow::{MlflowClient, MlflowError, ensure_active};
+use crate::results::{LoadTestResults, Measured, RESULTS_FILE};
 
 /// What MLflow said before deciding.
 #[derive(Debug, Clone, Default)]
@@ -26,10 +26,10 @@ pub(crate) struct Resolved {
     pub via_alias: bool,
     /// The experiment (absent in a dry run if it does not exist yet).
     pub experiment: Option<Experiment>,
+    /// Whether this step created the experiment (so it holds no run yet).
+    pub experiment_created: bool,
     /// The baseline found in MLflow.
     pub baseline: Option<BaselineRecord>,
-    /// Non-fatal findings.
-    pub warnings: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -79,11 +79,22 @@ pub(crate) async fn resolve(
                 })?
         }
     };
-    if !version.status.is_empty() && version.status != "READY" {
-        out.warnings.push(format!(
-            "model version {} status is {}, not READY",
-            version.version, version.status
-        ));
+    if version.status != "READY" {
+        let v = &version.version;
+        let status = if version.status.is_empty() {
+            "not reported"
+        } else {
+            version.status.as_str()
+        };
+        return Err(StepError::Mlflow {
+            context: format!(
+                "version {v} of registered model `{model}` is not READY (status {status}): it can be neither judged nor given an alias; rerun once its registration has finished"
+            ),
+            source: MlflowError::Unexpected {
+                endpoint: "GET model-versions/get".into(),
+                message: format!("model version status {status}"),
+            },
+        });
     }
     info!(model = %model, version = %version.version, via_alias = out.via_alias, "candidate version");
     out.version = Some(version);
@@ -91,22 +102,49 @@ pub(crate) async fn resolve(
     let exp_name = &cfg.experiment_name;
     let ctx = || format!("cannot get experiment `{exp_name}`");
     out.experiment = if create {
-        Some(
-            client
-                .get_or_create_experiment(exp_name)
-                .await
-                .map_err(StepError::mlflow(ctx()))?,
-        )
+        let (exp, created) = client
+            .ensure_experiment(exp_name)
+            .await
+            .map_err(StepError::mlflow(ctx()))?;
+        out.experiment_created = created;
+        if created {
+            warn!(experiment = %exp_name, id = %exp.experiment_id, "experiment created");
+        }
+        Some(exp)
     } else {
-        client
+        // a dry run reads as a recording run would: a deleted experiment is an error here too
+        let exp = client
             .get_experiment_by_name(exp_name)
             .await
-            .map_err(StepError::mlflow(ctx()))?
+            .map_err(StepError::mlflow(ctx()))?;
+        if let Some(e) = &exp {
+            ensure_active(e).map_err(StepError::mlflow(ctx()))?;
+        }
+        exp
     };
     if let (true, Some(exp)) = (search, &out.experiment) {
         out.baseline = find_baseline(client, cfg, exp).await?;
     }
     Ok(out)
+}
+
+/// The warning for a decision without a baseline: absolute mode is right for a first
+/// deployment, and silently wrong when the experiment name points somewhere else.
+pub(crate) fn no_baseline_warning(cfg: &StepConfig, resolved: &Resolved) -> String {
+    let exp = &cfg.experiment_name;
+    let whose = if cfg.baseline_any_model {
+        "for any model".to_string()
+    } else {
+        format!("for model `{}`", cfg.model_name)
+    };
+    let why = match (&resolved.experiment, resolved.experiment_created) {
+        (None, _) => " (the experiment does not exist; a recording run would create it)",
+        (Some(_), true) => " (the experiment did not exist and was just created)",
+        (Some(_), false) => " (no FINISHED run tagged perf_decision=passed)",
+    };
+    format!(
+        "absolute mode: no baseline in experiment `{exp}` {whose}{why}; if a baseline was expected, check --experiment-name / PERF_EXPERIMENT_NAME"
+    )
 }
 
 /// The newest FINISHED run tagged `perf_decision = 'passed'` (for the same model unless
@@ -183,7 +221,8 @@ pub(crate) fn mlflow_record(
     }
 }
 
-fn aliases(verdict: Verdict) -> (&'static str, &'static str) {
+/// `(alias set, alias removed)` for a verdict.
+pub(super) fn aliases(verdict: Verdict) -> (&'static str, &'static str) {
     match verdict {
         Verdict::Passed => (ALIAS_PASSED, ALIAS_FAILED),
         Verdict::Failed => (ALIAS_FAILED, ALIAS_PASSED),
@@ -213,16 +252,17 @@ pub(crate) async fn create_run(
     Ok(run)
 }
 
-/// Logs everything about the decision to `run`, moves the aliases, and finishes the run.
+/// Logs the evidence of the decision to `run` and finishes it: params, metrics and tags, the
+/// dataset input, the artifacts `load_test_results.json` (`results_bytes`, the bytes judged)
+/// and `perf_decision.json`, the `perf_decision` tag, then FINISHED. No alias or version tag is
+/// touched here ([`super::publish`] does that once the run is complete).
 pub(crate) async fn record(
     client: &MlflowClient,
-    cfg: &StepConfig,
     run: &RunInfo,
-    version: &ModelVersion,
     doc: &PerfDecision,
     results: &LoadTestResults,
+    results_bytes: Vec<u8>,
 ) -> Result<(), StepError> {
-    let model = &cfg.model_name;
     let run_id = &run.run_id;
     let batch = build_batch(doc, results, now_ms());
     client
@@ -250,43 +290,10 @@ pub(crate) async fn record(
             .await
             .map_err(StepError::mlflow("cannot log the dataset input"))?;
     }
-    // the file as load-test wrote it, byte for byte
-    let bytes = std::fs::read(&cfg.results_path).map_err(|source| ResultsError::Read {
-        path: cfg.results_path.display().to_string(),
-        source,
-    })?;
     client
-        .upload_artifact(run, RESULTS_FILE, bytes)
+        .upload_artifact(run, RESULTS_FILE, results_bytes)
         .await
         .map_err(StepError::mlflow(format!("cannot upload {RESULTS_FILE}")))?;
-
-    let (set, removed) = aliases(doc.decision);
-    let v = &version.version;
-    client
-        .set_alias(model, set, v)
-        .await
-        .map_err(StepError::mlflow(format!(
-            "cannot set alias `{set}` on version {v} of `{model}`"
-        )))?;
-    client
-        .delete_alias(model, removed)
-        .await
-        .map_err(StepError::mlflow(format!(
-            "cannot delete alias `{removed}` of `{model}`"
-        )))?;
-    for (key, value) in [
-        ("perf_decision", doc.decision.as_str()),
-        ("perf_run_id", run_id.as_str()),
-    ] {
-        client
-            .set_model_version_tag(model, v, key, value)
-            .await
-            .map_err(StepError::mlflow(format!(
-                "cannot tag version {v} of `{model}`"
-            )))?;
-    }
-    info!(model = %model, version = %v, alias = set, removed, "aliases moved");
-
     let json = serde_json::to_vec_pretty(doc).map_err(|e| StepError::Input(e.to_string()))?;
     client
         .upload_artifact(run, DECISION_FILE, json)
@@ -304,7 +311,8 @@ pub(crate) async fn record(
 }
 
 /// Marks a run FAILED (KILLED after a signal), best effort and bounded: the step is failing
-/// already, and the run must not stay RUNNING.
+/// already, and the run must not stay RUNNING, nor stay FINISHED (a baseline candidate) when
+/// its decision could not be published.
 pub(crate) async fn fail_run(client: &MlflowClient, run_id: &str, killed: bool) {
     let status = if killed {
         RunStatus::Killed

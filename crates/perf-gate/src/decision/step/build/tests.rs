@@ -25,6 +25,7 @@ fn cfg() -> StepConfig {
         baseline_file: None,
         baseline_any_model: false,
         run_name: None,
+        warnings: vec![],
     }
 }
 
@@ -240,4 +241,60 @@ fn departures_name_every_deviation_from_the_seed() {
     c.baseline_any_model = true;
     let d = doc(&c, None);
     assert!(!d.departures.join("\n").contains("same model"));
+}
+
+#[test]
+fn client_source_baseline_figures_carry_client_names() {
+    let mut c = cfg();
+    c.metrics_source = MetricsSource::Client;
+    let results = fixtures::results();
+    let base = candidate_metrics(&results);
+    let d = doc(
+        &c,
+        Some(BaselineRecord {
+            source: BaselineSource::Mlflow,
+            run_id: Some("abc".into()),
+            file: None,
+            model_name: Some("mistral-7b-lora".into()),
+            version: Some("2".into()),
+            metrics: base,
+        }),
+    );
+    let b = build_batch(&d, &results, 42);
+    let m = |k: &str| b.metrics.iter().find(|m| m.key == k).map(|m| m.value.0);
+    // the client's figures, under client names; nothing under the server names
+    assert_eq!(m("baseline_client_p95_latency_s"), Some(4.2));
+    assert_eq!(m("baseline_client_p95_ttft_s"), Some(0.6));
+    assert_eq!(m("baseline_client_throughput_rps"), Some(4.9));
+    assert_eq!(m("baseline_client_success_rate"), Some(1.0));
+    for server_name in [
+        "baseline_p95_latency_s",
+        "baseline_p95_ttft_s",
+        "baseline_throughput_rps",
+    ] {
+        assert_eq!(m(server_name), None, "{server_name}");
+    }
+}
+
+#[test]
+fn configuration_warnings_reach_the_document() {
+    let mut c = cfg();
+    c.warnings = vec!["MLFLOW_EXPERIMENT_NAME is ignored".into()];
+    let results = fixtures::results();
+    let mut draft = Draft::new(&c, &results, candidate_metrics(&results));
+    draft.warn("absolute mode: no baseline".into());
+    let eval = decide(
+        &draft.metrics,
+        None,
+        &c.thresholds,
+        &CheckKeys::for_source(c.metrics_source),
+    );
+    let d = draft.finish(eval, None);
+    assert_eq!(
+        d.warnings,
+        [
+            "MLFLOW_EXPERIMENT_NAME is ignored",
+            "absolute mode: no baseline"
+        ]
+    );
 }
