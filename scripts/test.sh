@@ -10,6 +10,17 @@ cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0
 stage() { STAGE_NAME=$1; STAGE_START=$(date +%s); printf '\n== %s\n' "$1"; }
 stage_end() { printf '== %s: %ss\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_START ))"; }
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+TOTAL_PASSED=0
+# Runs a command, shows its output, and adds the N of its last "N passed" line to the total.
+counted() {
+  local log="$LOGS/$(date +%s%N).log"
+  "$@" 2>&1 | tee "$log"
+  local n
+  n=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || true)
+  TOTAL_PASSED=$(( TOTAL_PASSED + ${n:-0} ))
+}
 
 stage "install test dependencies"
 [ "${SKIP_INSTALL:-0}" = 1 ] || scripts/install-test-deps.sh
@@ -24,7 +35,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 stage_end
 
 stage "cargo nextest (unit + integration: vllm-sim, real Prometheus, real MLflow)"
-cargo nextest run --workspace --locked --profile ci
+counted cargo nextest run --workspace --locked --profile ci
 stage_end
 
 stage "doc tests and rustdoc"
@@ -34,7 +45,7 @@ stage_end
 
 if [ -x scripts/validate-deploy.sh ]; then
   stage "deployment artifacts (Argo, Kubernetes, Dockerfile, Grafana)"
-  scripts/validate-deploy.sh
+  counted scripts/validate-deploy.sh
   stage_end
 fi
 
@@ -47,11 +58,15 @@ scripts/demo.sh
 stage_end
 
 stage "end to end: vllm-sim + real Prometheus + real MLflow, steps as the manifests run them"
-E2E_SKIP_BUILD=1 scripts/e2e.sh --backend sim
+counted env E2E_SKIP_BUILD=1 scripts/e2e.sh --backend sim
 stage_end
 
 if [ "${SKIP_REAL_VLLM:-0}" != 1 ]; then
   stage "end to end: REAL vLLM (CPU build, tiny model + LoRA adapter) + Prometheus + MLflow"
-  E2E_SKIP_BUILD=1 scripts/e2e.sh --backend vllm
+  counted env E2E_SKIP_BUILD=1 scripts/e2e.sh --backend vllm
   stage_end
 fi
+
+# Every stage above stops the script on failure (set -e, pipefail), so reaching here means none failed.
+printf '\nscripts/test.sh: every stage passed (test binaries, deployment checks, end-to-end assertions)\n'
+printf 'total: %s passed, 0 failed\n' "$TOTAL_PASSED"
