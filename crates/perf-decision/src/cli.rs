@@ -39,6 +39,12 @@ const AFTER_HELP: &str = concat!(
     "  4  success rate    >= --min-success-rate     and >= baseline - --max-success-rate-drop\n",
     "A missing metric fails its check. Outputs: <output-dir>/perf_decision.json and\n",
     "perf_status.txt (passed | failed | error).\n\n",
+    "Warnings (logged at WARN, listed in perf_decision.json `warnings`, counted in the MLflow tag\n",
+    "perf_warnings) never change the verdict: a baseline that ran another load (eval digest,\n",
+    "concurrency, max_tokens, ...), a saturated load generator, load-test's own warnings, client\n",
+    "and server request counts >10 % apart, client and server P95 E2E in different histogram\n",
+    "buckets, fewer than 20 successful requests. --require-comparable-baseline makes the first a\n",
+    "failing fifth check.\n\n",
     "MLflow: MLFLOW_TRACKING_URI, and MLFLOW_TRACKING_TOKEN (bearer) or\n",
     "MLFLOW_TRACKING_USERNAME + MLFLOW_TRACKING_PASSWORD (basic). Without a tracking URI the step\n",
     "refuses to run unless --no-mlflow or --baseline-file is given.\n\n",
@@ -174,6 +180,18 @@ pub struct Cli {
     /// Take any model's newest passed run as the baseline (the seed's rule).
     #[arg(long, env = "BASELINE_ANY_MODEL", value_parser = BoolishValueParser::new())]
     pub baseline_any_model: bool,
+
+    /// Fail the decision when the baseline did not run the same load as the candidate.
+    ///
+    /// Adds a fifth check, "comparable baseline": it fails when the baseline's eval data digest,
+    /// concurrency, max_tokens, endpoint, temperature, rate, num_requests, PromQL window mode or
+    /// server metrics source differs from the candidate's, or is not recorded (runs logged by an
+    /// older perf-decision). Without this flag such a baseline only gives warnings (in the log,
+    /// perf_decision.json `warnings` and `baseline.comparable`). Off by default: when on, updating
+    /// the eval set (or concurrency, max_tokens, ...) fails every candidate until a passed run
+    /// measured the new way exists, and only a run without this flag can make one.
+    #[arg(long, env = "PERF_REQUIRE_COMPARABLE_BASELINE", value_parser = BoolishValueParser::new())]
+    pub require_comparable_baseline: bool,
 
     /// Decide and write the files without MLflow (even if MLFLOW_TRACKING_URI is set).
     #[arg(long, env = "PERF_NO_MLFLOW", value_parser = BoolishValueParser::new())]
@@ -337,6 +355,7 @@ impl Cli {
             mlflow,
             baseline_file: self.baseline_file,
             baseline_any_model: self.baseline_any_model,
+            require_comparable_baseline: self.require_comparable_baseline,
             run_name: self.run_name,
             warnings,
         })

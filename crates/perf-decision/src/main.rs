@@ -112,6 +112,12 @@ fn print_summary(doc: &PerfDecision, output_dir: &std::path::Path) {
         let mark = if c.passed { "pass" } else { "FAIL" };
         println!("  [{mark}] {}", c.reason);
     }
+    if !doc.warnings.is_empty() {
+        println!("warnings ({}):", doc.warnings.len());
+        for w in &doc.warnings {
+            println!("  - {w}");
+        }
+    }
     if let Some(m) = &doc.mlflow {
         match (&m.run_url, &m.alias_set) {
             (Some(url), Some(alias)) => println!(

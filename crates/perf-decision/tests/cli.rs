@@ -437,3 +437,156 @@ fn impossible_figures_fail_closed() {
         .collect();
     assert_eq!(passed, [false, true, false, false], "only TTFT is sound");
 }
+
+#[test]
+fn an_incomparable_baseline_file_warns_and_fails_only_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_results(dir.path(), "v1.json", &results(GOOD, "v1"));
+    let out1 = dir.path().join("run1");
+    cmd()
+        .arg(format!("--load-test-results={}", first.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", out1.display()))
+        .assert()
+        .code(0);
+    let baseline = out1.join("perf_decision.json");
+    assert_eq!(decision(&out1)["load_settings"]["max_tokens"], "256");
+
+    let run = |results_path: &std::path::Path, name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let assert = cmd()
+            .arg(format!("--load-test-results={}", results_path.display()))
+            .args(["--model-name=m", "--no-mlflow"])
+            .arg(format!("--baseline-file={}", baseline.display()))
+            .args(extra)
+            .arg(format!("--output-dir={}", out.display()))
+            .assert()
+            .code(0);
+        let o = assert.get_output();
+        (
+            decision(&out),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+
+    // the same load: comparable, no warning, four checks even with the strict flag
+    let (d, stdout, _) = run(&first, "same", &["--require-comparable-baseline"]);
+    assert_eq!(d["decision"], "passed");
+    assert_eq!(d["baseline"]["comparable"], true);
+    assert_eq!(d["warnings"], serde_json::json!([]));
+    assert_eq!(d["checks"].as_array().unwrap().len(), 5);
+    assert!(!stdout.contains("warnings"), "{stdout}");
+
+    // another eval set at another concurrency and max_tokens
+    let mut other = results(GOOD, "v2");
+    other.config.concurrency = 20;
+    other.config.max_tokens = 128;
+    other.eval_data.as_mut().unwrap().digest = "1f00aa12".into();
+    let second = write_results(dir.path(), "v2.json", &other);
+    let digest = "baseline used eval digest d9a73a27, candidate 1f00aa12: the relative checks compare different prompts";
+    let concurrency = "baseline used concurrency 10, candidate 20: latency and throughput depend on the requests in flight";
+    let max_tokens = "baseline used max_tokens 256, candidate 128: the output length bound changes E2E latency and throughput directly";
+
+    // default: warnings (log, file, summary), the verdict of the four checks unchanged
+    let (d, stdout, stderr) = run(&second, "lax", &[]);
+    assert_eq!(d["decision"], "passed");
+    assert_eq!(d["mode"], "comparative");
+    assert_eq!(d["checks"].as_array().unwrap().len(), 4);
+    assert_eq!(d["baseline"]["comparable"], false);
+    assert_eq!(
+        d["baseline"]["comparability"],
+        serde_json::json!([digest, concurrency, max_tokens])
+    );
+    assert_eq!(
+        d["warnings"],
+        serde_json::json!([digest, concurrency, max_tokens])
+    );
+    assert!(stdout.contains("warnings (3):"), "{stdout}");
+    assert!(stdout.contains(&format!("  - {concurrency}")), "{stdout}");
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains(digest), "{stderr}");
+
+    // strict, by flag and by env var: a failed fifth check
+    for (name, extra, env) in [
+        ("strict-flag", vec!["--require-comparable-baseline"], None),
+        ("strict-env", vec![], Some("true")),
+    ] {
+        let out = dir.path().join(name);
+        let mut c = cmd();
+        if let Some(v) = env {
+            c.env("PERF_REQUIRE_COMPARABLE_BASELINE", v);
+        }
+        c.arg(format!("--load-test-results={}", second.display()))
+            .args(["--model-name=m", "--no-mlflow", "--fail-on-reject"])
+            .arg(format!("--baseline-file={}", baseline.display()))
+            .args(&extra)
+            .arg(format!("--output-dir={}", out.display()))
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains(
+                "decision: failed (comparative mode",
+            ))
+            .stdout(predicate::str::contains(format!(
+                "[FAIL] the baseline is not comparable and --require-comparable-baseline is set: {digest}; {concurrency}; {max_tokens}"
+            )));
+        assert_eq!(status(&out), "failed");
+        let d = decision(&out);
+        let checks = d["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 5, "{name}");
+        assert!(checks[..4].iter().all(|c| c["passed"] == true), "{name}");
+        assert_eq!(checks[4]["name"], "comparable_baseline");
+        assert_eq!(checks[4]["passed"], false);
+        assert_eq!(checks[4]["value"], 0.0);
+    }
+}
+
+#[test]
+fn help_explains_the_strict_baseline_flag() {
+    let out = cmd().arg("--help").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    // the wrapping depends on the terminal width
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "--require-comparable-baseline",
+        "PERF_REQUIRE_COMPARABLE_BASELINE",
+        "updating the eval set (or concurrency, max_tokens, ...) fails every candidate",
+        "perf_warnings",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn untrustworthy_inputs_are_warnings_in_the_log_the_file_and_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = results(GOOD, "a");
+    r.load_generator = Some(perf_gate::results::GeneratorHealth {
+        cores: 2,
+        cpu_seconds: Some(38.0),
+        cpu_percent_of_one_core: Some(190.0),
+        event_loop_lag_p99_s: Some(0.05),
+        event_loop_lag_max_s: Some(0.1),
+        saturated: true,
+    });
+    r.warnings = vec!["the eval file has 3 empty lines".into()];
+    let path = write_results(dir.path(), "r.json", &r);
+    let saturated = "the load generator was saturated (CPU 190% of one core on 2 core(s), event-loop lag P99 50 ms): the client's timings (client_*) may be inflated; checks 1-3 read the server's figures";
+    let copied = "load-test: the eval file has 3 empty lines";
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", dir.path().display()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("decision: passed (absolute mode)"))
+        .stdout(predicate::str::contains("warnings (2):"))
+        .stdout(predicate::str::contains(format!("  - {saturated}")))
+        .stderr(predicate::str::contains("WARN"))
+        .stderr(predicate::str::contains(saturated))
+        .stderr(predicate::str::contains(copied));
+    assert_eq!(
+        decision(dir.path())["warnings"],
+        serde_json::json!([saturated, copied])
+    );
+}

@@ -7,6 +7,8 @@
 //! 3. v2, 30 % slower, fails in comparative mode against v1's run (not the other model's newer
 //!    one): perf-failed on v2, perf-passed gone. A dry run before it writes nothing.
 //! 4. v3, as good as v1, passes against v1's run (not v2's failed one): perf-passed on v3.
+//!    It ran the same load as v1 (read back from v1's params): no warning. The same adapter at
+//!    concurrency 20 (a dry run) warns, and fails with `--require-comparable-baseline`.
 
 mod common;
 
@@ -430,6 +432,41 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
         aliases(&client, MODEL).await,
         pairs(&[("eval-passed", "2"), ("perf-passed", "3")])
     );
+    // v1's run recorded its load as params: v3 ran the same load, so no warning at all
+    assert_eq!(d3["baseline"]["comparable"], true, "{}", d3["baseline"]);
+    assert_eq!(d3["warnings"], serde_json::json!([]));
+    let run3 = client
+        .get_run(d3["mlflow"]["run_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(param(&run3, "max_tokens"), "256");
+    assert_eq!(run3.data.tag("perf_warnings"), Some("0"));
+    assert_eq!(run3.data.tag("perf_baseline_comparable"), Some("true"));
+
+    // the same adapter at another concurrency: a warning naming both values; with
+    // --require-comparable-baseline a failed fifth check (a dry run: nothing written)
+    let mut busier = results(GOOD, "adapter-v3");
+    busier.config.concurrency = 20;
+    let r4_path = write_results(d, "v3-c20.json", &busier);
+    let s4 = perf_decision(
+        &url,
+        &r4_path,
+        d.join("out3-c20"),
+        &[
+            "--model-name=mistral-7b-lora",
+            "--candidate-version=3",
+            "--dry-run",
+            "--require-comparable-baseline",
+        ],
+    )
+    .await;
+    assert_eq!(s4.code, 0, "{}", s4.stderr);
+    let d4 = decision(&s4.out);
+    let concurrency = "baseline used concurrency 10, candidate 20: latency and throughput depend on the requests in flight";
+    assert_eq!(d4["warnings"], serde_json::json!([concurrency]));
+    assert_eq!(d4["baseline"]["comparable"], false);
+    assert_eq!(d4["decision"], "failed");
+    assert_eq!(d4["checks"][4]["name"], "comparable_baseline");
     let v3 = client.get_model_version(MODEL, "3").await.unwrap();
     assert_eq!(v3.tag("perf_decision"), Some("passed"));
     assert_eq!(v3.tag("perf_run_id"), d3["mlflow"]["run_id"].as_str());

@@ -1,4 +1,4 @@
-//! The four checks, as pure functions.
+//! The four checks, as pure functions (and [`Evaluation::push`] for an optional fifth).
 //!
 //! | # | check | absolute | relative to the baseline |
 //! | --- | --- | --- | --- |
@@ -34,6 +34,9 @@ pub enum CheckName {
     Throughput,
     /// Check 4.
     SuccessRate,
+    /// The optional fifth check (`--require-comparable-baseline`): the baseline ran the same
+    /// load (see `perf_gate::decision::comparability`).
+    ComparableBaseline,
 }
 
 /// A comparison operator, as written in the decision file.
@@ -151,6 +154,16 @@ pub struct Evaluation {
     pub checks: Vec<CheckResult>,
 }
 
+impl Evaluation {
+    /// Adds a check; a failed one fails the verdict (a check can only add reasons to fail).
+    pub fn push(&mut self, check: CheckResult) {
+        if !check.passed {
+            self.verdict = Verdict::Failed;
+        }
+        self.checks.push(check);
+    }
+}
+
 /// Which way a check's limits point.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -187,7 +200,7 @@ impl Relative {
 }
 
 /// A number for a reason line: up to 6 decimals, trailing zeros dropped.
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.to_string() }

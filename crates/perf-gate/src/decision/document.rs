@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::checks::{CheckResult, Mode, Verdict};
+use super::comparability::{LoadSettings, keys};
 use super::metrics::{MetricMap, MetricsSource};
 use super::thresholds::Thresholds;
 use crate::results::ToolInfo;
@@ -47,6 +48,18 @@ pub struct BaselineRecord {
     pub version: Option<String>,
     /// The baseline's metrics, under the same names as [`PerfDecision::metrics`].
     pub metrics: MetricMap,
+    /// The load settings the baseline recorded (its MLflow params, or the file's
+    /// `load_settings`); a setting it did not record is absent.
+    #[serde(default)]
+    pub load_settings: LoadSettings,
+    /// Whether the baseline ran the same load as the candidate: every load setting
+    /// recorded by both, and equal. `null` only in documents written
+    /// before this was assessed.
+    #[serde(default)]
+    pub comparable: Option<bool>,
+    /// Why it is not comparable, one line per setting (each also a warning).
+    #[serde(default)]
+    pub comparability: Vec<String>,
 }
 
 /// The dataset input logged with the run.
@@ -110,9 +123,13 @@ pub struct PerfDecision {
     pub metrics_source: MetricsSource,
     /// Every decision metric of the candidate (server figures unprefixed, client ones `client_`).
     pub metrics: MetricMap,
+    /// The candidate's load settings (eval digest, concurrency, max_tokens, ...), as logged to
+    /// MLflow as params; compared with the baseline's (see `perf_gate::decision::comparability`).
+    #[serde(default)]
+    pub load_settings: LoadSettings,
     /// The baseline (comparative mode).
     pub baseline: Option<BaselineRecord>,
-    /// The four checks.
+    /// The four checks (and `comparable_baseline` with `--require-comparable-baseline`).
     pub checks: Vec<CheckResult>,
     /// The limits used.
     pub thresholds: Thresholds,
@@ -126,7 +143,8 @@ pub struct PerfDecision {
     pub dry_run: bool,
     /// Deliberate departures from the seed's behaviour, in words.
     pub departures: Vec<String>,
-    /// Non-fatal problems.
+    /// Non-fatal problems, including why the comparison or its inputs may not be trustworthy
+    /// (each also logged at WARN).
     pub warnings: Vec<String>,
 }
 
@@ -251,6 +269,16 @@ pub fn read_baseline_file(
             expected: model_name.to_string(),
         });
     }
+    // a file written before `load_settings` existed still knows its digest and metrics source
+    let mut load_settings = doc.load_settings;
+    if let Some(d) = &doc.dataset {
+        load_settings
+            .entry(keys::EVAL_DATA_DIGEST.into())
+            .or_insert_with(|| d.digest.clone());
+    }
+    load_settings
+        .entry(keys::METRICS_SOURCE.into())
+        .or_insert_with(|| doc.metrics_source.as_str().into());
     Ok(BaselineRecord {
         source: BaselineSource::File,
         run_id: doc.mlflow.and_then(|m| m.run_id),
@@ -258,5 +286,8 @@ pub fn read_baseline_file(
         model_name: Some(doc.model_name),
         version: doc.candidate_version,
         metrics: doc.metrics,
+        load_settings,
+        comparable: None,
+        comparability: Vec::new(),
     })
 }

@@ -18,6 +18,12 @@
 //! if marking the run FAILED fails too, a FINISHED run tagged with its verdict remains, without
 //! the alias: its evidence is complete, so as a baseline it is truthful.
 //!
+//! Warnings (each logged at WARN and listed in the document's `warnings`; their count is the
+//! run tag `perf_warnings`) say when the inputs or the comparison are not trustworthy: the
+//! cross-checks of the results ([`super::crosschecks`]) and a baseline that ran another load
+//! ([`super::comparability`]). They never change the four checks; `require_comparable_baseline`
+//! adds a fifth that fails on an incomparable baseline.
+//!
 //! Files: first of all `perf_status.txt` says `error` and any older `perf_decision.json` is
 //! removed ([`mark_undecided`]), so an exit that skips the error path (a panic, a SIGKILL) never
 //! leaves an older decision standing; on success `perf_decision.json` then `perf_status.txt`
@@ -32,7 +38,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checks::{Verdict, decide};
+use super::checks::Verdict;
 use super::document::{
     BaselineFileError, DECISION_FILE, PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
 };
@@ -90,6 +96,10 @@ pub struct StepConfig {
     pub baseline_file: Option<PathBuf>,
     /// Take any model's newest passed run as baseline (the seed's rule).
     pub baseline_any_model: bool,
+    /// Fail the decision when the baseline did not run the same load (a fifth check,
+    /// `comparable_baseline`; see [`super::comparability`]). Off by default: a comparative
+    /// decision against an incomparable baseline otherwise only warns.
+    pub require_comparable_baseline: bool,
     /// MLflow run name; else `perf-<model>-v<version>`.
     pub run_name: Option<String>,
     /// Warnings found while building the configuration (e.g. an ignored env var); copied into
@@ -266,7 +276,7 @@ async fn run_inner(
     let metrics = candidate_metrics(&results);
     let keys = CheckKeys::for_source(cfg.metrics_source);
     let mut draft = build::Draft::new(cfg, &results, metrics);
-    for w in &cfg.warnings {
+    for w in draft.warnings() {
         warn!("{w}");
     }
 
@@ -274,12 +284,8 @@ async fn run_inner(
         MlflowMode::Off => {
             info!("MLflow disabled: deciding from files only (nothing is recorded in MLflow)");
             draft.baseline = file_baseline.map(sane);
-            let eval = decide(
-                &draft.metrics,
-                draft.baseline_metrics(),
-                &cfg.thresholds,
-                &keys,
-            );
+            draft.assess_baseline();
+            let eval = draft.evaluate(&keys);
             let doc = draft.finish(eval, None);
             write_outputs(&cfg.output_dir, &doc)?;
             return Ok(doc);
@@ -301,18 +307,10 @@ async fn run_inner(
         Some(b) => {
             info!(run_id = ?b.run_id, source = ?b.source, "baseline found: comparative mode")
         }
-        None => {
-            let w = remote::no_baseline_warning(cfg, &resolved);
-            warn!("{w}");
-            draft.warn(w);
-        }
+        None => draft.warn(remote::no_baseline_warning(cfg, &resolved)),
     }
-    let eval = decide(
-        &draft.metrics,
-        draft.baseline_metrics(),
-        &cfg.thresholds,
-        &keys,
-    );
+    draft.assess_baseline();
+    let eval = draft.evaluate(&keys);
     info!(
         decision = eval.verdict.as_str(),
         mode = eval.mode.as_str(),

@@ -1,14 +1,18 @@
 //! Pure parts of the step: the decision document, the MLflow batch, the baseline filter, the
 //! dataset record.
 
+use tracing::warn;
+
 use super::remote::Resolved;
 use super::{MlflowMode, StepConfig, StepError};
-use crate::decision::checks::Evaluation;
+use crate::decision::checks::{CheckName, Evaluation, decide};
+use crate::decision::comparability::{LoadSettings, candidate_settings, comparable_check, compare};
+use crate::decision::crosschecks::results_warnings;
 use crate::decision::document::{
     BaselineRecord, BaselineSource, DECISION_SCHEMA_VERSION, DatasetRecord, MlflowRecord,
     PerfDecision,
 };
-use crate::decision::metrics::{MetricMap, MetricsSource, names};
+use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
 use crate::results::{LoadTestResults, ToolInfo};
@@ -28,12 +32,22 @@ pub(super) struct Draft<'a> {
     candidate_alias: Option<String>,
     model_version_source: Option<String>,
     dataset: Option<DatasetRecord>,
+    load_settings: LoadSettings,
     warnings: Vec<String>,
 }
 
 impl<'a> Draft<'a> {
+    /// A draft whose warnings are the configuration's, the dataset's and the cross-checks of
+    /// the results ([`results_warnings`]); the caller logs them ([`Draft::warnings`]).
     pub fn new(cfg: &'a StepConfig, results: &'a LoadTestResults, metrics: MetricMap) -> Self {
         let (dataset, warning) = dataset_record(cfg, results);
+        let warnings = cfg
+            .warnings
+            .iter()
+            .cloned()
+            .chain(warning)
+            .chain(results_warnings(results, cfg.metrics_source))
+            .collect();
         Draft {
             cfg,
             results,
@@ -43,13 +57,49 @@ impl<'a> Draft<'a> {
             candidate_alias: None,
             model_version_source: None,
             dataset,
-            warnings: cfg.warnings.iter().cloned().chain(warning).collect(),
+            load_settings: candidate_settings(results, cfg.metrics_source),
+            warnings,
         }
     }
 
-    /// Adds a warning to the document (the caller logs it).
+    /// The warnings so far.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Adds a warning to the document and logs it at WARN.
     pub fn warn(&mut self, warning: String) {
+        warn!("{warning}");
         self.warnings.push(warning);
+    }
+
+    /// Compares the baseline's load with the candidate's: the outcome goes into the baseline
+    /// record (`comparable`, `comparability`), and each reason or note becomes a warning.
+    pub fn assess_baseline(&mut self) {
+        let Some(b) = self.baseline.as_mut() else {
+            return;
+        };
+        let c = compare(&self.load_settings, &b.load_settings);
+        b.comparable = Some(c.comparable);
+        b.comparability = c.reasons.clone();
+        for w in c.reasons.into_iter().chain(c.notes) {
+            self.warn(w);
+        }
+    }
+
+    /// The four checks, plus the fifth (`comparable_baseline`) with
+    /// `--require-comparable-baseline`. Call [`Draft::assess_baseline`] first.
+    pub fn evaluate(&self, keys: &CheckKeys) -> Evaluation {
+        let mut eval = decide(
+            &self.metrics,
+            self.baseline_metrics(),
+            &self.cfg.thresholds,
+            keys,
+        );
+        if self.cfg.require_comparable_baseline {
+            eval.push(comparable_check(self.baseline.as_ref()));
+        }
+        eval
     }
 
     pub fn set_version(&mut self, resolved: &Resolved) {
@@ -82,6 +132,7 @@ impl<'a> Draft<'a> {
             model_version_source: self.model_version_source,
             metrics_source: self.cfg.metrics_source,
             metrics: self.metrics,
+            load_settings: self.load_settings,
             baseline: self.baseline,
             checks: eval.checks,
             thresholds: self.cfg.thresholds,
@@ -209,23 +260,26 @@ fn param(key: &str, value: impl Into<String>) -> KeyValue {
 
 /// Params, metrics and tags of the run (the `perf_decision` tag is set later, last).
 ///
-/// Params: model_name, candidate_adapter, candidate_version, candidate_alias, concurrency,
-/// total_requests, mode, metrics_source, every threshold (flag names), baseline_run_id (`none`
-/// in absolute mode), baseline_source, adapter_root, model_version_source, eval_dataset_name,
-/// eval_data_digest, tool_version. Metrics: every decision metric (a missing one as NaN) and,
-/// in comparative mode, the baseline's value of each figure compared, under `baseline_` + its
-/// name: `baseline_p95_latency_s`, `baseline_p95_ttft_s`, `baseline_throughput_rps`,
-/// `baseline_client_success_rate` (with `--metrics-source client`:
-/// `baseline_client_p95_latency_s`, `baseline_client_p95_ttft_s`,
-/// `baseline_client_throughput_rps`). Tags: model_name, candidate_version, metrics_source.
+/// Params: model_name, candidate_adapter, candidate_version, candidate_alias, total_requests,
+/// mode, the load settings (eval_data_digest, concurrency, max_tokens, endpoint, temperature,
+/// rate, num_requests, window_mode, server_source, metrics_source: see
+/// [`crate::decision::comparability`]), every threshold (flag names),
+/// require_comparable_baseline, baseline_run_id (`none` in absolute mode), baseline_source,
+/// adapter_root, model_version_source, eval_dataset_name, tool_version. Metrics: every
+/// decision metric (a missing one as NaN) and, in comparative mode, the baseline's value of
+/// each figure compared, under `baseline_` + its name: `baseline_p95_latency_s`,
+/// `baseline_p95_ttft_s`, `baseline_throughput_rps`, `baseline_client_success_rate` (with
+/// `--metrics-source client`: `baseline_client_p95_latency_s`, `baseline_client_p95_ttft_s`,
+/// `baseline_client_throughput_rps`). Tags: model_name, candidate_version, metrics_source,
+/// `perf_warnings` (how many warnings the decision lists), and in comparative mode
+/// `perf_baseline_comparable` (`true`/`false`).
 pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: i64) -> Batch {
     let mut params = vec![
         param("model_name", &doc.model_name),
         param("mode", doc.mode.as_str()),
-        param("metrics_source", doc.metrics_source.as_str()),
-        param("concurrency", results.config.concurrency.to_string()),
         param("tool_version", &doc.tool.version),
     ];
+    params.extend(doc.load_settings.iter().map(|(k, v)| param(k, v)));
     let optional = [
         ("candidate_adapter", doc.candidate_adapter.clone()),
         ("candidate_version", doc.candidate_version.clone()),
@@ -243,10 +297,6 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
             "eval_dataset_name",
             doc.dataset.as_ref().map(|d| d.name.clone()),
         ),
-        (
-            "eval_data_digest",
-            doc.dataset.as_ref().map(|d| d.digest.clone()),
-        ),
     ];
     params.extend(
         optional
@@ -256,6 +306,11 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     for (_, name, value) in doc.thresholds.entries() {
         params.push(param(name, value.to_string()));
     }
+    let strict = doc
+        .checks
+        .iter()
+        .any(|c| c.name == CheckName::ComparableBaseline);
+    params.push(param("require_comparable_baseline", strict.to_string()));
     let baseline_id = doc
         .baseline
         .as_ref()
@@ -283,7 +338,11 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     if doc.baseline.is_some() {
         // under the name of the figure compared: `baseline_client_p95_latency_s` with the client
         // source, so a client figure never sits under a server name
-        for c in &doc.checks {
+        for c in doc
+            .checks
+            .iter()
+            .filter(|c| c.name != CheckName::ComparableBaseline)
+        {
             metrics.push(metric(
                 format!("{}{}", names::BASELINE_PREFIX, c.metric),
                 c.baseline_value,
@@ -296,6 +355,13 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     ];
     if let Some(v) = &doc.candidate_version {
         tags.push(KeyValue::new("candidate_version", v));
+    }
+    tags.push(KeyValue::new(
+        "perf_warnings",
+        doc.warnings.len().to_string(),
+    ));
+    if let Some(c) = doc.baseline.as_ref().and_then(|b| b.comparable) {
+        tags.push(KeyValue::new("perf_baseline_comparable", c.to_string()));
     }
     Batch {
         metrics,

@@ -7,6 +7,7 @@ use tracing::{info, warn};
 use super::build::{baseline_filter, build_batch, source_type};
 use super::{ALIAS_FAILED, ALIAS_PASSED, StepConfig, StepError};
 use crate::decision::checks::Verdict;
+use crate::decision::comparability::run_settings;
 use crate::decision::document::{
     BaselineRecord, BaselineSource, DECISION_FILE, MlflowRecord, PerfDecision,
 };
@@ -175,7 +176,8 @@ async fn find_baseline(
         .map(|run| baseline_from_run(&run)))
 }
 
-/// A baseline from a run: its latest metric values (NaN read back as "no data").
+/// A baseline from a run: its latest metric values (NaN read back as "no data") and its load
+/// settings (params).
 pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
     let metrics: MetricMap = run
         .data
@@ -190,6 +192,9 @@ pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
         model_name: run.data.param("model_name").map(str::to_string),
         version: run.data.param("candidate_version").map(str::to_string),
         metrics,
+        load_settings: run_settings(run),
+        comparable: None,
+        comparability: Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::decision::checks::{Verdict, decide};
+use crate::decision::comparability::LoadSettings;
 use crate::decision::document::{BaselineFileError, read_baseline_file};
 use crate::decision::fixtures;
 use crate::decision::metrics::{CheckKeys, candidate_metrics};
@@ -24,6 +25,7 @@ fn cfg() -> StepConfig {
         mlflow: MlflowMode::Off,
         baseline_file: None,
         baseline_any_model: false,
+        require_comparable_baseline: false,
         run_name: None,
         warnings: vec![],
     }
@@ -156,6 +158,9 @@ fn batch_holds_string_params_nan_for_missing_and_baseline_metrics() {
             model_name: Some("mistral-7b-lora".into()),
             version: Some("2".into()),
             metrics: base,
+            load_settings: LoadSettings::new(),
+            comparable: None,
+            comparability: vec![],
         }),
     );
     let b = build_batch(&comparative, &results, 42);
@@ -258,6 +263,9 @@ fn client_source_baseline_figures_carry_client_names() {
             model_name: Some("mistral-7b-lora".into()),
             version: Some("2".into()),
             metrics: base,
+            load_settings: LoadSettings::new(),
+            comparable: None,
+            comparability: vec![],
         }),
     );
     let b = build_batch(&d, &results, 42);
@@ -296,5 +304,196 @@ fn configuration_warnings_reach_the_document() {
             "MLFLOW_EXPERIMENT_NAME is ignored",
             "absolute mode: no baseline"
         ]
+    );
+}
+
+/// A draft of the fixture results against `baseline`, assessed and evaluated.
+fn judged(
+    cfg: &StepConfig,
+    results: &LoadTestResults,
+    baseline: Option<BaselineRecord>,
+) -> PerfDecision {
+    let mut draft = Draft::new(cfg, results, candidate_metrics(results));
+    draft.baseline = baseline;
+    draft.assess_baseline();
+    let eval = draft.evaluate(&CheckKeys::for_source(cfg.metrics_source));
+    draft.finish(eval, None)
+}
+
+/// A baseline with the fixture's figures and the given load settings.
+fn baseline_with(load_settings: LoadSettings) -> BaselineRecord {
+    let results = fixtures::results();
+    BaselineRecord {
+        source: BaselineSource::Mlflow,
+        run_id: Some("base".into()),
+        file: None,
+        model_name: Some("mistral-7b-lora".into()),
+        version: Some("2".into()),
+        metrics: candidate_metrics(&results),
+        load_settings,
+        comparable: None,
+        comparability: vec![],
+    }
+}
+
+fn same_load() -> LoadSettings {
+    crate::decision::comparability::candidate_settings(&fixtures::results(), MetricsSource::Server)
+}
+
+#[test]
+fn a_comparable_baseline_gives_no_warning_and_four_checks() {
+    let results = fixtures::results();
+    let d = judged(&cfg(), &results, Some(baseline_with(same_load())));
+    assert_eq!(d.decision, Verdict::Passed);
+    assert_eq!(d.checks.len(), 4);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let b = d.baseline.as_ref().unwrap();
+    assert_eq!(b.comparable, Some(true));
+    assert!(b.comparability.is_empty());
+    assert_eq!(d.load_settings, same_load());
+    let batch = build_batch(&d, &results, 1);
+    assert!(batch.tags.contains(&KeyValue::new("perf_warnings", "0")));
+    assert!(
+        batch
+            .tags
+            .contains(&KeyValue::new("perf_baseline_comparable", "true"))
+    );
+}
+
+#[test]
+fn an_incomparable_baseline_warns_without_changing_the_verdict() {
+    let results = fixtures::results();
+    let mut load = same_load();
+    load.insert("concurrency".into(), "20".into());
+    load.insert("eval_data_digest".into(), "1f00aa12".into());
+    let d = judged(&cfg(), &results, Some(baseline_with(load.clone())));
+    assert_eq!(
+        d.decision,
+        Verdict::Passed,
+        "warnings never fail by default"
+    );
+    assert_eq!(d.checks.len(), 4);
+    let expected = [
+        "baseline used eval digest 1f00aa12, candidate d9a73a27: the relative checks compare different prompts",
+        "baseline used concurrency 20, candidate 10: latency and throughput depend on the requests in flight",
+    ];
+    assert_eq!(d.warnings, expected);
+    let b = d.baseline.as_ref().unwrap();
+    assert_eq!(b.comparable, Some(false));
+    assert_eq!(b.comparability, expected);
+    let batch = build_batch(&d, &results, 1);
+    assert!(batch.tags.contains(&KeyValue::new("perf_warnings", "2")));
+    assert!(
+        batch
+            .tags
+            .contains(&KeyValue::new("perf_baseline_comparable", "false"))
+    );
+    assert!(
+        batch
+            .params
+            .contains(&KeyValue::new("require_comparable_baseline", "false"))
+    );
+
+    // --require-comparable-baseline: a fifth check fails the decision, the four are unchanged
+    let mut strict = cfg();
+    strict.require_comparable_baseline = true;
+    let s = judged(&strict, &results, Some(baseline_with(load)));
+    assert_eq!(s.decision, Verdict::Failed);
+    assert_eq!(s.checks.len(), 5);
+    assert!(s.checks[..4].iter().all(|c| c.passed));
+    assert_eq!(
+        s.checks[4].name,
+        crate::decision::CheckName::ComparableBaseline
+    );
+    assert!(!s.checks[4].passed);
+    assert!(
+        s.checks[4].reason.contains("candidate d9a73a27: the relative checks compare different prompts; baseline used concurrency 20"),
+        "{}",
+        s.checks[4].reason
+    );
+    let batch = build_batch(&s, &results, 1);
+    assert!(
+        batch
+            .params
+            .contains(&KeyValue::new("require_comparable_baseline", "true"))
+    );
+    // the fifth check is no figure: no `baseline_baseline_comparable` metric
+    assert!(batch.metrics.iter().all(|m| !m.key.contains("comparable")));
+    // strict and comparable, or strict in absolute mode: passes
+    let s = judged(&strict, &results, Some(baseline_with(same_load())));
+    assert_eq!((s.decision, s.checks.len()), (Verdict::Passed, 5));
+    let s = judged(&strict, &results, None);
+    assert_eq!((s.decision, s.checks.len()), (Verdict::Passed, 5));
+}
+
+#[test]
+fn result_cross_checks_become_warnings() {
+    let mut results = fixtures::results();
+    results.warnings = vec!["late scrape".into()];
+    results.server.as_mut().unwrap().requests_finished = Measured::value(300.0);
+    results.server.as_mut().unwrap().throughput_rps = Measured::value(15.0);
+    let d = judged(&cfg(), &results, None);
+    assert_eq!(d.decision, Verdict::Passed);
+    assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    assert_eq!(d.warnings[0], "load-test: late scrape");
+    assert!(
+        d.warnings[1].starts_with("the client counted 100 successful requests, the server 300")
+    );
+    let batch = build_batch(&d, &results, 1);
+    assert!(batch.tags.contains(&KeyValue::new("perf_warnings", "2")));
+    assert!(
+        batch
+            .tags
+            .iter()
+            .all(|t| t.key != "perf_baseline_comparable")
+    );
+}
+
+#[test]
+fn the_load_settings_are_params_and_survive_a_baseline_file() {
+    let results = fixtures::results();
+    let d = judged(&cfg(), &results, None);
+    let batch = build_batch(&d, &results, 1);
+    for (k, v) in [
+        ("eval_data_digest", "d9a73a27"),
+        ("concurrency", "10"),
+        ("max_tokens", "256"),
+        ("endpoint", "completions"),
+        ("temperature", "0"),
+        ("rate", "none"),
+        ("num_requests", "none"),
+        ("window_mode", "end_anchored"),
+        ("server_source", "prometheus"),
+        ("metrics_source", "server"),
+    ] {
+        assert!(batch.params.contains(&KeyValue::new(k, v)), "param {k}");
+    }
+    let keys: std::collections::HashSet<_> = batch.params.iter().map(|p| &p.key).collect();
+    assert_eq!(keys.len(), batch.params.len(), "duplicate param keys");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perf_decision.json");
+    crate::fsio::write_json_atomic(&path, &d).unwrap();
+    let b = read_baseline_file(&path, "mistral-7b-lora", false).unwrap();
+    assert_eq!(b.load_settings, same_load());
+    assert_eq!(b.comparable, None);
+    let again = judged(&cfg(), &results, Some(b));
+    assert_eq!(again.baseline.unwrap().comparable, Some(true));
+    assert!(again.warnings.iter().all(|w| !w.contains("baseline")));
+
+    // a file written before `load_settings` existed: digest and metrics source still known
+    let mut v = serde_json::to_value(&d).unwrap();
+    v.as_object_mut().unwrap().remove("load_settings");
+    crate::fsio::write_json_atomic(&path, &v).unwrap();
+    let b = read_baseline_file(&path, "mistral-7b-lora", false).unwrap();
+    assert_eq!(
+        b.load_settings.keys().collect::<Vec<_>>(),
+        ["eval_data_digest", "metrics_source"]
+    );
+    let again = judged(&cfg(), &results, Some(b));
+    assert_eq!(again.decision, Verdict::Passed);
+    assert_eq!(again.warnings.len(), 1, "{:?}", again.warnings);
+    assert!(
+        again.warnings[0].starts_with("the baseline does not record its concurrency, max_tokens")
     );
 }

@@ -1,0 +1,322 @@
+//! Whether the baseline ran the same load as the candidate.
+//!
+//! The relative bounds of checks 1–3 only mean something when both runs sent the same prompts
+//! the same way. Each side's load settings are a [`LoadSettings`] map keyed by the MLflow param
+//! names the step logs them under, so a baseline run's params read back as the same map (and a
+//! `perf_decision.json` carries it as `load_settings`, for `--baseline-file`):
+//!
+//! | setting (param) | candidate value, from the results | a difference means |
+//! | --- | --- | --- |
+//! | `eval_data_digest` | `eval_data.digest` (the baseline run's dataset input digest if the param is absent) | different prompts |
+//! | `concurrency` | `config.concurrency` | another number of requests in flight |
+//! | `max_tokens` | `config.max_tokens` | another bound on output length, so on E2E latency |
+//! | `endpoint` | `config.endpoint` | chat template or not |
+//! | `temperature` | `config.temperature` | greedy or sampled output lengths |
+//! | `rate` | `config.rate` (`none`: closed loop) | another arrival process |
+//! | `num_requests` | `config.num_requests` (`none`: each prompt once) | another sample size |
+//! | `window_mode` | `config.window_mode` with Prometheus (`none` otherwise) | server figures over other windows |
+//! | `server_source` | `server.source` | server figures from Prometheus vs vLLM's `/metrics` |
+//!
+//! A setting that differs, or that one side does not record (runs logged before these params
+//! existed), makes the baseline *not comparable*: one warning per difference (one for all the
+//! unrecorded ones), `baseline.comparable = false` with the reasons, and with
+//! `--require-comparable-baseline` a failed fifth check ([`comparable_check`]). The four checks
+//! are never changed by it. `metrics_source` is compared too, but only noted: the baseline's
+//! figures are read under the same names whatever its own decision was judged on.
+
+use std::collections::BTreeMap;
+
+use super::checks::{CheckName, CheckResult, Op};
+use super::document::BaselineRecord;
+use super::metrics::MetricsSource;
+use crate::mlflow::MAX_DIGEST_LEN;
+use crate::mlflow::types::Run;
+use crate::results::{LoadTestResults, ServerSource, WindowMode};
+
+/// Load settings by MLflow param name (see the module table); an unrecorded setting is absent.
+pub type LoadSettings = BTreeMap<String, String>;
+
+/// Param names of the settings.
+pub mod keys {
+    /// The eval file's digest (8 hex characters of its sha256).
+    pub const EVAL_DATA_DIGEST: &str = "eval_data_digest";
+    /// Requests in flight.
+    pub const CONCURRENCY: &str = "concurrency";
+    /// Max output tokens per request.
+    pub const MAX_TOKENS: &str = "max_tokens";
+    /// `completions` or `chat`.
+    pub const ENDPOINT: &str = "endpoint";
+    /// Sampling temperature.
+    pub const TEMPERATURE: &str = "temperature";
+    /// Open-loop rate, req/s; `none` for the closed loop.
+    pub const RATE: &str = "rate";
+    /// Requests asked for; `none` for each prompt once.
+    pub const NUM_REQUESTS: &str = "num_requests";
+    /// PromQL window mode; `none` without Prometheus.
+    pub const WINDOW_MODE: &str = "window_mode";
+    /// Where the server figures came from.
+    pub const SERVER_SOURCE: &str = "server_source";
+    /// Which figures fed checks 1–3 (noted, not part of comparability).
+    pub const METRICS_SOURCE: &str = "metrics_source";
+}
+
+/// The word for "not set" in a setting (closed loop, each prompt once, no Prometheus).
+pub const NONE: &str = "none";
+
+/// One compared setting.
+struct Setting {
+    key: &'static str,
+    label: &'static str,
+    consequence: &'static str,
+}
+
+/// The settings that shape the load, in the order they are reported.
+const SETTINGS: [Setting; 9] = [
+    Setting {
+        key: keys::EVAL_DATA_DIGEST,
+        label: "eval digest",
+        consequence: "the relative checks compare different prompts",
+    },
+    Setting {
+        key: keys::CONCURRENCY,
+        label: "concurrency",
+        consequence: "latency and throughput depend on the requests in flight",
+    },
+    Setting {
+        key: keys::MAX_TOKENS,
+        label: "max_tokens",
+        consequence: "the output length bound changes E2E latency and throughput directly",
+    },
+    Setting {
+        key: keys::ENDPOINT,
+        label: "endpoint",
+        consequence: "the chat template changes the prompts the server sees",
+    },
+    Setting {
+        key: keys::TEMPERATURE,
+        label: "temperature",
+        consequence: "sampling changes output lengths, so latency",
+    },
+    Setting {
+        key: keys::RATE,
+        label: "rate",
+        consequence: "another arrival process puts another load on the server",
+    },
+    Setting {
+        key: keys::NUM_REQUESTS,
+        label: "num_requests",
+        consequence: "another number of requests changes the samples behind each percentile",
+    },
+    Setting {
+        key: keys::WINDOW_MODE,
+        label: "window mode",
+        consequence: "the server figures were computed over differently chosen PromQL windows",
+    },
+    Setting {
+        key: keys::SERVER_SOURCE,
+        label: "server metrics source",
+        consequence: "the server figures were read from Prometheus in one run and from vLLM's /metrics in the other",
+    },
+];
+
+/// The outcome of comparing a baseline's load with the candidate's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparability {
+    /// Every setting recorded by both sides, and equal.
+    pub comparable: bool,
+    /// Why not: one line per difference, one for the settings a side does not record.
+    pub reasons: Vec<String>,
+    /// Differences that do not make the comparison unfair (`metrics_source`).
+    pub notes: Vec<String>,
+}
+
+fn window_mode(m: WindowMode) -> &'static str {
+    match m {
+        WindowMode::EndAnchored => "end_anchored",
+        WindowMode::Seed => "seed",
+    }
+}
+
+fn server_source(s: ServerSource) -> &'static str {
+    match s {
+        ServerSource::Prometheus => "prometheus",
+        ServerSource::VllmMetrics => "vllm_metrics",
+    }
+}
+
+/// The candidate's settings, from its results (see the module table).
+pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> LoadSettings {
+    let c = &results.config;
+    let mut out = LoadSettings::new();
+    let mut put = |k: &str, v: String| {
+        out.insert(k.to_string(), v);
+    };
+    if let Some(e) = results.eval_data.as_ref().filter(|e| !e.digest.is_empty()) {
+        put(
+            keys::EVAL_DATA_DIGEST,
+            e.digest.chars().take(MAX_DIGEST_LEN).collect(),
+        );
+    }
+    put(keys::CONCURRENCY, c.concurrency.to_string());
+    put(keys::MAX_TOKENS, c.max_tokens.to_string());
+    put(keys::ENDPOINT, c.endpoint.clone());
+    put(keys::TEMPERATURE, c.temperature.to_string());
+    put(keys::RATE, c.rate.map_or(NONE.into(), |r| r.to_string()));
+    put(
+        keys::NUM_REQUESTS,
+        c.num_requests.map_or(NONE.into(), |n| n.to_string()),
+    );
+    if let Some(s) = &results.server {
+        let mode = match s.source {
+            ServerSource::Prometheus => window_mode(c.window_mode),
+            ServerSource::VllmMetrics => NONE,
+        };
+        put(keys::WINDOW_MODE, mode.into());
+        put(keys::SERVER_SOURCE, server_source(s.source).into());
+    }
+    put(keys::METRICS_SOURCE, source.as_str().into());
+    out
+}
+
+/// A baseline run's settings: its params of those names, and its dataset input's digest when
+/// it has no `eval_data_digest` param.
+pub fn run_settings(run: &Run) -> LoadSettings {
+    let mut out: LoadSettings = SETTINGS
+        .iter()
+        .map(|s| s.key)
+        .chain([keys::METRICS_SOURCE])
+        .filter_map(|k| run.data.param(k).map(|v| (k.to_string(), v.to_string())))
+        .collect();
+    if !out.contains_key(keys::EVAL_DATA_DIGEST)
+        && let Some(d) = run
+            .inputs
+            .dataset_inputs
+            .iter()
+            .map(|i| &i.dataset.digest)
+            .find(|d| !d.is_empty())
+    {
+        out.insert(keys::EVAL_DATA_DIGEST.into(), d.clone());
+    }
+    out
+}
+
+/// Equal as written, or as numbers (`10` and `10.0`).
+fn same(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (a.parse::<f64>(), b.parse::<f64>()),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// A value in a warning; `none` says what it means.
+fn shown(key: &str, value: &str) -> String {
+    match (key, value) {
+        (keys::RATE, NONE) => "none (closed loop)".into(),
+        (keys::NUM_REQUESTS, NONE) => "none (each prompt once)".into(),
+        (keys::WINDOW_MODE, NONE) => "none (no Prometheus)".into(),
+        _ => value.to_string(),
+    }
+}
+
+/// Compares the baseline's settings with the candidate's (see the module docs).
+pub fn compare(candidate: &LoadSettings, baseline: &LoadSettings) -> Comparability {
+    let mut reasons = Vec::new();
+    let (mut baseline_lacks, mut candidate_lacks) = (Vec::new(), Vec::new());
+    for s in &SETTINGS {
+        match (candidate.get(s.key), baseline.get(s.key)) {
+            (Some(c), Some(b)) if same(c, b) => {}
+            (Some(c), Some(b)) => reasons.push(format!(
+                "baseline used {} {}, candidate {}: {}",
+                s.label,
+                shown(s.key, b),
+                shown(s.key, c),
+                s.consequence
+            )),
+            (Some(_), None) => baseline_lacks.push(s.label),
+            (None, Some(_)) => candidate_lacks.push(s.label),
+            (None, None) => {
+                baseline_lacks.push(s.label);
+                candidate_lacks.push(s.label);
+            }
+        }
+    }
+    if !baseline_lacks.is_empty() {
+        reasons.push(format!(
+            "the baseline does not record its {} (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load",
+            baseline_lacks.join(", ")
+        ));
+    }
+    if !candidate_lacks.is_empty() {
+        reasons.push(format!(
+            "the candidate's results do not record its {}: cannot tell whether the baseline ran the same load",
+            candidate_lacks.join(", ")
+        ));
+    }
+    let mut notes = Vec::new();
+    if let (Some(c), Some(b)) = (
+        candidate.get(keys::METRICS_SOURCE),
+        baseline.get(keys::METRICS_SOURCE),
+    ) && c != b
+    {
+        notes.push(format!(
+            "baseline was judged on the {b} figures, candidate on the {c} figures: checks 1-3 compare the candidate's {c} figures with the baseline's, which its own decision did not gate"
+        ));
+    }
+    Comparability {
+        comparable: reasons.is_empty(),
+        reasons,
+        notes,
+    }
+}
+
+/// Name of the fifth check's "metric" in the decision file: 1 when comparable, 0 when not.
+pub const COMPARABLE_METRIC: &str = "baseline_comparable";
+
+/// The fifth check (`--require-comparable-baseline`): passes in absolute mode (nothing to
+/// compare) and with a comparable baseline; fails with the reasons otherwise, and when the
+/// baseline was never assessed (fails closed).
+pub fn comparable_check(baseline: Option<&BaselineRecord>) -> CheckResult {
+    let (value, passed, reason) = match baseline {
+        None => (
+            None,
+            true,
+            "no baseline (absolute mode): nothing to compare (--require-comparable-baseline)"
+                .to_string(),
+        ),
+        Some(b) if b.comparable == Some(true) => (
+            Some(1.0),
+            true,
+            "the baseline ran the same load: eval digest, concurrency, max_tokens, endpoint, temperature, rate, num_requests, window mode and server metrics source all match (--require-comparable-baseline)".to_string(),
+        ),
+        Some(b) => {
+            let why = if b.comparability.is_empty() {
+                "its load was not assessed".to_string()
+            } else {
+                b.comparability.join("; ")
+            };
+            (
+                Some(0.0),
+                false,
+                format!(
+                    "the baseline is not comparable and --require-comparable-baseline is set: {why}"
+                ),
+            )
+        }
+    };
+    CheckResult {
+        name: CheckName::ComparableBaseline,
+        metric: COMPARABLE_METRIC.into(),
+        value,
+        absolute_limit: 1.0,
+        absolute_op: Op::Ge,
+        relative_limit: None,
+        relative_op: Op::Ge,
+        baseline_value: None,
+        passed,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;

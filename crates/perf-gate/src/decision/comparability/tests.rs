@@ -1,0 +1,271 @@
+use super::*;
+use crate::decision::checks::{Evaluation, Mode, Verdict};
+use crate::decision::document::BaselineSource;
+use crate::decision::fixtures;
+
+fn settings(pairs: &[(&str, &str)]) -> LoadSettings {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn candidate() -> LoadSettings {
+    candidate_settings(&fixtures::results(), MetricsSource::Server)
+}
+
+#[test]
+fn the_candidate_settings_come_from_the_results() {
+    assert_eq!(
+        candidate(),
+        settings(&[
+            ("eval_data_digest", "d9a73a27"),
+            ("concurrency", "10"),
+            ("max_tokens", "256"),
+            ("endpoint", "completions"),
+            ("temperature", "0"),
+            ("rate", "none"),
+            ("num_requests", "none"),
+            ("window_mode", "end_anchored"),
+            ("server_source", "prometheus"),
+            ("metrics_source", "server"),
+        ])
+    );
+    let mut r = fixtures::results();
+    r.config.rate = Some(2.5);
+    r.config.num_requests = Some(500);
+    r.server.as_mut().unwrap().source = ServerSource::VllmMetrics;
+    r.eval_data = None;
+    let s = candidate_settings(&r, MetricsSource::Client);
+    assert_eq!(s["rate"], "2.5");
+    assert_eq!(s["num_requests"], "500");
+    assert_eq!(
+        s["window_mode"], "none",
+        "no PromQL window without Prometheus"
+    );
+    assert_eq!(s["server_source"], "vllm_metrics");
+    assert_eq!(s["metrics_source"], "client");
+    assert!(!s.contains_key("eval_data_digest"));
+    r.server = None;
+    let s = candidate_settings(&r, MetricsSource::Server);
+    assert!(!s.contains_key("window_mode") && !s.contains_key("server_source"));
+}
+
+#[test]
+fn the_same_load_is_comparable_without_warning() {
+    let c = compare(&candidate(), &candidate());
+    assert_eq!(
+        c,
+        Comparability {
+            comparable: true,
+            reasons: vec![],
+            notes: vec![]
+        }
+    );
+    // numbers compare as numbers
+    let mut b = candidate();
+    b.insert("temperature".into(), "0.0".into());
+    b.insert("concurrency".into(), "10.0".into());
+    assert!(compare(&candidate(), &b).comparable);
+}
+
+#[test]
+fn each_difference_is_a_reason_naming_both_values() {
+    let cases = [
+        (
+            "eval_data_digest",
+            "1f00aa12",
+            "baseline used eval digest 1f00aa12, candidate d9a73a27: the relative checks compare different prompts",
+        ),
+        (
+            "concurrency",
+            "20",
+            "baseline used concurrency 20, candidate 10: latency and throughput depend on the requests in flight",
+        ),
+        (
+            "max_tokens",
+            "128",
+            "baseline used max_tokens 128, candidate 256: the output length bound changes E2E latency and throughput directly",
+        ),
+        (
+            "endpoint",
+            "chat",
+            "baseline used endpoint chat, candidate completions: the chat template changes the prompts the server sees",
+        ),
+        (
+            "temperature",
+            "0.7",
+            "baseline used temperature 0.7, candidate 0: sampling changes output lengths, so latency",
+        ),
+        (
+            "rate",
+            "5",
+            "baseline used rate 5, candidate none (closed loop): another arrival process puts another load on the server",
+        ),
+        (
+            "num_requests",
+            "1000",
+            "baseline used num_requests 1000, candidate none (each prompt once): another number of requests changes the samples behind each percentile",
+        ),
+        (
+            "window_mode",
+            "seed",
+            "baseline used window mode seed, candidate end_anchored: the server figures were computed over differently chosen PromQL windows",
+        ),
+        (
+            "server_source",
+            "vllm_metrics",
+            "baseline used server metrics source vllm_metrics, candidate prometheus: the server figures were read from Prometheus in one run and from vLLM's /metrics in the other",
+        ),
+    ];
+    for (key, value, text) in cases {
+        let mut b = candidate();
+        b.insert(key.into(), value.into());
+        let c = compare(&candidate(), &b);
+        assert!(!c.comparable, "{key}");
+        assert_eq!(c.reasons, [text], "{key}");
+        assert!(c.notes.is_empty());
+    }
+    // several at once: one line each, in the table's order
+    let mut b = candidate();
+    b.insert("max_tokens".into(), "64".into());
+    b.insert("eval_data_digest".into(), "1f00aa12".into());
+    let c = compare(&candidate(), &b);
+    assert_eq!(c.reasons.len(), 2);
+    assert!(c.reasons[0].starts_with("baseline used eval digest"));
+    assert!(c.reasons[1].starts_with("baseline used max_tokens 64"));
+}
+
+#[test]
+fn unrecorded_settings_make_it_not_comparable_in_one_line() {
+    // a run logged before the new params: digest, concurrency and metrics source only
+    let old = settings(&[
+        ("eval_data_digest", "d9a73a27"),
+        ("concurrency", "10"),
+        ("metrics_source", "server"),
+    ]);
+    let c = compare(&candidate(), &old);
+    assert!(!c.comparable);
+    assert_eq!(
+        c.reasons,
+        [
+            "the baseline does not record its max_tokens, endpoint, temperature, rate, num_requests, window mode, server metrics source (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load"
+        ]
+    );
+    // and the other way round
+    let mut r = fixtures::results();
+    r.eval_data = None;
+    let c = compare(&candidate_settings(&r, MetricsSource::Server), &candidate());
+    assert_eq!(
+        c.reasons,
+        [
+            "the candidate's results do not record its eval digest: cannot tell whether the baseline ran the same load"
+        ]
+    );
+}
+
+#[test]
+fn another_metrics_source_is_a_note_not_an_incomparability() {
+    let client = candidate_settings(&fixtures::results(), MetricsSource::Client);
+    let c = compare(&client, &candidate());
+    assert!(c.comparable);
+    assert!(c.reasons.is_empty());
+    assert_eq!(
+        c.notes,
+        [
+            "baseline was judged on the server figures, candidate on the client figures: checks 1-3 compare the candidate's client figures with the baseline's, which its own decision did not gate"
+        ]
+    );
+}
+
+#[test]
+fn a_run_reads_back_its_params_and_falls_back_on_its_dataset_digest() {
+    let run: Run = serde_json::from_value(serde_json::json!({
+        "info": {"run_id": "r1", "experiment_id": "1"},
+        "data": {"params": [
+            {"key": "concurrency", "value": "10"},
+            {"key": "max_tokens", "value": "256"},
+            {"key": "metrics_source", "value": "server"},
+            {"key": "model_name", "value": "m"}
+        ]},
+        "inputs": {"dataset_inputs": [
+            {"dataset": {"name": "eval-v1", "digest": "d9a73a27"}}
+        ]}
+    }))
+    .unwrap();
+    assert_eq!(
+        run_settings(&run),
+        settings(&[
+            ("concurrency", "10"),
+            ("max_tokens", "256"),
+            ("metrics_source", "server"),
+            ("eval_data_digest", "d9a73a27"),
+        ])
+    );
+    // the param wins over the dataset input
+    let mut run = run;
+    run.data.params.push(crate::mlflow::types::KeyValue::new(
+        "eval_data_digest",
+        "1f00aa12",
+    ));
+    assert_eq!(run_settings(&run)["eval_data_digest"], "1f00aa12");
+}
+
+fn baseline(comparable: Option<bool>, reasons: &[&str]) -> BaselineRecord {
+    BaselineRecord {
+        source: BaselineSource::Mlflow,
+        run_id: Some("abc".into()),
+        file: None,
+        model_name: Some("m".into()),
+        version: Some("1".into()),
+        metrics: Default::default(),
+        load_settings: LoadSettings::new(),
+        comparable,
+        comparability: reasons.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_fifth_check_fails_only_an_incomparable_baseline() {
+    let absolute = comparable_check(None);
+    assert!(absolute.passed);
+    assert_eq!(absolute.name, CheckName::ComparableBaseline);
+    assert_eq!(absolute.value, None);
+    assert!(absolute.reason.starts_with("no baseline (absolute mode)"));
+
+    let ok = comparable_check(Some(&baseline(Some(true), &[])));
+    assert!(ok.passed);
+    assert_eq!(ok.value, Some(1.0));
+
+    let bad = comparable_check(Some(&baseline(
+        Some(false),
+        &["baseline used concurrency 20, candidate 10: x", "y"],
+    )));
+    assert!(!bad.passed);
+    assert_eq!(bad.value, Some(0.0));
+    assert_eq!(
+        bad.reason,
+        "the baseline is not comparable and --require-comparable-baseline is set: baseline used concurrency 20, candidate 10: x; y"
+    );
+    // never assessed: fails closed
+    let unknown = comparable_check(Some(&baseline(None, &[])));
+    assert!(!unknown.passed);
+    assert!(unknown.reason.ends_with("its load was not assessed"));
+}
+
+#[test]
+fn a_failed_fifth_check_fails_a_passed_evaluation_and_a_passed_one_changes_nothing() {
+    let mut eval = Evaluation {
+        verdict: Verdict::Passed,
+        mode: Mode::Comparative,
+        checks: vec![],
+    };
+    eval.push(comparable_check(Some(&baseline(Some(true), &[]))));
+    assert_eq!(eval.verdict, Verdict::Passed);
+    eval.push(comparable_check(Some(&baseline(Some(false), &["r"]))));
+    assert_eq!(eval.verdict, Verdict::Failed);
+    assert_eq!(eval.checks.len(), 2);
+    // a failed verdict stays failed whatever is added
+    eval.push(comparable_check(None));
+    assert_eq!(eval.verdict, Verdict::Failed);
+}
