@@ -30,13 +30,15 @@ PY
 SIM_PID=""
 cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
+# GET URL answers 200 (python3 rather than curl: the demo needs only Rust and Python).
+healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" >/dev/null 2>&1; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 start_sim() { # TTFT ITL
   PORT=$(free_port)
   "$BIN/vllm-sim" --port "$PORT" --ttft "$1" --itl "$2" --jitter 0.1 --seed 7 --max-num-seqs 16 \
     --lora-modules candidate=s3://adapters/aws-rag-qa/v1 > "$OUT/vllm-sim-$PORT.log" 2>&1 &
   SIM_PID=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 100); do healthy "http://127.0.0.1:$PORT/health" && return 0; sleep 0.1; done
   echo "vllm-sim did not start; see $OUT/vllm-sim-$PORT.log" >&2; exit 1
 }
 stop_sim() { kill "$SIM_PID" 2>/dev/null; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""; }

@@ -15,6 +15,18 @@ log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# System packages the tests and scripts call: Prometheus, curl (health checks), procps (ps,
+# kill), and venv support for Debian's python3 (python3 -m venv needs ensurepip).
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v ps >/dev/null 2>&1 || need+=(procps)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
 if ! command -v prometheus >/dev/null 2>&1; then
   log "installing Debian's prometheus (about 15 s)"
   $SUDO apt-get update -q >/dev/null

@@ -15,7 +15,8 @@ trap 'rm -rf "$LOGS"' EXIT
 TOTAL_PASSED=0
 # Runs a command, shows its output, and adds the N of its last "N passed" line to the total.
 counted() {
-  local log="$LOGS/$(date +%s%N).log"
+  local log
+  log="$LOGS/$(date +%s%N).log"
   "$@" 2>&1 | tee "$log"
   local n
   n=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || true)

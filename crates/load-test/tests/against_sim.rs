@@ -260,10 +260,21 @@ fn serial_sigterm_marks_results_aborted() {
     assert_eq!(status(&out), "aborted");
     let r = results(&out);
     assert_eq!(r["status"], "aborted");
+    assert!(
+        r["error"].as_str().unwrap().contains("stopped by a signal"),
+        "{}",
+        r["error"]
+    );
     let total = r["client"]["total_requests"].as_u64().unwrap();
     assert!(total > 0 && total < 400, "total {total}");
+    // Requests cut off after the 1 s grace (each takes ~2 s) count as `abandoned` failures, so
+    // the totals add up: every request sent is either in requests.jsonl or abandoned.
+    let abandoned = r["client"]["errors_by_kind"]["abandoned"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(abandoned > 0, "{}", r["client"]);
     let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
-    assert_eq!(lines.lines().count() as u64, total);
+    assert_eq!(lines.lines().count() as u64 + abandoned, total);
 }
 
 #[test]

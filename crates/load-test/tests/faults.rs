@@ -161,6 +161,13 @@ fn a_stream_without_tokens_is_a_failure_and_eos_only_is_not() {
 }
 
 #[test]
+fn a_stream_that_never_names_a_finish_reason_is_not_trusted() {
+    let body = format!("{}{}{USAGE}{DONE}", chunk("a", None), chunk("b", None));
+    let (r, _) = run_against(body, Duration::ZERO, &[]);
+    assert_eq!(errors(&r)["finish_missing"], 2, "{r}");
+}
+
+#[test]
 fn a_body_without_done_is_incomplete() {
     let body = format!("{}{}", chunk("a", None), chunk("b", Some("length")));
     let (r, _) = run_against(body, Duration::ZERO, &[]);

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | done: results written (load-test), or a decision made and recorded (perf-decision) |
-//! | 1 | rejected: the gate failed and `--fail-on-reject` was given |
+//! | 1 | rejected: the gate failed and `--fail-on-reject` was given (perf-decision) |
 //! | 2 | bad input: flags, config, eval file, results file |
 //! | 3 | a dependency failed or is not as expected (vLLM, Prometheus, MLflow; adapter, model, version, alias unknown) |
 //! | 4 | aborted by a signal (SIGTERM/SIGINT); partial results are marked `aborted` |
@@ -23,7 +23,7 @@ pub const ABORTED: u8 = 4;
 pub const HELP_TABLE: &str = "\
 Exit codes:
   0  done: results written (load-test), or a decision made and recorded (perf-decision)
-  1  rejected: the gate failed and --fail-on-reject was given
+  1  rejected: the gate failed and --fail-on-reject was given (perf-decision)
   2  bad input: flags, config, eval file, results file
   3  a dependency failed: vLLM, Prometheus or MLflow unreachable or erroring after retries;
      adapter not served; model, version or alias unknown

@@ -171,6 +171,12 @@ pub async fn run(
         Ok(status) => {
             results.status = status;
             if status == RunStatus::Aborted {
+                results.error = Some(
+                    "stopped by a signal (SIGINT/SIGTERM): the figures cover only the requests that finished"
+                        .into(),
+                );
+            }
+            if status == RunStatus::Aborted {
                 exit::ABORTED
             } else {
                 exit::SUCCESS

@@ -174,6 +174,7 @@ pub async fn run_load(
     drop(tx);
 
     let mut aborted = cancelled;
+    let mut abandoned = 0u64;
     if !cancelled {
         tokio::select! {
             biased;
@@ -191,6 +192,7 @@ pub async fn run_load(
                 abandoned = tasks.len(),
                 "grace period over: abandoning in-flight requests"
             );
+            abandoned = tasks.len() as u64;
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
@@ -205,9 +207,16 @@ pub async fn run_load(
         .map_err(|_| RunError::Aggregator("panicked".into()))?;
     let mut warnings = Vec::new();
     let mut tally = agg.tally;
+    if abandoned > 0 {
+        // Cut off by the grace period: they count, as failures, so the totals add up.
+        tally.add_failures("abandoned", abandoned);
+        warnings.push(format!(
+            "{abandoned} in-flight request(s) abandoned after the grace period; counted as `abandoned` failures"
+        ));
+    }
     if panicked > 0 {
         // Fail closed: a request whose record vanished counts as a failure.
-        tally.add_lost(panicked);
+        tally.add_failures("lost", panicked);
         warnings.push(format!(
             "{panicked} request task(s) panicked; counted as `lost` failures"
         ));

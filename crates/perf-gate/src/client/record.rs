@@ -26,8 +26,6 @@ pub enum ErrorKind {
     AbnormalFinish,
     /// The stream completed (`[DONE]`) without a single generated token.
     EmptyResponse,
-    /// The request's task was lost (panicked) before it produced a record.
-    Lost,
 }
 
 /// Finish reasons that end a request normally. Anything else is a failure: `abort` and `error`
@@ -40,10 +38,9 @@ impl ErrorKind {
     pub fn key(self, status: Option<u16>, finish_reason: Option<&str>) -> String {
         match (self, status) {
             (ErrorKind::AbnormalFinish, _) => {
-                format!("finish_{}", finish_reason.unwrap_or("unknown"))
+                format!("finish_{}", finish_reason.unwrap_or("missing"))
             }
             (ErrorKind::EmptyResponse, _) => "empty_response".into(),
-            (ErrorKind::Lost, _) => "lost".into(),
             (ErrorKind::Http, Some(code)) => format!("http_{code}"),
             (ErrorKind::Http, None) => "http".into(),
             (ErrorKind::Connect, _) => "connect".into(),

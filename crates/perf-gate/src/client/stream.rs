@@ -139,11 +139,16 @@ fn judge_complete(rec: &RequestRecord) -> Result<(), Failure> {
         ));
     }
     match rec.finish_reason.as_deref() {
-        Some(r) if !NORMAL_FINISH_REASONS.contains(&r) => Err(Failure::new(
+        Some(r) if NORMAL_FINISH_REASONS.contains(&r) => Ok(()),
+        Some(r) => Err(Failure::new(
             ErrorKind::AbnormalFinish,
             format!("the stream ended with finish_reason {r:?}"),
         )),
-        _ => Ok(()),
+        // vLLM always names why a sequence ended; a stream that never says is not trusted.
+        None => Err(Failure::new(
+            ErrorKind::AbnormalFinish,
+            "the stream completed without a finish_reason",
+        )),
     }
 }
 

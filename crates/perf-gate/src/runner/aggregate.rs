@@ -65,10 +65,11 @@ impl Tally {
         }
     }
 
-    /// Counts `n` requests whose records were lost (their task panicked) as failures.
-    pub fn add_lost(&mut self, n: u64) {
+    /// Counts `n` requests that produced no record (`lost`: the task panicked; `abandoned`: cut
+    /// off after the drain grace) as failures of that kind.
+    pub fn add_failures(&mut self, kind: &str, n: u64) {
         self.total += n;
-        *self.errors.entry("lost".into()).or_default() += n;
+        *self.errors.entry(kind.into()).or_default() += n;
     }
 
     /// Adds another tally (from another shard).
