@@ -361,17 +361,7 @@ async fn sigterm_while_claiming_undoes_the_claims_and_kills_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
     let out = dir.path().join("out");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perf-decision"))
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("MLFLOW_TRACKING_URI", server.uri())
-        .arg(format!("--load-test-results={}", results.display()))
-        .args(["--model-name=m", "--candidate-version=1"])
-        .arg(format!("--output-dir={}", out.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_decision(&server.uri(), &results, &out);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !claims(&server).await.contains(&alias_delete("perf-failed")) {
         assert!(Instant::now() < deadline, "the alias delete never came");

@@ -295,17 +295,7 @@ async fn sigterm_mid_recording_exits_4_and_marks_the_run_killed() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perf-decision"))
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("MLFLOW_TRACKING_URI", server.uri())
-        .arg(format!("--load-test-results={}", results.display()))
-        .args(["--model-name=m", "--candidate-version=1"])
-        .arg(format!("--output-dir={}", out.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_decision(&server.uri(), &results, &out);
     // wait until the step hangs in log-batch, i.e. the run exists
     let deadline = Instant::now() + Duration::from_secs(20);
     while hits(&server, "runs/log-batch").await == 0 {

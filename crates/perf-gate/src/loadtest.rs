@@ -132,6 +132,12 @@ impl Stop {
             message: error_chain(e.as_ref()),
         }
     }
+    fn runner(e: crate::runner::RunError) -> Self {
+        Stop {
+            code: exit::DEPENDENCY,
+            message: e.to_string(),
+        }
+    }
     fn aborted(message: &str) -> Self {
         Stop {
             code: exit::ABORTED,

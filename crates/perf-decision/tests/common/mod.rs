@@ -157,6 +157,22 @@ pub fn cmd() -> assert_cmd::Command {
     c
 }
 
+/// Starts `perf-decision` in the background against MLflow at `uri` (clean env, candidate
+/// version 1 of model `m`), for tests that signal or kill it mid-step; stderr is piped.
+pub fn spawn_decision(uri: &str, results: &Path, out: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_perf-decision"))
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("MLFLOW_TRACKING_URI", uri)
+        .arg(format!("--load-test-results={}", results.display()))
+        .args(["--model-name=m", "--candidate-version=1"])
+        .arg(format!("--output-dir={}", out.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("perf-decision starts")
+}
+
 /// The parsed `perf_decision.json` in `dir`.
 pub fn decision(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("perf_decision.json")).unwrap();

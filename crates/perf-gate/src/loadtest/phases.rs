@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{LoadTestConfig, Stop, rfc3339};
 use crate::client::{ClientOptions, VllmClient};
-use crate::exit;
 use crate::prom::{
     LoadSpan, MetricsScraper, MetricsSnapshot, PrometheusCollector, server_metrics_from_deltas,
 };
@@ -313,15 +312,6 @@ fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, client: &Cli
             results.warnings.push(format!(
                 "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"
             ));
-        }
-    }
-}
-
-impl Stop {
-    pub(super) fn runner(e: crate::runner::RunError) -> Self {
-        Stop {
-            code: exit::DEPENDENCY,
-            message: e.to_string(),
         }
     }
 }
