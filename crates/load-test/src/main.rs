@@ -1,6 +1,6 @@
 //! `load-test`: step 1 of the vLLM LoRA performance gate (see `--help`).
 
-mod cli;
+use load_test::cli;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! `perf-decision`: step 2 of the vLLM LoRA performance gate (see `--help`).
 
-mod cli;
+use perf_decision::cli;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,7 @@
 //! exposition), `server` (routes, [`spawn`], [`SimHandle`]).
 #![warn(missing_docs)]
 
+pub mod cli;
 mod completions;
 mod config;
 mod engine;
