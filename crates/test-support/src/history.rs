@@ -757,6 +757,11 @@ impl History {
             "{what}: interval {} is not positive",
             t.interval
         );
+        let edges = t.scraped_from.iter().chain(&t.scraped_until);
+        let down = t.down.iter().flat_map(|(a, b)| [a, b]);
+        for v in edges.chain(down).chain(&t.missed) {
+            check_finite(&format!("{what}: a time"), *v)?;
+        }
         let from = ms(t.scraped_from.unwrap_or(self.from).max(self.from));
         let to = ms(t.scraped_until.unwrap_or(self.to).min(self.to));
         let grid = scrape_grid(from, to, ms(t.phase), interval);
@@ -1319,7 +1324,10 @@ mod tests {
             let padded = format!("{}.{:03}5", ms / 1000, ms % 1000);
             assert!(reads_back(&padded, ms), "{padded}");
         }
-        assert!(!reads_back("1796436900251", 1_796_436_900_251), "seconds, not ms");
+        assert!(
+            !reads_back("1796436900251", 1_796_436_900_251),
+            "seconds, not ms"
+        );
     }
 
     #[test]
@@ -1570,6 +1578,14 @@ mod tests {
         h.add_request(Request::new(a, 5.0, 12.0, 13.0, 14.0));
         assert!(
             err(&h).contains("queued before the target's first process"),
+            "{}",
+            err(&h)
+        );
+
+        let mut h = History::new(base(), 0.0, 60.0);
+        h.add_target(Target::new("x", "a:1").down(f64::NAN, 10.0));
+        assert!(
+            err(&h).contains("a:1: a time is not a finite number"),
             "{}",
             err(&h)
         );
