@@ -2,7 +2,12 @@
 //! child processes on free loopback ports, stopped when the fixture is dropped.
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
+//!
+//! [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
+//! loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 
+pub mod backfill;
+pub mod history;
 pub mod mlflow;
 pub mod prometheus;
 

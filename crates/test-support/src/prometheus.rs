@@ -76,11 +76,20 @@ impl PrometheusServer {
     /// and waits until `/-/ready` answers 200 (up to [`READY_TIMEOUT`]). Panics on failure,
     /// with the server's log.
     pub fn start(job: &str, targets: &[&str], scrape_interval: Duration) -> Self {
-        let bin = prometheus_bin();
         let dir = tempfile::tempdir().expect("invariant: can create a temp dir");
+        Self::try_start_in(dir, &config_yaml(job, targets, scrape_interval))
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts Prometheus with the config text `config_yaml` on the TSDB in `dir/data` (which may
+    /// already hold blocks, e.g. backfilled ones: Prometheus loads blocks at start-up only), and
+    /// waits until `/-/ready` answers 200. The server owns `dir` from then on. Fails with the
+    /// server's log if it exits early or is not ready within [`READY_TIMEOUT`].
+    pub fn try_start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
+        let bin = prometheus_bin();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml(job, targets, scrape_interval))
-            .expect("invariant: can write the config into the temp dir");
+        std::fs::write(&config, config_yaml)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", config.display()))?;
         // The free port is released before Prometheus binds it: retry if another process won.
         let mut last_log = String::new();
         for _ in 0..3 {
@@ -100,10 +109,10 @@ impl PrometheusServer {
                 .stdout(log)
                 .stderr(log2)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
             let mut child = child;
             match wait_ready(&mut child, port, READY_TIMEOUT) {
-                Ok(()) => return PrometheusServer { child, port, dir },
+                Ok(()) => return Ok(PrometheusServer { child, port, dir }),
                 Err(why) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -112,7 +121,7 @@ impl PrometheusServer {
                 }
             }
         }
-        panic!("prometheus did not become ready: {last_log}");
+        anyhow::bail!("prometheus did not become ready: {last_log}")
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
@@ -232,7 +241,7 @@ impl Drop for PrometheusServer {
 }
 
 /// Percent-encodes everything but unreserved characters.
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -244,7 +253,7 @@ fn url_encode(s: &str) -> String {
 }
 
 /// A minimal blocking HTTP/1.0 GET on 127.0.0.1:`port`: (status, body).
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
