@@ -1,11 +1,12 @@
 //! `load-test` end to end against `vllm-sim` (no Prometheus: server figures from /metrics deltas).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use test_support::sim::{Sim, eval_file};
+use test_support::steps::{
+    load_test, load_test_results as results, load_test_status as status, run, stderr,
+};
 
 fn base_args<'a>(
     cmd: &'a mut std::process::Command,

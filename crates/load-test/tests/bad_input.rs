@@ -1,11 +1,12 @@
 //! Bad input and unreachable dependencies: one clear error line, the documented exit code, a
 //! `failed` status file, and no half-written results.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use test_support::sim::Sim;
+use test_support::steps::{
+    load_test, load_test_results as results, load_test_status as status, run, stderr,
+};
 
 fn quick_sim() -> Sim {
     Sim::start(vllm_sim::SimConfig {

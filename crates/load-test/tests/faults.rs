@@ -2,11 +2,10 @@
 //! errors inside the stream (both vLLM spellings), malformed chunks, abnormal finish reasons,
 //! an empty stream. Each must count as a failure of the right kind, never a success.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use test_support::sim::eval_file;
+use test_support::steps::{load_test, load_test_results as results, run, stderr};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -3,12 +3,11 @@
 //! reports fall in the histogram bucket holding the sim's configured latencies, and its
 //! throughput matches the client's count over the load duration.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use test_support::prometheus::PrometheusServer;
+use test_support::sim::{Sim, eval_file};
+use test_support::steps::{load_test, load_test_results as results, run, stderr};
 
 /// vLLM's TTFT and E2E bucket bounds (from a real vLLM 0.32 `/metrics`).
 const TTFT_BOUNDS: [f64; 22] = [

@@ -1,10 +1,11 @@
 //! The binary without MLflow: input validation, exit codes, files, env fallbacks, and a
 //! decision file reloaded as a baseline.
 
-mod common;
-
-use common::*;
+use perf_gate::fixtures::{Figures, GOOD, results_with as results};
 use predicates::prelude::*;
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd, write_results,
+};
 
 #[test]
 fn help_lists_seed_flags_checks_and_exit_codes() {

@@ -4,13 +4,15 @@
 //! write nothing (an empty search reply, a version not READY, a deleted experiment in a dry
 //! run) and the absolute-mode warning.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use perf_gate::fixtures::{GOOD, results_with as results};
 use serde_json::{Value, json};
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd,
+    spawn_perf_decision as spawn_decision, write_results,
+};
 use wiremock::matchers::{body_partial_json, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

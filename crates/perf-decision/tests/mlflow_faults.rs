@@ -2,13 +2,15 @@
 //! hang, a malformed body, a failure after the run exists, a 401. After every failure the
 //! output directory says `error` and holds no decision.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use perf_gate::fixtures::{GOOD, results_with as results};
 use serde_json::json;
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd,
+    spawn_perf_decision as spawn_decision, write_results,
+};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

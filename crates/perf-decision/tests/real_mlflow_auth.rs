@@ -3,13 +3,14 @@
 //! this app does not take) fail at once with the 401 in one clear line, with no retry and no
 //! decision on disk.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use perf_gate::fixtures::{GOOD, results_with as results};
 use perf_gate::mlflow::{Auth, MlflowClient, MlflowConfig, Secret};
 use test_support::mlflow::MlflowServer;
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd, write_results,
+};
 
 /// With the default retry policy a retried 401 would wait 0.5 + 1 + 2 + 4 s; failing well
 /// under that shows there was no retry.

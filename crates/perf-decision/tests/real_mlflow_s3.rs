@@ -8,16 +8,17 @@
 //! retried) end with exit 3 and one clear line, `perf_status.txt` = `error`, no decision file,
 //! the run marked FAILED, no alias moved, and no secret in the output.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use perf_gate::fixtures::{GOOD, results_with as results};
 use perf_gate::mlflow::types::{Run, SearchRuns};
 use perf_gate::mlflow::{MlflowClient, MlflowConfig};
 use test_support::mlflow::moto::{ACCESS_KEY, BUCKET};
 use test_support::mlflow::{MlflowServer, MotoServer};
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd, write_results,
+};
 
 const MODEL: &str = "mistral-7b-lora";
 /// A secret that must never show in perf-decision's output (moto accepts any in default mode).

@@ -10,15 +10,16 @@
 //!    It ran the same load as v1 (read back from v1's params): no warning. The same adapter at
 //!    concurrency 20 (a dry run) warns, and fails with `--require-comparable-baseline`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use perf_gate::fixtures::{Figures, GOOD, results_with as results};
 use perf_gate::mlflow::types::{KeyValue, Metric, MetricValue, Run, RunStatus, SearchRuns};
 use perf_gate::mlflow::{Batch, MlflowClient, MlflowConfig};
 use serde_json::Value;
 use test_support::mlflow::MlflowServer;
+use test_support::steps::{
+    assert_no_decision, decision, decision_status as status, perf_decision as cmd, write_results,
+};
 
 const MODEL: &str = "mistral-7b-lora";
 const OTHER: &str = "other-model";

@@ -1,5 +1,8 @@
 //! Test fixtures shared by the integration tests: real servers (Prometheus, MLflow) started as
-//! child processes on free loopback ports, stopped when the fixture is dropped.
+//! child processes on free loopback ports, stopped when the fixture is dropped; a simulator on
+//! its own runtime ([`sim`]); the binaries run with a clean environment and their files read
+//! back ([`steps`]); what servers send, parsed the plain way ([`wire`]). Results documents
+//! built in code are `perf_gate::fixtures` (feature `fixtures`).
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 //!
@@ -10,6 +13,28 @@ pub mod backfill;
 pub mod history;
 pub mod mlflow;
 pub mod prometheus;
+pub mod sim;
+pub mod steps;
+pub mod wire;
+
+/// The text of the calling crate's `tests/fixtures/<name>`.
+#[macro_export]
+macro_rules! fixture {
+    ($name:expr) => {
+        $crate::wire::read_fixture(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+            $name,
+        )
+    };
+}
+
+/// The JSON body (first line starting with `{`) of the calling crate's `tests/fixtures/<name>`.
+#[macro_export]
+macro_rules! fixture_json {
+    ($name:expr) => {
+        $crate::wire::json_line(&$crate::fixture!($name))
+    };
+}
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests run here).
 pub fn free_port() -> u16 {

@@ -1,11 +1,10 @@
 //! The simulator's HTTP API against captures of a real vLLM 0.32 (`tests/fixtures/`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{Value, json};
+use test_support::wire::*;
+use test_support::{fixture, fixture_json};
 use vllm_sim::{SimConfig, SimHandle, spawn};
 
 /// A fast simulator: tests here check shapes, not timing.
@@ -47,7 +46,7 @@ async fn health_version_and_unknown_routes() {
 #[tokio::test]
 async fn models_listing_has_the_real_shape() {
     let sim = sim().await;
-    let real: Value = serde_json::from_str(&fixture("models.json")).expect("fixture");
+    let real: Value = serde_json::from_str(&fixture!("models.json")).expect("fixture");
     let ours: Value =
         serde_json::from_str(&get_text(&format!("{}/v1/models", sim.base_url())).await)
             .expect("json");
@@ -83,7 +82,7 @@ async fn completions_stream_matches_the_real_framing() {
     assert_eq!(status, 200);
     assert_eq!(ctype, "text/event-stream; charset=utf-8");
     let ours = sse_json_done(&body);
-    let real = sse_json_done(&fixture("completions_stream.sse"));
+    let real = sse_json_done(&fixture!("completions_stream.sse"));
     assert_eq!(ours.len(), 8 + 1, "8 content chunks and a usage chunk");
     for (i, chunk) in ours[..8].iter().enumerate() {
         assert_eq!(key_paths(chunk), key_paths(&real[i]), "chunk {i}");
@@ -114,7 +113,7 @@ async fn chat_stream_matches_the_real_framing() {
     let (_, ctype, body) = post(&url, &chat_body(6, json!({"include_usage": true}))).await;
     assert_eq!(ctype, "text/event-stream; charset=utf-8");
     let ours = sse_json_done(&body);
-    let real = sse_json_done(&fixture("chat_stream.sse"));
+    let real = sse_json_done(&fixture!("chat_stream.sse"));
     assert_eq!(ours.len(), 1 + 6 + 1, "role, 6 content chunks, usage");
     assert_eq!(
         ours[0]["choices"][0]["delta"],
@@ -137,7 +136,7 @@ async fn chat_stream_matches_the_real_framing() {
 
     let (_, _, body) = post(&url, &chat_body(4, json!({"include_usage": false}))).await;
     let ours = sse_json_done(&body);
-    let real = sse_json_done(&fixture("chat_stream_no_usage.sse"));
+    let real = sse_json_done(&fixture!("chat_stream_no_usage.sse"));
     assert_eq!(ours.len(), real.len());
     for (o, r) in ours.iter().zip(&real) {
         assert_eq!(key_paths(o), key_paths(r));
@@ -146,7 +145,7 @@ async fn chat_stream_matches_the_real_framing() {
     let options = json!({"include_usage": true, "continuous_usage_stats": true});
     let (_, _, body) = post(&url, &chat_body(4, options)).await;
     let ours = sse_json_done(&body);
-    let real = sse_json_done(&fixture("chat_stream_continuous_usage.sse"));
+    let real = sse_json_done(&fixture!("chat_stream_continuous_usage.sse"));
     assert_eq!(ours.len(), real.len());
     for (i, (o, r)) in ours.iter().zip(&real).enumerate() {
         assert_eq!(key_paths(o), key_paths(r), "event {i}");
@@ -165,7 +164,7 @@ async fn non_streaming_bodies_have_the_real_keys() {
     let (status, ctype, text) = post(&format!("{base}/v1/completions"), &body).await;
     assert_eq!((status, ctype.as_str()), (200, "application/json"));
     let ours: Value = serde_json::from_str(&text).expect("json");
-    let real = fixture_json("completions_nonstream.txt");
+    let real = fixture_json!("completions_nonstream.txt");
     assert_eq!(key_paths(&ours), key_paths(&real));
     assert_eq!(ours["usage"]["completion_tokens"], 16);
     assert_eq!(ours["choices"][0]["finish_reason"], "length");
@@ -175,7 +174,7 @@ async fn non_streaming_bodies_have_the_real_keys() {
     let (status, _, text) = post(&format!("{base}/v1/chat/completions"), &body).await;
     assert_eq!(status, 200);
     let ours: Value = serde_json::from_str(&text).expect("json");
-    let real = fixture_json("chat_nonstream.txt");
+    let real = fixture_json!("chat_nonstream.txt");
     assert_eq!(key_paths(&ours), key_paths(&real));
     assert_eq!(ours["model"], "tiny-base");
     assert_eq!(
@@ -188,7 +187,7 @@ async fn non_streaming_bodies_have_the_real_keys() {
 async fn errors_have_the_real_bodies() {
     let sim = sim().await;
     let base = sim.base_url();
-    let real_404 = fixture_json("error_missing_model.txt");
+    let real_404 = fixture_json!("error_missing_model.txt");
     for (path, body) in [
         (
             "v1/completions",
@@ -213,7 +212,7 @@ async fn errors_have_the_real_bodies() {
     let (status, _, text) = post(&format!("{base}/v1/completions"), &body).await;
     assert_eq!(status, 400);
     let ours: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(ours, fixture_json("error_too_long.txt"));
+    assert_eq!(ours, fixture_json!("error_too_long.txt"));
 
     let resp = client()
         .post(format!("{base}/v1/completions"))
@@ -224,7 +223,7 @@ async fn errors_have_the_real_bodies() {
         .expect("send");
     assert_eq!(resp.status(), 400);
     let ours: Value = resp.json().await.expect("json");
-    let real = fixture_json("error_bad_json.txt");
+    let real = fixture_json!("error_bad_json.txt");
     assert_eq!(key_paths(&ours), key_paths(&real));
     assert_eq!(ours["error"]["type"], real["error"]["type"]);
     assert_eq!(ours["error"]["param"], "body.10");

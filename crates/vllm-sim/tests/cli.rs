@@ -1,7 +1,5 @@
 //! The `vllm-sim` binary: env fallbacks, the ready line, graceful SIGTERM, bad flags.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -53,7 +51,8 @@ async fn env_configures_and_sigterm_stops_gracefully() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let models: Value =
-        serde_json::from_str(&common::get_text(&format!("{url}/v1/models")).await).expect("json");
+        serde_json::from_str(&test_support::wire::get_text(&format!("{url}/v1/models")).await)
+            .expect("json");
     let ids: Vec<&str> = models["data"]
         .as_array()
         .expect("data")

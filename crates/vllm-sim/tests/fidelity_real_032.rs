@@ -4,17 +4,16 @@
 //! status, content type, JSON key paths, SSE framing and chunk shapes, and the metric families
 //! (type and label keys) must match. If vLLM changes, re-capture and this test says what drifted.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
 use serde_json::Value;
+use test_support::fixture;
+use test_support::wire::*;
 
 const DIR: &str = "real-0.32";
 
 fn real(name: &str) -> String {
-    fixture(&format!("{DIR}/{name}"))
+    fixture!(&format!("{DIR}/{name}"))
 }
 
 fn manifest() -> Vec<Value> {

@@ -1,12 +1,11 @@
 //! `/metrics` against the real vLLM capture: names, labels, help texts, buckets, counts.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
 use serde_json::json;
+use test_support::fixture;
+use test_support::wire::*;
 use vllm_sim::{SimConfig, SimHandle, spawn};
 
 async fn sim() -> SimHandle {
@@ -66,7 +65,7 @@ async fn fresh_metrics_exist_at_zero_without_lora_info() {
     );
     assert!(!text.contains("vllm:lora_requests_info"));
     // The real fresh server has no lora info either.
-    assert!(!fixture("metrics_fresh_before_requests.txt").contains("vllm:lora_requests_info{"));
+    assert!(!fixture!("metrics_fresh_before_requests.txt").contains("vllm:lora_requests_info{"));
 }
 
 #[tokio::test]
@@ -86,7 +85,7 @@ async fn metrics_after_k_requests_match_the_real_capture() {
 
     let text = metrics_text(&sim).await;
     let samples = parse_metrics(&text);
-    let real_text = fixture("metrics_after_load.txt");
+    let real_text = fixture!("metrics_after_load.txt");
     let real = parse_metrics(&real_text);
 
     // Counts.

@@ -2,12 +2,10 @@
 //! Timing-sensitive, hence `serial_*` (run one at a time); tolerances are wide for a loaded
 //! 2-core machine.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+use test_support::wire::*;
 use vllm_sim::{SimConfig, SimHandle, spawn};
 
 /// Client-side timings of one streaming request.

@@ -1,26 +1,24 @@
-//! Helpers shared by the integration tests: fixtures, SSE and metrics parsing, JSON shapes.
-#![allow(dead_code)]
+//! What servers send, read the plain way for tests: SSE bodies, Prometheus text exposition,
+//! JSON shapes, captured fixtures. Deliberately independent of the library's own parsers, so a
+//! test of vLLM-compatibility does not check the code with itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The text of `tests/fixtures/<name>`.
-pub fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+/// The text of `<dir>/<name>`; see [`crate::fixture!`] for a test crate's `tests/fixtures`.
+pub fn read_fixture(dir: &str, name: &str) -> String {
+    let path = PathBuf::from(dir).join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// The first line of a fixture that starts with `{` (the JSON body of a capture).
-pub fn fixture_json(name: &str) -> Value {
-    let text = fixture(name);
+/// The first line of a fixture text that starts with `{` (the JSON body of a capture).
+pub fn json_line(text: &str) -> Value {
     let line = text
         .lines()
         .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in {name}"));
+        .unwrap_or_else(|| panic!("no JSON line in {text:?}"));
     serde_json::from_str(line).expect("fixture JSON")
 }
 
@@ -84,8 +82,11 @@ pub fn key_paths(v: &Value) -> BTreeSet<String> {
 /// One sample line of a Prometheus text exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// Sample name (`vllm:e2e_request_latency_seconds_bucket`).
     pub name: String,
+    /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Value (`+Inf`/`-Inf` as infinities).
     pub value: f64,
 }
 

@@ -1,0 +1,132 @@
+//! Running the gate's binaries as child processes with a clean environment, and reading the
+//! files they leave behind.
+//!
+//! The binaries are found with [`assert_cmd::cargo::cargo_bin`], so any integration test of
+//! the workspace can run any of them (a test of `load-test` can run `perf-decision` too).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use perf_gate::results::LoadTestResults;
+use serde_json::Value;
+
+/// Env vars `load-test` reads (a test must never inherit them from the developer's shell).
+const LOAD_TEST_ENV: &[&str] = &[
+    "VLLM_URL",
+    "ADAPTER_NAME",
+    "EVAL_DATA_PATH",
+    "CONCURRENCY",
+    "MAX_TOKENS",
+    "PROMETHEUS_URL",
+    "OUTPUT_DIR",
+    "VLLM_API_KEY",
+    "REQUEST_TIMEOUT",
+    "NUM_REQUESTS",
+    "RATE",
+    "LOG_FORMAT",
+    "SCRAPE_INTERVAL",
+    "SCRAPE_WAIT",
+    "WINDOW_MODE",
+    "WARMUP_REQUESTS",
+];
+
+/// The path of the workspace binary `name` (built by the test run).
+pub fn bin(name: &str) -> PathBuf {
+    assert_cmd::cargo::cargo_bin(name)
+}
+
+/// `load-test` without the env vars it reads, without backtraces, logging at info.
+pub fn load_test() -> std::process::Command {
+    let mut c = std::process::Command::new(bin("load-test"));
+    for var in LOAD_TEST_ENV {
+        c.env_remove(var);
+    }
+    c.env("RUST_BACKTRACE", "0").env("RUST_LOG", "info");
+    c
+}
+
+/// `perf-decision` with an empty environment (no stray MLFLOW_* or flag env vars).
+pub fn perf_decision() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(bin("perf-decision"));
+    c.env_clear()
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(120));
+    c
+}
+
+/// Starts `perf-decision` in the background against MLflow at `uri` (clean env, candidate
+/// version 1 of model `m`), for tests that signal or kill it mid-step; stderr is piped.
+pub fn spawn_perf_decision(uri: &str, results: &Path, out: &Path) -> std::process::Child {
+    std::process::Command::new(bin("perf-decision"))
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("MLFLOW_TRACKING_URI", uri)
+        .arg(format!("--load-test-results={}", results.display()))
+        .args(["--model-name=m", "--candidate-version=1"])
+        .arg(format!("--output-dir={}", out.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("perf-decision starts")
+}
+
+/// Runs `cmd` to completion.
+pub fn run(cmd: &mut std::process::Command) -> Output {
+    cmd.output().expect("the command runs")
+}
+
+/// A process's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+fn read_word(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The parsed `load_test_results.json` in `dir`.
+pub fn load_test_results(dir: &Path) -> Value {
+    read_json(&dir.join("load_test_results.json"))
+}
+
+/// `load_test_status.txt` in `dir`, trimmed.
+pub fn load_test_status(dir: &Path) -> String {
+    read_word(&dir.join("load_test_status.txt"))
+}
+
+/// Writes `results` as `<dir>/<name>` and returns the path.
+pub fn write_results(dir: &Path, name: &str, results: &LoadTestResults) -> PathBuf {
+    let p = dir.join(name);
+    perf_gate::fsio::write_json_atomic(&p, results).expect("the results file is written");
+    p
+}
+
+/// The parsed `perf_decision.json` in `dir`.
+pub fn decision(dir: &Path) -> Value {
+    read_json(&dir.join("perf_decision.json"))
+}
+
+/// `perf_status.txt` in `dir`, trimmed.
+pub fn decision_status(dir: &Path) -> String {
+    read_word(&dir.join("perf_status.txt"))
+}
+
+/// Asserts the directory holds no decision: status `error`, no `perf_decision.json`.
+pub fn assert_no_decision(dir: &Path) {
+    assert_eq!(decision_status(dir), "error");
+    assert!(
+        !dir.join("perf_decision.json").exists(),
+        "a perf_decision.json claims a decision that was not made"
+    );
+}
