@@ -44,6 +44,8 @@ fn runs_every_prompt_once_and_counts_injected_errors() {
     assert_eq!(status(&out), "completed");
     let r = results(&out);
     assert_eq!(r["status"], "completed");
+    // What a consumer validates the file with accepts it.
+    test_support::schema::assert_valid(&r, "load_test_results.schema.json");
     // The file reloads through the typed reader perf-decision uses.
     let typed =
         perf_gate::results::LoadTestResults::read(&out.join("load_test_results.json")).unwrap();

@@ -36,6 +36,7 @@ fn assert_failed(out_dir: &std::path::Path, o: &std::process::Output, code: i32,
     assert_eq!(status(out_dir), "failed");
     let r = results(out_dir);
     assert_eq!(r["status"], "failed");
+    test_support::schema::assert_valid(&r, "load_test_results.schema.json");
     assert!(
         r["error"].as_str().unwrap().contains(needle),
         "{}",
@@ -271,5 +272,26 @@ fn stale_outputs_of_an_earlier_run_are_removed() {
     assert!(
         !out.join("requests.jsonl").exists(),
         "the earlier run's request log must go"
+    );
+}
+
+#[test]
+fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file").unwrap();
+    let out = blocker.join("out");
+    let o = run(load_test().args([
+        "--vllm-url=http://127.0.0.1:9",
+        "--adapter-name=a",
+        "--eval-data-path=/nonexistent.jsonl",
+        &format!("--output-dir={}", out.display()),
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("load-test: cannot write ") && last.contains("not-a-dir"),
+        "{err}"
     );
 }

@@ -132,6 +132,7 @@ fn no_mlflow_decides_from_files_in_absolute_mode() {
         .stderr(predicate::str::contains("MLflow disabled"));
     assert_eq!(status(&out), "passed");
     let d = decision(&out);
+    test_support::schema::assert_valid(&d, "perf_decision.schema.json");
     assert_eq!(d["schema_version"], 1);
     assert_eq!(d["decision"], "passed");
     assert_eq!(d["mode"], "absolute");
@@ -334,6 +335,7 @@ fn a_previous_decision_file_is_a_baseline() {
             "no MLFLOW_TRACKING_URI: deciding against --baseline-file",
         ));
     let d = decision(&dir.path().join("run2"));
+    test_support::schema::assert_valid(&d, "perf_decision.schema.json");
     assert_eq!(d["mode"], "comparative");
     assert_eq!(d["baseline"]["source"], "file");
     assert_eq!(d["baseline"]["metrics"]["p95_latency_s"]["value"], 4.0);
@@ -590,4 +592,22 @@ fn untrustworthy_inputs_are_warnings_in_the_log_the_file_and_the_summary() {
         decision(dir.path())["warnings"],
         serde_json::json!([saturated, copied])
     );
+}
+
+#[test]
+fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file").unwrap();
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", blocker.join("out").display()))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "perf-decision: error: cannot write ",
+        ))
+        .stderr(predicate::str::contains("not-a-dir"));
 }

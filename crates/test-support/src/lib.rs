@@ -13,6 +13,7 @@ pub mod backfill;
 pub mod history;
 pub mod mlflow;
 pub mod prometheus;
+pub mod schema;
 pub mod sim;
 pub mod steps;
 pub mod wire;
