@@ -10,21 +10,19 @@ use perf_gate::loadtest::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
 };
-use perf_gate::prom::{
-    DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCRAPE_INTERVAL,
-    DEFAULT_SCRAPE_WAIT, PromSettings,
-};
+use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::positive_u32;
-use perf_gate_cli::seconds::Seconds;
+use perf_gate_cli::seconds::{AutoSeconds, Seconds};
 
 /// `--window-mode` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum WindowArg {
-    /// Evaluate at load end + scrape interval + 2 s over a range covering the whole load.
+    /// The window rests on confirmed scrape samples: each target's last quiet sample before the
+    /// load, and the first scrape after it at which every target is quiet and has counted it.
     EndAnchored,
     /// The seed's rule: duration rounded up to the minute (min 1m), after --scrape-wait.
     Seed,
@@ -103,13 +101,15 @@ pub struct Cli {
     #[arg(long, env = "PROMETHEUS_JOB", default_value = DEFAULT_JOB)]
     pub prometheus_job: String,
 
-    /// Prometheus scrape interval of the vLLM job (the query waits for one more scrape).
-    #[arg(long, env = "SCRAPE_INTERVAL", default_value_t = Seconds(DEFAULT_SCRAPE_INTERVAL))]
-    pub scrape_interval: Seconds,
+    /// Prometheus's scrape interval of the vLLM job, which bounds the waits for its samples:
+    /// `auto` reads it from Prometheus's /api/v1/targets (30s if Prometheus does not say).
+    #[arg(long, env = "SCRAPE_INTERVAL", default_value_t = AutoSeconds(None))]
+    pub scrape_interval: AutoSeconds,
 
-    /// Wait after the load before querying, in --window-mode seed.
-    #[arg(long, env = "SCRAPE_WAIT", default_value_t = Seconds(DEFAULT_SCRAPE_WAIT))]
-    pub scrape_wait: Seconds,
+    /// end-anchored: the longest wait for confirmed samples before and after the load (`auto`:
+    /// two scrape intervals + 5 s). seed: the fixed wait after the load (`auto`: 20s, the seed's).
+    #[arg(long, env = "SCRAPE_WAIT", default_value_t = AutoSeconds(None))]
+    pub scrape_wait: AutoSeconds,
 
     /// How the PromQL window is chosen.
     #[arg(long, env = "WINDOW_MODE", value_enum, default_value_t = WindowArg::EndAnchored)]
@@ -248,7 +248,8 @@ mod tests {
         assert_eq!(cfg.progress_every, Some(DEFAULT_PROGRESS_INTERVAL));
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("[default: 5m]"), "{help}");
-        assert!(help.contains("[default: 30s]"), "{help}");
+        assert!(help.contains("[default: auto]"), "{help}");
+        assert_eq!(cfg.prom.scrape_interval, None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Command line of `perf-decision`: the seed's flag names, each with an env var, converted once
-//! into the library's [`StepConfig`].
+//! into the library's [`DecideConfig`] (`TryFrom`).
 
 use std::path::PathBuf;
 

@@ -25,6 +25,38 @@ impl fmt::Display for Seconds {
     }
 }
 
+/// A duration flag that also takes `auto` (the library then chooses: `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoSeconds(pub Option<Duration>);
+
+impl FromStr for AutoSeconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(AutoSeconds(None));
+        }
+        perf_gate::duration::parse_positive_duration(s)
+            .map(|d| AutoSeconds(Some(d)))
+            .map_err(|e| format!("{e}, or auto"))
+    }
+}
+
+impl fmt::Display for AutoSeconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("auto"),
+            Some(d) => f.write_str(&format_duration(d)),
+        }
+    }
+}
+
+impl From<AutoSeconds> for Option<Duration> {
+    fn from(s: AutoSeconds) -> Option<Duration> {
+        s.0
+    }
+}
+
 /// A [`Seconds`] flag value that must be more than zero.
 pub fn positive_seconds(s: &str) -> Result<Seconds, String> {
     perf_gate::duration::parse_positive_duration(s).map(Seconds)

@@ -2,9 +2,9 @@
 //! [`crate::decision`] and [`plan`]): read the results, find the baseline, decide, record
 //! the decision in MLflow, write `perf_decision.json` and `perf_status.txt`.
 //!
-//! Modules: [`config`] (what to do), [`document`] (`perf_decision.json`), [`plan`] (the
-//! document and the MLflow batch, pure), [`resolve`] (reads: version, experiment, baseline),
-//! [`record`] (the run and its evidence), [`publish`] (the claims and their undo).
+//! Modules: `config` (what to do), [`document`] (`perf_decision.json`), [`plan`] (the
+//! document and the MLflow batch, pure), `resolve` (reads: version, experiment, baseline),
+//! `record` (the run and its evidence), `publish` (the claims and their undo).
 //!
 //! Order of MLflow calls (each retried by the client when that is safe): registered model,
 //! candidate version (by `--candidate-version` or the alias `--candidate-alias`; it must be

@@ -11,6 +11,7 @@ pub mod crosschecks;
 pub mod load_settings;
 pub mod metrics;
 pub mod thresholds;
+pub mod validity;
 
 pub use checks::{CheckName, CheckResult, Evaluation, Mode, Verdict, decide};
 pub use comparability::{Comparability, comparable_check};

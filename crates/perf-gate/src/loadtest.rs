@@ -6,7 +6,7 @@
 //! run's files are removed; whatever happens after that, a results file and a status file are
 //! written (atomically): `completed`, `failed` (with a one-line `error`) or `aborted`.
 //!
-//! Modules: [`config`] (what to do, defaults), [`error`] (why it stopped, exit codes),
+//! Modules: `config` (what to do, defaults), `error` (why it stopped, exit codes),
 //! `phases` (the run, in order).
 
 use std::path::PathBuf;
@@ -143,14 +143,13 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         "requests are streamed (stream_options.include_usage) so the client also measures TTFT, inter-token latency and e2e".to_string(),
         "PromQL aggregates with sum by (le) before histogram_quantile and carries the job selector on every query".to_string(),
     ];
-    if cfg.prometheus_url.is_some() {
-        departures.push("finished requests and generated tokens are exact counter differences (sum(x) - sum(x offset W), with resets() guarding restarts) instead of increase(), which extrapolates to the window edges and over-counts short loads".to_string());
+    match (cfg.prometheus_url.is_some(), cfg.prom.window_mode) {
+        (true, WindowMode::EndAnchored) => departures.push("the window rests on confirmed scrape samples, not on the clock: the load starts once every target of the job shows a sample newer than the pre-flight and warm-up with nothing running and its counts unchanged, and T is the first scrape after the load at which every target is quiet and has counted the load (the seed waits a fixed 20 s and takes W = the duration rounded up to the minute, which misses the start of long loads and under-reports short ones; --window-mode seed restores it)".to_string()),
+        (true, WindowMode::Seed) => departures.push("--window-mode seed: the seed's window (W = the duration rounded up to the minute, at least 1m, evaluated --scrape-wait after the load) and its throughput sum(rate(vllm:request_success_total[W])) over every finish reason; its edges and counts are not checked, only restarts".to_string()),
+        (false, _) => departures.push("no --prometheus-url: server figures come from vLLM /metrics deltas taken before and after the load (seed 001); both scrapes must come from one process".to_string()),
     }
     if cfg.prometheus_url.is_some() && cfg.prom.window_mode == WindowMode::EndAnchored {
-        departures.push("window is end-anchored: queries evaluated at load end + scrape interval + 2 s over a range covering the whole load, and throughput is finished requests / load duration (the seed's minute-rounded rate under-reports short runs; --window-mode seed restores it)".to_string());
-    }
-    if cfg.prometheus_url.is_none() {
-        departures.push("no --prometheus-url: server figures come from vLLM /metrics deltas taken before and after the load (seed 001)".to_string());
+        departures.push("counters and histograms are read at the load's start and at T and subtracted series by series: exact counts with no extrapolation to the window's edges (increase() and rate() extrapolate), a series born during the load counted from 0; throughput = requests finished with stop or length / the load's duration".to_string());
     }
     LoadTestResults {
         schema_version: SCHEMA_VERSION,
@@ -167,8 +166,8 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             temperature: cfg.temperature,
             prometheus_url: cfg.prometheus_url.as_deref().map(redact_url),
             prometheus_job: cfg.prom.job.clone(),
-            scrape_interval_s: cfg.prom.scrape_interval.as_secs_f64(),
-            scrape_wait_s: cfg.prom.scrape_wait.as_secs_f64(),
+            scrape_interval_s: cfg.prom.scrape_interval.map(|d| d.as_secs_f64()),
+            scrape_wait_s: cfg.prom.scrape_wait.map(|d| d.as_secs_f64()),
             window_mode: cfg.prom.window_mode,
             gpu_selector: cfg.prom.gpu_selector.clone(),
             request_timeout_s: cfg.request_timeout.as_secs_f64(),
@@ -187,6 +186,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         server: None,
         load_generator: None,
         warmup: None,
+        validity: None,
         departures,
         warnings: Vec::new(),
     }

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `load_test_results.json` schema. Bumped on any field change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// File name of the results document inside `--output-dir`.
 pub const RESULTS_FILE: &str = "load_test_results.json";
@@ -145,12 +145,79 @@ impl WindowMode {
 pub struct QueryWindow {
     /// Window rule.
     pub mode: WindowMode,
-    /// Range of every windowed query, in whole seconds (the `[W]` of the PromQL).
-    pub range_s: u64,
-    /// Evaluation time of every query (unix seconds, the `time` parameter).
-    pub eval_time_unix: i64,
-    /// Evaluation time as RFC 3339.
+    /// Range `W` of the windowed queries, seconds (to the millisecond: the PromQL says `[93417ms]`).
+    pub range_s: f64,
+    /// Evaluation time `T` of the queries, unix seconds (to the millisecond).
+    pub eval_time_unix: f64,
+    /// `T` as RFC 3339.
     pub eval_time: String,
+    /// The scrape interval the waits were bounded with, seconds.
+    #[serde(default)]
+    pub scrape_interval_s: Option<f64>,
+    /// Where it came from: `flag`, `prometheus` (the job's targets) or `default` (30 s, when
+    /// Prometheus does not report one).
+    #[serde(default)]
+    pub scrape_interval_source: Option<String>,
+    /// Time waited before the load for every target's confirmed quiet sample, seconds.
+    #[serde(default)]
+    pub waited_before_load_s: Option<f64>,
+    /// Time waited after the load for every target's sample with nothing running, seconds.
+    #[serde(default)]
+    pub waited_after_load_s: Option<f64>,
+    /// The samples the window rests on, per target (end-anchored mode).
+    #[serde(default)]
+    pub samples: Vec<EdgeSamples>,
+}
+
+/// The two samples of one target the window is anchored on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EdgeSamples {
+    /// The target (its `instance` label, or its target labels).
+    pub target: String,
+    /// Its last sample before the load (RFC 3339): after the pre-flight and warm-up, nothing
+    /// running or waiting, counts unchanged since the sample before. `null`: the target
+    /// appeared during the load and is counted from 0.
+    pub before_load: Option<String>,
+    /// Its last sample at `T` (RFC 3339): after the load, nothing running or waiting.
+    pub after_load: Option<String>,
+}
+
+/// The facts that say whether the server figures can be trusted (each a reason for the
+/// decision's `invalid` when it fails; see `perf_gate::decision::validity`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct ServerIntegrity {
+    /// Whether both edges of the window rest on confirmed samples (end-anchored mode with
+    /// Prometheus; with `/metrics` deltas, whether both scrapes came from one process).
+    pub edges_confirmed: bool,
+    /// Why not, one line per target or problem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<String>,
+    /// Requests the server counted as finished in the window with any reason (stop, length,
+    /// abort, error, ...).
+    pub requests_finished_any: Measured,
+    /// Counter resets inside the window (`resets()` of vLLM's counters and buckets): vLLM
+    /// restarted. `null`: not measured.
+    pub counter_resets: Option<u64>,
+    /// Process restarts inside the window (`process_start_time_seconds` changed). `null`: not
+    /// measured.
+    pub process_restarts: Option<u64>,
+    /// Series absent before the load and counted from 0 (a target or label set born during it).
+    pub series_born: u64,
+    /// Targets (Prometheus `instance`s) or processes (`/metrics`: start time) the figures read
+    /// before the load.
+    pub targets_before: Vec<String>,
+    /// The same after the load.
+    pub targets_after: Vec<String>,
+}
+
+/// Whether the measurement can be trusted, with the reasons when it cannot (computed from the
+/// facts in the results by `perf_gate::decision::validity`; `perf-decision` recomputes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct Validity {
+    /// No reason to distrust the measurement was found.
+    pub valid: bool,
+    /// Why it cannot be trusted, one line each.
+    pub reasons: Vec<String>,
 }
 
 /// One query that was sent, for the record.
@@ -198,6 +265,9 @@ pub struct ServerMetrics {
     /// Non-fatal problems met while collecting (warnings from Prometheus, count mismatches).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Whether the figures can be trusted: confirmed window edges, counts, restarts.
+    #[serde(default)]
+    pub integrity: ServerIntegrity,
 }
 
 /// A latency that may be +infinity (error-adjusted percentiles count a failure as +inf).
@@ -413,10 +483,12 @@ pub struct RunConfig {
     pub prometheus_url: Option<String>,
     /// `job` label used in every PromQL selector.
     pub prometheus_job: String,
-    /// Prometheus scrape interval assumed, seconds.
-    pub scrape_interval_s: f64,
-    /// Wait after the load in seed window mode, seconds.
-    pub scrape_wait_s: f64,
+    /// `--scrape-interval`, seconds; `null`: `auto` (read from Prometheus's targets; the value
+    /// used is in `server.window`).
+    pub scrape_interval_s: Option<f64>,
+    /// `--scrape-wait`, seconds; `null`: `auto` (end-anchored: wait for confirmed samples, at
+    /// most two scrape intervals + 5 s; seed: 20 s).
+    pub scrape_wait_s: Option<f64>,
     /// Window rule.
     pub window_mode: WindowMode,
     /// Label selector for DCGM GPU series.
@@ -493,6 +565,9 @@ pub struct LoadTestResults {
     /// The warm-up, when `--warmup-requests` > 0.
     #[serde(default)]
     pub warmup: Option<WarmupInfo>,
+    /// Whether the measurement can be trusted (absent when the load did not complete).
+    #[serde(default)]
+    pub validity: Option<Validity>,
     /// Deliberate departures from the seed's behaviour, in words.
     #[serde(default)]
     pub departures: Vec<String>,

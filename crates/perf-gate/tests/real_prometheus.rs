@@ -41,7 +41,7 @@ fn sim_config() -> vllm_sim::SimConfig {
 fn settings(job: &str) -> PromSettings {
     PromSettings {
         job: job.to_string(),
-        scrape_interval: Duration::from_secs(1),
+        scrape_interval: Some(Duration::from_secs(1)),
         query_timeout: Duration::from_secs(10),
         window_mode: WindowMode::EndAnchored,
         ..PromSettings::default()
@@ -125,6 +125,12 @@ async fn serial_figures_match_the_sim_and_the_client() {
     let prom = start_prometheus(&sim.addr().to_string());
     let collector = PrometheusCollector::new(&prom.url(), settings(JOB)).expect("settings ok");
     collector.check_ready().await.expect("prometheus ready");
+    let pre = collector
+        .await_left_edges(Utc::now())
+        .await
+        .expect("left edges");
+    assert!(pre.unconfirmed.is_empty(), "{:?}", pre.unconfirmed);
+    assert_eq!(pre.interval_source, "flag");
 
     let start = Utc::now();
     let ok = fire(&sim.base_url()).await;
@@ -133,7 +139,10 @@ async fn serial_figures_match_the_sim_and_the_client() {
     let span = LoadSpan { start, end };
     let duration = span.duration_s();
 
-    let m = collector.collect(&span).await.expect("collected");
+    let m = collector
+        .collect_confirmed(&pre, &span, ok as u64)
+        .await
+        .expect("collected");
     print("server metrics", &m);
 
     // Latency quantiles fall in the bucket holding the configured latency.
@@ -164,9 +173,21 @@ async fn serial_figures_match_the_sim_and_the_client() {
     // The record: window and every query with the job selector (GPU: the gpu selector).
     let w = m.window.as_ref().expect("window recorded");
     assert_eq!(w.mode, WindowMode::EndAnchored);
-    assert!(w.eval_time_unix as f64 >= end.timestamp() as f64 + 3.0);
-    assert!((w.eval_time_unix - w.range_s as i64) <= start.timestamp());
-    assert_eq!(m.queries.len(), 17);
+    let end_s = end.timestamp_millis() as f64 / 1000.0;
+    let start_s = start.timestamp_millis() as f64 / 1000.0;
+    assert!(
+        w.eval_time_unix > end_s,
+        "T {} after the load's end {end_s}",
+        w.eval_time_unix
+    );
+    assert!(
+        (w.eval_time_unix - w.range_s - start_s).abs() < 0.002,
+        "{w:?}"
+    );
+    assert!(m.integrity.edges_confirmed, "{:?}", m.integrity.unconfirmed);
+    assert_eq!(m.integrity.counter_resets, Some(0));
+    assert_eq!(m.integrity.process_restarts, Some(0));
+    assert_eq!(w.samples.len(), 1, "{w:?}");
     for q in &m.queries {
         if q.name.starts_with("gpu_") {
             assert!(
@@ -184,16 +205,16 @@ async fn serial_figures_match_the_sim_and_the_client() {
 
     // For the record: what `increase()` (the seed's form) reports for the same window.
     let increase = format!(
-        r#"sum(increase(vllm:request_success_total{{job="{JOB}",finished_reason=~"stop|length"}}[{}s]))"#,
-        w.range_s
+        r#"sum(increase(vllm:request_success_total{{job="{JOB}",finished_reason=~"stop|length"}}[{}ms]))"#,
+        (w.range_s * 1000.0).round()
     );
     let inc = collector
-        .instant_query(&increase, w.eval_time_unix)
+        .query_data(&increase, (w.eval_time_unix * 1000.0).round() as i64)
         .await
         .expect("increase");
     println!(
         "client: {ok} requests in {duration:.3}s; exact difference: {:?}; increase(): {:?}",
-        m.requests_finished.value, inc.value
+        m.requests_finished.value, inc.data
     );
     drop(prom);
     sim.shutdown().await.expect("sim stops");

@@ -69,7 +69,7 @@ pub struct Cli {
     /// Fraction of generation requests answered with HTTP 500.
     #[arg(long, env = "VLLM_SIM_ERROR_RATE", default_value_t = 0.0)]
     pub error_rate: f64,
-    /// Fraction of streaming requests cut mid-stream (no [DONE]).
+    /// Fraction of streaming requests cut mid-stream (no `[DONE]`).
     #[arg(long, env = "VLLM_SIM_CUT_RATE", default_value_t = 0.0)]
     pub cut_rate: f64,
     /// How a cut stream ends: eof (clean end of body) or reset (connection dropped).

@@ -147,6 +147,8 @@ pub(crate) struct Metrics {
     kv_capacity: u64,
     max_loras: u32,
     gpu_util: bool,
+    /// `process_start_time_seconds`: when this simulator (process) started, unix seconds.
+    started_unix: f64,
     pub(crate) running: AtomicI64,
     pub(crate) waiting: AtomicI64,
     pub(crate) kv_tokens: AtomicI64,
@@ -179,6 +181,9 @@ impl Metrics {
             kv_capacity: s.kv_capacity,
             max_loras: s.max_loras,
             gpu_util: s.gpu_util,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0),
             running: AtomicI64::new(0),
             waiting: AtomicI64::new(0),
             kv_tokens: AtomicI64::new(0),

@@ -53,7 +53,7 @@ pub struct DecideConfig {
     /// Take any model's newest passed run as baseline (the seed's rule).
     pub baseline_any_model: bool,
     /// Fail the decision when the baseline did not run the same load (a fifth check,
-    /// `comparable_baseline`; see [`super::comparability`]). Off by default: a comparative
+    /// `comparable_baseline`; see [`crate::decision::comparability`]). Off by default: a comparative
     /// decision against an incomparable baseline otherwise only warns.
     pub require_comparable_baseline: bool,
     /// MLflow run name; else `perf-<model>-v<version>`.

@@ -10,19 +10,21 @@ use tokio_util::sync::CancellationToken;
 use super::{LoadTestConfig, LoadTestError, PARTIAL_REQUESTS_FILE, rfc3339};
 use crate::client::{ClientOptions, VllmClient};
 use crate::prom::{
-    LoadSpan, MetricsScraper, MetricsSnapshot, PrometheusCollector, server_metrics_from_deltas,
+    DEFAULT_SCRAPE_INTERVAL, LoadSpan, MetricsScraper, MetricsSnapshot, PreLoad,
+    PrometheusCollector, server_metrics_from_deltas,
 };
 use crate::results::{
     ClientMetrics, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
-    ServerMetrics, WarmupInfo,
+    ServerMetrics, WarmupInfo, WindowMode,
 };
 use crate::runner::{RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::{PreparedRequest, Sampling, load_eval_file, prepare_requests};
 
 /// Where server-side figures come from.
 enum ServerSide {
-    /// PromQL over the load's window.
-    Prometheus(PrometheusCollector),
+    /// Prometheus, with the left edges confirmed before the load (end-anchored windows) or
+    /// not (`None`: the seed's window).
+    Prometheus(PrometheusCollector, Option<PreLoad>),
     /// vLLM `/metrics` before and after the load.
     Scrape {
         /// The scraper.
@@ -72,8 +74,18 @@ pub(super) async fn execute(
             phase: "during the warm-up",
         });
     }
+    let ready = Utc::now();
     let server_side = match collector {
-        Some(c) => ServerSide::Prometheus(c),
+        Some(c) if cfg.prom.window_mode == WindowMode::EndAnchored => {
+            // the load starts only once every target shows a quiet sample newer than `ready`
+            let pre = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for Prometheus's samples before the load" }),
+                r = c.await_left_edges(ready) => r?,
+            };
+            ServerSide::Prometheus(c, Some(pre))
+        }
+        Some(c) => ServerSide::Prometheus(c, None),
         None => {
             let scraper =
                 MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())?;
@@ -109,6 +121,11 @@ pub(super) async fn execute(
     };
     reconcile(results, &server, &out.client);
     results.server = Some(server);
+    let validity = crate::decision::validity::validity(results);
+    for r in &validity.reasons {
+        tracing::warn!("measurement not trustworthy: {r}");
+    }
+    results.validity = Some(validity);
     Ok(RunStatus::Completed)
 }
 
@@ -184,13 +201,23 @@ async fn warm_up(
         cancel.clone(),
     )
     .await?;
-    let gap = match &cfg.prometheus_url {
-        Some(_) => cfg.prom.scrape_interval + Duration::from_secs(2),
-        None => Duration::ZERO,
+    // Seed windows need a fixed quiet gap; end-anchored ones wait for a confirmed sample instead.
+    let gap = match (&cfg.prometheus_url, cfg.prom.window_mode) {
+        (Some(_), WindowMode::Seed) => {
+            cfg.prom.scrape_interval.unwrap_or(DEFAULT_SCRAPE_INTERVAL) + Duration::from_secs(2)
+        }
+        _ => Duration::ZERO,
     };
     if !gap.is_zero() {
         tracing::info!(gap = ?gap, "quiet gap after warm-up so its observations stay out of the window");
         tokio::time::sleep(gap).await;
+    }
+    if out.client.failed_requests > 0 {
+        tracing::warn!(
+            failed = out.client.failed_requests,
+            errors = ?out.client.errors_by_kind,
+            "warm-up requests failed"
+        );
     }
     Ok(WarmupInfo {
         requests: out.client.total_requests,
@@ -267,16 +294,25 @@ async fn server_figures(
     cancel: &CancellationToken,
 ) -> Result<Option<ServerMetrics>, LoadTestError> {
     match side {
-        ServerSide::Prometheus(c) => {
+        ServerSide::Prometheus(c, pre) => {
             let span = LoadSpan {
                 start: out.load_start,
                 end: out.load_end,
             };
-            tracing::info!("waiting for the Prometheus scrape, then querying");
+            tracing::info!("waiting for the Prometheus scrapes after the load, then querying");
+            let collect = async {
+                match &pre {
+                    Some(pre) => {
+                        c.collect_confirmed(pre, &span, out.client.successful_requests)
+                            .await
+                    }
+                    None => c.collect_seed(&span).await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Ok(None),
-                r = c.collect(&span) => Ok(Some(r?)),
+                r = collect => Ok(Some(r?)),
             }
         }
         ServerSide::Scrape { scraper, before } => {

@@ -101,7 +101,7 @@ fn highest_finite_bound(metric: &str) -> Option<f64> {
 }
 
 /// The figure for one query's outcome (restart checks are applied later, in [`assemble`]).
-pub(crate) fn measured(q: &NamedQuery, metric: &str, outcome: Outcome, range_s: u64) -> Measured {
+pub(crate) fn measured(q: &NamedQuery, metric: &str, outcome: Outcome, range: &str) -> Measured {
     let is_quantile = matches!(q.figure, Figure::Quantile(..));
     match outcome {
         Outcome::Value(v) if is_quantile && highest_finite_bound(metric) == Some(v) => Measured {
@@ -112,7 +112,7 @@ pub(crate) fn measured(q: &NamedQuery, metric: &str, outcome: Outcome, range_s: 
         },
         Outcome::Value(v) => Measured::value(v),
         Outcome::NaN => Measured::missing(format!(
-            "no observations in the {range_s}s window (Prometheus returned NaN)"
+            "no observations in the {range} window (Prometheus returned NaN)"
         )),
         Outcome::PosInf if is_quantile => {
             Measured::missing("+Inf: the quantile lies above the highest finite bucket".to_string())
@@ -121,15 +121,15 @@ pub(crate) fn measured(q: &NamedQuery, metric: &str, outcome: Outcome, range_s: 
         Outcome::NegInf => Measured::missing("Prometheus returned -Inf"),
         Outcome::Empty => match q.figure {
             Figure::GpuUtilAvg | Figure::GpuUtilMax => Measured::missing(format!(
-                "no series matched {} in the {range_s}s window (check --gpu-selector; is a DCGM exporter scraped?)",
+                "no series matched {} in the {range} window (check --gpu-selector; is a DCGM exporter scraped?)",
                 q.selector
             )),
             Figure::RequestsFinished | Figure::GenerationTokens => Measured::missing(format!(
-                "no series matched {} at the evaluation time or {range_s}s before it, before the load (check --prometheus-job and metric names; was vLLM scraped before the load?)",
+                "no series matched {} at the evaluation time or {range} before it, before the load (check --prometheus-job and metric names; was vLLM scraped before the load?)",
                 q.selector
             )),
             _ => Measured::missing(format!(
-                "no series matched {} in the {range_s}s window (check --prometheus-job and metric names)",
+                "no series matched {} in the {range} window (check --prometheus-job and metric names)",
                 q.selector
             )),
         },
@@ -197,9 +197,16 @@ pub(crate) fn assemble(m: &mut ServerMetrics, results: &[FigureResult], load_dur
         "generated-tokens",
         &mut m.warnings,
     );
-    m.throughput_rps = per_second(&finished, load_duration_s);
+    // The seed's throughput is a rate over its window, not a count over the load
+    m.throughput_rps = match find(Figure::SeedThroughput) {
+        Some(rate) => rate,
+        None => per_second(&finished, load_duration_s),
+    };
     m.generation_tokens_per_s = per_second(&tokens, load_duration_s);
     m.requests_finished = finished;
+    if let Some(n) = find(Figure::RequestsFinishedResets).and_then(|r| r.get()) {
+        m.integrity.counter_resets = Some(n as u64);
+    }
     let gauge = |f| find(f).unwrap_or_else(|| Measured::missing("not queried"));
     m.kv_cache_usage_max = gauge(Figure::KvCacheMax);
     m.kv_cache_usage_avg = gauge(Figure::KvCacheAvg);
@@ -247,6 +254,10 @@ pub(crate) fn empty_metrics(source: crate::results::ServerSource) -> ServerMetri
         queries: Vec::new(),
         resolved_names: BTreeMap::new(),
         warnings: Vec::new(),
+        integrity: crate::results::ServerIntegrity {
+            requests_finished_any: nc(),
+            ..Default::default()
+        },
     }
 }
 
@@ -338,7 +349,7 @@ mod tests {
             Latency::E2e,
             super::super::promql::Quantile::P95,
         ));
-        let m = measured(&q, E2E_LATENCY, Outcome::Empty, 93);
+        let m = measured(&q, E2E_LATENCY, Outcome::Empty, "93s");
         assert_eq!(m.value, None);
         assert_eq!(
             m.reason.as_deref(),
@@ -346,22 +357,22 @@ mod tests {
                 r#"no series matched m{job="j"} in the 93s window (check --prometheus-job and metric names)"#
             )
         );
-        let m = measured(&q, E2E_LATENCY, Outcome::NaN, 93);
+        let m = measured(&q, E2E_LATENCY, Outcome::NaN, "93s");
         assert_eq!(m.value, None);
         assert!(m.reason.unwrap().contains("no observations"));
-        let m = measured(&q, E2E_LATENCY, Outcome::PosInf, 93);
+        let m = measured(&q, E2E_LATENCY, Outcome::PosInf, "93s");
         assert_eq!(m.value, None);
         assert!(
             m.reason
                 .unwrap()
                 .contains("above the highest finite bucket")
         );
-        let m = measured(&q, E2E_LATENCY, Outcome::Value(7680.0), 93);
+        let m = measured(&q, E2E_LATENCY, Outcome::Value(7680.0), "93s");
         assert_eq!(m.value, Some(7680.0));
         assert!(m.reason.unwrap().contains("may be higher"));
         let g = query(Figure::GpuUtilAvg);
         assert!(
-            measured(&g, "DCGM_FI_DEV_GPU_UTIL", Outcome::Empty, 5)
+            measured(&g, "DCGM_FI_DEV_GPU_UTIL", Outcome::Empty, "5s")
                 .reason
                 .unwrap()
                 .contains("--gpu-selector")

@@ -9,6 +9,20 @@ pub enum PromError {
     /// The URL is not an absolute http(s) base URL.
     #[error(transparent)]
     BadUrl(#[from] crate::urls::UrlError),
+    /// Prometheus has no target of the job: a wrong `--prometheus-job`, or the scrape config
+    /// does not select vLLM.
+    #[error(
+        "Prometheus has no sample of job {job:?} after waiting {waited:?} (check --prometheus-job; the jobs it scrapes: {})",
+        if jobs.is_empty() { "none".to_string() } else { jobs.join(", ") }
+    )]
+    NoTargets {
+        /// The job asked for.
+        job: String,
+        /// The jobs Prometheus does scrape.
+        jobs: Vec<String>,
+        /// How long the step waited.
+        waited: std::time::Duration,
+    },
     /// A setting cannot be used (empty job label, malformed GPU selector).
     #[error("invalid setting {setting}: {reason}")]
     BadSetting {

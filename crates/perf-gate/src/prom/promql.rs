@@ -109,6 +109,8 @@ pub enum Figure {
     Quantile(Latency, Quantile),
     /// Requests finished with `stop|length` in the window (exact counter difference).
     RequestsFinished,
+    /// The seed's throughput: `sum(rate(vllm:request_success_total[W]))` (seed window mode).
+    SeedThroughput,
     /// Counter resets of the finished-requests counter in the window (restart check).
     RequestsFinishedResets,
     /// Generated tokens in the window (exact counter difference).
@@ -185,7 +187,6 @@ pub fn build_queries(settings: &PromSettings, plan: &WindowPlan) -> Vec<NamedQue
     let job = format!("job={}", promql_string(&settings.job));
     let sel = format!("{{{job}}}");
     let finished_sel = format!("{{{job},finished_reason=~{}}}", promql_string(FINISHED_OK));
-    let gpu_sel = normalize_selector(&settings.gpu_selector);
     let mut out = Vec::new();
 
     for lat in [Latency::E2e, Latency::Ttft, Latency::Itl] {
@@ -238,6 +239,17 @@ pub fn build_queries(settings: &PromSettings, plan: &WindowPlan) -> Vec<NamedQue
         REQUEST_SUCCESS,
         &finished_sel,
     ));
+    if plan.mode == crate::results::WindowMode::Seed {
+        // exactly the seed's formula: every finish reason, a rate over the minute-rounded window
+        out.push(NamedQuery {
+            name: "throughput_rps".to_string(),
+            promql: format!("sum(rate({REQUEST_SUCCESS}{sel}[{w}]))"),
+            figure: Figure::SeedThroughput,
+            metric: REQUEST_SUCCESS.to_string(),
+            alias: None,
+            selector: format!("{REQUEST_SUCCESS}{sel}"),
+        });
+    }
     out.extend(counter(
         "generation_tokens",
         Figure::GenerationTokens,
@@ -247,6 +259,17 @@ pub fn build_queries(settings: &PromSettings, plan: &WindowPlan) -> Vec<NamedQue
         &sel,
     ));
 
+    out.extend(gauge_queries(settings, &w));
+    out
+}
+
+/// The gauge figures over a range (`[93s]`, `[93417ms]`): KV-cache peak and mean, GPU mean and
+/// peak (`*_over_time`, then aggregated over series).
+pub fn gauge_queries(settings: &PromSettings, w: &str) -> Vec<NamedQuery> {
+    let job = format!("job={}", promql_string(&settings.job));
+    let sel = format!("{{{job}}}");
+    let gpu_sel = normalize_selector(&settings.gpu_selector);
+    let mut out = Vec::new();
     let over_time = |name: &str, figure, agg: &str, metric: &str, alias: Option<&str>, s: &str| {
         let promql = |m: &str| format!("{agg}({agg}_over_time({m}{s}[{w}]))");
         NamedQuery {
@@ -308,21 +331,21 @@ pub fn describe(queries: &[NamedQuery]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::window::{LoadSpan, plan_window};
+    use crate::prom::window::{LoadSpan, plan_seed_window};
     use crate::results::WindowMode;
     use chrono::DateTime;
 
     fn plan_120s() -> (PromSettings, WindowPlan) {
         let s = PromSettings::default();
-        // Load 1000..1088: T = 1088 + 30 + 2 = 1120, W = 120.
+        // Seed window of a load 1000..1088: T = 1088 + 20 = 1108, W = 120.
         let span = LoadSpan {
             start: DateTime::from_timestamp(1000, 0).unwrap(),
             end: DateTime::from_timestamp(1088, 0).unwrap(),
         };
-        let p = plan_window(&s, &span);
+        let p = plan_seed_window(&s, &span);
         assert_eq!(
             (p.range_s, p.eval_time_unix, p.mode),
-            (120, 1120, WindowMode::EndAnchored)
+            (120, 1108, WindowMode::Seed)
         );
         (s, p)
     }
@@ -342,6 +365,7 @@ itl_p95: histogram_quantile(0.95, sum by (le) (rate(vllm:inter_token_latency_sec
 itl_p99: histogram_quantile(0.99, sum by (le) (rate(vllm:inter_token_latency_seconds_bucket{job="vllm-service"}[120s])))
 requests_finished: sum(vllm:request_success_total{job="vllm-service",finished_reason=~"stop|length"}) - sum(vllm:request_success_total{job="vllm-service",finished_reason=~"stop|length"} offset 120s)
 requests_finished_resets: sum(resets(vllm:request_success_total{job="vllm-service",finished_reason=~"stop|length"}[120s]))
+throughput_rps: sum(rate(vllm:request_success_total{job="vllm-service"}[120s]))
 generation_tokens: sum(vllm:generation_tokens_total{job="vllm-service"}) - sum(vllm:generation_tokens_total{job="vllm-service"} offset 120s)
 generation_tokens_resets: sum(resets(vllm:generation_tokens_total{job="vllm-service"}[120s]))
 kv_cache_usage_max: max(max_over_time(vllm:kv_cache_usage_perc{job="vllm-service"}[120s]))
@@ -403,7 +427,7 @@ gpu_utilization_max: max(max_over_time(DCGM_FI_DEV_GPU_UTIL{gpu="0"}[120s]))
             start: DateTime::from_timestamp(1000, 0).unwrap(),
             end: DateTime::from_timestamp(1025, 0).unwrap(),
         };
-        let p = plan_window(&s, &span);
+        let p = plan_seed_window(&s, &span);
         let qs = build_queries(&s, &p);
         assert_eq!(
             qs[1].promql,

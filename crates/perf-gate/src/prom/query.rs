@@ -12,7 +12,7 @@ use super::answer::{
 use super::error::PromError;
 use super::promql::{Figure, Latency, NamedQuery, build_queries, normalize_selector};
 use super::retry::{self, Attempt};
-use super::window::{LoadSpan, PromSettings, WindowPlan, plan_window, window_warnings};
+use super::window::{LoadSpan, PromSettings, WindowPlan, plan_seed_window, window_warnings};
 use crate::results::{QueryRecord, ServerMetrics, ServerSource};
 use crate::retry::{AttemptOutcome, RetryPolicy, retry_after};
 use crate::urls::{parse_base_url, redact_url};
@@ -115,12 +115,12 @@ impl PrometheusCollector {
         &self.shown_url
     }
 
-    /// The window a load would be queried over (see [`plan_window`]).
+    /// The seed window a load would be queried over (see [`plan_seed_window`]).
     pub fn plan(&self, span: &LoadSpan) -> WindowPlan {
-        plan_window(&self.settings, span)
+        plan_seed_window(&self.settings, span)
     }
 
-    fn endpoint(&self, path: &str) -> url::Url {
+    pub(crate) fn endpoint(&self, path: &str) -> url::Url {
         let mut u = self.base.clone();
         let joined = format!("{}/{path}", u.path().trim_end_matches('/'));
         u.set_path(&joined);
@@ -177,12 +177,29 @@ impl PrometheusCollector {
         promql: &str,
         time_unix: i64,
     ) -> Result<InstantAnswer, PromError> {
+        let answer = self
+            .query_data(promql, time_unix.saturating_mul(1000))
+            .await?;
+        InstantAnswer::from_data(&answer.data, answer.warnings).map_err(|message| {
+            PromError::Parse {
+                what: WHAT,
+                url: self.shown_url.clone(),
+                message,
+            }
+        })
+    }
+
+    /// One instant query evaluated at `at_ms` (unix milliseconds; Prometheus keeps timestamps
+    /// to the millisecond), returning its data as sent: a vector, a scalar, or a matrix of raw
+    /// samples for a range selector (`x[90s]`). POST, with retries.
+    pub async fn query_data(&self, promql: &str, at_ms: i64) -> Result<QueryData, PromError> {
         let timeout_ms = i64::try_from(self.settings.query_timeout.as_millis()).unwrap_or(i64::MAX);
+        let time = unix_ms_param(at_ms);
         retry::run(&self.retry, promql, || async {
             let resp = self
                 .client
                 .query(promql)
-                .at(time_unix)
+                .query("time", &time)
                 .timeout(timeout_ms)
                 .post_raw()
                 .await
@@ -195,13 +212,58 @@ impl PrometheusCollector {
         .await
     }
 
+    /// `GET <prometheus>/<path>` with retries, its JSON `data` (for the read APIs beside
+    /// `/api/v1/query`, e.g. `/api/v1/targets`).
+    pub(crate) async fn get_api(
+        &self,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<serde_json::Value, PromError> {
+        let mut url = self.endpoint(path);
+        url.set_query(query);
+        retry::run(&self.retry, path, || async {
+            let resp = self
+                .client
+                .inner()
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport(e.into()))?;
+            let status = resp.status().as_u16();
+            let after = retry_after(resp.headers());
+            let body = resp.text().await.map_err(|e| self.transport(e.into()))?;
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(&body);
+            match parsed {
+                Ok(v) if (200..300).contains(&status) && v["status"] == "success" => {
+                    Ok(v["data"].clone())
+                }
+                _ => Err(Attempt {
+                    outcome: AttemptOutcome::Status(if (200..300).contains(&status) {
+                        400
+                    } else {
+                        status
+                    }),
+                    retry_after: after,
+                    error: Box::new(PromError::Http {
+                        url: self.shown_url.clone(),
+                        status,
+                        error_type: "http".into(),
+                        error: snippet(&body),
+                        query: path.to_string(),
+                    }),
+                }),
+            }
+        })
+        .await
+    }
+
     fn read_answer(
         &self,
         promql: &str,
         status: u16,
         after: Option<std::time::Duration>,
         body: &str,
-    ) -> Result<InstantAnswer, Attempt> {
+    ) -> Result<QueryData, Attempt> {
         let http_error = |error_type: String, error: String| PromError::Http {
             url: self.shown_url.clone(),
             status,
@@ -220,15 +282,7 @@ impl PrometheusCollector {
                 true,
             ) => {
                 warnings.extend(infos);
-                InstantAnswer::from_data(&data, warnings).map_err(|message| Attempt {
-                    outcome: AttemptOutcome::Status(status),
-                    retry_after: None,
-                    error: Box::new(PromError::Parse {
-                        what: WHAT,
-                        url: self.shown_url.clone(),
-                        message,
-                    }),
-                })
+                Ok(QueryData { data, warnings })
             }
             (Ok(Envelope::Error { error_type, error }), _) => {
                 // A 200 with status "error" is classified by its errorType.
@@ -270,13 +324,21 @@ impl PrometheusCollector {
     ) -> Result<ServerMetrics, PromError> {
         let mut m = empty_metrics(ServerSource::Prometheus);
         m.window = Some(plan.query_window());
-        m.warnings = window_warnings(&self.settings, plan, span);
+        let interval = self
+            .settings
+            .scrape_interval
+            .unwrap_or(super::window::DEFAULT_SCRAPE_INTERVAL);
+        m.warnings = window_warnings(interval, plan, span);
+        m.integrity.unconfirmed.push(
+            "seed window: chosen by arithmetic from the clock, not anchored on confirmed samples (counts are not checked)".into(),
+        );
+        let at_ms = plan.eval_time_unix.saturating_mul(1000);
         let mut results = Vec::new();
         for q in build_queries(&self.settings, plan) {
-            let (metric, outcome) = self.resolve(&q, plan, &mut m).await?;
+            let (metric, outcome) = self.resolve(&q, at_ms, &mut m).await?;
             results.push(FigureResult {
                 figure: q.figure,
-                measured: measured(&q, &metric, outcome, plan.range_s),
+                measured: measured(&q, &metric, outcome, &format!("{}s", plan.range_s)),
             });
         }
         assemble(&mut m, &results, span.duration_s());
@@ -284,19 +346,19 @@ impl PrometheusCollector {
     }
 
     /// Runs a query, and its alias when the primary matches no series; records both.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         q: &NamedQuery,
-        plan: &WindowPlan,
+        at_ms: i64,
         m: &mut ServerMetrics,
     ) -> Result<(String, Outcome), PromError> {
-        let primary = self.run_recorded(&q.name, &q.promql, plan, m).await?;
+        let primary = self.run_recorded(&q.name, &q.promql, at_ms, m).await?;
         let mut chosen = (q.metric.clone(), primary);
         if primary == Outcome::Empty
             && let Some(alias) = &q.alias
         {
             let name = format!("{} (alias)", q.name);
-            let second = self.run_recorded(&name, &alias.promql, plan, m).await?;
+            let second = self.run_recorded(&name, &alias.promql, at_ms, m).await?;
             if second != Outcome::Empty {
                 chosen = (alias.metric.clone(), second);
             }
@@ -313,15 +375,23 @@ impl PrometheusCollector {
         &self,
         name: &str,
         promql: &str,
-        plan: &WindowPlan,
+        at_ms: i64,
         m: &mut ServerMetrics,
     ) -> Result<Outcome, PromError> {
         m.queries.push(QueryRecord {
             name: name.to_string(),
             query: promql.to_string(),
         });
-        tracing::debug!(%name, %promql, time = plan.eval_time_unix, "PromQL");
-        let answer = self.instant_query(promql, plan.eval_time_unix).await?;
+        tracing::debug!(%name, %promql, time = %unix_ms_param(at_ms), "PromQL");
+        let answer = self.query_data(promql, at_ms).await?;
+        let answer =
+            InstantAnswer::from_data(&answer.data, answer.warnings).map_err(|message| {
+                PromError::Parse {
+                    what: WHAT,
+                    url: self.shown_url.clone(),
+                    message,
+                }
+            })?;
         for w in &answer.warnings {
             m.warnings
                 .push(format!("Prometheus warning on {name}: {w}"));
@@ -335,9 +405,9 @@ impl PrometheusCollector {
         Ok(answer.outcome())
     }
 
-    /// Plans the window, sleeps until its time `T` (so the scrape after the load is in), then
-    /// runs [`query_at`](Self::query_at).
-    pub async fn collect(&self, span: &LoadSpan) -> Result<ServerMetrics, PromError> {
+    /// Seed window mode: plans the seed's window, sleeps until its time `T` (`--scrape-wait`
+    /// after the load), then runs [`query_at`](Self::query_at).
+    pub async fn collect_seed(&self, span: &LoadSpan) -> Result<ServerMetrics, PromError> {
         let plan = self.plan(span);
         let wait = (plan.wait_until - Utc::now()).to_std().unwrap_or_default();
         if !wait.is_zero() {
@@ -351,6 +421,22 @@ impl PrometheusCollector {
         }
         self.query_at(&plan, span).await
     }
+}
+
+/// What one query returned: its data as Prometheus sent it, and its `warnings` and `infos`.
+#[derive(Debug)]
+pub struct QueryData {
+    /// Vector, scalar or matrix.
+    pub data: prometheus_http_query::response::Data,
+    /// Prometheus's warnings and infos about the query.
+    pub warnings: Vec<String>,
+}
+
+/// The `time` parameter for unix milliseconds: seconds with three decimals.
+pub(crate) fn unix_ms_param(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
 }
 
 /// Key in `resolved_names` for figures whose metric has an alias.

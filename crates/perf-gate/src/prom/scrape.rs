@@ -37,6 +37,8 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Counter families read, without `_total`.
 const REQUEST_SUCCESS_BASE: &str = "vllm:request_success";
 const GENERATION_TOKENS_BASE: &str = "vllm:generation_tokens";
+/// The process collector's start time (every vLLM exposes it).
+pub(crate) const PROCESS_START: &str = "process_start_time_seconds";
 
 /// One parse of `/metrics`, with the time it was taken.
 #[derive(Debug, Clone, PartialEq)]
@@ -313,6 +315,113 @@ fn delta_quantiles(
     }
 }
 
+/// What two snapshots of the counters and histograms say about the load between them: the
+/// latency quantiles, the finished requests and generated tokens (exact counter differences;
+/// a series absent before counts from 0). Shared by the `/metrics` and the Prometheus paths.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeltaFigures {
+    /// E2E latency quantiles.
+    pub e2e: ServerQuantiles,
+    /// TTFT quantiles.
+    pub ttft: ServerQuantiles,
+    /// ITL quantiles.
+    pub itl: ServerQuantiles,
+    /// The ITL histogram used (`vllm:inter_token_latency_seconds` or its old name).
+    pub itl_family: &'static str,
+    /// Requests finished with `stop` or `length`.
+    pub finished: Measured,
+    /// Requests finished with any reason.
+    pub finished_any: Measured,
+    /// Generated tokens.
+    pub tokens: Measured,
+    /// Counter and bucket series present after but not before (counted from 0).
+    pub series_born: u64,
+}
+
+pub(crate) fn delta_figures(before: &MetricsSnapshot, after: &MetricsSnapshot) -> DeltaFigures {
+    let itl_family = if after.histogram(ITL).is_none() && after.histogram(ITL_OLD).is_some() {
+        ITL_OLD
+    } else {
+        ITL
+    };
+    let counted =
+        |base: &str, keep: &dyn Fn(&Sample) -> bool| match counter_delta(before, after, base, keep)
+        {
+            Ok(v) => Measured::value(v),
+            Err(reason) => Measured::missing(reason),
+        };
+    let born = {
+        let names: Vec<String> = [E2E_LATENCY, TTFT, itl_family]
+            .iter()
+            .map(|f| format!("{f}_bucket"))
+            .chain([
+                format!("{REQUEST_SUCCESS_BASE}_total"),
+                format!("{GENERATION_TOKENS_BASE}_total"),
+            ])
+            .collect();
+        let keys = |snap: &MetricsSnapshot| -> std::collections::BTreeSet<(String, Vec<(String, String)>)> {
+            names
+                .iter()
+                .flat_map(|n| snap.samples(n))
+                .map(|s| {
+                    let mut l = s.labels.clone();
+                    l.sort();
+                    (s.name.clone(), l)
+                })
+                .collect()
+        };
+        let b = keys(before);
+        keys(after).difference(&b).count() as u64
+    };
+    DeltaFigures {
+        e2e: delta_quantiles(before, after, E2E_LATENCY),
+        ttft: delta_quantiles(before, after, TTFT),
+        itl: delta_quantiles(before, after, itl_family),
+        itl_family,
+        finished: counted(REQUEST_SUCCESS_BASE, &finished_ok),
+        finished_any: counted(REQUEST_SUCCESS_BASE, &|_| true),
+        tokens: counted(GENERATION_TOKENS_BASE, &|_| true),
+        series_born: born,
+    }
+}
+
+impl DeltaFigures {
+    /// Places the figures into `m` (rates over `load_duration_s`).
+    pub(crate) fn apply(self, m: &mut ServerMetrics, load_duration_s: f64) {
+        m.e2e_latency_s = self.e2e;
+        m.ttft_s = self.ttft;
+        m.itl_s = self.itl;
+        m.resolved_names
+            .insert("itl".into(), self.itl_family.into());
+        m.throughput_rps = per_second(&self.finished, load_duration_s);
+        m.generation_tokens_per_s = per_second(&self.tokens, load_duration_s);
+        m.requests_finished = self.finished;
+        m.integrity.requests_finished_any = self.finished_any;
+        m.integrity.series_born = self.series_born;
+    }
+}
+
+/// The process start times a snapshot shows (`process_start_time_seconds`), as RFC 3339.
+fn process_starts(snap: &MetricsSnapshot) -> Vec<String> {
+    let mut v: Vec<String> = snap
+        .samples(PROCESS_START)
+        .map(|s| {
+            chrono::DateTime::from_timestamp_millis((s.value * 1000.0).round() as i64).map_or_else(
+                || s.value.to_string(),
+                |t| {
+                    format!(
+                        "process started {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    )
+                },
+            )
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Server-side figures from two `/metrics` snapshots around a load of `load_duration_s` seconds.
 pub fn server_metrics_from_deltas(
     before: &MetricsSnapshot,
@@ -332,20 +441,13 @@ pub fn server_metrics_from_deltas(
     let mut queries = Vec::new();
     let mut record = |name: String, query: String| queries.push(QueryRecord { name, query });
 
+    let figures = delta_figures(before, after);
     for lat in [Latency::E2e, Latency::Ttft, Latency::Itl] {
         let family = match lat {
             Latency::E2e => E2E_LATENCY,
             Latency::Ttft => TTFT,
-            Latency::Itl
-                if after.histogram(ITL).is_none() && after.histogram(ITL_OLD).is_some() =>
-            {
-                ITL_OLD
-            }
-            Latency::Itl => ITL,
+            Latency::Itl => figures.itl_family,
         };
-        if lat == Latency::Itl && after.histogram(family).is_some() {
-            m.resolved_names.insert("itl".into(), family.into());
-        }
         for q in Quantile::ALL {
             record(
                 format!("{}_{}", lat.label(), q.label()),
@@ -355,32 +457,47 @@ pub fn server_metrics_from_deltas(
                 ),
             );
         }
-        let qs = delta_quantiles(before, after, family);
-        match lat {
-            Latency::E2e => m.e2e_latency_s = qs,
-            Latency::Ttft => m.ttft_s = qs,
-            Latency::Itl => m.itl_s = qs,
-        }
     }
-
     record(
         "requests_finished".into(),
         format!(
             "sum({REQUEST_SUCCESS_BASE}_total{{finished_reason=~\"{FINISHED_OK}\"}} after - before) {between}"
         ),
     );
-    let finished = match counter_delta(before, after, REQUEST_SUCCESS_BASE, &finished_ok) {
-        Ok(v) => Measured::value(v),
-        Err(reason) => Measured::missing(reason),
-    };
     record(
         "generation_tokens".into(),
         format!("sum({GENERATION_TOKENS_BASE}_total after - before) {between}"),
     );
-    let tokens = match counter_delta(before, after, GENERATION_TOKENS_BASE, &|_| true) {
-        Ok(v) => Measured::value(v),
-        Err(reason) => Measured::missing(reason),
-    };
+    let itl_found = after.histogram(figures.itl_family).is_some();
+    figures.apply(&mut m, load_duration_s);
+    if !itl_found {
+        m.resolved_names.remove("itl");
+    }
+
+    // One process on both sides: a restart, or a Service alternating between replicas, would
+    // mix the counters of different processes.
+    let (pb, pa) = (process_starts(before), process_starts(after));
+    m.integrity.targets_before = pb.clone();
+    m.integrity.targets_after = pa.clone();
+    m.integrity.counter_resets = None;
+    m.integrity.process_restarts = Some(u64::from(!pb.is_empty() && pb != pa));
+    m.integrity.edges_confirmed = !pb.is_empty() && pb == pa && pb.len() == 1;
+    if pb.is_empty() || pa.is_empty() {
+        m.integrity.unconfirmed.push(
+            "/metrics shows no process_start_time_seconds: cannot tell whether both scrapes came from one vLLM process".into(),
+        );
+    } else if pb != pa {
+        m.integrity.unconfirmed.push(format!(
+            "the /metrics scrapes before and after the load came from different processes ({} / {}): vLLM restarted, or a Service spread the scrapes over several replicas",
+            pb.join(", "),
+            pa.join(", ")
+        ));
+    } else if pb.len() > 1 {
+        m.integrity.unconfirmed.push(format!(
+            "/metrics shows several processes ({}): the deltas mix their counters",
+            pb.join(", ")
+        ));
+    }
 
     let kv = if after.gauge_max(KV_CACHE).is_none() && after.gauge_max(KV_CACHE_OLD).is_some() {
         KV_CACHE_OLD
@@ -411,11 +528,7 @@ pub fn server_metrics_from_deltas(
         "DCGM GPU metrics are not on vLLM's /metrics: they need Prometheus (--prometheus-url)";
     m.gpu_utilization_avg = Measured::missing(no_gpu);
     m.gpu_utilization_max = Measured::missing(no_gpu);
-
     m.queries = queries;
-    m.throughput_rps = per_second(&finished, load_duration_s);
-    m.generation_tokens_per_s = per_second(&tokens, load_duration_s);
-    m.requests_finished = finished;
     m
 }
 

@@ -1,13 +1,15 @@
 //! Settings and the query window: which range `[W]` every query covers and at which time `T` it
-//! is evaluated (DESIGN.md, "Windows").
+//! is evaluated (DESIGN.md and README, "Windows").
 //!
-//! - End-anchored (default): `T` = load end + scrape interval + 2 s, rounded up to a whole second
-//!   (the API's `time` takes whole seconds here); `W` = `T` − load start, rounded up, so the range
-//!   covers the whole load. The answer then does not depend on when the query runs.
+//! - End-anchored (default): the window rests on confirmed scrape samples, not on arithmetic
+//!   from the clock: its left edge is every target's last sample before the load (taken after
+//!   the pre-flight and warm-up, nothing running, counts unchanged), `T` the first scrape time
+//!   after the load at which every target is quiet and has counted the load
+//!   ([`super::confirm`]; collected by [`super::PrometheusCollector::collect_confirmed`]). `W` = `T` − load start.
 //! - Seed (`--window-mode seed`): `W` = load duration rounded up to the minute, at least 60 s;
-//!   `T` = load end + `--scrape-wait`, rounded up. The same queries are used; only `W` and `T`
-//!   change. For loads longer than `W − scrape_wait` this window misses the start of the load
-//!   (the seed's behaviour, kept for comparison; a warning says so).
+//!   `T` = load end + `--scrape-wait` (20 s), rounded up ([`plan_seed_window`]). For loads longer
+//!   than `W − scrape_wait` this window misses the start of the load (the seed's behaviour,
+//!   kept for comparison; a warning says so).
 
 use std::time::Duration;
 
@@ -17,16 +19,17 @@ use crate::results::{QueryWindow, WindowMode};
 
 /// Default `job` label of the vLLM scrape job (the seed's).
 pub const DEFAULT_JOB: &str = "vllm-service";
-/// Default Prometheus scrape interval assumed (the seed's Prometheus).
+/// Scrape interval assumed when `--scrape-interval auto` finds none in Prometheus (the seed's
+/// Prometheus, and kube-prometheus's default).
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(30);
-/// Default wait after the load in seed window mode.
+/// Wait after the load in seed window mode (the seed's).
 pub const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(20);
+/// Prometheus's service-discovery delay: a target can appear up to this long after it exists.
+pub const DISCOVERY_DELAY: Duration = Duration::from_secs(5);
 /// Default selector of the DCGM GPU series (the seed's).
 pub const DEFAULT_GPU_SELECTOR: &str = r#"{gpu="0"}"#;
 /// Default per-query timeout.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Seconds added after the last expected scrape before evaluating (inference-perf uses 2 s too).
-pub const SCRAPE_BUFFER: Duration = Duration::from_secs(2);
 
 /// Which series to read from Prometheus and how to window them (the URL is given to
 /// [`super::PrometheusCollector::new`] beside these).
@@ -34,10 +37,13 @@ pub const SCRAPE_BUFFER: Duration = Duration::from_secs(2);
 pub struct PromSettings {
     /// `job` label of the vLLM scrape job; every vLLM query carries `job="<job>"`.
     pub job: String,
-    /// Prometheus's scrape interval for the vLLM job.
-    pub scrape_interval: Duration,
-    /// Wait after the load in seed window mode.
-    pub scrape_wait: Duration,
+    /// Prometheus's scrape interval for the vLLM job; `None` (`auto`): read from Prometheus's
+    /// `/api/v1/targets`, else [`DEFAULT_SCRAPE_INTERVAL`].
+    pub scrape_interval: Option<Duration>,
+    /// End-anchored: the longest wait for confirmed samples, before and after the load;
+    /// `None` (`auto`): two scrape intervals + [`DISCOVERY_DELAY`]. Seed: the fixed wait after
+    /// the load; `None`: [`DEFAULT_SCRAPE_WAIT`].
+    pub scrape_wait: Option<Duration>,
     /// Window rule.
     pub window_mode: WindowMode,
     /// Label selector of the DCGM series, braces included (e.g. `{gpu="0"}`); `gpu="0"` without
@@ -49,16 +55,25 @@ pub struct PromSettings {
 }
 
 impl Default for PromSettings {
-    /// The seed's job label, scrape interval and wait; end-anchored windows; GPU 0.
+    /// The seed's job label; `auto` interval and wait; end-anchored windows; GPU 0.
     fn default() -> Self {
         PromSettings {
             job: DEFAULT_JOB.to_string(),
-            scrape_interval: DEFAULT_SCRAPE_INTERVAL,
-            scrape_wait: DEFAULT_SCRAPE_WAIT,
+            scrape_interval: None,
+            scrape_wait: None,
             window_mode: WindowMode::EndAnchored,
             gpu_selector: DEFAULT_GPU_SELECTOR.to_string(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
         }
+    }
+}
+
+impl PromSettings {
+    /// The longest wait for confirmed samples at `interval`: `--scrape-wait`, else two scrape
+    /// intervals + the discovery delay.
+    pub fn confirm_bound(&self, interval: Duration) -> Duration {
+        self.scrape_wait
+            .unwrap_or(interval.saturating_mul(2) + DISCOVERY_DELAY)
     }
 }
 
@@ -81,7 +96,7 @@ impl LoadSpan {
     }
 }
 
-/// The window every query of a run uses.
+/// The seed window of a run: whole seconds, as the seed computes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowPlan {
     /// Rule that produced it.
@@ -99,11 +114,16 @@ impl WindowPlan {
     pub fn query_window(&self) -> QueryWindow {
         QueryWindow {
             mode: self.mode,
-            range_s: self.range_s,
-            eval_time_unix: self.eval_time_unix,
+            range_s: self.range_s as f64,
+            eval_time_unix: self.eval_time_unix as f64,
             eval_time: self
                 .wait_until
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            scrape_interval_s: None,
+            scrape_interval_source: None,
+            waited_before_load_s: None,
+            waited_after_load_s: None,
+            samples: Vec::new(),
         }
     }
 }
@@ -126,42 +146,30 @@ fn seconds_to_time(secs: i128) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Chooses `W` and `T` for a load (see the module docs for the rules).
-pub fn plan_window(settings: &PromSettings, span: &LoadSpan) -> WindowPlan {
+/// The seed's window: `W` = the load's duration rounded up to the minute (at least 60 s),
+/// `T` = load end + `--scrape-wait` (default 20 s), rounded up to a whole second.
+pub fn plan_seed_window(settings: &PromSettings, span: &LoadSpan) -> WindowPlan {
     let start = nanos(span.start);
     let end = nanos(span.end).max(start);
-    let (t, w) = match settings.window_mode {
-        WindowMode::EndAnchored => {
-            let t = ceil_div(
-                end + settings.scrape_interval.as_nanos() as i128
-                    + SCRAPE_BUFFER.as_nanos() as i128,
-                NS,
-            );
-            let w = ceil_div(t * NS - start, NS).max(1);
-            (t, w)
-        }
-        WindowMode::Seed => {
-            let t = ceil_div(end + settings.scrape_wait.as_nanos() as i128, NS);
-            let w = (ceil_div(end - start, 60 * NS) * 60).max(60);
-            (t, w)
-        }
-    };
+    let wait = settings.scrape_wait.unwrap_or(DEFAULT_SCRAPE_WAIT);
+    let t = ceil_div(end + wait.as_nanos() as i128, NS);
+    let w = (ceil_div(end - start, 60 * NS) * 60).max(60);
     WindowPlan {
-        mode: settings.window_mode,
+        mode: WindowMode::Seed,
         range_s: u64::try_from(w).unwrap_or(u64::MAX),
         eval_time_unix: i64::try_from(t).unwrap_or(i64::MAX),
         wait_until: seconds_to_time(t),
     }
 }
 
-/// Caveats about a window, for `ServerMetrics.warnings`.
+/// Caveats about a seed window, for `ServerMetrics.warnings`.
 pub(crate) fn window_warnings(
-    settings: &PromSettings,
+    interval: Duration,
     plan: &WindowPlan,
     span: &LoadSpan,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let interval = settings.scrape_interval.as_secs_f64();
+    let interval = interval.as_secs_f64();
     if interval > 0.0 && (plan.range_s as f64) < 4.0 * interval {
         out.push(format!(
             "window {}s is shorter than 4 scrape intervals ({}s): rate() rests on few samples",
@@ -174,19 +182,11 @@ pub(crate) fn window_warnings(
     if window_start > load_start {
         out.push(format!(
             "the {} window starts {:.1}s after the load began: the start of the load is not counted",
-            mode_name(plan.mode),
+            plan.mode.as_str(),
             window_start - load_start
         ));
     }
     out
-}
-
-/// The mode's name as written in the results (`end_anchored`, `seed`).
-pub(crate) fn mode_name(mode: WindowMode) -> &'static str {
-    match mode {
-        WindowMode::EndAnchored => "end_anchored",
-        WindowMode::Seed => "seed",
-    }
 }
 
 #[cfg(test)]
@@ -205,44 +205,6 @@ mod tests {
     }
 
     #[test]
-    fn end_anchored_rounds_up_and_covers_the_whole_load() {
-        // Load 1000.500 .. 1060.001; T = 1060.001 + 30 + 2 = 1092.001 -> 1093;
-        // W = 1093 - 1000.5 = 92.5 -> 93, so the range starts at 1000 <= 1000.5.
-        let span = LoadSpan {
-            start: at(1000, 500),
-            end: at(1060, 1),
-        };
-        let p = plan_window(&settings(WindowMode::EndAnchored), &span);
-        assert_eq!(p.eval_time_unix, 1093);
-        assert_eq!(p.range_s, 93);
-        assert_eq!(p.wait_until, at(1093, 0));
-        assert_eq!(p.mode, WindowMode::EndAnchored);
-        // Whole-second end: no rounding. T = 1060 + 32 = 1092, W = 1092 - 1000 = 92.
-        let span = LoadSpan {
-            start: at(1000, 0),
-            end: at(1060, 0),
-        };
-        let p = plan_window(&settings(WindowMode::EndAnchored), &span);
-        assert_eq!((p.eval_time_unix, p.range_s), (1092, 92));
-    }
-
-    #[test]
-    fn end_anchored_uses_the_scrape_interval() {
-        let s = PromSettings {
-            scrape_interval: Duration::from_secs(1),
-            ..settings(WindowMode::EndAnchored)
-        };
-        // T = 10.2 + 1 + 2 = 13.2 -> 14; W = 14 - 5.9 = 8.1 -> 9.
-        let span = LoadSpan {
-            start: at(5, 900),
-            end: at(10, 200),
-        };
-        let p = plan_window(&s, &span);
-        assert_eq!((p.eval_time_unix, p.range_s), (14, 9));
-        assert!(window_warnings(&s, &p, &span).is_empty());
-    }
-
-    #[test]
     fn seed_rounds_the_duration_up_to_the_minute_with_a_minimum() {
         let s = settings(WindowMode::Seed);
         // 25 s load -> W = 60 (minimum); T = 1025 + 20 = 1045.
@@ -250,19 +212,19 @@ mod tests {
             start: at(1000, 0),
             end: at(1025, 0),
         };
-        let p = plan_window(&s, &span);
+        let p = plan_seed_window(&s, &span);
         assert_eq!((p.eval_time_unix, p.range_s), (1045, 60));
         // Exactly 60 s stays 60; 60.001 s becomes 120; T rounds up at .001 s.
         let span = LoadSpan {
             start: at(1000, 0),
             end: at(1060, 0),
         };
-        assert_eq!(plan_window(&s, &span).range_s, 60);
+        assert_eq!(plan_seed_window(&s, &span).range_s, 60);
         let span = LoadSpan {
             start: at(1000, 0),
             end: at(1060, 1),
         };
-        let p = plan_window(&s, &span);
+        let p = plan_seed_window(&s, &span);
         assert_eq!((p.eval_time_unix, p.range_s), (1081, 120));
         assert_eq!(p.mode, WindowMode::Seed);
         // Zero-length load still gets the 1-minute minimum.
@@ -270,7 +232,7 @@ mod tests {
             start: at(1000, 0),
             end: at(1000, 0),
         };
-        assert_eq!(plan_window(&s, &span).range_s, 60);
+        assert_eq!(plan_seed_window(&s, &span).range_s, 60);
     }
 
     #[test]
@@ -281,8 +243,8 @@ mod tests {
             start: at(1000, 0),
             end: at(1060, 0),
         };
-        let p = plan_window(&s, &span);
-        let w = window_warnings(&s, &p, &span);
+        let p = plan_seed_window(&s, &span);
+        let w = window_warnings(DEFAULT_SCRAPE_INTERVAL, &p, &span);
         assert!(
             w.iter()
                 .any(|m| m.contains("starts 20.0s after the load began")),
@@ -294,19 +256,5 @@ mod tests {
                 .any(|m| m.contains("shorter than 4 scrape intervals")),
             "{w:?}"
         );
-    }
-
-    #[test]
-    fn query_window_record() {
-        let span = LoadSpan {
-            start: at(1_795_445_400, 0),
-            end: at(1_795_445_430, 0),
-        };
-        let p = plan_window(&settings(WindowMode::EndAnchored), &span);
-        let w = p.query_window();
-        assert_eq!(w.eval_time_unix, 1_795_445_462);
-        assert_eq!(w.range_s, 62);
-        assert_eq!(w.eval_time, "2026-11-23T14:51:02Z");
-        assert!((span.duration_s() - 30.0).abs() < 1e-9);
     }
 }

@@ -16,6 +16,18 @@ pub(super) fn render(m: &Metrics) -> String {
     let waiting = m.waiting.load(Relaxed).max(0);
     let kv = m.kv_tokens.load(Relaxed).max(0) as f64 / m.kv_capacity as f64;
 
+    // the process collector's start time, unlabelled, as prometheus_client writes it: a
+    // restart (or another replica) shows as another value
+    gauge_head(
+        &mut out,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+    );
+    let _ = writeln!(
+        out,
+        "process_start_time_seconds {}",
+        go_float(m.started_unix)
+    );
     gauge_head(
         &mut out,
         "vllm:num_requests_running",

@@ -28,7 +28,7 @@ fn span() -> LoadSpan {
 
 fn settings() -> PromSettings {
     PromSettings {
-        scrape_interval: Duration::from_secs(1),
+        scrape_interval: Some(Duration::from_secs(1)),
         ..PromSettings::default()
     }
 }
@@ -69,6 +69,8 @@ fn fake_answer(q: &str) -> serde_json::Value {
         Some("0.05")
     } else if pick("resets(") {
         Some("0")
+    } else if pick("sum(rate(vllm:request_success_total") {
+        Some("1.25")
     } else if pick("vllm:request_success_total") {
         Some("30")
     } else if pick("vllm:generation_tokens_total") {
@@ -102,12 +104,12 @@ async fn result_handling_against_a_fake_prometheus() {
         .unwrap()
         .with_retry_policy(fast());
     let plan = c.plan(&span());
-    // T = 1010 + 1 + 2 = 1013; W = 13.
-    assert_eq!((plan.eval_time_unix, plan.range_s), (1013, 13));
+    // the seed's window: T = 1010 + 20 = 1030; W = 60 (a minute at least).
+    assert_eq!((plan.eval_time_unix, plan.range_s), (1030, 60));
     let m = c.query_at(&plan, &span()).await.unwrap();
 
     assert_eq!(m.source, ServerSource::Prometheus);
-    assert_eq!(m.window.as_ref().unwrap().range_s, 13);
+    assert_eq!(m.window.as_ref().unwrap().range_s, 60.0);
     assert_eq!(m.e2e_latency_s.p50, crate::results::Measured::value(1.5));
     assert_eq!(m.e2e_latency_s.p95.value, None);
     assert!(
@@ -131,7 +133,7 @@ async fn result_handling_against_a_fake_prometheus() {
     assert_eq!(
         m.ttft_s.p95.reason.as_deref(),
         Some(
-            r#"no series matched vllm:time_to_first_token_seconds_bucket{job="vllm-service"} in the 13s window (check --prometheus-job and metric names)"#
+            r#"no series matched vllm:time_to_first_token_seconds_bucket{job="vllm-service"} in the 60s window (check --prometheus-job and metric names)"#
         )
     );
     // ITL resolved through the old name.
@@ -145,7 +147,8 @@ async fn result_handling_against_a_fake_prometheus() {
         Some("vllm:kv_cache_usage_perc")
     );
     assert_eq!(m.requests_finished.value, Some(30.0));
-    assert_eq!(m.throughput_rps.value, Some(3.0)); // 30 / 10 s
+    // the seed's throughput is its rate over the minute-rounded window, not 30 / 10 s
+    assert_eq!(m.throughput_rps.value, Some(1.25));
     assert_eq!(m.generation_tokens_per_s.value, Some(60.0));
     assert_eq!(m.kv_cache_usage_max.value, Some(0.4));
     assert_eq!(m.kv_cache_usage_avg.value, Some(0.2));
@@ -161,14 +164,14 @@ async fn result_handling_against_a_fake_prometheus() {
         m.warnings,
         vec!["Prometheus warning on kv_cache_usage_max: PromQL warning: something odd".to_string()]
     );
-    // 17 queries + 3 ITL alias attempts; every one recorded.
-    assert_eq!(m.queries.len(), 20);
+    // 18 queries + 3 ITL alias attempts; every one recorded.
+    assert_eq!(m.queries.len(), 21);
     assert!(m.queries.iter().any(|q| q.name == "itl_p95 (alias)"));
 
     let reqs = server.received_requests().await.unwrap();
-    assert_eq!(reqs.len(), 20);
+    assert_eq!(reqs.len(), 21);
     for r in &reqs {
-        assert_eq!(param(r, "time").as_deref(), Some("1013"));
+        assert_eq!(param(r, "time").as_deref(), Some("1030.000"));
         assert_eq!(param(r, "timeout").as_deref(), Some("30000ms"));
     }
     crate::prom::answer::assert_every_null_has_a_reason(&serde_json::to_value(&m).unwrap());

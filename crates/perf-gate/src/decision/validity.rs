@@ -1,0 +1,227 @@
+//! Invalid is not failed: the reasons a measurement cannot be trusted, which make the decision
+//! `invalid` (no alias, never a baseline, exit 5: rerun the gate) rather than judge the adapter
+//! on figures that do not describe it.
+//!
+//! From the facts `load-test` records (`server.integrity`, the counts, the generator's health):
+//! - a window edge that is not a confirmed sample (a target busy, down or unscraped around the
+//!   load; with `/metrics` deltas, scrapes from different processes);
+//! - vLLM's counters reset or its process restarted inside the window;
+//! - the server's count of requests finished with `stop`/`length` outside `[the client's
+//!   successes, the requests of this run that reached the server]`: above means other traffic
+//!   on the server (contamination), below a missing target, a reset or a lost scrape. Client
+//!   failures alone never make a run invalid (vLLM counts them as `abort`/`error`);
+//! - (with the figures the checks use) a server figure missing although the scrapes were
+//!   confirmed, or a saturated load generator when the client's timings are judged.
+//!
+//! In seed window mode the window is the seed's clock arithmetic, not confirmed samples: its
+//! edges and counts are not checked (that is the seed's behaviour), only restarts.
+
+use super::metrics::MetricsSource;
+use crate::results::{LoadTestResults, Measured, Validity, WindowMode};
+
+/// Failures that mean the request never reached the server.
+const NEVER_REACHED: [&str; 1] = ["connect"];
+
+/// The reasons the measurement itself cannot be trusted, whatever figures are judged.
+pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(server) = &results.server else {
+        out.push("no server figures were collected".to_string());
+        return out;
+    };
+    let seed = server
+        .window
+        .as_ref()
+        .is_some_and(|w| w.mode == WindowMode::Seed);
+    let integrity = &server.integrity;
+    if !seed {
+        out.extend(
+            integrity
+                .unconfirmed
+                .iter()
+                .map(|u| format!("window edge not confirmed: {u}")),
+        );
+        if integrity.unconfirmed.is_empty() && !integrity.edges_confirmed {
+            out.push("the window's edges were not confirmed".to_string());
+        }
+    }
+    if let Some(n) = integrity.counter_resets.filter(|n| *n > 0) {
+        out.push(format!(
+            "vLLM's counters were reset {n} time(s) inside the window: a restart during the load"
+        ));
+    }
+    if let Some(n) = integrity.process_restarts.filter(|n| *n > 0) {
+        out.push(format!(
+            "a vLLM process restarted inside the window ({n} change(s) of process_start_time_seconds)"
+        ));
+    }
+    if !seed && let Some(client) = &results.client {
+        let ok = client.successful_requests;
+        let never_reached: u64 = NEVER_REACHED
+            .iter()
+            .filter_map(|k| client.errors_by_kind.get(*k))
+            .sum();
+        let reached = client.total_requests.saturating_sub(never_reached);
+        match server.requests_finished.get() {
+            None => out.push(format!(
+                "the server's count of finished requests is missing ({}): other traffic or a lost target cannot be ruled out",
+                reason(&server.requests_finished)
+            )),
+            Some(n) if n < ok as f64 => out.push(format!(
+                "the server counted {n} requests finished with stop/length but the client saw {ok} succeed: a target missing from the job, a counter reset or a lost scrape"
+            )),
+            Some(n) if n > reached as f64 => out.push(format!(
+                "the server counted {n} requests finished with stop/length, more than the {reached} requests of this run that reached it: other traffic on the server during the load"
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Every reason the decision is `invalid` when checks 1–3 read `source`'s figures:
+/// [`measurement_problems`], plus a missing server figure (server source), plus a saturated
+/// load generator (client source: its timings are the ones judged).
+pub fn invalid_reasons(results: &LoadTestResults, source: MetricsSource) -> Vec<String> {
+    let mut out = measurement_problems(results);
+    match source {
+        MetricsSource::Server => {
+            if let Some(s) = &results.server {
+                for (name, m) in [
+                    ("P95 E2E latency", &s.e2e_latency_s.p95),
+                    ("P95 TTFT", &s.ttft_s.p95),
+                    ("throughput", &s.throughput_rps),
+                ] {
+                    if m.get().is_none() {
+                        out.push(format!("server {name} is missing: {}", reason(m)));
+                    }
+                }
+            }
+        }
+        MetricsSource::Client => {
+            if results.load_generator.as_ref().is_some_and(|g| g.saturated) {
+                out.push(
+                    "the load generator was saturated: the client's timings, which checks 1-3 judge, may be inflated"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// [`measurement_problems`] as the results record it.
+pub fn validity(results: &LoadTestResults) -> Validity {
+    let reasons = measurement_problems(results);
+    Validity {
+        valid: reasons.is_empty(),
+        reasons,
+    }
+}
+
+fn reason(m: &Measured) -> &str {
+    m.reason.as_deref().unwrap_or("no reason given")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn confirmed() -> LoadTestResults {
+        let mut r = fixtures::results();
+        let s = r.server.as_mut().unwrap();
+        s.integrity.edges_confirmed = true;
+        s.integrity.counter_resets = Some(0);
+        s.integrity.process_restarts = Some(0);
+        r
+    }
+
+    #[test]
+    fn a_clean_run_is_valid() {
+        assert_eq!(measurement_problems(&confirmed()), Vec::<String>::new());
+        assert!(invalid_reasons(&confirmed(), MetricsSource::Server).is_empty());
+    }
+
+    #[test]
+    fn counts_outside_the_client_s_bounds_are_contamination_or_loss() {
+        let mut r = confirmed();
+        r.server.as_mut().unwrap().requests_finished = Measured::value(130.0);
+        let p = measurement_problems(&r);
+        assert!(
+            p[0].contains("more than the 100 requests of this run"),
+            "{p:?}"
+        );
+        r.server.as_mut().unwrap().requests_finished = Measured::value(90.0);
+        let p = measurement_problems(&r);
+        assert!(p[0].contains("client saw 100 succeed"), "{p:?}");
+    }
+
+    #[test]
+    fn client_failures_alone_never_make_a_run_invalid() {
+        let mut r = confirmed();
+        let c = r.client.as_mut().unwrap();
+        c.successful_requests = 80;
+        c.failed_requests = 20;
+        c.errors_by_kind = [("http_500".to_string(), 15), ("connect".to_string(), 5)].into();
+        // 80 succeeded; of the 95 that reached vLLM, it finished 80..=95 with stop/length
+        for n in [80.0, 88.0, 95.0] {
+            r.server.as_mut().unwrap().requests_finished = Measured::value(n);
+            assert!(measurement_problems(&r).is_empty(), "{n}");
+        }
+        r.server.as_mut().unwrap().requests_finished = Measured::value(96.0);
+        assert_eq!(measurement_problems(&r).len(), 1);
+    }
+
+    #[test]
+    fn unconfirmed_edges_restarts_and_missing_figures_are_reasons() {
+        let mut r = confirmed();
+        let s = r.server.as_mut().unwrap();
+        s.integrity.edges_confirmed = false;
+        s.integrity.unconfirmed = vec!["a:1: 2 running and 0 waiting at ...".into()];
+        s.integrity.counter_resets = Some(1);
+        s.integrity.process_restarts = Some(1);
+        s.e2e_latency_s.p95 = Measured::missing("no observations");
+        let p = measurement_problems(&r);
+        assert_eq!(p.len(), 3, "{p:?}");
+        let all = invalid_reasons(&r, MetricsSource::Server);
+        assert!(
+            all.iter()
+                .any(|l| l == "server P95 E2E latency is missing: no observations")
+        );
+        // the client source does not need the server's latency
+        assert_eq!(invalid_reasons(&r, MetricsSource::Client).len(), 3);
+    }
+
+    #[test]
+    fn a_saturated_generator_invalidates_only_the_client_s_figures() {
+        let mut r = confirmed();
+        r.load_generator = Some(crate::results::GeneratorHealth {
+            saturated: true,
+            ..Default::default()
+        });
+        assert!(invalid_reasons(&r, MetricsSource::Server).is_empty());
+        assert_eq!(invalid_reasons(&r, MetricsSource::Client).len(), 1);
+    }
+
+    #[test]
+    fn seed_windows_are_not_held_to_confirmed_edges() {
+        let mut r = confirmed();
+        let s = r.server.as_mut().unwrap();
+        s.window = Some(crate::results::QueryWindow {
+            mode: WindowMode::Seed,
+            range_s: 60.0,
+            eval_time_unix: 1.0,
+            eval_time: String::new(),
+            scrape_interval_s: None,
+            scrape_interval_source: None,
+            waited_before_load_s: None,
+            waited_after_load_s: None,
+            samples: vec![],
+        });
+        s.integrity.edges_confirmed = false;
+        s.integrity.unconfirmed = vec!["seed window: ...".into()];
+        s.requests_finished = Measured::value(1.0);
+        assert!(measurement_problems(&r).is_empty());
+    }
+}
