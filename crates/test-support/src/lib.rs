@@ -1,8 +1,14 @@
-//! Test fixtures shared by the integration tests: real servers (Prometheus, MLflow) started as
-//! child processes on free loopback ports, stopped when the fixture is dropped.
+//! Test fixtures and tools shared by the integration tests and the scripts:
+//!
+//! - real servers (Prometheus, MLflow, moto) started as child processes on free loopback ports,
+//!   stopped when the fixture is dropped ([`prometheus`], [`mlflow`]);
+//! - the deployment manifests' reader and strict renderer ([`manifest`]) and the check of every
+//!   command line they give against the binaries' own `Cli::command()` ([`clicheck`]).
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 
+pub mod clicheck;
+pub mod manifest;
 pub mod mlflow;
 pub mod prometheus;
 
