@@ -8,9 +8,14 @@
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 
 pub mod clicheck;
+pub mod http;
 pub mod manifest;
 pub mod mlflow;
+pub mod process;
 pub mod prometheus;
+pub mod run;
+pub mod sim;
+pub mod stack;
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests run here).
 pub fn free_port() -> u16 {
