@@ -1,22 +1,25 @@
-//! Command line of `load-test`: the seed's flag names, each with an env var.
+//! Command line of `load-test`: the seed's flag names, each with an env var, converted once
+//! into the library's [`LoadTestConfig`] ([`TryFrom`]), where the cross-field rules and the
+//! URLs are checked (a malformed URL is reported redacted, naming its flag).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use perf_gate::loadtest::LoadTestConfig;
-use perf_gate::prom::PromSettings;
+use perf_gate::loadtest::{
+    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
+};
+use perf_gate::prom::{
+    DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCRAPE_INTERVAL,
+    DEFAULT_SCRAPE_WAIT, PromSettings,
+};
 use perf_gate::results::WindowMode;
+use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for Kubernetes log collectors).
-    Json,
-}
+use perf_gate_cli::logging::LogFormat;
+use perf_gate_cli::parse::positive_u32;
+use perf_gate_cli::seconds::Seconds;
 
 /// `--window-mode` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -38,28 +41,6 @@ pub enum EndpointArg {
     Chat,
 }
 
-/// Parses a duration: bare number = seconds (`8.0`, as the seed passes them), or humantime (`90s`, `2m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Duration::try_from_secs_f64(secs)
-                .map_err(|_| format!("{s:?} seconds is too long"));
-        }
-        return Err(format!("{s:?} is not a non-negative number of seconds"));
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); use seconds (30) or 30s, 2m"))
-}
-
-fn positive_u32(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("{s:?} is not a positive integer ({e})")),
-    }
-}
-
 fn rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.001 => Ok(v),
@@ -76,23 +57,14 @@ fn temperature(s: &str) -> Result<f64, String> {
     }
 }
 
-fn http_url(s: &str) -> Result<String, String> {
-    perf_gate::client::validate_base_url(s, "")
-        .map(|_| s.trim_end_matches('/').to_string())
-        .map_err(|e| {
-            let msg = e.to_string();
-            msg.replace(" (flag )", "")
-        })
-}
-
 /// Fire concurrent streaming requests at a LoRA adapter served by vLLM, measure client-side
 /// TTFT / inter-token latency / e2e, collect server-side P50/P95/P99 from Prometheus (or vLLM's
 /// /metrics), and write load_test_results.json, load_test_status.txt and requests.jsonl.
 #[derive(Debug, Parser)]
-#[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::exit::HELP_TABLE)]
+#[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
 pub struct Cli {
     /// Base URL of the vLLM OpenAI-compatible server.
-    #[arg(long, env = "VLLM_URL", value_parser = http_url)]
+    #[arg(long, env = "VLLM_URL")]
     pub vllm_url: String,
 
     /// Model id requests are sent to (the candidate LoRA adapter); must be listed by /v1/models.
@@ -104,15 +76,15 @@ pub struct Cli {
     pub eval_data_path: PathBuf,
 
     /// Requests in flight (closed loop); with --rate, the cap on requests in flight.
-    #[arg(long, env = "CONCURRENCY", default_value = "10", value_parser = positive_u32)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = positive_u32)]
     pub concurrency: u32,
 
     /// Max output tokens per request.
-    #[arg(long, env = "MAX_TOKENS", default_value = "256", value_parser = positive_u32)]
+    #[arg(long, env = "MAX_TOKENS", default_value_t = DEFAULT_MAX_TOKENS, value_parser = positive_u32)]
     pub max_tokens: u32,
 
     /// Prometheus base URL. Without it, server figures come from vLLM /metrics deltas.
-    #[arg(long, env = "PROMETHEUS_URL", value_parser = http_url)]
+    #[arg(long, env = "PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
 
     /// Directory for the result files (created if missing).
@@ -124,39 +96,39 @@ pub struct Cli {
     pub api_key: Option<String>,
 
     /// Deadline of each request (seconds, or 90s / 5m). A request past it counts as a timeout failure.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "300", value_parser = parse_duration)]
-    pub request_timeout: Duration,
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT))]
+    pub request_timeout: Seconds,
 
     /// `job` label of vLLM's series in Prometheus.
-    #[arg(long, env = "PROMETHEUS_JOB", default_value = "vllm-service")]
+    #[arg(long, env = "PROMETHEUS_JOB", default_value = DEFAULT_JOB)]
     pub prometheus_job: String,
 
     /// Prometheus scrape interval of the vLLM job (the query waits for one more scrape).
-    #[arg(long, env = "SCRAPE_INTERVAL", default_value = "30", value_parser = parse_duration)]
-    pub scrape_interval: Duration,
+    #[arg(long, env = "SCRAPE_INTERVAL", default_value_t = Seconds(DEFAULT_SCRAPE_INTERVAL))]
+    pub scrape_interval: Seconds,
 
     /// Wait after the load before querying, in --window-mode seed.
-    #[arg(long, env = "SCRAPE_WAIT", default_value = "20", value_parser = parse_duration)]
-    pub scrape_wait: Duration,
+    #[arg(long, env = "SCRAPE_WAIT", default_value_t = Seconds(DEFAULT_SCRAPE_WAIT))]
+    pub scrape_wait: Seconds,
 
     /// How the PromQL window is chosen.
-    #[arg(long, env = "WINDOW_MODE", value_enum, default_value = "end-anchored")]
+    #[arg(long, env = "WINDOW_MODE", value_enum, default_value_t = WindowArg::EndAnchored)]
     pub window_mode: WindowArg,
 
     /// Label selector of the DCGM GPU series.
-    #[arg(long, env = "GPU_SELECTOR", default_value = "{gpu=\"0\"}")]
+    #[arg(long, env = "GPU_SELECTOR", default_value = DEFAULT_GPU_SELECTOR)]
     pub gpu_selector: String,
 
     /// Wait up to this long for vLLM's /health to answer 200 (for a server still starting). 0: check once.
-    #[arg(long, env = "WAIT_READY", default_value = "0", value_parser = parse_duration)]
-    pub wait_ready: Duration,
+    #[arg(long, env = "WAIT_READY", default_value_t = Seconds(Duration::ZERO))]
+    pub wait_ready: Seconds,
 
     /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text, messages).
     #[arg(long, env = "PROMPT_FIELD")]
     pub prompt_field: Option<String>,
 
     /// Which OpenAI endpoint to call.
-    #[arg(long, env = "ENDPOINT", value_enum, default_value = "auto")]
+    #[arg(long, env = "ENDPOINT", value_enum, default_value_t = EndpointArg::Auto)]
     pub endpoint: EndpointArg,
 
     /// Sampling temperature.
@@ -178,93 +150,128 @@ pub struct Cli {
     pub warmup_requests: u32,
 
     /// Interval between progress log lines; 0 turns them off.
-    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "5", value_parser = parse_duration)]
-    pub progress_interval: Duration,
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
+    pub progress_interval: Seconds,
 
     /// On SIGINT/SIGTERM, time given to in-flight requests before the run is cut short.
-    #[arg(long, env = "DRAIN_GRACE", default_value = "10", value_parser = parse_duration)]
-    pub drain_grace: Duration,
+    #[arg(long, env = "DRAIN_GRACE", default_value_t = Seconds(DEFAULT_DRAIN_GRACE))]
+    pub drain_grace: Seconds,
 
     /// Timeout of each Prometheus query.
-    #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value = "30", value_parser = parse_duration)]
-    pub prometheus_timeout: Duration,
+    #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value_t = Seconds(DEFAULT_QUERY_TIMEOUT))]
+    pub prometheus_timeout: Seconds,
 
     /// Log format: text for people, json for Kubernetes.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
-impl Cli {
-    /// Converts the flags into the library's config.
-    pub fn into_config(self) -> LoadTestConfig {
-        let window_mode = match self.window_mode {
+impl TryFrom<Cli> for LoadTestConfig {
+    type Error = UrlError;
+
+    /// Checks the URLs (each error names its flag and shows the URL redacted) and builds the
+    /// config.
+    fn try_from(cli: Cli) -> Result<Self, UrlError> {
+        let vllm_url = base_url("--vllm-url", &cli.vllm_url)?;
+        let prometheus_url = cli
+            .prometheus_url
+            .as_deref()
+            .map(|u| base_url("--prometheus-url", u))
+            .transpose()?;
+        let window_mode = match cli.window_mode {
             WindowArg::EndAnchored => WindowMode::EndAnchored,
             WindowArg::Seed => WindowMode::Seed,
         };
-        let prometheus = self.prometheus_url.as_ref().map(|url| PromSettings {
-            url: url.clone(),
-            job: self.prometheus_job.clone(),
-            scrape_interval: self.scrape_interval,
-            scrape_wait: self.scrape_wait,
-            window_mode,
-            gpu_selector: self.gpu_selector.clone(),
-            query_timeout: self.prometheus_timeout,
-        });
-        LoadTestConfig {
-            vllm_url: self.vllm_url,
-            adapter_name: self.adapter_name,
-            eval_data_path: self.eval_data_path,
-            concurrency: self.concurrency,
-            rate: self.rate,
-            num_requests: self.num_requests,
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            endpoint: match self.endpoint {
+        Ok(LoadTestConfig {
+            vllm_url,
+            adapter_name: cli.adapter_name,
+            eval_data_path: cli.eval_data_path,
+            concurrency: cli.concurrency,
+            rate: cli.rate,
+            num_requests: cli.num_requests,
+            max_tokens: cli.max_tokens,
+            temperature: cli.temperature,
+            endpoint: match cli.endpoint {
                 EndpointArg::Auto => EndpointChoice::Auto,
                 EndpointArg::Completions => EndpointChoice::Completions,
                 EndpointArg::Chat => EndpointChoice::Chat,
             },
-            prompt_field: self.prompt_field,
-            api_key: self.api_key,
-            request_timeout: self.request_timeout,
-            wait_ready: Some(self.wait_ready),
-            output_dir: self.output_dir,
-            prometheus,
-            prometheus_job: self.prometheus_job,
-            scrape_interval: self.scrape_interval,
-            scrape_wait: self.scrape_wait,
-            window_mode,
-            gpu_selector: self.gpu_selector,
-            progress_every: (!self.progress_interval.is_zero()).then_some(self.progress_interval),
-            drain_grace: self.drain_grace,
-            warmup_requests: self.warmup_requests,
-        }
+            prompt_field: cli.prompt_field,
+            api_key: cli.api_key,
+            request_timeout: cli.request_timeout.into(),
+            wait_ready: Some(cli.wait_ready.into()),
+            output_dir: cli.output_dir,
+            prometheus_url,
+            prom: PromSettings {
+                job: cli.prometheus_job,
+                scrape_interval: cli.scrape_interval.into(),
+                scrape_wait: cli.scrape_wait.into(),
+                window_mode,
+                gpu_selector: cli.gpu_selector,
+                query_timeout: cli.prometheus_timeout.into(),
+            },
+            progress_every: Some(Duration::from(cli.progress_interval)).filter(|d| !d.is_zero()),
+            drain_grace: cli.drain_grace.into(),
+            warmup_requests: cli.warmup_requests,
+        })
     }
+}
+
+/// A checked base URL, as given but without a trailing `/`.
+fn base_url(flag: &'static str, raw: &str) -> Result<String, UrlError> {
+    parse_base_url(flag, raw).map(|u| u.as_str().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    #[test]
-    fn durations_take_seconds_or_humantime() {
-        assert_eq!(parse_duration("8.0").unwrap(), Duration::from_secs(8));
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(
-            parse_duration("1e20").is_err(),
-            "too long must be an error, not a panic"
-        );
-        assert!(rate("1e-300").is_err());
-        assert_eq!(rate("2.5"), Ok(2.5));
+    fn parse(args: &[&str]) -> Cli {
+        let mut all = vec!["load-test", "--adapter-name=a", "--eval-data-path=e.jsonl"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
     }
 
     #[test]
     fn cli_is_well_formed() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_library_s() {
+        let cfg = LoadTestConfig::try_from(parse(&["--vllm-url=http://h:8000/"])).unwrap();
+        assert_eq!(cfg.vllm_url, "http://h:8000");
+        assert_eq!(cfg.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(cfg.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(cfg.prom, PromSettings::default());
+        assert_eq!(cfg.progress_every, Some(DEFAULT_PROGRESS_INTERVAL));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("[default: 5m]"), "{help}");
+        assert!(help.contains("[default: 30s]"), "{help}");
+    }
+
+    #[test]
+    fn a_bad_url_names_its_own_flag_and_no_secret() {
+        let e = LoadTestConfig::try_from(parse(&[
+            "--vllm-url=http://h:8000",
+            "--prometheus-url=http://user:PW@127.0.0.1:notaport",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("invalid --prometheus-url "), "{e}");
+        assert!(!e.contains("PW"), "{e}");
+        let e = LoadTestConfig::try_from(parse(&["--vllm-url=ftp://u:PW@h/?token=PW"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid --vllm-url "), "{e}");
+        assert!(!e.contains("PW"), "{e}");
+    }
+
+    #[test]
+    fn rates_and_temperatures_are_bounded() {
+        assert!(rate("1e-300").is_err());
+        assert_eq!(rate("2.5"), Ok(2.5));
+        assert!(temperature("3").is_err());
     }
 }

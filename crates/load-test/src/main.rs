@@ -1,14 +1,18 @@
 //! `load-test`: step 1 of the vLLM LoRA performance gate (see `--help`).
 
-use load_test::cli;
-
 use std::process::ExitCode;
 
-use perf_gate::{exit, loadtest, logging};
+use load_test::cli::Cli;
+use perf_gate::loadtest::{self, LoadTestConfig, LoadTestOutcome};
+use perf_gate::step::Exit;
+use perf_gate_cli::{env, logging, signals};
 
 fn main() -> ExitCode {
-    let cli: cli::Cli = perf_gate::cli::parse_with_empty_env_as_unset();
-    logging::init(cli.log_format == cli::LogFormat::Json);
+    let cli: Cli = match env::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -16,27 +20,30 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("load-test: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::DEPENDENCY);
+            return Exit::Dependency.into();
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+        Ok(exit) => exit.into(),
+        Err((exit, e)) => {
             eprintln!("load-test: {e:#}");
-            ExitCode::from(exit::BAD_INPUT)
+            exit.into()
         }
     }
 }
 
-async fn run(cli: cli::Cli) -> anyhow::Result<u8> {
-    let config = cli.into_config();
-    let cancel = logging::cancel_on_signal();
-    let outcome = loadtest::run(config, cancel).await?;
+async fn run(cli: Cli) -> Result<Exit, (Exit, anyhow::Error)> {
+    let config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e.into()))?;
+    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    let outcome = loadtest::run(config, cancel).await.map_err(|e| {
+        use perf_gate::step::StepFailure;
+        (e.exit(), e.into())
+    })?;
     print_summary(&outcome);
-    Ok(outcome.exit_code)
+    Ok(outcome.exit)
 }
 
-fn print_summary(outcome: &loadtest::LoadTestOutcome) {
+fn print_summary(outcome: &LoadTestOutcome) {
     let r = &outcome.results;
     println!("status: {}", r.status.as_str());
     if let Some(e) = &r.error {

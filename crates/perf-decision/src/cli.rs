@@ -2,21 +2,19 @@
 //! into the library's [`StepConfig`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use anyhow::bail;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
-use perf_gate::decision::{MetricsSource, MlflowMode, StepConfig, Thresholds};
-use perf_gate::mlflow::{Auth, MlflowConfig, RetryPolicy};
+use perf_gate::decide::{DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode};
+use perf_gate::decision::{MetricsSource, Thresholds};
+use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
+use perf_gate_cli::logging::LogFormat;
+use perf_gate_cli::parse::{fraction, non_negative, seconds};
+use perf_gate_cli::seconds::{Seconds, positive_seconds};
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for Kubernetes log collectors).
-    Json,
-}
+/// The seed's thresholds: the flags' defaults.
+const SEED: Thresholds = Thresholds::SEED;
 
 /// `--metrics-source` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -50,49 +48,13 @@ const AFTER_HELP: &str = concat!(
     "refuses to run unless --no-mlflow or --baseline-file is given.\n\n",
 );
 
-/// Parses seconds: a bare number (`8.0`, as the seed passes them) or humantime (`500ms`, `2m`).
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    if let Ok(v) = t.parse::<f64>() {
-        return if v.is_finite() && v >= 0.0 {
-            Ok(v)
-        } else {
-            Err(format!("{s:?} is not a non-negative number of seconds"))
-        };
-    }
-    humantime::parse_duration(t)
-        .map(|d| d.as_secs_f64())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); use seconds (8.0) or 500ms, 2m"))
-}
-
-fn fraction(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a fraction between 0 and 1")),
-    }
-}
-
-fn non_negative(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a non-negative number")),
-    }
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    parse_seconds(s).and_then(|v| match v > 0.0 {
-        true => Ok(Duration::from_secs_f64(v)),
-        false => Err("must be more than 0".into()),
-    })
-}
-
 /// Judge a load test against MLflow's baseline and record the decision.
 #[derive(Debug, Parser)]
 #[command(
     name = "perf-decision",
     version,
     about = ABOUT,
-    after_help = format!("{AFTER_HELP}{}", perf_gate::exit::HELP_TABLE)
+    after_help = format!("{AFTER_HELP}{}", perf_gate::step::EXIT_CODES_HELP)
 )]
 pub struct Cli {
     /// The load-test step's results file (load_test_results.json).
@@ -108,7 +70,7 @@ pub struct Cli {
     pub candidate_version: Option<String>,
 
     /// Alias naming the candidate when --candidate-version is not given (set by the eval gate).
-    #[arg(long, env = "CANDIDATE_ALIAS", default_value = "eval-passed")]
+    #[arg(long, env = "CANDIDATE_ALIAS", default_value = DEFAULT_CANDIDATE_ALIAS)]
     pub candidate_alias: String,
 
     /// MLflow experiment holding the performance runs (created if missing; a run without a
@@ -117,7 +79,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "PERF_EXPERIMENT_NAME",
-        default_value = "vllm-lora-performance"
+        default_value = DEFAULT_EXPERIMENT
     )]
     pub experiment_name: String,
 
@@ -134,39 +96,39 @@ pub struct Cli {
     pub eval_data_source: Option<String>,
 
     /// Which figures feed checks 1-3 (check 4 always uses the client's success rate).
-    #[arg(long, env = "METRICS_SOURCE", value_enum, default_value = "server")]
+    #[arg(long, env = "METRICS_SOURCE", value_enum, default_value_t = SourceArg::Server)]
     pub metrics_source: SourceArg,
 
     /// Check 1: P95 E2E latency must be below this (seconds, or 500ms / 2m).
-    #[arg(long, env = "MAX_P95_LATENCY", default_value = "8.0", value_parser = parse_seconds)]
+    #[arg(long, env = "MAX_P95_LATENCY", default_value_t = SEED.max_p95_latency_s, value_parser = seconds)]
     pub max_p95_latency: f64,
 
     /// Check 2: P95 time to first token must be below this (seconds).
-    #[arg(long, env = "MAX_P95_TTFT", default_value = "2.0", value_parser = parse_seconds)]
+    #[arg(long, env = "MAX_P95_TTFT", default_value_t = SEED.max_p95_ttft_s, value_parser = seconds)]
     pub max_p95_ttft: f64,
 
     /// Check 3: throughput must be above this (requests per second).
-    #[arg(long, env = "MIN_THROUGHPUT", default_value = "2.0", value_parser = non_negative)]
+    #[arg(long, env = "MIN_THROUGHPUT", default_value_t = SEED.min_throughput_rps, value_parser = non_negative)]
     pub min_throughput: f64,
 
     /// Check 4: client success rate must be at least this (fraction).
-    #[arg(long, env = "MIN_SUCCESS_RATE", default_value = "0.99", value_parser = fraction)]
+    #[arg(long, env = "MIN_SUCCESS_RATE", default_value_t = SEED.min_success_rate, value_parser = fraction)]
     pub min_success_rate: f64,
 
     /// Check 1, comparative: allowed P95 latency increase over the baseline (fraction).
-    #[arg(long, env = "MAX_LATENCY_REGRESSION", default_value = "0.15", value_parser = non_negative)]
+    #[arg(long, env = "MAX_LATENCY_REGRESSION", default_value_t = SEED.max_latency_regression, value_parser = non_negative)]
     pub max_latency_regression: f64,
 
     /// Check 2, comparative: allowed P95 TTFT increase over the baseline (fraction).
-    #[arg(long, env = "MAX_TTFT_REGRESSION", default_value = "0.15", value_parser = non_negative)]
+    #[arg(long, env = "MAX_TTFT_REGRESSION", default_value_t = SEED.max_ttft_regression, value_parser = non_negative)]
     pub max_ttft_regression: f64,
 
     /// Check 3, comparative: allowed throughput drop below the baseline (fraction < 1).
-    #[arg(long, env = "MAX_THROUGHPUT_DROP", default_value = "0.15", value_parser = fraction)]
+    #[arg(long, env = "MAX_THROUGHPUT_DROP", default_value_t = SEED.max_throughput_drop, value_parser = fraction)]
     pub max_throughput_drop: f64,
 
     /// Check 4, comparative: allowed success-rate drop below the baseline (0 = the seed's >= baseline).
-    #[arg(long, env = "MAX_SUCCESS_RATE_DROP", default_value = "0", value_parser = fraction)]
+    #[arg(long, env = "MAX_SUCCESS_RATE_DROP", default_value_t = SEED.max_success_rate_drop, value_parser = fraction)]
     pub max_success_rate_drop: f64,
 
     /// Directory for perf_decision.json and perf_status.txt (created if missing).
@@ -240,15 +202,15 @@ pub struct Cli {
     pub insecure_tls: bool,
 
     /// Timeout of one MLflow HTTP attempt (seconds, or 30s / 2m).
-    #[arg(long, env = "MLFLOW_HTTP_REQUEST_TIMEOUT", default_value = "30", value_parser = duration)]
-    pub mlflow_timeout: Duration,
+    #[arg(long, env = "MLFLOW_HTTP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT), value_parser = positive_seconds)]
+    pub mlflow_timeout: Seconds,
 
     /// Retries of an MLflow call after a connection error, 408, 429 or 5xx (backoff 0.5 s doubling to 8 s).
-    #[arg(long, env = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", default_value = "4")]
+    #[arg(long, env = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", default_value_t = RetryPolicy::default().max_retries)]
     pub mlflow_retries: u32,
 
     /// Log format on stderr.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -269,7 +231,7 @@ impl Cli {
 
     /// Chooses the MLflow mode. Without a tracking URI the step refuses to run unless
     /// `--no-mlflow` or `--baseline-file` says so, so a missing secret never becomes a pass.
-    fn mlflow_mode(&self) -> Result<MlflowMode, String> {
+    fn mlflow_mode(&self) -> anyhow::Result<MlflowMode> {
         let uri = self
             .tracking_uri
             .as_deref()
@@ -287,17 +249,18 @@ impl Cli {
                 );
                 return Ok(MlflowMode::Off);
             }
-            return Err("MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file to decide from files only".into());
+            bail!(
+                "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file to decide from files only"
+            );
         };
-        let mut config = MlflowConfig::new(uri).map_err(|e| e.to_string())?;
+        let mut config = MlflowConfig::new(uri)?;
         config.auth = Auth::from_parts(
             self.tracking_token.clone(),
             self.tracking_username.clone(),
             self.tracking_password.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         config.insecure_tls = self.insecure_tls;
-        config.request_timeout = self.mlflow_timeout;
+        config.request_timeout = self.mlflow_timeout.into();
         config.retry = RetryPolicy {
             max_retries: self.mlflow_retries,
             ..RetryPolicy::default()
@@ -320,43 +283,46 @@ impl Cli {
             _ => Vec::new(),
         }
     }
+}
 
-    /// Validates cross-field rules and builds the step's configuration.
-    pub fn into_config(self) -> Result<StepConfig, String> {
-        if self.model_name.trim().is_empty() {
-            return Err("--model-name must not be empty".into());
+impl TryFrom<Cli> for DecideConfig {
+    type Error = anyhow::Error;
+
+    /// Validates the cross-field rules (model name, version number, thresholds, MLflow mode)
+    /// and builds the step's configuration.
+    fn try_from(cli: Cli) -> anyhow::Result<Self> {
+        if cli.model_name.trim().is_empty() {
+            bail!("--model-name must not be empty");
         }
-        if let Some(v) = &self.candidate_version
+        if let Some(v) = &cli.candidate_version
             && (v.is_empty() || !v.chars().all(|c| c.is_ascii_digit()))
         {
-            return Err(format!(
-                "--candidate-version {v:?} is not a model version number"
-            ));
+            bail!("--candidate-version {v:?} is not a model version number");
         }
-        let thresholds = self.thresholds();
-        thresholds.validate().map_err(|e| e.to_string())?;
-        let mlflow = self.mlflow_mode()?;
-        let warnings = self.env_warnings(std::env::var("MLFLOW_EXPERIMENT_NAME").ok().as_deref());
-        Ok(StepConfig {
-            results_path: self.load_test_results,
-            output_dir: self.output_dir,
-            model_name: self.model_name,
-            candidate_version: self.candidate_version,
-            candidate_alias: self.candidate_alias,
-            experiment_name: self.experiment_name,
-            eval_dataset_name: self.eval_dataset_name,
-            eval_data_version: self.eval_data_version,
-            eval_data_source: self.eval_data_source,
-            metrics_source: match self.metrics_source {
+        let thresholds = cli.thresholds();
+        thresholds.validate()?;
+        let mlflow = cli.mlflow_mode()?;
+        let warnings = cli.env_warnings(std::env::var("MLFLOW_EXPERIMENT_NAME").ok().as_deref());
+        Ok(DecideConfig {
+            results_path: cli.load_test_results,
+            output_dir: cli.output_dir,
+            model_name: cli.model_name,
+            candidate_version: cli.candidate_version,
+            candidate_alias: cli.candidate_alias,
+            experiment_name: cli.experiment_name,
+            eval_dataset_name: cli.eval_dataset_name,
+            eval_data_version: cli.eval_data_version,
+            eval_data_source: cli.eval_data_source,
+            metrics_source: match cli.metrics_source {
                 SourceArg::Server => MetricsSource::Server,
                 SourceArg::Client => MetricsSource::Client,
             },
             thresholds,
             mlflow,
-            baseline_file: self.baseline_file,
-            baseline_any_model: self.baseline_any_model,
-            require_comparable_baseline: self.require_comparable_baseline,
-            run_name: self.run_name,
+            baseline_file: cli.baseline_file,
+            baseline_any_model: cli.baseline_any_model,
+            require_comparable_baseline: cli.require_comparable_baseline,
+            run_name: cli.run_name,
             warnings,
         })
     }
@@ -416,7 +382,7 @@ mod tests {
             "--tracking-uri=http://mlflow.ai-platform:80",
         ]);
         assert_eq!(cli.thresholds(), Thresholds::default());
-        let cfg = cli.into_config().unwrap();
+        let cfg = DecideConfig::try_from(cli).unwrap();
         assert_eq!(cfg.candidate_alias, "eval-passed");
         assert_eq!(cfg.experiment_name, "vllm-lora-performance");
         assert_eq!(cfg.metrics_source, MetricsSource::Server);
@@ -424,33 +390,38 @@ mod tests {
     }
 
     #[test]
-    fn seconds_accept_bare_numbers_and_humantime() {
-        assert_eq!(parse_seconds("8.0"), Ok(8.0));
-        assert_eq!(parse_seconds("500ms"), Ok(0.5));
-        assert_eq!(parse_seconds("2m"), Ok(120.0));
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("soon").is_err());
-        assert!(fraction("1.5").is_err());
+    fn thresholds_take_seconds_or_humantime_and_default_to_the_seed() {
+        let base = ["--load-test-results=r.json", "--model-name=m"];
+        assert_eq!(parse(&base).thresholds(), Thresholds::SEED);
+        let mut v = base.to_vec();
+        v.extend(["--max-p95-latency=2m", "--max-p95-ttft=500ms"]);
+        let t = parse(&v).thresholds();
+        assert_eq!((t.max_p95_latency_s, t.max_p95_ttft_s), (120.0, 0.5));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("[default: 0.99]"), "{help}");
+        assert!(help.contains("[default: 30s]"), "{help}");
     }
 
     #[test]
     fn without_tracking_uri_only_explicit_flags_allow_running() {
         let base = ["--load-test-results=r.json", "--model-name=m"];
-        let err = parse(&base).into_config().unwrap_err();
+        let err = DecideConfig::try_from(parse(&base))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MLFLOW_TRACKING_URI is not set"), "{err}");
         let mut dry = base.to_vec();
         dry.push("--dry-run");
-        assert!(parse(&dry).into_config().is_err());
+        assert!(DecideConfig::try_from(parse(&dry)).is_err());
         let mut off = base.to_vec();
         off.push("--no-mlflow");
         assert!(matches!(
-            parse(&off).into_config().unwrap().mlflow,
+            DecideConfig::try_from(parse(&off)).unwrap().mlflow,
             MlflowMode::Off
         ));
         let mut file = base.to_vec();
         file.push("--baseline-file=prev.json");
         assert!(matches!(
-            parse(&file).into_config().unwrap().mlflow,
+            DecideConfig::try_from(parse(&file)).unwrap().mlflow,
             MlflowMode::Off
         ));
     }
@@ -514,26 +485,26 @@ mod tests {
         let mut v = base.to_vec();
         v.push("--candidate-version=latest");
         assert!(
-            parse(&v)
-                .into_config()
+            DecideConfig::try_from(parse(&v))
                 .unwrap_err()
+                .to_string()
                 .contains("not a model version")
         );
         let mut v = base.to_vec();
         v.push("--max-throughput-drop=1");
         assert!(
-            parse(&v)
-                .into_config()
+            DecideConfig::try_from(parse(&v))
                 .unwrap_err()
+                .to_string()
                 .contains("max_throughput_drop")
         );
         let mut v = vec!["--load-test-results=r.json", "--model-name=m"];
         v.push("--tracking-uri=file:///tmp/mlruns");
         assert!(
-            parse(&v)
-                .into_config()
+            DecideConfig::try_from(parse(&v))
                 .unwrap_err()
-                .contains("not supported")
+                .to_string()
+                .contains("not http or https")
         );
     }
 }

@@ -1,19 +1,19 @@
 //! `perf-decision`: step 2 of the vLLM LoRA performance gate (see `--help`).
 
-use perf_decision::cli;
-
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-use perf_gate::decision::{self, PerfDecision, Verdict};
-use perf_gate::{exit, logging};
+use perf_decision::cli::{self, Cli};
+use perf_gate::decide::{self, DecideConfig, PerfDecision};
+use perf_gate::decision::Verdict;
+use perf_gate::step::{Exit, StepFailure, error_line};
+use perf_gate_cli::{env, logging, signals};
 
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    logging::init(cli.log_format == cli::LogFormat::Json);
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -21,74 +21,63 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("perf-decision: error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::DEPENDENCY);
+            return Exit::Dependency.into();
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("perf-decision: error: {e:#}");
-            ExitCode::from(exit::BAD_INPUT)
-        }
-    }
+    runtime.block_on(run(cli)).into()
 }
 
 /// Parses the command line (an empty env var counts as unset). A refused command line still
 /// marks the output directory (found leniently) as undecided, so an older "passed" cannot
 /// outlive it; `--help` and `--version` touch nothing.
-fn parse() -> Result<cli::Cli, ExitCode> {
-    let cmd = perf_gate::cli::empty_env_as_unset(cli::Cli::command());
-    let parsed = cmd
-        .try_get_matches()
-        .and_then(|m| cli::Cli::from_arg_matches(&m));
-    parsed.map_err(|e| {
-        use clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand as BareHelp;
-        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
-        if !matches!(e.kind(), DisplayHelp | DisplayVersion | BareHelp) {
+fn parse() -> Result<Cli, ExitCode> {
+    env::try_parse::<Cli>().map_err(|e| {
+        if !env::is_help_or_version(&e) {
             let dir = cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
-            decision::write_error_status(&dir);
+            if let Ok(outputs) = decide::claim_outputs(&dir) {
+                outputs.abandon(decide::STATUS_ERROR);
+            }
         }
         // clap's own message and code: 2 for a refused command line, 0 for --help
         let _ = e.print();
-        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::BAD_INPUT))
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::BadInput.code()))
     })
 }
 
 /// Runs the step and maps its outcome to the documented exit code.
-async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> Exit {
     let fail_on_reject = cli.fail_on_reject;
-    let output_dir = cli.output_dir.clone();
     // before anything else: from here on, an exit that skips the error path (a panic, SIGKILL)
     // leaves `error`, never an older decision
-    if let Err(e) = decision::mark_undecided(&output_dir) {
-        eprintln!("perf-decision: error: {:#}", anyhow::Error::new(e));
-        return Ok(ExitCode::from(exit::BAD_INPUT));
-    }
-    let config = match cli.into_config() {
+    let outputs = match decide::claim_outputs(&cli.output_dir) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let config = match DecideConfig::try_from(cli) {
         Ok(c) => c,
-        Err(msg) => {
-            decision::write_error_status(&output_dir);
-            eprintln!("perf-decision: error: {msg}");
-            return Ok(ExitCode::from(exit::BAD_INPUT));
+        Err(e) => {
+            outputs.abandon(decide::STATUS_ERROR);
+            eprintln!("perf-decision: error: {e:#}");
+            return Exit::BadInput;
         }
     };
-    let cancel = logging::cancel_on_signal();
-    match decision::run_step(&config, &cancel).await {
+    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    match decide::run(&config, &cancel).await {
         Ok(doc) => {
             print_summary(&doc, &config.output_dir);
-            let rejected = doc.decision == Verdict::Failed && fail_on_reject;
-            Ok(ExitCode::from(if rejected {
-                exit::REJECTED
+            if doc.decision == Verdict::Failed && fail_on_reject {
+                Exit::Rejected
             } else {
-                exit::SUCCESS
-            }))
+                Exit::Done
+            }
         }
-        Err(e) => {
-            let code = e.exit_code();
-            eprintln!("perf-decision: error: {:#}", anyhow::Error::new(e));
-            Ok(ExitCode::from(code))
-        }
+        Err(e) => fail(&e),
     }
+}
+
+fn fail(e: &(impl StepFailure + 'static)) -> Exit {
+    eprintln!("perf-decision: error: {}", error_line(e));
+    e.exit()
 }
 
 fn print_summary(doc: &PerfDecision, output_dir: &std::path::Path) {
@@ -129,7 +118,7 @@ fn print_summary(doc: &PerfDecision, output_dir: &std::path::Path) {
     }
     println!(
         "wrote {} and {}",
-        output_dir.join(decision::DECISION_FILE).display(),
-        output_dir.join(decision::STATUS_FILE).display()
+        output_dir.join(decide::DECISION_FILE).display(),
+        output_dir.join(decide::STATUS_FILE).display()
     );
 }

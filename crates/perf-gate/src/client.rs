@@ -21,14 +21,9 @@ use crate::workload::PreparedRequest;
 /// Errors talking to vLLM before the load (the load itself never fails: failures are records).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is not an absolute http(s) URL.
-    #[error("invalid --vllm-url {url:?}: {reason}")]
-    BadUrl {
-        /// The URL given.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The URL is not an absolute http(s) base URL.
+    #[error(transparent)]
+    BadUrl(#[from] crate::urls::UrlError),
     /// The API key cannot be sent as a header.
     #[error("invalid --api-key: it contains characters not allowed in an HTTP header")]
     BadApiKey,
@@ -126,34 +121,6 @@ impl Default for ClientOptions {
     }
 }
 
-/// Checks that `raw` is an absolute http(s) URL with a host; returns it without a trailing slash.
-pub fn validate_base_url(raw: &str, flag: &str) -> Result<url::Url, ClientError> {
-    let bad = |reason: &str| ClientError::BadUrl {
-        url: redact_url(raw),
-        reason: format!("{reason} (flag {flag})"),
-    };
-    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("scheme must be http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("missing host"));
-    }
-    Ok(url)
-}
-
-/// The URL with any `user:password@` removed, for logs and result files.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string().trim_end_matches('/').to_string()
-        }
-        Err(_) => raw.split('@').next_back().unwrap_or(raw).to_string(),
-    }
-}
-
 impl VllmClient {
     /// A client for the vLLM server at `base_url`, sending `api_key` as a bearer token.
     pub fn new(
@@ -161,7 +128,7 @@ impl VllmClient {
         api_key: Option<&str>,
         opts: ClientOptions,
     ) -> Result<Self, ClientError> {
-        validate_base_url(base_url, "--vllm-url")?;
+        let base = crate::urls::parse_base_url("--vllm-url", base_url)?;
         let auth = match api_key.filter(|k| !k.is_empty()) {
             Some(k) => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
@@ -180,8 +147,8 @@ impl VllmClient {
             .map_err(ClientError::Build)?;
         Ok(VllmClient {
             http,
-            base: base_url.trim_end_matches('/').to_string(),
-            shown: redact_url(base_url),
+            base: base.as_str().trim_end_matches('/').to_string(),
+            shown: crate::urls::redact_url(base_url),
             auth,
         })
     }
@@ -332,23 +299,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_validated_and_redacted() {
-        assert!(validate_base_url("http://vllm:8000", "--vllm-url").is_ok());
-        let e = validate_base_url("vllm:8000", "--vllm-url")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("scheme must be http or https"), "{e}");
-        let e = validate_base_url("not a url", "--vllm-url")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("invalid --vllm-url \"not a url\""), "{e}");
-        assert_eq!(redact_url("http://u:secret@h:1/"), "http://h:1");
-        assert!(
-            !validate_base_url("ftp://u:secret@h", "--vllm-url")
-                .unwrap_err()
-                .to_string()
-                .contains("secret")
-        );
+    fn a_bad_url_is_bad_input_named_after_its_flag() {
+        let e = VllmClient::new(
+            "http://u:s3cret@vllm:notaport",
+            None,
+            ClientOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ClientError::BadUrl(_)), "{e}");
+        let text = e.to_string();
+        assert!(text.starts_with("invalid --vllm-url "), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]

@@ -1,21 +1,27 @@
 //! `perf-gate`: the library behind the vLLM LoRA performance gate.
 //!
-//! Two pipeline steps share it: `load-test` (fire streaming requests at a candidate adapter,
+//! Two pipeline steps share it: [`loadtest`] (fire streaming requests at a candidate adapter,
 //! measure client-side latency, collect server-side figures from Prometheus or vLLM's
-//! `/metrics`) and `perf-decision` (four checks against an MLflow baseline, aliases).
-//! The binaries are thin; everything a test wants to reach lives here.
+//! `/metrics`) and [`decide`] (four checks against an MLflow baseline, aliases). Both follow
+//! one contract ([`step`]: exit codes, error lines, honest output files). The binaries are
+//! thin: they parse flags into each step's config and print; everything a test wants to reach
+//! lives here. See `docs/architecture.md` for the module map and the data flow of one run.
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod client;
+pub mod decide;
 pub mod decision;
-pub mod exit;
+pub mod duration;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod fsio;
 pub mod loadtest;
-pub mod logging;
 pub mod mlflow;
 pub mod prom;
 pub mod results;
+pub mod retry;
 pub mod runner;
 pub mod stats;
+pub mod step;
+pub mod urls;
 pub mod workload;

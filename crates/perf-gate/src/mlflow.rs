@@ -10,7 +10,7 @@
 //!
 //! Every idempotent call is retried a bounded number of times with capped exponential backoff on
 //! connection errors, timeouts, 408, 429 and 5xx (honouring `Retry-After`), never on other 4xx;
-//! calls that create something only when the connection could not be made ([`retry`]). Errors
+//! calls that create something only when the connection could not be made ([`crate::retry`]). Errors
 //! carry MLflow's `error_code` and `message`, or the HTTP status and text of a non-JSON body
 //! ([`MlflowError`]). A success with an empty body is accepted only from the calls whose real
 //! reply is `{}` (log-batch, set-tag, aliases, ...): elsewhere (`runs/search`, where `{}` means
@@ -27,15 +27,14 @@ mod client;
 mod config;
 mod error;
 mod registry;
-pub mod retry;
 mod tracking;
 pub mod types;
 
+pub use crate::retry::RetryPolicy;
 pub use artifact_store::{ArtifactRoot, S3Settings};
 pub use client::MlflowClient;
-pub use config::{Auth, MlflowConfig, Secret};
+pub use config::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, Secret};
 pub use error::MlflowError;
-pub use retry::RetryPolicy;
 pub use tracking::{Batch, MAX_DIGEST_LEN, artifact_path_from_uri, chunk_batch, ensure_active};
 
 #[cfg(test)]

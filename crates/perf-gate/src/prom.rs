@@ -19,6 +19,7 @@ mod retry;
 mod scrape;
 mod window;
 
+pub use crate::retry::RetryPolicy;
 pub use answer::InstantAnswer;
 pub use error::{BoxError, PromError};
 pub use exposition::{ExpositionError, MetricFamily, MetricKind, Sample, parse_exposition};
@@ -29,7 +30,6 @@ pub use promql::{
     describe,
 };
 pub use query::PrometheusCollector;
-pub use retry::{Failure, RetryPolicy, should_retry};
 pub use scrape::{MetricsScraper, MetricsSnapshot, server_metrics_from_deltas};
 pub use window::{
     DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCRAPE_INTERVAL,

@@ -109,6 +109,16 @@ pub enum ServerSource {
     VllmMetrics,
 }
 
+impl ServerSource {
+    /// The name as written in the results (`prometheus`, `vllm_metrics`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerSource::Prometheus => "prometheus",
+            ServerSource::VllmMetrics => "vllm_metrics",
+        }
+    }
+}
+
 /// How the PromQL window was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
@@ -118,6 +128,16 @@ pub enum WindowMode {
     EndAnchored,
     /// The seed's rule: W = duration rounded up to the minute (min 1m), evaluated after `--scrape-wait`.
     Seed,
+}
+
+impl WindowMode {
+    /// The name as written in the results (`end_anchored`, `seed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowMode::EndAnchored => "end_anchored",
+            WindowMode::Seed => "seed",
+        }
+    }
 }
 
 /// The query window actually used.

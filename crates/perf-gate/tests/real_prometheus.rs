@@ -38,13 +38,13 @@ fn sim_config() -> vllm_sim::SimConfig {
     }
 }
 
-fn settings(url: &str, job: &str) -> PromSettings {
+fn settings(job: &str) -> PromSettings {
     PromSettings {
         job: job.to_string(),
         scrape_interval: Duration::from_secs(1),
         query_timeout: Duration::from_secs(10),
         window_mode: WindowMode::EndAnchored,
-        ..PromSettings::with_url(url)
+        ..PromSettings::default()
     }
 }
 
@@ -123,7 +123,7 @@ fn print(label: &str, m: &ServerMetrics) {
 async fn serial_figures_match_the_sim_and_the_client() {
     let sim = vllm_sim::spawn(sim_config()).await.expect("sim starts");
     let prom = start_prometheus(&sim.addr().to_string());
-    let collector = PrometheusCollector::new(settings(&prom.url(), JOB)).expect("settings ok");
+    let collector = PrometheusCollector::new(&prom.url(), settings(JOB)).expect("settings ok");
     collector.check_ready().await.expect("prometheus ready");
 
     let start = Utc::now();
@@ -204,7 +204,7 @@ async fn serial_wrong_job_label_gives_missing_figures_not_zero() {
     let sim = vllm_sim::spawn(sim_config()).await.expect("sim starts");
     let prom = start_prometheus(&sim.addr().to_string());
     let collector =
-        PrometheusCollector::new(settings(&prom.url(), "no-such-job")).expect("settings ok");
+        PrometheusCollector::new(&prom.url(), settings("no-such-job")).expect("settings ok");
     collector.check_ready().await.expect("prometheus ready");
     let now = Utc::now();
     let span = LoadSpan {
@@ -243,12 +243,13 @@ async fn serial_wrong_job_label_gives_missing_figures_not_zero() {
 async fn unreachable_prometheus_fails_check_ready_naming_the_url() {
     let port = test_support::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let c = PrometheusCollector::new(settings(&url, JOB))
+    let c = PrometheusCollector::new(&url, settings(JOB))
         .expect("settings ok")
         .with_retry_policy(perf_gate::prom::RetryPolicy {
-            attempts: 2,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(10),
+            max_retries: 1,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            max_retry_after: Duration::from_millis(10),
         });
     let e = c.check_ready().await.expect_err("nothing listens there");
     assert!(matches!(e, PromError::Unreachable { .. }), "{e:?}");

@@ -1,7 +1,7 @@
 //! The committed JSON Schema of `load_test_results.json` must match the types. Regenerate with
 //! `UPDATE_SCHEMAS=1 cargo test -p perf-gate --test schema`.
 
-use perf_gate::decision::PerfDecision;
+use perf_gate::decide::PerfDecision;
 use perf_gate::results::{LoadTestResults, SCHEMA_VERSION};
 
 fn schema_path(name: &str) -> std::path::PathBuf {

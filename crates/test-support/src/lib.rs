@@ -3,11 +3,15 @@
 //! - real servers (Prometheus, MLflow, moto) started as child processes on free loopback ports,
 //!   stopped when the fixture is dropped ([`prometheus`], [`mlflow`]);
 //! - the deployment manifests' reader and strict renderer ([`manifest`]) and the check of every
-//!   command line they give against the binaries' own `Cli::command()` ([`clicheck`]).
+//!   command line they give against the binaries' own `Cli::command()` ([`clicheck`]);
+//! - [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
+//!   loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 
+pub mod backfill;
 pub mod clicheck;
+pub mod history;
 pub mod http;
 pub mod manifest;
 pub mod mlflow;

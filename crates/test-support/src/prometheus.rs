@@ -83,16 +83,13 @@ pub fn config_yaml(job: &str, targets: &[&str], scrape_interval: Duration) -> St
 /// ([`PrometheusServer`]) and the scripts' detached servers (`vpg-stack prometheus`).
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
-    /// Config, data (`data/`) and log (`prometheus.log`) go here.
+    /// Config (`prometheus.yml`), TSDB (`data/`, which may already hold blocks, e.g. backfilled
+    /// ones: Prometheus loads blocks at start-up only) and log (`prometheus.log`) go here.
     pub dir: &'a Path,
     /// Loopback port to listen on.
     pub port: u16,
-    /// The scrape job's name.
-    pub job: &'a str,
-    /// `host:port` targets.
-    pub targets: &'a [&'a str],
-    /// Global scrape (and evaluation) interval.
-    pub scrape_interval: Duration,
+    /// The config text (see [`config_yaml`]).
+    pub config_yaml: &'a str,
 }
 
 impl Launch<'_> {
@@ -105,12 +102,7 @@ impl Launch<'_> {
     pub fn spawn(&self) -> Result<Child, String> {
         let bin = find_prometheus()?;
         std::fs::create_dir_all(self.dir.join("data"))
-            .and_then(|()| {
-                std::fs::write(
-                    self.dir.join("prometheus.yml"),
-                    config_yaml(self.job, self.targets, self.scrape_interval),
-                )
-            })
+            .and_then(|()| std::fs::write(self.dir.join("prometheus.yml"), self.config_yaml))
             .map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let mut cmd = Command::new(&bin);
         cmd.arg(format!(
@@ -143,24 +135,31 @@ impl PrometheusServer {
     /// with the server's log.
     pub fn start(job: &str, targets: &[&str], scrape_interval: Duration) -> Self {
         let dir = tempfile::tempdir().expect("invariant: can create a temp dir");
+        Self::try_start_in(dir, &config_yaml(job, targets, scrape_interval))
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts Prometheus with the config text `config_yaml` on the TSDB in `dir/data` (which may
+    /// already hold blocks, e.g. backfilled ones: Prometheus loads blocks at start-up only), and
+    /// waits until `/-/ready` answers 200. The server owns `dir` from then on. Fails with the
+    /// server's log if it exits early or is not ready within [`READY_TIMEOUT`].
+    pub fn try_start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
         // The free port is released before Prometheus binds it: retry if another process won.
         let mut last = String::new();
         for _ in 0..3 {
             let launch = Launch {
                 dir: dir.path(),
                 port: crate::free_port(),
-                job,
-                targets,
-                scrape_interval,
+                config_yaml,
             };
-            let mut child = launch.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let mut child = launch.spawn().map_err(anyhow::Error::msg)?;
             match launch.wait_ready(&mut child) {
                 Ok(()) => {
-                    return PrometheusServer {
+                    return Ok(PrometheusServer {
                         child,
                         port: launch.port,
                         dir,
-                    };
+                    });
                 }
                 Err(why) => {
                     process::stop_group(&mut child);
@@ -168,7 +167,7 @@ impl PrometheusServer {
                 }
             }
         }
-        panic!("prometheus did not become ready: {last}");
+        anyhow::bail!("prometheus did not become ready: {last}")
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
@@ -262,6 +261,16 @@ impl PrometheusServer {
             .as_str()
             .map(str::to_string)
     }
+}
+
+/// Percent-encodes everything but unreserved characters ([`http::url_encode`]).
+pub(crate) fn url_encode(s: &str) -> String {
+    http::url_encode(s)
+}
+
+/// A blocking GET on 127.0.0.1:`port`: (status, body) ([`http::get`]).
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http::get(port, path).map_err(std::io::Error::other)
 }
 
 fn instant_query(port: u16, promql: &str) -> Result<(u16, String), String> {

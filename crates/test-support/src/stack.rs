@@ -91,12 +91,11 @@ impl Stack {
         if self.skip("prometheus", self.prometheus_port)? {
             let dir = self.dir.join("prometheus");
             let target = format!("127.0.0.1:{}", self.sim_port);
+            let config = prometheus::config_yaml("vllm-service", &[&target], self.scrape_interval);
             let launch = prometheus::Launch {
                 dir: &dir,
                 port: self.prometheus_port,
-                job: "vllm-service",
-                targets: &[&target],
-                scrape_interval: self.scrape_interval,
+                config_yaml: &config,
             };
             let mut child = launch.spawn().map_err(anyhow::Error::msg)?;
             if let Err(why) = launch.wait_ready(&mut child) {

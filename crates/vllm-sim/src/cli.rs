@@ -4,9 +4,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-use crate::{CutMode, LoraModule, SimConfig, parse_duration};
+use perf_gate_cli::logging::LogFormat;
+use perf_gate_cli::parse::parse_duration;
+
+use crate::{CutMode, LoraModule, SimConfig};
 
 /// A vLLM 0.32-compatible simulator: OpenAI API with SSE streaming, Prometheus /metrics,
 /// a latency model, a FIFO queue and fault injection. Durations take seconds (0.05) or
@@ -90,15 +93,6 @@ pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "VLLM_SIM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 impl TryFrom<&Cli> for SimConfig {

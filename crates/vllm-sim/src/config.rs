@@ -196,15 +196,6 @@ impl SimConfig {
     }
 }
 
-/// Parses a duration given as bare seconds (`0.05`, `2`) or humantime (`50ms`, `1m 30s`).
-pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Duration(s.to_owned()));
-    }
-    humantime::parse_duration(t).map_err(|_| ConfigError::Duration(s.to_owned()))
-}
-
 /// A configuration value the simulator cannot run with.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -214,9 +205,6 @@ pub enum ConfigError {
     /// An unknown `--cut-mode`.
     #[error("invalid cut mode `{0}`: expected eof or reset")]
     CutMode(String),
-    /// A duration that is neither seconds nor humantime.
-    #[error("invalid duration `{0}`: expected seconds (0.05) or humantime (50ms)")]
-    Duration(String),
     /// A rate or probability outside `[0, 1]`.
     #[error("--{name} must be in [0, 1], got {value}")]
     Fraction {
@@ -253,16 +241,6 @@ mod tests {
         assert!("nopath".parse::<LoraModule>().is_err());
         assert!("=/x".parse::<LoraModule>().is_err());
         assert!("x=".parse::<LoraModule>().is_err());
-    }
-
-    #[test]
-    fn durations_accept_seconds_and_humantime() {
-        assert_eq!(parse_duration("0.05"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The relative bounds of checks 1–3 only mean something when both runs sent the same prompts
 //! the same way. Each side's load settings are a [`LoadSettings`] map keyed by the MLflow param
-//! names the step logs them under, so a baseline run's params read back as the same map (and a
+//! names the step logs them under ([`super::load_settings`]), so a baseline run's params read back as the same map (and a
 //! `perf_decision.json` carries it as `load_settings`, for `--baseline-file`):
 //!
 //! | setting (param) | candidate value, from the results | a difference means |
@@ -24,44 +24,8 @@
 //! are never changed by it. `metrics_source` is compared too, but only noted: the baseline's
 //! figures are read under the same names whatever its own decision was judged on.
 
-use std::collections::BTreeMap;
-
 use super::checks::{CheckName, CheckResult, Op};
-use super::document::BaselineRecord;
-use super::metrics::MetricsSource;
-use crate::mlflow::MAX_DIGEST_LEN;
-use crate::mlflow::types::Run;
-use crate::results::{LoadTestResults, ServerSource, WindowMode};
-
-/// Load settings by MLflow param name (see the module table); an unrecorded setting is absent.
-pub type LoadSettings = BTreeMap<String, String>;
-
-/// Param names of the settings.
-pub mod keys {
-    /// The eval file's digest (8 hex characters of its sha256).
-    pub const EVAL_DATA_DIGEST: &str = "eval_data_digest";
-    /// Requests in flight.
-    pub const CONCURRENCY: &str = "concurrency";
-    /// Max output tokens per request.
-    pub const MAX_TOKENS: &str = "max_tokens";
-    /// `completions` or `chat`.
-    pub const ENDPOINT: &str = "endpoint";
-    /// Sampling temperature.
-    pub const TEMPERATURE: &str = "temperature";
-    /// Open-loop rate, req/s; `none` for the closed loop.
-    pub const RATE: &str = "rate";
-    /// Requests asked for; `none` for each prompt once.
-    pub const NUM_REQUESTS: &str = "num_requests";
-    /// PromQL window mode; `none` without Prometheus.
-    pub const WINDOW_MODE: &str = "window_mode";
-    /// Where the server figures came from.
-    pub const SERVER_SOURCE: &str = "server_source";
-    /// Which figures fed checks 1–3 (noted, not part of comparability).
-    pub const METRICS_SOURCE: &str = "metrics_source";
-}
-
-/// The word for "not set" in a setting (closed loop, each prompt once, no Prometheus).
-pub const NONE: &str = "none";
+use super::load_settings::{LoadSettings, NONE, keys};
 
 /// One compared setting.
 struct Setting {
@@ -128,76 +92,6 @@ pub struct Comparability {
     pub reasons: Vec<String>,
     /// Differences that do not make the comparison unfair (`metrics_source`).
     pub notes: Vec<String>,
-}
-
-fn window_mode(m: WindowMode) -> &'static str {
-    match m {
-        WindowMode::EndAnchored => "end_anchored",
-        WindowMode::Seed => "seed",
-    }
-}
-
-fn server_source(s: ServerSource) -> &'static str {
-    match s {
-        ServerSource::Prometheus => "prometheus",
-        ServerSource::VllmMetrics => "vllm_metrics",
-    }
-}
-
-/// The candidate's settings, from its results (see the module table).
-pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> LoadSettings {
-    let c = &results.config;
-    let mut out = LoadSettings::new();
-    let mut put = |k: &str, v: String| {
-        out.insert(k.to_string(), v);
-    };
-    if let Some(e) = results.eval_data.as_ref().filter(|e| !e.digest.is_empty()) {
-        put(
-            keys::EVAL_DATA_DIGEST,
-            e.digest.chars().take(MAX_DIGEST_LEN).collect(),
-        );
-    }
-    put(keys::CONCURRENCY, c.concurrency.to_string());
-    put(keys::MAX_TOKENS, c.max_tokens.to_string());
-    put(keys::ENDPOINT, c.endpoint.clone());
-    put(keys::TEMPERATURE, c.temperature.to_string());
-    put(keys::RATE, c.rate.map_or(NONE.into(), |r| r.to_string()));
-    put(
-        keys::NUM_REQUESTS,
-        c.num_requests.map_or(NONE.into(), |n| n.to_string()),
-    );
-    if let Some(s) = &results.server {
-        let mode = match s.source {
-            ServerSource::Prometheus => window_mode(c.window_mode),
-            ServerSource::VllmMetrics => NONE,
-        };
-        put(keys::WINDOW_MODE, mode.into());
-        put(keys::SERVER_SOURCE, server_source(s.source).into());
-    }
-    put(keys::METRICS_SOURCE, source.as_str().into());
-    out
-}
-
-/// A baseline run's settings: its params of those names, and its dataset input's digest when
-/// it has no `eval_data_digest` param.
-pub fn run_settings(run: &Run) -> LoadSettings {
-    let mut out: LoadSettings = SETTINGS
-        .iter()
-        .map(|s| s.key)
-        .chain([keys::METRICS_SOURCE])
-        .filter_map(|k| run.data.param(k).map(|v| (k.to_string(), v.to_string())))
-        .collect();
-    if !out.contains_key(keys::EVAL_DATA_DIGEST)
-        && let Some(d) = run
-            .inputs
-            .dataset_inputs
-            .iter()
-            .map(|i| &i.dataset.digest)
-            .find(|d| !d.is_empty())
-    {
-        out.insert(keys::EVAL_DATA_DIGEST.into(), d.clone());
-    }
-    out
 }
 
 /// Equal as written, or as numbers (`10` and `10.0`).
@@ -274,9 +168,9 @@ pub fn compare(candidate: &LoadSettings, baseline: &LoadSettings) -> Comparabili
 pub const COMPARABLE_METRIC: &str = "baseline_comparable";
 
 /// The fifth check (`--require-comparable-baseline`): passes in absolute mode (nothing to
-/// compare) and with a comparable baseline; fails with the reasons otherwise, and when the
-/// baseline was never assessed (fails closed).
-pub fn comparable_check(baseline: Option<&BaselineRecord>) -> CheckResult {
+/// compare: `None`) and with a comparable baseline; fails with the reasons otherwise, and when
+/// the baseline was never assessed (an empty, not comparable [`Comparability`]: fails closed).
+pub fn comparable_check(baseline: Option<&Comparability>) -> CheckResult {
     let (value, passed, reason) = match baseline {
         None => (
             None,
@@ -284,16 +178,16 @@ pub fn comparable_check(baseline: Option<&BaselineRecord>) -> CheckResult {
             "no baseline (absolute mode): nothing to compare (--require-comparable-baseline)"
                 .to_string(),
         ),
-        Some(b) if b.comparable == Some(true) => (
+        Some(b) if b.comparable => (
             Some(1.0),
             true,
             "the baseline ran the same load: eval digest, concurrency, max_tokens, endpoint, temperature, rate, num_requests, window mode and server metrics source all match (--require-comparable-baseline)".to_string(),
         ),
         Some(b) => {
-            let why = if b.comparability.is_empty() {
+            let why = if b.reasons.is_empty() {
                 "its load was not assessed".to_string()
             } else {
-                b.comparability.join("; ")
+                b.reasons.join("; ")
             };
             (
                 Some(0.0),

@@ -127,7 +127,7 @@ pub fn results_warnings(results: &LoadTestResults, source: MetricsSource) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::fixtures;
+    use crate::fixtures;
     use crate::results::{GeneratorHealth, Measured};
 
     fn warnings(r: &LoadTestResults) -> Vec<String> {

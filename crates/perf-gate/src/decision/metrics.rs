@@ -242,7 +242,7 @@ pub fn candidate_metrics(results: &LoadTestResults) -> MetricMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::fixtures;
+    use crate::fixtures;
 
     #[test]
     fn maps_server_and_client_figures_under_their_names() {
@@ -254,8 +254,8 @@ mod tests {
         assert_eq!(v("p95_ttft_s"), Some(0.5));
         assert_eq!(v("throughput_rps"), Some(5.0));
         assert_eq!(v("client_p95_latency_s"), Some(4.2));
-        assert_eq!(v("client_p95_ttft_s"), Some(0.6));
-        assert_eq!(v("client_throughput_rps"), Some(4.9));
+        assert_eq!(v("client_p95_ttft_s"), Some(0.525));
+        assert_eq!(v("client_throughput_rps"), Some(5.0));
         assert_eq!(v("client_success_rate"), Some(1.0));
         assert_eq!(v("kv_cache_usage"), Some(0.25));
         assert_eq!(v("wall_clock_duration_s"), Some(52.5));
@@ -297,7 +297,7 @@ mod tests {
                 .unwrap()
                 .contains("no samples")
         );
-        assert_eq!(m["client_p95_ttft_s"].get(), Some(0.6));
+        assert_eq!(m["client_p95_ttft_s"].get(), Some(0.525));
     }
 
     #[test]

@@ -26,18 +26,24 @@ pub struct Thresholds {
     pub max_success_rate_drop: f64,
 }
 
+impl Thresholds {
+    /// The seed's gate (its flags' defaults): also the flags' defaults here.
+    pub const SEED: Thresholds = Thresholds {
+        max_p95_latency_s: 8.0,
+        max_p95_ttft_s: 2.0,
+        min_throughput_rps: 2.0,
+        min_success_rate: 0.99,
+        max_latency_regression: 0.15,
+        max_ttft_regression: 0.15,
+        max_throughput_drop: 0.15,
+        max_success_rate_drop: 0.0,
+    };
+}
+
 impl Default for Thresholds {
+    /// [`Thresholds::SEED`].
     fn default() -> Self {
-        Thresholds {
-            max_p95_latency_s: 8.0,
-            max_p95_ttft_s: 2.0,
-            min_throughput_rps: 2.0,
-            min_success_rate: 0.99,
-            max_latency_regression: 0.15,
-            max_ttft_regression: 0.15,
-            max_throughput_drop: 0.15,
-            max_success_rate_drop: 0.0,
-        }
+        Thresholds::SEED
     }
 }
 

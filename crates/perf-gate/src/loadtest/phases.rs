@@ -1,5 +1,5 @@
 //! The phases of a `load-test` run, in order: inputs, preflight (vLLM, adapter, Prometheus),
-//! warm-up, the measured load, server-side figures. Each returns a [`Stop`] on failure.
+//! warm-up, the measured load, server-side figures. Each returns a [`LoadTestError`] on failure.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::{LoadTestConfig, Stop, rfc3339};
+use super::{LoadTestConfig, LoadTestError, PARTIAL_REQUESTS_FILE, rfc3339};
 use crate::client::{ClientOptions, VllmClient};
 use crate::prom::{
     LoadSpan, MetricsScraper, MetricsSnapshot, PrometheusCollector, server_metrics_from_deltas,
@@ -38,24 +38,21 @@ pub(super) async fn execute(
     results: &mut LoadTestResults,
     cancel: CancellationToken,
     started_wall: chrono::DateTime<Utc>,
-) -> Result<RunStatus, Stop> {
+) -> Result<RunStatus, LoadTestError> {
     // Local inputs first: a bad file fails fast without touching the network.
     let requests = prepare_inputs(cfg, results)?;
-    let collector = match cfg.prometheus.clone() {
-        Some(p) => Some(PrometheusCollector::new(p).map_err(Stop::input)?),
+    let collector = match &cfg.prometheus_url {
+        Some(url) => Some(PrometheusCollector::new(url, cfg.prom.clone())?),
         None => None,
     };
-    let client = Arc::new(
-        VllmClient::new(
-            &cfg.vllm_url,
-            cfg.api_key.as_deref(),
-            ClientOptions {
-                pool_size: cfg.concurrency as usize,
-                ..ClientOptions::default()
-            },
-        )
-        .map_err(Stop::input)?,
-    );
+    let client = Arc::new(VllmClient::new(
+        &cfg.vllm_url,
+        cfg.api_key.as_deref(),
+        ClientOptions {
+            pool_size: cfg.concurrency as usize,
+            ..ClientOptions::default()
+        },
+    )?);
 
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
@@ -63,27 +60,31 @@ pub(super) async fn execute(
         if cfg.warmup_requests > 0 {
             results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
         }
-        Ok::<_, Stop>(())
+        Ok::<_, LoadTestError>(())
     };
     tokio::select! {
         biased;
-        _ = cancel.cancelled() => return Err(Stop::aborted("stopped by a signal before the load started")),
+        _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "before the load started" }),
         r = preflight => r?,
     }
     if cancel.is_cancelled() {
-        return Err(Stop::aborted("stopped by a signal during the warm-up"));
+        return Err(LoadTestError::Aborted {
+            phase: "during the warm-up",
+        });
     }
     let server_side = match collector {
         Some(c) => ServerSide::Prometheus(c),
         None => {
             let scraper =
-                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())
-                    .map_err(Stop::input)?;
-            let before = scraper.snapshot().await.map_err(|e| {
-                Stop::dependency(format!(
-                    "cannot scrape vLLM /metrics before the load ({e}); give --prometheus-url to read the figures from Prometheus instead"
-                ))
-            })?;
+                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())?;
+            let before = scraper
+                .snapshot()
+                .await
+                .map_err(|e| LoadTestError::Scrape {
+                    source: Box::new(e),
+                    when: "before",
+                    hint: " (give --prometheus-url to read the figures from Prometheus instead)",
+                })?;
             ServerSide::Scrape { scraper, before }
         }
     };
@@ -115,9 +116,8 @@ pub(super) async fn execute(
 fn prepare_inputs(
     cfg: &LoadTestConfig,
     results: &mut LoadTestResults,
-) -> Result<Vec<PreparedRequest>, Stop> {
-    let eval =
-        load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref()).map_err(Stop::input)?;
+) -> Result<Vec<PreparedRequest>, LoadTestError> {
+    let eval = load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref())?;
     results.eval_data = Some(EvalDataInfo {
         path: cfg.eval_data_path.display().to_string(),
         digest: eval.digest().to_string(),
@@ -141,19 +141,18 @@ async fn preflight(
     client: &VllmClient,
     collector: Option<&PrometheusCollector>,
     results: &mut LoadTestResults,
-) -> Result<(), Stop> {
+) -> Result<(), LoadTestError> {
     let adapter = match cfg.wait_ready {
         Some(t) if !t.is_zero() => client.wait_for_adapter(&cfg.adapter_name, t).await,
         _ => match client.health().await {
             Ok(()) => client.find_adapter(&cfg.adapter_name).await,
             Err(e) => Err(e),
         },
-    }
-    .map_err(Stop::dependency)?;
+    }?;
     tracing::info!(adapter = %adapter.name, root = ?adapter.root, parent = ?adapter.parent, "adapter is served");
     results.adapter = Some(adapter);
     if let Some(c) = collector {
-        c.check_ready().await.map_err(Stop::dependency)?;
+        c.check_ready().await?;
     }
     Ok(())
 }
@@ -166,7 +165,7 @@ async fn warm_up(
     client: &Arc<VllmClient>,
     requests: &[PreparedRequest],
     cancel: &CancellationToken,
-) -> Result<WarmupInfo, Stop> {
+) -> Result<WarmupInfo, LoadTestError> {
     let n = cfg.warmup_requests as usize;
     let warm: Vec<_> = requests.iter().cycle().take(n).cloned().collect();
     tracing::info!(requests = n, "warm-up (not measured)");
@@ -184,10 +183,9 @@ async fn warm_up(
         },
         cancel.clone(),
     )
-    .await
-    .map_err(Stop::runner)?;
-    let gap = match &cfg.prometheus {
-        Some(p) => p.scrape_interval + Duration::from_secs(2),
+    .await?;
+    let gap = match &cfg.prometheus_url {
+        Some(_) => cfg.prom.scrape_interval + Duration::from_secs(2),
         None => Duration::ZERO,
     };
     if !gap.is_zero() {
@@ -209,7 +207,7 @@ async fn measure(
     requests: Vec<PreparedRequest>,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
-) -> Result<RunOutput, Stop> {
+) -> Result<RunOutput, LoadTestError> {
     let schedule = match cfg.rate {
         Some(r) => Schedule::Rate {
             per_second: r,
@@ -219,7 +217,7 @@ async fn measure(
             concurrency: cfg.concurrency,
         },
     };
-    let partial = cfg.output_dir.join(format!("{REQUESTS_FILE}.partial"));
+    let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
     tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
     let out = run_load(
         client.clone(),
@@ -238,7 +236,7 @@ async fn measure(
         Ok(out) => out,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            return Err(Stop::runner(e));
+            return Err(e.into());
         }
     };
     if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
@@ -267,7 +265,7 @@ async fn server_figures(
     side: ServerSide,
     out: &RunOutput,
     cancel: &CancellationToken,
-) -> Result<Option<ServerMetrics>, Stop> {
+) -> Result<Option<ServerMetrics>, LoadTestError> {
     match side {
         ServerSide::Prometheus(c) => {
             let span = LoadSpan {
@@ -278,7 +276,7 @@ async fn server_figures(
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Ok(None),
-                r = c.collect(&span) => r.map(Some).map_err(Stop::dependency),
+                r = c.collect(&span) => Ok(Some(r?)),
             }
         }
         ServerSide::Scrape { scraper, before } => {
@@ -291,8 +289,10 @@ async fn server_figures(
                     Duration::from_secs(5),
                 )
                 .await
-                .map_err(|e| {
-                    Stop::dependency(format!("cannot scrape vLLM /metrics after the load ({e})"))
+                .map_err(|e| LoadTestError::Scrape {
+                    source: Box::new(e),
+                    when: "after",
+                    hint: "",
                 })?;
             Ok(Some(server_metrics_from_deltas(
                 &before,

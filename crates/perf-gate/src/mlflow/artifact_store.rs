@@ -32,7 +32,7 @@ use tracing::info;
 use super::client::MlflowClient;
 use super::config::parse_bool;
 use super::error::MlflowError;
-use super::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 mod store_error;
 

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
 use super::config::{Auth, MlflowConfig};
 use super::error::{self, MlflowError};
-use super::retry::{self, AttemptOutcome, RetryPolicy};
+use crate::retry::{self, AttemptOutcome, Failed, RetryPolicy};
 
 /// A typed MLflow REST client. Cheap to clone (the connection pool is shared).
 ///
@@ -154,59 +154,56 @@ impl MlflowClient {
             })
     }
 
-    /// Sends a call with retries; returns the status and body of a 2xx answer.
+    /// Sends a call with retries ([`retry::run`], idempotent or not as the call says); returns
+    /// the status and body of a 2xx answer.
     pub(crate) async fn call_raw(&self, call: Call) -> Result<(u16, Vec<u8>), MlflowError> {
         let mut attempt: u32 = 0;
-        loop {
+        let result = retry::run(&self.retry, call.idempotent, &call.endpoint, || {
             attempt += 1;
-            let outcome = self.attempt(&call).await;
-            let (kind, retry_after, failure) = match outcome {
-                Ok(Answer { status, body, .. }) if (200..300).contains(&status) => {
-                    debug!(endpoint = %call.endpoint, status, attempt, "mlflow call done");
-                    return Ok((status, body));
+            let n = attempt;
+            let call = &call;
+            async move {
+                match self.attempt(call).await {
+                    Ok(Answer { status, body, .. }) if (200..300).contains(&status) => {
+                        debug!(endpoint = %call.endpoint, status, attempt = n, "mlflow call done");
+                        Ok((status, body))
+                    }
+                    Ok(Answer {
+                        status,
+                        body,
+                        retry_after,
+                    }) => Err(Failed {
+                        outcome: AttemptOutcome::Status(status),
+                        retry_after,
+                        error: error::from_response(&call.endpoint, status, &body),
+                    }),
+                    Err(e) => {
+                        let outcome = retry::classify(&e);
+                        let error = if outcome == AttemptOutcome::Timeout {
+                            MlflowError::Timeout {
+                                endpoint: call.endpoint.clone(),
+                                timeout: self.request_timeout,
+                                attempts: n,
+                            }
+                        } else {
+                            MlflowError::Transport {
+                                endpoint: call.endpoint.clone(),
+                                base: self.base_url(),
+                                attempts: n,
+                                source: e.without_url(),
+                            }
+                        };
+                        Err(Failed {
+                            outcome,
+                            retry_after: None,
+                            error,
+                        })
+                    }
                 }
-                Ok(Answer {
-                    status,
-                    body,
-                    retry_after,
-                }) => (
-                    AttemptOutcome::Status(status),
-                    retry_after,
-                    error::from_response(&call.endpoint, status, &body),
-                ),
-                Err(e) => {
-                    let kind = classify_transport(&e);
-                    let failure = if kind == AttemptOutcome::Timeout {
-                        MlflowError::Timeout {
-                            endpoint: call.endpoint.clone(),
-                            timeout: self.request_timeout,
-                            attempts: attempt,
-                        }
-                    } else {
-                        MlflowError::Transport {
-                            endpoint: call.endpoint.clone(),
-                            base: self.base_url(),
-                            attempts: attempt,
-                            source: e.without_url(),
-                        }
-                    };
-                    (kind, None, failure)
-                }
-            };
-            if attempt > self.retry.max_retries || !retry::should_retry(kind, call.idempotent) {
-                return Err(failure);
             }
-            let wait = retry::backoff(&self.retry, attempt, retry_after);
-            warn!(
-                endpoint = %call.endpoint,
-                attempt,
-                max_attempts = self.retry.max_retries + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %failure,
-                "mlflow call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        })
+        .await;
+        result.map_err(|gave_up| gave_up.error)
     }
 
     async fn attempt(&self, call: &Call) -> Result<Answer, reqwest::Error> {
@@ -257,22 +254,5 @@ fn retry_after(resp: &reqwest::Response, status: StatusCode) -> Option<Duration>
     if status.is_success() {
         return None;
     }
-    let v = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    retry::parse_retry_after(v, chrono::Utc::now())
-}
-
-fn classify_transport(e: &reqwest::Error) -> AttemptOutcome {
-    if e.is_timeout() {
-        AttemptOutcome::Timeout
-    } else if e.is_connect() {
-        AttemptOutcome::Connect
-    } else if e.is_request() || e.is_body() {
-        AttemptOutcome::Io
-    } else {
-        AttemptOutcome::Fatal
-    }
+    retry::retry_after(resp.headers())
 }

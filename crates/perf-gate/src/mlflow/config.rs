@@ -7,7 +7,10 @@ use std::time::Duration;
 use url::Url;
 
 use super::error::MlflowError;
-use super::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
+
+/// Timeout of one MLflow HTTP attempt by default (the Python client's).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A secret string (token or password). `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -119,34 +122,21 @@ impl MlflowConfig {
     /// assert!(perf_gate::mlflow::MlflowConfig::new("databricks").is_err());
     /// ```
     pub fn new(tracking_uri: &str) -> Result<Self, MlflowError> {
-        let trimmed = tracking_uri.trim();
-        let url = Url::parse(trimmed).map_err(|e| {
-            MlflowError::Config(format!(
-                "MLFLOW_TRACKING_URI is not a valid URL ({e}); expected http(s)://host:port"
-            ))
-        })?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(MlflowError::Config(format!(
-                "MLFLOW_TRACKING_URI scheme `{}` is not supported; expected an http(s):// tracking server",
-                url.scheme()
-            )));
-        }
+        let url =
+            crate::urls::parse_base_url("MLFLOW_TRACKING_URI", tracking_uri).map_err(|e| {
+                MlflowError::Config(format!("{e}; expected an http(s):// tracking server"))
+            })?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(MlflowError::Config(
                 "MLFLOW_TRACKING_URI must not contain credentials; use MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
                     .into(),
             ));
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(MlflowError::Config(
-                "MLFLOW_TRACKING_URI must not carry a query or fragment".into(),
-            ));
-        }
         Ok(MlflowConfig {
             tracking_uri: url,
             auth: Auth::None,
             insecure_tls: false,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         })

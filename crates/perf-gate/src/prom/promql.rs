@@ -313,7 +313,7 @@ mod tests {
     use chrono::DateTime;
 
     fn plan_120s() -> (PromSettings, WindowPlan) {
-        let s = PromSettings::with_url("http://127.0.0.1:9090");
+        let s = PromSettings::default();
         // Load 1000..1088: T = 1088 + 30 + 2 = 1120, W = 120.
         let span = LoadSpan {
             start: DateTime::from_timestamp(1000, 0).unwrap(),
@@ -395,8 +395,10 @@ gpu_utilization_max: max(max_over_time(DCGM_FI_DEV_GPU_UTIL{gpu="0"}[120s]))
 
     #[test]
     fn seed_mode_changes_only_the_window() {
-        let mut s = PromSettings::with_url("http://127.0.0.1:9090");
-        s.window_mode = WindowMode::Seed;
+        let s = PromSettings {
+            window_mode: WindowMode::Seed,
+            ..PromSettings::default()
+        };
         let span = LoadSpan {
             start: DateTime::from_timestamp(1000, 0).unwrap(),
             end: DateTime::from_timestamp(1025, 0).unwrap(),

@@ -9,13 +9,17 @@ use prometheus_http_query::Client;
 use super::answer::{
     Envelope, FigureResult, InstantAnswer, Outcome, assemble, empty_metrics, measured,
 };
-use super::error::{PromError, parse_base_url, redact_url};
+use super::error::PromError;
 use super::promql::{Figure, Latency, NamedQuery, build_queries, normalize_selector};
-use super::retry::{self, Attempt, Failure, RetryPolicy, retry_after};
+use super::retry::{self, Attempt};
 use super::window::{LoadSpan, PromSettings, WindowPlan, plan_window, window_warnings};
 use crate::results::{QueryRecord, ServerMetrics, ServerSource};
+use crate::retry::{AttemptOutcome, RetryPolicy, retry_after};
+use crate::urls::{parse_base_url, redact_url};
 
 const WHAT: &str = "Prometheus";
+/// The flag the Prometheus URL comes from, for error messages.
+const FLAG: &str = "--prometheus-url";
 /// Extra time the HTTP request gets over the server-side query timeout, so Prometheus's own
 /// timeout error (503 `timeout`) arrives before ours.
 const HTTP_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -27,7 +31,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// ```no_run
 /// # async fn demo(span: perf_gate::prom::LoadSpan) -> Result<(), perf_gate::prom::PromError> {
 /// use perf_gate::prom::{PromSettings, PrometheusCollector};
-/// let prom = PrometheusCollector::new(PromSettings::with_url("http://127.0.0.1:9090"))?;
+/// let prom = PrometheusCollector::new("http://127.0.0.1:9090", PromSettings::default())?;
 /// prom.check_ready().await?; // before the load
 /// // ... run the load ...
 /// let server = prom.collect(&span).await?; // waits until T, then queries
@@ -53,9 +57,10 @@ impl std::fmt::Debug for PrometheusCollector {
 }
 
 impl PrometheusCollector {
-    /// Checks the settings (URL, job label, GPU selector) and builds the HTTP client.
-    pub fn new(settings: PromSettings) -> Result<Self, PromError> {
-        let base = parse_base_url(WHAT, &settings.url)?;
+    /// Checks the URL (`--prometheus-url`) and the settings (job label, GPU selector) and
+    /// builds the HTTP client.
+    pub fn new(url: &str, settings: PromSettings) -> Result<Self, PromError> {
+        let base = parse_base_url(FLAG, url)?;
         if settings.job.trim().is_empty() {
             return Err(PromError::BadSetting {
                 setting: "--prometheus-job",
@@ -78,17 +83,19 @@ impl PrometheusCollector {
             .build()
             .map_err(PromError::Build)?;
         let shown_url = redact_url(base.as_str()).trim_end_matches('/').to_string();
-        let client = Client::from(http, base.as_str()).map_err(|e| PromError::BadUrl {
-            what: WHAT,
-            url: shown_url.clone(),
-            reason: e.to_string(),
+        let client = Client::from(http, base.as_str()).map_err(|e| {
+            PromError::BadUrl(crate::urls::UrlError {
+                flag: FLAG,
+                shown: shown_url.clone(),
+                reason: e.to_string(),
+            })
         })?;
         Ok(PrometheusCollector {
             settings,
             client,
             base,
             shown_url,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::QUERIES,
         })
     }
 
@@ -138,7 +145,7 @@ impl PrometheusCollector {
                 return Ok(());
             }
             Err(Attempt {
-                failure: Failure::Status(status),
+                outcome: AttemptOutcome::Status(status),
                 retry_after: retry_after(resp.headers()),
                 error: Box::new(PromError::NotReady {
                     url: self.shown_url.clone(),
@@ -152,7 +159,7 @@ impl PrometheusCollector {
 
     fn transport(&self, source: super::error::BoxError) -> Attempt {
         Attempt {
-            failure: Failure::Transport,
+            outcome: retry::transport_outcome(source.as_ref()),
             retry_after: None,
             error: Box::new(PromError::Unreachable {
                 what: WHAT,
@@ -214,7 +221,7 @@ impl PrometheusCollector {
             ) => {
                 warnings.extend(infos);
                 InstantAnswer::from_data(&data, warnings).map_err(|message| Attempt {
-                    failure: Failure::Status(status),
+                    outcome: AttemptOutcome::Status(status),
                     retry_after: None,
                     error: Box::new(PromError::Parse {
                         what: WHAT,
@@ -226,23 +233,23 @@ impl PrometheusCollector {
             (Ok(Envelope::Error { error_type, error }), _) => {
                 // A 200 with status "error" is classified by its errorType.
                 let failure = match (ok, error_type.as_str()) {
-                    (false, _) => Failure::Status(status),
-                    (true, "timeout" | "unavailable" | "internal") => Failure::Status(503),
-                    (true, _) => Failure::Status(400),
+                    (false, _) => AttemptOutcome::Status(status),
+                    (true, "timeout" | "unavailable" | "internal") => AttemptOutcome::Status(503),
+                    (true, _) => AttemptOutcome::Status(400),
                 };
                 Err(Attempt {
-                    failure,
+                    outcome: failure,
                     retry_after: after,
                     error: Box::new(http_error(error_type, error)),
                 })
             }
             (Ok(Envelope::Success { .. }) | Err(_), false) => Err(Attempt {
-                failure: Failure::Status(status),
+                outcome: AttemptOutcome::Status(status),
                 retry_after: after,
                 error: Box::new(http_error("http".into(), snippet(body))),
             }),
             (Err(e), true) => Err(Attempt {
-                failure: Failure::Status(status),
+                outcome: AttemptOutcome::Status(status),
                 retry_after: None,
                 error: Box::new(PromError::Parse {
                     what: WHAT,

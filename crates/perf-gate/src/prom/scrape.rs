@@ -20,14 +20,16 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use super::answer::{empty_metrics, per_second};
-use super::error::{PromError, parse_base_url, redact_url};
+use super::error::PromError;
 use super::exposition::{MetricFamily, Sample, parse_exposition};
 use super::histogram::bucket_quantile;
 use super::promql::{
     E2E_LATENCY, FINISHED_OK, ITL, ITL_OLD, KV_CACHE, KV_CACHE_OLD, Latency, Quantile, TTFT,
 };
-use super::retry::{self, Attempt, Failure, RetryPolicy, retry_after};
+use super::retry::{self, Attempt};
 use crate::results::{Measured, QueryRecord, ServerMetrics, ServerQuantiles, ServerSource};
+use crate::retry::{AttemptOutcome, RetryPolicy, retry_after};
+use crate::urls::{parse_base_url, redact_url};
 
 const WHAT: &str = "vLLM /metrics";
 /// Bound of one `/metrics` request.
@@ -136,7 +138,7 @@ impl MetricsScraper {
         vllm_base_url: &str,
         api_key: Option<String>,
     ) -> Result<Self, PromError> {
-        let mut url = parse_base_url("vLLM", vllm_base_url)?;
+        let mut url = parse_base_url("--vllm-url", vllm_base_url)?;
         let path = format!("{}/metrics", url.path().trim_end_matches('/'));
         url.set_path(&path);
         let auth = match api_key.filter(|k| !k.is_empty()) {
@@ -157,7 +159,7 @@ impl MetricsScraper {
             shown_url: redact_url(url.as_str()),
             url,
             auth,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::QUERIES,
         })
     }
 
@@ -180,7 +182,7 @@ impl MetricsScraper {
                 req = req.header(AUTHORIZATION, auth.clone());
             }
             let transport = |e: reqwest::Error| Attempt {
-                failure: Failure::Transport,
+                outcome: retry::transport_outcome(&e),
                 retry_after: None,
                 error: Box::new(PromError::Unreachable {
                     what: WHAT,
@@ -193,7 +195,7 @@ impl MetricsScraper {
             let status = resp.status().as_u16();
             if !resp.status().is_success() {
                 return Err(Attempt {
-                    failure: Failure::Status(status),
+                    outcome: AttemptOutcome::Status(status),
                     retry_after: retry_after(resp.headers()),
                     error: Box::new(PromError::MetricsStatus {
                         url: self.shown_url.clone(),
@@ -607,9 +609,10 @@ mod tests {
             .mount(&server)
             .await;
         let fast = RetryPolicy {
-            attempts: 2,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(1),
+            max_retries: 1,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            max_retry_after: Duration::from_millis(1),
         };
         let s = MetricsScraper::new(
             reqwest::Client::new(),

@@ -28,12 +28,10 @@ pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Seconds added after the last expected scrape before evaluating (inference-perf uses 2 s too).
 pub const SCRAPE_BUFFER: Duration = Duration::from_secs(2);
 
-/// How to reach Prometheus and which series to read.
+/// Which series to read from Prometheus and how to window them (the URL is given to
+/// [`super::PrometheusCollector::new`] beside these).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSettings {
-    /// Prometheus base URL, e.g. `http://127.0.0.1:9090` (a path prefix such as
-    /// `http://proxy/prometheus` is kept).
-    pub url: String,
     /// `job` label of the vLLM scrape job; every vLLM query carries `job="<job>"`.
     pub job: String,
     /// Prometheus's scrape interval for the vLLM job.
@@ -50,11 +48,10 @@ pub struct PromSettings {
     pub query_timeout: Duration,
 }
 
-impl PromSettings {
-    /// Settings for `url` with every other field at its default.
-    pub fn with_url(url: impl Into<String>) -> Self {
+impl Default for PromSettings {
+    /// The seed's job label, scrape interval and wait; end-anchored windows; GPU 0.
+    fn default() -> Self {
         PromSettings {
-            url: url.into(),
             job: DEFAULT_JOB.to_string(),
             scrape_interval: DEFAULT_SCRAPE_INTERVAL,
             scrape_wait: DEFAULT_SCRAPE_WAIT,
@@ -203,7 +200,7 @@ mod tests {
     fn settings(mode: WindowMode) -> PromSettings {
         PromSettings {
             window_mode: mode,
-            ..PromSettings::with_url("http://127.0.0.1:9090")
+            ..PromSettings::default()
         }
     }
 

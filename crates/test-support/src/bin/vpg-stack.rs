@@ -174,12 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = absolute(&dir);
             let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            let config = prometheus::config_yaml(&job, &targets, scrape_interval);
             let launch = prometheus::Launch {
                 dir: &dir,
                 port,
-                job: &job,
-                targets: &targets,
-                scrape_interval,
+                config_yaml: &config,
             };
             let mut child = launch.spawn().map_err(anyhow::Error::msg)?;
             if let Err(why) = launch.wait_ready(&mut child) {

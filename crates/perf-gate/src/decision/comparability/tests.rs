@@ -1,7 +1,9 @@
 use super::*;
 use crate::decision::checks::{Evaluation, Mode, Verdict};
-use crate::decision::document::BaselineSource;
-use crate::decision::fixtures;
+use crate::decision::load_settings::candidate_settings;
+use crate::decision::metrics::MetricsSource;
+use crate::fixtures;
+use crate::results::ServerSource;
 
 fn settings(pairs: &[(&str, &str)]) -> LoadSettings {
     pairs
@@ -178,50 +180,11 @@ fn another_metrics_source_is_a_note_not_an_incomparability() {
     );
 }
 
-#[test]
-fn a_run_reads_back_its_params_and_falls_back_on_its_dataset_digest() {
-    let run: Run = serde_json::from_value(serde_json::json!({
-        "info": {"run_id": "r1", "experiment_id": "1"},
-        "data": {"params": [
-            {"key": "concurrency", "value": "10"},
-            {"key": "max_tokens", "value": "256"},
-            {"key": "metrics_source", "value": "server"},
-            {"key": "model_name", "value": "m"}
-        ]},
-        "inputs": {"dataset_inputs": [
-            {"dataset": {"name": "eval-v1", "digest": "d9a73a27"}}
-        ]}
-    }))
-    .unwrap();
-    assert_eq!(
-        run_settings(&run),
-        settings(&[
-            ("concurrency", "10"),
-            ("max_tokens", "256"),
-            ("metrics_source", "server"),
-            ("eval_data_digest", "d9a73a27"),
-        ])
-    );
-    // the param wins over the dataset input
-    let mut run = run;
-    run.data.params.push(crate::mlflow::types::KeyValue::new(
-        "eval_data_digest",
-        "1f00aa12",
-    ));
-    assert_eq!(run_settings(&run)["eval_data_digest"], "1f00aa12");
-}
-
-fn baseline(comparable: Option<bool>, reasons: &[&str]) -> BaselineRecord {
-    BaselineRecord {
-        source: BaselineSource::Mlflow,
-        run_id: Some("abc".into()),
-        file: None,
-        model_name: Some("m".into()),
-        version: Some("1".into()),
-        metrics: Default::default(),
-        load_settings: LoadSettings::new(),
+fn baseline(comparable: bool, reasons: &[&str]) -> Comparability {
+    Comparability {
         comparable,
-        comparability: reasons.iter().map(|r| r.to_string()).collect(),
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        notes: Vec::new(),
     }
 }
 
@@ -233,12 +196,12 @@ fn the_fifth_check_fails_only_an_incomparable_baseline() {
     assert_eq!(absolute.value, None);
     assert!(absolute.reason.starts_with("no baseline (absolute mode)"));
 
-    let ok = comparable_check(Some(&baseline(Some(true), &[])));
+    let ok = comparable_check(Some(&baseline(true, &[])));
     assert!(ok.passed);
     assert_eq!(ok.value, Some(1.0));
 
     let bad = comparable_check(Some(&baseline(
-        Some(false),
+        false,
         &["baseline used concurrency 20, candidate 10: x", "y"],
     )));
     assert!(!bad.passed);
@@ -248,7 +211,7 @@ fn the_fifth_check_fails_only_an_incomparable_baseline() {
         "the baseline is not comparable and --require-comparable-baseline is set: baseline used concurrency 20, candidate 10: x; y"
     );
     // never assessed: fails closed
-    let unknown = comparable_check(Some(&baseline(None, &[])));
+    let unknown = comparable_check(Some(&baseline(false, &[])));
     assert!(!unknown.passed);
     assert!(unknown.reason.ends_with("its load was not assessed"));
 }
@@ -260,9 +223,9 @@ fn a_failed_fifth_check_fails_a_passed_evaluation_and_a_passed_one_changes_nothi
         mode: Mode::Comparative,
         checks: vec![],
     };
-    eval.push(comparable_check(Some(&baseline(Some(true), &[]))));
+    eval.push(comparable_check(Some(&baseline(true, &[]))));
     assert_eq!(eval.verdict, Verdict::Passed);
-    eval.push(comparable_check(Some(&baseline(Some(false), &["r"]))));
+    eval.push(comparable_check(Some(&baseline(false, &["r"]))));
     assert_eq!(eval.verdict, Verdict::Failed);
     assert_eq!(eval.checks.len(), 2);
     // a failed verdict stays failed whatever is added

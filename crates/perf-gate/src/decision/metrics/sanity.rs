@@ -161,8 +161,8 @@ pub fn check_candidate(metrics: &mut MetricMap, results: &LoadTestResults) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::fixtures;
     use crate::decision::metrics::candidate_metrics;
+    use crate::fixtures;
 
     fn reason(m: &MetricMap, key: &str) -> String {
         let entry = &m[key];

@@ -12,9 +12,10 @@ use super::*;
 
 fn fast() -> RetryPolicy {
     RetryPolicy {
-        attempts: 3,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        max_retry_after: Duration::from_millis(5),
     }
 }
 
@@ -25,10 +26,10 @@ fn span() -> LoadSpan {
     }
 }
 
-fn settings(url: &str) -> PromSettings {
+fn settings() -> PromSettings {
     PromSettings {
         scrape_interval: Duration::from_secs(1),
-        ..PromSettings::with_url(url)
+        ..PromSettings::default()
     }
 }
 
@@ -97,7 +98,7 @@ async fn result_handling_against_a_fake_prometheus() {
         })
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     let plan = c.plan(&span());
@@ -189,7 +190,7 @@ async fn transient_5xx_is_retried_then_succeeds() {
         .respond_with(ResponseTemplate::new(200).set_body_json(vector(Some("42"))))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     let a = c.instant_query("up", 1013).await.unwrap();
@@ -206,7 +207,7 @@ async fn bad_data_is_an_error_naming_the_query_and_not_retried() {
             {"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:37: parse error: not a valid duration string: \"1.5s\""})))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     let e = c.query_at(&c.plan(&span()), &span()).await.unwrap_err();
@@ -229,7 +230,7 @@ async fn non_json_answers() {
         .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     let e = c.instant_query("up", 1).await.unwrap_err();
@@ -246,7 +247,7 @@ async fn non_json_answers() {
         .respond_with(ResponseTemplate::new(200).set_body_string("not json"))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     let e = c.instant_query("up", 1).await.unwrap_err();
@@ -262,7 +263,7 @@ async fn unreachable_prometheus_names_the_url() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let c = PrometheusCollector::new(settings(&url))
+    let c = PrometheusCollector::new(&url, settings())
         .unwrap()
         .with_retry_policy(fast());
     let e = c.check_ready().await.unwrap_err();
@@ -294,7 +295,7 @@ async fn readiness_retries_503_then_reports_the_status() {
         .respond_with(ResponseTemplate::new(200).set_body_string("Prometheus Server is Ready."))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&server.uri()))
+    let c = PrometheusCollector::new(&server.uri(), settings())
         .unwrap()
         .with_retry_policy(fast());
     c.check_ready().await.unwrap();
@@ -305,7 +306,7 @@ async fn readiness_retries_503_then_reports_the_status() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&server)
         .await;
-    let c = PrometheusCollector::new(settings(&format!("{}/prom/", server.uri())))
+    let c = PrometheusCollector::new(&format!("{}/prom/", server.uri()), settings())
         .unwrap()
         .with_retry_policy(fast());
     let e = c.check_ready().await.unwrap_err();
@@ -328,28 +329,34 @@ async fn readiness_retries_503_then_reports_the_status() {
 
 #[test]
 fn settings_are_validated() {
-    let e = PrometheusCollector::new(PromSettings::with_url("not a url")).unwrap_err();
+    let e = PrometheusCollector::new("not a url", PromSettings::default()).unwrap_err();
     assert!(e.is_bad_input());
     assert!(e.to_string().contains("\"not a url\""), "{e}");
-    let mut s = PromSettings::with_url("http://127.0.0.1:9090");
-    s.job = " ".into();
+    let s = PromSettings {
+        job: " ".into(),
+        ..PromSettings::default()
+    };
     assert!(
-        PrometheusCollector::new(s)
+        PrometheusCollector::new("http://127.0.0.1:9090", s)
             .unwrap_err()
             .to_string()
             .contains("--prometheus-job")
     );
-    let mut s = PromSettings::with_url("http://127.0.0.1:9090");
-    s.gpu_selector = "{gpu=\"0\"".into();
+    let s = PromSettings {
+        gpu_selector: "{gpu=\"0\"".into(),
+        ..PromSettings::default()
+    };
     assert!(
-        PrometheusCollector::new(s)
+        PrometheusCollector::new("http://127.0.0.1:9090", s)
             .unwrap_err()
             .to_string()
             .contains("--gpu-selector")
     );
-    let mut s = PromSettings::with_url("http://user:pw@127.0.0.1:9090");
-    s.gpu_selector = "gpu=\"1\"".into();
-    let c = PrometheusCollector::new(s).unwrap();
+    let s = PromSettings {
+        gpu_selector: "gpu=\"1\"".into(),
+        ..PromSettings::default()
+    };
+    let c = PrometheusCollector::new("http://user:pw@127.0.0.1:9090", s).unwrap();
     assert_eq!(c.url(), "http://127.0.0.1:9090");
     assert!(!format!("{c:?}").contains("pw"));
 }

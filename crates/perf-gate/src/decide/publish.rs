@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::StepError;
-use super::remote::aliases;
-use crate::decision::document::PerfDecision;
+use super::document::PerfDecision;
+use super::error::DecideError;
+use super::record::aliases;
 use crate::mlflow::types::ModelVersion;
 use crate::mlflow::{MlflowClient, MlflowError};
 
@@ -40,7 +40,7 @@ enum Undo {
 }
 
 /// Tags the candidate version and moves the aliases onto it, undoing every claim made if any
-/// write fails or `cancel` fires (then [`StepError::Aborted`]).
+/// write fails or `cancel` fires (then [`DecideError::Aborted`]).
 pub(crate) async fn publish(
     client: &MlflowClient,
     model: &str,
@@ -48,11 +48,11 @@ pub(crate) async fn publish(
     run_id: &str,
     doc: &PerfDecision,
     cancel: &CancellationToken,
-) -> Result<(), StepError> {
+) -> Result<(), DecideError> {
     let mut undo = Vec::new();
     let applied = tokio::select! {
         r = apply(client, model, version, run_id, doc, &mut undo) => r,
-        () = cancel.cancelled() => Err(StepError::Aborted),
+        () = cancel.cancelled() => Err(DecideError::Aborted),
     };
     if applied.is_err() && !undo.is_empty() {
         revert(client, model, &version.version, undo).await;
@@ -67,14 +67,14 @@ async fn apply(
     run_id: &str,
     doc: &PerfDecision,
     undo: &mut Vec<Undo>,
-) -> Result<(), StepError> {
+) -> Result<(), DecideError> {
     let (set, removed) = aliases(doc.decision);
     let v = &version.version;
     // where both aliases point now, to put them back if a later write fails
     let current = client
         .get_registered_model(model)
         .await
-        .map_err(StepError::mlflow(format!(
+        .map_err(DecideError::mlflow(format!(
             "cannot read the aliases of `{model}`"
         )))?;
     let before = |alias: &str| current.alias(alias).map(str::to_string);
@@ -124,13 +124,13 @@ async fn claim(
     inverse: Undo,
     write: impl Future<Output = Result<(), MlflowError>>,
     context: impl FnOnce() -> String,
-) -> Result<(), StepError> {
+) -> Result<(), DecideError> {
     undo.push(inverse);
     write.await.map_err(|e| {
         if matches!(e.status(), Some(400..=499)) {
             undo.pop();
         }
-        StepError::Mlflow {
+        DecideError::Mlflow {
             context: context(),
             source: e,
         }

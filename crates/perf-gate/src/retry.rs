@@ -1,17 +1,18 @@
-//! Which failures are retried, and how long to wait: pure functions, tested in isolation.
+//! Retries of control-plane calls (Prometheus, vLLM `/metrics`, MLflow), never of load
+//! requests: which failures are retried, how long to wait, and the loop, in one place.
 //!
-//! Idempotent calls (reads, log-batch, set-tag, aliases, artifact PUTs) are retried on
+//! Idempotent calls (reads, queries, log-batch, set-tag, aliases, artifact PUTs) are retried on
 //! connection failures, timeouts, broken connections, 408, 429 and 5xx. Calls that create
-//! something (`runs/create`, `experiments/create`, `registered-models/create`,
-//! `model-versions/create`) are retried only when the connection could not be made, i.e. the
-//! request never left: a 5xx, a timeout or a reset may come after the server acted (a proxy's
-//! 502/504 after MLflow created the run), and a second attempt would make a second run. Never
-//! retried: any other 4xx (401, 403, 404, 400 are answers, not accidents), and a success whose
-//! body does not parse. Waits double from
+//! something (`runs/create`, `experiments/create`, ...) are retried only when the connection
+//! could not be made, i.e. the request never left: a 5xx, a timeout or a reset may come after
+//! the server acted (a proxy's 502/504 after MLflow created the run), and a second attempt
+//! would make a second run. Never retried: any other 4xx (401, 403, 404, 400 `bad_data` are
+//! answers, not accidents), and a success whose body does not parse. Waits double from
 //! [`RetryPolicy::initial_backoff`] up to [`RetryPolicy::max_backoff`]; a `Retry-After` header
 //! (seconds or an HTTP date) replaces the computed wait, capped at
 //! [`RetryPolicy::max_retry_after`].
 
+use std::fmt::Display;
 use std::time::Duration;
 
 /// Bounds of the retry loop.
@@ -28,7 +29,8 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 4 retries (5 attempts), waits 0.5 s, 1 s, 2 s, 4 s (at most 8 s), `Retry-After` up to 60 s.
+    /// 4 retries (5 attempts), waits 0.5 s, 1 s, 2 s, 4 s (at most 8 s), `Retry-After` up to 60 s:
+    /// MLflow's own client defaults.
     fn default() -> Self {
         RetryPolicy {
             max_retries: 4,
@@ -37,6 +39,26 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(60),
         }
     }
+}
+
+impl RetryPolicy {
+    /// For Prometheus queries and vLLM `/metrics` scrapes: 2 retries, 0.5 s then 1 s, any wait
+    /// (`Retry-After` included) at most 5 s. Queries run after the load: a long wait only delays
+    /// the result, a short one lets a Prometheus restart fail the step.
+    pub const QUERIES: RetryPolicy = RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(5),
+        max_retry_after: Duration::from_secs(5),
+    };
+
+    /// Try once, never wait (tests of error paths).
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_retries: 0,
+        initial_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        max_retry_after: Duration::ZERO,
+    };
 }
 
 /// What one attempt ended with, as far as retrying is concerned.
@@ -94,6 +116,86 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// The `Retry-After` of a response's headers, if any ([`parse_retry_after`] from now).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(v, chrono::Utc::now())
+}
+
+/// How a transport error (no HTTP answer) counts for retrying.
+pub fn classify(e: &reqwest::Error) -> AttemptOutcome {
+    if e.is_timeout() {
+        AttemptOutcome::Timeout
+    } else if e.is_connect() {
+        AttemptOutcome::Connect
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        AttemptOutcome::Io
+    } else {
+        AttemptOutcome::Fatal
+    }
+}
+
+/// A failed attempt: how it counts for retrying, and the error to report if it is the last.
+#[derive(Debug)]
+pub struct Failed<E> {
+    /// How the attempt ended.
+    pub outcome: AttemptOutcome,
+    /// The server's `Retry-After`, if it sent one.
+    pub retry_after: Option<Duration>,
+    /// The error reported when no attempt is left.
+    pub error: E,
+}
+
+/// The last failure, once retrying is over, and how many attempts were made.
+#[derive(Debug)]
+pub struct GaveUp<E> {
+    /// The last attempt's error.
+    pub error: E,
+    /// Attempts made (at least 1).
+    pub attempts: u32,
+}
+
+/// Runs `op` until it succeeds, fails in a way not worth retrying ([`should_retry`] with
+/// `idempotent`), or runs out of retries; each retry waits [`backoff`] and is logged at WARN
+/// with `what`.
+pub async fn run<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    idempotent: bool,
+    what: &str,
+    mut op: F,
+) -> Result<T, GaveUp<E>>
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failed<E>>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(f) if attempt > policy.max_retries || !should_retry(f.outcome, idempotent) => {
+                return Err(GaveUp {
+                    error: f.error,
+                    attempts: attempt,
+                });
+            }
+            Err(f) => {
+                let wait = backoff(policy, attempt, f.retry_after);
+                tracing::warn!(
+                    %what,
+                    attempt,
+                    max_attempts = policy.max_retries + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    error = %f.error,
+                    "call failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +220,7 @@ mod tests {
     #[case(AttemptOutcome::Status(403), true, false)]
     #[case(AttemptOutcome::Status(404), true, false)]
     #[case(AttemptOutcome::Status(409), true, false)]
+    #[case(AttemptOutcome::Status(422), true, false)]
     #[case(AttemptOutcome::Status(200), true, false)]
     #[case(AttemptOutcome::Connect, false, true)]
     #[case(AttemptOutcome::Connect, true, true)]
@@ -140,6 +243,9 @@ mod tests {
         let waits: Vec<_> = (1..=6).map(|r| backoff(&p, r, None).as_millis()).collect();
         assert_eq!(waits, vec![500, 1000, 2000, 4000, 8000, 8000]);
         assert_eq!(backoff(&p, 40, None), p.max_backoff);
+        let q = RetryPolicy::QUERIES;
+        let waits: Vec<_> = (1..=5).map(|r| backoff(&q, r, None).as_millis()).collect();
+        assert_eq!(waits, vec![500, 1000, 2000, 4000, 5000]);
     }
 
     #[test]
@@ -154,6 +260,10 @@ mod tests {
             p.max_retry_after
         );
         assert_eq!(backoff(&p, 3, Some(Duration::ZERO)), Duration::ZERO);
+        assert_eq!(
+            backoff(&RetryPolicy::QUERIES, 1, Some(Duration::from_secs(60))),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -172,5 +282,59 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    fn fail(outcome: AttemptOutcome) -> Failed<String> {
+        Failed {
+            outcome,
+            retry_after: Some(Duration::ZERO),
+            error: format!("{outcome:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_stops_at_the_first_answer_not_worth_retrying() {
+        let mut seen = Vec::new();
+        let mut script = vec![
+            fail(AttemptOutcome::Status(503)),
+            fail(AttemptOutcome::Io),
+            fail(AttemptOutcome::Status(400)),
+        ]
+        .into_iter();
+        let r: Result<(), _> = run(&RetryPolicy::default(), true, "test", || {
+            let f = script.next().unwrap();
+            seen.push(f.outcome);
+            async move { Err(f) }
+        })
+        .await;
+        let gave_up = r.unwrap_err();
+        assert_eq!(gave_up.attempts, 3);
+        assert_eq!(gave_up.error, "Status(400)");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_creates_is_not_repeated_after_a_5xx() {
+        let mut calls = 0;
+        let r: Result<(), _> = run(&RetryPolicy::default(), false, "create", || {
+            calls += 1;
+            async { Err(fail(AttemptOutcome::Status(502))) }
+        })
+        .await;
+        assert_eq!((calls, r.unwrap_err().attempts), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded() {
+        let mut calls = 0;
+        let policy = RetryPolicy {
+            max_retries: 2,
+            ..RetryPolicy::NONE
+        };
+        let r: Result<(), _> = run(&policy, true, "read", || {
+            calls += 1;
+            async { Err(fail(AttemptOutcome::Connect)) }
+        })
+        .await;
+        assert_eq!((calls, r.unwrap_err().attempts), (3, 3));
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::checks::{CheckResult, Mode, Verdict};
-use super::comparability::{LoadSettings, keys};
-use super::metrics::{MetricMap, MetricsSource};
-use super::thresholds::Thresholds;
+use crate::decision::checks::{CheckResult, Mode, Verdict};
+use crate::decision::load_settings::{LoadSettings, keys};
+use crate::decision::metrics::{MetricMap, MetricsSource};
+use crate::decision::thresholds::Thresholds;
 use crate::results::ToolInfo;
 
 /// Version of the `perf_decision.json` schema. Bumped on any field change.

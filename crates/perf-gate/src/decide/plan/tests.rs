@@ -1,16 +1,16 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::decide::document::{BaselineFileError, read_baseline_file};
 use crate::decision::checks::{Verdict, decide};
-use crate::decision::comparability::LoadSettings;
-use crate::decision::document::{BaselineFileError, read_baseline_file};
-use crate::decision::fixtures;
+use crate::decision::load_settings::LoadSettings;
 use crate::decision::metrics::{CheckKeys, candidate_metrics};
 use crate::decision::thresholds::Thresholds;
+use crate::fixtures;
 use crate::results::Measured;
 
-fn cfg() -> StepConfig {
-    StepConfig {
+fn cfg() -> DecideConfig {
+    DecideConfig {
         results_path: PathBuf::from("/input/load_test_results.json"),
         output_dir: PathBuf::from("/output"),
         model_name: "mistral-7b-lora".into(),
@@ -31,7 +31,7 @@ fn cfg() -> StepConfig {
     }
 }
 
-fn doc(cfg: &StepConfig, baseline: Option<BaselineRecord>) -> PerfDecision {
+fn doc(cfg: &DecideConfig, baseline: Option<BaselineRecord>) -> PerfDecision {
     let results = fixtures::results();
     let mut draft = Draft::new(cfg, &results, candidate_metrics(&results));
     draft.baseline = baseline;
@@ -61,7 +61,7 @@ fn baseline_filter_is_per_model_unless_any_model() {
     );
     assert!(matches!(
         baseline_filter(Some("a'b\"c")),
-        Err(StepError::Input(_))
+        Err(DecideError::Input(_))
     ));
 }
 
@@ -130,7 +130,7 @@ fn batch_holds_string_params_nan_for_missing_and_baseline_metrics() {
     assert_eq!(p("min_success_rate"), "0.99");
     assert_eq!(p("max_throughput_drop"), "0.15");
     assert_eq!(p("baseline_run_id"), "none");
-    assert_eq!(p("adapter_root"), "/adapters/v3");
+    assert_eq!(p("adapter_root"), "/adapters/aws-rag-qa-candidate");
     assert_eq!(p("eval_dataset_name"), "eval-d9a73a27");
     let keys: std::collections::HashSet<_> = b.params.iter().map(|p| &p.key).collect();
     assert_eq!(keys.len(), b.params.len(), "duplicate param keys");
@@ -138,7 +138,7 @@ fn batch_holds_string_params_nan_for_missing_and_baseline_metrics() {
     assert_eq!(m("p95_latency_s"), Some(4.0));
     assert_eq!(m("client_p95_latency_s"), Some(4.2));
     assert_eq!(m("throughput_rps"), Some(5.0));
-    assert_eq!(m("client_throughput_rps"), Some(4.9));
+    assert_eq!(m("client_throughput_rps"), Some(5.0));
     assert_eq!(m("client_success_rate"), Some(1.0));
     assert_eq!(m("kv_cache_usage"), Some(0.25));
     assert!(m("gpu_utilization").unwrap().is_nan());
@@ -272,8 +272,8 @@ fn client_source_baseline_figures_carry_client_names() {
     let m = |k: &str| b.metrics.iter().find(|m| m.key == k).map(|m| m.value.0);
     // the client's figures, under client names; nothing under the server names
     assert_eq!(m("baseline_client_p95_latency_s"), Some(4.2));
-    assert_eq!(m("baseline_client_p95_ttft_s"), Some(0.6));
-    assert_eq!(m("baseline_client_throughput_rps"), Some(4.9));
+    assert_eq!(m("baseline_client_p95_ttft_s"), Some(0.525));
+    assert_eq!(m("baseline_client_throughput_rps"), Some(5.0));
     assert_eq!(m("baseline_client_success_rate"), Some(1.0));
     for server_name in [
         "baseline_p95_latency_s",
@@ -309,7 +309,7 @@ fn configuration_warnings_reach_the_document() {
 
 /// A draft of the fixture results against `baseline`, assessed and evaluated.
 fn judged(
-    cfg: &StepConfig,
+    cfg: &DecideConfig,
     results: &LoadTestResults,
     baseline: Option<BaselineRecord>,
 ) -> PerfDecision {
@@ -337,7 +337,7 @@ fn baseline_with(load_settings: LoadSettings) -> BaselineRecord {
 }
 
 fn same_load() -> LoadSettings {
-    crate::decision::comparability::candidate_settings(&fixtures::results(), MetricsSource::Server)
+    crate::decision::load_settings::candidate_settings(&fixtures::results(), MetricsSource::Server)
 }
 
 #[test]

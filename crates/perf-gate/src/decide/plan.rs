@@ -1,19 +1,21 @@
-//! Pure parts of the step: the decision document, the MLflow batch, the baseline filter, the
-//! dataset record.
+//! The pure part of `perf-decision`: the decision document under construction ([`Draft`]),
+//! the MLflow batch of params, metrics and tags ([`build_batch`]), the baseline search filter,
+//! the dataset record. No I/O: everything here is tested without a server.
 
 use tracing::warn;
 
-use super::remote::Resolved;
-use super::{MlflowMode, StepConfig, StepError};
-use crate::decision::checks::{CheckName, Evaluation, decide};
-use crate::decision::comparability::{LoadSettings, candidate_settings, comparable_check, compare};
-use crate::decision::crosschecks::results_warnings;
-use crate::decision::document::{
+use super::config::{DecideConfig, MlflowMode};
+use super::document::{
     BaselineRecord, BaselineSource, DECISION_SCHEMA_VERSION, DatasetRecord, MlflowRecord,
     PerfDecision,
 };
+use super::error::DecideError;
+use crate::decision::checks::{CheckName, Evaluation, decide};
+use crate::decision::comparability::{Comparability, comparable_check, compare};
+use crate::decision::crosschecks::results_warnings;
+use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
-use crate::mlflow::types::{KeyValue, Metric, MetricValue};
+use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
 use crate::results::{LoadTestResults, ToolInfo};
 
@@ -23,11 +25,14 @@ pub(crate) const DATASET_CONTEXT: &str = "performance-test";
 const MAX_PARAM_LEN: usize = 6000;
 
 /// The decision document under construction.
-pub(super) struct Draft<'a> {
-    cfg: &'a StepConfig,
+pub struct Draft<'a> {
+    cfg: &'a DecideConfig,
     results: &'a LoadTestResults,
+    /// The candidate's decision metrics.
     pub metrics: MetricMap,
+    /// The baseline, once found (comparative mode).
     pub baseline: Option<BaselineRecord>,
+    comparability: Option<Comparability>,
     candidate_version: Option<String>,
     candidate_alias: Option<String>,
     model_version_source: Option<String>,
@@ -39,7 +44,7 @@ pub(super) struct Draft<'a> {
 impl<'a> Draft<'a> {
     /// A draft whose warnings are the configuration's, the dataset's and the cross-checks of
     /// the results ([`results_warnings`]); the caller logs them ([`Draft::warnings`]).
-    pub fn new(cfg: &'a StepConfig, results: &'a LoadTestResults, metrics: MetricMap) -> Self {
+    pub fn new(cfg: &'a DecideConfig, results: &'a LoadTestResults, metrics: MetricMap) -> Self {
         let (dataset, warning) = dataset_record(cfg, results);
         let warnings = cfg
             .warnings
@@ -53,6 +58,7 @@ impl<'a> Draft<'a> {
             results,
             metrics,
             baseline: None,
+            comparability: None,
             candidate_version: cfg.candidate_version.clone(),
             candidate_alias: None,
             model_version_source: None,
@@ -82,7 +88,9 @@ impl<'a> Draft<'a> {
         let c = compare(&self.load_settings, &b.load_settings);
         b.comparable = Some(c.comparable);
         b.comparability = c.reasons.clone();
-        for w in c.reasons.into_iter().chain(c.notes) {
+        let lines: Vec<String> = c.reasons.iter().chain(&c.notes).cloned().collect();
+        self.comparability = Some(c);
+        for w in lines {
             self.warn(w);
         }
     }
@@ -97,25 +105,32 @@ impl<'a> Draft<'a> {
             keys,
         );
         if self.cfg.require_comparable_baseline {
-            eval.push(comparable_check(self.baseline.as_ref()));
+            // a baseline that was never assessed fails closed (an empty, not comparable record)
+            let unassessed = Comparability::default();
+            let assessed = self
+                .baseline
+                .as_ref()
+                .map(|_| self.comparability.as_ref().unwrap_or(&unassessed));
+            eval.push(comparable_check(assessed));
         }
         eval
     }
 
-    pub fn set_version(&mut self, resolved: &Resolved) {
-        if let Some(v) = &resolved.version {
-            self.candidate_version = Some(v.version.clone());
-            self.model_version_source = Some(v.source.clone()).filter(|s| !s.is_empty());
-            if resolved.via_alias {
-                self.candidate_alias = Some(self.cfg.candidate_alias.clone());
-            }
+    /// Records the candidate version MLflow resolved (`via_alias`: from `--candidate-alias`).
+    pub fn set_version(&mut self, version: &ModelVersion, via_alias: bool) {
+        self.candidate_version = Some(version.version.clone());
+        self.model_version_source = Some(version.source.clone()).filter(|s| !s.is_empty());
+        if via_alias {
+            self.candidate_alias = Some(self.cfg.candidate_alias.clone());
         }
     }
 
+    /// The baseline's metrics, when there is a baseline.
     pub fn baseline_metrics(&self) -> Option<&MetricMap> {
         self.baseline.as_ref().map(|b| &b.metrics)
     }
 
+    /// The finished document.
     pub fn finish(self, eval: Evaluation, mlflow: Option<MlflowRecord>) -> PerfDecision {
         let departures = departures(self.cfg, self.baseline.as_ref(), self.results);
         PerfDecision {
@@ -148,7 +163,7 @@ impl<'a> Draft<'a> {
 
 /// Deliberate differences from the seed's behaviour for this configuration, in words.
 fn departures(
-    cfg: &StepConfig,
+    cfg: &DecideConfig,
     baseline: Option<&BaselineRecord>,
     results: &LoadTestResults,
 ) -> Vec<String> {
@@ -188,7 +203,7 @@ fn departures(
 /// `--eval-data-source`, else the eval path in the results. `None` (with a warning) when the
 /// results carry no eval data digest.
 pub fn dataset_record(
-    cfg: &StepConfig,
+    cfg: &DecideConfig,
     results: &LoadTestResults,
 ) -> (Option<DatasetRecord>, Option<String>) {
     let Some(eval) = results.eval_data.as_ref().filter(|e| !e.digest.is_empty()) else {
@@ -226,13 +241,13 @@ pub(crate) fn source_type(source: &str) -> String {
 }
 
 /// Quotes a value for an MLflow search filter.
-fn quote(value: &str) -> Result<String, StepError> {
+fn quote(value: &str) -> Result<String, DecideError> {
     if !value.contains('\'') {
         Ok(format!("'{value}'"))
     } else if !value.contains('"') {
         Ok(format!("\"{value}\""))
     } else {
-        Err(StepError::Input(format!(
+        Err(DecideError::Input(format!(
             "model name {value:?} holds both quote characters and cannot be used in an MLflow search filter"
         )))
     }
@@ -240,7 +255,7 @@ fn quote(value: &str) -> Result<String, StepError> {
 
 /// The baseline search filter: runs tagged `perf_decision = 'passed'`, FINISHED, and (unless
 /// `model` is `None`, i.e. `--baseline-any-model`) logged for the same model.
-pub fn baseline_filter(model: Option<&str>) -> Result<String, StepError> {
+pub fn baseline_filter(model: Option<&str>) -> Result<String, DecideError> {
     let mut f = "tags.perf_decision = 'passed' and attributes.status = 'FINISHED'".to_string();
     if let Some(m) = model {
         f.push_str(&format!(" and params.model_name = {}", quote(m)?));

@@ -1,0 +1,38 @@
+//! Log setup of the binaries: `tracing` to stderr, human-readable by default, one JSON object
+//! per line with `--log-format json` (for Kubernetes). `RUST_LOG` overrides the level (default
+//! `info`); `NO_COLOR` or a non-terminal stderr turns colours off.
+
+use tracing_subscriber::EnvFilter;
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for Kubernetes log collectors).
+    Json,
+}
+
+/// Installs the global subscriber. A second call (tests) keeps the first subscriber.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
+        .with_target(false);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.compact().try_init(),
+    };
+    // Only fails when a subscriber is already installed: keep that one.
+    drop(installed);
+}

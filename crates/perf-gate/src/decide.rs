@@ -1,0 +1,243 @@
+//! The `perf-decision` step end to end (the orchestration; the pure parts are in
+//! [`crate::decision`] and [`plan`]): read the results, find the baseline, decide, record
+//! the decision in MLflow, write `perf_decision.json` and `perf_status.txt`.
+//!
+//! Modules: [`config`] (what to do), [`document`] (`perf_decision.json`), [`plan`] (the
+//! document and the MLflow batch, pure), [`resolve`] (reads: version, experiment, baseline),
+//! [`record`] (the run and its evidence), [`publish`] (the claims and their undo).
+//!
+//! Order of MLflow calls (each retried by the client when that is safe): registered model,
+//! candidate version (by `--candidate-version` or the alias `--candidate-alias`; it must be
+//! READY), experiment (get or create; it must be active), baseline search (before the new run
+//! exists, so a run never becomes its own baseline), run create, then the evidence: log-batch
+//! (params, metrics, tags), log-inputs (dataset), artifacts `load_test_results.json` (the bytes
+//! judged) and `perf_decision.json` (which names the alias about to be set), tag
+//! `perf_decision`, run FINISHED. Only then the claims (module `publish`): the candidate version's
+//! tags and the alias moved onto it (the other alias deleted). So no alias or tag names a verdict
+//! unless the run holding its evidence is complete. If a claim fails, or a signal arrives while
+//! they are written, the claims already made are undone (each alias put back where it pointed
+//! before, each version tag restored), and the run is marked FAILED (KILLED on a signal), which
+//! also keeps it from ever being a baseline (the search asks for FINISHED runs). A claim can
+//! outlive a failure only if the process is SIGKILLed between the claim and its undo, or MLflow
+//! stops answering during the undo (each claim left is logged with what to restore by hand);
+//! if marking the run FAILED fails too, a FINISHED run tagged with its verdict remains, without
+//! the alias: its evidence is complete, so as a baseline it is truthful.
+//!
+//! Warnings (each logged at WARN and listed in the document's `warnings`; their count is the
+//! run tag `perf_warnings`) say when the inputs or the comparison are not trustworthy: the
+//! cross-checks of the results ([`crate::decision::crosschecks`]) and a baseline that ran another load
+//! ([`crate::decision::comparability`]). They never change the four checks; `require_comparable_baseline`
+//! adds a fifth that fails on an incomparable baseline.
+//!
+//! Files: first of all `perf_status.txt` says `error` and any older `perf_decision.json` is
+//! removed ([`claim_outputs`], [`crate::step::StepOutputs`]), so an exit that skips the error path (a panic, a SIGKILL) never
+//! leaves an older decision standing; on success `perf_decision.json` then `perf_status.txt`
+//! (`passed`/`failed`, written last), both atomically.
+
+mod config;
+pub mod document;
+mod error;
+pub mod plan;
+mod publish;
+mod record;
+mod resolve;
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode};
+pub use document::{
+    BaselineFileError, BaselineRecord, BaselineSource, DECISION_FILE, DECISION_SCHEMA_VERSION,
+    PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
+};
+pub use error::DecideError;
+pub use plan::{baseline_filter, build_batch, dataset_record};
+
+use crate::decision::metrics::sanity;
+use crate::decision::{CheckKeys, Verdict, candidate_metrics};
+use crate::mlflow::MlflowClient;
+use crate::results::{LoadTestResults, RunStatus};
+use crate::step::StepOutputs;
+
+/// The aliases the step sets; only one of the two exists on a model at a time.
+pub const ALIAS_PASSED: &str = "perf-passed";
+/// See [`ALIAS_PASSED`].
+pub const ALIAS_FAILED: &str = "perf-failed";
+
+/// Marks `output_dir` "no decision yet": creates it, writes `error` to `perf_status.txt`, then
+/// removes any `perf_decision.json` of an earlier run. Called before anything else (the binary
+/// calls it even for a command line it refuses), so an exit that never reaches an error path
+/// cannot leave an older "passed" standing.
+pub fn claim_outputs(output_dir: &Path) -> Result<StepOutputs, DecideError> {
+    Ok(StepOutputs::claim(
+        output_dir,
+        STATUS_FILE,
+        &[DECISION_FILE],
+        STATUS_ERROR,
+    )?)
+}
+
+/// Runs the step. On error `perf_status.txt` says `error` and no `perf_decision.json` is left.
+pub async fn run(
+    cfg: &DecideConfig,
+    cancel: &CancellationToken,
+) -> Result<PerfDecision, DecideError> {
+    let outputs = claim_outputs(&cfg.output_dir)?;
+    let result = decide_and_record(cfg, cancel, &outputs).await;
+    if result.is_err() {
+        outputs.abandon(STATUS_ERROR);
+    }
+    result
+}
+
+/// Runs `fut` unless `cancel` fires first.
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    fut: impl Future<Output = Result<T, DecideError>>,
+) -> Result<T, DecideError> {
+    tokio::select! {
+        r = fut => r,
+        () = cancel.cancelled() => Err(DecideError::Aborted),
+    }
+}
+
+async fn decide_and_record(
+    cfg: &DecideConfig,
+    cancel: &CancellationToken,
+    outputs: &StepOutputs,
+) -> Result<PerfDecision, DecideError> {
+    // One read: the document judged and the bytes uploaded as the artifact are the same file.
+    let (results, results_bytes) = LoadTestResults::read_with_bytes(&cfg.results_path)?;
+    if results.status != RunStatus::Completed {
+        return Err(DecideError::NotCompleted {
+            path: cfg.results_path.display().to_string(),
+            status: results.status.as_str(),
+            error: results.error.clone(),
+        });
+    }
+    cfg.thresholds.validate()?;
+    let file_baseline = match &cfg.baseline_file {
+        Some(p) => Some(read_baseline_file(
+            p,
+            &cfg.model_name,
+            cfg.baseline_any_model,
+        )?),
+        None => None,
+    };
+    let metrics = candidate_metrics(&results);
+    let keys = CheckKeys::for_source(cfg.metrics_source);
+    let mut draft = plan::Draft::new(cfg, &results, metrics);
+    for w in draft.warnings() {
+        tracing::warn!("{w}");
+    }
+
+    let (client, dry_run) = match &cfg.mlflow {
+        MlflowMode::Off => {
+            info!("MLflow disabled: deciding from files only (nothing is recorded in MLflow)");
+            draft.baseline = file_baseline.map(sane);
+            draft.assess_baseline();
+            let eval = draft.evaluate(&keys);
+            let doc = draft.finish(eval, None);
+            write_outputs(outputs, &doc)?;
+            return Ok(doc);
+        }
+        MlflowMode::Record(c) => (c, false),
+        MlflowMode::DryRun(c) => (c, true),
+    };
+    let config = client;
+    let client = MlflowClient::new(config)
+        .map_err(DecideError::mlflow("cannot set up the MLflow client"))?;
+    info!(tracking_uri = %config.base_url(), auth = config.auth.kind(), dry_run, "using MLflow");
+
+    let (version, via_alias) = cancellable(cancel, resolve::candidate(&client, cfg)).await?;
+    draft.set_version(&version, via_alias);
+    let (experiment, created) = if dry_run {
+        let exp = cancellable(cancel, resolve::existing_experiment(&client, cfg)).await?;
+        (exp, false)
+    } else {
+        let (exp, created) = cancellable(cancel, resolve::ensure_experiment(&client, cfg)).await?;
+        (Some(exp), created)
+    };
+    let searched = match (&file_baseline, &experiment) {
+        (None, Some(exp)) => cancellable(cancel, resolve::find_baseline(&client, cfg, exp)).await?,
+        _ => None,
+    };
+    draft.baseline = file_baseline.or(searched).map(sane);
+    match &draft.baseline {
+        Some(b) => {
+            info!(run_id = ?b.run_id, source = ?b.source, "baseline found: comparative mode")
+        }
+        None => draft.warn(resolve::no_baseline_warning(
+            cfg,
+            experiment.as_ref(),
+            created,
+        )),
+    }
+    draft.assess_baseline();
+    let eval = draft.evaluate(&keys);
+    info!(
+        decision = eval.verdict.as_str(),
+        mode = eval.mode.as_str(),
+        "decided"
+    );
+
+    let mut mlflow = record::mlflow_record(&client, cfg, experiment.as_ref(), eval.verdict);
+    let experiment = match experiment {
+        Some(exp) if !dry_run => exp,
+        _ => {
+            mlflow.alias_set = None;
+            mlflow.alias_removed = None;
+            let doc = draft.finish(eval, Some(mlflow));
+            write_outputs(outputs, &doc)?;
+            return Ok(doc);
+        }
+    };
+
+    let run = cancellable(
+        cancel,
+        record::create_run(&client, cfg, &experiment, &version),
+    )
+    .await?;
+    let run_id = run.info.run_id.clone();
+    mlflow.run_id = Some(run_id.clone());
+    mlflow.run_url = Some(record::run_url(&client, &experiment, &run_id));
+    let verdict = eval.verdict;
+    let doc = draft.finish(eval, Some(mlflow));
+    // the evidence, complete and FINISHED, before any claim
+    let recorded = cancellable(
+        cancel,
+        record::record(&client, &run.info, &doc, &results, results_bytes),
+    )
+    .await;
+    // then the claims, undone on failure or signal
+    let published = match recorded {
+        Ok(()) => publish::publish(&client, &cfg.model_name, &version, &run_id, &doc, cancel).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
+        record::fail_run(&client, &run_id, matches!(e, DecideError::Aborted)).await;
+        return Err(e);
+    }
+    info!(run_id = %run_id, decision = verdict.as_str(), "decision recorded in MLflow");
+    write_outputs(outputs, &doc)?;
+    Ok(doc)
+}
+
+/// A baseline with its impossible figures turned into "no data" (see [`sanity`]).
+fn sane(mut b: BaselineRecord) -> BaselineRecord {
+    sanity::check_ranges(&mut b.metrics);
+    b
+}
+
+/// Writes `perf_decision.json`, then `perf_status.txt` (last: until then it says `error`).
+fn write_outputs(outputs: &StepOutputs, doc: &PerfDecision) -> Result<(), DecideError> {
+    outputs.write_json(DECISION_FILE, doc)?;
+    let word = match doc.decision {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+    };
+    outputs.finish(word)?;
+    Ok(())
+}

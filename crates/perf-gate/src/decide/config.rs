@@ -1,0 +1,64 @@
+//! What `perf-decision` is asked to do, validated: [`DecideConfig`].
+
+use std::path::PathBuf;
+
+use crate::decision::{MetricsSource, Thresholds};
+use crate::mlflow::MlflowConfig;
+
+/// The experiment holding the performance runs by default (the seed's).
+pub const DEFAULT_EXPERIMENT: &str = "vllm-lora-performance";
+/// The alias naming the candidate by default (set by the evaluation gate, the seed's lifecycle).
+pub const DEFAULT_CANDIDATE_ALIAS: &str = "eval-passed";
+
+/// Whether and how the step talks to MLflow.
+#[derive(Debug, Clone)]
+pub enum MlflowMode {
+    /// No MLflow at all (`--no-mlflow`, or `--baseline-file` without a tracking URI).
+    Off,
+    /// Read the baseline and record the decision.
+    Record(MlflowConfig),
+    /// Read the baseline, write nothing (`--dry-run`).
+    DryRun(MlflowConfig),
+}
+
+/// Everything the step needs, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct DecideConfig {
+    /// `load_test_results.json` to judge.
+    pub results_path: PathBuf,
+    /// Where `perf_decision.json` and `perf_status.txt` go (created if missing).
+    pub output_dir: PathBuf,
+    /// Registered model name.
+    pub model_name: String,
+    /// Candidate version; else resolved from `candidate_alias`.
+    pub candidate_version: Option<String>,
+    /// Alias naming the candidate (`eval-passed`).
+    pub candidate_alias: String,
+    /// Experiment (`vllm-lora-performance`).
+    pub experiment_name: String,
+    /// Dataset name; else `eval-v{eval_data_version}`, else `eval-<digest>`.
+    pub eval_dataset_name: Option<String>,
+    /// Eval data version N, for the `eval-v{N}` dataset name.
+    pub eval_data_version: Option<String>,
+    /// Where the eval data lives (e.g. `s3://.../eval.jsonl`); else the path in the results.
+    pub eval_data_source: Option<String>,
+    /// Which figures feed checks 1–3.
+    pub metrics_source: MetricsSource,
+    /// Limits.
+    pub thresholds: Thresholds,
+    /// MLflow mode.
+    pub mlflow: MlflowMode,
+    /// A previous `perf_decision.json` to compare with instead of searching MLflow.
+    pub baseline_file: Option<PathBuf>,
+    /// Take any model's newest passed run as baseline (the seed's rule).
+    pub baseline_any_model: bool,
+    /// Fail the decision when the baseline did not run the same load (a fifth check,
+    /// `comparable_baseline`; see [`super::comparability`]). Off by default: a comparative
+    /// decision against an incomparable baseline otherwise only warns.
+    pub require_comparable_baseline: bool,
+    /// MLflow run name; else `perf-<model>-v<version>`.
+    pub run_name: Option<String>,
+    /// Warnings found while building the configuration (e.g. an ignored env var); copied into
+    /// the decision's `warnings`.
+    pub warnings: Vec<String>,
+}

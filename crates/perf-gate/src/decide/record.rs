@@ -1,0 +1,162 @@
+//! Recording a decision in MLflow: the run, its evidence (params, metrics, tags, dataset,
+//! artifacts), FINISHED; and marking it FAILED or KILLED when what follows fails.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::config::DecideConfig;
+use super::document::{DECISION_FILE, MlflowRecord, PerfDecision};
+use super::error::DecideError;
+use super::plan::{build_batch, source_type};
+use super::{ALIAS_FAILED, ALIAS_PASSED};
+use crate::decision::Verdict;
+use crate::mlflow::MlflowClient;
+use crate::mlflow::types::{
+    Dataset, DatasetInput, Experiment, KeyValue, ModelVersion, Run, RunInfo, RunStatus,
+};
+use crate::results::{LoadTestResults, RESULTS_FILE};
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Link to a run in the MLflow UI.
+pub(crate) fn run_url(client: &MlflowClient, exp: &Experiment, run_id: &str) -> String {
+    format!(
+        "{}/#/experiments/{}/runs/{run_id}",
+        client.base_url(),
+        exp.experiment_id
+    )
+}
+
+/// The MLflow section of the document, before the run exists.
+pub(crate) fn mlflow_record(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    exp: Option<&Experiment>,
+    verdict: Verdict,
+) -> MlflowRecord {
+    let (set, removed) = aliases(verdict);
+    MlflowRecord {
+        tracking_uri: client.base_url(),
+        experiment_name: cfg.experiment_name.clone(),
+        experiment_id: exp.map(|e| e.experiment_id.clone()),
+        run_id: None,
+        run_url: None,
+        alias_set: Some(set.into()),
+        alias_removed: Some(removed.into()),
+    }
+}
+
+/// `(alias set, alias removed)` for a verdict.
+pub(crate) fn aliases(verdict: Verdict) -> (&'static str, &'static str) {
+    match verdict {
+        Verdict::Passed => (ALIAS_PASSED, ALIAS_FAILED),
+        Verdict::Failed => (ALIAS_FAILED, ALIAS_PASSED),
+    }
+}
+
+/// Creates the run (no `perf_decision` tag yet).
+pub(crate) async fn create_run(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    exp: &Experiment,
+    version: &ModelVersion,
+) -> Result<Run, DecideError> {
+    let name = cfg
+        .run_name
+        .clone()
+        .unwrap_or_else(|| format!("perf-{}-v{}", cfg.model_name, version.version));
+    let tags = [KeyValue::new("mlflow.source.name", "perf-decision")];
+    let run = client
+        .create_run(&exp.experiment_id, &name, now_ms(), &tags)
+        .await
+        .map_err(DecideError::mlflow(format!(
+            "cannot create a run in experiment `{}`",
+            cfg.experiment_name
+        )))?;
+    info!(run_id = %run.info.run_id, run_name = %name, "MLflow run created");
+    Ok(run)
+}
+
+/// Logs the evidence of the decision to `run` and finishes it: params, metrics and tags, the
+/// dataset input, the artifacts `load_test_results.json` (`results_bytes`, the bytes judged)
+/// and `perf_decision.json`, the `perf_decision` tag, then FINISHED. No alias or version tag is
+/// touched here ([`super::publish`] does that once the run is complete).
+pub(crate) async fn record(
+    client: &MlflowClient,
+    run: &RunInfo,
+    doc: &PerfDecision,
+    results: &LoadTestResults,
+    results_bytes: Vec<u8>,
+) -> Result<(), DecideError> {
+    let run_id = &run.run_id;
+    let batch = build_batch(doc, results, now_ms());
+    client
+        .log_batch(run_id, batch)
+        .await
+        .map_err(DecideError::mlflow("cannot log params and metrics"))?;
+    if let Some(d) = &doc.dataset {
+        let profile = results
+            .eval_data
+            .as_ref()
+            .map(|e| format!("{{\"num_rows\": {}}}", e.rows));
+        let input = DatasetInput {
+            tags: vec![KeyValue::new("mlflow.data.context", &d.context)],
+            dataset: Dataset {
+                name: d.name.clone(),
+                digest: d.digest.clone(),
+                source_type: source_type(&d.source),
+                source: serde_json::json!({ "uri": d.source }).to_string(),
+                schema: None,
+                profile,
+            },
+        };
+        client
+            .log_inputs(run_id, &[input])
+            .await
+            .map_err(DecideError::mlflow("cannot log the dataset input"))?;
+    }
+    client
+        .upload_artifact(run, RESULTS_FILE, results_bytes)
+        .await
+        .map_err(DecideError::mlflow(format!("cannot upload {RESULTS_FILE}")))?;
+    let json = serde_json::to_vec_pretty(doc).map_err(DecideError::Document)?;
+    client
+        .upload_artifact(run, DECISION_FILE, json)
+        .await
+        .map_err(DecideError::mlflow(format!(
+            "cannot upload {DECISION_FILE}"
+        )))?;
+    client
+        .set_tag(run_id, "perf_decision", doc.decision.as_str())
+        .await
+        .map_err(DecideError::mlflow("cannot tag the run with the decision"))?;
+    client
+        .update_run(run_id, RunStatus::Finished, Some(now_ms()))
+        .await
+        .map_err(DecideError::mlflow("cannot mark the run FINISHED"))?;
+    Ok(())
+}
+
+/// Marks a run FAILED (KILLED after a signal), best effort and bounded: the step is failing
+/// already, and the run must not stay RUNNING, nor stay FINISHED (a baseline candidate) when
+/// its decision could not be published.
+pub(crate) async fn fail_run(client: &MlflowClient, run_id: &str, killed: bool) {
+    let status = if killed {
+        RunStatus::Killed
+    } else {
+        RunStatus::Failed
+    };
+    let update = client.update_run(run_id, status, Some(now_ms()));
+    match tokio::time::timeout(Duration::from_secs(15), update).await {
+        Ok(Ok(_)) => warn!(run_id, status = status.as_str(), "MLflow run marked"),
+        Ok(Err(e)) => warn!(run_id, error = %e, "cannot mark the MLflow run {}", status.as_str()),
+        Err(_) => warn!(
+            run_id,
+            "timed out marking the MLflow run {}",
+            status.as_str()
+        ),
+    }
+}

@@ -1,0 +1,208 @@
+//! Reading MLflow before deciding: the candidate version, the experiment, the baseline run.
+
+use tracing::{info, warn};
+
+use super::config::DecideConfig;
+use super::document::{BaselineRecord, BaselineSource};
+use super::error::DecideError;
+use super::plan::baseline_filter;
+use crate::decision::MetricMap;
+use crate::decision::load_settings::{LoadSettings, keys};
+use crate::mlflow::types::{Experiment, ModelVersion, Run, SearchRuns};
+use crate::mlflow::{MlflowClient, MlflowError, ensure_active};
+use crate::results::Measured;
+
+/// The candidate model version: `--candidate-version`, else the version `--candidate-alias`
+/// points at (then `via_alias` is true). The model must exist and the version be READY.
+pub(crate) async fn candidate(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+) -> Result<(ModelVersion, bool), DecideError> {
+    let model = &cfg.model_name;
+    client
+        .get_registered_model(model)
+        .await
+        .map_err(|e| match e.is_not_found() {
+            true => {
+                DecideError::mlflow(format!("registered model `{model}` not found in MLflow"))(e)
+            }
+            false => DecideError::mlflow(format!("cannot read registered model `{model}`"))(e),
+        })?;
+    let (version, via_alias) = match &cfg.candidate_version {
+        Some(v) => {
+            let version = client.get_model_version(model, v).await.map_err(|e| {
+                let what = if e.is_not_found() {
+                    format!("version {v} of registered model `{model}` not found")
+                } else {
+                    format!("cannot read version {v} of registered model `{model}`")
+                };
+                DecideError::mlflow(what)(e)
+            })?;
+            (version, false)
+        }
+        None => {
+            let alias = &cfg.candidate_alias;
+            let version = client
+                .get_model_version_by_alias(model, alias)
+                .await
+                .map_err(|e| {
+                    let missing = e.status() == Some(400) || e.is_not_found();
+                    let what = if missing {
+                        format!("alias `{alias}` not found on registered model `{model}`; set it or pass --candidate-version")
+                    } else {
+                        format!("cannot resolve alias `{alias}` of registered model `{model}`")
+                    };
+                    DecideError::mlflow(what)(e)
+                })?;
+            (version, true)
+        }
+    };
+    if version.status != "READY" {
+        let v = &version.version;
+        let status = if version.status.is_empty() {
+            "not reported"
+        } else {
+            version.status.as_str()
+        };
+        return Err(DecideError::Mlflow {
+            context: format!(
+                "version {v} of registered model `{model}` is not READY (status {status}): it can be neither judged nor given an alias; rerun once its registration has finished"
+            ),
+            source: MlflowError::Unexpected {
+                endpoint: "GET model-versions/get".into(),
+                message: format!("model version status {status}"),
+            },
+        });
+    }
+    info!(model = %model, version = %version.version, via_alias, "candidate version");
+    Ok((version, via_alias))
+}
+
+/// The experiment, created if missing (`created` says so: it holds no run yet).
+pub(crate) async fn ensure_experiment(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+) -> Result<(Experiment, bool), DecideError> {
+    let name = &cfg.experiment_name;
+    let (exp, created) = client
+        .ensure_experiment(name)
+        .await
+        .map_err(DecideError::mlflow(format!(
+            "cannot get experiment `{name}`"
+        )))?;
+    if created {
+        warn!(experiment = %name, id = %exp.experiment_id, "experiment created");
+    }
+    Ok((exp, created))
+}
+
+/// The experiment if it exists (a dry run creates nothing); a deleted one is an error, as it
+/// would be for a recording run.
+pub(crate) async fn existing_experiment(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+) -> Result<Option<Experiment>, DecideError> {
+    let name = &cfg.experiment_name;
+    let ctx = || format!("cannot get experiment `{name}`");
+    let exp = client
+        .get_experiment_by_name(name)
+        .await
+        .map_err(DecideError::mlflow(ctx()))?;
+    if let Some(e) = &exp {
+        ensure_active(e).map_err(DecideError::mlflow(ctx()))?;
+    }
+    Ok(exp)
+}
+
+/// The warning for a decision without a baseline: absolute mode is right for a first
+/// deployment, and silently wrong when the experiment name points somewhere else.
+pub(crate) fn no_baseline_warning(
+    cfg: &DecideConfig,
+    experiment: Option<&Experiment>,
+    created: bool,
+) -> String {
+    let exp = &cfg.experiment_name;
+    let whose = if cfg.baseline_any_model {
+        "for any model".to_string()
+    } else {
+        format!("for model `{}`", cfg.model_name)
+    };
+    let why = match (experiment, created) {
+        (None, _) => " (the experiment does not exist; a recording run would create it)",
+        (Some(_), true) => " (the experiment did not exist and was just created)",
+        (Some(_), false) => " (no FINISHED run tagged perf_decision=passed)",
+    };
+    format!(
+        "absolute mode: no baseline in experiment `{exp}` {whose}{why}; if a baseline was expected, check --experiment-name / PERF_EXPERIMENT_NAME"
+    )
+}
+
+/// The newest FINISHED run tagged `perf_decision = 'passed'` (for the same model unless
+/// `--baseline-any-model`).
+pub(crate) async fn find_baseline(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    exp: &Experiment,
+) -> Result<Option<BaselineRecord>, DecideError> {
+    let model = (!cfg.baseline_any_model).then_some(cfg.model_name.as_str());
+    let search = SearchRuns {
+        experiment_ids: vec![exp.experiment_id.clone()],
+        filter: baseline_filter(model)?,
+        order_by: vec!["attributes.start_time DESC".into()],
+        max_results: 1,
+        page_token: None,
+    };
+    let page = client
+        .search_runs(&search)
+        .await
+        .map_err(DecideError::mlflow(
+            "cannot search MLflow for the baseline run",
+        ))?;
+    Ok(page
+        .runs
+        .into_iter()
+        .next()
+        .map(|run| baseline_from_run(&run)))
+}
+
+/// A baseline from a run: its latest metric values (NaN read back as "no data") and its load
+/// settings (params).
+pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
+    let metrics: MetricMap = run
+        .data
+        .metrics
+        .iter()
+        .map(|m| (m.key.clone(), Measured::value(m.value.0)))
+        .collect();
+    BaselineRecord {
+        source: BaselineSource::Mlflow,
+        run_id: Some(run.info.run_id.clone()),
+        file: None,
+        model_name: run.data.param("model_name").map(str::to_string),
+        version: run.data.param("candidate_version").map(str::to_string),
+        metrics,
+        load_settings: run_settings(run),
+        comparable: None,
+        comparability: Vec::new(),
+    }
+}
+
+/// A baseline run's settings: its params of those names, and its dataset input's digest when
+/// it has no `eval_data_digest` param.
+pub fn run_settings(run: &Run) -> LoadSettings {
+    let mut out: LoadSettings = keys::ALL
+        .iter()
+        .filter_map(|&k| run.data.param(k).map(|v| (k.to_string(), v.to_string())))
+        .collect();
+    if !out.contains_key(keys::EVAL_DATA_DIGEST)
+        && let Some(d) = run
+            .inputs
+            .dataset_inputs
+            .iter()
+            .map(|i| &i.dataset.digest)
+            .find(|d| !d.is_empty())
+    {
+        out.insert(keys::EVAL_DATA_DIGEST.into(), d.clone());
+    }
+    out
+}

@@ -1,0 +1,87 @@
+//! The settings that shape a load, as the candidate's results record them and as MLflow params
+//! carry them for a baseline run: the inputs of [`super::comparability`].
+
+use std::collections::BTreeMap;
+
+use super::metrics::MetricsSource;
+use crate::mlflow::MAX_DIGEST_LEN;
+use crate::results::{LoadTestResults, ServerSource};
+
+/// Load settings by MLflow param name (see the module table); an unrecorded setting is absent.
+pub type LoadSettings = BTreeMap<String, String>;
+
+/// Param names of the settings.
+pub mod keys {
+    /// The eval file's digest (8 hex characters of its sha256).
+    pub const EVAL_DATA_DIGEST: &str = "eval_data_digest";
+    /// Requests in flight.
+    pub const CONCURRENCY: &str = "concurrency";
+    /// Max output tokens per request.
+    pub const MAX_TOKENS: &str = "max_tokens";
+    /// `completions` or `chat`.
+    pub const ENDPOINT: &str = "endpoint";
+    /// Sampling temperature.
+    pub const TEMPERATURE: &str = "temperature";
+    /// Open-loop rate, req/s; `none` for the closed loop.
+    pub const RATE: &str = "rate";
+    /// Requests asked for; `none` for each prompt once.
+    pub const NUM_REQUESTS: &str = "num_requests";
+    /// PromQL window mode; `none` without Prometheus.
+    pub const WINDOW_MODE: &str = "window_mode";
+    /// Where the server figures came from.
+    pub const SERVER_SOURCE: &str = "server_source";
+    /// Which figures fed checks 1–3 (noted, not part of comparability).
+    pub const METRICS_SOURCE: &str = "metrics_source";
+
+    /// Every setting, in the order they are compared and reported (`metrics_source` last: it
+    /// is only noted, see [`super::super::comparability`]).
+    pub const ALL: [&str; 10] = [
+        EVAL_DATA_DIGEST,
+        CONCURRENCY,
+        MAX_TOKENS,
+        ENDPOINT,
+        TEMPERATURE,
+        RATE,
+        NUM_REQUESTS,
+        WINDOW_MODE,
+        SERVER_SOURCE,
+        METRICS_SOURCE,
+    ];
+}
+
+/// The word for "not set" in a setting (closed loop, each prompt once, no Prometheus).
+pub const NONE: &str = "none";
+
+/// The candidate's settings, from its results (see the module table).
+pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> LoadSettings {
+    let c = &results.config;
+    let mut out = LoadSettings::new();
+    let mut put = |k: &str, v: String| {
+        out.insert(k.to_string(), v);
+    };
+    if let Some(e) = results.eval_data.as_ref().filter(|e| !e.digest.is_empty()) {
+        put(
+            keys::EVAL_DATA_DIGEST,
+            e.digest.chars().take(MAX_DIGEST_LEN).collect(),
+        );
+    }
+    put(keys::CONCURRENCY, c.concurrency.to_string());
+    put(keys::MAX_TOKENS, c.max_tokens.to_string());
+    put(keys::ENDPOINT, c.endpoint.clone());
+    put(keys::TEMPERATURE, c.temperature.to_string());
+    put(keys::RATE, c.rate.map_or(NONE.into(), |r| r.to_string()));
+    put(
+        keys::NUM_REQUESTS,
+        c.num_requests.map_or(NONE.into(), |n| n.to_string()),
+    );
+    if let Some(s) = &results.server {
+        let mode = match s.source {
+            ServerSource::Prometheus => c.window_mode.as_str(),
+            ServerSource::VllmMetrics => NONE,
+        };
+        put(keys::WINDOW_MODE, mode.into());
+        put(keys::SERVER_SOURCE, s.source.as_str().into());
+    }
+    put(keys::METRICS_SOURCE, source.as_str().into());
+    out
+}

@@ -1,0 +1,147 @@
+//! Results documents built in code, for tests of `perf-decision` and of the library (enable
+//! the `fixtures` feature from a dev-dependency): no load-test run needed, every figure known.
+
+use std::collections::BTreeMap;
+
+use crate::results::*;
+
+/// The figures a test varies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    /// Server P95 E2E latency, seconds (P50 is 75 % of it, P99 110 %; the client's are 5 % higher).
+    pub p95_latency: f64,
+    /// Server P95 TTFT, seconds (same spread).
+    pub p95_ttft: f64,
+    /// Server throughput, req/s.
+    pub throughput: f64,
+    /// Client success rate (of 100 requests).
+    pub success_rate: f64,
+}
+
+/// Good figures: pass the seed's floors comfortably.
+pub const GOOD: Figures = Figures {
+    p95_latency: 4.0,
+    p95_ttft: 0.5,
+    throughput: 5.0,
+    success_rate: 1.0,
+};
+
+/// The adapter name of [`results`].
+pub const ADAPTER: &str = "aws-rag-qa-candidate";
+
+/// Results of a completed run with [`GOOD`] figures for [`ADAPTER`]: server P95 latency 4.0 s,
+/// TTFT 0.5 s, 5 req/s; client P95 latency 4.2 s, TTFT 0.525 s, 5 req/s; 100 of 100 requests
+/// succeeded; GPU utilisation missing (no DCGM).
+pub fn results() -> LoadTestResults {
+    results_with(GOOD, ADAPTER)
+}
+
+/// A completed results document with these figures for `adapter`. Every rate is its count over
+/// the 20 s load, as load-test computes them (perf-decision cross-checks them).
+pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
+    let q = |b: f64| ServerQuantiles {
+        p50: Measured::value(b * 0.75),
+        p95: Measured::value(b),
+        p99: Measured::value(b * 1.1),
+    };
+    let dist = |b: f64| Distribution {
+        count: 100,
+        min: Some(b * 0.5),
+        mean: Some(b * 0.75),
+        p50: Some(b * 0.75),
+        p90: Some(b * 0.95),
+        p95: Some(b),
+        p99: Some(b * 1.1),
+        max: Some(b * 1.2),
+    };
+    let total = 100u64;
+    let ok = (f.success_rate * total as f64).round() as u64;
+    let duration = 20.0;
+    LoadTestResults {
+        schema_version: SCHEMA_VERSION,
+        status: RunStatus::Completed,
+        error: None,
+        tool: ToolInfo::this("load-test"),
+        config: RunConfig {
+            vllm_url: "http://vllm:8000".into(),
+            adapter_name: adapter.into(),
+            eval_data_path: "/data/eval.jsonl".into(),
+            concurrency: 10,
+            max_tokens: 256,
+            endpoint: "completions".into(),
+            temperature: 0.0,
+            prometheus_url: Some("http://prom:9090".into()),
+            prometheus_job: "vllm-service".into(),
+            scrape_interval_s: 30.0,
+            scrape_wait_s: 20.0,
+            window_mode: WindowMode::EndAnchored,
+            gpu_selector: "{gpu=\"0\"}".into(),
+            request_timeout_s: 120.0,
+            prompt_field: None,
+            api_key_set: false,
+            rate: None,
+            num_requests: None,
+            warmup_requests: 0,
+            wait_ready_s: 0.0,
+            drain_grace_s: 10.0,
+        },
+        adapter: Some(AdapterInfo {
+            name: adapter.into(),
+            root: Some(format!("/adapters/{adapter}")),
+            parent: Some("mistral-7b".into()),
+        }),
+        eval_data: Some(EvalDataInfo {
+            path: "/data/eval.jsonl".into(),
+            digest: "d9a73a27".into(),
+            sha256: "d9a73a27".repeat(8),
+            rows: 100,
+        }),
+        timing: Some(RunTiming {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            load_start: "2026-01-01T00:00:01Z".into(),
+            load_end: "2026-01-01T00:00:21Z".into(),
+            load_duration_s: duration,
+            wall_clock_duration_s: 52.5,
+        }),
+        client: Some(ClientMetrics {
+            total_requests: total,
+            successful_requests: ok,
+            failed_requests: total - ok,
+            success_rate: Some(ok as f64 / total as f64),
+            errors_by_kind: BTreeMap::new(),
+            responses_without_usage: 0,
+            output_tokens: 25600,
+            prompt_tokens: 5000,
+            requests_per_s: Some(ok as f64 / duration),
+            output_tokens_per_s: Some(1254.0),
+            ttft_s: dist(f.p95_ttft * 1.05),
+            itl_s: dist(0.02),
+            e2e_s: dist(f.p95_latency * 1.05),
+            tpot_s: dist(0.02),
+            client_queue_s: Distribution::default(),
+            e2e_adjusted_s: AdjustedPercentiles::default(),
+            ttft_adjusted_s: AdjustedPercentiles::default(),
+        }),
+        server: Some(ServerMetrics {
+            source: ServerSource::Prometheus,
+            window: None,
+            e2e_latency_s: q(f.p95_latency),
+            ttft_s: q(f.p95_ttft),
+            itl_s: q(0.02),
+            requests_finished: Measured::value(f.throughput * duration),
+            throughput_rps: Measured::value(f.throughput),
+            generation_tokens_per_s: Measured::value(1280.0),
+            kv_cache_usage_max: Measured::value(0.25),
+            kv_cache_usage_avg: Measured::value(0.1),
+            gpu_utilization_avg: Measured::missing("no DCGM series matched {gpu=\"0\"}"),
+            gpu_utilization_max: Measured::missing("no DCGM series matched {gpu=\"0\"}"),
+            queries: vec![],
+            resolved_names: BTreeMap::new(),
+            warnings: vec![],
+        }),
+        load_generator: None,
+        warmup: None,
+        departures: vec!["end-anchored windows".into()],
+        warnings: vec![],
+    }
+}

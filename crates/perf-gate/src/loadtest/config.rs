@@ -1,0 +1,80 @@
+//! What `load-test` is asked to do, validated: [`LoadTestConfig`], and the defaults its flags
+//! show (one place: the CLI reads them from here).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::prom::PromSettings;
+use crate::urls::redact_url;
+use crate::workload::EndpointChoice;
+
+/// Requests in flight by default (the seed's).
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// Max output tokens per request by default (the seed's).
+pub const DEFAULT_MAX_TOKENS: u32 = 256;
+/// Per-request deadline by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Interval of the progress log lines by default.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Grace for in-flight requests after SIGINT/SIGTERM by default.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything `load-test` needs, validated.
+#[derive(Clone)]
+pub struct LoadTestConfig {
+    /// vLLM base URL (checked: absolute http(s), no query).
+    pub vllm_url: String,
+    /// Model id (adapter) requests go to.
+    pub adapter_name: String,
+    /// Eval JSONL.
+    pub eval_data_path: PathBuf,
+    /// Requests in flight (closed loop), or the in-flight cap with `rate`.
+    pub concurrency: u32,
+    /// Open-loop rate, requests per second.
+    pub rate: Option<f64>,
+    /// Total requests; prompts are cycled to reach it. `None`: each prompt once (the seed).
+    pub num_requests: Option<u64>,
+    /// Max output tokens.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Endpoint choice.
+    pub endpoint: EndpointChoice,
+    /// Forced prompt field.
+    pub prompt_field: Option<String>,
+    /// Bearer token for vLLM (never written anywhere).
+    pub api_key: Option<String>,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+    /// Wait up to this long for `/health` (`None`: one check).
+    pub wait_ready: Option<Duration>,
+    /// Output directory.
+    pub output_dir: PathBuf,
+    /// Prometheus base URL; `None`: server figures from vLLM `/metrics` deltas.
+    pub prometheus_url: Option<String>,
+    /// Which Prometheus series to read and how to window them (recorded in the results with
+    /// or without Prometheus).
+    pub prom: PromSettings,
+    /// Progress line interval (`None`: no progress lines).
+    pub progress_every: Option<Duration>,
+    /// Grace for in-flight requests after SIGINT/SIGTERM.
+    pub drain_grace: Duration,
+    /// Requests sent before the measurement and left out of it.
+    pub warmup_requests: u32,
+}
+
+impl std::fmt::Debug for LoadTestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadTestConfig")
+            .field("vllm_url", &redact_url(&self.vllm_url))
+            .field("adapter_name", &self.adapter_name)
+            .field("eval_data_path", &self.eval_data_path)
+            .field("concurrency", &self.concurrency)
+            .field(
+                "prometheus_url",
+                &self.prometheus_url.as_deref().map(redact_url),
+            )
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}

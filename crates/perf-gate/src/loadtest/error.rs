@@ -1,0 +1,67 @@
+//! Why `load-test` stopped before completing, and the exit code of each reason.
+
+use crate::client::ClientError;
+use crate::prom::PromError;
+use crate::runner::RunError;
+use crate::step::{Exit, OutputError, StepFailure};
+use crate::workload::WorkloadError;
+
+/// A failure that stops `load-test`. Whatever it is, the results file records it (status
+/// `failed` or `aborted`, a one-line `error`).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadTestError {
+    /// The eval file is missing, empty or malformed.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// vLLM: a bad URL or API key, or unreachable, unhealthy, adapter not served.
+    #[error(transparent)]
+    Vllm(#[from] ClientError),
+    /// Prometheus or vLLM's `/metrics`: a bad setting, or unreachable, erroring.
+    #[error(transparent)]
+    Metrics(Box<PromError>),
+    /// vLLM's `/metrics` could not be scraped before or after the load.
+    #[error("cannot scrape vLLM /metrics {when} the load{hint}")]
+    Scrape {
+        /// `before` or `after`.
+        when: &'static str,
+        /// What to do about it.
+        hint: &'static str,
+        /// The scraper's error.
+        #[source]
+        source: Box<PromError>,
+    },
+    /// The load runner itself failed (not a request: those are records).
+    #[error(transparent)]
+    Runner(#[from] RunError),
+    /// SIGINT/SIGTERM before the load completed.
+    #[error("stopped by a signal {phase}")]
+    Aborted {
+        /// When: `before the load started`, `during the warm-up`, ...
+        phase: &'static str,
+    },
+    /// The output directory cannot be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl From<PromError> for LoadTestError {
+    fn from(e: PromError) -> Self {
+        LoadTestError::Metrics(Box::new(e))
+    }
+}
+
+impl StepFailure for LoadTestError {
+    fn exit(&self) -> Exit {
+        match self {
+            LoadTestError::Workload(_) => Exit::BadInput,
+            LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey) => Exit::BadInput,
+            LoadTestError::Vllm(_) => Exit::Dependency,
+            LoadTestError::Metrics(e) if e.is_bad_input() => Exit::BadInput,
+            LoadTestError::Metrics(_) | LoadTestError::Scrape { .. } => Exit::Dependency,
+            LoadTestError::Runner(RunError::Schedule(_)) => Exit::BadInput,
+            LoadTestError::Runner(_) => Exit::Dependency,
+            LoadTestError::Aborted { .. } => Exit::Aborted,
+            LoadTestError::Output(_) => Exit::Dependency,
+        }
+    }
+}
