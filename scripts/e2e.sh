@@ -3,21 +3,24 @@
 # Prometheus scraping it (job vllm-service, every 1 s) and a real MLflow server, with the two steps run exactly
 # as the deployment manifests run them.
 #
-#   scripts/e2e.sh [--backend sim|vllm]        default sim (~1 min; what CI runs every time)
+#   scripts/e2e.sh [--backend sim|vllm]        default sim
 #
+# sim:  runs the Rust integration test crates/perf-decision/tests/real_pipeline_sim.rs (cargo nextest; ~1 min),
+#       which `cargo nextest run --workspace` (scripts/test.sh) also runs.
+# vllm: this script, against a REAL vLLM (~3 min with the cached venv):
 #   1. build the binaries (cargo build --locked --bins; E2E_SKIP_BUILD=1 skips it)
-#   2. start the backend on a free loopback port: sim = target/debug/vllm-sim; vllm = scripts/vllm/setup-venv.sh
-#      (cached venv) + make_tiny_model.py (cached model) + serve.sh, adapter `candidate` on base `tiny-base`;
-#      3 warm-up requests (a cold vLLM's first request takes seconds)
-#   3. start Prometheus and MLflow; register model tiny-lora: v1 (source runs:/<run>/adapter), v2 (source
-#      s3://adapters/tiny-lora/v2), each tagged adapter_name=candidate; alias eval-passed on v1
+#   2. scripts/vllm/setup-venv.sh (cached venv) + make_tiny_model.py (cached model) + serve.sh on a free loopback
+#      port, adapter `candidate` on base `tiny-base`; 3 warm-up requests (a cold vLLM's first request takes seconds)
+#   3. start Prometheus and MLflow (target/debug/vpg-stack: the launchers the Rust tests use); register model
+#      tiny-lora: v1 (source runs:/<run>/adapter), v2 (source s3://adapters/tiny-lora/v2), each tagged
+#      adapter_name=candidate; alias eval-passed on v1
 #   4. v1, run as the Argo WorkflowTemplate runs it (workflows/vllm-perf-gate.yaml rendered by
-#      scripts/lib/deploy_steps.py: the same flags and env): load-test, then perf-decision.
-#      Expect: passed, absolute mode, alias perf-passed on v1, the run's params/metrics/tags/dataset/artifacts
-#      in MLflow, server figures from PromQL on vLLM's real metric names. Before each load the test waits for
-#      a Prometheus scrape of the idle server, so no earlier request falls into load-test's query window.
-#   5. slow the server down on purpose (sim: 4x TTFT and ITL; vllm: EXTRA_ARGS="--max-num-seqs 1" and twice
-#      the concurrency, so requests queue), move eval-passed to v2
+#      target/debug/vpg-render, the renderer the tests use: the same flags and env). Expect: passed, absolute mode,
+#      alias perf-passed on v1, the run's params/metrics/tags/dataset/artifacts in MLflow, server figures from
+#      PromQL on vLLM's real metric names. Before each load the test waits for a Prometheus scrape of the idle
+#      server, so no earlier request falls into load-test's query window.
+#   5. slow the server down on purpose (EXTRA_ARGS="--max-num-seqs 1" and twice the concurrency, so requests
+#      queue), move eval-passed to v2
 #   6. v2, run as the Kubernetes Jobs run it (deploy/kustomize/base: env vars from the ConfigMaps).
 #      Expect: failed in comparative mode against v1's run, alias perf-failed on v2, perf-passed gone.
 #
@@ -25,15 +28,15 @@
 # process it starts is stopped on exit (also on failure or Ctrl-C). The work dir (logs, result files, the
 # Prometheus and MLflow data) is kept and its path printed.
 #
-# Env:
+# Env (vllm):
 #   E2E_DIR            work dir (default: a new mktemp dir)
 #   E2E_SKIP_BUILD=1   use the binaries already in target/debug
 #   E2E_PROMPTS        prompts in the eval file (default 40)
 #   E2E_MAX_TOKENS     default 32
-#   E2E_CONCURRENCY    v1 concurrency (default 4); E2E_SLOW_CONCURRENCY for v2 (sim 4, vllm 8)
+#   E2E_CONCURRENCY    v1 concurrency (default 4); E2E_SLOW_CONCURRENCY for v2 (default 8)
 #   E2E_CAPTURE_DIR    also run scripts/vllm/capture-samples.sh against the fresh backend, into this dir
 #   E2E_MAX_P95_LATENCY, E2E_MAX_P95_TTFT, E2E_MIN_THROUGHPUT, E2E_MIN_SUCCESS_RATE   absolute floors
-#                      (defaults suit the backend: sim 8 s / 2 s / 1 rps / 0.99, vllm 30 s / 20 s / 0.5 / 0.99)
+#                      (default 30 s / 20 s / 0.5 / 0.99)
 #   VPG_CACHE_DIR      cache of the venvs and the tiny model (default ~/.cache/vllm-perf-gate)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -50,16 +53,20 @@ while [ $# -gt 0 ]; do
 done
 case "$BACKEND" in sim | vllm) ;; *) echo "e2e.sh: --backend must be sim or vllm" >&2; exit 2 ;; esac
 
+if [ "$BACKEND" = sim ]; then
+  # One Rust integration test (vllm-sim + real Prometheus + real MLflow, steps rendered from the manifests).
+  # It runs the workspace's binaries (load-test, vllm-sim next to perf-decision): build them first.
+  cd "$ROOT"
+  [ "${E2E_SKIP_BUILD:-0}" = 1 ] || cargo build --locked --bins
+  exec cargo nextest run --locked -p perf-decision --test real_pipeline_sim --no-fail-fast
+fi
+
 VPG_LOG_TAG="e2e $BACKEND"
 # shellcheck source=lib/common.sh
 source "$ROOT/scripts/lib/common.sh"
-# shellcheck source=lib/prometheus.sh
-source "$ROOT/scripts/lib/prometheus.sh"
-# shellcheck source=lib/mlflow.sh
-source "$ROOT/scripts/lib/mlflow.sh"
 
 CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
-MLFLOW_PY=${MLFLOW_VENV:-$CACHE/mlflow-venv}/bin/python     # has PyYAML, for deploy_steps.py
+MLFLOW_BIN=${MLFLOW_VENV:-$CACHE/mlflow-venv}/bin/mlflow
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 WORK=${E2E_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/vpg-e2e-$BACKEND.XXXXXX")}
 mkdir -p "$WORK"
@@ -75,14 +82,8 @@ MAX_TOKENS=${E2E_MAX_TOKENS:-32}
 CONCURRENCY=${E2E_CONCURRENCY:-4}
 EVAL_BUCKET=e2e-eval-data
 EVAL_KEY=tiny-lora/eval.jsonl
-if [ "$BACKEND" = sim ]; then
-  SLOW_CONCURRENCY=${E2E_SLOW_CONCURRENCY:-$CONCURRENCY}
-  FLOORS=(8.0 2.0 1.0 0.99)
-  SIM_TTFT=0.05 SIM_ITL=0.01
-else
-  SLOW_CONCURRENCY=${E2E_SLOW_CONCURRENCY:-$((CONCURRENCY * 2))}
-  FLOORS=(30 20 0.5 0.99)
-fi
+SLOW_CONCURRENCY=${E2E_SLOW_CONCURRENCY:-$((CONCURRENCY * 2))}
+FLOORS=(30 20 0.5 0.99)
 MAX_P95_LATENCY=${E2E_MAX_P95_LATENCY:-${FLOORS[0]}}
 MAX_P95_TTFT=${E2E_MAX_P95_TTFT:-${FLOORS[1]}}
 MIN_THROUGHPUT=${E2E_MIN_THROUGHPUT:-${FLOORS[2]}}
@@ -134,20 +135,18 @@ if [ "${E2E_SKIP_BUILD:-0}" = 1 ]; then
 else
   (cd "$ROOT" && cargo build --locked --bins)
 fi
-for b in load-test perf-decision vllm-sim; do
+for b in load-test perf-decision vpg-render vpg-stack; do
   [ -x "$BIN/$b" ] || vpg_die "$BIN/$b missing (build it, or unset E2E_SKIP_BUILD)"
 done
-[ -x "$MLFLOW_PY" ] || vpg_die "no MLflow venv at ${MLFLOW_PY%/bin/python}: run scripts/install-test-deps.sh"
+[ -x "$MLFLOW_BIN" ] || vpg_die "no MLflow venv at ${MLFLOW_BIN%/bin/mlflow}: run scripts/install-test-deps.sh"
 
 # ---- 2. the backend ------------------------------------------------------------------------------------
-if [ "$BACKEND" = vllm ]; then
-  vpg_phase "vllm: venv (setup-venv.sh)"
-  "$ROOT/scripts/vllm/setup-venv.sh"
-  VLLM_PY=$("$ROOT/scripts/vllm/setup-venv.sh" --print)/bin/python
-  vpg_phase "vllm: tiny model + adapter (make_tiny_model.py)"
-  TINY=$CACHE/tiny-model
-  "$VLLM_PY" "$ROOT/scripts/vllm/make_tiny_model.py" "$TINY"
-fi
+vpg_phase "vllm: venv (setup-venv.sh)"
+"$ROOT/scripts/vllm/setup-venv.sh"
+VLLM_PY=$("$ROOT/scripts/vllm/setup-venv.sh" --print)/bin/python
+vpg_phase "vllm: tiny model + adapter (make_tiny_model.py)"
+TINY=$CACHE/tiny-model
+"$VLLM_PY" "$ROOT/scripts/vllm/make_tiny_model.py" "$TINY"
 
 # The eval file: the seed's field name, deterministic prompts of varied length.
 mkdir -p "$WORK/data"
@@ -164,26 +163,14 @@ EOF
 BACKEND_PORT=$(vpg_free_port)
 VLLM_URL="http://127.0.0.1:$BACKEND_PORT"
 
-# start_backend N [slow]: the N-th start of the backend on BACKEND_PORT, normal or slowed down.
+# start_backend N [slow]: the N-th start of the vLLM on BACKEND_PORT, normal or slowed down (one sequence at
+# a time, so requests queue).
 start_backend() {
-  local n=$1 slow=${2:-}
-  if [ "$BACKEND" = sim ]; then
-    local ttft=$SIM_TTFT itl=$SIM_ITL
-    if [ -n "$slow" ]; then
-      ttft=$(awk -v x="$SIM_TTFT" 'BEGIN { print x * 4 }')
-      itl=$(awk -v x="$SIM_ITL" 'BEGIN { print x * 4 }')
-    fi
-    vpg_start backend "$WORK/backend-$n.log" "$BIN/vllm-sim" --host 127.0.0.1 --port "$BACKEND_PORT" \
-      --served-model-name "$SERVED" --lora-modules "$ADAPTER=/models/$MODEL/lora" \
-      --ttft "$ttft" --itl "$itl" --jitter 0.1 --seed "$n" --shutdown-grace 2s
-    vpg_wait_http backend "$VLLM_URL/health" 30
-  else
-    local extra=""
-    [ -n "$slow" ] && extra="--max-num-seqs 1"
-    vpg_start backend "$WORK/backend-$n.log" env EXTRA_ARGS="$extra" VPG_CACHE_DIR="$CACHE" \
-      "$ROOT/scripts/vllm/serve.sh" "$TINY" "$BACKEND_PORT"
-    vpg_wait_http backend "$VLLM_URL/health" 300
-  fi
+  local n=$1 slow=${2:-} extra=""
+  [ -n "$slow" ] && extra="--max-num-seqs 1"
+  vpg_start backend "$WORK/backend-$n.log" env EXTRA_ARGS="$extra" VPG_CACHE_DIR="$CACHE" \
+    "$ROOT/scripts/vllm/serve.sh" "$TINY" "$BACKEND_PORT"
+  vpg_wait_http backend "$VLLM_URL/health" 300
 }
 
 # warm_up: a few short requests, so that the measured load does not pay for a cold server (vLLM's first
@@ -218,12 +205,15 @@ warm_up
 # ---- 3. Prometheus, MLflow, the registered model -------------------------------------------------------
 vpg_phase "prometheus + mlflow start"
 PROM_PORT=$(vpg_free_port)
-PROM_URL="http://127.0.0.1:$PROM_PORT"
-PROM_JOB=$JOB PROM_SCRAPE_INTERVAL=$SCRAPE vpg_prometheus_start prometheus "$WORK/prometheus" "$PROM_PORT" \
-  "127.0.0.1:$BACKEND_PORT"
+PROM_URL=$("$BIN/vpg-stack" prometheus --dir "$WORK/prometheus" --port "$PROM_PORT" --job "$JOB" \
+  --scrape-interval "$SCRAPE" --target "127.0.0.1:$BACKEND_PORT")
+# shellcheck disable=SC2016  # expanded when run, at exit
+VPG_AT_EXIT+=('"$BIN/vpg-stack" stop --dir "$WORK/prometheus" prometheus')
 MLFLOW_PORT=$(vpg_free_port)
-MLFLOW_URI="http://127.0.0.1:$MLFLOW_PORT"
-vpg_mlflow_start mlflow "$WORK/mlflow" "$MLFLOW_PORT"
+MLFLOW_URI=$(MLFLOW_BIN=$MLFLOW_BIN "$BIN/vpg-stack" mlflow --dir "$WORK/mlflow" --port "$MLFLOW_PORT")
+# shellcheck disable=SC2016  # expanded when run, at exit
+VPG_AT_EXIT+=('"$BIN/vpg-stack" stop --dir "$WORK/mlflow" mlflow')
+vpg_log "prometheus $PROM_URL, mlflow $MLFLOW_URI"
 
 vpg_phase "mlflow: register $MODEL v1+v2, eval-passed->v1"
 python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" register --model "$MODEL" --adapter "$ADAPTER" \
@@ -233,19 +223,23 @@ python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" alias --model "$M
 # more second: load-test's window starts up to a second before its load (whole seconds) and reads the last
 # sample at or before that, so earlier traffic (warm-up, capture) must be in a sample older than that.
 settle() {
-  vpg_prometheus_wait_up "$PROM_URL" "$JOB" 30 "$EPOCHREALTIME"
+  "$BIN/vpg-stack" wait-scraped --prometheus-url "$PROM_URL" --job "$JOB" --after "$EPOCHREALTIME" --timeout 30s
   sleep 1.5
 }
 settle
 
 # ---- the two steps -------------------------------------------------------------------------------------
-# render STYLE STEP [deploy_steps.py args...]: sets STEP_ENV, STEP_ARGV, STEP_OUTPUTS.
+# render STYLE STEP [vpg-render args...]: sets STEP_ENV and STEP_ARGV from the manifests (NUL-separated items read
+# with mapfile: the renderer's output is data, never evaluated as shell code).
 render() {
-  local style=$1 step=$2 out
+  local style=$1 step=$2 what
   shift 2
-  out=$(cd "$ROOT" && "$MLFLOW_PY" scripts/lib/deploy_steps.py "$style" --step "$step" --bin-dir "$BIN" "$@") ||
-    vpg_die "cannot render $style step $step"
-  eval "$out"
+  for what in argv env; do
+    (cd "$ROOT" && "$BIN/vpg-render" "$style" --step "$step" --bin-dir "$BIN" --print "$what" "$@") \
+      >"$WORK/render.$what" || vpg_die "cannot render $style step $step"
+  done
+  mapfile -d '' -t STEP_ARGV <"$WORK/render.argv"
+  mapfile -d '' -t STEP_ENV <"$WORK/render.env"
 }
 
 # run_step LOG: runs STEP_ARGV with exactly STEP_ENV (plus PATH and HOME), as a pod would; output to the

@@ -35,7 +35,10 @@ stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 stage_end
 
-stage "cargo nextest (unit + integration: vllm-sim, real Prometheus, real MLflow)"
+# Also: every flag and env var the manifests pass checked against the binaries' Cli::command()
+# (crates/test-support/tests/manifests.rs), and the pipeline end to end on vllm-sim + real Prometheus + real
+# MLflow with the steps rendered from the manifests (crates/perf-decision/tests/real_pipeline_sim.rs).
+stage "cargo nextest (unit + integration: vllm-sim, real Prometheus, real MLflow, manifests, sim end to end)"
 counted cargo nextest run --workspace --locked --profile ci
 stage_end
 
@@ -56,10 +59,6 @@ stage_end
 
 stage "demo (end to end on built-in defaults)"
 scripts/demo.sh
-stage_end
-
-stage "end to end: vllm-sim + real Prometheus + real MLflow, steps as the manifests run them"
-counted env E2E_SKIP_BUILD=1 scripts/e2e.sh --backend sim
 stage_end
 
 if [ "${SKIP_REAL_VLLM:-0}" != 1 ]; then

@@ -9,8 +9,8 @@
 # Tools come from a venv at ${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}/validate-venv, created on first
 # use from the pinned scripts/validate/requirements.txt (~15 s, ~300 MB; needs the package index once).
 # After that everything runs offline. promtool (Debian's prometheus package) is used when installed.
-# Flags and env vars in the manifests are checked against target/debug/{load-test,perf-decision,vllm-sim}
-# --help when those are built (VPG_BIN_DIR overrides the directory), else against a built-in list.
+# The flags and env vars the manifests pass to the binaries are checked by the Rust test
+# crates/test-support/tests/manifests.rs (against each binary's own command line), not here.
 # Prints one line per file and `N passed, N failed`; exits non-zero on any failure.
 set -euo pipefail
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Assertions of the end-to-end test (scripts/e2e.sh) on one gate run: the files both steps wrote, and what
-MLflow says afterwards, read back through its REST API.
+"""Assertions of the real-vLLM end-to-end run (scripts/e2e.sh --backend vllm) on one gate run: the files both
+steps wrote, and what MLflow says afterwards, read back through its REST API. The same assertions as the
+simulator's end-to-end test, crates/perf-decision/tests/real_pipeline_sim.rs (check_run): change both together.
 
   e2e_check.py --uri MLFLOW --model M --version V --expect passed|failed --mode absolute|comparative \
       --load-test-dir DIR --decision-dir DIR [--baseline-run-id ID] [--baseline-results FILE] ...

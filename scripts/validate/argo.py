@@ -240,18 +240,3 @@ def argo_errors(doc, templates_index):
         errs += _pod_policy(t, where, pod_sc)
         errs += _empty_value_errors(t, where, maybe_empty.get(t.get("name"), set()))
     return errs
-
-
-def container_env_names(container, configmaps):
-    """Env var names a container gets: env[] plus the keys of envFrom ConfigMaps found in the stream."""
-    names = [e.get("name") for e in container.get("env") or []]
-    unresolved = []
-    for src in container.get("envFrom") or []:
-        cm = (src.get("configMapRef") or {}).get("name")
-        if cm is None:
-            continue
-        if cm in configmaps:
-            names += [src.get("prefix", "") + k for k in configmaps[cm]]
-        else:
-            unresolved.append(cm)
-    return names, unresolved

@@ -1,20 +1,31 @@
-//! Test fixtures shared by the integration tests: real servers (Prometheus, MLflow) started as
-//! child processes on free loopback ports, stopped when the fixture is dropped; a simulator on
-//! its own runtime ([`sim`]); the binaries run with a clean environment and their files read
-//! back ([`steps`]); what servers send, parsed the plain way ([`wire`]). Results documents
-//! built in code are `perf_gate::fixtures` (feature `fixtures`).
+//! Test fixtures and tools shared by the integration tests and the scripts:
+//!
+//! - real servers (Prometheus, MLflow, moto) started as child processes on free loopback ports,
+//!   stopped when the fixture is dropped ([`prometheus`], [`mlflow`]), and the simulator as a
+//!   process or on its own runtime ([`sim`]);
+//! - the deployment manifests' reader and strict renderer ([`manifest`]) and the check of every
+//!   command line they give against the binaries' own `Cli::command()` ([`clicheck`]);
+//! - the binaries run with a clean environment and their files read back ([`steps`]); what
+//!   servers send, parsed the plain way ([`wire`]); results checked against `schemas/`
+//!   ([`schema`]). Results documents built in code are `perf_gate::fixtures` (feature
+//!   `fixtures`);
+//! - [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
+//!   loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
-//!
-//! [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
-//! loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 
 pub mod backfill;
+pub mod clicheck;
 pub mod history;
+pub mod http;
+pub mod manifest;
 pub mod mlflow;
+pub mod process;
 pub mod prometheus;
+pub mod run;
 pub mod schema;
 pub mod sim;
+pub mod stack;
 pub mod steps;
 pub mod wire;
 

@@ -7,12 +7,11 @@
 //! The binary is `$MLFLOW_BIN`, else `cache_dir()/mlflow-venv/bin/mlflow`; a missing binary
 //! panics with the install hint (tests never skip silently).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use crate::{http, process};
 
 pub mod moto;
 
@@ -25,18 +24,24 @@ pub const ADMIN_USER: &str = "admin";
 /// Admin password of the basic-auth mode (at least 12 characters, as MLflow requires).
 pub const ADMIN_PASSWORD: &str = "admin-password-1234";
 
-/// The `mlflow` executable to run.
-pub fn mlflow_bin() -> PathBuf {
+/// The `mlflow` executable: `$MLFLOW_BIN`, else `cache_dir()/mlflow-venv/bin/mlflow`.
+pub fn find_mlflow() -> Result<PathBuf, String> {
     let bin = std::env::var_os("MLFLOW_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::cache_dir().join("mlflow-venv/bin/mlflow"));
-    if !bin.exists() {
-        panic!(
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
             "mlflow not found: run scripts/install-test-deps.sh (looked for {})",
             bin.display()
-        );
+        ))
     }
-    bin
+}
+
+/// The `mlflow` executable to run ([`find_mlflow`]); panics if missing.
+pub fn mlflow_bin() -> PathBuf {
+    find_mlflow().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running MLflow tracking server.
@@ -95,7 +100,7 @@ impl MlflowServer {
                 .expect("invariant: can create a temp dir");
             let port = crate::free_port();
             let mut child = spawn(&bin, dir.path(), port, basic_auth, &artifacts);
-            match wait_ready(&mut child, port) {
+            match wait_ready(&mut child, port, &dir.path().join("mlflow.log")) {
                 Ok(()) => {
                     let artifact_root = match &artifacts {
                         Artifacts::Proxied => None,
@@ -110,9 +115,9 @@ impl MlflowServer {
                     };
                 }
                 Err(why) => {
-                    stop_group(&mut child);
-                    last_log = format!("{why}\n{}", log_tail(dir.path()));
-                    if why.contains("timed out") {
+                    process::stop_group(&mut child);
+                    last_log = why;
+                    if why_is_timeout(&last_log) {
                         break;
                     }
                 }
@@ -151,15 +156,32 @@ impl MlflowServer {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        stop_group(&mut self.child);
+        process::stop_group(&mut self.child);
+    }
+}
+
+fn why_is_timeout(why: &str) -> bool {
+    why.contains("not ready after")
+}
+
+/// A detached MLflow server for the scripts (`vpg-stack mlflow`): sqlite store
+/// `<dir>/mlflow.db`, proxied artifacts in `<dir>/mlartifacts`, log `<dir>/mlflow.log`; the same
+/// command line as [`MlflowServer::start`].
+pub fn spawn_detached(dir: &Path, port: u16) -> Result<Child, String> {
+    let bin = find_mlflow()?;
+    let mut child = spawn(&bin, dir, port, false, &Artifacts::Proxied);
+    match wait_ready(&mut child, port, &dir.join("mlflow.log")) {
+        Ok(()) => Ok(child),
+        Err(why) => {
+            process::stop_group(&mut child);
+            Err(why)
+        }
     }
 }
 
 fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool, artifacts: &Artifacts) -> Child {
     let artifacts_dir = dir.join("mlartifacts");
     std::fs::create_dir_all(&artifacts_dir).expect("invariant: can create the artifacts dir");
-    let log = std::fs::File::create(dir.join("mlflow.log")).expect("invariant: can create log");
-    let log2 = log.try_clone().expect("invariant: can clone a file handle");
     let mut cmd = Command::new(bin);
     cmd.arg("server");
     if basic_auth {
@@ -181,12 +203,9 @@ fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool, artifacts: &Artifa
         .arg("--backend-store-uri")
         .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
         .args(["--workers", "1"])
+        // no GenAI job runner: its huey consumers ignore SIGTERM
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0);
+        .current_dir(dir);
     match artifacts {
         Artifacts::Proxied => {
             cmd.arg("--serve-artifacts")
@@ -210,70 +229,17 @@ fn spawn(bin: &Path, dir: &Path, port: u16, basic_auth: bool, artifacts: &Artifa
             }
         }
     }
-    cmd.spawn()
+    process::spawn_group(&mut cmd, &dir.join("mlflow.log"))
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
 }
 
 /// Polls `/health` until 200, the process exits, or [`READY_TIMEOUT`].
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
-    let start = Instant::now();
-    while start.elapsed() < READY_TIMEOUT {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("mlflow exited early ({status})"));
-        }
-        if health_ok(port) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!(
-        "timed out after {READY_TIMEOUT:?} waiting for /health"
-    ))
-}
-
-fn health_ok(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req =
-        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap_or(0);
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")
-}
-
-/// SIGTERM to the process group, up to 10 s grace, then SIGKILL to the group.
-fn stop_group(child: &mut Child) {
-    let pgid = child.id();
-    signal_group("-TERM", pgid);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The uvicorn worker is a child of the CLI: make sure nothing of the group survives.
-    signal_group("-KILL", pgid);
-    let _ = child.wait();
-}
-
-fn signal_group(signal: &str, pgid: u32) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
+    process::wait_until(child, "mlflow", log, READY_TIMEOUT, || {
+        matches!(http::get(port, "/health"), Ok((200, _)))
+    })
 }
 
 fn log_tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("mlflow.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    process::log_tail(&dir.join("mlflow.log"))
 }

@@ -1,6 +1,7 @@
 //! A REAL Prometheus (Debian's `prometheus` binary) started on a free loopback port, with a temp
 //! data dir and a generated config: one scrape job with the given name and targets, the given
-//! global scrape interval. Stopped (kill + wait) when dropped.
+//! global scrape interval. Stopped (its process group) when dropped. [`Launch`] is the one
+//! place its command line is written, also for the scripts' detached servers (`vpg-stack`).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -13,13 +14,13 @@
 //! The binary is `$PROMETHEUS_BIN`, else `prometheus` on `PATH`. If it is missing the fixture
 //! panics ("prometheus not found: run scripts/install-test-deps.sh"): tests never skip silently.
 //! Blocking `std` I/O on purpose: it is a fixture, usable from sync and async tests alike (the
-//! HTTP checks use a tiny HTTP/1.0 client over `TcpStream`, no runtime needed).
+//! HTTP checks use [`crate::http`], no runtime needed).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use crate::{http, process};
 
 /// How long `start` waits for `/-/ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,23 +33,30 @@ pub struct PrometheusServer {
     dir: tempfile::TempDir,
 }
 
-/// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on `PATH`; panics if missing.
-pub fn prometheus_bin() -> PathBuf {
+/// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on `PATH`.
+pub fn find_prometheus() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("PROMETHEUS_BIN") {
         let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "prometheus not found: PROMETHEUS_BIN={} is not a file; run scripts/install-test-deps.sh",
-            bin.display()
-        );
-        return bin;
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "prometheus not found: PROMETHEUS_BIN={} is not a file; run scripts/install-test-deps.sh",
+                bin.display()
+            ))
+        };
     }
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
         .map(|d| d.join("prometheus"))
         .find(|p| p.is_file())
-        .expect("prometheus not found: run scripts/install-test-deps.sh")
+        .ok_or_else(|| "prometheus not found: run scripts/install-test-deps.sh".to_string())
+}
+
+/// The Prometheus binary ([`find_prometheus`]); panics if missing.
+pub fn prometheus_bin() -> PathBuf {
+    find_prometheus().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A Prometheus duration for a `Duration`: whole seconds as `5s`, else milliseconds (`500ms`).
@@ -71,6 +79,56 @@ pub fn config_yaml(job: &str, targets: &[&str], scrape_interval: Duration) -> St
     )
 }
 
+/// How to start a Prometheus: the one place its command line is written, for the fixture
+/// ([`PrometheusServer`]) and the scripts' detached servers (`vpg-stack prometheus`).
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    /// Config (`prometheus.yml`), TSDB (`data/`, which may already hold blocks, e.g. backfilled
+    /// ones: Prometheus loads blocks at start-up only) and log (`prometheus.log`) go here.
+    pub dir: &'a Path,
+    /// Loopback port to listen on.
+    pub port: u16,
+    /// The config text (see [`config_yaml`]).
+    pub config_yaml: &'a str,
+}
+
+impl Launch<'_> {
+    /// The log file.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("prometheus.log")
+    }
+
+    /// Writes the config and spawns Prometheus in its own process group (not waiting).
+    pub fn spawn(&self) -> Result<Child, String> {
+        let bin = find_prometheus()?;
+        std::fs::create_dir_all(self.dir.join("data"))
+            .and_then(|()| std::fs::write(self.dir.join("prometheus.yml"), self.config_yaml))
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!(
+            "--config.file={}",
+            self.dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            self.dir.join("data").display()
+        ))
+        .arg("--storage.tsdb.retention.time=1d")
+        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+        .arg("--web.enable-lifecycle");
+        process::spawn_group(&mut cmd, &self.log())
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))
+    }
+
+    /// Waits until `/-/ready` answers 200 (up to [`READY_TIMEOUT`]).
+    pub fn wait_ready(&self, child: &mut Child) -> Result<(), String> {
+        let port = self.port;
+        process::wait_until(child, "prometheus", &self.log(), READY_TIMEOUT, || {
+            matches!(http::get(port, "/-/ready"), Ok((200, _)))
+        })
+    }
+}
+
 impl PrometheusServer {
     /// Starts Prometheus scraping `targets` (`host:port`) as job `job` every `scrape_interval`,
     /// and waits until `/-/ready` answers 200 (up to [`READY_TIMEOUT`]). Panics on failure,
@@ -86,42 +144,30 @@ impl PrometheusServer {
     /// waits until `/-/ready` answers 200. The server owns `dir` from then on. Fails with the
     /// server's log if it exits early or is not ready within [`READY_TIMEOUT`].
     pub fn try_start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
-        let bin = prometheus_bin();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", config.display()))?;
         // The free port is released before Prometheus binds it: retry if another process won.
-        let mut last_log = String::new();
+        let mut last = String::new();
         for _ in 0..3 {
-            let port = crate::free_port();
-            let log_path = dir.path().join(format!("prometheus-{port}.log"));
-            let log = std::fs::File::create(&log_path).expect("invariant: can create the log");
-            let log2 = log.try_clone().expect("invariant: can clone a file handle");
-            let child = Command::new(&bin)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg("--storage.tsdb.retention.time=1d")
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2)
-                .spawn()
-                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
-            let mut child = child;
-            match wait_ready(&mut child, port, READY_TIMEOUT) {
-                Ok(()) => return Ok(PrometheusServer { child, port, dir }),
+            let launch = Launch {
+                dir: dir.path(),
+                port: crate::free_port(),
+                config_yaml,
+            };
+            let mut child = launch.spawn().map_err(anyhow::Error::msg)?;
+            match launch.wait_ready(&mut child) {
+                Ok(()) => {
+                    return Ok(PrometheusServer {
+                        child,
+                        port: launch.port,
+                        dir,
+                    });
+                }
                 Err(why) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    last_log = format!("{why}\n--- log ---\n{log}");
+                    process::stop_group(&mut child);
+                    last = why;
                 }
             }
         }
-        anyhow::bail!("prometheus did not become ready: {last_log}")
+        anyhow::bail!("prometheus did not become ready: {last}")
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
@@ -141,16 +187,12 @@ impl PrometheusServer {
 
     /// The server's log so far (for assertion messages).
     pub fn log(&self) -> String {
-        let path = self
-            .dir
-            .path()
-            .join(format!("prometheus-{}.log", self.port));
-        std::fs::read_to_string(path).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// `GET path` on the server: status and body. Panics on a transport error.
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path).unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.url()))
+        http::get(self.port, path).unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.url()))
     }
 
     /// `.data.activeTargets` of `/api/v1/targets` as JSON values.
@@ -187,6 +229,12 @@ impl PrometheusServer {
         }
     }
 
+    /// Waits until every target of `job` answered a scrape taken after `after_unix_s` with
+    /// `up == 1` ([`wait_scraped_after`]); panics after `timeout`.
+    pub fn wait_scraped_after(&self, job: &str, after_unix_s: f64, timeout: Duration) {
+        wait_scraped_after(self.port, job, after_unix_s, timeout).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Waits until `promql` (instant, at "now") returns at least one series; returns the first
     /// value as a string. Panics after `timeout`.
     pub fn wait_for_series(&self, promql: &str, timeout: Duration) -> String {
@@ -205,8 +253,7 @@ impl PrometheusServer {
 
     /// The first value of an instant query at "now", as Prometheus spells it (`"3"`, `"NaN"`).
     pub fn instant_value(&self, promql: &str) -> Option<String> {
-        let q: String = url_encode(promql);
-        let (status, body) = self.get(&format!("/api/v1/query?query={q}"));
+        let (status, body) = instant_query(self.port, promql).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status, 200, "query {promql}: {body}");
         let v: serde_json::Value =
             serde_json::from_str(&body).expect("invariant: /api/v1/query answers JSON");
@@ -216,62 +263,67 @@ impl PrometheusServer {
     }
 }
 
-/// Polls `/-/ready` until 200, the process exits, or `timeout` passes.
-fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
+/// Percent-encodes everything but unreserved characters ([`http::url_encode`]).
+pub(crate) fn url_encode(s: &str) -> String {
+    http::url_encode(s)
+}
+
+/// A blocking GET on 127.0.0.1:`port`: (status, body) ([`http::get`]).
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http::get(port, path).map_err(std::io::Error::other)
+}
+
+fn instant_query(port: u16, promql: &str) -> Result<(u16, String), String> {
+    let path = format!("/api/v1/query?query={}", http::url_encode(promql));
+    http::get(port, &path).map_err(|e| format!("GET {path} on port {port}: {e}"))
+}
+
+/// Waits until every target of `job` on the Prometheus at `port` answered a scrape taken after
+/// `after_unix_s` with `up == 1`: a query window starting later then has a sample before it (a
+/// counter's increase needs two samples), and earlier traffic is in an older sample.
+pub fn wait_scraped_after(
+    port: u16,
+    job: &str,
+    after_unix_s: f64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let query = format!(
+        "count(timestamp(up{{job=\"{job}\"}} == 1) > {after_unix_s}) == count(up{{job=\"{job}\"}})"
+    );
     let deadline = Instant::now() + timeout;
+    let mut last = String::new();
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("prometheus exited early with {status}"));
-        }
-        if let Ok((200, _)) = http_get(port, "/-/ready") {
-            return Ok(());
+        if let Ok((200, body)) = instant_query(port, &query) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                return Ok(());
+            }
+            last = body;
         }
         if Instant::now() >= deadline {
-            return Err(format!("/-/ready not 200 after {timeout:?}"));
+            return Err(format!(
+                "prometheus: job {job} not scraped up after {timeout:?} (last answer: {last})"
+            ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
 impl Drop for PrometheusServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::stop_group(&mut self.child);
     }
 }
 
-/// Percent-encodes everything but unreserved characters.
-pub(crate) fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A minimal blocking HTTP/1.0 GET on 127.0.0.1:`port`: (status, body).
-pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad HTTP answer: {head:?}")))?;
-    Ok((status, body.to_string()))
+/// Seconds since the Unix epoch, as Prometheus timestamps are.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -290,7 +342,6 @@ mod tests {
             ),
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: \"vllm-service\"\n    static_configs:\n      - targets: [\"127.0.0.1:8000\", \"127.0.0.1:8001\"]\n"
         );
-        assert_eq!(url_encode("up{job=\"x\"}"), "up%7Bjob%3D%22x%22%7D");
     }
 
     #[test]
@@ -316,6 +367,6 @@ mod tests {
             assert_eq!(prom.instant_value("vector(1)").as_deref(), Some("1"));
         }
         // Killed on drop: the port refuses connections now.
-        assert!(http_get(port, "/-/ready").is_err());
+        assert!(http::get(port, "/-/ready").is_err());
     }
 }

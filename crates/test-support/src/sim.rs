@@ -1,7 +1,87 @@
-//! A `vllm-sim` on its own runtime, for tests that are not async themselves (CLI tests run the
-//! binaries as child processes against it), and eval files in the seed's format.
+//! The simulator for tests: the `vllm-sim` binary as a server process on a loopback port,
+//! waited for until `/health` answers, owned by a test ([`SimProcess`], stopped on drop) or
+//! detached for the local stack; or in-process on its own runtime ([`Sim`], for tests that are
+//! not async themselves); and eval files in the seed's format ([`eval_file`]).
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use crate::{http, process};
+
+/// How long a start may take before `/health` answers.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Spawns `bin --host 127.0.0.1 --port PORT ARGS...` with `envs` added, in its own process
+/// group, output appended to `log`, and waits for `/health`.
+pub fn spawn(
+    bin: &Path,
+    port: u16,
+    args: &[String],
+    envs: &[(String, String)],
+    log: &Path,
+) -> Result<Child, String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)));
+    let mut child = process::spawn_group(&mut cmd, log)
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    if let Err(why) = process::wait_until(&mut child, "vllm-sim", log, READY_TIMEOUT, || {
+        matches!(http::get(port, "/health"), Ok((200, _)))
+    }) {
+        process::stop_group(&mut child);
+        return Err(why);
+    }
+    Ok(child)
+}
+
+/// A running `vllm-sim` process; stopped (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct SimProcess {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl SimProcess {
+    /// Starts `bin` on `port` with `args` (after `--host` and `--port`); panics with the log
+    /// when it does not become healthy.
+    pub fn start(bin: &Path, port: u16, args: &[String], log: &Path) -> Self {
+        let child = spawn(bin, port, args, &[], log).unwrap_or_else(|e| panic!("{e}"));
+        SimProcess {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `host:port`, as a Prometheus target.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops it now (as on drop).
+    pub fn stop(mut self) {
+        process::stop_group(&mut self.child);
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        process::stop_group(&mut self.child);
+    }
+}
 
 /// A simulator running on a private runtime; stopped on drop.
 pub struct Sim {

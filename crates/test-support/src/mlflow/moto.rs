@@ -11,14 +11,14 @@
 //! The binary is `$MOTO_SERVER_BIN`, else `cache_dir()/mlflow-venv/bin/moto_server`; a missing
 //! binary panics with the install hint.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::{log_tail, stop_group};
+use super::log_tail;
+use crate::http::request as http;
+use crate::process::{self, stop_group};
 
 /// The bucket every [`MotoServer`] has.
 pub const BUCKET: &str = "perf-gate-artifacts";
@@ -29,8 +29,6 @@ pub const SECRET_KEY: &str = "testing";
 
 /// How long to wait for the port to open (a cold start imports a lot of Python).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bound of one plain HTTP exchange with moto.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `moto_server` executable to run.
 pub fn moto_bin() -> PathBuf {
@@ -139,23 +137,17 @@ impl Drop for MotoServer {
 }
 
 fn spawn(bin: &Path, dir: &Path, port: u16, require_auth: bool) -> Child {
-    // the log file is named as MlflowServer's, so the shared log_tail() reads it
-    let log = std::fs::File::create(dir.join("mlflow.log")).expect("invariant: can create log");
-    let log2 = log.try_clone().expect("invariant: can clone a file handle");
     let mut cmd = Command::new(bin);
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0);
+        .current_dir(dir);
     if require_auth {
         // the bucket creation is the one request let through unauthenticated
         cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "1");
     } else {
         cmd.env_remove("INITIAL_NO_AUTH_ACTION_COUNT");
     }
-    cmd.spawn()
+    // the log file is named as MlflowServer's, so the shared log_tail() reads it
+    process::spawn_group(&mut cmd, &dir.join("mlflow.log"))
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
 }
 
@@ -186,67 +178,5 @@ fn create_bucket(port: u16) -> Result<(), String> {
             "creating bucket {BUCKET}: http {status}: {}",
             String::from_utf8_lossy(&body)
         )),
-    }
-}
-
-/// One HTTP/1.1 exchange with `Connection: close` (`headers`: extra `Name: value\r\n` lines);
-/// returns the status and the body (de-chunked if needed).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(HTTP_TIMEOUT))
-        .and_then(|()| s.set_write_timeout(Some(HTTP_TIMEOUT)))
-        .map_err(|e| e.to_string())?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body))
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {} bytes", raw.len()))?;
-    let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status: u16 = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line: {headers}"))?;
-    let payload = raw[split + 4..].to_vec();
-    if headers.contains("transfer-encoding: chunked") {
-        return dechunk(&payload).map(|b| (status, b));
-    }
-    Ok((status, payload))
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk size")?;
-        let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size_hex = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|e| e.to_string())?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size + 2 {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
     }
 }

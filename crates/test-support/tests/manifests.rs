@@ -1,0 +1,322 @@
+//! Every flag and env var the deployment manifests (`workflows/`, `deploy/`) pass to the gate's
+//! binaries exists in that binary's own command line (`Cli::command()`), and every rendered value
+//! parses with the flag's own parser; and the checker itself rejects a manifest that passes an
+//! unknown flag or env var.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use test_support::clicheck::{self, Binary};
+use test_support::manifest::{self, Scan};
+
+/// Env vars both gate binaries read outside clap.
+const COMMON_ENV: &[&str] = &[
+    // tracing-subscriber's EnvFilter (perf_gate::logging, vllm-sim main): log levels
+    "RUST_LOG",
+    // perf_gate::logging: no ANSI colours in text logs
+    "NO_COLOR",
+    // reqwest's system proxy settings (load-test warns when they are set: a proxy can buffer SSE)
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+];
+
+/// Env vars perf-decision reads outside clap (README "Artifacts in S3"; perf_gate::mlflow).
+const PERF_DECISION_ENV: &[&str] = &[
+    // the S3 artifact store: object_store's AmazonS3Builder::from_env credential chain and region
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_SERVER_SIDE_ENCRYPTION",
+    "AWS_SSE_KMS_KEY_ID",
+    // perf_gate::mlflow::artifact_store::S3Settings
+    "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_S3_IGNORE_TLS",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    // read only to warn that it is ignored (the experiment is PERF_EXPERIMENT_NAME)
+    "MLFLOW_EXPERIMENT_NAME",
+];
+
+fn binaries() -> Vec<Binary> {
+    let with = |extra: &[&'static str]| COMMON_ENV.iter().chain(extra).copied().collect();
+    vec![
+        Binary {
+            name: "load-test",
+            command: load_test::cli::Cli::command(),
+            extra_env: with(&[]),
+        },
+        Binary {
+            name: "perf-decision",
+            command: perf_decision::cli::Cli::command(),
+            extra_env: with(PERF_DECISION_ENV),
+        },
+        Binary {
+            name: "vllm-sim",
+            command: vllm_sim::cli::Cli::command(),
+            extra_env: vec!["RUST_LOG"],
+        },
+    ]
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn problems(scan: &Scan) -> Vec<String> {
+    let bins = binaries();
+    scan.invocations
+        .iter()
+        .flat_map(|inv| clicheck::check(inv, &bins))
+        .collect()
+}
+
+#[test]
+fn every_flag_and_env_var_the_manifests_pass_is_declared_by_its_binary() {
+    let root = repo_root();
+    let scan = manifest::scan(&root).unwrap_or_else(|e| panic!("{e}"));
+    let errors = problems(&scan);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+
+    // The scan found every place the gate is run (a reader that finds nothing checks nothing).
+    let origins: Vec<String> = scan
+        .invocations
+        .iter()
+        .map(|i| {
+            let rel = i.origin.replace(&format!("{}/", root.display()), "");
+            format!(
+                "{} {} {}",
+                i.program,
+                if i.rendered { "rendered" } else { "as written" },
+                rel
+            )
+        })
+        .collect();
+    let expect = [
+        (
+            "load-test as written",
+            "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template load-test",
+        ),
+        (
+            "perf-decision as written",
+            "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template perf-decision",
+        ),
+        (
+            "load-test rendered",
+            "workflows/example-workflow.yaml: Workflow/vllm-perf-gate- runs",
+        ),
+        (
+            "perf-decision rendered",
+            "workflows/example-workflow.yaml: Workflow/vllm-perf-gate- runs",
+        ),
+        ("load-test rendered", "(kustomize deploy/kustomize/base)"),
+        (
+            "perf-decision rendered",
+            "(kustomize deploy/kustomize/base)",
+        ),
+        (
+            "load-test rendered",
+            "(kustomize deploy/kustomize/overlays/dev)",
+        ),
+        (
+            "perf-decision rendered",
+            "(kustomize deploy/kustomize/overlays/dev)",
+        ),
+        (
+            "load-test rendered",
+            "(kustomize deploy/kustomize/overlays/prod)",
+        ),
+        (
+            "perf-decision rendered",
+            "(kustomize deploy/kustomize/overlays/prod)",
+        ),
+        (
+            "load-test rendered",
+            "deploy/compose/docker-compose.yml: service load-test",
+        ),
+        (
+            "perf-decision rendered",
+            "deploy/compose/docker-compose.yml: service perf-decision",
+        ),
+        (
+            "vllm-sim rendered",
+            "deploy/compose/docker-compose.yml: service vllm-sim",
+        ),
+    ];
+    for (what, place) in expect {
+        assert!(
+            origins
+                .iter()
+                .any(|o| o.starts_with(what) && o.contains(place)),
+            "no `{what}` invocation from {place}; found:\n{}",
+            origins.join("\n")
+        );
+    }
+    assert_eq!(
+        scan.invocations.len(),
+        expect.len(),
+        "{}",
+        origins.join("\n")
+    );
+    // The other containers are other people's images, listed rather than ignored silently.
+    let foreign = scan.foreign.join("\n");
+    for svc in [
+        "service prometheus",
+        "service mlflow",
+        "service mlflow-init",
+        "service grafana",
+    ] {
+        assert!(foreign.contains(svc), "{foreign}");
+    }
+}
+
+/// Copies `workflows/` and `deploy/` into a temp dir, with `edits` (file, from, to) applied.
+fn broken_copy(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let root = repo_root();
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in ["workflows", "deploy"] {
+        copy_dir(&root.join(dir), &tmp.path().join(dir));
+    }
+    for (file, from, to) in edits {
+        let p = tmp.path().join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    }
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check() {
+    let tmp = broken_copy(&[
+        // a misspelt flag in the Argo template
+        (
+            "workflows/vllm-perf-gate.yaml",
+            "--vllm-url={{",
+            "--vllm-ulr={{",
+        ),
+        // an unknown flag inside the expression's string literals
+        (
+            "workflows/vllm-perf-gate.yaml",
+            "? '--candidate-alias='",
+            "? '--candidate-alais='",
+        ),
+        // an env var perf-decision does not read
+        (
+            "workflows/vllm-perf-gate.yaml",
+            "- name: FAIL_ON_REJECT",
+            "- name: FAIL_ON_REJECTED",
+        ),
+        // a value the example workflow passes that does not parse
+        (
+            "workflows/example-workflow.yaml",
+            "value: \"10\"",
+            "value: \"ten\"",
+        ),
+        // a misspelt ConfigMap literal in the base (every overlay inherits it)
+        (
+            "deploy/kustomize/base/kustomization.yaml",
+            "- MAX_TOKENS=256",
+            "- MAX_TOKEN=256",
+        ),
+        // an overlay value that does not parse
+        (
+            "deploy/kustomize/overlays/dev/kustomization.yaml",
+            "- CONCURRENCY=4",
+            "- CONCURRENCY=0",
+        ),
+        // compose: an unknown env var and an unknown vllm-sim flag
+        (
+            "deploy/compose/docker-compose.yml",
+            "      ADAPTER_NAME: demo-adapter",
+            "      ADAPTER: demo-adapter",
+        ),
+        (
+            "deploy/compose/docker-compose.yml",
+            "- --gpu-util",
+            "- --gpu-utilisation",
+        ),
+    ]);
+    let scan = manifest::scan(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let errors = problems(&scan).join("\n");
+    let wf = "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template";
+    for want in [
+        format!("{wf} load-test: load-test: unknown flag --vllm-ulr"),
+        format!("{wf} perf-decision: perf-decision: unknown flag --candidate-alais (in `{{{{=inputs.parameters['candidate-version'] == ''"),
+        format!("{wf} perf-decision: perf-decision: env var FAIL_ON_REJECTED is not read by perf-decision"),
+        "example-workflow.yaml: Workflow/vllm-perf-gate- runs".into(),
+        "load-test: --concurrency=ten: invalid value 'ten': \"ten\" is not a positive integer".into(),
+        "(kustomize ".into(),
+        "load-test: env var MAX_TOKEN is not read by load-test".into(),
+        "overlays/dev): Job/vllm-perf-gate-load-test container load-test: load-test: env CONCURRENCY=0: invalid value '0': must be at least 1".into(),
+        "deploy/compose/docker-compose.yml: service load-test: load-test: env var ADAPTER is not read by load-test".into(),
+        "deploy/compose/docker-compose.yml: service load-test: load-test: the required --adapter-name or env ADAPTER_NAME is not given".into(),
+        "deploy/compose/docker-compose.yml: service vllm-sim: vllm-sim: unknown flag --gpu-utilisation".into(),
+    ] {
+        assert!(errors.contains(&want), "missing {want:?} in:\n{errors}");
+    }
+    // MAX_TOKEN: the base and both overlays
+    assert_eq!(
+        errors.matches("env var MAX_TOKEN is not read").count(),
+        3,
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_manifest_the_renderer_cannot_render_is_an_error_naming_file_and_expression() {
+    let tmp = broken_copy(&[(
+        "workflows/vllm-perf-gate.yaml",
+        "value: \"{{workflow.parameters.log-format}}\"",
+        "value: \"{{=sprig.upper(workflow.parameters['log-format'])}}\"",
+    )]);
+    let e = manifest::scan(tmp.path()).unwrap_err().to_string();
+    let file = tmp.path().join("workflows/vllm-perf-gate.yaml");
+    assert!(e.starts_with(&file.display().to_string()), "{e}");
+    assert!(
+        e.contains("template load-test: env LOG_FORMAT: cannot render `{{=sprig.upper(workflow.parameters['log-format'])}}`"),
+        "{e}"
+    );
+
+    let tmp = broken_copy(&[(
+        "deploy/kustomize/overlays/prod/kustomization.yaml",
+        "configMapGenerator:",
+        "patches:\n  - path: patch.yaml\nconfigMapGenerator:",
+    )]);
+    let e = manifest::scan(tmp.path()).unwrap_err();
+    let text = format!(
+        "{e}: {}",
+        std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(
+        text.contains("overlays/prod/kustomization.yaml: kustomization"),
+        "{text}"
+    );
+    assert!(text.contains("unknown field `patches`"), "{text}");
+}
