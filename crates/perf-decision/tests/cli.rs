@@ -46,7 +46,7 @@ fn bad_results_files_exit_2_naming_the_file() {
         (
             "v99.json",
             Some(other_version.to_string()),
-            "has schema_version 99; this build reads version 1",
+            "has schema_version 99; this build reads version 2",
         ),
         (
             "notjson.json",
