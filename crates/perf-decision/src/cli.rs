@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use perf_gate::decide::{DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode};
-use perf_gate::decision::{MetricsSource, Thresholds};
+use perf_gate::decision::{MetricsSource, OnInvalid, Thresholds};
 use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::{fraction, non_negative, seconds};
@@ -15,6 +15,15 @@ use perf_gate_cli::seconds::{Seconds, positive_seconds};
 
 /// The seed's thresholds: the flags' defaults.
 const SEED: Thresholds = Thresholds::SEED;
+
+/// `--on-invalid` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnInvalidArg {
+    /// The decision is `invalid`: no alias, never a baseline, exit 5 (rerun the gate).
+    Invalid,
+    /// The seed's behaviour: the candidate is `failed` (a failed `valid_measurement` check).
+    Fail,
+}
 
 /// `--metrics-source` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -36,7 +45,12 @@ const AFTER_HELP: &str = concat!(
     "  3  throughput       > --min-throughput       and >= baseline x (1 - --max-throughput-drop)\n",
     "  4  success rate    >= --min-success-rate     and >= baseline - --max-success-rate-drop\n",
     "A missing metric fails its check. Outputs: <output-dir>/perf_decision.json and\n",
-    "perf_status.txt (passed | failed | error).\n\n",
+    "perf_status.txt (passed | failed | invalid | error).\n\n",
+    "Invalid is not failed: a measurement that cannot be trusted (window edges not confirmed\n",
+    "samples, the server's count outside [client successes, requests that reached it], a\n",
+    "restart, a server figure missing, the measured adapter not this version) makes the\n",
+    "decision `invalid`: no alias, version and run tagged perf_decision=invalid, exit 5 (rerun\n",
+    "the whole gate). --on-invalid fail makes it a failed candidate instead, as the seed did.\n\n",
     "Warnings (logged at WARN, listed in perf_decision.json `warnings`, counted in the MLflow tag\n",
     "perf_warnings) never change the verdict: a baseline that ran another load (eval digest,\n",
     "concurrency, max_tokens, ...), a saturated load generator, load-test's own warnings, client\n",
@@ -209,6 +223,13 @@ pub struct Cli {
     #[arg(long, env = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", default_value_t = RetryPolicy::default().max_retries)]
     pub mlflow_retries: u32,
 
+    /// What a measurement that cannot be trusted (unconfirmed scrapes, other traffic on the
+    /// server, a restart, missing server figures, the measured adapter not this version, ...)
+    /// makes of the decision: `invalid` (no alias, never a baseline, exit 5: rerun the gate) or
+    /// `fail` (the candidate fails, as the seed would).
+    #[arg(long, env = "ON_INVALID", value_enum, default_value_t = OnInvalidArg::Invalid)]
+    pub on_invalid: OnInvalidArg,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -322,6 +343,10 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_file: cli.baseline_file,
             baseline_any_model: cli.baseline_any_model,
             require_comparable_baseline: cli.require_comparable_baseline,
+            on_invalid: match cli.on_invalid {
+                OnInvalidArg::Invalid => OnInvalid::Invalid,
+                OnInvalidArg::Fail => OnInvalid::Fail,
+            },
             run_name: cli.run_name,
             warnings,
         })

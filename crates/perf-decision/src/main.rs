@@ -65,10 +65,10 @@ async fn run(cli: Cli) -> Exit {
     match decide::run(&config, &cancel).await {
         Ok(doc) => {
             print_summary(&doc, &config.output_dir);
-            if doc.decision == Verdict::Failed && fail_on_reject {
-                Exit::Rejected
-            } else {
-                Exit::Done
+            match doc.decision {
+                Verdict::Invalid => Exit::Invalid,
+                Verdict::Failed if fail_on_reject => Exit::Rejected,
+                _ => Exit::Done,
             }
         }
         Err(e) => fail(&e),
@@ -97,6 +97,9 @@ fn print_summary(doc: &PerfDecision, output_dir: &std::path::Path) {
         doc.decision.as_str(),
         doc.mode.as_str()
     );
+    for r in &doc.invalid_reasons {
+        println!("  [INVALID] {r}");
+    }
     for c in &doc.checks {
         let mark = if c.passed { "pass" } else { "FAIL" };
         println!("  [{mark}] {}", c.reason);

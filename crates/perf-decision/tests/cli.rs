@@ -133,7 +133,7 @@ fn no_mlflow_decides_from_files_in_absolute_mode() {
     assert_eq!(status(&out), "passed");
     let d = decision(&out);
     test_support::schema::assert_valid(&d, "perf_decision.schema.json");
-    assert_eq!(d["schema_version"], 1);
+    assert_eq!(d["schema_version"], 2);
     assert_eq!(d["decision"], "passed");
     assert_eq!(d["mode"], "absolute");
     assert_eq!(d["candidate_version"], "4");
@@ -426,7 +426,7 @@ fn impossible_figures_fail_closed() {
             "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a duration cannot be negative): the figure cannot be trusted): fails closed",
         ))
         .stdout(predicate::str::contains(
-            "[FAIL] throughput_rps is missing (server throughput_rps 1e300 disagrees with requests_finished / load_duration_s = 100/20 = 5",
+            "[FAIL] throughput_rps is missing (server throughput_rps 1e300 over the 20s load is 2e301 requests, more than the 100 the client sent",
         ))
         .stdout(predicate::str::contains(
             "[FAIL] client_success_rate is missing (client success_rate 1 disagrees with successful_requests / total_requests = 0/100 = 0",

@@ -213,11 +213,23 @@ async fn a_healthy_recording_claims_only_after_the_run_is_finished() {
         "runs/log-inputs",
         "load_test_results.json",
         "perf_decision.json",
-        "runs/set-tag",
     ] {
         let at = all.iter().position(|w| w.contains(evidence)).unwrap();
         assert!(at < finished, "{evidence} after FINISHED: {all:#?}");
     }
+    // the run's verdict tag, which makes it a baseline, comes after every other claim
+    let verdict_tag = all
+        .iter()
+        .position(|w| w.contains("runs/set-tag") && w.contains("perf_decision"))
+        .expect("run tagged");
+    let last_claim = all
+        .iter()
+        .rposition(|w| w.contains("registered-models/alias") || w.contains("model-versions/"))
+        .unwrap();
+    assert!(
+        verdict_tag > last_claim,
+        "the run was tagged before its claims landed: {all:#?}"
+    );
     assert_eq!(
         claims(&server).await,
         [

@@ -120,15 +120,29 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     for model in [MODEL, OTHER] {
         client.create_registered_model(model).await.unwrap();
     }
-    for v in 1..=3 {
+    for v in 1..=4 {
         let mv = client
             .create_model_version(MODEL, &format!("s3://bucket/adapters/v{v}"), None)
             .await
             .unwrap();
         assert_eq!(mv.version, v.to_string());
+        // the name each version is served as: the decision checks it is what was measured
+        client
+            .set_model_version_tag(
+                MODEL,
+                &mv.version,
+                "served_adapter",
+                &format!("adapter-v{v}"),
+            )
+            .await
+            .unwrap();
     }
     client
         .create_model_version(OTHER, "s3://bucket/other/v1", None)
+        .await
+        .unwrap();
+    client
+        .set_model_version_tag(OTHER, "1", "served_adapter", "other-v1")
         .await
         .unwrap();
     client.set_alias(MODEL, "eval-passed", "1").await.unwrap();
@@ -464,8 +478,28 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     assert_eq!(s4.code, 0, "{}", s4.stderr);
     let d4 = decision(&s4.out);
     let concurrency = "baseline used concurrency 10, candidate 20: latency and throughput depend on the requests in flight";
-    assert_eq!(d4["warnings"], serde_json::json!([concurrency]));
+    // no passed run ran this load: the newest (not v3's own) is used, with a warning
+    assert!(
+        d4["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("none of the 2 newest passed runs ran a comparable load"),
+        "{}",
+        d4["warnings"]
+    );
+    assert_eq!(d4["warnings"][1], concurrency);
+    assert_eq!(d4["warnings"].as_array().unwrap().len(), 2);
     assert_eq!(d4["baseline"]["comparable"], false);
+    // v3's own passed run is never its baseline: v1's is, and the skip is recorded
+    assert_eq!(d4["baseline"]["run_id"], run1_id.as_str());
+    assert!(
+        d4["baseline"]["skipped"][0]
+            .as_str()
+            .unwrap()
+            .contains("the candidate itself"),
+        "{}",
+        d4["baseline"]
+    );
     assert_eq!(d4["decision"], "failed");
     assert_eq!(d4["checks"][4]["name"], "comparable_baseline");
     let v3 = client.get_model_version(MODEL, "3").await.unwrap();
@@ -477,6 +511,63 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     assert_eq!(
         aliases(&client, OTHER).await,
         pairs(&[("perf-passed", "1")])
+    );
+
+    // the measurement is not of the candidate: v4 is served as adapter-v4, the results measured
+    // adapter-v3. Invalid, not failed: exit 5, no alias moves, the version and run say so
+    let s5 = perf_decision(
+        &url,
+        &r3_path,
+        d.join("out4"),
+        &["--model-name=mistral-7b-lora", "--candidate-version=4"],
+    )
+    .await;
+    assert_eq!(s5.code, 5, "{}", s5.stderr);
+    assert_eq!(status(&s5.out), "invalid");
+    let d5 = decision(&s5.out);
+    assert_eq!(d5["decision"], "invalid");
+    assert!(
+        d5["invalid_reasons"][0].as_str().unwrap().contains(
+            "load-test measured adapter `adapter-v3`, but version 4 is served as `adapter-v4`"
+        ),
+        "{}",
+        d5["invalid_reasons"]
+    );
+    assert_eq!(
+        aliases(&client, MODEL).await,
+        pairs(&[("eval-passed", "2"), ("perf-passed", "3")]),
+        "an invalid measurement claims no alias"
+    );
+    let v4 = client.get_model_version(MODEL, "4").await.unwrap();
+    assert_eq!(v4.tag("perf_decision"), Some("invalid"));
+    let run5 = client
+        .get_run(d5["mlflow"]["run_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(run5.data.tag("perf_decision"), Some("invalid"));
+    assert_eq!(run5.data.tag("perf_measurement_valid"), Some("false"));
+    // the seed's behaviour on request: the candidate fails, perf-failed moves onto it
+    let s6 = perf_decision(
+        &url,
+        &r3_path,
+        d.join("out4-fail"),
+        &[
+            "--model-name=mistral-7b-lora",
+            "--candidate-version=4",
+            "--on-invalid=fail",
+        ],
+    )
+    .await;
+    assert_eq!(s6.code, 0, "{}", s6.stderr);
+    let d6 = decision(&s6.out);
+    assert_eq!(d6["decision"], "failed");
+    assert_eq!(
+        d6["checks"].as_array().unwrap().last().unwrap()["name"],
+        "valid_measurement"
+    );
+    assert_eq!(
+        aliases(&client, MODEL).await,
+        pairs(&[("eval-passed", "2"), ("perf-failed", "4")])
     );
 
     // unknown version and unknown alias: exit 3 with one clear line, no decision

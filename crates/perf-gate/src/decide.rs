@@ -34,6 +34,7 @@
 //! leaves an older decision standing; on success `perf_decision.json` then `perf_status.txt`
 //! (`passed`/`failed`, written last), both atomically.
 
+mod baseline;
 mod config;
 pub mod document;
 mod error;
@@ -56,7 +57,7 @@ pub use error::DecideError;
 pub use plan::{baseline_filter, build_batch, dataset_record};
 
 use crate::decision::metrics::sanity;
-use crate::decision::{CheckKeys, Verdict, candidate_metrics};
+use crate::decision::{CheckKeys, candidate_metrics};
 use crate::mlflow::MlflowClient;
 use crate::results::{LoadTestResults, RunStatus};
 use crate::step::StepOutputs;
@@ -153,6 +154,9 @@ async fn decide_and_record(
 
     let (version, via_alias) = cancellable(cancel, resolve::candidate(&client, cfg)).await?;
     draft.set_version(&version, via_alias);
+    for r in draft.invalid_reasons() {
+        tracing::warn!("measurement not trustworthy: {r}");
+    }
     let (experiment, created) = if dry_run {
         let exp = cancellable(cancel, resolve::existing_experiment(&client, cfg)).await?;
         (exp, false)
@@ -161,7 +165,17 @@ async fn decide_and_record(
         (Some(exp), created)
     };
     let searched = match (&file_baseline, &experiment) {
-        (None, Some(exp)) => cancellable(cancel, resolve::find_baseline(&client, cfg, exp)).await?,
+        (None, Some(exp)) => {
+            let (found, warning) = cancellable(
+                cancel,
+                resolve::find_baseline(&client, cfg, exp, &version.version, draft.load_settings()),
+            )
+            .await?;
+            if let Some(w) = warning {
+                draft.warn(w);
+            }
+            found
+        }
         _ => None,
     };
     draft.baseline = file_baseline.or(searched).map(sane);
@@ -211,17 +225,33 @@ async fn decide_and_record(
         record::record(&client, &run.info, &doc, &results, results_bytes),
     )
     .await;
-    // then the claims, undone on failure or signal
+    // the decision file before the claims, so a directory that cannot take it stops the step
+    // before MLflow says anything; then the claims, undone on failure or signal
     let published = match recorded {
-        Ok(()) => publish::publish(&client, &cfg.model_name, &version, &run_id, &doc, cancel).await,
+        Ok(()) => match outputs.write_json(DECISION_FILE, &doc) {
+            Ok(()) => {
+                publish::publish(&client, &cfg.model_name, &version, &run_id, &doc, cancel).await
+            }
+            Err(e) => Err(e.into()),
+        },
         Err(e) => Err(e),
     };
-    if let Err(e) = published {
-        record::fail_run(&client, &run_id, matches!(e, DecideError::Aborted)).await;
-        return Err(e);
+    let claims = match published {
+        Ok(claims) => claims,
+        Err(e) => {
+            record::fail_run(&client, &run_id, matches!(e, DecideError::Aborted)).await;
+            return Err(e);
+        }
+    };
+    // the status word last; if even that cannot be written, MLflow must not say otherwise
+    if let Err(e) = outputs.finish(verdict.as_str()) {
+        claims
+            .revert(&client, &cfg.model_name, &version.version)
+            .await;
+        record::fail_run(&client, &run_id, false).await;
+        return Err(e.into());
     }
     info!(run_id = %run_id, decision = verdict.as_str(), "decision recorded in MLflow");
-    write_outputs(outputs, &doc)?;
     Ok(doc)
 }
 
@@ -234,10 +264,6 @@ fn sane(mut b: BaselineRecord) -> BaselineRecord {
 /// Writes `perf_decision.json`, then `perf_status.txt` (last: until then it says `error`).
 fn write_outputs(outputs: &StepOutputs, doc: &PerfDecision) -> Result<(), DecideError> {
     outputs.write_json(DECISION_FILE, doc)?;
-    let word = match doc.decision {
-        Verdict::Passed => "passed",
-        Verdict::Failed => "failed",
-    };
-    outputs.finish(word)?;
+    outputs.finish(doc.decision.as_str())?;
     Ok(())
 }

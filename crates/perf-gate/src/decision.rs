@@ -18,3 +18,4 @@ pub use comparability::{Comparability, comparable_check};
 pub use load_settings::LoadSettings;
 pub use metrics::{CheckKeys, MetricMap, MetricsSource, candidate_metrics};
 pub use thresholds::{ThresholdError, Thresholds};
+pub use validity::OnInvalid;

@@ -37,7 +37,9 @@ pub fn results() -> LoadTestResults {
 }
 
 /// A completed results document with these figures for `adapter`. Every rate is its count over
-/// the 20 s load, as load-test computes them (perf-decision cross-checks them).
+/// the load's duration, as load-test computes them (perf-decision cross-checks them): the load
+/// lasts `successes / throughput` seconds (20 s with [`GOOD`]), so the server finished exactly
+/// the requests the client saw succeed (a valid measurement).
 pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
     let q = |b: f64| ServerQuantiles {
         p50: Measured::value(b * 0.75),
@@ -56,7 +58,27 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
     };
     let total = 100u64;
     let ok = (f.success_rate * total as f64).round() as u64;
-    let duration = 20.0;
+    // failures count as +Inf: a percentile above the successful share is +Inf
+    let adjusted = |b: f64| {
+        let at = |q: f64, v: f64| {
+            if (ok as f64) < (q * total as f64).ceil() {
+                Some(Latency::Inf)
+            } else {
+                Some(Latency::Finite(v))
+            }
+        };
+        AdjustedPercentiles {
+            count: total,
+            p50: at(0.5, b * 0.75),
+            p95: at(0.95, b),
+            p99: at(0.99, b * 1.1),
+        }
+    };
+    let duration = if f.throughput > 0.0 && ok > 0 {
+        ok as f64 / f.throughput
+    } else {
+        20.0
+    };
     LoadTestResults {
         schema_version: SCHEMA_VERSION,
         status: RunStatus::Completed,
@@ -119,8 +141,8 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             e2e_s: dist(f.p95_latency * 1.05),
             tpot_s: dist(0.02),
             client_queue_s: Distribution::default(),
-            e2e_adjusted_s: AdjustedPercentiles::default(),
-            ttft_adjusted_s: AdjustedPercentiles::default(),
+            e2e_adjusted_s: adjusted(f.p95_latency * 1.05),
+            ttft_adjusted_s: adjusted(f.p95_ttft * 1.05),
         }),
         server: Some(ServerMetrics {
             source: ServerSource::Prometheus,

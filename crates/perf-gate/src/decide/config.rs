@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::decision::{MetricsSource, Thresholds};
+use crate::decision::{MetricsSource, OnInvalid, Thresholds};
 use crate::mlflow::MlflowConfig;
 
 /// The experiment holding the performance runs by default (the seed's).
@@ -56,6 +56,9 @@ pub struct DecideConfig {
     /// `comparable_baseline`; see [`crate::decision::comparability`]). Off by default: a comparative
     /// decision against an incomparable baseline otherwise only warns.
     pub require_comparable_baseline: bool,
+    /// What an untrustworthy measurement makes of the decision: `invalid` (default) or, as
+    /// the seed, `failed`.
+    pub on_invalid: OnInvalid,
     /// MLflow run name; else `perf-<model>-v<version>`.
     pub run_name: Option<String>,
     /// Warnings found while building the configuration (e.g. an ignored env var); copied into

@@ -13,10 +13,13 @@ use crate::decision::thresholds::Thresholds;
 use crate::results::ToolInfo;
 
 /// Version of the `perf_decision.json` schema. Bumped on any field change.
-pub const DECISION_SCHEMA_VERSION: u32 = 1;
+pub const DECISION_SCHEMA_VERSION: u32 = 2;
+/// The oldest `perf_decision.json` version still read as a baseline (its missing fields default).
+pub const OLDEST_BASELINE_SCHEMA_VERSION: u32 = 1;
 /// File name of the decision document inside `--output-dir`.
 pub const DECISION_FILE: &str = "perf_decision.json";
-/// File name of the one-word status (`passed`, `failed` or `error`) inside `--output-dir`.
+/// File name of the one-word status (`passed`, `failed`, `invalid` or `error`) inside
+/// `--output-dir`.
 pub const STATUS_FILE: &str = "perf_status.txt";
 /// The word in [`STATUS_FILE`] when no decision could be made.
 pub const STATUS_ERROR: &str = "error";
@@ -60,6 +63,10 @@ pub struct BaselineRecord {
     /// Why it is not comparable, one line per setting (each also a warning).
     #[serde(default)]
     pub comparability: Vec<String>,
+    /// Newer passed runs passed over for this one, each with why (another load, looser
+    /// thresholds, the candidate's own version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// The dataset input logged with the run.
@@ -103,8 +110,16 @@ pub struct PerfDecision {
     pub tool: ToolInfo,
     /// When the decision was made (RFC 3339).
     pub decided_at: String,
-    /// Passed or failed.
+    /// Passed, failed, or invalid (the measurement cannot be trusted: see `invalid_reasons`).
     pub decision: Verdict,
+    /// Why the measurement cannot be trusted (each makes the decision `invalid`, or with
+    /// `--on-invalid fail` a failed `valid_measurement` check); empty when it can.
+    #[serde(default)]
+    pub invalid_reasons: Vec<String>,
+    /// `--on-invalid`: `invalid` (an untrustworthy measurement makes the decision `invalid`) or
+    /// `fail` (the seed's behaviour: it fails the candidate).
+    #[serde(default = "default_on_invalid")]
+    pub on_invalid: String,
     /// Absolute (no baseline) or comparative.
     pub mode: Mode,
     /// Registered model name.
@@ -146,6 +161,10 @@ pub struct PerfDecision {
     /// Non-fatal problems, including why the comparison or its inputs may not be trustworthy
     /// (each also logged at WARN).
     pub warnings: Vec<String>,
+}
+
+fn default_on_invalid() -> String {
+    "invalid".into()
 }
 
 /// Errors reading a previous decision as a baseline.
@@ -225,7 +244,10 @@ impl PerfDecision {
                 message: e.to_string(),
             })?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(DECISION_SCHEMA_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_BASELINE_SCHEMA_VERSION)
+                    ..=u64::from(DECISION_SCHEMA_VERSION))
+                    .contains(&v) => {}
             Some(found) => {
                 return Err(BaselineFileError::SchemaVersion {
                     path: shown,
@@ -289,5 +311,6 @@ pub fn read_baseline_file(
         load_settings,
         comparable: None,
         comparability: Vec::new(),
+        skipped: Vec::new(),
     })
 }

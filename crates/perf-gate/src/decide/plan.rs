@@ -10,11 +10,12 @@ use super::document::{
     PerfDecision,
 };
 use super::error::DecideError;
-use crate::decision::checks::{CheckName, Evaluation, decide};
+use crate::decision::checks::{CheckName, Evaluation, Verdict, decide};
 use crate::decision::comparability::{Comparability, comparable_check, compare};
 use crate::decision::crosschecks::results_warnings;
 use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
+use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
 use crate::results::{LoadTestResults, ToolInfo};
@@ -38,8 +39,14 @@ pub struct Draft<'a> {
     model_version_source: Option<String>,
     dataset: Option<DatasetRecord>,
     load_settings: LoadSettings,
+    invalid: Vec<String>,
     warnings: Vec<String>,
 }
+
+/// Version tag naming the adapter a model version is served as (`load-test --adapter-name`).
+pub const SERVED_ADAPTER_TAG: &str = "served_adapter";
+/// Version tag naming the path vLLM loads that adapter from (`root` in `/v1/models`).
+pub const SERVED_ADAPTER_ROOT_TAG: &str = "served_adapter_root";
 
 impl<'a> Draft<'a> {
     /// A draft whose warnings are the configuration's, the dataset's and the cross-checks of
@@ -64,8 +71,19 @@ impl<'a> Draft<'a> {
             model_version_source: None,
             dataset,
             load_settings: candidate_settings(results, cfg.metrics_source),
+            invalid: invalid_reasons(results, cfg.metrics_source),
             warnings,
         }
+    }
+
+    /// The candidate's load settings.
+    pub fn load_settings(&self) -> &LoadSettings {
+        &self.load_settings
+    }
+
+    /// Why the measurement cannot be trusted so far.
+    pub fn invalid_reasons(&self) -> &[String] {
+        &self.invalid
     }
 
     /// The warnings so far.
@@ -104,6 +122,12 @@ impl<'a> Draft<'a> {
             &self.cfg.thresholds,
             keys,
         );
+        if !self.invalid.is_empty() {
+            match self.cfg.on_invalid {
+                OnInvalid::Fail => eval.push(valid_measurement_check(&self.invalid)),
+                OnInvalid::Invalid => eval.verdict = Verdict::Invalid,
+            }
+        }
         if self.cfg.require_comparable_baseline {
             // a baseline that was never assessed fails closed (an empty, not comparable record)
             let unassessed = Comparability::default();
@@ -116,12 +140,42 @@ impl<'a> Draft<'a> {
         eval
     }
 
-    /// Records the candidate version MLflow resolved (`via_alias`: from `--candidate-alias`).
+    /// Records the candidate version MLflow resolved (`via_alias`: from `--candidate-alias`)
+    /// and checks it is the adapter that was measured: the version's `served_adapter` tag
+    /// (and `served_adapter_root`, when set) must name what vLLM served; a mismatch makes the
+    /// measurement invalid, a missing tag is a warning (the check cannot be made).
     pub fn set_version(&mut self, version: &ModelVersion, via_alias: bool) {
         self.candidate_version = Some(version.version.clone());
         self.model_version_source = Some(version.source.clone()).filter(|s| !s.is_empty());
         if via_alias {
             self.candidate_alias = Some(self.cfg.candidate_alias.clone());
+        }
+        let v = &version.version;
+        let measured = &self.results.config.adapter_name;
+        match version.tag(SERVED_ADAPTER_TAG) {
+            None => self.warn(format!(
+                "version {v} carries no `{SERVED_ADAPTER_TAG}` tag: cannot check that the adapter load-test measured (`{measured}`) is this version (tag the version with the adapter name it is served as)"
+            )),
+            Some(tag) if tag != measured => self.invalid.push(format!(
+                "load-test measured adapter `{measured}`, but version {v} is served as `{tag}` (its `{SERVED_ADAPTER_TAG}` tag): the measurement is not of this version"
+            )),
+            Some(_) => {}
+        }
+        if let Some(tag) = version.tag(SERVED_ADAPTER_ROOT_TAG) {
+            let root = self
+                .results
+                .adapter
+                .as_ref()
+                .and_then(|a| a.root.as_deref());
+            match root {
+                Some(r) if r == tag => {}
+                Some(r) => self.invalid.push(format!(
+                    "vLLM loaded the measured adapter from `{r}`, but version {v}'s `{SERVED_ADAPTER_ROOT_TAG}` tag says `{tag}`: the measurement is not of this version"
+                )),
+                None => self.warn(format!(
+                    "the results do not record where vLLM loaded the adapter from: cannot check version {v}'s `{SERVED_ADAPTER_ROOT_TAG}` tag"
+                )),
+            }
         }
     }
 
@@ -138,6 +192,8 @@ impl<'a> Draft<'a> {
             tool: ToolInfo::this("perf-decision"),
             decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             decision: eval.verdict,
+            invalid_reasons: self.invalid,
+            on_invalid: self.cfg.on_invalid.as_str().to_string(),
             mode: eval.mode,
             model_name: self.cfg.model_name.clone(),
             candidate_version: self.candidate_version,
@@ -321,6 +377,7 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     for (_, name, value) in doc.thresholds.entries() {
         params.push(param(name, value.to_string()));
     }
+    params.push(param("on_invalid", &doc.on_invalid));
     let strict = doc
         .checks
         .iter()
@@ -377,6 +434,19 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     ));
     if let Some(c) = doc.baseline.as_ref().and_then(|b| b.comparable) {
         tags.push(KeyValue::new("perf_baseline_comparable", c.to_string()));
+    }
+    tags.push(KeyValue::new(
+        "perf_measurement_valid",
+        doc.invalid_reasons.is_empty().to_string(),
+    ));
+    if !doc.invalid_reasons.is_empty() {
+        let reasons: String = doc
+            .invalid_reasons
+            .join("; ")
+            .chars()
+            .take(MAX_PARAM_LEN)
+            .collect();
+        tags.push(KeyValue::new("perf_invalid_reasons", reasons));
     }
     Batch {
         metrics,

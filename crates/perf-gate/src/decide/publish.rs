@@ -1,6 +1,9 @@
 //! The claims of a recorded decision, written only once its run is FINISHED with all its
-//! evidence: the candidate version's tags (`perf_decision`, `perf_run_id`) and the alias moved
-//! onto it (`perf-passed` or `perf-failed`, the other one deleted from the model).
+//! evidence: the candidate version's tags (`perf_decision`, `perf_run_id`), the alias moved
+//! onto it (`perf-passed` or `perf-failed`, the other one deleted from the model; an `invalid`
+//! decision claims no alias), and last the run's own `perf_decision` tag. Until that tag lands
+//! the run is no baseline (the search asks for it), so a run whose claims did not all land can
+//! never become one, whatever fails when.
 //!
 //! Before each write the state it changes is remembered (where each alias pointed, each tag's
 //! old value). If a write fails, or a signal arrives meanwhile, every write attempted so far is
@@ -39,8 +42,24 @@ enum Undo {
     },
 }
 
-/// Tags the candidate version and moves the aliases onto it, undoing every claim made if any
-/// write fails or `cancel` fires (then [`DecideError::Aborted`]).
+/// The claims that landed, so they can still be undone when what follows them fails (the
+/// output files: they and MLflow must never disagree).
+#[derive(Debug)]
+pub(crate) struct Claims {
+    undo: Vec<Undo>,
+}
+
+impl Claims {
+    /// Undoes every claim, newest first (best effort, bounded; see the module docs).
+    pub(crate) async fn revert(self, client: &MlflowClient, model: &str, version: &str) {
+        if !self.undo.is_empty() {
+            revert(client, model, version, self.undo).await;
+        }
+    }
+}
+
+/// Tags the candidate version, moves the aliases onto it and tags the run, undoing every
+/// claim made if any write fails or `cancel` fires (then [`DecideError::Aborted`]).
 pub(crate) async fn publish(
     client: &MlflowClient,
     model: &str,
@@ -48,16 +67,21 @@ pub(crate) async fn publish(
     run_id: &str,
     doc: &PerfDecision,
     cancel: &CancellationToken,
-) -> Result<(), DecideError> {
+) -> Result<Claims, DecideError> {
     let mut undo = Vec::new();
     let applied = tokio::select! {
         r = apply(client, model, version, run_id, doc, &mut undo) => r,
         () = cancel.cancelled() => Err(DecideError::Aborted),
     };
-    if applied.is_err() && !undo.is_empty() {
-        revert(client, model, &version.version, undo).await;
+    match applied {
+        Ok(()) => Ok(Claims { undo }),
+        Err(e) => {
+            if !undo.is_empty() {
+                revert(client, model, &version.version, undo).await;
+            }
+            Err(e)
+        }
     }
-    applied
 }
 
 async fn apply(
@@ -68,17 +92,7 @@ async fn apply(
     doc: &PerfDecision,
     undo: &mut Vec<Undo>,
 ) -> Result<(), DecideError> {
-    let (set, removed) = aliases(doc.decision);
     let v = &version.version;
-    // where both aliases point now, to put them back if a later write fails
-    let current = client
-        .get_registered_model(model)
-        .await
-        .map_err(DecideError::mlflow(format!(
-            "cannot read the aliases of `{model}`"
-        )))?;
-    let before = |alias: &str| current.alias(alias).map(str::to_string);
-    let (set_before, removed_before) = (before(set), before(removed));
     for (key, value) in [
         ("perf_decision", doc.decision.as_str()),
         ("perf_run_id", run_id),
@@ -92,27 +106,45 @@ async fn apply(
         )
         .await?;
     }
-    claim(
-        undo,
-        Undo::Alias {
-            alias: set,
-            previous: set_before,
-        },
-        client.set_alias(model, set, v),
-        || format!("cannot set alias `{set}` on version {v} of `{model}`"),
-    )
-    .await?;
-    claim(
-        undo,
-        Undo::Alias {
-            alias: removed,
-            previous: removed_before,
-        },
-        client.delete_alias(model, removed),
-        || format!("cannot delete alias `{removed}` of `{model}`"),
-    )
-    .await?;
-    info!(model = %model, version = %v, alias = set, removed, "aliases moved");
+    if let Some((set, removed)) = aliases(doc.decision) {
+        // where both aliases point now, to put them back if a later write fails
+        let current = client
+            .get_registered_model(model)
+            .await
+            .map_err(DecideError::mlflow(format!(
+                "cannot read the aliases of `{model}`"
+            )))?;
+        let before = |alias: &str| current.alias(alias).map(str::to_string);
+        let (set_before, removed_before) = (before(set), before(removed));
+        claim(
+            undo,
+            Undo::Alias {
+                alias: set,
+                previous: set_before,
+            },
+            client.set_alias(model, set, v),
+            || format!("cannot set alias `{set}` on version {v} of `{model}`"),
+        )
+        .await?;
+        claim(
+            undo,
+            Undo::Alias {
+                alias: removed,
+                previous: removed_before,
+            },
+            client.delete_alias(model, removed),
+            || format!("cannot delete alias `{removed}` of `{model}`"),
+        )
+        .await?;
+        info!(model = %model, version = %v, alias = set, removed, "aliases moved");
+    } else {
+        info!(model = %model, version = %v, "invalid measurement: no alias claimed");
+    }
+    // last: the run's own verdict tag, which makes a passed run a baseline
+    client
+        .set_tag(run_id, "perf_decision", doc.decision.as_str())
+        .await
+        .map_err(DecideError::mlflow("cannot tag the run with the decision"))?;
     Ok(())
 }
 

@@ -37,23 +37,24 @@ pub(crate) fn mlflow_record(
     exp: Option<&Experiment>,
     verdict: Verdict,
 ) -> MlflowRecord {
-    let (set, removed) = aliases(verdict);
+    let claimed = aliases(verdict);
     MlflowRecord {
         tracking_uri: client.base_url(),
         experiment_name: cfg.experiment_name.clone(),
         experiment_id: exp.map(|e| e.experiment_id.clone()),
         run_id: None,
         run_url: None,
-        alias_set: Some(set.into()),
-        alias_removed: Some(removed.into()),
+        alias_set: claimed.map(|(set, _)| set.into()),
+        alias_removed: claimed.map(|(_, removed)| removed.into()),
     }
 }
 
-/// `(alias set, alias removed)` for a verdict.
-pub(crate) fn aliases(verdict: Verdict) -> (&'static str, &'static str) {
+/// `(alias set, alias removed)` for a verdict; an invalid measurement claims no alias.
+pub(crate) fn aliases(verdict: Verdict) -> Option<(&'static str, &'static str)> {
     match verdict {
-        Verdict::Passed => (ALIAS_PASSED, ALIAS_FAILED),
-        Verdict::Failed => (ALIAS_FAILED, ALIAS_PASSED),
+        Verdict::Passed => Some((ALIAS_PASSED, ALIAS_FAILED)),
+        Verdict::Failed => Some((ALIAS_FAILED, ALIAS_PASSED)),
+        Verdict::Invalid => None,
     }
 }
 
@@ -82,8 +83,8 @@ pub(crate) async fn create_run(
 
 /// Logs the evidence of the decision to `run` and finishes it: params, metrics and tags, the
 /// dataset input, the artifacts `load_test_results.json` (`results_bytes`, the bytes judged)
-/// and `perf_decision.json`, the `perf_decision` tag, then FINISHED. No alias or version tag is
-/// touched here ([`super::publish`] does that once the run is complete).
+/// and `perf_decision.json`, then FINISHED. No claim is made here: the version's tags, the
+/// aliases and the run's `perf_decision` tag come after ([`super::publish`]).
 pub(crate) async fn record(
     client: &MlflowClient,
     run: &RunInfo,
@@ -129,10 +130,6 @@ pub(crate) async fn record(
         .map_err(DecideError::mlflow(format!(
             "cannot upload {DECISION_FILE}"
         )))?;
-    client
-        .set_tag(run_id, "perf_decision", doc.decision.as_str())
-        .await
-        .map_err(DecideError::mlflow("cannot tag the run with the decision"))?;
     client
         .update_run(run_id, RunStatus::Finished, Some(now_ms()))
         .await

@@ -3,14 +3,12 @@
 use tracing::{info, warn};
 
 use super::config::DecideConfig;
-use super::document::{BaselineRecord, BaselineSource};
+use super::document::BaselineRecord;
 use super::error::DecideError;
 use super::plan::baseline_filter;
-use crate::decision::MetricMap;
-use crate::decision::load_settings::{LoadSettings, keys};
-use crate::mlflow::types::{Experiment, ModelVersion, Run, SearchRuns};
+use crate::decision::load_settings::LoadSettings;
+use crate::mlflow::types::{Experiment, ModelVersion, SearchRuns};
 use crate::mlflow::{MlflowClient, MlflowError, ensure_active};
-use crate::results::Measured;
 
 /// The candidate model version: `--candidate-version`, else the version `--candidate-alias`
 /// points at (then `via_alias` is true). The model must exist and the version be READY.
@@ -137,19 +135,26 @@ pub(crate) fn no_baseline_warning(
     )
 }
 
-/// The newest FINISHED run tagged `perf_decision = 'passed'` (for the same model unless
-/// `--baseline-any-model`).
+/// How many of the newest passed runs the baseline is chosen from.
+const BASELINE_CANDIDATES: u32 = 20;
+
+/// The baseline: among the newest FINISHED runs tagged `perf_decision = 'passed'` (for the
+/// same model unless `--baseline-any-model`), the newest that ran the same load with
+/// thresholds no looser than the candidate's and is not the candidate's own version; else the
+/// newest that is not the candidate's version, with a warning (see [`super::baseline`]).
 pub(crate) async fn find_baseline(
     client: &MlflowClient,
     cfg: &DecideConfig,
     exp: &Experiment,
-) -> Result<Option<BaselineRecord>, DecideError> {
+    candidate_version: &str,
+    candidate_settings: &LoadSettings,
+) -> Result<(Option<BaselineRecord>, Option<String>), DecideError> {
     let model = (!cfg.baseline_any_model).then_some(cfg.model_name.as_str());
     let search = SearchRuns {
         experiment_ids: vec![exp.experiment_id.clone()],
         filter: baseline_filter(model)?,
         order_by: vec!["attributes.start_time DESC".into()],
-        max_results: 1,
+        max_results: BASELINE_CANDIDATES,
         page_token: None,
     };
     let page = client
@@ -158,51 +163,13 @@ pub(crate) async fn find_baseline(
         .map_err(DecideError::mlflow(
             "cannot search MLflow for the baseline run",
         ))?;
-    Ok(page
-        .runs
-        .into_iter()
-        .next()
-        .map(|run| baseline_from_run(&run)))
-}
-
-/// A baseline from a run: its latest metric values (NaN read back as "no data") and its load
-/// settings (params).
-pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
-    let metrics: MetricMap = run
-        .data
-        .metrics
-        .iter()
-        .map(|m| (m.key.clone(), Measured::value(m.value.0)))
-        .collect();
-    BaselineRecord {
-        source: BaselineSource::Mlflow,
-        run_id: Some(run.info.run_id.clone()),
-        file: None,
-        model_name: run.data.param("model_name").map(str::to_string),
-        version: run.data.param("candidate_version").map(str::to_string),
-        metrics,
-        load_settings: run_settings(run),
-        comparable: None,
-        comparability: Vec::new(),
-    }
-}
-
-/// A baseline run's settings: its params of those names, and its dataset input's digest when
-/// it has no `eval_data_digest` param.
-pub fn run_settings(run: &Run) -> LoadSettings {
-    let mut out: LoadSettings = keys::ALL
-        .iter()
-        .filter_map(|&k| run.data.param(k).map(|v| (k.to_string(), v.to_string())))
-        .collect();
-    if !out.contains_key(keys::EVAL_DATA_DIGEST)
-        && let Some(d) = run
-            .inputs
-            .dataset_inputs
-            .iter()
-            .map(|i| &i.dataset.digest)
-            .find(|d| !d.is_empty())
-    {
-        out.insert(keys::EVAL_DATA_DIGEST.into(), d.clone());
-    }
-    out
+    let choice = super::baseline::choose(
+        &page.runs,
+        &cfg.model_name,
+        candidate_version,
+        candidate_settings,
+        &cfg.thresholds,
+        cfg.metrics_source,
+    );
+    Ok((choice.baseline, choice.warning))
 }

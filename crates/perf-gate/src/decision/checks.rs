@@ -37,6 +37,9 @@ pub enum CheckName {
     /// The optional fifth check (`--require-comparable-baseline`): the baseline ran the same
     /// load (see `perf_gate::decision::comparability`).
     ComparableBaseline,
+    /// With `--on-invalid fail`: the measurement can be trusted (see
+    /// `perf_gate::decision::validity`); failing it fails the candidate, as the seed would.
+    ValidMeasurement,
 }
 
 /// A comparison operator, as written in the decision file.
@@ -123,7 +126,8 @@ impl Mode {
     }
 }
 
-/// Passed or failed.
+/// Passed, failed, or invalid: the measurement cannot be trusted, so it says nothing about
+/// the adapter (no alias, never a baseline; rerun the gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -131,14 +135,18 @@ pub enum Verdict {
     Passed,
     /// At least one check failed.
     Failed,
+    /// The measurement cannot be trusted (see `perf_gate::decision::validity`).
+    Invalid,
 }
 
 impl Verdict {
-    /// `passed` or `failed` (the word in `perf_status.txt` and the `perf_decision` tag).
+    /// `passed`, `failed` or `invalid` (the word in `perf_status.txt` and the `perf_decision`
+    /// tag).
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Passed => "passed",
             Verdict::Failed => "failed",
+            Verdict::Invalid => "invalid",
         }
     }
 }
@@ -155,9 +163,10 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Adds a check; a failed one fails the verdict (a check can only add reasons to fail).
+    /// Adds a check; a failed one fails a passed verdict (a check can only add reasons to
+    /// fail; an invalid verdict stays invalid).
     pub fn push(&mut self, check: CheckResult) {
-        if !check.passed {
+        if !check.passed && self.verdict == Verdict::Passed {
             self.verdict = Verdict::Failed;
         }
         self.checks.push(check);

@@ -16,6 +16,7 @@
 //! | `num_requests` | `config.num_requests` (`none`: each prompt once) | another sample size |
 //! | `window_mode` | `config.window_mode` with Prometheus (`none` otherwise) | server figures over other windows |
 //! | `server_source` | `server.source` | server figures from Prometheus vs vLLM's `/metrics` |
+//! | `warmup_requests` | `config.warmup_requests` | the adapter's first load (and cold caches) inside the measurement or not |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -35,7 +36,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 9] = [
+const SETTINGS: [Setting; 10] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -75,6 +76,11 @@ const SETTINGS: [Setting; 9] = [
         key: keys::WINDOW_MODE,
         label: "window mode",
         consequence: "the server figures were computed over differently chosen PromQL windows",
+    },
+    Setting {
+        key: keys::WARMUP_REQUESTS,
+        label: "warm-up requests",
+        consequence: "without a warm-up the adapter's first load and cold caches fall in the measurement",
     },
     Setting {
         key: keys::SERVER_SOURCE,
@@ -181,7 +187,7 @@ pub fn comparable_check(baseline: Option<&Comparability>) -> CheckResult {
         Some(b) if b.comparable => (
             Some(1.0),
             true,
-            "the baseline ran the same load: eval digest, concurrency, max_tokens, endpoint, temperature, rate, num_requests, window mode and server metrics source all match (--require-comparable-baseline)".to_string(),
+            "the baseline ran the same load: eval digest, concurrency, max_tokens, endpoint, temperature, rate, num_requests, window mode, warm-up and server metrics source all match (--require-comparable-baseline)".to_string(),
         ),
         Some(b) => {
             let why = if b.reasons.is_empty() {

@@ -30,12 +30,14 @@ pub mod keys {
     pub const WINDOW_MODE: &str = "window_mode";
     /// Where the server figures came from.
     pub const SERVER_SOURCE: &str = "server_source";
+    /// Requests sent before the measurement and left out of it (`--warmup-requests`).
+    pub const WARMUP_REQUESTS: &str = "warmup_requests";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -45,6 +47,7 @@ pub mod keys {
         NUM_REQUESTS,
         WINDOW_MODE,
         SERVER_SOURCE,
+        WARMUP_REQUESTS,
         METRICS_SOURCE,
     ];
 }
@@ -82,6 +85,7 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         put(keys::WINDOW_MODE, mode.into());
         put(keys::SERVER_SOURCE, s.source.as_str().into());
     }
+    put(keys::WARMUP_REQUESTS, c.warmup_requests.to_string());
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

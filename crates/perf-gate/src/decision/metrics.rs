@@ -2,8 +2,8 @@
 //!
 //! | metric | from the results (server source) | client figure (`client_` prefix) |
 //! | --- | --- | --- |
-//! | `p50/p95/p99_latency_s` | `server.e2e_latency_s.{p50,p95,p99}` | `client.e2e_s.{p50,p95,p99}` |
-//! | `p50/p95/p99_ttft_s` | `server.ttft_s.{p50,p95,p99}` | `client.ttft_s.{p50,p95,p99}` |
+//! | `p50/p95/p99_latency_s` | `server.e2e_latency_s.{p50,p95,p99}` | `client.e2e_adjusted_s.{p50,p95,p99}` |
+//! | `p50/p95/p99_ttft_s` | `server.ttft_s.{p50,p95,p99}` | `client.ttft_adjusted_s.{p50,p95,p99}` |
 //! | `throughput_rps` | `server.throughput_rps` | `client.requests_per_s` |
 //! | `client_success_rate` | | `client.success_rate` (check 4, always) |
 //! | `kv_cache_usage` | `server.kv_cache_usage_max` | |
@@ -12,7 +12,9 @@
 //!
 //! Both sources are always recorded: the unprefixed names hold the server's figures (the seed's
 //! names and source), the `client_` names the client's. `--metrics-source` only picks which of
-//! the two feeds checks 1–3 ([`CheckKeys`]); a baseline is read under the same names, so a
+//! the two feeds checks 1–3 ([`CheckKeys`]). The client's percentiles are the error-adjusted
+//! ones (each failure counts as +Inf, so failing fast never improves a P95; a percentile that
+//! lands on a failure is "no data" and fails its check); a baseline is read under the same names, so a
 //! comparison is always like for like. A figure that is absent or `null` is kept as "no data"
 //! with a reason, and fails the check that needs it; so is a figure that cannot be true (a
 //! negative latency, a success rate that disagrees with its counts: [`sanity`]).
@@ -22,7 +24,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::results::{Distribution, LoadTestResults, Measured, ServerQuantiles};
+use crate::results::{AdjustedPercentiles, Latency, LoadTestResults, Measured, ServerQuantiles};
 
 pub mod sanity;
 
@@ -128,22 +130,29 @@ fn server_quantiles(
     }
 }
 
+/// The client's error-adjusted percentiles: every failed request counts as +Inf, so failing
+/// fast never improves a percentile; a percentile that lands on a failure is "no data" (it
+/// fails its check) with the share of failures as the reason.
 fn client_quantiles(
     out: &mut MetricMap,
-    d: Option<&Distribution>,
+    d: Option<&AdjustedPercentiles>,
     what: &str,
     keys: [&str; 3],
     absent: &str,
 ) {
-    for (key, pick) in keys.into_iter().zip([0usize, 1, 2]) {
+    for ((key, pick), q) in keys.into_iter().zip([0usize, 1, 2]).zip([50, 95, 99]) {
         let m = match d {
-            Some(d) => {
-                let v = [d.p50, d.p95, d.p99][pick];
-                Measured::from_option(
-                    v,
-                    format!("client {what} has no samples (count {})", d.count),
-                )
-            }
+            Some(d) => match [d.p50, d.p95, d.p99][pick] {
+                Some(Latency::Finite(v)) => Measured::value(v),
+                Some(Latency::Inf) => Measured::missing(format!(
+                    "client {what} P{q} counts each failed request as +Inf: more than {}% of the {} requests failed",
+                    100 - q,
+                    d.count
+                )),
+                None => {
+                    Measured::missing(format!("client {what} has no samples (count {})", d.count))
+                }
+            },
             None => Measured::missing(absent),
         };
         out.insert(format!("{}{key}", names::CLIENT_PREFIX), m);
@@ -204,15 +213,15 @@ pub fn candidate_metrics(results: &LoadTestResults) -> MetricMap {
     let no_client = "the results have no client section (the load never ran)";
     client_quantiles(
         &mut out,
-        client.map(|c| &c.e2e_s),
-        "e2e_s",
+        client.map(|c| &c.e2e_adjusted_s),
+        "e2e_adjusted_s",
         [P50_LATENCY, P95_LATENCY, P99_LATENCY],
         no_client,
     );
     client_quantiles(
         &mut out,
-        client.map(|c| &c.ttft_s),
-        "ttft_s",
+        client.map(|c| &c.ttft_adjusted_s),
+        "ttft_adjusted_s",
         [P50_TTFT, P95_TTFT, P99_TTFT],
         no_client,
     );
@@ -273,7 +282,7 @@ mod tests {
         let mut r = fixtures::results();
         r.server = None;
         r.client.as_mut().unwrap().success_rate = None;
-        r.client.as_mut().unwrap().e2e_s.p95 = None;
+        r.client.as_mut().unwrap().e2e_adjusted_s.p95 = None;
         let m = candidate_metrics(&r);
         assert!(
             m["p95_latency_s"]
@@ -298,6 +307,32 @@ mod tests {
                 .contains("no samples")
         );
         assert_eq!(m["client_p95_ttft_s"].get(), Some(0.525));
+    }
+
+    #[test]
+    fn the_client_s_percentiles_count_failures_as_infinitely_slow() {
+        // 10 of 100 requests failed: the P95 lands on a failure, the P50 does not
+        let r = fixtures::results_with(
+            fixtures::Figures {
+                success_rate: 0.9,
+                ..fixtures::GOOD
+            },
+            "a",
+        );
+        let m = candidate_metrics(&r);
+        assert_eq!(m["client_p95_latency_s"].get(), None);
+        assert!(
+            m["client_p95_latency_s"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains(
+                    "counts each failed request as +Inf: more than 5% of the 100 requests failed"
+                )
+        );
+        assert!(m["client_p50_latency_s"].get().is_some());
+        // the server's figures are not the client's to judge
+        assert_eq!(m["p95_latency_s"].get(), Some(4.0));
     }
 
     #[test]

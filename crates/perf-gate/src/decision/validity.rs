@@ -16,8 +16,56 @@
 //! In seed window mode the window is the seed's clock arithmetic, not confirmed samples: its
 //! edges and counts are not checked (that is the seed's behaviour), only restarts.
 
+use super::checks::{CheckName, CheckResult, Op};
 use super::metrics::MetricsSource;
 use crate::results::{LoadTestResults, Measured, Validity, WindowMode};
+
+/// What the step does with an untrustworthy measurement (`--on-invalid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnInvalid {
+    /// The decision is `invalid`: no alias, never a baseline, exit 5 (rerun the gate).
+    #[default]
+    Invalid,
+    /// The seed's behaviour: the candidate is `failed` (a failed `valid_measurement` check).
+    Fail,
+}
+
+impl OnInvalid {
+    /// `invalid` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInvalid::Invalid => "invalid",
+            OnInvalid::Fail => "fail",
+        }
+    }
+}
+
+/// Name of the `valid_measurement` check's metric: 1 when valid, 0 when not.
+pub const VALID_METRIC: &str = "measurement_valid";
+
+/// The check `--on-invalid fail` adds: fails with the reasons when there are any.
+pub fn valid_measurement_check(reasons: &[String]) -> CheckResult {
+    let passed = reasons.is_empty();
+    CheckResult {
+        name: CheckName::ValidMeasurement,
+        metric: VALID_METRIC.into(),
+        value: Some(if passed { 1.0 } else { 0.0 }),
+        absolute_limit: 1.0,
+        absolute_op: Op::Ge,
+        relative_limit: None,
+        relative_op: Op::Ge,
+        baseline_value: None,
+        passed,
+        reason: if passed {
+            "the measurement can be trusted (--on-invalid fail)".to_string()
+        } else {
+            format!(
+                "the measurement cannot be trusted and --on-invalid fail is set: {}",
+                reasons.join("; ")
+            )
+        },
+    }
+}
 
 /// Failures that mean the request never reached the server.
 const NEVER_REACHED: [&str; 1] = ["connect"];

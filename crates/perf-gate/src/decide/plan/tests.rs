@@ -26,6 +26,7 @@ fn cfg() -> DecideConfig {
         baseline_file: None,
         baseline_any_model: false,
         require_comparable_baseline: false,
+        on_invalid: crate::decision::OnInvalid::Invalid,
         run_name: None,
         warnings: vec![],
     }
@@ -161,6 +162,7 @@ fn batch_holds_string_params_nan_for_missing_and_baseline_metrics() {
             load_settings: LoadSettings::new(),
             comparable: None,
             comparability: vec![],
+            skipped: vec![],
         }),
     );
     let b = build_batch(&comparative, &results, 42);
@@ -266,6 +268,7 @@ fn client_source_baseline_figures_carry_client_names() {
             load_settings: LoadSettings::new(),
             comparable: None,
             comparability: vec![],
+            skipped: vec![],
         }),
     );
     let b = build_batch(&d, &results, 42);
@@ -333,6 +336,7 @@ fn baseline_with(load_settings: LoadSettings) -> BaselineRecord {
         load_settings,
         comparable: None,
         comparability: vec![],
+        skipped: vec![],
     }
 }
 
@@ -427,13 +431,18 @@ fn an_incomparable_baseline_warns_without_changing_the_verdict() {
 }
 
 #[test]
-fn result_cross_checks_become_warnings() {
+fn result_cross_checks_warn_and_contamination_is_invalid() {
     let mut results = fixtures::results();
     results.warnings = vec!["late scrape".into()];
     results.server.as_mut().unwrap().requests_finished = Measured::value(300.0);
     results.server.as_mut().unwrap().throughput_rps = Measured::value(15.0);
     let d = judged(&cfg(), &results, None);
-    assert_eq!(d.decision, Verdict::Passed);
+    // 300 finished on a server this run sent 100 requests to: other traffic
+    assert_eq!(d.decision, Verdict::Invalid);
+    assert_eq!(d.invalid_reasons.len(), 1, "{:?}", d.invalid_reasons);
+    assert!(d.invalid_reasons[0].contains("other traffic on the server"));
+    // and 15 req/s over 20 s is 300 requests, more than the client sent: no throughput
+    assert!(!d.checks[2].passed, "{}", d.checks[2].reason);
     assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
     assert_eq!(d.warnings[0], "load-test: late scrape");
     assert!(
@@ -444,8 +453,31 @@ fn result_cross_checks_become_warnings() {
     assert!(
         batch
             .tags
+            .contains(&KeyValue::new("perf_measurement_valid", "false"))
+    );
+    assert!(batch.tags.iter().any(|t| t.key == "perf_invalid_reasons"));
+    assert!(
+        batch
+            .params
+            .contains(&KeyValue::new("on_invalid", "invalid"))
+    );
+    assert!(
+        batch
+            .tags
             .iter()
             .all(|t| t.key != "perf_baseline_comparable")
+    );
+    // --on-invalid fail: the seed's behaviour, a failed fifth check
+    let mut fail = cfg();
+    fail.on_invalid = crate::decision::OnInvalid::Fail;
+    let d = judged(&fail, &results, None);
+    assert_eq!(d.decision, Verdict::Failed);
+    let last = d.checks.last().unwrap();
+    assert_eq!(last.name, crate::decision::CheckName::ValidMeasurement);
+    assert!(
+        !last.passed && last.reason.contains("other traffic"),
+        "{}",
+        last.reason
     );
 }
 

@@ -4,7 +4,7 @@
 //! | metric | must be |
 //! | --- | --- |
 //! | latencies and TTFTs (`*_latency_s`, `*_ttft_s`), `wall_clock_duration_s` | `>= 0` |
-//! | `throughput_rps`, `client_throughput_rps` | `>= 0`, and within 5 % of the count it is derived from divided by the load's duration |
+//! | `throughput_rps`, `client_throughput_rps` | `>= 0`, within 5 % of the count it is derived from divided by the load's duration (the seed window's rate is not a count over the load), and never more requests over the load than the client sent |
 //! | `client_success_rate` | in `[0, 1]`, equal (to 1e-9) to `successful_requests / total_requests`, and `total_requests > 0` |
 //! | `kv_cache_usage` | in `[0, 1]` |
 //! | `gpu_utilization` | in `[0, 100]` (percent) |
@@ -139,8 +139,32 @@ pub fn check_candidate(metrics: &mut MetricMap, results: &LoadTestResults) {
         .server
         .as_ref()
         .and_then(|s| s.requests_finished.get());
+    let seed = results
+        .server
+        .as_ref()
+        .and_then(|s| s.window.as_ref())
+        .is_some_and(|w| w.mode == crate::results::WindowMode::Seed);
     let rps = metrics.get(THROUGHPUT).and_then(Measured::get);
-    if let (Some(d), Some(n), Some(rps)) = (duration, finished, rps) {
+    // Whatever the window: no server can have finished more of this run's requests than the
+    // client sent (a hand-edited 1e9 req/s, or a seed-mode rate, are caught here).
+    if let (Some(d), Some(rps), Some(c)) = (duration, rps, &results.client) {
+        let most = c.total_requests as f64 * (1.0 + THROUGHPUT_TOLERANCE) + 1.0;
+        if rps * d > most {
+            void(
+                metrics,
+                THROUGHPUT,
+                format!(
+                    "server throughput_rps {} over the {}s load is {} requests, more than the {} the client sent",
+                    fig(rps),
+                    fig(d),
+                    fig(rps * d),
+                    c.total_requests
+                ),
+            );
+        }
+    }
+    let rps = metrics.get(THROUGHPUT).and_then(Measured::get);
+    if let (false, Some(d), Some(n), Some(rps)) = (seed, duration, finished, rps) {
         let expected = n / d;
         if !close(rps, expected, THROUGHPUT_TOLERANCE) {
             void(
@@ -190,7 +214,8 @@ mod tests {
         s.e2e_latency_s.p95 = Measured::value(-1.0);
         s.kv_cache_usage_max = Measured::value(1.5);
         s.gpu_utilization_avg = Measured::value(101.0);
-        r.client.as_mut().unwrap().ttft_s.p95 = Some(-0.5);
+        r.client.as_mut().unwrap().ttft_adjusted_s.p95 =
+            Some(crate::results::Latency::Finite(-0.5));
         let m = candidate_metrics(&r);
         assert!(
             reason(&m, P95_LATENCY)
@@ -251,10 +276,24 @@ mod tests {
         r.client.as_mut().unwrap().requests_per_s = Some(-3.0);
         let m = candidate_metrics(&r);
         assert!(
-            reason(&m, THROUGHPUT)
-                .contains("throughput_rps 1e300 disagrees with requests_finished / load_duration_s = 100/20 = 5"),
+            reason(&m, THROUGHPUT).contains(
+                "throughput_rps 1e300 over the 20s load is 2e301 requests, more than the 100 the client sent"
+            ),
             "{m:?}"
         );
+        // within the client's count but not the server's: the count decides
+        let mut r = fixtures::results();
+        r.server.as_mut().unwrap().throughput_rps = Measured::value(4.0);
+        assert!(
+            reason(&candidate_metrics(&r), THROUGHPUT)
+                .contains("disagrees with requests_finished / load_duration_s = 100/20 = 5")
+        );
+        // no count to check against: the client's requests still bound it
+        let mut r = fixtures::results();
+        let s = r.server.as_mut().unwrap();
+        s.requests_finished = Measured::missing("lost");
+        s.throughput_rps = Measured::value(1e9);
+        assert!(reason(&candidate_metrics(&r), THROUGHPUT).contains("more than the 100"));
         assert!(reason(&m, "client_throughput_rps").contains("cannot be negative"));
         // a few percent of clock difference is fine
         let mut r = fixtures::results();
