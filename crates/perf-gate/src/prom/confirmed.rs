@@ -46,6 +46,14 @@ pub struct PreLoad {
     pub unconfirmed: Vec<String>,
 }
 
+/// Both edges as computed from one read of the samples.
+struct Edges {
+    timelines: Timelines,
+    before: BTreeMap<String, Before>,
+    before_problems: Vec<String>,
+    after: Result<(i64, BTreeMap<String, super::timeline::Scrape>), Vec<String>>,
+}
+
 /// How often the waits ask Prometheus: a fifth of the interval, between 0.2 s and 1 s.
 fn poll_every(interval: Duration) -> Duration {
     (interval / 5).clamp(Duration::from_millis(200), Duration::from_secs(1))
@@ -149,6 +157,21 @@ impl PrometheusCollector {
         }
     }
 
+    /// What [`await_left_edges`](Self::await_left_edges) checks at each step, for a load that
+    /// would start at `at_ms`: how many targets Prometheus knows, and why their left edges are
+    /// not confirmed (empty: they are). `lookback` is how far before `ready` samples are read.
+    pub async fn left_edges_at(
+        &self,
+        ready: DateTime<Utc>,
+        lookback: Duration,
+        at_ms: i64,
+    ) -> Result<(usize, Vec<String>), PromError> {
+        let since_ready = Duration::from_millis((at_ms - ms(ready)).max(0) as u64);
+        let tl = self.timelines(at_ms, lookback + since_ready).await?;
+        let (_, problems) = before_edges(&tl, ms(ready), at_ms);
+        Ok((tl.targets.len(), problems))
+    }
+
     /// After the load: waits (bounded as before it) for the right edge, then reads every
     /// figure at `T` (see the module docs). `client_successes` is the requests the client saw
     /// succeed: `T` waits until the servers have counted at least that many.
@@ -158,33 +181,78 @@ impl PrometheusCollector {
         span: &LoadSpan,
         client_successes: u64,
     ) -> Result<ServerMetrics, PromError> {
-        let (start_ms, end_ms, ready_ms) = (ms(span.start), ms(span.end), ms(pre.ready));
         let bound = self.settings().confirm_bound(pre.interval);
         let started = tokio::time::Instant::now();
-        let margin = pre.interval.saturating_mul(3) + Duration::from_secs(10);
-        let (tl, before, before_problems, after) = loop {
+        loop {
             let now = ms(Utc::now());
-            let range = Duration::from_millis((now - ready_ms).max(0) as u64) + margin;
-            let tl = self.timelines(now, range).await?;
-            let (before, before_problems) = before_edges(&tl, ready_ms, start_ms);
-            let after = after_edge(&tl, &before, end_ms, client_successes as f64);
-            if after.is_ok() || started.elapsed() >= bound {
-                break (tl, before, before_problems, after);
+            let edges = self.edges_at(pre, span, client_successes, now).await?;
+            if edges.after.is_ok() || started.elapsed() >= bound {
+                return self
+                    .figures(pre, span, edges, started.elapsed(), now)
+                    .await;
             }
             tokio::time::sleep(poll_every(pre.interval)).await;
-        };
-        let waited_after = started.elapsed();
+        }
+    }
+
+    /// [`collect_confirmed`](Self::collect_confirmed) as Prometheus saw it at `at_ms`, without
+    /// waiting: for reading a load again later, and for tests on backfilled data.
+    pub async fn confirmed_figures_at(
+        &self,
+        pre: &PreLoad,
+        span: &LoadSpan,
+        client_successes: u64,
+        at_ms: i64,
+    ) -> Result<ServerMetrics, PromError> {
+        let edges = self.edges_at(pre, span, client_successes, at_ms).await?;
+        self.figures(pre, span, edges, Duration::ZERO, at_ms).await
+    }
+
+    /// Both edges, from the samples Prometheus holds at `now_ms`.
+    async fn edges_at(
+        &self,
+        pre: &PreLoad,
+        span: &LoadSpan,
+        client_successes: u64,
+        now_ms: i64,
+    ) -> Result<Edges, PromError> {
+        let (start_ms, end_ms, ready_ms) = (ms(span.start), ms(span.end), ms(pre.ready));
+        let margin = pre.interval.saturating_mul(3) + Duration::from_secs(10);
+        let range = Duration::from_millis((now_ms - ready_ms).max(0) as u64) + margin;
+        let timelines = self.timelines(now_ms, range).await?;
+        let (before, before_problems) = before_edges(&timelines, ready_ms, start_ms);
+        let after = after_edge(&timelines, &before, end_ms, client_successes as f64);
+        Ok(Edges {
+            timelines,
+            before,
+            before_problems,
+            after,
+        })
+    }
+
+    /// Every figure, read at the right edge (or at `now_ms` when it was not confirmed).
+    async fn figures(
+        &self,
+        pre: &PreLoad,
+        span: &LoadSpan,
+        edges: Edges,
+        waited_after: Duration,
+        now_ms: i64,
+    ) -> Result<ServerMetrics, PromError> {
+        let start_ms = ms(span.start);
+        let Edges {
+            timelines: tl,
+            before,
+            before_problems,
+            after,
+        } = edges;
         let (eval_ms, after_edges, after_problems) = match after {
             Ok((t, edges)) => (t, edges, Vec::new()),
             Err(problems) => {
-                tracing::warn!(
-                    ?problems,
-                    "no confirmed sample after the load: the measurement will be invalid"
-                );
-                (ms(Utc::now()), BTreeMap::new(), problems)
+                tracing::warn!(?problems, "no confirmed sample after the load: the measurement will be invalid");
+                (now_ms, BTreeMap::new(), problems)
             }
         };
-
         let mut m = empty_metrics(ServerSource::Prometheus);
         let range_ms = (eval_ms - start_ms).max(1);
         m.window = Some(QueryWindow {
