@@ -131,8 +131,7 @@ fn results(server: ServerMetrics, sent: u64, ok: u64, duration: f64) -> LoadTest
 }
 
 fn value(m: &perf_gate::results::Measured) -> f64 {
-    m.value
-        .unwrap_or_else(|| panic!("missing: {:?}", m.reason))
+    m.value.unwrap_or_else(|| panic!("missing: {:?}", m.reason))
 }
 
 /// `n` requests of `secs` each from `start`, `per_second` of them started each second.
@@ -166,7 +165,10 @@ async fn short_and_long_loads_are_counted_exactly_at_production_intervals() {
             let end = load(&mut h, t, start, n, rate, secs);
             let gate = Gate::start(&h, interval);
             let m = gate.figures(start, end, n as u64).await;
-            let label = format!("{n} requests over {:.1} s at a {interval} s scrape", end - start);
+            let label = format!(
+                "{n} requests over {:.1} s at a {interval} s scrape",
+                end - start
+            );
             assert!(
                 m.integrity.edges_confirmed,
                 "{label}: {:?}",
@@ -243,7 +245,11 @@ async fn a_pod_born_during_the_load_is_counted_from_zero() {
         assert!(m.integrity.series_born > 0);
         assert_eq!(m.integrity.targets_after.len(), 2, "{:?}", m.integrity);
         let r = results(m, 20, 20, end - start);
-        assert!(measurement_problems(&r).is_empty(), "{:?}", measurement_problems(&r));
+        assert!(
+            measurement_problems(&r).is_empty(),
+            "{:?}",
+            measurement_problems(&r)
+        );
     }
 }
 
@@ -308,7 +314,9 @@ async fn a_server_busy_at_the_load_s_start_has_no_confirmed_edge() {
         let r = results(m, 10, 10, end - start);
         let problems = measurement_problems(&r);
         assert!(
-            problems.iter().any(|p| p.starts_with("window edge not confirmed")),
+            problems
+                .iter()
+                .any(|p| p.starts_with("window edge not confirmed")),
             "at {interval} s: {problems:?}"
         );
     }

@@ -113,25 +113,31 @@ impl PrometheusCollector {
     /// could be measured); edges still unconfirmed are reported in [`PreLoad::unconfirmed`] and
     /// make the measurement invalid.
     pub async fn await_left_edges(&self, ready: DateTime<Utc>) -> Result<PreLoad, PromError> {
-        let (interval, interval_source, _) = self.resolve_interval().await?;
-        let bound = self.settings().confirm_bound(interval);
+        let (mut interval, mut interval_source, _) = self.resolve_interval().await?;
         let started = tokio::time::Instant::now();
-        let range = interval.saturating_mul(3) + Duration::from_secs(10);
         tracing::info!(
             interval_s = interval.as_secs_f64(),
             source = interval_source,
-            bound_s = bound.as_secs_f64(),
             "waiting for every target's quiet sample before the load"
         );
         loop {
-            let now = Utc::now();
-            let tl = self
-                .timelines(ms(now), range + (now - ready).to_std().unwrap_or_default())
-                .await?;
-            let (_, problems) = before_edges(&tl, ms(ready), ms(now));
+            // a Prometheus that just started lists its targets only after discovery (~5 s)
+            if interval_source == "default" {
+                let (i, source, _) = self.resolve_interval().await?;
+                if source != "default" {
+                    (interval, interval_source) = (i, source);
+                    tracing::info!(
+                        interval_s = i.as_secs_f64(),
+                        "scrape interval read from Prometheus"
+                    );
+                }
+            }
+            let bound = self.settings().confirm_bound(interval);
+            let lookback = interval.saturating_mul(3) + Duration::from_secs(10);
+            let (targets, problems) = self.left_edges_at(ready, lookback, ms(Utc::now())).await?;
             let waited = started.elapsed();
-            if problems.is_empty() || waited >= bound {
-                if tl.targets.is_empty() {
+            if (targets > 0 && problems.is_empty()) || waited >= bound {
+                if targets == 0 {
                     let targets = self.job_targets().await?;
                     return Err(PromError::NoTargets {
                         job: self.settings().job.clone(),
@@ -187,9 +193,7 @@ impl PrometheusCollector {
             let now = ms(Utc::now());
             let edges = self.edges_at(pre, span, client_successes, now).await?;
             if edges.after.is_ok() || started.elapsed() >= bound {
-                return self
-                    .figures(pre, span, edges, started.elapsed(), now)
-                    .await;
+                return self.figures(pre, span, edges, started.elapsed(), now).await;
             }
             tokio::time::sleep(poll_every(pre.interval)).await;
         }
@@ -249,7 +253,10 @@ impl PrometheusCollector {
         let (eval_ms, after_edges, after_problems) = match after {
             Ok((t, edges)) => (t, edges, Vec::new()),
             Err(problems) => {
-                tracing::warn!(?problems, "no confirmed sample after the load: the measurement will be invalid");
+                tracing::warn!(
+                    ?problems,
+                    "no confirmed sample after the load: the measurement will be invalid"
+                );
                 (now_ms, BTreeMap::new(), problems)
             }
         };
