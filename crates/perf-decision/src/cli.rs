@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
-use perf_gate::decide::{DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode};
+use perf_gate::decide::{
+    CandidateRef, DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode,
+};
 use perf_gate::decision::{MetricsSource, OnInvalid, Thresholds};
 use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
 use perf_gate_cli::logging::LogFormat;
@@ -72,8 +74,13 @@ const AFTER_HELP: &str = concat!(
 )]
 pub struct Cli {
     /// The load-test step's results file (load_test_results.json).
-    #[arg(long, env = "LOAD_TEST_RESULTS", value_name = "PATH")]
-    pub load_test_results: PathBuf,
+    #[arg(
+        long,
+        env = "LOAD_TEST_RESULTS",
+        value_name = "PATH",
+        required_unless_present = "resolve_candidate"
+    )]
+    pub load_test_results: Option<PathBuf>,
 
     /// Registered model name in MLflow.
     #[arg(long, env = "MODEL_NAME")]
@@ -82,6 +89,11 @@ pub struct Cli {
     /// Candidate model version; default: the version the --candidate-alias points at.
     #[arg(long, env = "CANDIDATE_VERSION")]
     pub candidate_version: Option<String>,
+
+    /// A file holding the candidate version (as --resolve-candidate writes it), for pipelines
+    /// that resolved it before the load; --candidate-version wins over it.
+    #[arg(long, env = "CANDIDATE_VERSION_FILE", value_name = "PATH")]
+    pub candidate_version_file: Option<PathBuf>,
 
     /// Alias naming the candidate when --candidate-version is not given (set by the eval gate).
     #[arg(long, env = "CANDIDATE_ALIAS", default_value = DEFAULT_CANDIDATE_ALIAS)]
@@ -230,6 +242,20 @@ pub struct Cli {
     #[arg(long, env = "ON_INVALID", value_enum, default_value_t = OnInvalidArg::Invalid)]
     pub on_invalid: OnInvalidArg,
 
+    /// Only resolve the candidate version (--candidate-version, else the one --candidate-alias
+    /// points at now), check it is READY, write it to <output-dir>/candidate_version.txt and
+    /// exit. Run it before load-test and pass the version to the decision, so both steps judge
+    /// the same version whatever moves the alias during the load.
+    #[arg(long, env = "PERF_RESOLVE_CANDIDATE", value_parser = BoolishValueParser::new())]
+    pub resolve_candidate: bool,
+
+    /// Exit with the code a decision with this status has (passed 0, failed 1, invalid 5,
+    /// anything else 3), printing it; the status is a word (`invalid`) or a perf_status.txt to
+    /// read. For pipelines that continue past a step and must still end with its verdict.
+    /// Takes no other flag.
+    #[arg(long, value_name = "STATUS|PATH", exclusive = true)]
+    pub exit_for_status: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -250,9 +276,18 @@ impl Cli {
         }
     }
 
+    /// What names the candidate: the model, the version or the alias.
+    pub fn candidate_ref(&self) -> CandidateRef {
+        CandidateRef {
+            model_name: self.model_name.clone(),
+            version: self.candidate_version.clone(),
+            alias: self.candidate_alias.clone(),
+        }
+    }
+
     /// Chooses the MLflow mode. Without a tracking URI the step refuses to run unless
     /// `--no-mlflow` or `--baseline-file` says so, so a missing secret never becomes a pass.
-    fn mlflow_mode(&self) -> anyhow::Result<MlflowMode> {
+    pub fn mlflow_mode(&self) -> anyhow::Result<MlflowMode> {
         let uri = self
             .tracking_uri
             .as_deref()
@@ -315,6 +350,18 @@ impl TryFrom<Cli> for DecideConfig {
         if cli.model_name.trim().is_empty() {
             bail!("--model-name must not be empty");
         }
+        let mut cli = cli;
+        if cli.candidate_version.is_none()
+            && let Some(path) = &cli.candidate_version_file
+        {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read --candidate-version-file {}: {e}",
+                    path.display()
+                )
+            })?;
+            cli.candidate_version = Some(text.trim().to_string());
+        }
         if let Some(v) = &cli.candidate_version
             && (v.is_empty() || !v.chars().all(|c| c.is_ascii_digit()))
         {
@@ -325,7 +372,9 @@ impl TryFrom<Cli> for DecideConfig {
         let mlflow = cli.mlflow_mode()?;
         let warnings = cli.env_warnings(std::env::var("MLFLOW_EXPERIMENT_NAME").ok().as_deref());
         Ok(DecideConfig {
-            results_path: cli.load_test_results,
+            results_path: cli
+                .load_test_results
+                .ok_or_else(|| anyhow::anyhow!("--load-test-results is required"))?,
             output_dir: cli.output_dir,
             model_name: cli.model_name,
             candidate_version: cli.candidate_version,

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use perf_decision::cli::{self, Cli};
-use perf_gate::decide::{self, DecideConfig, PerfDecision};
+use perf_gate::decide::{self, DecideConfig, MlflowMode, PerfDecision};
 use perf_gate::decision::Verdict;
 use perf_gate::step::{Exit, StepFailure, error_line};
 use perf_gate_cli::{env, logging, signals};
@@ -31,21 +31,57 @@ fn main() -> ExitCode {
 /// marks the output directory (found leniently) as undecided, so an older "passed" cannot
 /// outlive it; `--help` and `--version` touch nothing.
 fn parse() -> Result<Cli, ExitCode> {
-    env::try_parse::<Cli>().map_err(|e| {
-        if !env::is_help_or_version(&e) {
-            let dir = cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
-            if let Ok(outputs) = decide::claim_outputs(&dir) {
-                outputs.abandon(decide::STATUS_ERROR);
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = env::empty_env_as_unset(Cli::command()).try_get_matches();
+    // `--exit-for-status` stands alone (clap checks it is exclusive): no step config to build
+    if let Ok(m) = &matches
+        && let Some(status) = m.get_one::<String>("exit_for_status")
+    {
+        return Err(exit_for_status(status).into());
+    }
+    matches
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| {
+            if !env::is_help_or_version(&e) {
+                let dir =
+                    cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
+                if let Ok(outputs) = decide::claim_outputs(&dir) {
+                    outputs.abandon(decide::STATUS_ERROR);
+                }
             }
-        }
-        // clap's own message and code: 2 for a refused command line, 0 for --help
-        let _ = e.print();
-        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::BadInput.code()))
-    })
+            // clap's own message and code: 2 for a refused command line, 0 for --help
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::BadInput.code()))
+        })
+}
+
+/// `--exit-for-status`: the exit code a decision with this status word (or the word in this
+/// file) has.
+fn exit_for_status(status: &str) -> Exit {
+    const WORDS: [&str; 4] = ["passed", "failed", "invalid", "error"];
+    let word = if WORDS.contains(&status.trim()) {
+        Ok(status.trim().to_string())
+    } else {
+        std::fs::read_to_string(status).map(|w| w.trim().to_string())
+    };
+    let exit = match word.as_deref() {
+        Ok("passed") => Exit::Done,
+        Ok("failed") => Exit::Rejected,
+        Ok("invalid") => Exit::Invalid,
+        _ => Exit::Dependency,
+    };
+    match word {
+        Ok(w) => println!("perf-status: {w} (exit {})", exit.code()),
+        Err(e) => eprintln!("perf-decision: error: cannot read {status}: {e}"),
+    }
+    exit
 }
 
 /// Runs the step and maps its outcome to the documented exit code.
 async fn run(cli: Cli) -> Exit {
+    if cli.resolve_candidate {
+        return resolve(&cli).await;
+    }
     let fail_on_reject = cli.fail_on_reject;
     // before anything else: from here on, an exit that skips the error path (a panic, SIGKILL)
     // leaves `error`, never an older decision
@@ -70,6 +106,40 @@ async fn run(cli: Cli) -> Exit {
                 Verdict::Failed if fail_on_reject => Exit::Rejected,
                 _ => Exit::Done,
             }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `--resolve-candidate`: the version, resolved once and written for the next steps (no
+/// decision file is touched).
+async fn resolve(cli: &Cli) -> Exit {
+    let mlflow = match cli.mlflow_mode() {
+        Ok(MlflowMode::Record(c) | MlflowMode::DryRun(c)) => c,
+        Ok(MlflowMode::Off) => {
+            eprintln!(
+                "perf-decision: error: --resolve-candidate needs MLflow (MLFLOW_TRACKING_URI)"
+            );
+            return Exit::BadInput;
+        }
+        Err(e) => {
+            eprintln!("perf-decision: error: {e:#}");
+            return Exit::BadInput;
+        }
+    };
+    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    let candidate = cli.candidate_ref();
+    match decide::resolve_candidate(&mlflow, &candidate, &cli.output_dir, &cancel).await {
+        Ok(v) => {
+            println!(
+                "candidate: {} version {} ({})",
+                candidate.model_name,
+                v.version,
+                cli.output_dir
+                    .join(decide::CANDIDATE_VERSION_FILE)
+                    .display()
+            );
+            Exit::Done
         }
         Err(e) => fail(&e),
     }

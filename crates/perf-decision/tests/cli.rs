@@ -611,3 +611,72 @@ fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
         ))
         .stderr(predicate::str::contains("not-a-dir"));
 }
+
+#[test]
+fn exit_for_status_ends_a_pipeline_with_the_verdict_of_a_status_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (word, code) in [("passed", 0), ("failed", 1), ("invalid", 5), ("error", 3)] {
+        let path = dir.path().join(format!("{word}.txt"));
+        std::fs::write(&path, format!("{word}\n")).unwrap();
+        cmd()
+            .arg(format!("--exit-for-status={}", path.display()))
+            .assert()
+            .code(code)
+            .stdout(predicate::str::contains(format!("perf-status: {word}")));
+    }
+    // the word itself, as a pipeline passes an output parameter
+    cmd().arg("--exit-for-status=invalid").assert().code(5);
+    cmd()
+        .arg("--exit-for-status=/nonexistent/perf_status.txt")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "cannot read /nonexistent/perf_status.txt",
+        ));
+    // it takes no other flag
+    cmd()
+        .args(["--exit-for-status=x", "--model-name=m"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn the_candidate_version_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    let version = dir.path().join("candidate_version.txt");
+    std::fs::write(&version, "7\n").unwrap();
+    let out = dir.path().join("out");
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .env("CANDIDATE_VERSION_FILE", &version)
+        .arg(format!("--output-dir={}", out.display()))
+        .assert()
+        .code(0);
+    assert_eq!(decision(&out)["candidate_version"], "7");
+    std::fs::write(&version, "latest\n").unwrap();
+    cmd()
+        .arg(format!("--load-test-results={}", path.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--candidate-version-file={}", version.display()))
+        .arg(format!("--output-dir={}", out.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "\"latest\" is not a model version number",
+        ));
+}
+
+#[test]
+fn resolve_candidate_needs_mlflow_and_writes_no_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    cmd()
+        .args(["--resolve-candidate", "--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", out.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--resolve-candidate needs MLflow"));
+    assert!(!out.join("perf_status.txt").exists());
+}

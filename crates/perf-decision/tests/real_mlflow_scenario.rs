@@ -147,6 +147,21 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
         .unwrap();
     client.set_alias(MODEL, "eval-passed", "1").await.unwrap();
 
+    // 0. The pipeline resolves the candidate once, before the load.
+    let resolved = perf_decision(
+        &url,
+        Path::new("/unused"),
+        d.join("resolve"),
+        &["--resolve-candidate", "--model-name=mistral-7b-lora"],
+    )
+    .await;
+    assert_eq!(resolved.code, 0, "{}", resolved.stderr);
+    assert_eq!(
+        std::fs::read_to_string(resolved.out.join("candidate_version.txt")).unwrap(),
+        "1\n"
+    );
+    assert!(!resolved.out.join("perf_status.txt").exists());
+
     // 1. v1 through `eval-passed`, with the seed's command line exactly.
     let r1_path = write_results(d, "v1.json", &results(GOOD, "adapter-v1"));
     let s1 = perf_decision(

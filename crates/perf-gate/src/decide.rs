@@ -55,6 +55,7 @@ pub use document::{
 };
 pub use error::DecideError;
 pub use plan::{baseline_filter, build_batch, dataset_record};
+pub use resolve::CandidateRef;
 
 use crate::decision::metrics::sanity;
 use crate::decision::{CheckKeys, candidate_metrics};
@@ -152,7 +153,8 @@ async fn decide_and_record(
         .map_err(DecideError::mlflow("cannot set up the MLflow client"))?;
     info!(tracking_uri = %config.base_url(), auth = config.auth.kind(), dry_run, "using MLflow");
 
-    let (version, via_alias) = cancellable(cancel, resolve::candidate(&client, cfg)).await?;
+    let (version, via_alias) =
+        cancellable(cancel, resolve::candidate(&client, &cfg.into())).await?;
     draft.set_version(&version, via_alias);
     for r in draft.invalid_reasons() {
         tracing::warn!("measurement not trustworthy: {r}");
@@ -253,6 +255,40 @@ async fn decide_and_record(
     }
     info!(run_id = %run_id, decision = verdict.as_str(), "decision recorded in MLflow");
     Ok(doc)
+}
+
+/// File name of the resolved candidate version ([`resolve_candidate`]) inside `--output-dir`.
+pub const CANDIDATE_VERSION_FILE: &str = "candidate_version.txt";
+
+/// Resolves the candidate version once, before the load (`perf-decision --resolve-candidate`):
+/// the version given, or the one the alias points at now, which must be READY; written to
+/// `<output_dir>/candidate_version.txt` (atomically) so a pipeline passes the same version to
+/// both steps, however long the load takes and whatever moves the alias meanwhile.
+pub async fn resolve_candidate(
+    mlflow: &crate::mlflow::MlflowConfig,
+    candidate: &CandidateRef,
+    output_dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<crate::mlflow::types::ModelVersion, DecideError> {
+    let client = MlflowClient::new(mlflow)
+        .map_err(DecideError::mlflow("cannot set up the MLflow client"))?;
+    let (version, _) = cancellable(cancel, resolve::candidate(&client, candidate)).await?;
+    std::fs::create_dir_all(output_dir).map_err(|source| {
+        DecideError::Output(crate::step::OutputError {
+            path: output_dir.display().to_string(),
+            source,
+        })
+    })?;
+    let path = output_dir.join(CANDIDATE_VERSION_FILE);
+    crate::fsio::write_atomic(&path, format!("{}\n", version.version).as_bytes()).map_err(
+        |source| {
+            DecideError::Output(crate::step::OutputError {
+                path: path.display().to_string(),
+                source,
+            })
+        },
+    )?;
+    Ok(version)
 }
 
 /// A baseline with its impossible figures turned into "no data" (see [`sanity`]).

@@ -10,11 +10,32 @@ use crate::decision::load_settings::LoadSettings;
 use crate::mlflow::types::{Experiment, ModelVersion, SearchRuns};
 use crate::mlflow::{MlflowClient, MlflowError, ensure_active};
 
+/// What names the candidate: the model, and a version or else an alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateRef {
+    /// Registered model name.
+    pub model_name: String,
+    /// `--candidate-version`.
+    pub version: Option<String>,
+    /// `--candidate-alias` (used when `version` is `None`).
+    pub alias: String,
+}
+
+impl From<&DecideConfig> for CandidateRef {
+    fn from(cfg: &DecideConfig) -> Self {
+        CandidateRef {
+            model_name: cfg.model_name.clone(),
+            version: cfg.candidate_version.clone(),
+            alias: cfg.candidate_alias.clone(),
+        }
+    }
+}
+
 /// The candidate model version: `--candidate-version`, else the version `--candidate-alias`
 /// points at (then `via_alias` is true). The model must exist and the version be READY.
 pub(crate) async fn candidate(
     client: &MlflowClient,
-    cfg: &DecideConfig,
+    cfg: &CandidateRef,
 ) -> Result<(ModelVersion, bool), DecideError> {
     let model = &cfg.model_name;
     client
@@ -26,7 +47,7 @@ pub(crate) async fn candidate(
             }
             false => DecideError::mlflow(format!("cannot read registered model `{model}`"))(e),
         })?;
-    let (version, via_alias) = match &cfg.candidate_version {
+    let (version, via_alias) = match &cfg.version {
         Some(v) => {
             let version = client.get_model_version(model, v).await.map_err(|e| {
                 let what = if e.is_not_found() {
@@ -39,7 +60,7 @@ pub(crate) async fn candidate(
             (version, false)
         }
         None => {
-            let alias = &cfg.candidate_alias;
+            let alias = &cfg.alias;
             let version = client
                 .get_model_version_by_alias(model, alias)
                 .await
