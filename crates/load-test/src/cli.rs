@@ -145,7 +145,8 @@ pub struct Cli {
     pub rate: Option<f64>,
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
-    /// adapter loads it). With Prometheus, a quiet gap of one scrape interval + 2 s follows.
+    /// adapter loads it). End-anchored windows start after a confirmed sample that already
+    /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s.
     #[arg(long, env = "WARMUP_REQUESTS", default_value = "0")]
     pub warmup_requests: u32,
 
