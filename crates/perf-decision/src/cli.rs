@@ -7,7 +7,8 @@ use anyhow::bail;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use perf_gate::decide::{
-    CandidateRef, DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode,
+    CandidateRef, DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_LOCK_TIMEOUT, DecideConfig,
+    MlflowMode,
 };
 use perf_gate::decision::{MetricsSource, OnInvalid, Thresholds};
 use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
@@ -257,6 +258,12 @@ pub struct Cli {
     #[arg(long, value_name = "STATUS|PATH", exclusive = true)]
     pub exit_for_status: Option<String>,
 
+    /// How long to wait while another perf-decision for the same model holds the model's lease
+    /// (the registered model `<model>.perf-gate-lock`, held only while the aliases are moved; a
+    /// lease whose holder died expires after 5 minutes and is taken over). Exit 3 when it runs out.
+    #[arg(long, env = "PERF_LOCK_TIMEOUT", default_value_t = Seconds(DEFAULT_LOCK_TIMEOUT), value_parser = positive_seconds)]
+    pub lock_timeout: Seconds,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -397,6 +404,7 @@ impl TryFrom<Cli> for DecideConfig {
                 OnInvalidArg::Invalid => OnInvalid::Invalid,
                 OnInvalidArg::Fail => OnInvalid::Fail,
             },
+            lock_wait: cli.lock_timeout.into(),
             run_name: cli.run_name,
             warnings,
         })

@@ -472,6 +472,40 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     assert_eq!(param(&run3, "max_tokens"), "256");
     assert_eq!(run3.data.tag("perf_warnings"), Some("0"));
     assert_eq!(run3.data.tag("perf_baseline_comparable"), Some("true"));
+    // the lease was released: no lock model stays in the registry
+    let lock = client
+        .get_registered_model(&format!("{MODEL}.perf-gate-lock"))
+        .await
+        .unwrap_err();
+    assert!(lock.is_not_found(), "{lock}");
+
+    // an Argo retry of the same step (same results, same flags): the decision already
+    // recorded is reported, and nothing new is recorded or claimed
+    let runs_before_rerun = run_count(&client, &exp_id).await;
+    let s3_again = perf_decision(
+        &url,
+        &r3_path,
+        d.join("out3-again"),
+        &["--model-name=mistral-7b-lora", "--candidate-version=3"],
+    )
+    .await;
+    assert_eq!(s3_again.code, 0, "{}", s3_again.stderr);
+    assert!(
+        s3_again
+            .stderr
+            .contains("this decision was already recorded"),
+        "{}",
+        s3_again.stderr
+    );
+    let d3_again = decision(&s3_again.out);
+    assert_eq!(d3_again["mlflow"]["run_id"], d3["mlflow"]["run_id"]);
+    assert_eq!(d3_again["decision"], "passed");
+    assert_eq!(status(&s3_again.out), "passed");
+    assert_eq!(run_count(&client, &exp_id).await, runs_before_rerun);
+    assert_eq!(
+        aliases(&client, MODEL).await,
+        pairs(&[("eval-passed", "2"), ("perf-passed", "3")])
+    );
 
     // the same adapter at another concurrency: a warning naming both values; with
     // --require-comparable-baseline a failed fifth check (a dry run: nothing written)

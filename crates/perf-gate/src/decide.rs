@@ -11,17 +11,22 @@
 //! READY), experiment (get or create; it must be active), baseline search (before the new run
 //! exists, so a run never becomes its own baseline), run create, then the evidence: log-batch
 //! (params, metrics, tags), log-inputs (dataset), artifacts `load_test_results.json` (the bytes
-//! judged) and `perf_decision.json` (which names the alias about to be set), tag
-//! `perf_decision`, run FINISHED. Only then the claims (module `publish`): the candidate version's
-//! tags and the alias moved onto it (the other alias deleted). So no alias or tag names a verdict
-//! unless the run holding its evidence is complete. If a claim fails, or a signal arrives while
-//! they are written, the claims already made are undone (each alias put back where it pointed
-//! before, each version tag restored), and the run is marked FAILED (KILLED on a signal), which
-//! also keeps it from ever being a baseline (the search asks for FINISHED runs). A claim can
-//! outlive a failure only if the process is SIGKILLed between the claim and its undo, or MLflow
-//! stops answering during the undo (each claim left is logged with what to restore by hand);
-//! if marking the run FAILED fails too, a FINISHED run tagged with its verdict remains, without
-//! the alias: its evidence is complete, so as a baseline it is truthful.
+//! judged) and `perf_decision.json` (which names the alias about to be set), run FINISHED.
+//! Only then the claims (module `publish`), under the model's
+//! lease ([`lease`]: one decision per model claims at a time, whoever runs it) and after
+//! repairing what earlier runs left (module `reconcile`): the candidate version's tags, the
+//! other alias deleted, the alias set on the version. So no alias or tag names a verdict unless
+//! the run holding its evidence is complete. If a claim fails, or a signal arrives while they
+//! are written, the claims already made are undone where they are still as this run left them
+//! (after waiting for a write that timed out to land), and the run is marked FAILED (KILLED on
+//! a signal), which also keeps it from ever being a baseline (the search asks for FINISHED runs
+//! tagged with their verdict, and that tag is the last claim). A claim that lands after its
+//! undo, or that a SIGKILLed run left, disagrees with its run, and the next decision for the
+//! model deletes it before claiming.
+//!
+//! A rerun of the same decision (same results bytes, same decision flags: an Argo retry after
+//! the claims landed) records nothing again: it finds the earlier run by its
+//! `perf_decision_key` tag and reports that decision.
 //!
 //! Warnings (each logged at WARN and listed in the document's `warnings`; their count is the
 //! run tag `perf_warnings`) say when the inputs or the comparison are not trustworthy: the
@@ -38,8 +43,10 @@ mod baseline;
 mod config;
 pub mod document;
 mod error;
+pub mod lease;
 pub mod plan;
 mod publish;
+mod reconcile;
 mod record;
 mod resolve;
 
@@ -48,7 +55,9 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use config::{DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DecideConfig, MlflowMode};
+pub use config::{
+    DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_LOCK_TIMEOUT, DecideConfig, MlflowMode,
+};
 pub use document::{
     BaselineFileError, BaselineRecord, BaselineSource, DECISION_FILE, DECISION_SCHEMA_VERSION,
     PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
@@ -62,6 +71,7 @@ use crate::decision::{CheckKeys, candidate_metrics};
 use crate::mlflow::MlflowClient;
 use crate::results::{LoadTestResults, RunStatus};
 use crate::step::StepOutputs;
+use lease::Lease;
 
 /// The aliases the step sets; only one of the two exists on a model at a time.
 pub const ALIAS_PASSED: &str = "perf-passed";
@@ -112,6 +122,26 @@ async fn decide_and_record(
 ) -> Result<PerfDecision, DecideError> {
     // One read: the document judged and the bytes uploaded as the artifact are the same file.
     let (results, results_bytes) = LoadTestResults::read_with_bytes(&cfg.results_path)?;
+    // what makes a rerun the same decision: the bytes judged and every flag that shapes it
+    let decision_key = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(&results_bytes);
+        let flags = serde_json::json!({
+            "thresholds": cfg.thresholds,
+            "metrics_source": cfg.metrics_source.as_str(),
+            "on_invalid": cfg.on_invalid.as_str(),
+            "require_comparable_baseline": cfg.require_comparable_baseline,
+            "baseline_any_model": cfg.baseline_any_model,
+            "baseline_file": cfg.baseline_file,
+            "experiment": cfg.experiment_name,
+        });
+        h.update(flags.to_string().as_bytes());
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     if results.status != RunStatus::Completed {
         return Err(DecideError::NotCompleted {
             path: cfg.results_path.display().to_string(),
@@ -131,6 +161,7 @@ async fn decide_and_record(
     let metrics = candidate_metrics(&results);
     let keys = CheckKeys::for_source(cfg.metrics_source);
     let mut draft = plan::Draft::new(cfg, &results, metrics);
+    draft.set_decision_key(&decision_key);
     for w in draft.warnings() {
         tracing::warn!("{w}");
     }
@@ -211,6 +242,24 @@ async fn decide_and_record(
         }
     };
 
+    // a rerun of a decision already recorded (an Argo retry after the claims landed) records
+    // nothing again: it reports that decision
+    if let Some((earlier, doc)) = cancellable(
+        cancel,
+        record::already_recorded(&client, cfg, &experiment, &version.version, &decision_key),
+    )
+    .await?
+    {
+        info!(run_id = %earlier, decision = doc.decision.as_str(), "this decision was already recorded: reporting it, recording nothing again");
+        let lease =
+            lease::Lease::acquire(&client, &cfg.model_name, &earlier, cfg.lock_wait, cancel)
+                .await?;
+        let repaired = reconcile::reconcile(&client, &cfg.model_name).await;
+        lease.release(&client).await;
+        repaired?;
+        write_outputs(outputs, &doc)?;
+        return Ok(doc);
+    }
     let run = cancellable(
         cancel,
         record::create_run(&client, cfg, &experiment, &version),
@@ -229,18 +278,35 @@ async fn decide_and_record(
     .await;
     // the decision file before the claims, so a directory that cannot take it stops the step
     // before MLflow says anything; then the claims, undone on failure or signal
-    let published = match recorded {
-        Ok(()) => match outputs.write_json(DECISION_FILE, &doc) {
-            Ok(()) => {
-                publish::publish(&client, &cfg.model_name, &version, &run_id, &doc, cancel).await
-            }
-            Err(e) => Err(e.into()),
-        },
+    let ready = match recorded {
+        Ok(()) => outputs
+            .write_json(DECISION_FILE, &doc)
+            .map_err(DecideError::from),
+        Err(e) => Err(e),
+    };
+    // the claims, under the model's lease, after repairing what earlier runs left
+    let lease = match ready {
+        Ok(()) => Lease::acquire(&client, &cfg.model_name, &run_id, cfg.lock_wait, cancel).await,
+        Err(e) => Err(e),
+    };
+    let lease = match lease {
+        Ok(lease) => lease,
+        Err(e) => {
+            record::fail_run(&client, &run_id, matches!(e, DecideError::Aborted)).await;
+            return Err(e);
+        }
+    };
+    let published = match reconcile::reconcile(&client, &cfg.model_name)
+        .await
+        .and_then(|_| lease.ensure_valid())
+    {
+        Ok(()) => publish::publish(&client, &cfg.model_name, &version, &run_id, &doc, cancel).await,
         Err(e) => Err(e),
     };
     let claims = match published {
         Ok(claims) => claims,
         Err(e) => {
+            lease.release(&client).await;
             record::fail_run(&client, &run_id, matches!(e, DecideError::Aborted)).await;
             return Err(e);
         }
@@ -250,9 +316,11 @@ async fn decide_and_record(
         claims
             .revert(&client, &cfg.model_name, &version.version)
             .await;
+        lease.release(&client).await;
         record::fail_run(&client, &run_id, false).await;
         return Err(e.into());
     }
+    lease.release(&client).await;
     info!(run_id = %run_id, decision = verdict.as_str(), "decision recorded in MLflow");
     Ok(doc)
 }

@@ -7,6 +7,8 @@ use crate::mlflow::MlflowConfig;
 
 /// The experiment holding the performance runs by default (the seed's).
 pub const DEFAULT_EXPERIMENT: &str = "vllm-lora-performance";
+/// How long a decision waits for another one of the same model to release the lease.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 /// The alias naming the candidate by default (set by the evaluation gate, the seed's lifecycle).
 pub const DEFAULT_CANDIDATE_ALIAS: &str = "eval-passed";
 
@@ -59,6 +61,8 @@ pub struct DecideConfig {
     /// What an untrustworthy measurement makes of the decision: `invalid` (default) or, as
     /// the seed, `failed`.
     pub on_invalid: OnInvalid,
+    /// How long to wait while another decision for the same model holds the lease.
+    pub lock_wait: std::time::Duration,
     /// MLflow run name; else `perf-<model>-v<version>`.
     pub run_name: Option<String>,
     /// Warnings found while building the configuration (e.g. an ignored env var); copied into

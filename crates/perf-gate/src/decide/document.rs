@@ -152,6 +152,11 @@ pub struct PerfDecision {
     pub dataset: Option<DatasetRecord>,
     /// The results file judged.
     pub results_file: String,
+    /// What identifies this decision (hex sha256 of the results file's bytes and the flags
+    /// that shape the verdict): a rerun of the same step (an Argo retry) finds the run tagged
+    /// with it and reports that decision instead of recording a second one.
+    #[serde(default)]
+    pub decision_key: Option<String>,
     /// Where the decision was recorded (absent with `--no-mlflow`).
     pub mlflow: Option<MlflowRecord>,
     /// `--dry-run`: MLflow was read but not written.

@@ -47,6 +47,26 @@ pub enum DecideError {
     /// An output file could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// Another decision for the same model held the lease for longer than `--lock-timeout`.
+    #[error(
+        "another perf-decision for this model held the lease `{name}` ({holder}) for longer than {waited:?} (--lock-timeout); rerun once it is done"
+    )]
+    Lease {
+        /// The lease (a registered model).
+        name: String,
+        /// Its holder's token.
+        holder: String,
+        /// How long this run waited.
+        waited: std::time::Duration,
+    },
+    /// The lease ran (nearly) out before the claims began: MLflow answered too slowly.
+    #[error(
+        "the lease `{name}` expires too soon to claim safely (MLflow answered too slowly); nothing was claimed, rerun"
+    )]
+    LeaseExpiring {
+        /// The lease (a registered model).
+        name: String,
+    },
     /// SIGINT/SIGTERM arrived before the decision was recorded.
     #[error("aborted by a signal before the decision was recorded")]
     Aborted,
@@ -59,9 +79,11 @@ impl StepFailure for DecideError {
                 source: MlflowError::Config(_),
                 ..
             } => Exit::BadInput,
-            DecideError::Mlflow { .. } | DecideError::Output(_) | DecideError::Document(_) => {
-                Exit::Dependency
-            }
+            DecideError::Mlflow { .. }
+            | DecideError::Lease { .. }
+            | DecideError::LeaseExpiring { .. }
+            | DecideError::Output(_)
+            | DecideError::Document(_) => Exit::Dependency,
             DecideError::Aborted => Exit::Aborted,
             DecideError::Results(_)
             | DecideError::NotCompleted { .. }

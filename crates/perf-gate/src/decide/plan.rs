@@ -40,6 +40,7 @@ pub struct Draft<'a> {
     dataset: Option<DatasetRecord>,
     load_settings: LoadSettings,
     invalid: Vec<String>,
+    decision_key: Option<String>,
     warnings: Vec<String>,
 }
 
@@ -72,8 +73,14 @@ impl<'a> Draft<'a> {
             dataset,
             load_settings: candidate_settings(results, cfg.metrics_source),
             invalid: invalid_reasons(results, cfg.metrics_source),
+            decision_key: None,
             warnings,
         }
+    }
+
+    /// Records what identifies this decision (see `PerfDecision::decision_key`).
+    pub fn set_decision_key(&mut self, key: &str) {
+        self.decision_key = Some(key.to_string());
     }
 
     /// The candidate's load settings.
@@ -209,6 +216,7 @@ impl<'a> Draft<'a> {
             thresholds: self.cfg.thresholds,
             dataset: self.dataset,
             results_file: self.cfg.results_path.display().to_string(),
+            decision_key: self.decision_key,
             mlflow,
             dry_run: matches!(self.cfg.mlflow, MlflowMode::DryRun(_)),
             departures,
@@ -314,9 +322,14 @@ fn quote(value: &str) -> Result<String, DecideError> {
 pub fn baseline_filter(model: Option<&str>) -> Result<String, DecideError> {
     let mut f = "tags.perf_decision = 'passed' and attributes.status = 'FINISHED'".to_string();
     if let Some(m) = model {
-        f.push_str(&format!(" and params.model_name = {}", quote(m)?));
+        f.push_str(&format!(" and {}", model_filter(m)?));
     }
     Ok(f)
+}
+
+/// The search-filter clause selecting runs logged for `model` (`params.model_name = '...'`).
+pub fn model_filter(model: &str) -> Result<String, DecideError> {
+    Ok(format!("params.model_name = {}", quote(model)?))
 }
 
 fn param(key: &str, value: impl Into<String>) -> KeyValue {
@@ -434,6 +447,9 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     ));
     if let Some(c) = doc.baseline.as_ref().and_then(|b| b.comparable) {
         tags.push(KeyValue::new("perf_baseline_comparable", c.to_string()));
+    }
+    if let Some(key) = &doc.decision_key {
+        tags.push(KeyValue::new("perf_decision_key", key));
     }
     tags.push(KeyValue::new(
         "perf_measurement_valid",

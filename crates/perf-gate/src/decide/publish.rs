@@ -1,16 +1,21 @@
 //! The claims of a recorded decision, written only once its run is FINISHED with all its
-//! evidence: the candidate version's tags (`perf_decision`, `perf_run_id`), the alias moved
-//! onto it (`perf-passed` or `perf-failed`, the other one deleted from the model; an `invalid`
-//! decision claims no alias), and last the run's own `perf_decision` tag. Until that tag lands
-//! the run is no baseline (the search asks for it), so a run whose claims did not all land can
-//! never become one, whatever fails when.
+//! evidence and while this run holds the model's lease ([`super::lease`]), after the aliases
+//! were reconciled ([`super::reconcile`]): the candidate version's tags (`perf_decision`,
+//! `perf_run_id`), the other alias deleted from the model then the alias set on the version
+//! (`perf-passed` or `perf-failed`; in that order, so a reader may see neither for a moment but
+//! never both; an `invalid` decision claims no alias), and last the run's own
+//! `perf_decision` tag. Until that tag lands the run is no baseline (the search asks for it),
+//! so a run whose claims did not all land can never become one, whatever fails when.
 //!
 //! Before each write the state it changes is remembered (where each alias pointed, each tag's
-//! old value). If a write fails, or a signal arrives meanwhile, every write attempted so far is
-//! undone in reverse order, best effort and bounded in time: an alias is put back on its old
-//! version (or deleted if it had none), a tag restored (or deleted). A write that failed is
-//! undone too, since a timeout or a 5xx may come after the server acted; only a 4xx answer
-//! proves it changed nothing. What cannot be undone is logged with the state to restore by hand.
+//! old value) with what the write puts there. If a write fails, or a signal arrives meanwhile,
+//! the writes are undone in reverse order, best effort and bounded in time, but only where the
+//! state is still as this run left it: an alias still on this version is put back on its old
+//! one (or deleted), an alias this run deleted and still absent is restored, a tag still holding
+//! this run's value is restored (or deleted). A write that failed without a 4xx answer (a
+//! timeout, a reset, a signal) may still land: the state is first re-read until it holds still.
+//! A write that lands even later is repaired by the next run's reconciliation. What cannot be
+//! undone is logged with the state to restore by hand.
 
 use std::time::Duration;
 
@@ -26,19 +31,25 @@ use crate::mlflow::{MlflowClient, MlflowError};
 /// Longest time spent undoing claims (the run must still be marked FAILED after, within a
 /// Kubernetes grace period).
 const UNDO_BUDGET: Duration = Duration::from_secs(10);
+/// After an uncertain failure, how long the state must hold still before it is undone, and the
+/// longest wait for that.
+const SETTLE_STILL: Duration = Duration::from_secs(3);
+const SETTLE_MAX: Duration = Duration::from_secs(12);
 
-/// A write to undo: put a name back to its previous value (`None`: it did not exist).
+/// A write to undo: what the name held before, and what this run wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
-    /// Alias `alias` pointed at `previous`.
+    /// Alias `alias` pointed at `previous`; this run made it `ours` (`None`: deleted it).
     Alias {
         alias: &'static str,
         previous: Option<String>,
+        ours: Option<String>,
     },
-    /// Version tag `key` held `previous`.
+    /// Version tag `key` held `previous`; this run wrote `ours`.
     VersionTag {
         key: &'static str,
         previous: Option<String>,
+        ours: String,
     },
 }
 
@@ -50,7 +61,7 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
-    /// Undoes every claim, newest first (best effort, bounded; see the module docs).
+    /// Undoes every claim still as this run left it, newest first (see the module docs).
     pub(crate) async fn revert(self, client: &MlflowClient, model: &str, version: &str) {
         if !self.undo.is_empty() {
             revert(client, model, version, self.undo).await;
@@ -69,14 +80,22 @@ pub(crate) async fn publish(
     cancel: &CancellationToken,
 ) -> Result<Claims, DecideError> {
     let mut undo = Vec::new();
+    let mut uncertain = false;
     let applied = tokio::select! {
-        r = apply(client, model, version, run_id, doc, &mut undo) => r,
-        () = cancel.cancelled() => Err(DecideError::Aborted),
+        r = apply(client, model, version, run_id, doc, &mut undo, &mut uncertain) => r,
+        () = cancel.cancelled() => {
+            // the write in flight may still land
+            uncertain = true;
+            Err(DecideError::Aborted)
+        }
     };
     match applied {
         Ok(()) => Ok(Claims { undo }),
         Err(e) => {
             if !undo.is_empty() {
+                if uncertain {
+                    settle(client, model, &version.version).await;
+                }
                 revert(client, model, &version.version, undo).await;
             }
             Err(e)
@@ -91,6 +110,7 @@ async fn apply(
     run_id: &str,
     doc: &PerfDecision,
     undo: &mut Vec<Undo>,
+    uncertain: &mut bool,
 ) -> Result<(), DecideError> {
     let v = &version.version;
     for (key, value) in [
@@ -100,14 +120,19 @@ async fn apply(
         let previous = version.tag(key).map(str::to_string);
         claim(
             undo,
-            Undo::VersionTag { key, previous },
+            uncertain,
+            Undo::VersionTag {
+                key,
+                previous,
+                ours: value.to_string(),
+            },
             client.set_model_version_tag(model, v, key, value),
             || format!("cannot tag version {v} of `{model}`"),
         )
         .await?;
     }
     if let Some((set, removed)) = aliases(doc.decision) {
-        // where both aliases point now, to put them back if a later write fails
+        // where both aliases point now (after reconciliation), to put them back if need be
         let current = client
             .get_registered_model(model)
             .await
@@ -116,24 +141,29 @@ async fn apply(
             )))?;
         let before = |alias: &str| current.alias(alias).map(str::to_string);
         let (set_before, removed_before) = (before(set), before(removed));
+        // the other alias first: a reader may see neither for a moment, never both
         claim(
             undo,
+            uncertain,
             Undo::Alias {
-                alias: set,
-                previous: set_before,
+                alias: removed,
+                previous: removed_before,
+                ours: None,
             },
-            client.set_alias(model, set, v),
-            || format!("cannot set alias `{set}` on version {v} of `{model}`"),
+            client.delete_alias(model, removed),
+            || format!("cannot delete alias `{removed}` of `{model}`"),
         )
         .await?;
         claim(
             undo,
+            uncertain,
             Undo::Alias {
-                alias: removed,
-                previous: removed_before,
+                alias: set,
+                previous: set_before,
+                ours: Some(v.clone()),
             },
-            client.delete_alias(model, removed),
-            || format!("cannot delete alias `{removed}` of `{model}`"),
+            client.set_alias(model, set, v),
+            || format!("cannot set alias `{set}` on version {v} of `{model}`"),
         )
         .await?;
         info!(model = %model, version = %v, alias = set, removed, "aliases moved");
@@ -144,15 +174,19 @@ async fn apply(
     client
         .set_tag(run_id, "perf_decision", doc.decision.as_str())
         .await
-        .map_err(DecideError::mlflow("cannot tag the run with the decision"))?;
+        .map_err(|e| {
+            *uncertain |= !matches!(e.status(), Some(400..=499));
+            DecideError::mlflow("cannot tag the run with the decision")(e)
+        })?;
     Ok(())
 }
 
 /// Runs one write, remembering first how to undo it. A write the server refused with a 4xx
-/// changed nothing and is forgotten again; any other failure (5xx, timeout, broken connection,
-/// a signal while waiting) may come after the server acted, so it stays to be undone.
+/// changed nothing and is forgotten again; any other failure (5xx, timeout, broken connection)
+/// may come after the server acted, so it stays to be undone, and the state is uncertain.
 async fn claim(
     undo: &mut Vec<Undo>,
+    uncertain: &mut bool,
     inverse: Undo,
     write: impl Future<Output = Result<(), MlflowError>>,
     context: impl FnOnce() -> String,
@@ -161,6 +195,8 @@ async fn claim(
     write.await.map_err(|e| {
         if matches!(e.status(), Some(400..=499)) {
             undo.pop();
+        } else {
+            *uncertain = true;
         }
         DecideError::Mlflow {
             context: context(),
@@ -169,42 +205,121 @@ async fn claim(
     })
 }
 
-/// Undoes `undo` in reverse order within [`UNDO_BUDGET`]; logs each outcome.
+/// What the claims can have changed: both aliases and the version's two tags.
+async fn snapshot(
+    client: &MlflowClient,
+    model: &str,
+    version: &str,
+) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let m = client.get_registered_model(model).await.ok()?;
+    let v = client.get_model_version(model, version).await.ok()?;
+    let mut aliases: Vec<_> = m
+        .aliases
+        .into_iter()
+        .map(|a| (a.alias, a.version))
+        .collect();
+    aliases.sort();
+    let mut tags: Vec<_> = v.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    tags.sort();
+    Some((aliases, tags))
+}
+
+/// After an uncertain failure, waits until the state has held still for [`SETTLE_STILL`] (at
+/// most [`SETTLE_MAX`]): a write in flight lands before the undo reads what to undo.
+async fn settle(client: &MlflowClient, model: &str, version: &str) {
+    let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+    let mut last = snapshot(client, model, version).await;
+    let mut still_since = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = snapshot(client, model, version).await;
+        if now != last {
+            last = now;
+            still_since = tokio::time::Instant::now();
+        } else if still_since.elapsed() >= SETTLE_STILL {
+            return;
+        }
+    }
+    warn!(
+        model,
+        "the claims' state kept changing: undoing what is ours now"
+    );
+}
+
+/// Undoes `undo` in reverse order within [`UNDO_BUDGET`], each step only if the state is still
+/// as this run left it; logs each outcome.
 async fn revert(client: &MlflowClient, model: &str, version: &str, undo: Vec<Undo>) {
     let steps = undo.clone();
     let work = async {
         for step in undo.iter().rev() {
             let (what, result) = match step {
+                // a write that changed nothing (deleting an absent alias) needs no undo
+                Undo::Alias { previous, ours, .. } if previous == ours => continue,
+                Undo::VersionTag { previous, ours, .. } if previous.as_deref() == Some(ours) => {
+                    continue;
+                }
                 Undo::Alias {
                     alias,
-                    previous: Some(prev),
-                } => (
-                    format!("alias `{alias}` back on version {prev}"),
-                    client.set_alias(model, alias, prev).await,
-                ),
-                Undo::Alias {
-                    alias,
-                    previous: None,
-                } => (
-                    format!("alias `{alias}` deleted (it did not exist)"),
-                    client.delete_alias(model, alias).await,
-                ),
+                    previous,
+                    ours,
+                } => {
+                    let now = match client.get_registered_model(model).await {
+                        Ok(m) => m.alias(alias).map(str::to_string),
+                        Err(e) => {
+                            warn!(model, error = %e, "cannot read alias `{alias}`: not undone; restore by hand: {previous:?}");
+                            continue;
+                        }
+                    };
+                    if now != *ours {
+                        info!(
+                            model,
+                            "alias `{alias}` is now {now:?}, not as this run left it ({ours:?}): left alone"
+                        );
+                        continue;
+                    }
+                    match previous {
+                        Some(prev) => (
+                            format!("alias `{alias}` back on version {prev}"),
+                            client.set_alias(model, alias, prev).await,
+                        ),
+                        None => (
+                            format!("alias `{alias}` deleted (it did not exist)"),
+                            client.delete_alias(model, alias).await,
+                        ),
+                    }
+                }
                 Undo::VersionTag {
                     key,
-                    previous: Some(prev),
-                } => (
-                    format!("tag {key}={prev} back on version {version}"),
-                    client
-                        .set_model_version_tag(model, version, key, prev)
-                        .await,
-                ),
-                Undo::VersionTag {
-                    key,
-                    previous: None,
-                } => (
-                    format!("tag {key} deleted from version {version} (it did not exist)"),
-                    client.delete_model_version_tag(model, version, key).await,
-                ),
+                    previous,
+                    ours,
+                } => {
+                    let now = match client.get_model_version(model, version).await {
+                        Ok(v) => v.tag(key).map(str::to_string),
+                        Err(e) => {
+                            warn!(model, error = %e, "cannot read tag {key} of version {version}: not undone; restore by hand: {previous:?}");
+                            continue;
+                        }
+                    };
+                    if now.as_deref() != Some(ours.as_str()) {
+                        info!(
+                            model,
+                            "tag {key} of version {version} is now {now:?}, not this run's {ours:?}: left alone"
+                        );
+                        continue;
+                    }
+                    match previous {
+                        Some(prev) => (
+                            format!("tag {key}={prev} back on version {version}"),
+                            client
+                                .set_model_version_tag(model, version, key, prev)
+                                .await,
+                        ),
+                        None => (
+                            format!("tag {key} deleted from version {version} (it did not exist)"),
+                            client.delete_model_version_tag(model, version, key).await,
+                        ),
+                    }
+                }
             };
             match result {
                 Ok(()) => warn!(model, "undone: {what}"),
@@ -216,7 +331,7 @@ async fn revert(client: &MlflowClient, model: &str, version: &str, undo: Vec<Und
         warn!(
             model,
             ?steps,
-            "timed out undoing the claims; check the aliases and version tags of `{model}` by hand"
+            "timed out undoing the claims; the next run repairs what is left, or check the aliases and version tags of `{model}` by hand"
         );
     }
 }

@@ -137,6 +137,61 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// The decision this step already recorded for this version (same results bytes, same flags:
+/// `decision_key`), if a run recorded it with all its claims (its `perf_decision` tag, set
+/// last, is there): `(run id, its perf_decision.json)`.
+pub(crate) async fn already_recorded(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    exp: &Experiment,
+    version: &str,
+    decision_key: &str,
+) -> Result<Option<(String, PerfDecision)>, DecideError> {
+    // the key is hex and the version digits (checked when the config was made)
+    let filter = format!(
+        "tags.perf_decision_key = '{decision_key}' and attributes.status = 'FINISHED' and params.candidate_version = '{version}' and {}",
+        super::plan::model_filter(&cfg.model_name)?
+    );
+    let search = crate::mlflow::types::SearchRuns {
+        experiment_ids: vec![exp.experiment_id.clone()],
+        filter,
+        order_by: vec!["attributes.start_time DESC".into()],
+        max_results: 5,
+        page_token: None,
+    };
+    let page = client
+        .search_runs(&search)
+        .await
+        .map_err(DecideError::mlflow(
+            "cannot search MLflow for an earlier run of this decision",
+        ))?;
+    let Some(run) = page
+        .runs
+        .into_iter()
+        .find(|r| r.data.tag("perf_decision").is_some())
+    else {
+        return Ok(None);
+    };
+    let bytes = client
+        .download_artifact(&run.info, DECISION_FILE)
+        .await
+        .map_err(DecideError::mlflow(format!(
+            "cannot read {DECISION_FILE} of the earlier run {}",
+            run.info.run_id
+        )))?;
+    let doc: PerfDecision = serde_json::from_slice(&bytes).map_err(|e| DecideError::Mlflow {
+        context: format!(
+            "{DECISION_FILE} of the earlier run {} is not a decision",
+            run.info.run_id
+        ),
+        source: crate::mlflow::MlflowError::Unexpected {
+            endpoint: "GET artifact".into(),
+            message: e.to_string(),
+        },
+    })?;
+    Ok(Some((run.info.run_id, doc)))
+}
+
 /// Marks a run FAILED (KILLED after a signal), best effort and bounded: the step is failing
 /// already, and the run must not stay RUNNING, nor stay FINISHED (a baseline candidate) when
 /// its decision could not be published.

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::client::{Body, Call, MlflowClient};
 use super::error::MlflowError;
-use super::types::{ModelVersion, RegisteredModel};
+use super::types::{KeyValue, ModelVersion, RegisteredModel};
 
 #[derive(Deserialize)]
 struct RegisteredModelReply {
@@ -29,6 +29,39 @@ impl MlflowClient {
             .call_json::<RegisteredModelReply>(call)
             .await?
             .registered_model)
+    }
+
+    /// `POST registered-models/create` with tags, in one call: MLflow creates the model
+    /// atomically or answers 400 `RESOURCE_ALREADY_EXISTS`, which makes it a lock (see
+    /// `perf_gate::decide` leases). Not retried after the request may have reached the server.
+    pub async fn create_registered_model_tagged(
+        &self,
+        name: &str,
+        tags: &[KeyValue],
+    ) -> Result<RegisteredModel, MlflowError> {
+        let call = self.post(
+            "registered-models/create",
+            json!({ "name": name, "tags": tags }),
+            false,
+        );
+        Ok(self
+            .call_json::<RegisteredModelReply>(call)
+            .await?
+            .registered_model)
+    }
+
+    /// `DELETE registered-models/delete` (JSON body): removes a registered model and its
+    /// versions; 404 `RESOURCE_DOES_NOT_EXIST` when there is none.
+    pub async fn delete_registered_model(&self, name: &str) -> Result<(), MlflowError> {
+        let call = Call {
+            method: Method::DELETE,
+            url: self.api_url("registered-models/delete"),
+            query: Vec::new(),
+            body: Body::Json(json!({ "name": name })),
+            idempotent: true,
+            endpoint: "DELETE registered-models/delete".into(),
+        };
+        self.call_ack(call).await
     }
 
     /// `GET registered-models/get` (404 `RESOURCE_DOES_NOT_EXIST` for an unknown model).

@@ -326,9 +326,20 @@ pub struct RegisteredModel {
     /// Aliases.
     #[serde(default)]
     pub aliases: Vec<ModelAlias>,
+    /// Registered-model tags.
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
 }
 
 impl RegisteredModel {
+    /// A tag's value.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+
     /// The version an alias points at.
     pub fn alias(&self, alias: &str) -> Option<&str> {
         self.aliases

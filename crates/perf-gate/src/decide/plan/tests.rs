@@ -27,6 +27,7 @@ fn cfg() -> DecideConfig {
         baseline_any_model: false,
         require_comparable_baseline: false,
         on_invalid: crate::decision::OnInvalid::Invalid,
+        lock_wait: std::time::Duration::from_secs(600),
         run_name: None,
         warnings: vec![],
     }
