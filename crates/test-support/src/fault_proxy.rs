@@ -51,7 +51,7 @@ pub use rules::{Action, PathMatch, Rule, Times};
 use rules::RuleSet;
 use serve::Upstream;
 
-/// How much of a request body the log keeps.
+/// How many bytes of a request body the log keeps.
 pub const BODY_EXCERPT: usize = 1024;
 
 /// Bound of one forwarded call by default (past it the client gets a 502).
@@ -90,7 +90,8 @@ pub struct Exchange {
     pub method: String,
     /// The path with its query, as the client sent it.
     pub path: String,
-    /// The first [`BODY_EXCERPT`] bytes of the body (lossy UTF-8).
+    /// The first [`BODY_EXCERPT`] bytes of the body, as lossy UTF-8 (an invalid byte becomes
+    /// U+FFFD, so the text can be longer in bytes than the excerpt).
     pub body: String,
     /// Index of the rule that applied, if one did.
     pub rule: Option<usize>,
