@@ -11,7 +11,8 @@
 //! hop-by-hop headers (`Connection`, `Transfer-Encoding`, ...), which a proxy does not pass on,
 //! and `Host`, which becomes the upstream's. Keep-alive connections stay open as the client
 //! asks (each request is matched on its own); chunked bodies are read whole and sent on with a
-//! `Content-Length`.
+//! `Content-Length`. Answers too are read whole before they are passed on: no streaming (an SSE
+//! stream arrives at once, when it ends).
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -291,7 +291,6 @@ async fn a_delay_applies_only_to_the_call_its_rule_matches() {
     assert!(claim.forwarded.unwrap() - claim.received >= delay);
     let late = &log[4];
     assert!(late.answered.unwrap() - late.landed.unwrap() >= delay);
-    assert!(late.landed.unwrap() <= up.seen()[4].at + delay);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

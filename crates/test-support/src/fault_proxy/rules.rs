@@ -149,6 +149,13 @@ impl Rule {
         self
     }
 
+    /// Only requests whose path matches `path` ([`Rule::path`] and [`Rule::path_contains`]
+    /// are the usual ways).
+    pub fn matching_path(mut self, path: PathMatch) -> Rule {
+        self.path = path;
+        self
+    }
+
     /// Only requests whose body contains `part`, byte for byte (`"alias":"perf-passed"`, as
     /// serde_json writes it, without spaces).
     pub fn body_contains(mut self, part: &str) -> Rule {
@@ -170,6 +177,19 @@ impl Rule {
         assert!((0.0..=1.0).contains(&p), "a probability, not {p}");
         self.times = Times::Probability(p);
         self
+    }
+
+    /// When matching requests get the action ([`Rule::first`], [`Rule::with_probability`]
+    /// and [`Rule::every`] are the usual ways).
+    ///
+    /// # Panics
+    /// If a probability is not within 0.0 to 1.0.
+    pub fn times(self, times: Times) -> Rule {
+        match times {
+            Times::Every => self.every(),
+            Times::First(n) => self.first(n),
+            Times::Probability(p) => self.with_probability(p),
+        }
     }
 
     /// Every matching request (the default).
@@ -357,6 +377,22 @@ mod tests {
         assert_eq!(
             set.pick("GET", "/", b""),
             Some((0, Action::delay_request(Duration::from_secs(1))))
+        );
+    }
+
+    #[test]
+    fn rules_built_from_data_are_the_same_rules() {
+        let built = Rule::new(Action::ForwardThenDrop)
+            .matching_path(PathMatch::Exact(ALIAS.into()))
+            .times(Times::First(2));
+        assert_eq!(
+            built,
+            Rule::new(Action::ForwardThenDrop).path(ALIAS).first(2)
+        );
+        let coin = Rule::new(Action::ForwardThenDrop).times(Times::Probability(0.25));
+        assert_eq!(
+            coin,
+            Rule::new(Action::ForwardThenDrop).with_probability(0.25)
         );
     }
 
