@@ -9,6 +9,8 @@
 //!   servers send, parsed the plain way ([`wire`]); results checked against `schemas/`
 //!   ([`schema`]). Results documents built in code are `perf_gate::fixtures` (feature
 //!   `fixtures`);
+//! - [`fault_proxy`] sits between a client and a real server and delays, holds, drops or
+//!   answers chosen calls, logging what it did and when;
 //! - [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
 //!   loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 //!
@@ -16,6 +18,7 @@
 
 pub mod backfill;
 pub mod clicheck;
+pub mod fault_proxy;
 pub mod history;
 pub mod http;
 pub mod manifest;
