@@ -32,13 +32,19 @@ fn main() -> ExitCode {
 /// outlive it; `--help` and `--version` touch nothing.
 fn parse() -> Result<Cli, ExitCode> {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = env::empty_env_as_unset(Cli::command()).try_get_matches();
-    // `--exit-for-status` stands alone (clap checks it is exclusive): no step config to build
-    if let Ok(m) = &matches
-        && let Some(status) = m.get_one::<String>("exit_for_status")
-    {
-        return Err(exit_for_status(status).into());
+    // `--exit-for-status` stands alone, before clap: it reads no env var (the shell or pod
+    // that runs it may set any of the step's) and never touches an output directory
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(status) = exit_for_status_arg(&args) {
+        return Err(match status {
+            Ok(status) => exit_for_status(&status).into(),
+            Err(why) => {
+                eprintln!("perf-decision: error: {why}");
+                ExitCode::from(Exit::BadInput.code())
+            }
+        });
     }
+    let matches = env::empty_env_as_unset(Cli::command()).try_get_matches();
     matches
         .and_then(|m| Cli::from_arg_matches(&m))
         .map_err(|e| {
@@ -53,6 +59,43 @@ fn parse() -> Result<Cli, ExitCode> {
             let _ = e.print();
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::BadInput.code()))
         })
+}
+
+/// The value of `--exit-for-status` when the command line has it (`None` otherwise); an
+/// error when it has no value or comes with anything else.
+fn exit_for_status_arg(args: &[std::ffi::OsString]) -> Option<Result<String, String>> {
+    const FLAG: &str = "--exit-for-status";
+    let at = args.iter().position(|a| {
+        let a = a.to_string_lossy();
+        a == FLAG || a.starts_with("--exit-for-status=")
+    })?;
+    let arg = args[at].to_string_lossy();
+    let (value, used) = match arg.strip_prefix("--exit-for-status=") {
+        Some(v) => (Some(v.to_string()), 1),
+        None => (
+            args.get(at + 1).map(|v| v.to_string_lossy().into_owned()),
+            2,
+        ),
+    };
+    let others: Vec<_> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(at..at + used).contains(i))
+        .map(|(_, a)| a.to_string_lossy().into_owned())
+        .collect();
+    Some(match value {
+        None => Err(format!(
+            "{FLAG} needs a status word or a perf_status.txt path"
+        )),
+        Some(v) if v.is_empty() => Err(format!(
+            "{FLAG} needs a status word or a perf_status.txt path"
+        )),
+        Some(_) if !others.is_empty() => Err(format!(
+            "{FLAG} takes no other argument (got {})",
+            others.join(" ")
+        )),
+        Some(v) => Ok(v),
+    })
 }
 
 /// `--exit-for-status`: the exit code a decision with this status word (or the word in this

@@ -633,11 +633,30 @@ fn exit_for_status_ends_a_pipeline_with_the_verdict_of_a_status_file() {
         .stderr(predicate::str::contains(
             "cannot read /nonexistent/perf_status.txt",
         ));
-    // it takes no other flag
+    // it takes no other flag, and touches no output directory when refused
+    let cwd = tempfile::tempdir().unwrap();
     cmd()
+        .current_dir(cwd.path())
         .args(["--exit-for-status=x", "--model-name=m"])
         .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--exit-for-status takes no other argument (got --model-name=m)",
+        ));
+    cmd()
+        .current_dir(cwd.path())
+        .arg("--exit-for-status")
+        .assert()
         .code(2);
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+    // the step's env vars, as a shell or pod sets them, are no other flag
+    cmd()
+        .env("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+        .env("MODEL_NAME", "m")
+        .env("LOG_FORMAT", "json")
+        .args(["--exit-for-status", "failed"])
+        .assert()
+        .code(1);
 }
 
 #[test]

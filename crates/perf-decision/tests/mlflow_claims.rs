@@ -696,6 +696,27 @@ async fn a_lease_held_by_another_decision_is_waited_for_then_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_released_while_mlflow_refused_its_create_is_tried_again() {
+    // a real MLflow, on a duplicate insert, reads the model back to word its error: if the
+    // holder released it meanwhile, the create is answered 404, which is not a refusal
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/registered-models/create")))
+        .respond_with(not_found("Registered Model with name=m.perf-gate-lock"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let registry = history();
+    mount_healthy(&server, &registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(&server, dir.path(), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(registry.aliases(), ["perf-passed=1"]);
+    assert_eq!(registry.leases(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_of_a_dead_holder_is_taken_over() {
     let server = MockServer::start().await;
     let registry = history();

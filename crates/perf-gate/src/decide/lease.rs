@@ -120,9 +120,14 @@ impl Lease {
             let created = client.create_registered_model_tagged(&name, &tags).await;
             let held = match created {
                 Ok(_) => Held::ByUs,
-                // taken, or a create whose answer was lost (it may have landed): ask who holds it
+                // taken; or taken and released at once (MLflow reads the model back after a
+                // duplicate insert and answers 404 if its holder deleted it meanwhile); or a
+                // create whose answer was lost (it may have landed): ask who holds it
                 Err(e)
-                    if e.is_already_exists() || e.status().is_none() || e.status() >= Some(500) =>
+                    if e.is_already_exists()
+                        || e.is_not_found()
+                        || e.status().is_none()
+                        || e.status() >= Some(500) =>
                 {
                     read(client, &name, &token)
                         .await

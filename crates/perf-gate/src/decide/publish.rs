@@ -33,8 +33,8 @@ use crate::mlflow::{MlflowClient, MlflowError};
 const UNDO_BUDGET: Duration = Duration::from_secs(10);
 /// After an uncertain failure, how long the state must hold still before it is undone, and the
 /// longest wait for that.
-const SETTLE_STILL: Duration = Duration::from_secs(3);
-const SETTLE_MAX: Duration = Duration::from_secs(12);
+const SETTLE_STILL: Duration = Duration::from_secs(5);
+const SETTLE_MAX: Duration = Duration::from_secs(15);
 
 /// A write to undo: what the name held before, and what this run wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -147,6 +147,23 @@ impl MlflowError {
         self.error_code() == Some("RESOURCE_DOES_NOT_EXIST")
     }
 
+    /// A write the database refused on a unique key another writer had just taken (SQLite
+    /// `UNIQUE constraint failed`, PostgreSQL `duplicate key value`, MySQL `Duplicate entry`),
+    /// which MLflow reports as a 400 `BAD_REQUEST` or a 500: the same call succeeds once the
+    /// other writer's row exists.
+    pub fn is_unique_key_race(&self) -> bool {
+        match self {
+            MlflowError::Api { message, .. } => [
+                "UNIQUE constraint failed",
+                "duplicate key value",
+                "Duplicate entry",
+            ]
+            .iter()
+            .any(|m| message.contains(m)),
+            _ => false,
+        }
+    }
+
     /// `RESOURCE_ALREADY_EXISTS` (experiment or registered model name taken).
     pub fn is_already_exists(&self) -> bool {
         self.error_code() == Some("RESOURCE_ALREADY_EXISTS")

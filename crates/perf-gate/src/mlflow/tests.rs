@@ -459,3 +459,51 @@ async fn version_tags_are_deleted_with_a_json_body() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_dataset_created_by_another_run_at_the_same_moment_is_logged_again() {
+    // the body a real MLflow (SQLite store) answered when two runs logged one dataset at once
+    let race = r#"{"error_code": "BAD_REQUEST", "message": "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"}"#;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/log-inputs"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(race))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/log-inputs"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&server)
+        .await;
+    // no retry budget at all: this is not the transport retry
+    let c = client(&server, 0, Duration::from_secs(5));
+    let input = super::types::DatasetInput {
+        tags: vec![],
+        dataset: super::types::Dataset {
+            name: "eval-v1".into(),
+            digest: "abc".into(),
+            source_type: "local".into(),
+            source: "{}".into(),
+            schema: None,
+            profile: None,
+        },
+    };
+    c.log_inputs("r", std::slice::from_ref(&input))
+        .await
+        .unwrap();
+    assert_eq!(hits(&server).await, 2);
+
+    // any other 400 is not sent again
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api/2.0/mlflow/runs/log-inputs"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(
+            r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad dataset"}"#,
+        ))
+        .mount(&server)
+        .await;
+    let e = c.log_inputs("r", &[input]).await.unwrap_err();
+    assert!(!e.is_unique_key_race(), "{e}");
+    assert_eq!(hits(&server).await, 1);
+}

@@ -15,6 +15,9 @@ use super::types::{
 /// Longest dataset digest the server accepts.
 pub const MAX_DIGEST_LEN: usize = 36;
 
+/// Times `runs/log-inputs` is sent again after losing a race on the dataset's unique key.
+const DATASET_RACE_RETRIES: u64 = 3;
+
 /// Server limits of one `runs/log-batch` request.
 const MAX_METRICS: usize = 1000;
 const MAX_PARAMS: usize = 100;
@@ -252,7 +255,8 @@ impl MlflowClient {
         Ok(())
     }
 
-    /// `POST runs/log-inputs`. Digests longer than [`MAX_DIGEST_LEN`] are refused here rather
+    /// `POST runs/log-inputs` (sent again when another run created the same dataset at the
+    /// same moment). Digests longer than [`MAX_DIGEST_LEN`] are refused here rather
     /// than by the server.
     pub async fn log_inputs(
         &self,
@@ -270,9 +274,24 @@ impl MlflowClient {
             )));
         }
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        self.call_ack(self.post("runs/log-inputs", body, true))
-            .await?;
-        Ok(())
+        // MLflow gets-or-creates the dataset row without a lock: two runs logging the same
+        // dataset at once (concurrent decisions on one eval set) make one fail on the unique
+        // key. The row exists after that, and logging an input twice adds nothing, so the
+        // call is simply sent again.
+        let mut attempt = 0;
+        loop {
+            match self
+                .call_ack(self.post("runs/log-inputs", body.clone(), true))
+                .await
+            {
+                Err(e) if attempt < DATASET_RACE_RETRIES && e.is_unique_key_race() => {
+                    attempt += 1;
+                    tracing::info!(error = %e, "dataset created concurrently by another run: logging the input again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `POST runs/update`, then checks the reply: the server ignores an unknown status silently.
