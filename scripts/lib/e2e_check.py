@@ -102,7 +102,8 @@ def check_decision(c, args, decision):
     c.equal(decision.get("decision"), args.expect, "perf_decision.json decision")
     c.equal(decision.get("mode"), args.mode, "perf_decision.json mode")
     c.equal(decision.get("candidate_version"), args.version, "candidate version")
-    c.equal(decision.get("candidate_alias"), args.candidate_alias, "candidate resolved via the alias")
+    # resolve-candidate fixed the version before the load; the decision was given it, not the alias
+    c.equal(decision.get("candidate_alias"), args.candidate_alias, "candidate_alias (the version came resolved)")
     c.equal(decision.get("candidate_adapter"), args.adapter, "candidate adapter")
     c.equal(decision.get("metrics_source"), "server", "metrics source")
     checks = decision.get("checks", [])
@@ -202,7 +203,8 @@ def main():
     ap.add_argument("--baseline-results", help="the baseline run's load_test_results.json: must be faster")
     ap.add_argument("--adapter", default="candidate")
     ap.add_argument("--served-model", default="tiny-base")
-    ap.add_argument("--candidate-alias", default="eval-passed")
+    ap.add_argument("--candidate-alias", default=None,
+                    help="the alias the decision records; none when the version was given (resolved)")
     ap.add_argument("--job", default="vllm-service")
     ap.add_argument("--requests", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
