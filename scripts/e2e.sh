@@ -7,11 +7,11 @@
 #
 # sim:  runs the Rust integration test crates/perf-decision/tests/real_pipeline_sim.rs (cargo nextest; ~1 min),
 #       which `cargo nextest run --workspace` (scripts/test.sh) also runs.
-# vllm: this script, against a REAL vLLM, with Prometheus scraping every second (~3 min with the cached venv):
+# vllm: this script, against a REAL vLLM, with Prometheus scraping every 15 s (~4 min with the cached venv):
 #   1. build the binaries (cargo build --locked --bins; E2E_SKIP_BUILD=1 skips it)
 #   2. scripts/vllm/setup-venv.sh (cached venv) + make_tiny_model.py (cached model) + serve.sh on a free loopback
 #      port, adapter `candidate` on base `tiny-base`; 3 warm-up requests (a cold vLLM's first request takes seconds)
-#   3. start Prometheus (scrape interval 1 s) and MLflow (target/debug/vpg-stack: the launchers the Rust tests
+#   3. start Prometheus (scrape interval 15 s) and MLflow (target/debug/vpg-stack: the launchers the Rust tests
 #      use); register model tiny-lora: v1 (source runs:/<run>/adapter), v2 (source s3://adapters/tiny-lora/v2),
 #      each tagged adapter_name=candidate; alias eval-passed on v1
 #   4. v1, run as the Argo WorkflowTemplate runs it: `target/debug/vpg-render argo-run` walks
@@ -20,8 +20,9 @@
 #      attempt 1's load-test and perf-decision (--candidate-version=1); an invalid measurement would rerun the
 #      gate after `rerun-wait`. Expect: the workflow succeeds at attempt 1, passed, absolute mode, alias
 #      perf-passed on v1, the run's params/metrics/tags/dataset/artifacts in MLflow, server figures from PromQL
-#      on vLLM's real metric names. load-test finds the scrape interval itself (auto) and waits for confirmed
-#      Prometheus samples before and after its load.
+#      on vLLM's real metric names that count exactly the requests sent (server finished = client successes),
+#      non-null quantiles, a valid measurement. load-test finds the scrape interval itself (auto) and waits for
+#      confirmed Prometheus samples before and after its load (up to 2 intervals + 5 s each: ~35 s at 15 s).
 #   5. slow the server down on purpose (EXTRA_ARGS="--max-num-seqs 1" and twice the concurrency, so requests
 #      queue), move eval-passed to v2
 #   6. v2, run as the Kubernetes Jobs run it (deploy/kustomize/base: env vars from the ConfigMaps): the load-test
@@ -29,17 +30,17 @@
 #      decision must still judge v2), load-test, perf-decision (CANDIDATE_VERSION_FILE). Expect: failed in
 #      comparative mode against v1's run, alias perf-failed on v2, perf-passed gone.
 #
-# Prints each phase's duration and a final `N passed, N failed` line; exits non-zero
+# Prints each phase's duration, the figures of both loads, and a final `N passed, N failed` line; exits non-zero
 # on any failure. Every process it starts is stopped on exit (also on failure or Ctrl-C). The work dir (logs,
 # result files, the Prometheus and MLflow data) is kept and its path printed.
 #
 # Env (vllm):
 #   E2E_DIR            work dir (default: a new mktemp dir)
 #   E2E_SKIP_BUILD=1   use the binaries already in target/debug
-#   E2E_PROMPTS        prompts in the eval file (default 40)
+#   E2E_PROMPTS        prompts in the eval file (default 24: a load shorter than the 15 s scrape interval)
 #   E2E_MAX_TOKENS     default 32
 #   E2E_CONCURRENCY    v1 concurrency (default 4); E2E_SLOW_CONCURRENCY for v2 (default 8)
-#   E2E_SCRAPE         Prometheus's scrape interval of the backend (default 1s)
+#   E2E_SCRAPE         Prometheus's scrape interval of the backend (default 15s)
 #   E2E_CAPTURE_DIR    also run scripts/vllm/capture-samples.sh against the fresh backend, into this dir
 #   E2E_MAX_P95_LATENCY, E2E_MAX_P95_TTFT, E2E_MIN_THROUGHPUT, E2E_MIN_SUCCESS_RATE   absolute floors
 #                      (default 30 s / 20 s / 0.5 / 0.99)
@@ -82,8 +83,9 @@ MODEL=tiny-lora
 ADAPTER=candidate
 SERVED=tiny-base
 JOB=vllm-service
-SCRAPE=${E2E_SCRAPE:-1s}
-PROMPTS=${E2E_PROMPTS:-40}
+SCRAPE=${E2E_SCRAPE:-15s}
+SCRAPE_S=${SCRAPE%s}
+PROMPTS=${E2E_PROMPTS:-24}
 MAX_TOKENS=${E2E_MAX_TOKENS:-32}
 CONCURRENCY=${E2E_CONCURRENCY:-4}
 EVAL_BUCKET=e2e-eval-data
@@ -266,6 +268,7 @@ check_run() {
   python3 "$ROOT/scripts/lib/e2e_check.py" --uri "$MLFLOW_URI" --model "$MODEL" --version "$2" --expect "$3" \
     --mode "$4" --load-test-dir "$5" --decision-dir "$6" --dataset-name "$7" --dataset-source "$8" \
     --concurrency "$9" --requests "$PROMPTS" --adapter "$ADAPTER" --served-model "$SERVED" --job "$JOB" \
+    --scrape-interval "$SCRAPE_S" \
     "${extra[@]}" >"$WORK/v$n/checks.txt" 2>&1
   set -e
   sed 's/^/  /' "$WORK/v$n/checks.txt"
@@ -291,7 +294,7 @@ check "v1 workflow Succeeded (vpg-render argo-run exits 0)" \
   --map "/data/eval.jsonl=$WORK/data/eval.jsonl" "${ARGO_SET[@]}"
 check "v1 resolve-candidate wrote version 1 (from eval-passed) before the load" \
   grep -qx 1 "$V1/resolve-candidate/output/candidate_version.txt"
-# The attempt that ran last holds the workflow's outputs; on a healthy server it must be the first.
+# The attempt that ran last holds the workflow's outputs; at a healthy 15 s scrape it must be the first.
 ATTEMPT=attempt-1
 [ -d "$V1/attempt-2.load-test" ] && ATTEMPT=attempt-2
 check "v1 needed no rerun: attempt 1's measurement was valid" [ "$ATTEMPT" = attempt-1 ]
