@@ -238,3 +238,98 @@ fn parse_duration(text: &str) -> Option<Duration> {
         .map(Duration::from_secs)
         .or_else(|| humantime::parse_duration(text).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::argo::{ArtifactRef, InputArtifact};
+
+    fn leaf(node: &str, inputs: Vec<InputArtifact>) -> Leaf {
+        Leaf {
+            node: node.into(),
+            template: "t".into(),
+            step: RenderedStep {
+                origin: "wf.yaml: template t".into(),
+                image: None,
+                argv: vec!["true".into()],
+                env: vec![],
+                secret_env: vec![],
+                paths: vec![("volume output".into(), "/output".into())],
+            },
+            mounts: vec![
+                ("output".into(), "/output".into()),
+                ("tmp".into(), "/tmp".into()),
+            ],
+            inputs,
+        }
+    }
+
+    #[test]
+    fn each_node_gets_its_volumes_and_reads_what_an_earlier_node_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pods = LocalPods::new(Path::new("/nonexistent"), dir.path(), vec![]);
+        let first = leaf("a.first", vec![]);
+        let maps = pods.maps_for(&first).unwrap();
+        assert_eq!(
+            maps,
+            [(
+                "/output".to_string(),
+                dir.path().join("a.first/output").display().to_string()
+            )]
+        );
+        assert!(dir.path().join("a.first/output").is_dir());
+        pods.nodes.insert("a.first".into(), maps);
+        std::fs::write(dir.path().join("a.first/output/r.json"), "{}\n").unwrap();
+        assert_eq!(
+            pods.read(&first, "/output/r.json").unwrap().as_deref(),
+            Some("{}\n")
+        );
+        assert_eq!(pods.read(&first, "/output/none").unwrap(), None);
+
+        let from_first = InputArtifact {
+            name: "r".into(),
+            path: "/input/r.json".into(),
+            from: Some(ArtifactRef {
+                node: "a.first".into(),
+                path: "/output/r.json".into(),
+            }),
+        };
+        let maps = pods.maps_for(&leaf("a.second", vec![from_first])).unwrap();
+        assert!(
+            maps.contains(&(
+                "/input/r.json".to_string(),
+                dir.path()
+                    .join("a.first/output/r.json")
+                    .display()
+                    .to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_repository_artifact_needs_a_map_and_a_missing_binary_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pods = LocalPods::new(dir.path(), dir.path(), vec![]);
+        let s3 = InputArtifact {
+            name: "eval-data".into(),
+            path: "/data/eval.jsonl".into(),
+            from: None,
+        };
+        let e = pods.run(&leaf("x", vec![s3.clone()])).unwrap_err();
+        assert!(
+            e.contains(
+                "input artifact eval-data (/data/eval.jsonl) comes from the artifact repository"
+            ),
+            "{e}"
+        );
+        pods.maps = vec![("/data/eval.jsonl".into(), "/here/eval.jsonl".into())];
+        let e = pods.run(&leaf("x", vec![s3])).unwrap_err();
+        assert!(
+            e.contains("true (the container's command) is not built"),
+            "{e}"
+        );
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

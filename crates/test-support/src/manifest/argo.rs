@@ -10,15 +10,16 @@
 //! - [`walk`]: the entrypoint run step by step: `when` conditions ([`super::when`]), `continueOn`,
 //!   nested steps templates and their outputs, `suspend`, output parameters read from the files
 //!   the containers wrote, artifacts passed between steps, global outputs. An
-//!   [`walk::Executor`] runs the containers (real processes, or a test's stand-in); every
-//!   container the entrypoint can reach is also listed without running anything, for the flag
-//!   checks.
+//!   [`outcome::Executor`] runs the containers (real processes, or a test's stand-in) and the
+//!   walk returns an [`outcome::Outcome`]; every container the entrypoint can reach is also
+//!   listed without running anything, for the flag checks.
 
 pub mod doc;
+pub mod outcome;
 pub mod render;
 pub mod walk;
 
 pub use doc::{ArgoDoc, ArgoFile, Template, is_argo, load, workflow_arguments};
-pub use walk::{
+pub use outcome::{
     ArtifactRef, Executor, InputArtifact, Leaf, NodeKind, NodeRecord, Outcome, Phase, RunError,
 };

@@ -9,7 +9,8 @@ use super::super::ManifestError;
 use super::super::expr::{self, Piece, Ref, Scope};
 use super::super::step::RenderedStep;
 use super::doc::{ArgoFile, StepCall, Template};
-use super::walk::{ArtifactRef, NodeState, Phase};
+use super::outcome::{ArtifactRef, Phase};
+use super::walk::NodeState;
 
 /// The earlier steps a steps template's references may name.
 #[derive(Debug, Clone, Copy)]
