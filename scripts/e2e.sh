@@ -1,39 +1,46 @@
 #!/usr/bin/env bash
 # End-to-end test of the whole gate against real servers: a vLLM (the simulator, or the real CPU vLLM), a real
-# Prometheus scraping it (job vllm-service, every 1 s) and a real MLflow server, with the two steps run exactly
-# as the deployment manifests run them.
+# Prometheus scraping it (job vllm-service) and a real MLflow server, with the steps run exactly as the
+# deployment manifests run them.
 #
 #   scripts/e2e.sh [--backend sim|vllm]        default sim
 #
 # sim:  runs the Rust integration test crates/perf-decision/tests/real_pipeline_sim.rs (cargo nextest; ~1 min),
 #       which `cargo nextest run --workspace` (scripts/test.sh) also runs.
-# vllm: this script, against a REAL vLLM (~3 min with the cached venv):
+# vllm: this script, against a REAL vLLM, with Prometheus scraping every 15 s (~4 min with the cached venv):
 #   1. build the binaries (cargo build --locked --bins; E2E_SKIP_BUILD=1 skips it)
 #   2. scripts/vllm/setup-venv.sh (cached venv) + make_tiny_model.py (cached model) + serve.sh on a free loopback
 #      port, adapter `candidate` on base `tiny-base`; 3 warm-up requests (a cold vLLM's first request takes seconds)
-#   3. start Prometheus and MLflow (target/debug/vpg-stack: the launchers the Rust tests use); register model
-#      tiny-lora: v1 (source runs:/<run>/adapter), v2 (source s3://adapters/tiny-lora/v2), each tagged
-#      adapter_name=candidate; alias eval-passed on v1
-#   4. v1, run as the Argo WorkflowTemplate runs it (workflows/vllm-perf-gate.yaml rendered by
-#      target/debug/vpg-render, the renderer the tests use: the same flags and env). Expect: passed, absolute mode,
-#      alias perf-passed on v1, the run's params/metrics/tags/dataset/artifacts in MLflow, server figures from
-#      PromQL on vLLM's real metric names. Before each load the test waits for a Prometheus scrape of the idle
-#      server, so no earlier request falls into load-test's query window.
+#   3. start Prometheus (scrape interval 15 s) and MLflow (target/debug/vpg-stack: the launchers the Rust tests
+#      use); register model tiny-lora: v1 (source runs:/<run>/adapter), v2 (source s3://adapters/tiny-lora/v2),
+#      each tagged adapter_name=candidate; alias eval-passed on v1
+#   4. v1, run as the Argo WorkflowTemplate runs it: `target/debug/vpg-render argo-run` walks
+#      workflows/vllm-perf-gate.yaml's entrypoint as Argo does (the renderer the tests use) and runs each
+#      container as a local process with its exact flags and env: resolve-candidate (v1, from the alias), then
+#      attempt 1's load-test and perf-decision (--candidate-version=1); an invalid measurement would rerun the
+#      gate after `rerun-wait`. Expect: the workflow succeeds at attempt 1, passed, absolute mode, alias
+#      perf-passed on v1, the run's params/metrics/tags/dataset/artifacts in MLflow, server figures from PromQL
+#      on vLLM's real metric names that count exactly the requests sent (server finished = client successes),
+#      non-null quantiles, a valid measurement. load-test finds the scrape interval itself (auto) and waits for
+#      confirmed Prometheus samples before and after its load (up to 2 intervals + 5 s each: ~35 s at 15 s).
 #   5. slow the server down on purpose (EXTRA_ARGS="--max-num-seqs 1" and twice the concurrency, so requests
 #      queue), move eval-passed to v2
-#   6. v2, run as the Kubernetes Jobs run it (deploy/kustomize/base: env vars from the ConfigMaps).
-#      Expect: failed in comparative mode against v1's run, alias perf-failed on v2, perf-passed gone.
+#   6. v2, run as the Kubernetes Jobs run it (deploy/kustomize/base: env vars from the ConfigMaps): the load-test
+#      Job's init container resolves v2 into candidate_version.txt, the alias is then moved back to v1 (the
+#      decision must still judge v2), load-test, perf-decision (CANDIDATE_VERSION_FILE). Expect: failed in
+#      comparative mode against v1's run, alias perf-failed on v2, perf-passed gone.
 #
-# Prints each phase's duration and a final `N passed, N failed` line; exits non-zero on any failure. Every
-# process it starts is stopped on exit (also on failure or Ctrl-C). The work dir (logs, result files, the
-# Prometheus and MLflow data) is kept and its path printed.
+# Prints each phase's duration, the figures of both loads, and a final `N passed, N failed` line; exits non-zero
+# on any failure. Every process it starts is stopped on exit (also on failure or Ctrl-C). The work dir (logs,
+# result files, the Prometheus and MLflow data) is kept and its path printed.
 #
 # Env (vllm):
 #   E2E_DIR            work dir (default: a new mktemp dir)
 #   E2E_SKIP_BUILD=1   use the binaries already in target/debug
-#   E2E_PROMPTS        prompts in the eval file (default 40)
+#   E2E_PROMPTS        prompts in the eval file (default 24: a load shorter than the 15 s scrape interval)
 #   E2E_MAX_TOKENS     default 32
 #   E2E_CONCURRENCY    v1 concurrency (default 4); E2E_SLOW_CONCURRENCY for v2 (default 8)
+#   E2E_SCRAPE         Prometheus's scrape interval of the backend (default 15s)
 #   E2E_CAPTURE_DIR    also run scripts/vllm/capture-samples.sh against the fresh backend, into this dir
 #   E2E_MAX_P95_LATENCY, E2E_MAX_P95_TTFT, E2E_MIN_THROUGHPUT, E2E_MIN_SUCCESS_RATE   absolute floors
 #                      (default 30 s / 20 s / 0.5 / 0.99)
@@ -76,8 +83,9 @@ MODEL=tiny-lora
 ADAPTER=candidate
 SERVED=tiny-base
 JOB=vllm-service
-SCRAPE=1s
-PROMPTS=${E2E_PROMPTS:-40}
+SCRAPE=${E2E_SCRAPE:-15s}
+SCRAPE_S=${SCRAPE%s}
+PROMPTS=${E2E_PROMPTS:-24}
 MAX_TOKENS=${E2E_MAX_TOKENS:-32}
 CONCURRENCY=${E2E_CONCURRENCY:-4}
 EVAL_BUCKET=e2e-eval-data
@@ -219,24 +227,15 @@ vpg_phase "mlflow: register $MODEL v1+v2, eval-passed->v1"
 python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" register --model "$MODEL" --adapter "$ADAPTER" \
   ${TINY:+--adapter-dir "$TINY/lora"} | tee "$WORK/registered.json"
 python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" alias --model "$MODEL" --alias eval-passed --version 1
-# settle: before a load, a Prometheus scrape of the (idle) server taken after everything sent so far, and one
-# more second: load-test's window starts up to a second before its load (whole seconds) and reads the last
-# sample at or before that, so earlier traffic (warm-up, capture) must be in a sample older than that.
-settle() {
-  "$BIN/vpg-stack" wait-scraped --prometheus-url "$PROM_URL" --job "$JOB" --after "$EPOCHREALTIME" --timeout 30s
-  sleep 1.5
-}
-settle
-
-# ---- the two steps -------------------------------------------------------------------------------------
-# render STYLE STEP [vpg-render args...]: sets STEP_ENV and STEP_ARGV from the manifests (NUL-separated items read
-# with mapfile: the renderer's output is data, never evaluated as shell code).
-render() {
-  local style=$1 step=$2 what
-  shift 2
+# ---- the steps -----------------------------------------------------------------------------------------
+# render_job STEP [vpg-render args...]: sets STEP_ENV and STEP_ARGV for a container of the kustomization's Jobs
+# (NUL-separated items read with mapfile: the renderer's output is data, never evaluated as shell code).
+render_job() {
+  local step=$1 what
+  shift
   for what in argv env; do
-    (cd "$ROOT" && "$BIN/vpg-render" "$style" --step "$step" --bin-dir "$BIN" --print "$what" "$@") \
-      >"$WORK/render.$what" || vpg_die "cannot render $style step $step"
+    (cd "$ROOT" && "$BIN/vpg-render" job --step "$step" --bin-dir "$BIN" --print "$what" "$@") \
+      >"$WORK/render.$what" || vpg_die "cannot render Job step $step"
   done
   mapfile -d '' -t STEP_ARGV <"$WORK/render.argv"
   mapfile -d '' -t STEP_ENV <"$WORK/render.env"
@@ -269,6 +268,7 @@ check_run() {
   python3 "$ROOT/scripts/lib/e2e_check.py" --uri "$MLFLOW_URI" --model "$MODEL" --version "$2" --expect "$3" \
     --mode "$4" --load-test-dir "$5" --decision-dir "$6" --dataset-name "$7" --dataset-source "$8" \
     --concurrency "$9" --requests "$PROMPTS" --adapter "$ADAPTER" --served-model "$SERVED" --job "$JOB" \
+    --scrape-interval "$SCRAPE_S" \
     "${extra[@]}" >"$WORK/v$n/checks.txt" 2>&1
   set -e
   sed 's/^/  /' "$WORK/v$n/checks.txt"
@@ -277,31 +277,35 @@ check_run() {
 }
 
 # ---- 4. v1 as the Argo WorkflowTemplate runs it --------------------------------------------------------
+# scrape-interval auto: load-test reads the job's interval from Prometheus (/api/v1/targets), as in production.
 ARGO_SET=(
   --set "vllm-url=$VLLM_URL" --set "adapter-name=$ADAPTER" --set "eval-data-bucket=$EVAL_BUCKET"
   --set "eval-data-key=$EVAL_KEY" --set eval-data-version=1 --set "concurrency=$CONCURRENCY"
   --set "max-tokens=$MAX_TOKENS" --set wait-ready=60s --set "prometheus-url=$PROM_URL"
-  --set "prometheus-job=$JOB" --set "scrape-interval=$SCRAPE" --set "mlflow-tracking-uri=$MLFLOW_URI"
-  --set "model-name=$MODEL" --set candidate-version= --set candidate-alias=eval-passed
+  --set "prometheus-job=$JOB" --set scrape-interval=auto --set "mlflow-tracking-uri=$MLFLOW_URI"
+  --set "model-name=$MODEL" --set candidate-version= --set candidate-alias=eval-passed --set rerun-wait=30s
   --set "max-p95-latency=$MAX_P95_LATENCY" --set "max-p95-ttft=$MAX_P95_TTFT"
   --set "min-throughput=$MIN_THROUGHPUT" --set "min-success-rate=$MIN_SUCCESS_RATE" --set log-format=text
 )
 V1=$WORK/v1
-mkdir -p "$V1"
-vpg_phase "v1: load-test (as the Argo workflow)"
-render argo load-test "${ARGO_SET[@]}" --map "/data/eval.jsonl=$WORK/data/eval.jsonl" --map "/output=$V1/load-test"
-check "v1 load-test exits 0" run_step "$V1/load-test.log"
-check "v1 Argo output parameter status (load_test_status.txt) = completed" \
-  grep -qx completed "$V1/load-test/load_test_status.txt"
-
-vpg_phase "v1: perf-decision (as the Argo workflow)"
-render argo perf-decision "${ARGO_SET[@]}" \
-  --map "/input/load_test_results.json=$V1/load-test/load_test_results.json" --map "/output=$V1/perf-decision"
-check "v1 perf-decision exits 0" run_step "$V1/perf-decision.log"
+vpg_phase "v1: the Argo workflow (resolve-candidate, attempt 1: load-test, perf-decision)"
+check "v1 workflow Succeeded (vpg-render argo-run exits 0)" \
+  "$BIN/vpg-render" argo-run --workflow "$ROOT/workflows/vllm-perf-gate.yaml" --bin-dir "$BIN" --work-dir "$V1" \
+  --map "/data/eval.jsonl=$WORK/data/eval.jsonl" "${ARGO_SET[@]}"
+check "v1 resolve-candidate wrote version 1 (from eval-passed) before the load" \
+  grep -qx 1 "$V1/resolve-candidate/output/candidate_version.txt"
+# The attempt that ran last holds the workflow's outputs; at a healthy 15 s scrape it must be the first.
+ATTEMPT=attempt-1
+[ -d "$V1/attempt-2.load-test" ] && ATTEMPT=attempt-2
+check "v1 needed no rerun: attempt 1's measurement was valid" [ "$ATTEMPT" = attempt-1 ]
+check "v1 Argo output parameter load-test-status (load_test_status.txt) = completed" \
+  grep -qx completed "$V1/$ATTEMPT.load-test/output/load_test_status.txt"
+check "v1 perf-decision was given the resolved version (--candidate-version=1)" \
+  grep -q -- '--candidate-version=1' "$V1/$ATTEMPT.perf-decision/log"
 
 vpg_phase "v1: checks (files, MLflow REST)"
-check_run 1 1 passed absolute "$V1/load-test" "$V1/perf-decision" eval-v1 "s3://$EVAL_BUCKET/$EVAL_KEY" \
-  "$CONCURRENCY"
+check_run 1 1 passed absolute "$V1/$ATTEMPT.load-test/output" "$V1/$ATTEMPT.perf-decision/output" eval-v1 \
+  "s3://$EVAL_BUCKET/$EVAL_KEY" "$CONCURRENCY"
 RUN1_ID=$RUN_ID
 
 # ---- 5. a slower server --------------------------------------------------------------------------------
@@ -310,22 +314,33 @@ vpg_stop backend
 start_backend 2 slow
 warm_up
 python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" alias --model "$MODEL" --alias eval-passed --version 2
-settle
 
 # ---- 6. v2 as the Kubernetes Jobs run it ---------------------------------------------------------------
 V2=$WORK/v2
 mkdir -p "$V2/results"
 JOB_MAPS=(--map "/data=$WORK/data" --map "/results=$V2/results")
+# The perf-decision ConfigMap's values, which the load-test Job's init container reads too.
+DECISION_SET=(
+  --set "MLFLOW_TRACKING_URI=$MLFLOW_URI" --set "MODEL_NAME=$MODEL" --set CANDIDATE_ALIAS=eval-passed
+  --set "MAX_P95_LATENCY=$MAX_P95_LATENCY" --set "MAX_P95_TTFT=$MAX_P95_TTFT" --set "MIN_THROUGHPUT=$MIN_THROUGHPUT"
+  --set "MIN_SUCCESS_RATE=$MIN_SUCCESS_RATE" --set LOG_FORMAT=text
+)
+vpg_phase "v2: resolve-candidate (the load-test Job's init container)"
+render_job resolve-candidate "${JOB_MAPS[@]}" "${DECISION_SET[@]}"
+check "v2 resolve-candidate exits 0" run_step "$V2/resolve-candidate.log"
+check "v2 resolve-candidate wrote version 2 (from eval-passed)" grep -qx 2 "$V2/results/candidate_version.txt"
+# Whatever moves the alias now, the decision judges the version resolved before the load.
+python3 "$ROOT/scripts/lib/mlflow_rest.py" --uri "$MLFLOW_URI" alias --model "$MODEL" --alias eval-passed --version 1
+
 vpg_phase "v2: load-test (as the Kubernetes Job)"
-render job load-test "${JOB_MAPS[@]}" --set "VLLM_URL=$VLLM_URL" --set "ADAPTER_NAME=$ADAPTER" \
+# SCRAPE_INTERVAL stays the ConfigMap's `auto`.
+render_job load-test "${JOB_MAPS[@]}" --set "VLLM_URL=$VLLM_URL" --set "ADAPTER_NAME=$ADAPTER" \
   --set "CONCURRENCY=$SLOW_CONCURRENCY" --set "MAX_TOKENS=$MAX_TOKENS" --set "PROMETHEUS_URL=$PROM_URL" \
-  --set "PROMETHEUS_JOB=$JOB" --set "SCRAPE_INTERVAL=$SCRAPE" --set WAIT_READY=60s --set LOG_FORMAT=text
+  --set "PROMETHEUS_JOB=$JOB" --set WAIT_READY=60s --set LOG_FORMAT=text
 check "v2 load-test exits 0" run_step "$V2/load-test.log"
 
 vpg_phase "v2: perf-decision (as the Kubernetes Job)"
-render job perf-decision "${JOB_MAPS[@]}" --set "MLFLOW_TRACKING_URI=$MLFLOW_URI" --set "MODEL_NAME=$MODEL" \
-  --set CANDIDATE_ALIAS=eval-passed --set "MAX_P95_LATENCY=$MAX_P95_LATENCY" --set "MAX_P95_TTFT=$MAX_P95_TTFT" \
-  --set "MIN_THROUGHPUT=$MIN_THROUGHPUT" --set "MIN_SUCCESS_RATE=$MIN_SUCCESS_RATE" --set LOG_FORMAT=text
+render_job perf-decision "${JOB_MAPS[@]}" "${DECISION_SET[@]}"
 check "v2 perf-decision exits 0 (a failed decision is a result; FAIL_ON_REJECT=false)" run_step "$V2/perf-decision.log"
 
 vpg_phase "v2: checks (files, MLflow REST)"
@@ -333,7 +348,7 @@ vpg_phase "v2: checks (files, MLflow REST)"
 DIGEST=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["eval_data"]["digest"][:36])' \
   "$V2/results/load_test_results.json" 2>/dev/null || echo unknown)
 check_run 2 2 failed comparative "$V2/results" "$V2/results" "eval-$DIGEST" "$WORK/data/eval.jsonl" \
-  "$SLOW_CONCURRENCY" "$RUN1_ID" "$V1/load-test/load_test_results.json"
+  "$SLOW_CONCURRENCY" "$RUN1_ID" "$V1/$ATTEMPT.load-test/output/load_test_results.json"
 check "v1 keeps its version tag perf_decision=passed after v2 failed" python3 - "$ROOT/scripts/lib" "$MLFLOW_URI" "$MODEL" <<'EOF'
 import sys
 sys.dont_write_bytecode = True

@@ -93,8 +93,42 @@ def check_results(c, args, results):
     c.check(tput is not None and tput > 0, f"server throughput is a positive number: {tput}",
             json.dumps(server.get("throughput_rps")))
     fin = value(server.get("requests_finished"))
+    ok = client.get("successful_requests")
     c.check(fin is not None and round(fin) == args.requests,
             f"Prometheus counted the {args.requests} requests as finished: {fin}")
+    # exactly: the window rests on confirmed scrape samples, so a count is a counter difference, not an estimate
+    c.check(fin is not None and fin == ok,
+            f"server finished requests = client successful requests, exactly: {fin} = {ok}")
+    for key in ("e2e_latency_s", "ttft_s"):
+        quantiles = {q: value((server.get(key) or {}).get(q)) for q in ("p50", "p95", "p99")}
+        c.check(all(v is not None for v in quantiles.values()), f"server {key} quantiles all non-null: {quantiles}",
+                json.dumps(server.get(key)))
+    integrity = server.get("integrity") or {}
+    c.equal(integrity.get("edges_confirmed"), True, "window edges on confirmed scrape samples")
+    validity = results.get("validity") or {}
+    c.check(validity.get("valid") is True, "the measurement is valid", json.dumps(validity.get("reasons")))
+    window = server.get("window") or {}
+    if args.scrape_interval is not None:
+        c.equal(window.get("scrape_interval_s"), args.scrape_interval, "scrape interval load-test used (s)")
+        c.equal(window.get("scrape_interval_source"), "prometheus", "scrape interval read from Prometheus (auto)")
+    figures(results)
+
+
+def figures(results):
+    """One line of the figures a reader wants from a real run (not assertions)."""
+    client, server = results.get("client") or {}, results.get("server") or {}
+    timing, window = results.get("timing") or {}, (results.get("server") or {}).get("window") or {}
+
+    def q(d, k):
+        v = value(((d or {}).get(k) or {}).get("p95"))
+        return "null" if v is None else f"{v:.3f}"
+    print(f"  FIGURES: client successful {client.get('successful_requests')}/{client.get('total_requests')}, "
+          f"server finished {value(server.get('requests_finished'))}; P95 E2E server {q(server, 'e2e_latency_s')} s "
+          f"client {q(client, 'e2e_s')} s; P95 TTFT server {q(server, 'ttft_s')} s client {q(client, 'ttft_s')} s; "
+          f"throughput {value(server.get('throughput_rps'))} req/s; load {timing.get('load_duration_s')} s, "
+          f"waited before {window.get('waited_before_load_s')} s, after {window.get('waited_after_load_s')} s, "
+          f"step {timing.get('wall_clock_duration_s')} s; scrape {window.get('scrape_interval_s')} s "
+          f"({window.get('scrape_interval_source')}), W {window.get('range_s')} s", flush=True)
 
 
 def check_decision(c, args, decision):
@@ -102,9 +136,12 @@ def check_decision(c, args, decision):
     c.equal(decision.get("decision"), args.expect, "perf_decision.json decision")
     c.equal(decision.get("mode"), args.mode, "perf_decision.json mode")
     c.equal(decision.get("candidate_version"), args.version, "candidate version")
-    c.equal(decision.get("candidate_alias"), args.candidate_alias, "candidate resolved via the alias")
+    # resolve-candidate fixed the version before the load; the decision was given it, not the alias
+    c.equal(decision.get("candidate_alias"), args.candidate_alias, "candidate_alias (the version came resolved)")
     c.equal(decision.get("candidate_adapter"), args.adapter, "candidate adapter")
     c.equal(decision.get("metrics_source"), "server", "metrics source")
+    served = [w for w in decision.get("warnings", []) if "served_adapter" in w]
+    c.check(not served, "the measured adapter was checked against the version's served_adapter tag", f"{served}")
     checks = decision.get("checks", [])
     c.equal(len(checks), 4, "number of checks")
     if args.mode == "comparative":
@@ -202,7 +239,9 @@ def main():
     ap.add_argument("--baseline-results", help="the baseline run's load_test_results.json: must be faster")
     ap.add_argument("--adapter", default="candidate")
     ap.add_argument("--served-model", default="tiny-base")
-    ap.add_argument("--candidate-alias", default="eval-passed")
+    ap.add_argument("--candidate-alias", default=None,
+                    help="the alias the decision records; none when the version was given (resolved)")
+    ap.add_argument("--scrape-interval", type=float, help="the scrape interval load-test must have read, seconds")
     ap.add_argument("--job", default="vllm-service")
     ap.add_argument("--requests", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)

@@ -6,8 +6,9 @@
         version 1: source runs:/<run>/adapter, from a run in experiment `<NAME>-training` whose artifacts
                    hold the adapter files (those of DIR, else a generated adapter_config.json)
         version 2: source s3://adapters/<NAME>/v2 (no run)
-      (MLflow rejects a local path as a version source.) Each version gets the tags adapter_name=ADAPTER
-      (the adapter vLLM serves it as) and adapter_uri. Prints the versions as JSON.
+      (MLflow rejects a local path as a version source.) Each version gets the tags adapter_name=ADAPTER and
+      served_adapter=ADAPTER (the adapter vLLM serves it as: perf-decision checks the measured adapter
+      against it) and adapter_uri. Prints the versions as JSON.
   mlflow_rest.py --uri URL alias --model NAME --alias ALIAS --version N
       Sets ALIAS on version N (moving it if it is on another version).
 
@@ -156,7 +157,7 @@ def register(ml, model, adapter, adapter_dir):
             body["run_id"] = run_id
         mv = ml.api("POST", "model-versions/create", body)["model_version"]
         v = mv["version"]
-        for key, value in (("adapter_name", adapter), ("adapter_uri", source)):
+        for key, value in (("adapter_name", adapter), ("served_adapter", adapter), ("adapter_uri", source)):
             ml.api("POST", "model-versions/set-tag", {"name": model, "version": v, "key": key, "value": value})
         out[v] = {"source": source, "run_id": run_id, "status": mv.get("status")}
     return out

@@ -3,7 +3,8 @@ gate's own rules for its workflows.
 
 Argo semantics: each template has exactly one body (container, script, steps, dag, ...); the entrypoint,
 step and task templates exist; every `{{inputs.parameters.X}}`, `{{inputs.artifacts.X}}`,
-`{{workflow.parameters.X}}` and `{{steps.S.outputs...}}` reference is declared; arguments passed to a
+`{{workflow.parameters.X}}`, `{{steps.S.outputs...}}` and `{{steps.S.status}}` reference is declared (and a
+step reads only steps of earlier groups); arguments passed to a
 template are declared by it and its required inputs are supplied; a Workflow's workflowTemplateRef names a
 known template and supplies its required parameters; enum parameters hold an allowed value; no flag or
 env value of a container can end up empty (clap treats "" as a value, not as unset).
@@ -17,6 +18,9 @@ import re
 
 BODIES = ("container", "script", "steps", "dag", "resource", "suspend", "data", "http", "containerSet", "plugin")
 _REF_RE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# What `{{steps.NAME.FIELD}}` may read besides outputs.
+_NODE_FIELDS = ("status", "exitCode", "id", "ip", "startedAt", "finishedAt", "hostNodeName")
+_STEP_REF_RE = re.compile(r"\{\{\s*steps\.([A-Za-z0-9_-]+)\.")
 _EXPR_RE = re.compile(r"""\b(inputs|workflow)\.(parameters|artifacts)\[\s*['"]([^'"]+)['"]\s*\]""")
 # Variables Argo defines itself (not declared anywhere in the spec).
 _BUILTIN_PREFIXES = ("workflow.name", "workflow.namespace", "workflow.uid", "workflow.serviceAccountName",
@@ -75,6 +79,9 @@ def _check_refs(text, where, t, wf_params, step_names, templates_by_name, step_t
         elif parts[:2] == ["workflow", "parameters"] and len(parts) == 3:
             if parts[2] not in wf_params:
                 errs.append(f"{where}: {{{{{ref}}}}} is not declared in spec.arguments.parameters")
+        elif parts[0] in ("steps", "tasks") and len(parts) == 3 and parts[2] in _NODE_FIELDS:
+            if step_names is None or parts[1] not in step_names:
+                errs.append(f"{where}: {{{{{ref}}}}} names no {parts[0][:-1]} of this template")
         elif parts[0] in ("steps", "tasks") and len(parts) >= 3 and parts[2] == "outputs":
             if step_names is None or parts[1] not in step_names:
                 errs.append(f"{where}: {{{{{ref}}}}} names no {parts[0][:-1]} of this template")
@@ -130,18 +137,41 @@ def _pod_policy(t, where, pod_sc):
 
 
 def _maybe_empty_inputs(templates, wf_param_values):
-    """{template name: input parameters that a caller may set to ""}."""
+    """{template name: input parameters that a caller may set to ""}: "" itself, a workflow parameter whose
+    default is "", or (through nested steps templates, to a fixed point) a caller's own input that may be ""."""
     empty_wf = {n for n, v in wf_param_values.items() if v == ""}
     found = {}
-    for t in templates:
-        calls = [s for g in t.get("steps") or [] for s in g or []] + list((t.get("dag") or {}).get("tasks") or [])
-        for call in calls:
-            for p in (call.get("arguments") or {}).get("parameters") or []:
-                v = str(p.get("value", ""))
-                m = re.fullmatch(r"\{\{\s*workflow\.parameters\.([A-Za-z0-9_-]+)\s*\}\}", v)
-                if v == "" or (m and m.group(1) in empty_wf):
-                    found.setdefault(call.get("template"), set()).add(p.get("name"))
+    changed = True
+    while changed:
+        changed = False
+        for t in templates:
+            calls = [s for g in t.get("steps") or [] for s in g or []] + list((t.get("dag") or {}).get("tasks") or [])
+            for call in calls:
+                for p in (call.get("arguments") or {}).get("parameters") or []:
+                    v = str(p.get("value", ""))
+                    wf = re.fullmatch(r"\{\{\s*workflow\.parameters\.([A-Za-z0-9_-]+)\s*\}\}", v)
+                    inp = re.fullmatch(r"\{\{\s*inputs\.parameters\.([A-Za-z0-9_-]+)\s*\}\}", v)
+                    if (v == "" or (wf and wf.group(1) in empty_wf)
+                            or (inp and inp.group(1) in found.get(t.get("name"), set()))):
+                        names = found.setdefault(call.get("template"), set())
+                        if p.get("name") not in names:
+                            names.add(p.get("name"))
+                            changed = True
     return found
+
+
+def _step_order_errors(t, where):
+    """A step may read only the steps of earlier groups (Argo resolves a group's references before it runs)."""
+    errs = []
+    earlier = set()
+    for g, group in enumerate(t.get("steps") or []):
+        for s, step in enumerate(group or []):
+            for name in _STEP_REF_RE.findall(json.dumps(step)):
+                if name not in earlier:
+                    errs.append(f"{where}.steps.{g}.{s} ({step.get('name')}): reads step {name!r}, "
+                                "which is not in an earlier group")
+        earlier |= {step.get("name") for step in group or []}
+    return errs
 
 
 def _empty_value_errors(t, where, maybe_empty):
@@ -222,6 +252,7 @@ def argo_errors(doc, templates_index):
                     step_names.add(step.get("name"))
                     step_targets[step.get("name")] = step.get("template")
                     errs += _check_call(step, f"{where}.steps.{g}.{s} ({step.get('name')})", by_name)
+            errs += _step_order_errors(t, where)
         if "dag" in t:
             tasks = (t["dag"] or {}).get("tasks") or []
             step_names = {task.get("name") for task in tasks}

@@ -57,14 +57,23 @@ def _cases(root):
         _template(docs, "perf-decision")[1]["script"] = {"image": "x", "source": "true"}
 
     def bad_expression(docs):
-        args = _template(docs, "perf-decision")[1]["container"]["args"]
+        args = _template(docs, "resolve-candidate")[1]["container"]["args"]
         i = next(k for k, a in enumerate(args) if a.startswith("{{="))
         args[i] = args[i].replace("'candidate-version'", "'candidate-versoin'")
 
     def empty_flag(docs):
-        args = _template(docs, "perf-decision")[1]["container"]["args"]
+        args = _template(docs, "resolve-candidate")[1]["container"]["args"]
         i = next(k for k, a in enumerate(args) if a.startswith("{{="))
         args[i] = "--candidate-version={{inputs.parameters.candidate-version}}"
+
+    def unresolved_candidate(docs):
+        # the attempt given the (maybe empty) parameter instead of the resolved version: empty through gate
+        args = _template(docs, "perf-gate")[1]["steps"][1][0]["arguments"]["parameters"]
+        p = next(p for p in args if p["name"] == "candidate-version")
+        p["value"] = "{{workflow.parameters.candidate-version}}"
+
+    def later_step_read(docs):
+        _template(docs, "perf-gate")[1]["steps"][2][0]["when"] = "{{steps.attempt-2.outputs.parameters.perf-status}} == x"
 
     def retried_load_test(docs):
         _template(docs, "load-test")[1]["retryStrategy"] = {"limit": "2"}
@@ -154,6 +163,8 @@ def _cases(root):
         ("WorkflowTemplate using an undeclared input parameter", wft_case(undeclared_param), "inputs.parameters.nope"),
         ("expression using an undeclared parameter", wft_case(bad_expression), "candidate-versoin"),
         ("flag whose value may be empty", wft_case(empty_flag), "may be empty"),
+        ("flag that may be empty through a nested template", wft_case(unresolved_candidate), "may be empty"),
+        ("step reading a step of a later group", wft_case(later_step_read), "not in an earlier group"),
         ("template with two bodies (container and script)", wft_case(two_bodies), "exactly one of"),
         ("retryStrategy on the load test", wft_case(retried_load_test), "retryStrategy on the load test"),
         ("step calling a template that does not exist", wft_case(missing_template), "perf-decison"),

@@ -4,12 +4,18 @@
 //! `vllm-service` every second, a real MLflow server; model `tiny-lora` with v1 (source
 //! `runs:/<run>/adapter`) and v2 (`s3://...`).
 //!
-//! 1. v1, as the Argo WorkflowTemplate runs it (`workflows/vllm-perf-gate.yaml`): load-test then
-//!    perf-decision pass in absolute mode; alias `perf-passed` on v1; the run's params, metrics,
-//!    tags, dataset and artifacts in MLflow; server figures from PromQL on vLLM's metric names.
+//! 1. v1, as the Argo WorkflowTemplate runs it (`workflows/vllm-perf-gate.yaml`, its entrypoint
+//!    walked step by step with every container a local process): resolve-candidate fixes v1 from
+//!    the alias, then attempt 1's load-test and perf-decision (given `--candidate-version=1`)
+//!    pass in absolute mode, its verdict step and the rerun are skipped; alias `perf-passed` on
+//!    v1; the run's params, metrics, tags, dataset and artifacts in MLflow; server figures from
+//!    PromQL on vLLM's metric names. (The rerun after an invalid measurement is walked with
+//!    scripted pods in crates/test-support/tests/gate_workflow.rs.)
 //! 2. The server slowed down 4x; v2, as the Kubernetes Jobs run it (`deploy/kustomize/base`, env
-//!    from the ConfigMaps): fails in comparative mode against v1's run; alias `perf-failed` on
-//!    v2, `perf-passed` gone; v1 keeps its version tag.
+//!    from the ConfigMaps): the load-test Job's init container resolves v2 into
+//!    `candidate_version.txt`, the alias then moves back to v1 during the load, and the decision
+//!    (CANDIDATE_VERSION_FILE) still judges v2: it fails in comparative mode against v1's run;
+//!    alias `perf-failed` on v2, `perf-passed` gone; v1 keeps its version tag.
 //!
 //! `real_mlflow_scenario.rs` covers the decision's own cases (other models, dry runs, unfinished
 //! runs, comparability) with exact figures; this test covers the pipeline. `scripts/e2e.sh
@@ -21,10 +27,11 @@ use std::time::Duration;
 use perf_gate::mlflow::types::{KeyValue, Run, RunStatus};
 use perf_gate::mlflow::{MlflowClient, MlflowConfig};
 use serde_json::Value;
+use test_support::manifest::argo::Phase;
 use test_support::manifest::{RenderedStep, argo, kustomize};
 use test_support::mlflow::MlflowServer;
 use test_support::prometheus::{PrometheusServer, unix_now};
-use test_support::run::{run_step, sibling_bin};
+use test_support::run::{LocalPods, run_step, sibling_bin};
 use test_support::sim::SimProcess;
 
 const MODEL: &str = "tiny-lora";
@@ -229,9 +236,18 @@ async fn check_run(
     assert_eq!(decision["decision"], want.decision);
     assert_eq!(decision["mode"], want.mode);
     assert_eq!(decision["candidate_version"], want.version);
-    assert_eq!(decision["candidate_alias"], "eval-passed");
+    // the version came resolved before the load (--candidate-version), not through the alias
+    assert!(
+        decision["candidate_alias"].is_null(),
+        "{}",
+        decision["candidate_alias"]
+    );
     assert_eq!(decision["candidate_adapter"], ADAPTER);
     assert_eq!(decision["metrics_source"], "server");
+    // the measured adapter was checked against the version's served_adapter tag (no warning that
+    // it could not be)
+    let warnings = decision["warnings"].to_string();
+    assert!(!warnings.contains("served_adapter"), "{warnings}");
     let checks = decision["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 4, "{checks:?}");
     match want.baseline_run {
@@ -367,7 +383,8 @@ async fn check_run(
 }
 
 /// `tiny-lora` v1 (logged by a "training" run: source `runs:/<run>/adapter`) and v2 (an s3://
-/// source), each tagged with the adapter vLLM serves it as; `eval-passed` on v1.
+/// source), each tagged with the adapter vLLM serves it as (`adapter_name`, and `served_adapter`,
+/// which perf-decision checks the measured adapter against); `eval-passed` on v1.
 async fn register(client: &MlflowClient) {
     client.create_registered_model(MODEL).await.unwrap();
     let exp = client
@@ -410,10 +427,12 @@ async fn register(client: &MlflowClient) {
             .await
             .unwrap();
         assert_eq!(mv.version, (i + 1).to_string());
-        client
-            .set_model_version_tag(MODEL, &mv.version, "adapter_name", ADAPTER)
-            .await
-            .unwrap();
+        for tag in ["adapter_name", "served_adapter"] {
+            client
+                .set_model_version_tag(MODEL, &mv.version, tag, ADAPTER)
+                .await
+                .unwrap();
+        }
         client
             .set_model_version_tag(MODEL, &mv.version, "adapter_uri", source)
             .await
@@ -476,7 +495,7 @@ fn v1_passes_as_the_argo_workflow_runs_it_then_v2_on_a_slower_server_fails_as_th
         ("wait-ready", s("60s")),
         ("prometheus-url", prom.url()),
         ("prometheus-job", s(JOB)),
-        ("scrape-interval", s("1s")),
+        ("scrape-interval", s("auto")),
         ("mlflow-tracking-uri", s(mlflow.url())),
         ("model-name", s(MODEL)),
         ("candidate-version", s("")),
@@ -487,40 +506,51 @@ fn v1_passes_as_the_argo_workflow_runs_it_then_v2_on_a_slower_server_fails_as_th
     let set: Vec<(String, String)> = set.into_iter().map(|(k, v)| (s(k), v)).collect();
     let params = wft.parameters(&set).unwrap();
     let v1 = w.join("v1");
-    let map = |pairs: &[(&str, &Path)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(src, dst)| (s(src), dst.display().to_string()))
-            .collect()
-    };
-    let step = wft
-        .render_step("load-test", &params)
-        .unwrap()
-        .map_paths(&map(&[
-            ("/data/eval.jsonl", &eval),
-            ("/output", &v1.join("load-test")),
-        ]))
-        .and_then(|st| st.with_bin_dir(&bin_dir))
-        .unwrap();
-    std::fs::create_dir_all(&v1).unwrap();
-    run_ok(&step, &v1.join("load-test.log"));
-    let step = wft
-        .render_step("perf-decision", &params)
-        .unwrap()
-        .map_paths(&map(&[
-            (
-                "/input/load_test_results.json",
-                &v1.join("load-test/load_test_results.json"),
-            ),
-            ("/output", &v1.join("perf-decision")),
-        ]))
-        .and_then(|st| st.with_bin_dir(&bin_dir))
-        .unwrap();
-    run_ok(&step, &v1.join("perf-decision.log"));
+    let mut pods = LocalPods::new(
+        &bin_dir,
+        &v1,
+        vec![(s("/data/eval.jsonl"), eval.display().to_string())],
+    );
+    let outcome = wft
+        .run(&params, &mut pods)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let logs = v1.display();
+    assert_eq!(
+        outcome.trace(),
+        [
+            "resolve-candidate Succeeded",
+            "attempt-1.load-test Succeeded",
+            "attempt-1.perf-decision Succeeded",
+            "attempt-1.verdict Skipped",
+            "quiet-wait Skipped",
+            "attempt-2 Skipped",
+        ],
+        "node logs under {logs}"
+    );
+    assert_eq!(outcome.phase, Phase::Succeeded);
+    assert_eq!(outcome.outputs["candidate-version"], "1");
+    assert_eq!(outcome.outputs["perf-status"], "passed");
+    assert_eq!(outcome.outputs["load-test-status"], "completed");
+    assert_eq!(
+        read_text(
+            &pods
+                .volume("resolve-candidate", "output")
+                .join("candidate_version.txt")
+        ),
+        "1"
+    );
+    let perf = outcome.node("attempt-1.perf-decision").unwrap();
+    assert!(
+        perf.detail.contains("--candidate-version=1"),
+        "{}",
+        perf.detail
+    );
+    let load_dir = pods.volume("attempt-1.load-test", "output");
+    let decision_dir = pods.volume("attempt-1.perf-decision", "output");
     let run1 = rt.block_on(check_run(
         &client,
-        &v1.join("load-test"),
-        &v1.join("perf-decision"),
+        &load_dir,
+        &decision_dir,
         &Expect {
             version: "1",
             decision: "passed",
@@ -544,30 +574,13 @@ fn v1_passes_as_the_argo_workflow_runs_it_then_v2_on_a_slower_server_fails_as_th
     let v2 = w.join("v2");
     let results = v2.join("results");
     std::fs::create_dir_all(&results).unwrap();
-    let maps = map(&[("/data", &w.join("data")), ("/results", &results)]);
+    let maps: Vec<(String, String)> = [("/data", w.join("data")), ("/results", results.clone())]
+        .iter()
+        .map(|(src, dst)| (s(src), dst.display().to_string()))
+        .collect();
     let pairs = |p: &[(&str, String)]| -> Vec<(String, String)> {
         p.iter().map(|(k, v)| (s(k), v.clone())).collect()
     };
-    let step = base
-        .render(
-            "load-test",
-            &pairs(&[
-                ("VLLM_URL", sim.url()),
-                ("ADAPTER_NAME", s(ADAPTER)),
-                ("CONCURRENCY", s(CONCURRENCY)),
-                ("MAX_TOKENS", s(MAX_TOKENS)),
-                ("PROMETHEUS_URL", prom.url()),
-                ("PROMETHEUS_JOB", s(JOB)),
-                ("SCRAPE_INTERVAL", s("1s")),
-                ("WAIT_READY", s("60s")),
-                ("LOG_FORMAT", s("text")),
-            ]),
-        )
-        .unwrap()
-        .map_paths(&maps)
-        .and_then(|st| st.with_bin_dir(&bin_dir))
-        .unwrap();
-    run_ok(&step, &v2.join("load-test.log"));
     let mut env = vec![
         ("MLFLOW_TRACKING_URI", s(mlflow.url())),
         ("MODEL_NAME", s(MODEL)),
@@ -583,6 +596,38 @@ fn v1_passes_as_the_argo_workflow_runs_it_then_v2_on_a_slower_server_fails_as_th
         };
         (var, s(v))
     }));
+    // the load-test Job's init container: the version the alias points at now, before the load
+    let step = base
+        .render("resolve-candidate", &pairs(&env))
+        .unwrap()
+        .map_paths(&maps)
+        .and_then(|st| st.with_bin_dir(&bin_dir))
+        .unwrap();
+    run_ok(&step, &v2.join("resolve-candidate.log"));
+    assert_eq!(read_text(&results.join("candidate_version.txt")), "2");
+    // whatever moves the alias after that, the decision judges the version resolved (and loaded)
+    rt.block_on(client.set_alias(MODEL, "eval-passed", "1"))
+        .unwrap();
+    let step = base
+        .render(
+            "load-test",
+            &pairs(&[
+                ("VLLM_URL", sim.url()),
+                ("ADAPTER_NAME", s(ADAPTER)),
+                ("CONCURRENCY", s(CONCURRENCY)),
+                ("MAX_TOKENS", s(MAX_TOKENS)),
+                ("PROMETHEUS_URL", prom.url()),
+                ("PROMETHEUS_JOB", s(JOB)),
+                ("SCRAPE_INTERVAL", s("auto")),
+                ("WAIT_READY", s("60s")),
+                ("LOG_FORMAT", s("text")),
+            ]),
+        )
+        .unwrap()
+        .map_paths(&maps)
+        .and_then(|st| st.with_bin_dir(&bin_dir))
+        .unwrap();
+    run_ok(&step, &v2.join("load-test.log"));
     let step = base
         .render("perf-decision", &pairs(&env))
         .unwrap()
@@ -614,7 +659,7 @@ fn v1_passes_as_the_argo_workflow_runs_it_then_v2_on_a_slower_server_fails_as_th
     let p95 = |dir: &Path| {
         num(&read_json(&dir.join("load_test_results.json"))["server"]["e2e_latency_s"]["p95"])
     };
-    let (slow, fast) = (p95(&results).unwrap(), p95(&v1.join("load-test")).unwrap());
+    let (slow, fast) = (p95(&results).unwrap(), p95(&load_dir).unwrap());
     assert!(
         slow > fast,
         "the slowed server's P95 E2E {slow} > the baseline's {fast}"

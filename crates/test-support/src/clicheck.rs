@@ -3,7 +3,10 @@
 //! binary declares, or one it reads outside clap (an allow-list the caller gives, with reasons).
 //! When the invocation is rendered (final values), each value must also parse with the flag's
 //! own value parser, a flag without a value must not get one, and every required argument must
-//! be given by a flag or its env var.
+//! be given by a flag or its env var. A rendered value that still holds `{{` comes from an
+//! earlier step's output at run time (the renderer leaves nothing else): its flag is checked,
+//! not its value. An exclusive flag (`perf-decision --exit-for-status`) must come alone: clap
+//! refuses it beside any other flag or any env var the binary reads.
 
 use std::ffi::OsStr;
 
@@ -102,11 +105,13 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
             None
         };
         if let (true, Some(v)) = (inv.rendered, value)
+            && !v.contains("{{")
             && let Err(e) = parse_value(arg, &v)
         {
             err(format!("--{name}={v}: {e}"));
         }
     }
+    let given_flags = given.len();
 
     for (env, value) in &inv.env {
         match cmd
@@ -130,7 +135,37 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
         }
     }
 
-    if inv.rendered {
+    let exclusive = given[..given_flags]
+        .iter()
+        .find(|id| {
+            cmd.get_arguments()
+                .any(|a| a.get_id() == **id && a.is_exclusive_set())
+        })
+        .copied();
+    if let Some(id) = exclusive {
+        // env vars from Secrets count too: clap sees them whatever their value
+        let others: Vec<String> = given[..given_flags]
+            .iter()
+            .filter(|g| **g != id)
+            .map(|g| format!("--{g}"))
+            .chain(inv.env.iter().filter_map(|(k, v)| {
+                // an empty env var counts as unset (perf_gate::cli)
+                let empty = v.as_deref().is_some_and(str::is_empty);
+                (!empty
+                    && cmd
+                        .get_arguments()
+                        .any(|a| a.get_env() == Some(OsStr::new(k))))
+                .then(|| format!("env {k}"))
+            }))
+            .collect();
+        if !others.is_empty() {
+            err(format!(
+                "--{} takes no other flag or env var, got {}",
+                long_of(&cmd, id),
+                others.join(", ")
+            ));
+        }
+    } else if inv.rendered {
         for arg in cmd.get_arguments().filter(|a| a.is_required_set()) {
             if !given.contains(&arg.get_id().as_str()) {
                 let env = arg
@@ -145,6 +180,14 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
         }
     }
     errors
+}
+
+fn long_of(cmd: &clap::Command, id: &str) -> String {
+    cmd.get_arguments()
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_long())
+        .unwrap_or(id)
+        .to_string()
 }
 
 fn find_long<'c>(cmd: &'c clap::Command, name: &str) -> Option<&'c clap::Arg> {
@@ -196,7 +239,8 @@ mod tests {
                         .long("dry")
                         .env("DRY")
                         .action(clap::ArgAction::SetTrue),
-                ),
+                )
+                .arg(clap::Arg::new("only").long("only").exclusive(true)),
             extra_env: vec!["RUST_LOG"],
         }
     }
@@ -237,6 +281,32 @@ mod tests {
             false,
         );
         assert_eq!(check(&templated, &[bin()]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_exclusive_flag_comes_alone_and_run_time_values_are_not_parsed() {
+        let alone = inv(
+            &["--only=x"],
+            &[("RUST_LOG", Some("info")), ("N", Some(""))],
+            true,
+        );
+        assert_eq!(check(&alone, &[bin()]), Vec::<String>::new());
+        let crowded = inv(
+            &["--only={{inputs.parameters.s}}", "--n=3"],
+            &[("DRY", None)],
+            false,
+        );
+        assert_eq!(
+            check(&crowded, &[bin()]),
+            ["m.yaml: tool: --only takes no other flag or env var, got --n, env DRY"]
+        );
+        // a value from an earlier step's output, known only at run time
+        let later = inv(
+            &["--url=x", "--n={{steps.a.outputs.parameters.n}}"],
+            &[],
+            true,
+        );
+        assert_eq!(check(&later, &[bin()]), Vec::<String>::new());
     }
 
     #[test]

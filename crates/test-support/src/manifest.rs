@@ -4,8 +4,8 @@
 //! `vpg-render` tool the scripts call.
 //!
 //! Strict means: anything the renderer does not understand (an expression outside the subset in
-//! [`expr`], a kustomize feature, an env source) is an error naming the file and the
-//! expression or field, never a guess.
+//! [`expr`] or [`when`], an Argo field [`argo`] does not run, a kustomize feature, an env source)
+//! is an error naming the file and the expression or field, never a guess.
 
 pub mod argo;
 pub mod compose;
@@ -15,6 +15,7 @@ pub mod k8s;
 pub mod kustomize;
 pub mod scan;
 pub mod step;
+pub mod when;
 pub mod yaml;
 
 pub use error::ManifestError;

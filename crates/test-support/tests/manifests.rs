@@ -103,72 +103,59 @@ fn every_flag_and_env_var_the_manifests_pass_is_declared_by_its_binary() {
             )
         })
         .collect();
-    let expect = [
-        (
-            "load-test as written",
-            "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template load-test",
-        ),
-        (
-            "perf-decision as written",
-            "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template perf-decision",
-        ),
-        (
-            "load-test rendered",
-            "workflows/example-workflow.yaml: Workflow/vllm-perf-gate- runs",
-        ),
-        (
-            "perf-decision rendered",
-            "workflows/example-workflow.yaml: Workflow/vllm-perf-gate- runs",
-        ),
-        ("load-test rendered", "(kustomize deploy/kustomize/base)"),
-        (
-            "perf-decision rendered",
-            "(kustomize deploy/kustomize/base)",
-        ),
-        (
-            "load-test rendered",
-            "(kustomize deploy/kustomize/overlays/dev)",
-        ),
-        (
-            "perf-decision rendered",
-            "(kustomize deploy/kustomize/overlays/dev)",
-        ),
-        (
-            "load-test rendered",
-            "(kustomize deploy/kustomize/overlays/prod)",
-        ),
-        (
-            "perf-decision rendered",
-            "(kustomize deploy/kustomize/overlays/prod)",
-        ),
-        (
-            "load-test rendered",
-            "deploy/compose/docker-compose.yml: service load-test",
-        ),
-        (
-            "perf-decision rendered",
-            "deploy/compose/docker-compose.yml: service perf-decision",
-        ),
-        (
-            "vllm-sim rendered",
-            "deploy/compose/docker-compose.yml: service vllm-sim",
-        ),
+    // Every container of the gate's image, in the order the scan finds them: the Argo template's
+    // as written, the example Workflow's every container its entrypoint can reach (both attempts
+    // of the gate), each kustomization's Jobs (the init container included), the Compose services.
+    let mut got: Vec<&str> = origins.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    let wft = "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template";
+    let example = format!("workflows/example-workflow.yaml: Workflow/vllm-perf-gate- runs {wft}");
+    let job = |program: &str, overlay: &str, file: &str, container: &str| {
+        format!(
+            "{program} rendered deploy/kustomize/base/{file}.yaml (kustomize deploy/kustomize/{overlay}): Job/vllm-perf-gate-{file_job} container {container}",
+            file_job = file.trim_start_matches("job-")
+        )
+    };
+    let mut want: Vec<String> = vec![
+        format!("perf-decision as written {wft} resolve-candidate"),
+        format!("load-test as written {wft} load-test"),
+        format!("perf-decision as written {wft} perf-decision"),
+        format!("perf-decision as written {wft} verdict"),
+        format!("perf-decision rendered {example} resolve-candidate at resolve-candidate"),
     ];
-    for (what, place) in expect {
-        assert!(
-            origins
-                .iter()
-                .any(|o| o.starts_with(what) && o.contains(place)),
-            "no `{what}` invocation from {place}; found:\n{}",
-            origins.join("\n")
-        );
+    for attempt in ["attempt-1", "attempt-2"] {
+        want.push(format!(
+            "load-test rendered {example} load-test at {attempt}.load-test"
+        ));
+        want.push(format!(
+            "perf-decision rendered {example} perf-decision at {attempt}.perf-decision"
+        ));
+        want.push(format!(
+            "perf-decision rendered {example} verdict at {attempt}.verdict"
+        ));
     }
-    assert_eq!(
-        scan.invocations.len(),
-        expect.len(),
-        "{}",
-        origins.join("\n")
-    );
+    for overlay in ["base", "overlays/dev", "overlays/prod"] {
+        want.push(job(
+            "perf-decision",
+            overlay,
+            "job-load-test",
+            "resolve-candidate",
+        ));
+        want.push(job("load-test", overlay, "job-load-test", "load-test"));
+        want.push(job(
+            "perf-decision",
+            overlay,
+            "job-perf-decision",
+            "perf-decision",
+        ));
+    }
+    for svc in ["vllm-sim", "load-test", "perf-decision"] {
+        want.push(format!(
+            "{svc} rendered deploy/compose/docker-compose.yml: service {svc}"
+        ));
+    }
+    want.sort_unstable();
+    assert_eq!(got, want, "the scan found other invocations than expected");
     // The other containers are other people's images, listed rather than ignored silently.
     let foreign = scan.foreign.join("\n");
     for svc in [
@@ -231,6 +218,18 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
             "- name: FAIL_ON_REJECT",
             "- name: FAIL_ON_REJECTED",
         ),
+        // the verdict step given an env var: clap refuses --exit-for-status beside it
+        (
+            "workflows/vllm-perf-gate.yaml",
+            "          - \"--exit-for-status={{inputs.parameters.perf-status}}\"\n",
+            "          - \"--exit-for-status={{inputs.parameters.perf-status}}\"\n        env:\n          - {name: LOG_FORMAT, value: json}\n",
+        ),
+        // a misspelt mode switch in the Jobs' init container
+        (
+            "deploy/kustomize/base/job-load-test.yaml",
+            "\"--resolve-candidate\"]",
+            "\"--resolve-candidates\"]",
+        ),
         // a value the example workflow passes that does not parse
         (
             "workflows/example-workflow.yaml",
@@ -266,7 +265,10 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
     let wf = "workflows/vllm-perf-gate.yaml: WorkflowTemplate/vllm-perf-gate template";
     for want in [
         format!("{wf} load-test: load-test: unknown flag --vllm-ulr"),
-        format!("{wf} perf-decision: perf-decision: unknown flag --candidate-alais (in `{{{{=inputs.parameters['candidate-version'] == ''"),
+        format!("{wf} resolve-candidate: perf-decision: unknown flag --candidate-alais (in `{{{{=inputs.parameters['candidate-version'] == ''"),
+        format!("{wf} verdict: perf-decision: --exit-for-status takes no other flag or env var, got env LOG_FORMAT"),
+        "template verdict at attempt-2.verdict: perf-decision: --exit-for-status takes no other flag or env var, got env LOG_FORMAT".into(),
+        "Job/vllm-perf-gate-load-test container resolve-candidate: perf-decision: unknown flag --resolve-candidates".into(),
         format!("{wf} perf-decision: perf-decision: env var FAIL_ON_REJECTED is not read by perf-decision"),
         "example-workflow.yaml: Workflow/vllm-perf-gate- runs".into(),
         "load-test: --concurrency=ten: invalid value 'ten': \"ten\" is not a positive integer".into(),
@@ -279,9 +281,14 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
     ] {
         assert!(errors.contains(&want), "missing {want:?} in:\n{errors}");
     }
-    // MAX_TOKEN: the base and both overlays
+    // MAX_TOKEN and the init container: the base and both overlays
     assert_eq!(
         errors.matches("env var MAX_TOKEN is not read").count(),
+        3,
+        "{errors}"
+    );
+    assert_eq!(
+        errors.matches("unknown flag --resolve-candidates").count(),
         3,
         "{errors}"
     );
@@ -298,9 +305,46 @@ fn a_manifest_the_renderer_cannot_render_is_an_error_naming_file_and_expression(
     let file = tmp.path().join("workflows/vllm-perf-gate.yaml");
     assert!(e.starts_with(&file.display().to_string()), "{e}");
     assert!(
-        e.contains("template load-test: env LOG_FORMAT: cannot render `{{=sprig.upper(workflow.parameters['log-format'])}}`"),
+        e.contains("template resolve-candidate: env LOG_FORMAT: cannot render `{{=sprig.upper(workflow.parameters['log-format'])}}`"),
         "{e}"
     );
+
+    // a condition outside govaluate's subset the renderer evaluates
+    let tmp = broken_copy(&[(
+        "workflows/vllm-perf-gate.yaml",
+        "when: \"{{steps.attempt-1.outputs.parameters.perf-status}} == invalid\"",
+        "when: \"{{steps.attempt-1.outputs.parameters.perf-status}} =~ invalid\"",
+    )]);
+    let e = manifest::scan(tmp.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("template perf-gate: step quiet-wait: when `{{steps.attempt-1.outputs.parameters.perf-status}} =~ invalid`"),
+        "{e}"
+    );
+    assert!(e.contains("`=~ invalid` is not rendered"), "{e}");
+
+    // an Argo field the walk does not run (continueOn on an error, an exit handler)
+    for (from, to, field) in [
+        (
+            "              failed: true",
+            "              error: true",
+            "error",
+        ),
+        (
+            "  entrypoint: perf-gate\n",
+            "  entrypoint: perf-gate\n  onExit: verdict\n",
+            "onExit",
+        ),
+    ] {
+        let tmp = broken_copy(&[("workflows/vllm-perf-gate.yaml", from, to)]);
+        let e = manifest::scan(tmp.path()).unwrap_err();
+        let text = format!(
+            "{e}: {}",
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+        assert!(text.contains(&format!("unknown field `{field}`")), "{text}");
+    }
 
     let tmp = broken_copy(&[(
         "deploy/kustomize/overlays/prod/kustomization.yaml",

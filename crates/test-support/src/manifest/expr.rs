@@ -1,11 +1,13 @@
 //! Argo's `{{...}}` templates, strictly: plain references (`{{workflow.parameters.x}}`,
-//! `{{inputs.parameters.x}}`) and `{{= expr }}` expressions in the small subset of expr-lang the
-//! manifests use: string literals, `inputs.parameters['x']` / `workflow.parameters.x`, `==`, `!=`,
-//! `+` (string concatenation), `&&`, `||`, `!`, `? :` and parentheses.
+//! `{{inputs.parameters.x}}`, and in a steps template the earlier steps' `{{steps.S.status}}`,
+//! `{{steps.S.outputs.parameters.x}}` and `{{steps.S.outputs.artifacts.x}}`) and `{{= expr }}`
+//! expressions in the small subset of expr-lang the manifests use: string literals,
+//! `inputs.parameters['x']` / `workflow.parameters.x`, `==`, `!=`, `+` (string concatenation),
+//! `&&`, `||`, `!`, `? :` and parentheses.
 //!
-//! Anything else (a function call, a number, `steps.*` / `tasks.*` outputs, sprig) is an error
-//! naming the expression: the manifests must stay within what this renders, so a test never runs
-//! a command line that Argo would build differently.
+//! Anything else (a function call, a number, `steps.*` inside an expression, `tasks.*`,
+//! `outputs.result`, sprig) is an error naming the expression: the manifests must stay within what
+//! this renders, so a test never runs a command line that Argo would build differently.
 
 use std::fmt;
 
@@ -26,6 +28,44 @@ impl fmt::Display for Scope {
         })
     }
 }
+
+/// What a plain `{{...}}` tag refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    /// `workflow.parameters.NAME` / `inputs.parameters.NAME`.
+    Param(Scope, String),
+    /// `steps.STEP.status`: the phase of an earlier step (`Succeeded`, `Failed`, `Skipped`).
+    StepStatus(String),
+    /// `steps.STEP.outputs.parameters.NAME`.
+    StepOutput {
+        /// The step.
+        step: String,
+        /// The output parameter.
+        name: String,
+    },
+    /// `steps.STEP.outputs.artifacts.NAME` (an artifact's `from` only).
+    StepArtifact {
+        /// The step.
+        step: String,
+        /// The output artifact.
+        name: String,
+    },
+}
+
+impl fmt::Display for Ref {
+    /// The reference as written between the braces.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ref::Param(scope, name) => write!(f, "{scope}.parameters.{name}"),
+            Ref::StepStatus(step) => write!(f, "steps.{step}.status"),
+            Ref::StepOutput { step, name } => write!(f, "steps.{step}.outputs.parameters.{name}"),
+            Ref::StepArtifact { step, name } => write!(f, "steps.{step}.outputs.artifacts.{name}"),
+        }
+    }
+}
+
+/// Resolves a reference to its value, or says why it cannot.
+pub type Lookup<'a> = dyn Fn(&Ref) -> Result<String, String> + 'a;
 
 /// A parse or evaluation error of one `{{...}}` tag (without the file: the caller adds it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,13 +143,10 @@ impl Expr {
     }
 
     /// Evaluates with `lookup` resolving parameters.
-    pub fn eval(
-        &self,
-        lookup: &dyn Fn(Scope, &str) -> Result<String, String>,
-    ) -> Result<Value, String> {
+    pub fn eval(&self, lookup: &Lookup<'_>) -> Result<Value, String> {
         Ok(match self {
             Expr::Str(s) => Value::Str(s.clone()),
-            Expr::Param(scope, name) => Value::Str(lookup(*scope, name)?),
+            Expr::Param(scope, name) => Value::Str(lookup(&Ref::Param(*scope, name.clone()))?),
             Expr::Not(e) => Value::Bool(!e.eval(lookup)?.boolean("!")?),
             Expr::Binary(op, a, b) => {
                 let a = a.eval(lookup)?;
@@ -161,8 +198,8 @@ impl Value {
 pub enum Piece {
     /// Literal text.
     Text(String),
-    /// `{{workflow.parameters.x}}` / `{{inputs.parameters.x}}`.
-    Param(Scope, String),
+    /// `{{workflow.parameters.x}}`, `{{inputs.parameters.x}}`, `{{steps.s.status}}`, ...
+    Ref(Ref),
     /// `{{= expr }}`.
     Expr(Expr),
 }
@@ -189,18 +226,7 @@ pub fn parse_template(text: &str) -> Result<Vec<Piece>, ExprError> {
         if let Some(expr) = tag.strip_prefix('=') {
             pieces.push(Piece::Expr(parse_expr(expr).map_err(err)?));
         } else {
-            let mut p = Parser::new(tag.trim());
-            let piece = p.reference().map_err(err)?;
-            if !p.at_end() {
-                return Err(ExprError {
-                    tag: tag.to_string(),
-                    reason: "not a parameter reference (only workflow.parameters.NAME and inputs.parameters.NAME render)".into(),
-                });
-            }
-            let Expr::Param(scope, name) = piece else {
-                unreachable!("reference() returns a Param")
-            };
-            pieces.push(Piece::Param(scope, name));
+            pieces.push(Piece::Ref(parse_ref(tag.trim()).map_err(err)?));
         }
         rest = &after[end + 2..];
     }
@@ -210,21 +236,55 @@ pub fn parse_template(text: &str) -> Result<Vec<Piece>, ExprError> {
     Ok(pieces)
 }
 
+/// A plain tag's reference: `workflow.parameters.NAME`, `inputs.parameters.NAME`,
+/// `steps.STEP.status`, `steps.STEP.outputs.parameters.NAME`, `steps.STEP.outputs.artifacts.NAME`.
+pub fn parse_ref(tag: &str) -> Result<Ref, String> {
+    if let Some(rest) = tag.strip_prefix("steps.") {
+        let (step, what) = rest
+            .split_once('.')
+            .ok_or_else(|| format!("`{tag}` names no step field"))?;
+        if step.is_empty() || !step.chars().all(is_name_char) {
+            return Err(format!("`{tag}`: `{step}` is not a step name"));
+        }
+        let step = step.to_string();
+        let named = |prefix: &str| {
+            what.strip_prefix(prefix)
+                .filter(|n| !n.is_empty() && n.chars().all(is_name_char))
+                .map(str::to_string)
+        };
+        return if what == "status" {
+            Ok(Ref::StepStatus(step))
+        } else if let Some(name) = named("outputs.parameters.") {
+            Ok(Ref::StepOutput { step, name })
+        } else if let Some(name) = named("outputs.artifacts.") {
+            Ok(Ref::StepArtifact { step, name })
+        } else {
+            Err(format!(
+                "`{tag}` is not rendered (of a step: only status, outputs.parameters.NAME and outputs.artifacts.NAME)"
+            ))
+        };
+    }
+    let mut p = Parser::new(tag);
+    match p.reference()? {
+        Expr::Param(scope, name) if p.at_end() => Ok(Ref::Param(scope, name)),
+        _ => Err("not a parameter reference (only workflow.parameters.NAME, inputs.parameters.NAME and steps.STEP.{status,outputs...} render)".into()),
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
 /// Renders a template string with `lookup`.
-pub fn render(
-    text: &str,
-    lookup: &dyn Fn(Scope, &str) -> Result<String, String>,
-) -> Result<String, ExprError> {
+pub fn render(text: &str, lookup: &Lookup<'_>) -> Result<String, ExprError> {
     let mut out = String::new();
     for piece in parse_template(text)? {
         match piece {
             Piece::Text(t) => out.push_str(&t),
-            Piece::Param(scope, name) => {
-                out.push_str(&lookup(scope, &name).map_err(|reason| ExprError {
-                    tag: format!("{scope}.parameters.{name}"),
-                    reason,
-                })?)
-            }
+            Piece::Ref(r) => out.push_str(&lookup(&r).map_err(|reason| ExprError {
+                tag: r.to_string(),
+                reason,
+            })?),
             Piece::Expr(e) => {
                 let tag = || tag_of(text);
                 match e.eval(lookup) {
@@ -450,12 +510,13 @@ impl<'a> Parser<'a> {
 mod tests {
     use super::*;
 
-    fn lookup(scope: Scope, name: &str) -> Result<String, String> {
-        match (scope, name) {
-            (Scope::Inputs, "candidate-version") => Ok(String::new()),
-            (Scope::Inputs, "candidate-alias") => Ok("eval-passed".into()),
-            (Scope::Workflow, "image") => Ok("img:1".into()),
-            _ => Err(format!("no parameter {scope}.{name}")),
+    fn lookup(r: &Ref) -> Result<String, String> {
+        match r {
+            Ref::Param(Scope::Inputs, n) if n == "candidate-version" => Ok(String::new()),
+            Ref::Param(Scope::Inputs, n) if n == "candidate-alias" => Ok("eval-passed".into()),
+            Ref::Param(Scope::Workflow, n) if n == "image" => Ok("img:1".into()),
+            Ref::Param(scope, n) => Err(format!("no parameter {scope}.{n}")),
+            other => Err(format!("no {other}")),
         }
     }
 
@@ -475,9 +536,9 @@ mod tests {
             render(CANDIDATE, &lookup).unwrap(),
             "--candidate-alias=eval-passed"
         );
-        let other = |s: Scope, n: &str| match n {
-            "candidate-version" => Ok("7".to_string()),
-            _ => lookup(s, n),
+        let other = |r: &Ref| match r {
+            Ref::Param(_, n) if n == "candidate-version" => Ok("7".to_string()),
+            _ => lookup(r),
         };
         assert_eq!(render(CANDIDATE, &other).unwrap(), "--candidate-version=7");
         let Piece::Expr(e) = parse_template(CANDIDATE).unwrap().remove(0) else {
@@ -490,8 +551,42 @@ mod tests {
     }
 
     #[test]
+    fn step_references_render_through_the_lookup_and_print_as_written() {
+        let steps = |r: &Ref| match r {
+            Ref::StepStatus(s) if s == "perf-decision" => Ok("Failed".to_string()),
+            Ref::StepOutput { step, name } if step == "perf-decision" && name == "status" => {
+                Ok("invalid".to_string())
+            }
+            other => Err(format!("no {other}")),
+        };
+        assert_eq!(
+            render(
+                "{{steps.perf-decision.status}} {{ steps.perf-decision.outputs.parameters.status }}",
+                &steps
+            )
+            .unwrap(),
+            "Failed invalid"
+        );
+        let tags = [
+            "steps.a.status",
+            "steps.a.outputs.parameters.b-c",
+            "steps.a.outputs.artifacts.load-test-results",
+            "inputs.parameters.x",
+        ];
+        for tag in tags {
+            assert_eq!(parse_ref(tag).unwrap().to_string(), tag);
+        }
+        let e = render("{{steps.load-test.status}}", &steps).unwrap_err();
+        assert_eq!(e.tag, "steps.load-test.status");
+        assert!(e.reason.contains("no steps.load-test.status"), "{e}");
+    }
+
+    #[test]
     fn operators_follow_precedence() {
-        let l = |_: Scope, n: &str| Ok(n.to_string());
+        let l = |r: &Ref| match r {
+            Ref::Param(_, n) => Ok(n.to_string()),
+            other => Err(format!("{other}")),
+        };
         let eval = |s: &str| parse_expr(s).unwrap().eval(&l).unwrap();
         assert_eq!(
             eval("'a' == 'a' && !('b' == 'c') || 'x' == 'y'"),
@@ -508,7 +603,19 @@ mod tests {
     fn anything_else_is_an_error_naming_the_tag() {
         for (text, reason) in [
             ("{{=sprig.upper(inputs.parameters.x)}}", "`sprig.upper"),
-            ("{{steps.load-test.outputs.parameters.status}}", "`steps"),
+            (
+                "{{=steps['load-test'].outputs.parameters.status}}",
+                "`steps",
+            ),
+            (
+                "{{steps.load-test.outputs.result}}",
+                "only status, outputs.parameters",
+            ),
+            ("{{steps.load-test}}", "names no step field"),
+            (
+                "{{tasks.load-test.status}}",
+                "`tasks.load-test.status` is not rendered",
+            ),
             ("{{=inputs.parameters.x == 1}}", "`1`"),
             ("{{=asInt(inputs.parameters.x)}}", "`asInt"),
             (

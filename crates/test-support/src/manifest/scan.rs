@@ -2,8 +2,9 @@
 //! reading every YAML file under `workflows/` and `deploy/`:
 //!
 //! - Argo: each WorkflowTemplate template as written (flags and env names; values are
-//!   templates), and each Workflow that references a WorkflowTemplate rendered step by step with
-//!   its arguments (final values);
+//!   templates), and each Workflow that references a WorkflowTemplate rendered with its
+//!   arguments, every container its entrypoint can reach (final values, but for those that come
+//!   from an earlier step's output at run time, which stay as written);
 //! - kustomize: each kustomization directory (base and overlays) built, each container rendered
 //!   with its ConfigMap env (final values); the resource files it includes are not read again;
 //! - other workloads (Job, Pod, ...) outside a kustomization, as written;
@@ -174,12 +175,11 @@ pub fn scan(root: &Path) -> Result<Scan, ManifestError> {
             }
             None => (a, a.parameters(&[])?),
         };
-        for step in wft.entry_steps()? {
-            let t = wft.template(&step.template)?;
-            if t.container.is_none() || !wft.default_image(t)?.is_some_and(|i| is_gate_image(&i)) {
+        for leaf in wft.container_leaves(&params)? {
+            if !leaf.step.image.as_deref().is_some_and(is_gate_image) {
                 continue;
             }
-            let mut s = wft.render_step(&step.template, &params)?;
+            let mut s = leaf.step;
             s.origin = format!("{}: {} runs {}", a.path.display(), a.label(), s.origin);
             out.invocations.push(s.into());
         }

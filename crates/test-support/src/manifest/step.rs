@@ -75,7 +75,8 @@ impl RenderedStep {
     }
 }
 
-fn map_path(value: &str, maps: &[(String, String)]) -> Option<String> {
+/// `value` (a path in the pod) under the first map whose source contains it, or `None`.
+pub fn map_path(value: &str, maps: &[(String, String)]) -> Option<String> {
     maps.iter().find_map(|(src, dst)| {
         let src = src.trim_end_matches('/');
         if value == src {
