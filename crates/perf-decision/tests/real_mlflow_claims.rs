@@ -1,9 +1,11 @@
-//! Concurrent decisions against a REAL `mlflow server`: 50 models, each with two versions whose
+//! The claims against a REAL `mlflow server`, with faults placed by a proxy. Concurrent
+//! decisions: 50 models, each with two versions whose
 //! `perf-decision` steps start together (v1 passes, v2 fails), a third of the pairs through a
 //! proxy that delays every claim and lease call 3–6 s. Each pair must leave its model with
 //! exactly one of `perf-passed` / `perf-failed`, on a version whose tags and run agree with
-//! it, and no lease behind. Then a claim held past the client's timeout: it lands after the
-//! step gave up and undid its claims, and the next decision for the model repairs it.
+//! it, and no lease behind. A claim held past the client's timeout: it lands after the step
+//! gave up and undid its claims, and the next decision for the model repairs it. MLflow gone
+//! right after the run is FINISHED: the run can never be a baseline.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -277,4 +279,86 @@ async fn a_claim_landing_after_its_undo_is_repaired_by_the_next_decision() {
         agreeing_alias(&direct, "m").await,
         Ok(("perf-failed".into(), "2".into()))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_gone_right_after_the_run_finished_leaves_no_baseline() {
+    let mlflow = tokio::task::spawn_blocking(MlflowServer::start)
+        .await
+        .unwrap();
+    let direct = MlflowClient::new(&MlflowConfig::new(mlflow.url()).unwrap()).unwrap();
+    direct.create_registered_model("m").await.unwrap();
+    for v in 1..=2 {
+        direct
+            .create_model_version("m", &format!("s3://bucket/m/v{v}"), None)
+            .await
+            .unwrap();
+    }
+    // FINISHED lands but its answer never comes; every later call (the lease, marking the run
+    // FAILED) finds MLflow down
+    let api = "/api/2.0/mlflow";
+    let down = || Action::Respond {
+        status: 503,
+        body: "upstream connect error".into(),
+    };
+    let proxy = FaultProxy::start(
+        mlflow.url(),
+        vec![
+            Rule::new(Action::ForwardThenDrop)
+                .method("POST")
+                .path(&format!("{api}/runs/update"))
+                .body_contains("FINISHED"),
+            Rule::new(down()).path(&format!("{api}/runs/update")),
+            Rule::new(down()).path(&format!("{api}/registered-models/create")),
+            Rule::new(down()).path(&format!("{api}/runs/set-tag")),
+            Rule::new(down()).path(&format!("{api}/model-versions/set-tag")),
+            Rule::new(down()).path(&format!("{api}/registered-models/alias")),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_results(dir.path(), "v1.json", &results(GOOD, "a1"));
+    let mut c = cmd();
+    c.env("MLFLOW_TRACKING_URI", proxy.url())
+        .arg(format!("--load-test-results={}", good.display()))
+        .args(["--model-name=m", "--candidate-version=1", "--mlflow-retries=0"])
+        .arg(format!("--output-dir={}", dir.path().join("out1").display()));
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    // the run stayed FINISHED (marking it FAILED found MLflow down), without a verdict tag
+    let exp = direct
+        .get_experiment_by_name("vllm-lora-performance")
+        .await
+        .unwrap()
+        .unwrap();
+    let runs = direct
+        .search_runs(&perf_gate::mlflow::types::SearchRuns {
+            experiment_ids: vec![exp.experiment_id.clone()],
+            filter: String::new(),
+            order_by: vec![],
+            max_results: 10,
+            page_token: None,
+        })
+        .await
+        .unwrap()
+        .runs;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].info.status, "FINISHED", "{stderr}");
+    assert_eq!(runs[0].data.tag("perf_decision"), None);
+
+    // the next decision does not take that run as its baseline: there is none
+    let s = step(
+        mlflow.url().to_string(),
+        &good,
+        &dir.path().join("out2"),
+        "m",
+        "2",
+    )
+    .await;
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let d = test_support::steps::decision(&dir.path().join("out2"));
+    assert_eq!(d["mode"], "absolute", "{}", d["baseline"]);
+    assert!(d["baseline"].is_null(), "{}", d["baseline"]);
 }
