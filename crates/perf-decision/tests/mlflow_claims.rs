@@ -1011,3 +1011,50 @@ async fn absolute_mode_by_default_is_a_warning_and_env_names_are_the_projects() 
         "a dry run wrote"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_file_that_cannot_be_written_after_the_claims_undoes_them() {
+    // the files and MLflow never disagree: the claims landed, then perf_status.txt cannot be
+    // written (here a directory took its place while the alias claim was answered)
+    let server = MockServer::start().await;
+    let registry = history();
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/registered-models/alias")))
+        .respond_with(ActedThen(registry.clone(), 200, Duration::from_secs(2)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_healthy(&server, &registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    let out = dir.path().join("out");
+    let child = spawn_decision(&server.uri(), &results, &out);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !claims(&server)
+        .await
+        .contains(&alias_post("perf-passed", "1"))
+    {
+        assert!(Instant::now() < deadline, "the alias claim never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status_path = out.join("perf_status.txt");
+    std::fs::remove_file(&status_path).unwrap();
+    std::fs::create_dir(&status_path).unwrap();
+    std::fs::write(status_path.join("keep"), "").unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("perf_status.txt"), "{stderr}");
+    // MLflow is as before the step; the run can never be a baseline; no decision file says otherwise
+    assert_eq!(registry.aliases(), ["perf-failed=2"]);
+    assert_eq!(
+        registry.tags("1"),
+        ["perf_decision=failed", "perf_run_id=old-run"]
+    );
+    // (its verdict tag had landed, but a FAILED run is never a baseline nor a recorded decision)
+    assert_eq!(registry.our_run().0, "FAILED");
+    assert!(!out.join("perf_decision.json").exists());
+}

@@ -320,8 +320,15 @@ async fn mlflow_gone_right_after_the_run_finished_leaves_no_baseline() {
     let mut c = cmd();
     c.env("MLFLOW_TRACKING_URI", proxy.url())
         .arg(format!("--load-test-results={}", good.display()))
-        .args(["--model-name=m", "--candidate-version=1", "--mlflow-retries=0"])
-        .arg(format!("--output-dir={}", dir.path().join("out1").display()));
+        .args([
+            "--model-name=m",
+            "--candidate-version=1",
+            "--mlflow-retries=0",
+        ])
+        .arg(format!(
+            "--output-dir={}",
+            dir.path().join("out1").display()
+        ));
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap();

@@ -174,10 +174,11 @@ impl StepOutputs {
     /// an earlier one is left claiming more. Problems are logged, not returned (the step is
     /// failing already).
     pub fn abandon(&self, status: &str) {
-        if let Err(e) = self
-            .write_status(status)
-            .and_then(|()| self.remove_documents())
-        {
+        // both, whatever the first does: a status that cannot be written must not keep the
+        // documents from going (they would claim a decision the status does not)
+        let written = self.write_status(status);
+        let removed = self.remove_documents();
+        for e in [written.err(), removed.err()].into_iter().flatten() {
             tracing::warn!(error = %error_line(&e), "cannot mark the output directory");
         }
     }
@@ -254,6 +255,24 @@ mod tests {
             assert!(EXIT_CODES_HELP.contains(&format!("\n  {c}  ")));
         }
         assert_eq!(Exit::from_code(6), None);
+    }
+
+    #[test]
+    fn abandoning_removes_the_documents_even_when_the_status_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let out = StepOutputs::claim(d, "status.txt", &["doc.json"], "error").unwrap();
+        out.write_json("doc.json", &serde_json::json!({"decision": "passed"}))
+            .unwrap();
+        // something took the status file's place: it cannot be replaced
+        std::fs::remove_file(d.join("status.txt")).unwrap();
+        std::fs::create_dir(d.join("status.txt")).unwrap();
+        std::fs::write(d.join("status.txt").join("x"), "").unwrap();
+        out.abandon("error");
+        assert!(
+            !d.join("doc.json").exists(),
+            "a document outlived its failed step"
+        );
     }
 
     #[test]
