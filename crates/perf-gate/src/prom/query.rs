@@ -33,9 +33,13 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// use perf_gate::prom::{PromSettings, PrometheusCollector};
 /// let prom = PrometheusCollector::new("http://127.0.0.1:9090", PromSettings::default())?;
 /// prom.check_ready().await?; // before the load
-/// // ... run the load ...
-/// let server = prom.collect(&span).await?; // waits until T, then queries
-/// println!("p95 e2e: {:?}", server.e2e_latency_s.p95.value);
+/// // every target's quiet sample before the load: the window's left edges
+/// let pre = prom.await_left_edges(chrono::Utc::now()).await?;
+/// // ... run the load (the span), counting the client's successes ...
+/// let client_successes = 100;
+/// // waits for the right edges, then reads every figure between the confirmed samples
+/// let server = prom.collect_confirmed(&pre, &span, client_successes).await?;
+/// println!("p95 e2e: {:?}", server.e2e_latency_s.p95.get());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
