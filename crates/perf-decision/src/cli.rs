@@ -245,7 +245,7 @@ pub struct Cli {
     pub on_invalid: OnInvalidArg,
 
     /// Only resolve the candidate version (--candidate-version, else the one --candidate-alias
-    /// points at now), check it is READY, write it to <output-dir>/candidate_version.txt and
+    /// points at now), check it is READY, write it to `<output-dir>/candidate_version.txt` and
     /// exit. Run it before load-test and pass the version to the decision, so both steps judge
     /// the same version whatever moves the alias during the load.
     #[arg(long, env = "PERF_RESOLVE_CANDIDATE", value_parser = BoolishValueParser::new())]
