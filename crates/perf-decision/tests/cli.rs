@@ -595,7 +595,7 @@ fn untrustworthy_inputs_are_warnings_in_the_log_the_file_and_the_summary() {
 }
 
 #[test]
-fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
+fn an_output_dir_that_cannot_be_written_is_exit_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
     let blocker = dir.path().join("not-a-dir");
@@ -605,10 +605,11 @@ fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
         .args(["--model-name=m", "--no-mlflow"])
         .arg(format!("--output-dir={}", blocker.join("out").display()))
         .assert()
-        .code(3)
+        .code(2)
         .stderr(predicate::str::contains(
-            "perf-decision: error: cannot write ",
+            "perf-decision: error: --output-dir ",
         ))
+        .stderr(predicate::str::contains("cannot be used: cannot write "))
         .stderr(predicate::str::contains("not-a-dir"));
 }
 
