@@ -404,3 +404,44 @@ fn wait_for(path: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The request records cannot be written during the load (a full disk: the `.partial` file
+/// turns out to be Linux's `/dev/full`): the step fails (exit 3, status `failed`, the error
+/// names `requests.jsonl`) and keeps the client figures in the results for inspection.
+#[cfg(target_os = "linux")]
+#[test]
+fn request_records_lost_to_a_full_disk_fail_the_step() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(400),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let out = dir.path().join("out");
+    let child = base_args(&mut load_test(), &sim, &eval, &out)
+        .args([
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "4",
+            "--warmup-requests",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the status file appears when the directory is claimed; the warm-up (two rounds of
+    // 0.4 s TTFT) leaves time to put the full "disk" where the records will go
+    wait_for(&out.join("load_test_status.txt"));
+    std::os::unix::fs::symlink("/dev/full", out.join("requests.jsonl.partial")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(status(&out), "failed");
+    let r = results(&out);
+    assert_eq!(r["status"], "failed");
+    let e = r["error"].as_str().unwrap();
+    assert!(e.starts_with("cannot write requests.jsonl: "), "{e}");
+    assert_eq!(r["client"]["total_requests"], 8);
+}

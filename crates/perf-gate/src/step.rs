@@ -335,6 +335,9 @@ mod tests {
         let file = dir.path().join("a-file");
         std::fs::write(&file, "x").unwrap();
         let e = StepOutputs::claim(&file.join("out"), "s", &[], "error").unwrap_err();
-        assert!(e.path.ends_with("out"), "{e}");
+        assert!(
+            e.source.path.ends_with("out") && e.dir.ends_with("out"),
+            "{e}"
+        );
     }
 }

@@ -42,6 +42,15 @@ pub enum LoadTestError {
     /// The output directory cannot be used (found before the work began).
     #[error(transparent)]
     OutputDir(#[from] UnusableOutputDir),
+    /// The request records (`requests.jsonl`) could not be written in full: the figures are
+    /// in the results, but the evidence behind them is not (a full disk).
+    #[error("cannot write {file}: {why}")]
+    Records {
+        /// The file.
+        file: String,
+        /// What failed.
+        why: String,
+    },
     /// An output file could not be written after the work (a full disk).
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -64,7 +73,7 @@ impl StepFailure for LoadTestError {
             LoadTestError::Runner(RunError::Schedule(_)) => Exit::BadInput,
             LoadTestError::Runner(_) => Exit::Dependency,
             LoadTestError::Aborted { .. } => Exit::Aborted,
-            LoadTestError::Output(_) => Exit::Dependency,
+            LoadTestError::Output(_) | LoadTestError::Records { .. } => Exit::Dependency,
         }
     }
 }

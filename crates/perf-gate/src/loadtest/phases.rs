@@ -111,6 +111,14 @@ pub(super) async fn execute(
     });
     results.client = Some(out.client.clone());
     results.load_generator = Some(out.health.clone());
+    if let Some(why) = &out.records_error {
+        // The figures are kept in the results, but a step that promised the per-request
+        // record and lost it (a full disk) has failed: nothing downstream judges it.
+        return Err(LoadTestError::Records {
+            file: REQUESTS_FILE.to_string(),
+            why: why.clone(),
+        });
+    }
     if out.aborted {
         return Ok(RunStatus::Aborted);
     }
@@ -259,17 +267,17 @@ async fn measure(
         cancel.clone(),
     )
     .await;
-    let out = match out {
+    let mut out = match out {
         Ok(out) => out,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(e.into());
         }
     };
-    if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
-        results
-            .warnings
-            .push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
+    if out.records_error.is_none()
+        && let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE))
+    {
+        out.records_error = Some(format!("cannot rename {}: {e}", partial.display()));
     }
     results.warnings.extend(out.warnings.iter().cloned());
     tracing::info!(

@@ -334,4 +334,24 @@ mod tests {
         assert_eq!(lines[1]["http_status"], 503);
         assert!(lines[0].get("itl_gaps").is_none());
     }
+
+    /// A full disk (Linux's `/dev/full` answers every write with ENOSPC): the records are
+    /// lost, the tally is not, and the error says so.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_a_write_error_not_a_lost_tally() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: Some(std::path::PathBuf::from("/dev/full")),
+            progress_every: None,
+            planned: 1,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
+        drop(tx);
+        let out = h.join().unwrap();
+        assert_eq!(out.tally.total(), 1);
+        let e = out.write_error.expect("a write error");
+        assert!(e.starts_with("writing request records: "), "{e}");
+    }
 }
