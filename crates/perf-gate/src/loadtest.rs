@@ -7,7 +7,8 @@
 //! written (atomically): `completed`, `failed` (with a one-line `error`) or `aborted`.
 //!
 //! Modules: `config` (what to do, defaults), `error` (why it stopped, exit codes),
-//! `phases` (the run, in order).
+//! `phases` (the run, in order), `accounting` (server figures that cannot account for the
+//! client's successes).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
+mod accounting;
 mod config;
 mod error;
 mod phases;

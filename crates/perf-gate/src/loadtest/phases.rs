@@ -123,10 +123,11 @@ pub(super) async fn execute(
         return Ok(RunStatus::Aborted);
     }
 
-    let server = match server_figures(server_side, &out, &cancel).await? {
+    let mut server = match server_figures(server_side, &out, &cancel).await? {
         Some(s) => s,
         None => return Ok(RunStatus::Aborted),
     };
+    super::accounting::require_client_successes(&mut server, out.client.successful_requests);
     reconcile(results, &server, &out.client);
     results.server = Some(server);
     let validity = crate::decision::validity::validity(results);
