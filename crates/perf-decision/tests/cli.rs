@@ -35,7 +35,15 @@ fn bad_results_files_exit_2_naming_the_file() {
     let good = serde_json::to_string(&results(GOOD, "a")).unwrap();
     let mut other_version = serde_json::to_value(results(GOOD, "a")).unwrap();
     other_version["schema_version"] = 99.into();
-    let cases: [(&str, Option<String>, &str); 5] = [
+    // a second `status` after the real one: serde_json alone would judge the last one
+    let pretty = serde_json::to_string_pretty(&results(GOOD, "a")).unwrap();
+    assert!(pretty.contains("\n  \"status\": \"completed\","));
+    let twice = pretty.replacen(
+        "\n  \"status\": \"completed\",",
+        "\n  \"status\": \"failed\",\n  \"status\": \"completed\",",
+        1,
+    );
+    let cases: [(&str, Option<String>, &str); 6] = [
         ("missing.json", None, "cannot read"),
         ("empty.json", Some(String::new()), "is empty"),
         (
@@ -52,6 +60,11 @@ fn bad_results_files_exit_2_naming_the_file() {
             "notjson.json",
             Some("<html>oops</html>".into()),
             "is not a valid results document",
+        ),
+        (
+            "twice.json",
+            Some(twice),
+            "duplicate key `status` (a document must say each field once) at line 4",
         ),
     ];
     for (name, content, message) in cases {

@@ -23,5 +23,6 @@ pub mod retry;
 pub mod runner;
 pub mod stats;
 pub mod step;
+pub mod strict_json;
 pub mod urls;
 pub mod workload;

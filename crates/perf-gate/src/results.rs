@@ -644,8 +644,7 @@ impl LoadTestResults {
                 path: shown.to_string(),
             });
         }
-        let raw: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let raw = crate::strict_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(found) => {
