@@ -132,6 +132,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             success_rate: Some(ok as f64 / total as f64),
             errors_by_kind: BTreeMap::new(),
             responses_without_usage: 0,
+            zero_usage_with_content: 0,
             output_tokens: 25600,
             prompt_tokens: 5000,
             requests_per_s: Some(ok as f64 / duration),

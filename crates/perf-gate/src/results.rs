@@ -369,6 +369,10 @@ pub struct ClientMetrics {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Successful responses that carried no usage chunk (their output tokens are unknown, not guessed).
     pub responses_without_usage: u64,
+    /// Successful responses whose usage chunk said 0 completion tokens though content chunks
+    /// arrived: the server's count contradicts the stream (flagged in the warnings).
+    #[serde(default)]
+    pub zero_usage_with_content: u64,
     /// Output tokens reported by the server's usage chunks, summed over successful requests.
     pub output_tokens: u64,
     /// Prompt tokens reported by the server's usage chunks.

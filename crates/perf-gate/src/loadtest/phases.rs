@@ -293,6 +293,12 @@ async fn measure(
             out.client.responses_without_usage
         ));
     }
+    if out.client.zero_usage_with_content > 0 {
+        results.warnings.push(format!(
+            "{} successful responses streamed content but their usage chunk said 0 completion tokens: the server's token counts contradict the stream (output-token figures undercount)",
+            out.client.zero_usage_with_content
+        ));
+    }
     Ok(out)
 }
 

@@ -23,6 +23,7 @@ pub struct Tally {
     ok: u64,
     errors: BTreeMap<String, u64>,
     without_usage: u64,
+    zero_usage_with_content: u64,
     output_tokens: u64,
     prompt_tokens: u64,
     ttft: Samples,
@@ -57,6 +58,11 @@ impl Tally {
             self.tpot.push(t);
         }
         match rec.output_tokens {
+            Some(0) if rec.content_chunks > 0 => {
+                // the server's usage contradicts the stream: counted, flagged, not guessed
+                self.zero_usage_with_content += 1;
+                self.prompt_tokens += u64::from(rec.prompt_tokens.unwrap_or(0));
+            }
             Some(n) => {
                 self.output_tokens += u64::from(n);
                 self.prompt_tokens += u64::from(rec.prompt_tokens.unwrap_or(0));
@@ -80,6 +86,7 @@ impl Tally {
             *self.errors.entry(k.clone()).or_default() += v;
         }
         self.without_usage += other.without_usage;
+        self.zero_usage_with_content += other.zero_usage_with_content;
         self.output_tokens += other.output_tokens;
         self.prompt_tokens += other.prompt_tokens;
         self.ttft.merge(&other.ttft);
@@ -105,6 +112,7 @@ impl Tally {
             success_rate: (self.total > 0).then(|| self.ok as f64 / self.total as f64),
             errors_by_kind: self.errors.clone(),
             responses_without_usage: self.without_usage,
+            zero_usage_with_content: self.zero_usage_with_content,
             output_tokens: self.output_tokens,
             prompt_tokens: self.prompt_tokens,
             requests_per_s: per_s(self.ok),
@@ -252,6 +260,20 @@ mod tests {
             itl_max_s: None,
             itl_gaps: vec![0.1, 0.2],
         }
+    }
+
+    #[test]
+    fn zero_tokens_after_content_are_counted_apart() {
+        let mut t = Tally::default();
+        t.add(&rec(true, 0.1, 1.0, Some(0)));
+        t.add(&rec(true, 0.1, 1.0, Some(4)));
+        let mut empty = rec(true, 0.1, 1.0, Some(0));
+        empty.content_chunks = 0;
+        t.add(&empty);
+        let m = t.metrics(1.0);
+        assert_eq!(m.zero_usage_with_content, 1);
+        assert_eq!(m.output_tokens, 4);
+        assert_eq!(m.responses_without_usage, 0);
     }
 
     #[test]
