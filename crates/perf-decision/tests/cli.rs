@@ -436,7 +436,7 @@ fn impossible_figures_fail_closed() {
         .code(0)
         .stdout(predicate::str::contains("decision: failed (absolute mode)"))
         .stdout(predicate::str::contains(
-            "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a duration cannot be negative): the figure cannot be trusted): fails closed",
+            "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a request takes time: a quantile of 0 s or less is an empty or broken histogram): the figure cannot be trusted): fails closed",
         ))
         .stdout(predicate::str::contains(
             "[FAIL] throughput_rps is missing (server throughput_rps 1e300 over the 20s load is 2e301 requests, more than the 100 the client sent",
