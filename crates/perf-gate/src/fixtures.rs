@@ -55,6 +55,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         p95: Some(b),
         p99: Some(b * 1.1),
         max: Some(b * 1.2),
+        relative_error: None,
     };
     let total = 100u64;
     let ok = (f.success_rate * total as f64).round() as u64;

@@ -338,6 +338,11 @@ pub struct Distribution {
     pub p99: Option<f64>,
     /// Largest sample.
     pub max: Option<f64>,
+    /// Set when the figures come from a histogram (pooled inter-token gaps, TPOT, queueing):
+    /// each percentile is the upper edge of its sample's bucket, at most this fraction above
+    /// the exact nearest-rank sample and never below it. Absent: exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_error: Option<f64>,
 }
 
 /// Error-adjusted percentiles: every failed request counts as `+Inf`, so failing fast never

@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::RequestRecord;
 use crate::results::ClientMetrics;
-use crate::stats::Samples;
+use crate::stats::{LatencyHistogram, SampleStore};
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +26,12 @@ pub struct Tally {
     zero_usage_with_content: u64,
     output_tokens: u64,
     prompt_tokens: u64,
-    ttft: Samples,
-    e2e: Samples,
-    itl: Samples,
-    tpot: Samples,
-    queue: Samples,
+    /// Per request, exact: finish time, TTFT, E2E (12 bytes a request).
+    requests: SampleStore,
+    /// Pooled over every token: constant memory, within the histogram's stated error.
+    itl: LatencyHistogram,
+    tpot: LatencyHistogram,
+    queue: LatencyHistogram,
 }
 
 impl Tally {
@@ -38,7 +39,9 @@ impl Tally {
     pub fn add(&mut self, rec: &RequestRecord) {
         self.total += 1;
         self.queue.push(rec.queue_s());
+        let finished_s = rec.start_s + rec.total_s;
         if !rec.ok {
+            self.requests.push(finished_s, None, None);
             let key = rec
                 .error_kind
                 .map(|k| k.key(rec.http_status, rec.finish_reason.as_deref()))
@@ -47,12 +50,7 @@ impl Tally {
             return;
         }
         self.ok += 1;
-        if let Some(t) = rec.ttft_s {
-            self.ttft.push(t);
-        }
-        if let Some(t) = rec.e2e_s {
-            self.e2e.push(t);
-        }
+        self.requests.push(finished_s, rec.ttft_s, rec.e2e_s);
         self.itl.extend_from_slice(&rec.itl_gaps);
         if let Some(t) = rec.tpot_s() {
             self.tpot.push(t);
@@ -89,8 +87,7 @@ impl Tally {
         self.zero_usage_with_content += other.zero_usage_with_content;
         self.output_tokens += other.output_tokens;
         self.prompt_tokens += other.prompt_tokens;
-        self.ttft.merge(&other.ttft);
-        self.e2e.merge(&other.e2e);
+        self.requests.merge(&other.requests);
         self.itl.merge(&other.itl);
         self.tpot.merge(&other.tpot);
         self.queue.merge(&other.queue);
@@ -99,6 +96,11 @@ impl Tally {
     /// Requests finished so far.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Every finished request's exact sample (finish time, TTFT, E2E).
+    pub fn requests(&self) -> &SampleStore {
+        &self.requests
     }
 
     /// The client figures, with rates over `duration_s` of load.
@@ -121,13 +123,13 @@ impl Tally {
             } else {
                 per_s(self.output_tokens)
             },
-            ttft_s: self.ttft.distribution(),
+            ttft_s: self.requests.ttft(),
             itl_s: self.itl.distribution(),
-            e2e_s: self.e2e.distribution(),
+            e2e_s: self.requests.e2e(),
             tpot_s: self.tpot.distribution(),
             client_queue_s: self.queue.distribution(),
-            e2e_adjusted_s: self.e2e.adjusted(failed),
-            ttft_adjusted_s: self.ttft.adjusted(failed),
+            e2e_adjusted_s: self.requests.e2e_adjusted(failed),
+            ttft_adjusted_s: self.requests.ttft_adjusted(failed),
         }
     }
 }
@@ -291,9 +293,19 @@ mod tests {
         assert_eq!(m.requests_per_s, Some(1.0));
         assert_eq!(m.output_tokens_per_s, Some(16.0));
         assert_eq!(m.itl_s.count, 4);
-        // tpot = (e2e - ttft) / (tokens - 1): 0.9/10 and 1.8/20
-        assert!((m.tpot_s.max.unwrap() - 0.09).abs() < 1e-6);
-        assert!((m.client_queue_s.p50.unwrap() - 0.5).abs() < 1e-6);
+        // tpot = (e2e - ttft) / (tokens - 1): 0.9/10 and 1.8/20; histogram figures are within
+        // their stated error, never below the sample
+        let within = |got: f64, want: f64| got >= want && got <= want * (1.0 + 1e-3);
+        assert!(within(m.tpot_s.max.unwrap(), 0.09), "{:?}", m.tpot_s);
+        assert!(
+            within(m.client_queue_s.p50.unwrap(), 0.5),
+            "{:?}",
+            m.client_queue_s
+        );
+        assert_eq!(m.tpot_s.relative_error, Some(1e-3));
+        // the judged figures are exact
+        assert_eq!(m.e2e_s.relative_error, None);
+        assert_eq!(m.e2e_s.p50, Some(1.0));
         assert_eq!(m.e2e_adjusted_s.count, 3);
     }
 
