@@ -154,7 +154,7 @@ fn serial_soak_30s_at_concurrency_256_with_5_percent_errors_loses_nothing_and_st
          load-test RSS: first {:.1} MiB, start (at {RAMP:?}) {:.1} MiB, peak {:.1} MiB, end {:.1} MiB; \
          growth {:+.1} MiB, allowed {:.1} MiB (compact samples {:.1} MiB)\n\
          RSS over time (s: MiB): {}\n\
-         generator: saturated {}, cpu {}% of one core, event-loop lag p99 {} s",
+         generator: saturated {}, CPU {:.0} % of one core, event-loop lag p99 {:.1} ms",
         wall.as_secs_f64(),
         c["requests_per_s"].as_f64().unwrap_or(0.0),
         c["errors_by_kind"],
@@ -171,8 +171,8 @@ fn serial_soak_30s_at_concurrency_256_with_5_percent_errors_loses_nothing_and_st
             .collect::<Vec<_>>()
             .join(", "),
         g["saturated"],
-        g["cpu_percent_of_one_core"],
-        g["event_loop_lag_p99_s"],
+        g["cpu_percent_of_one_core"].as_f64().unwrap_or(f64::NAN),
+        g["event_loop_lag_p99_s"].as_f64().unwrap_or(f64::NAN) * 1e3,
     );
 
     // Every request is accounted for, on both sides, exactly.
