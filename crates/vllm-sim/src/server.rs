@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +92,15 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    // Each SSE chunk is a small write that must leave at once: with Nagle's algorithm a chunk
+    // waits for the ACK of the previous segment, which a client on a reused keep-alive
+    // connection delays by ~40 ms, so the tokens of every request after the first arrived
+    // bunched and late.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let shared = Arc::new(Shared::new(config, unix_secs()));
     let cancel = CancellationToken::new();
     let app = router(Arc::clone(&shared));
