@@ -19,7 +19,7 @@ use test_support::mlflow::MlflowServer;
 use test_support::steps::{
     assert_no_decision, bin, decision, decision_status as status, write_results,
 };
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn stderr(o: &Output) -> String {
@@ -308,13 +308,79 @@ async fn sigint_during_an_mlflow_call_exits_4_with_no_decision() {
     assert_no_decision(&out);
 }
 
-/// Two signals inside an MLflow call: the second exits at once (exit 4), the directory still
-/// says `error` with no decision. (Here the first would have ended the step anyway; the second
-/// matters when the first one's clean-up hangs.)
+/// A mock MLflow where the run gets created, then every write hangs 60 s: logging the
+/// evidence, and the clean-up that marks the run KILLED after a signal.
+async fn mlflow_hanging_after_the_run_exists() -> MockServer {
+    let api = "/api/2.0/mlflow";
+    let server = MockServer::start().await;
+    let get = |p: &str, body: serde_json::Value| {
+        Mock::given(method("GET"))
+            .and(path(format!("{api}/{p}")))
+            .respond_with(ok(body))
+    };
+    get(
+        "registered-models/get",
+        json!({"registered_model": {"name": "m"}}),
+    )
+    .mount(&server)
+    .await;
+    get(
+        "model-versions/get",
+        json!({"model_version": {"name": "m", "version": "1", "source": "s3://b/v1", "status": "READY"}}),
+    )
+    .mount(&server)
+    .await;
+    get(
+        "experiments/get-by-name",
+        json!({"experiment": {"experiment_id": "7", "name": "vllm-lora-performance", "lifecycle_stage": "active"}}),
+    )
+    .mount(&server)
+    .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/runs/search")))
+        .respond_with(ok(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/runs/create")))
+        .respond_with(ok(
+            json!({"run": {"info": {"run_id": "abc", "experiment_id": "7",
+            "status": "RUNNING", "artifact_uri": "mlflow-artifacts:/7/abc/artifacts"}}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({})).set_delay(Duration::from_secs(60)))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn calls_to(server: &MockServer, p: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with(p))
+        .count()
+}
+
+async fn wait_for_call(server: &MockServer, p: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while calls_to(server, p).await == 0 {
+        assert!(Instant::now() < deadline, "{p} never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A first signal while the evidence is being logged starts the clean-up (the run marked
+/// KILLED), which hangs; a second signal exits at once with 4: no decision, status `error`
+/// (the run stays RUNNING in MLflow: never FINISHED, so never a baseline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_signals_during_an_mlflow_call_exit_4_with_no_decision() {
+async fn a_second_signal_during_a_hanging_clean_up_exits_4_at_once() {
     for (first, second) in [("TERM", "TERM"), ("INT", "INT")] {
-        let server = hanging_mlflow().await;
+        let server = mlflow_hanging_after_the_run_exists().await;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let child = spawn(&mut step(
@@ -322,11 +388,18 @@ async fn two_signals_during_an_mlflow_call_exit_4_with_no_decision() {
             &good_results(dir.path()),
             &out,
         ));
-        wait_for_a_call(&server).await;
+        wait_for_call(&server, "runs/log-batch").await;
         signal(&child, first);
+        wait_for_call(&server, "runs/update").await;
+        let started = Instant::now();
         signal(&child, second);
         let o = wait(child).await;
         assert_eq!(o.status.code(), Some(4), "SIG{first} x2: {}", stderr(&o));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "SIG{second} took {:?}",
+            started.elapsed()
+        );
         assert_no_decision(&out);
     }
 }
