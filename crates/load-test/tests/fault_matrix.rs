@@ -541,6 +541,63 @@ fn serial_prometheus_down_at_the_end_fails_the_step_naming_it() {
     assert!(r["server"].is_null());
 }
 
+/// A real Prometheus restarted (stopped, then started again on the same port and TSDB) while
+/// the load runs: its WAL keeps the samples from before, scraping resumes, and the figures
+/// after the load are exact and the measurement valid.
+#[test]
+fn serial_prometheus_restarted_during_the_load_still_counts_exactly() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(50),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let target = sim.url.trim_start_matches("http://").to_string();
+    let prom_dir = tempfile::tempdir().unwrap();
+    let config =
+        test_support::prometheus::config_yaml("vllm-service", &[&target], Duration::from_secs(1));
+    let launch = test_support::prometheus::Launch {
+        dir: prom_dir.path(),
+        port: test_support::free_port(),
+        config_yaml: &config,
+    };
+    let start = || {
+        let mut child = launch.spawn().unwrap();
+        launch
+            .wait_ready(&mut child)
+            .unwrap_or_else(|e| panic!("{e}"));
+        child
+    };
+    let mut prom = start();
+    std::thread::sleep(Duration::from_secs(3)); // discovery and a first scrape
+    let url = format!("http://127.0.0.1:{}", launch.port);
+    let (_d, eval, out) = workdir(100);
+    let child = spawn(
+        cmd(&sim.url, &eval, &out)
+            .args(["--prometheus-url", &url, "--scrape-interval", "1s"])
+            .args(["--concurrency", "2", "--max-tokens", "5"]),
+    );
+    wait_until("the load to start", || sim.stats().accepted >= 5);
+    test_support::process::stop_group(&mut prom);
+    let at_stop = sim.stats().accepted;
+    let mut prom = start();
+    let o = child.wait_with_output().unwrap();
+    test_support::process::stop_group(&mut prom);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        at_stop < 100,
+        "Prometheus was stopped after the load: {at_stop}"
+    );
+    let r = results(&out);
+    assert_eq!(r["status"], "completed");
+    let s = &r["server"];
+    assert_eq!(
+        s["requests_finished"]["value"].as_f64(),
+        r["client"]["successful_requests"].as_f64(),
+        "{s}"
+    );
+    assert_eq!(r["validity"]["valid"], true, "{}", r["validity"]);
+}
+
 /// A real Prometheus that scrapes vLLM under another job than `--prometheus-job`: after
 /// `--scrape-wait` the step fails before the load (exit 3), naming the job asked for and the
 /// jobs Prometheus does scrape.
