@@ -19,6 +19,7 @@
 pub mod backfill;
 pub mod clicheck;
 pub mod fault_proxy;
+pub mod faults;
 pub mod history;
 pub mod http;
 pub mod manifest;
