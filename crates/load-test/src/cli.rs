@@ -150,6 +150,14 @@ pub struct Cli {
     #[arg(long, env = "WARMUP_REQUESTS", default_value = "0")]
     pub warmup_requests: u32,
 
+    /// Open one connection per --concurrency slot (a `GET /health` each) just before the load,
+    /// so no measured TTFT includes a TCP/TLS handshake; the handshakes are reported apart
+    /// (`preconnect` in the results). `false` measures the first wave with its handshakes, as
+    /// runs before this option did (a load setting: decisions warn when a baseline differs).
+    #[arg(long, env = "PRECONNECT", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub preconnect: bool,
+
     /// Interval between progress log lines; 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
@@ -214,6 +222,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             progress_every: Some(Duration::from(cli.progress_interval)).filter(|d| !d.is_zero()),
             drain_grace: cli.drain_grace.into(),
             warmup_requests: cli.warmup_requests,
+            preconnect: cli.preconnect,
         })
     }
 }

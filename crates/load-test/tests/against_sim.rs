@@ -445,3 +445,57 @@ fn request_records_lost_to_a_full_disk_fail_the_step() {
     assert!(e.starts_with("cannot write requests.jsonl: "), "{e}");
     assert_eq!(r["client"]["total_requests"], 8);
 }
+
+/// With the pool opened before the load (the default), the first wave (every slot at once)
+/// pays no handshake inside its TTFT: its median TTFT matches the rest's. The handshakes are
+/// reported apart.
+#[test]
+fn serial_preopened_connections_keep_handshakes_out_of_the_first_wave() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 512);
+    let out = dir.path().join("out");
+    let concurrency = 128u64;
+    let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        &concurrency.to_string(),
+        "--max-tokens",
+        "4",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["config"]["preconnect"], true);
+    assert_eq!(
+        r["preconnect"]["connections"], concurrency,
+        "{}",
+        r["preconnect"]
+    );
+    assert_eq!(r["preconnect"]["failed"], 0);
+    assert_eq!(r["preconnect"]["connect_s"]["count"], concurrency);
+    let text = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
+    let (mut first, mut rest): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let ttft = v["ttft_s"].as_f64().unwrap();
+        if v["seq"].as_u64().unwrap() < concurrency {
+            first.push(ttft);
+        } else {
+            rest.push(ttft);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, r) = (median(&mut first), median(&mut rest));
+    println!(
+        "first wave TTFT p50 {:.1} ms, the rest {:.1} ms",
+        f * 1e3,
+        r * 1e3
+    );
+    assert!(f <= r + 0.015, "first wave {f:.4} s vs rest {r:.4} s");
+}

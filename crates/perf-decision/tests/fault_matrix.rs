@@ -406,7 +406,6 @@ async fn a_second_signal_during_a_hanging_clean_up_exits_4_at_once() {
 
 /// A signal while the results file is still being read (a FIFO whose writer is slow): once
 /// the read completes the step stops (exit 4) before calling MLflow at all, with no decision.
-#[ignore = "defect: perf-decision installs its SIGINT/SIGTERM handler in a task of its current-thread runtime that first runs at the step's first await (the first MLflow call; never with --no-mlflow): a signal before that kills the process by the default action (no exit 4, no log line); the files stay honest (status `error`, no decision)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_while_the_results_are_read_stops_before_mlflow() {
     let server = MockServer::start().await;

@@ -104,14 +104,18 @@ pub async fn run(
     result
 }
 
-/// Runs `fut` unless `cancel` fires first.
+/// Runs `fut` unless `cancel` fires first. A signal that arrived while the step was busy
+/// (reading its files) is seen before `fut` starts: the yield lets the runtime deliver it, and
+/// the cancellation is checked first, so no MLflow call begins after it.
 async fn cancellable<T>(
     cancel: &CancellationToken,
     fut: impl Future<Output = Result<T, DecideError>>,
 ) -> Result<T, DecideError> {
+    tokio::task::yield_now().await;
     tokio::select! {
-        r = fut => r,
+        biased;
         () = cancel.cancelled() => Err(DecideError::Aborted),
+        r = fut => r,
     }
 }
 

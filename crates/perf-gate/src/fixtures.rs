@@ -105,6 +105,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             rate: None,
             num_requests: None,
             warmup_requests: 0,
+            preconnect: true,
             wait_ready_s: 0.0,
             drain_grace_s: 10.0,
         },
@@ -175,6 +176,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         }),
         load_generator: None,
         warmup: None,
+        preconnect: None,
         validity: Some(Validity {
             valid: true,
             reasons: vec![],

@@ -432,6 +432,20 @@ pub struct WarmupInfo {
     pub gap_s: f64,
 }
 
+/// The connections opened before the load (`--preconnect`), so that no measured request
+/// includes a handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct PreconnectInfo {
+    /// Connections opened (one per slot of the concurrency).
+    pub connections: u64,
+    /// Of those, how many failed (the load opens them itself).
+    pub failed: u64,
+    /// Per connection: connect (and TLS) plus one `GET /health` round trip, seconds.
+    pub connect_s: Distribution,
+    /// The whole phase, seconds.
+    pub total_s: f64,
+}
+
 /// Wall-clock timing of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunTiming {
@@ -517,6 +531,10 @@ pub struct RunConfig {
     /// Warm-up requests sent before the measurement.
     #[serde(default)]
     pub warmup_requests: u32,
+    /// Whether the connection pool was opened before the load (`--preconnect`): with it, no
+    /// client TTFT includes a handshake; results without the field did not.
+    #[serde(default)]
+    pub preconnect: bool,
     /// How long `load-test` would wait for vLLM to become ready, seconds.
     #[serde(default)]
     pub wait_ready_s: f64,
@@ -574,6 +592,9 @@ pub struct LoadTestResults {
     /// The warm-up, when `--warmup-requests` > 0.
     #[serde(default)]
     pub warmup: Option<WarmupInfo>,
+    /// The connections opened before the load, when `--preconnect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preconnect: Option<PreconnectInfo>,
     /// Whether the measurement can be trusted (absent when the load did not complete).
     #[serde(default)]
     pub validity: Option<Validity>,

@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod health;
+pub mod preconnect;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -17,6 +17,7 @@
 //! | `window_mode` | `config.window_mode` with Prometheus (`none` otherwise) | server figures over other windows |
 //! | `server_source` | `server.source` | server figures from Prometheus vs vLLM's `/metrics` |
 //! | `warmup_requests` | `config.warmup_requests` | the adapter's first load (and cold caches) inside the measurement or not |
+//! | `preconnect` | `config.preconnect` | the first wave's TCP/TLS handshakes inside the client's TTFT or not |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -36,7 +37,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 10] = [
+const SETTINGS: [Setting; 11] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -81,6 +82,11 @@ const SETTINGS: [Setting; 10] = [
         key: keys::WARMUP_REQUESTS,
         label: "warm-up requests",
         consequence: "without a warm-up the adapter's first load and cold caches fall in the measurement",
+    },
+    Setting {
+        key: keys::PRECONNECT,
+        label: "preconnect",
+        consequence: "with connections opened before the load, no client TTFT includes a handshake; without, the first wave's do",
     },
     Setting {
         key: keys::SERVER_SOURCE,

@@ -32,12 +32,14 @@ pub mod keys {
     pub const SERVER_SOURCE: &str = "server_source";
     /// Requests sent before the measurement and left out of it (`--warmup-requests`).
     pub const WARMUP_REQUESTS: &str = "warmup_requests";
+    /// Whether the connection pool was opened before the load (`--preconnect`).
+    pub const PRECONNECT: &str = "preconnect";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -48,6 +50,7 @@ pub mod keys {
         WINDOW_MODE,
         SERVER_SOURCE,
         WARMUP_REQUESTS,
+        PRECONNECT,
         METRICS_SOURCE,
     ];
 }
@@ -86,6 +89,7 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         put(keys::SERVER_SOURCE, s.source.as_str().into());
     }
     put(keys::WARMUP_REQUESTS, c.warmup_requests.to_string());
+    put(keys::PRECONNECT, c.preconnect.to_string());
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

@@ -61,6 +61,9 @@ pub struct LoadTestConfig {
     pub drain_grace: Duration,
     /// Requests sent before the measurement and left out of it.
     pub warmup_requests: u32,
+    /// Open one connection per slot before the load, so no measured request includes a
+    /// handshake (a load setting: it changes client TTFT against a run without it).
+    pub preconnect: bool,
 }
 
 impl std::fmt::Debug for LoadTestConfig {

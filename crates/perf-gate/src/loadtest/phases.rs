@@ -101,6 +101,20 @@ pub(super) async fn execute(
         }
     };
 
+    if cfg.preconnect {
+        let opened = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
+            p = crate::runner::preconnect::preconnect(&client, cfg.concurrency) => p,
+        };
+        if opened.failed > 0 {
+            results.warnings.push(format!(
+                "{} of {} connections could not be opened before the load: the first requests on them include a handshake",
+                opened.failed, opened.connections
+            ));
+        }
+        results.preconnect = Some(opened);
+    }
     let out = measure(cfg, &client, requests, &cancel, results).await?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),

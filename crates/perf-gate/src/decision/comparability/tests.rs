@@ -31,6 +31,7 @@ fn the_candidate_settings_come_from_the_results() {
             ("window_mode", "end_anchored"),
             ("server_source", "prometheus"),
             ("warmup_requests", "0"),
+            ("preconnect", "true"),
             ("metrics_source", "server"),
         ])
     );
@@ -152,7 +153,7 @@ fn unrecorded_settings_make_it_not_comparable_in_one_line() {
     assert_eq!(
         c.reasons,
         [
-            "the baseline does not record its max_tokens, endpoint, temperature, rate, num_requests, window mode, warm-up requests, server metrics source (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load"
+            "the baseline does not record its max_tokens, endpoint, temperature, rate, num_requests, window mode, warm-up requests, preconnect, server metrics source (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load"
         ]
     );
     // and the other way round
