@@ -57,7 +57,7 @@ fn micro() {
     let mut tokens = 0u64;
     for _ in 0..n {
         dec.push(bytes);
-        while let Some(ev) = dec.next_event() {
+        while let Ok(Some(ev)) = dec.next_event() {
             if let Ok(StreamItem::Chunk(c)) = parse_item(&ev) {
                 tokens += u64::from(c.has_token);
             }

@@ -39,6 +39,16 @@ pub enum WorkloadError {
         /// File path.
         path: String,
     },
+    /// A line is not valid UTF-8 (JSON text must be UTF-8; nothing is replaced or guessed).
+    #[error("eval file {path}, line {line}: not valid UTF-8 (byte {column} of the line)")]
+    NotUtf8 {
+        /// File path.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// 1-based byte offset of the first invalid byte within its line.
+        column: usize,
+    },
     /// A line is not a JSON object.
     #[error("eval file {path}, line {line}: not valid JSON ({message})")]
     NotJson {
@@ -86,9 +96,28 @@ pub fn load_eval_file(path: &Path, field: Option<&str>) -> Result<EvalData, Work
         source,
     })?;
     let sha256 = hex(&Sha256::digest(&bytes));
-    let text = String::from_utf8_lossy(&bytes);
-    let prompts = parse_jsonl(&text, field, &shown)?;
+    let prompts = parse_jsonl_bytes(&bytes, field, &shown)?;
     Ok(EvalData { prompts, sha256 })
+}
+
+/// Parses the bytes of an eval file (see [`load_eval_file`]): refuses invalid UTF-8 with the
+/// line it is on, then parses the text with [`parse_jsonl`]. Borrows the bytes: the file's
+/// bytes and its prompts are the only large allocations.
+pub fn parse_jsonl_bytes(
+    bytes: &[u8],
+    field: Option<&str>,
+    shown: &str,
+) -> Result<Vec<Prompt>, WorkloadError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line_start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |nl| nl + 1);
+        WorkloadError::NotUtf8 {
+            path: shown.to_string(),
+            line: memchr::memchr_iter(b'\n', &bytes[..at]).count() + 1,
+            column: at - line_start + 1,
+        }
+    })?;
+    parse_jsonl(text, field, shown)
 }
 
 /// Parses JSONL text (see [`load_eval_file`]); `shown` names the source in errors.
@@ -371,6 +400,52 @@ mod tests {
             err_text("\n  \n", None),
             "eval file eval.jsonl: no prompts (the file is empty or holds only blank lines)"
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_with_file_line_and_byte_and_exits_2() {
+        use crate::loadtest::LoadTestError;
+        use crate::step::StepFailure;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("eval.jsonl");
+        // Line 3 holds a Latin-1 `é` (0xE9) inside the prompt: it used to become U+FFFD.
+        std::fs::write(&p, b"{\"prompt\": \"a\"}\n\n{\"prompt\": \"caf\xE9\"}\n").unwrap();
+        let e = load_eval_file(&p, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "eval file {}, line 3: not valid UTF-8 (byte 16 of the line)",
+                p.display()
+            )
+        );
+        assert_eq!(LoadTestError::from(e).exit().code(), 2);
+        // On the first line, and a truncated multi-byte char at the very end.
+        let e = parse_jsonl_bytes(b"\xFF{}", None, "e").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("eval file e, line 1: not valid UTF-8 (byte 1")
+        );
+        let e = parse_jsonl_bytes(b"{\"prompt\": \"a\"}\n\xC3", None, "e").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("eval file e, line 2: not valid UTF-8 (byte 1")
+        );
+    }
+
+    #[test]
+    fn empty_files_blank_lines_crlf_and_a_10_mb_line() {
+        assert!(matches!(
+            parse_jsonl_bytes(b"", None, "e"),
+            Err(WorkloadError::Empty { .. })
+        ));
+        let p = parse_jsonl_bytes(b"\r\n  \n{\"prompt\": \"a\"}\r\n\t\n", None, "e").unwrap();
+        assert_eq!(p, vec![Prompt::Text("a".into())]);
+        let long = "x".repeat(10 << 20);
+        let file = format!("{{\"prompt\": \"{long}\"}}\n{{\"prompt\": \"b\"}}\n");
+        let p = parse_jsonl_bytes(file.as_bytes(), None, "e").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0], Prompt::Text(long));
+        assert_eq!(p[1], Prompt::Text("b".into()));
     }
 
     #[test]

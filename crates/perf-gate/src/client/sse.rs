@@ -15,14 +15,53 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use std::borrow::Cow;
 
+/// Longest SSE line, and largest event data, the decoder accepts: 16 MiB.
+///
+/// vLLM sends one small JSON chunk per line (a few hundred bytes; a chunk with every token's
+/// logprobs is still far below a MiB). A line or an event longer than this is not a stream this
+/// client can measure, so it is refused ([`SseError`], a `malformed` request failure) instead of
+/// buffered without limit: one request's decoder never holds much more than this.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A stream the decoder refuses. Final: the request has failed, stop reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    /// More than the limit arrived without a line end.
+    #[error("an SSE line is longer than {limit} bytes ({seen} bytes without a line end)")]
+    LineTooLong {
+        /// The limit ([`MAX_LINE_BYTES`] unless set by [`SseDecoder::with_limit`]).
+        limit: usize,
+        /// Bytes of the line seen so far.
+        seen: usize,
+    },
+    /// The `data:` lines of one event add up to more than the limit.
+    #[error("an SSE event's data is longer than {limit} bytes")]
+    EventTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+}
+
 /// Incremental SSE decoder: push bytes as they arrive, pull complete events' data.
-#[derive(Debug, Default)]
+///
+/// Linear in its input: the search for a line end resumes where the last one stopped, so each
+/// byte is looked at a bounded number of times however the stream is cut into chunks
+/// ([`SseDecoder::scanned`] counts them), and a line may not grow past a limit
+/// ([`MAX_LINE_BYTES`]).
+#[derive(Debug)]
 pub struct SseDecoder {
     buf: BytesMut,
+    /// Bytes at the start of `buf` already searched without finding a line end.
+    searched: usize,
+    /// A field line ended by a CR at this index of `buf`, the last byte received: whether a LF
+    /// follows is not known yet.
+    cr_at: Option<usize>,
     data: Option<Data>,
     bom_checked: bool,
     /// A blank line ended with a CR at the end of a chunk: drop a LF that starts the next one.
     skip_lf: bool,
+    limit: usize,
+    scanned: u64,
 }
 
 #[derive(Debug)]
@@ -31,10 +70,39 @@ enum Data {
     Many(BytesMut),
 }
 
+impl Data {
+    fn len(&self) -> usize {
+        match self {
+            Data::One(b) => b.len(),
+            Data::Many(b) => b.len(),
+        }
+    }
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_LINE_BYTES)
+    }
+}
+
 impl SseDecoder {
-    /// A decoder with an empty buffer.
+    /// A decoder with an empty buffer and the [`MAX_LINE_BYTES`] limit.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that refuses lines and events longer than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        SseDecoder {
+            buf: BytesMut::new(),
+            searched: 0,
+            cr_at: None,
+            data: None,
+            bom_checked: false,
+            skip_lf: false,
+            limit,
+            scanned: 0,
+        }
     }
 
     /// Appends bytes received from the network.
@@ -47,11 +115,19 @@ impl SseDecoder {
         self.buf.len()
     }
 
-    /// The data of the next complete event, if one is buffered. Call until `None` after each push.
-    pub fn next_event(&mut self) -> Option<Bytes> {
+    /// How many bytes the decoder has examined so far, every look counted (line-end search,
+    /// field-name search, the byte after a CR). Stays within a small multiple of the bytes
+    /// pushed: the property tests hold it to that.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// The data of the next complete event, if one is buffered. Call until `Ok(None)` after
+    /// each push. An error is final: the stream is not one this client accepts.
+    pub fn next_event(&mut self) -> Result<Option<Bytes>, SseError> {
         if !self.bom_checked {
             if self.buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.buf) {
-                return None;
+                return Ok(None);
             }
             if self.buf.starts_with(b"\xEF\xBB\xBF") {
                 let _ = self.buf.split_to(3);
@@ -60,46 +136,95 @@ impl SseDecoder {
         }
         loop {
             if self.skip_lf && !self.buf.is_empty() {
+                self.scanned += 1;
                 if self.buf[0] == b'\n' {
                     let _ = self.buf.split_to(1);
                 }
                 self.skip_lf = false;
             }
-            let end = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
-            let term_len = if self.buf[end] == b'\r' {
-                match self.buf.get(end + 1) {
-                    Some(b'\n') => 2,
-                    Some(_) => 1,
-                    // A blank line ended by CR: complete now; a LF that follows belongs to it.
-                    None if end == 0 => {
-                        self.skip_lf = true;
-                        1
-                    }
-                    // A CR ending a field line: wait, a LF may follow in the next chunk.
-                    None => return None,
-                }
-            } else {
-                1
+            let Some((end, term_len)) = self.line_end()? else {
+                return Ok(None);
             };
             if end == 0 {
                 let _ = self.buf.split_to(term_len);
                 match self.data.take() {
-                    Some(Data::One(b)) => return Some(b),
-                    Some(Data::Many(b)) => return Some(b.freeze()),
+                    Some(Data::One(b)) => return Ok(Some(b)),
+                    Some(Data::Many(b)) => return Ok(Some(b.freeze())),
                     None => continue,
                 }
             }
             let line = self.buf.split_to(end).freeze();
             let _ = self.buf.split_to(term_len);
-            self.field(line);
+            self.field(line)?;
         }
     }
 
-    fn field(&mut self, line: Bytes) {
-        if line[0] == b':' {
-            return; // comment
+    /// Where the first line of `buf` ends and how long its terminator is, searching only bytes
+    /// not searched before; `None` until a whole line is buffered.
+    fn line_end(&mut self) -> Result<Option<(usize, usize)>, SseError> {
+        let end = match self.cr_at {
+            Some(cr) => cr,
+            None => {
+                let from = self.searched;
+                match memchr::memchr2(b'\n', b'\r', &self.buf[from..]) {
+                    Some(i) => {
+                        self.scanned += i as u64 + 1;
+                        from + i
+                    }
+                    None => {
+                        self.scanned += (self.buf.len() - from) as u64;
+                        self.searched = self.buf.len();
+                        return match self.buf.len() > self.limit {
+                            true => Err(SseError::LineTooLong {
+                                limit: self.limit,
+                                seen: self.buf.len(),
+                            }),
+                            false => Ok(None),
+                        };
+                    }
+                }
+            }
+        };
+        if end > self.limit {
+            return Err(SseError::LineTooLong {
+                limit: self.limit,
+                seen: end,
+            });
         }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
+        let term_len = if self.buf[end] == b'\r' {
+            match self.buf.get(end + 1) {
+                Some(next) => {
+                    self.scanned += 1;
+                    if *next == b'\n' { 2 } else { 1 }
+                }
+                // A blank line ended by CR: complete now; a LF that follows belongs to it.
+                None if end == 0 => {
+                    self.skip_lf = true;
+                    1
+                }
+                // A CR ending a field line: wait, a LF may follow in the next chunk.
+                None => {
+                    self.cr_at = Some(end);
+                    self.searched = end + 1;
+                    return Ok(None);
+                }
+            }
+        } else {
+            1
+        };
+        self.cr_at = None;
+        self.searched = 0;
+        Ok(Some((end, term_len)))
+    }
+
+    fn field(&mut self, line: Bytes) -> Result<(), SseError> {
+        self.scanned += 1;
+        if line[0] == b':' {
+            return Ok(()); // comment
+        }
+        let colon = memchr::memchr(b':', &line);
+        self.scanned += colon.map_or(line.len(), |c| c + 1) as u64;
+        let (name, value) = match colon {
             Some(colon) => {
                 let start = if line.get(colon + 1) == Some(&b' ') {
                     colon + 2
@@ -111,7 +236,11 @@ impl SseDecoder {
             None => (&line[..], Bytes::new()),
         };
         if name != b"data" {
-            return; // event, id, retry and unknown fields carry nothing we measure
+            return Ok(()); // event, id, retry and unknown fields carry nothing we measure
+        }
+        let joined_len = self.data.as_ref().map_or(0, |d| d.len() + 1) + value.len();
+        if joined_len > self.limit {
+            return Err(SseError::EventTooLarge { limit: self.limit });
         }
         self.data = Some(match self.data.take() {
             None => Data::One(value),
@@ -128,6 +257,7 @@ impl SseDecoder {
                 Data::Many(joined)
             }
         });
+        Ok(())
     }
 }
 
@@ -303,7 +433,7 @@ mod tests {
         let mut out = Vec::new();
         for p in parts {
             d.push(p);
-            while let Some(ev) = d.next_event() {
+            while let Some(ev) = d.next_event().unwrap() {
                 out.push(String::from_utf8(ev.to_vec()).unwrap());
             }
         }

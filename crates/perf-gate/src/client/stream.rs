@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
 use super::record::{ErrorKind, NORMAL_FINISH_REASONS, RequestRecord};
@@ -11,6 +13,10 @@ use crate::workload::PreparedRequest;
 
 /// Longest error detail kept per request.
 const MAX_ERROR_LEN: usize = 240;
+
+/// Most bytes read of a non-2xx answer's body: enough for the excerpt kept in the record. The
+/// rest is never read; the connection is dropped with it (it cannot be reused anyway).
+const MAX_ERROR_BODY: usize = 4 * 1024;
 
 /// Everything a request needs besides its body.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +31,15 @@ pub struct Timing {
     pub timeout: Duration,
 }
 
+/// When a request started and when it must be over.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
 struct Failure {
     kind: ErrorKind,
     message: String,
@@ -57,6 +72,14 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
         src = s.source();
     }
     text
+}
+
+/// The whole-request deadline has passed.
+fn timed_out(timeout: Duration) -> Failure {
+    Failure::new(
+        ErrorKind::Timeout,
+        format!("no complete response within {timeout:?}"),
+    )
 }
 
 fn classify(e: reqwest::Error, in_body: bool) -> Failure {
@@ -103,17 +126,20 @@ pub(crate) async fn execute(
         itl_max_s: None,
         itl_gaps: Vec::new(),
     };
-    let outcome = tokio::time::timeout(
-        timing.timeout,
-        read_stream(http, url, auth, req, start, &mut rec),
+    // The deadline is enforced twice: `timeout_at` ends the request while it waits (for the
+    // answer, for a chunk), and `read_stream` checks the clock at every chunk, because a body
+    // whose chunks are always ready never lets the timer run.
+    let clock = Clock {
+        start,
+        deadline: start + timing.timeout,
+        timeout: timing.timeout,
+    };
+    let outcome = tokio::time::timeout_at(
+        clock.deadline.into(),
+        read_stream(http, url, auth, req, clock, &mut rec),
     )
     .await
-    .unwrap_or_else(|_| {
-        Err(Failure::new(
-            ErrorKind::Timeout,
-            format!("no complete response within {:?}", timing.timeout),
-        ))
-    });
+    .unwrap_or_else(|_| Err(timed_out(timing.timeout)));
     rec.total_s = start.elapsed().as_secs_f64();
     match outcome {
         Ok(()) => rec.ok = true,
@@ -157,7 +183,7 @@ async fn read_stream(
     url: &str,
     auth: Option<&HeaderValue>,
     req: &PreparedRequest,
-    start: Instant,
+    clock: Clock,
     rec: &mut RequestRecord,
 ) -> Result<(), Failure> {
     let mut builder = http
@@ -171,34 +197,53 @@ async fn read_stream(
     let status = resp.status();
     rec.http_status = Some(status.as_u16());
     if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
+        let body = error_excerpt(&mut resp).await;
         return Err(Failure::new(
             ErrorKind::Http,
             format!("HTTP {}: {}", status.as_u16(), body.trim()),
         ));
     }
+    let body = resp.bytes_stream().map_err(|e| classify(e, true));
+    read_events(body, clock, rec).await
+}
+
+/// Reads the SSE events of a 2xx answer's `body` to `[DONE]`, timing each content chunk.
+/// Checks the deadline at every chunk: `execute`'s timer only runs while this waits, and a body
+/// whose chunks are always ready (a client slower than its server) never waits.
+async fn read_events(
+    body: impl Stream<Item = Result<Bytes, Failure>>,
+    clock: Clock,
+    rec: &mut RequestRecord,
+) -> Result<(), Failure> {
+    let mut body = std::pin::pin!(body);
     let mut decoder = SseDecoder::new();
     let mut last_token: Option<Instant> = None;
     loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return Err(Failure::new(
-                    ErrorKind::StreamIncomplete,
-                    format!(
-                        "stream ended before [DONE] after {} content chunks",
-                        rec.content_chunks
-                    ),
-                ));
-            }
-            Err(e) => return Err(classify(e, true)),
+        let Some(chunk) = body.next().await.transpose()? else {
+            return Err(Failure::new(
+                ErrorKind::StreamIncomplete,
+                format!(
+                    "stream ended before [DONE] after {} content chunks",
+                    rec.content_chunks
+                ),
+            ));
         };
         let now = Instant::now();
+        if now >= clock.deadline {
+            return Err(timed_out(clock.timeout));
+        }
         decoder.push(&chunk);
-        while let Some(data) = decoder.next_event() {
+        while let Some(data) = decoder
+            .next_event()
+            .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?
+        {
             let item =
                 parse_item(&data).map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
             let info = match item {
+                // Past the deadline the answer came too late, however complete it is.
+                StreamItem::Done if Instant::now() >= clock.deadline => {
+                    return Err(timed_out(clock.timeout));
+                }
                 StreamItem::Done => return judge_complete(rec),
                 StreamItem::Chunk(info) => info,
             };
@@ -207,11 +252,11 @@ async fn read_stream(
             }
             if info.has_token {
                 match last_token {
-                    None => rec.ttft_s = Some(now.duration_since(start).as_secs_f64()),
+                    None => rec.ttft_s = Some(now.duration_since(clock.start).as_secs_f64()),
                     Some(prev) => rec.itl_gaps.push(now.duration_since(prev).as_secs_f32()),
                 }
                 last_token = Some(now);
-                rec.e2e_s = Some(now.duration_since(start).as_secs_f64());
+                rec.e2e_s = Some(now.duration_since(clock.start).as_secs_f64());
                 rec.content_chunks += 1;
             }
             if let Some(u) = info.usage {
@@ -222,5 +267,286 @@ async fn read_stream(
                 rec.finish_reason = info.finish_reason;
             }
         }
+    }
+}
+
+/// The first [`MAX_ERROR_BODY`] bytes of an error answer's body, as text; a body that breaks
+/// off gives what arrived. The caller drops the response, and the connection with it.
+async fn error_excerpt(resp: &mut reqwest::Response) -> String {
+    let mut head = Vec::new();
+    while head.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ERROR_BODY - head.len();
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against raw TCP servers: each test needs a server that misbehaves at full speed (endless
+    //! streams, endless error bodies, one enormous line), which neither vllm-sim nor wiremock
+    //! can be made to do, and the server side counts what it wrote.
+    use super::*;
+    use crate::workload::Endpoint;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    /// The server gives up after this long whatever the client does (every loop is bounded).
+    const SERVER_LIMIT: Duration = Duration::from_secs(60);
+
+    const OK_HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    const TOKEN: &[u8] = b"data: {\"choices\":[{\"text\":\"tok\",\"finish_reason\":null}]}\n\n";
+
+    /// Serves one connection on 127.0.0.1: reads the request head, then writes `head` and the
+    /// chunks `body` yields until it yields `None`, the client goes away, or [`SERVER_LIMIT`]
+    /// passes. Returns the URL and the body bytes written.
+    fn serve(
+        head: &'static [u8],
+        mut body: impl FnMut(u64) -> Option<Vec<u8>> + Send + 'static,
+    ) -> (String, JoinHandle<u64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/completions", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_write_timeout(Some(SERVER_LIMIT)).unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => return 0,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let started = Instant::now();
+            let mut written = 0u64;
+            if conn.write_all(head).is_err() {
+                return 0;
+            }
+            while started.elapsed() < SERVER_LIMIT {
+                let Some(chunk) = body(written) else { break };
+                if conn.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len() as u64;
+            }
+            written
+        });
+        (url, server)
+    }
+
+    fn request() -> PreparedRequest {
+        PreparedRequest {
+            prompt_index: 0,
+            endpoint: Endpoint::Completions,
+            body: bytes::Bytes::from_static(b"{\"prompt\":\"hi\"}"),
+        }
+    }
+
+    async fn send(url: &str, timeout: Duration) -> RequestRecord {
+        let http = reqwest::Client::builder().http1_only().build().unwrap();
+        let now = Instant::now();
+        let timing = Timing {
+            seq: 0,
+            scheduled: now,
+            load_start: now,
+            timeout,
+        };
+        execute(&http, url, None, &request(), timing).await
+    }
+
+    fn empty_record() -> RequestRecord {
+        RequestRecord {
+            seq: 0,
+            prompt_index: 0,
+            scheduled_s: 0.0,
+            start_s: 0.0,
+            http_status: Some(200),
+            ok: false,
+            error_kind: None,
+            error: None,
+            ttft_s: None,
+            e2e_s: None,
+            total_s: 0.0,
+            content_chunks: 0,
+            output_tokens: None,
+            prompt_tokens: None,
+            finish_reason: None,
+            itl_mean_s: None,
+            itl_max_s: None,
+            itl_gaps: Vec::new(),
+        }
+    }
+
+    /// Runs `read_events` over `body` with a `timeout` deadline on a thread of its own, and
+    /// gives up on it after 30 s (a loop that never yields cannot be timed out from inside).
+    fn read_on_a_thread(
+        body: impl Stream<Item = Result<Bytes, Failure>> + Send + 'static,
+        timeout: Duration,
+    ) -> (Result<(), Failure>, RequestRecord, Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let clock = Clock {
+                start,
+                deadline: start + timeout,
+                timeout,
+            };
+            let mut rec = empty_record();
+            let outcome = futures::executor::block_on(read_events(body, clock, &mut rec));
+            let _ = tx.send((outcome, rec, start.elapsed()));
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("read_events ran 30 s past a 0.2 s deadline")
+    }
+
+    #[test]
+    fn serial_a_body_whose_chunks_are_always_ready_is_cut_off_at_the_deadline() {
+        // Never Pending, never [DONE]: no timer can fire; the clock check at each chunk must.
+        let body = futures::stream::repeat_with(|| Ok(Bytes::from_static(TOKEN)));
+        let (outcome, rec, took) = read_on_a_thread(body, Duration::from_millis(200));
+        let failure = outcome.unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Timeout, "{failure:?}");
+        assert_eq!(failure.message, "no complete response within 200ms");
+        assert!(rec.content_chunks > 0);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+
+    #[test]
+    fn serial_a_body_whose_chunks_each_take_long_is_cut_off_at_the_deadline() {
+        // Each chunk costs 50 ms of this thread's time (as a slow client would spend on it):
+        // the request ends at the first chunk past its deadline, a timeout, not a success.
+        let mut chunks = vec![b"data: [DONE]\n\n".as_slice()];
+        chunks.extend(std::iter::repeat_n(TOKEN, 20));
+        let body = futures::stream::iter(chunks.into_iter().rev()).map(|c| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(Bytes::from_static(c))
+        });
+        let (outcome, rec, _) = read_on_a_thread(body, Duration::from_millis(200));
+        let failure = outcome.unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Timeout, "{failure:?}");
+        assert!((3..=20).contains(&rec.content_chunks), "{rec:?}");
+        // The same body with time to spare completes.
+        let mut chunks = vec![b"data: [DONE]\n\n".as_slice()];
+        chunks.push(b"data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n");
+        chunks.extend(std::iter::repeat_n(TOKEN, 3));
+        let body =
+            futures::stream::iter(chunks.into_iter().rev()).map(|c| Ok(Bytes::from_static(c)));
+        let (outcome, rec, _) = read_on_a_thread(body, Duration::from_secs(5));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(rec.content_chunks, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_a_stream_that_never_ends_fails_as_a_timeout_at_its_deadline() {
+        // Tokens as fast as the socket takes them, never [DONE]: the client is the slower side,
+        // so a chunk is always ready and the timer alone would never get to fire.
+        let block: Vec<u8> = TOKEN.repeat(64 * 1024 / TOKEN.len());
+        let (url, server) = serve(OK_HEAD, move |_| Some(block.clone()));
+        let rec = send(&url, Duration::from_secs(1)).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Timeout), "{rec:?}");
+        assert!(rec.content_chunks > 0, "tokens were read: {rec:?}");
+        // Generous: the deadline is 1 s, a loaded 2-core machine may add a lot.
+        assert!(rec.total_s < 15.0, "cut off at the deadline: {rec:?}");
+        assert!(!rec.ok);
+        server.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_a_line_longer_than_the_cap_is_malformed_without_reading_it_all() {
+        // A 64 MiB line: refused once 16 MiB of it are buffered.
+        let total = 64u64 << 20;
+        let (url, server) = serve(OK_HEAD, move |written| {
+            if written == 0 {
+                Some(b"data: {\"choices\":[{\"text\":\"".to_vec())
+            } else if written < total {
+                Some(vec![b'a'; 1 << 20])
+            } else {
+                None
+            }
+        });
+        let rec = send(&url, Duration::from_secs(120)).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Malformed), "{rec:?}");
+        let error = rec.error.as_deref().unwrap();
+        assert!(
+            error.starts_with("an SSE line is longer than 16777216 bytes"),
+            "{error}"
+        );
+        assert!(rec.total_s < 60.0, "{rec:?}");
+        let written = server.join().unwrap();
+        assert!(written < total, "the client stopped reading: {written}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_a_long_line_below_the_cap_is_read_well_within_the_timeout() {
+        // One 12 MiB token line, then the end: linear decoding reads it in well under a
+        // second; the old rescanning decoder took minutes and finished "ok" after its deadline.
+        let text = "a".repeat(12 << 20);
+        let body = format!(
+            "data: {{\"choices\":[{{\"text\":\"{text}\",\"finish_reason\":null}}]}}\n\n\
+             data: {{\"choices\":[{{\"text\":\"\",\"finish_reason\":\"length\"}}]}}\n\n\
+             data: [DONE]\n\n"
+        )
+        .into_bytes();
+        let mut parts = body
+            .chunks(16 * 1024)
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>();
+        parts.reverse();
+        let (url, server) = serve(OK_HEAD, move |_| parts.pop());
+        let rec = send(&url, Duration::from_secs(30)).await;
+        assert!(rec.ok, "{rec:?}");
+        assert_eq!(rec.content_chunks, 2);
+        assert!(rec.total_s < 30.0);
+        server.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_an_error_body_is_read_only_as_far_as_its_excerpt() {
+        // A 500 announcing 1 GiB of body: the excerpt is kept, the rest never read.
+        const HEAD: &[u8] =
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 1073741824\r\n\r\n";
+        let (url, server) = serve(HEAD, |written| {
+            let mut chunk = vec![b'E'; 1 << 20];
+            if written == 0 {
+                chunk[..14].copy_from_slice(b"engine failed:");
+            }
+            (written < 1 << 30).then_some(chunk)
+        });
+        let rec = send(&url, Duration::from_secs(120)).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Http), "{rec:?}");
+        assert_eq!(rec.http_status, Some(500));
+        let error = rec.error.as_deref().unwrap();
+        assert!(error.starts_with("HTTP 500: engine failed:EEE"), "{error}");
+        assert!(error.len() <= MAX_ERROR_LEN + '…'.len_utf8(), "{error}");
+        let written = server.join().unwrap();
+        // Socket buffers take a few MiB before the client drops the connection.
+        assert!(
+            written < 64 << 20,
+            "{written} bytes of the error body were sent"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_an_endless_chunked_error_body_ends_with_its_excerpt() {
+        const HEAD: &[u8] =
+            b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n";
+        let (url, server) = serve(HEAD, |_| {
+            let mut chunk = b"100000\r\n".to_vec();
+            chunk.extend(std::iter::repeat_n(b'x', 0x100000));
+            chunk.extend_from_slice(b"\r\n");
+            Some(chunk)
+        });
+        let rec = send(&url, Duration::from_secs(120)).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Http), "{rec:?}");
+        assert_eq!(rec.http_status, Some(503));
+        assert!(rec.error.as_deref().unwrap().starts_with("HTTP 503: xxxx"));
+        assert!(server.join().unwrap() < 64 << 20);
     }
 }

@@ -66,6 +66,22 @@ pub struct InstantAnswer {
 }
 
 impl InstantAnswer {
+    /// Reads an `/api/v1/query` response body: the answer of a `success`, or Prometheus's
+    /// `errorType: error` (or why the body is not an instant answer) as the error text. The
+    /// collector reads the same envelope together with the HTTP status; this is the body alone,
+    /// for tests and fuzzing.
+    pub fn parse(body: &str) -> Result<Self, String> {
+        match serde_json::from_str::<Envelope>(body) {
+            Ok(Envelope::Success {
+                data,
+                warnings,
+                infos,
+            }) => Self::from_data(&data, warnings.into_iter().chain(infos).collect()),
+            Ok(Envelope::Error { error_type, error }) => Err(format!("{error_type}: {error}")),
+            Err(e) => Err(format!("not a Prometheus query answer: {e}")),
+        }
+    }
+
     pub(crate) fn from_data(data: &Data, warnings: Vec<String>) -> Result<Self, String> {
         let (value, series) = match data {
             Data::Vector(v) => (v.first().map(|s| s.sample().value()), v.len()),

@@ -268,8 +268,9 @@ impl<'a> Cursor<'a> {
     /// The next whitespace-separated token (possibly empty).
     fn token(&mut self) -> &'a str {
         let start = self.pos;
-        while self.peek().is_some_and(|c| c != ' ' && c != '\t') {
-            self.pos += 1;
+        while let Some(c) = self.peek().filter(|&c| c != ' ' && c != '\t') {
+            // By the char's length: a value like `1é` must not leave `pos` inside a char.
+            self.pos += c.len_utf8();
         }
         &self.s[start..self.pos]
     }
@@ -497,5 +498,16 @@ mod tests {
         assert!(e.message.contains("missing value"), "{e}");
         let e = parse_exposition("a 1 2 3\n").unwrap_err();
         assert!(e.message.contains("after the timestamp"), "{e}");
+    }
+
+    #[test]
+    fn a_non_ascii_value_or_timestamp_is_an_error_not_a_panic() {
+        // The token scanner stepped one byte at a time and sliced inside `é`: a panic.
+        let e = parse_exposition("a 1é\n").unwrap_err();
+        assert_eq!(e.to_string(), "line 1: invalid value \"1é\" for a");
+        let e = parse_exposition("a é\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = parse_exposition("a 1 2€ x\n").unwrap_err();
+        assert!(e.message.contains("invalid timestamp \"2€\""), "{e}");
     }
 }
