@@ -94,6 +94,10 @@ pub async fn run(
     if let Some(t) = results.timing.as_mut() {
         t.wall_clock_duration_s = started.elapsed().as_secs_f64();
     }
+    // texts that may quote a server (which may echo a credential): no known secret is written
+    for text in results.error.iter_mut().chain(results.warnings.iter_mut()) {
+        crate::secrets::scrub_string(text);
+    }
     // Results first, then the status word: a reader that sees the status also sees the results.
     let written = outputs
         .write_json(RESULTS_FILE, &results)
