@@ -258,11 +258,6 @@ fn an_api_key_and_url_credentials_make_one_bearer_header() {
         .replace("http://", &format!("http://bob:{URL_PW}@"));
     let (o, out, _dir) = run_load(&url, &[("VLLM_API_KEY", KEY)], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("only the API key is sent"),
-        "the dropped credentials are said: {}",
-        stderr(&o)
-    );
     let received = rt.block_on(server.received_requests()).unwrap();
     assert!(received.len() >= 8, "{}", received.len());
     for req in &received {
@@ -274,6 +269,11 @@ fn an_api_key_and_url_credentials_make_one_bearer_header() {
             req.url.path()
         );
     }
+    assert!(
+        stderr(&o).contains("only the API key is sent"),
+        "the dropped credentials are said: {}",
+        stderr(&o)
+    );
     assert_nowhere(URL_PW, &o, &out);
 
     // and a server that checks the key (as vLLM --api-key) takes it
@@ -523,4 +523,22 @@ fn zero_timeouts_are_refused_at_parse_time() {
             }
         }
     }
+}
+
+#[test]
+fn help_shows_no_credential_of_an_env_url_or_key() {
+    let o = run(load_test()
+        .env("VLLM_URL", "http://user:PW-Secret@h:1/?token=PW-Secret")
+        .env("PROMETHEUS_URL", "http://prom:PW-Secret@[::1]:9090")
+        .env("VLLM_API_KEY", "sk-PW-Secret")
+        .arg("--help"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        help.contains("[env: VLLM_URL=http://h:1/?<redacted>]")
+            && help.contains("[env: PROMETHEUS_URL=http://[::1]:9090]"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    assert_nowhere("PW-Secret", &o, dir.path());
 }

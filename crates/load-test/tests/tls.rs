@@ -163,8 +163,13 @@ fn a_real_prometheus_over_tls_needs_its_ca_or_the_insecure_flag() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let error = results(&out)["error"].as_str().unwrap().to_string();
     assert!(
-        error.starts_with(&format!("Prometheus at {} is unreachable", front.url()))
-            && error.contains("invalid peer certificate: UnknownIssuer"),
+        error.starts_with(&format!(
+            "Prometheus at {} is unreachable after 1 attempt(s)",
+            front.url()
+        )) && error.contains("invalid peer certificate: UnknownIssuer")
+            && error.contains(
+                "give --prometheus-ca-cert with its CA (PEM), or --prometheus-insecure-tls"
+            ),
         "{error}"
     );
     println!("untrusted Prometheus refused in {:?}", started.elapsed());

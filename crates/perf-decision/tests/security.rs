@@ -237,3 +237,49 @@ fn zero_durations_are_refused_at_parse_time() {
         }
     }
 }
+
+#[test]
+fn a_command_line_clap_refuses_echoes_no_credential() {
+    let cases: [&[&str]; 4] = [
+        // a stray value: clap echoes it as an unexpected argument
+        &["--no-mlflow", "http://user:PW-Secret@h:2"],
+        // a URL where a duration goes: clap echoes the invalid value
+        &[
+            "--no-mlflow",
+            "--max-p95-latency",
+            "http://user:PW-Secret@h:2/?token=PW-Secret",
+        ],
+        // a token or password clap cannot take: the values themselves are known secrets
+        &["--tracking-token", "tok-PW-Secret", "tok-PW-Secret"],
+        &["--tracking-password=pw-PW-Secret", "pw-PW-Secret"],
+    ];
+    for args in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let o = decide(dir.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!text(&o).contains("PW-Secret"), "{args:?}: {}", text(&o));
+        assert_eq!(decision_status(&dir.path().join("out")), "error");
+    }
+}
+
+#[test]
+fn help_shows_no_credential_of_the_tracking_uri() {
+    let o = cmd()
+        .env(
+            "MLFLOW_TRACKING_URI",
+            "https://user:PW-Secret@mlflow:5000/?token=PW-Secret",
+        )
+        .env("MLFLOW_TRACKING_TOKEN", "tok-PW-Secret")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        help.contains("[env: MLFLOW_TRACKING_URI=https://mlflow:5000/?<redacted>]"),
+        "{help}"
+    );
+    assert!(!text(&o).contains("PW-Secret"), "{}", text(&o));
+}

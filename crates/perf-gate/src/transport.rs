@@ -214,6 +214,34 @@ pub fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
     e.source().is_some_and(is_certificate_error)
 }
 
+/// A TLS certificate the client refused, with what to do about it; its source is the client's
+/// own error (which says what is wrong with the certificate).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", peer.hint())]
+pub struct UntrustedCertificate {
+    /// The server that presented it.
+    pub peer: Peer,
+    /// The client's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// `e`, wrapped in [`UntrustedCertificate`] (which names `peer`'s flags) when it is a refused
+/// certificate ([`is_certificate_error`]); unchanged otherwise.
+pub fn explain_certificate_error(
+    peer: &Peer,
+    e: Box<dyn std::error::Error + Send + Sync + 'static>,
+) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+    if is_certificate_error(e.as_ref()) {
+        Box::new(UntrustedCertificate {
+            peer: *peer,
+            source: e,
+        })
+    } else {
+        e
+    }
+}
+
 /// The one `Authorization` header of vLLM requests ([`vllm_auth`]).
 #[derive(Debug, Clone, Default)]
 pub struct VllmAuth {

@@ -92,7 +92,14 @@ pub fn redact_urls_in(text: &str) -> std::borrow::Cow<'_, str> {
         let start = rest[..at].rfind(is_end).map_or(0, |i| {
             i + rest[i..].chars().next().map_or(1, char::len_utf8)
         });
-        let end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        let mut end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        // a closing bracket around the URL (`[env: VLLM_URL=http://...]` in `--help`) is not
+        // part of it; an IPv6 host's (`http://[::1]:8000`) is
+        if rest[start..end].ends_with(']')
+            && rest[start..end].matches(']').count() > rest[start..end].matches('[').count()
+        {
+            end -= 1;
+        }
         let candidate = &rest[start..end];
         out.push_str(&rest[..start]);
         let authority = candidate.split(['/', '?', '#']).nth(2).unwrap_or("");
@@ -185,6 +192,10 @@ mod tests {
         assert_eq!(
             clean,
             "error: unexpected argument 'http://h:2/p?<redacted>' found; see https://docs.example/x and \"ftp://[::1\""
+        );
+        assert_eq!(
+            redact_urls_in("[env: VLLM_URL=http://u:s3cret@[::1]:8000/?t=s3cret]\n"),
+            "[env: VLLM_URL=http://[::1]:8000/?<redacted>]\n"
         );
         assert_eq!(
             redact_urls_in("no url, s3://bucket/eval.jsonl"),

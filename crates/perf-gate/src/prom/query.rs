@@ -176,6 +176,7 @@ impl PrometheusCollector {
     }
 
     fn transport(&self, source: super::error::BoxError) -> Attempt {
+        let source = transport::explain_certificate_error(&transport::PROMETHEUS, source);
         Attempt {
             outcome: retry::transport_outcome(source.as_ref()),
             retry_after: None,
