@@ -542,3 +542,50 @@ fn help_shows_no_credential_of_an_env_url_or_key() {
     let dir = tempfile::tempdir().unwrap();
     assert_nowhere("PW-Secret", &o, dir.path());
 }
+
+/// `/v1/models` answering 200 with the request's `Authorization` header as the adapter's
+/// `root` (a field the results copy): any field of the document, not only the error line.
+struct EchoModels;
+
+impl Respond for EchoModels {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let auth = auth_headers(req).join(" | ");
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "list",
+            "data": [{"id": "candidate", "object": "model", "root": format!("/m/{auth}"), "parent": "base"}],
+        }))
+    }
+}
+
+#[test]
+fn a_key_echoed_in_any_field_of_the_results_is_scrubbed() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        mount_vllm_basics(&server, false).await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .respond_with(EchoModels)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/completions"))
+            .respond_with(Echo(AtomicUsize::new(0)))
+            .mount(&server)
+            .await;
+        server
+    });
+    let (o, out, _dir) = run_load(
+        &server.uri(),
+        &[("VLLM_API_KEY", KEY), ("RUST_LOG", "info")],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = results(&out);
+    let text = r.to_string();
+    assert!(
+        text.contains("/m/Bearer <redacted>"),
+        "the root was echoed: {text}"
+    );
+    assert_nowhere(KEY, &o, &out);
+}

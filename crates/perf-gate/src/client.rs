@@ -324,6 +324,10 @@ impl VllmClient {
             // the detail is cut to a length (with `…`) before it reaches here
             crate::secrets::scrub_cut(e, "…");
         }
+        // the one other text of a record that comes from the server
+        if let Some(reason) = rec.finish_reason.as_mut() {
+            crate::secrets::scrub_string(reason);
+        }
         rec
     }
 }

@@ -120,6 +120,30 @@ pub fn scrub_string(text: &mut String) {
     }
 }
 
+/// Every string (and object key) of a JSON document, [`scrub`]bed: a document written whole
+/// (`load_test_results.json`) may quote a server in any field, not only its error line.
+pub fn scrub_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => scrub_string(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub_json),
+        Value::Object(map) => {
+            let dirty: Vec<String> = map
+                .keys()
+                .filter(|k| matches!(scrub(k), Cow::Owned(_)))
+                .cloned()
+                .collect();
+            for k in dirty {
+                if let Some(v) = map.remove(&k) {
+                    map.insert(scrubbed(&k), v);
+                }
+            }
+            map.values_mut().for_each(scrub_json);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 /// `text` as [`scrub`] returns it, owned.
 pub fn scrubbed(text: impl AsRef<str>) -> String {
     scrub(text.as_ref()).into_owned()
@@ -204,6 +228,25 @@ mod tests {
         let mut t = "whole sk-Cut-Off-123456 and no marker".to_string();
         scrub_cut(&mut t, "…");
         assert_eq!(t, "whole <redacted> and no marker");
+    }
+
+    #[test]
+    fn every_string_of_a_json_document_is_scrubbed() {
+        register("json-Doc-Secret");
+        let mut doc = serde_json::json!({
+            "server": {"reasons": ["HTTP 401: json-Doc-Secret"], "n": 3},
+            "json-Doc-Secret": null,
+            "ok": "plain",
+        });
+        scrub_json(&mut doc);
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "server": {"reasons": ["HTTP 401: <redacted>"], "n": 3},
+                "<redacted>": null,
+                "ok": "plain",
+            })
+        );
     }
 
     #[test]
