@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use perf_decision::cli::{self, Cli};
 use perf_gate::decide::{self, DecideConfig, MlflowMode, PerfDecision};
 use perf_gate::decision::Verdict;
+use perf_gate::mlflow::MlflowError;
 use perf_gate::secrets::scrub;
 use perf_gate::step::{Exit, StepFailure, error_line};
+use perf_gate::transport;
 use perf_gate_cli::{env, logging, signals};
 
 fn main() -> ExitCode {
@@ -191,7 +193,12 @@ async fn resolve(cli: &Cli) -> Exit {
 }
 
 fn fail(e: &(impl StepFailure + 'static)) -> Exit {
-    eprintln!("perf-decision: error: {}", scrub(&error_line(e)));
+    let mut line = error_line(e);
+    // an untrusted MLflow certificate: say which flags fix it
+    if let Some(hint) = transport::certificate_hint::<MlflowError>(e, &transport::MLFLOW) {
+        line = format!("{line} ({hint})");
+    }
+    eprintln!("perf-decision: error: {}", scrub(&line));
     e.exit()
 }
 

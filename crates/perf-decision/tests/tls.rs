@@ -76,7 +76,10 @@ async fn mlflow_over_tls_needs_its_ca_or_the_insecure_flag() {
         line.contains(&format!(
             "cannot reach mlflow at {} after 1 attempt(s)",
             front.url()
-        )) && line.contains("invalid peer certificate: UnknownIssuer"),
+        )) && line.contains("invalid peer certificate: UnknownIssuer")
+            && line.ends_with(
+                "(the MLflow server's TLS certificate is not trusted: give --mlflow-ca-cert with its CA (PEM), or --insecure-tls on a test setup)"
+            ),
         "{line}"
     );
     assert!(

@@ -242,6 +242,17 @@ pub fn explain_certificate_error(
     }
 }
 
+/// [`Peer::hint`] of `peer` when `e` holds a refused certificate ([`is_certificate_error`]) and
+/// came from `peer`'s client (an error of type `E` is in its chain): for errors whose type
+/// cannot carry the hint itself, printed next to them.
+pub fn certificate_hint<E: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+    peer: &Peer,
+) -> Option<String> {
+    let from_peer = std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<E>());
+    (from_peer && is_certificate_error(e)).then(|| peer.hint())
+}
+
 /// The one `Authorization` header of vLLM requests ([`vllm_auth`]).
 #[derive(Debug, Clone, Default)]
 pub struct VllmAuth {
