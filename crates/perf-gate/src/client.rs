@@ -49,6 +49,15 @@ pub enum ClientError {
         /// Transport error text.
         message: String,
     },
+    /// vLLM's TLS certificate is not trusted (waiting does not help: every attempt meets the
+    /// same certificate).
+    #[error("vLLM at {url} is unreachable: {message}")]
+    UntrustedCertificate {
+        /// Base URL (no credentials).
+        url: String,
+        /// The client's error and the flags that fix it.
+        message: String,
+    },
     /// `/health` answered with a non-200 status.
     #[error("vLLM at {url} is unhealthy: GET /health returned HTTP {status}")]
     Unhealthy {
@@ -203,14 +212,16 @@ impl VllmClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        let hint = if transport::is_certificate_error(&e) {
-            format!(" ({})", transport::VLLM.hint())
-        } else {
-            String::new()
-        };
+        if transport::is_certificate_error(&e) {
+            let hint = transport::VLLM.hint();
+            return ClientError::UntrustedCertificate {
+                url: self.shown.clone(),
+                message: scrubbed(format!("{} ({hint})", stream::describe(e))),
+            };
+        }
         ClientError::Unreachable {
             url: self.shown.clone(),
-            message: scrubbed(stream::describe(e) + &hint),
+            message: scrubbed(stream::describe(e)),
         }
     }
 
@@ -256,6 +267,7 @@ impl VllmClient {
             };
             match outcome {
                 Ok(info) => return Ok(info),
+                Err(e @ ClientError::UntrustedCertificate { .. }) => return Err(e),
                 Err(e) if started.elapsed() >= timeout => {
                     return Err(ClientError::NotReady {
                         url: self.shown.clone(),
