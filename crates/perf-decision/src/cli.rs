@@ -330,8 +330,16 @@ impl Cli {
                 "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file to decide from files only"
             );
         };
-        // the flag's own name in the message (the library names the env var)
-        perf_gate::urls::parse_base_url("--tracking-uri", uri)?;
+        // the flag's own name in the messages (the library names the env var)
+        let url = perf_gate::urls::parse_base_url("--tracking-uri", uri)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(perf_gate::urls::UrlError {
+                flag: "--tracking-uri",
+                shown: perf_gate::urls::redact_url(uri),
+                reason: "credentials do not go in the URL: use MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN".into(),
+            }
+            .into());
+        }
         let mut config = MlflowConfig::new(uri)?;
         config.auth = Auth::from_parts(
             self.tracking_token.clone(),
