@@ -251,4 +251,30 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("maybe"));
     }
+
+    #[test]
+    fn the_python_clients_cert_path_is_read_at_once() {
+        let ca = test_support::tls::TestCa::new();
+        let ca_path = ca.ca_path().display().to_string();
+        let c = MlflowConfig::from_lookup(lookup(&[
+            ("MLFLOW_TRACKING_URI", "https://mlflow.example"),
+            ("MLFLOW_TRACKING_SERVER_CERT_PATH", &ca_path),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.ca_certs.as_ref().map(CaCertificates::len), Some(1));
+        assert!(!c.insecure_tls);
+        let missing = ca.dir().join("missing.pem").display().to_string();
+        let e = MlflowConfig::from_lookup(lookup(&[
+            ("MLFLOW_TRACKING_URI", "https://mlflow.example"),
+            ("MLFLOW_TRACKING_SERVER_CERT_PATH", &missing),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "cannot read MLFLOW_TRACKING_SERVER_CERT_PATH {missing}"
+            )),
+            "{e}"
+        );
+    }
 }
