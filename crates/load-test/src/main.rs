@@ -37,7 +37,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Exit, (Exit, anyhow::Error)> {
     let config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e))?;
-    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    let output_dir = config.output_dir.clone();
+    let cancel = signals::cancel_on_signal(move || {
+        loadtest::mark_killed(&output_dir);
+        std::process::exit(Exit::Aborted.code().into())
+    });
     let outcome = loadtest::run(config, cancel).await.map_err(|e| {
         use perf_gate::step::StepFailure;
         (e.exit(), e.into())
@@ -83,5 +87,12 @@ fn print_summary(outcome: &LoadTestOutcome) {
             fmt(&s.throughput_rps)
         );
     }
-    println!("results: {}", outcome.results_path.display());
+    if outcome.results_written {
+        println!("results: {}", outcome.results_path.display());
+    } else {
+        println!(
+            "results: not written ({} could not be written; see the error line)",
+            outcome.results_path.display()
+        );
+    }
 }

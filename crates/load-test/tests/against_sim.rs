@@ -311,3 +311,137 @@ fn warmup_requests_are_sent_but_left_out_of_every_figure() {
     let lines = std::fs::read_to_string(out.join("requests.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 5);
 }
+
+/// A second SIGTERM exits at once, but still leaves `aborted` behind (the first one alone
+/// would drain for `--drain-grace`), and no results file claiming more.
+#[test]
+fn serial_a_second_sigterm_still_leaves_aborted() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(100),
+        itl: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 400);
+    let out = dir.path().join("out");
+    let child = base_args(&mut load_test(), &sim, &eval, &out)
+        .args([
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "200",
+            "--drain-grace",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&out.join("requests.jsonl.partial"));
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..2 {
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let started = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    // not the 60 s drain: the second signal ended it
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(status(&out), "aborted");
+    assert!(!out.join("load_test_results.json").exists());
+}
+
+/// The results cannot be written after the load (something now stands at their path): exit 3,
+/// and stdout says what the status file says (`failed`, why, no results path claimed).
+#[test]
+fn results_that_cannot_be_written_after_the_load_are_failed_on_stdout_too() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 40);
+    let out = dir.path().join("out");
+    let child = base_args(&mut load_test(), &sim, &eval, &out)
+        .args(["--concurrency", "2", "--max-tokens", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // once the load runs (the directory was claimed), a non-empty directory takes the
+    // results' place: the rename onto it fails
+    wait_for(&out.join("requests.jsonl.partial"));
+    let blocker = out.join("load_test_results.json");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), "x").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(status(&out), "failed");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("status: failed\n"), "{stdout}");
+    assert!(
+        stdout.contains("error: cannot write ") && stdout.contains("load_test_results.json"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("results: not written"), "{stdout}");
+    assert!(!stdout.contains("completed"), "{stdout}");
+}
+
+fn wait_for(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The request records cannot be written during the load (a full disk: the `.partial` file
+/// turns out to be Linux's `/dev/full`): the step fails (exit 3, status `failed`, the error
+/// names `requests.jsonl`) and keeps the client figures in the results for inspection.
+#[cfg(target_os = "linux")]
+#[test]
+fn request_records_lost_to_a_full_disk_fail_the_step() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(400),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let out = dir.path().join("out");
+    let child = base_args(&mut load_test(), &sim, &eval, &out)
+        .args([
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "4",
+            "--warmup-requests",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the status file appears when the directory is claimed; the warm-up (two rounds of
+    // 0.4 s TTFT) leaves time to put the full "disk" where the records will go
+    wait_for(&out.join("load_test_status.txt"));
+    std::os::unix::fs::symlink("/dev/full", out.join("requests.jsonl.partial")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(status(&out), "failed");
+    let r = results(&out);
+    assert_eq!(r["status"], "failed");
+    let e = r["error"].as_str().unwrap();
+    assert!(e.starts_with("cannot write requests.jsonl: "), "{e}");
+    assert_eq!(r["client"]["total_requests"], 8);
+}

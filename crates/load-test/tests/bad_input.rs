@@ -276,7 +276,7 @@ fn stale_outputs_of_an_earlier_run_are_removed() {
 }
 
 #[test]
-fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
+fn an_output_dir_that_cannot_be_written_is_exit_2_naming_it_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "a file").unwrap();
@@ -287,11 +287,20 @@ fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
         "--eval-data-path=/nonexistent.jsonl",
         &format!("--output-dir={}", out.display()),
     ]));
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // found before the eval file is read or vLLM is called: bad input, like a bad flag
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     let last = err.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("load-test: cannot write ") && last.contains("not-a-dir"),
+        last.starts_with("load-test: --output-dir ")
+            && last.contains("cannot be used: cannot write ")
+            && last.contains("not-a-dir"),
         "{err}"
+    );
+    // and no summary on stdout claims a status or a results path
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
     );
 }

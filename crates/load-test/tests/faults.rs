@@ -172,3 +172,25 @@ fn a_body_without_done_is_incomplete() {
     let (r, _) = run_against(body, Duration::ZERO, &[]);
     assert_eq!(errors(&r)["stream_incomplete"], 2, "{r}");
 }
+
+#[test]
+fn usage_of_zero_tokens_after_content_is_flagged_not_silently_counted() {
+    let zero = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":0,\"total_tokens\":3}}\n\n";
+    let body = format!(
+        "{}{}{zero}{DONE}",
+        chunk("a", None),
+        chunk("b", Some("length"))
+    );
+    let (r, o) = run_against(body, Duration::ZERO, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // still successes (the stream was whole), but the contradiction is counted and said
+    assert_eq!(r["client"]["successful_requests"], 2, "{r}");
+    assert_eq!(r["client"]["zero_usage_with_content"], 2, "{r}");
+    let warnings = r["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().starts_with(
+            "2 successful responses streamed content but their usage chunk said 0 completion tokens"
+        )),
+        "{r}"
+    );
+}

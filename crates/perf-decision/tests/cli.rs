@@ -35,7 +35,15 @@ fn bad_results_files_exit_2_naming_the_file() {
     let good = serde_json::to_string(&results(GOOD, "a")).unwrap();
     let mut other_version = serde_json::to_value(results(GOOD, "a")).unwrap();
     other_version["schema_version"] = 99.into();
-    let cases: [(&str, Option<String>, &str); 5] = [
+    // a second `status` after the real one: serde_json alone would judge the last one
+    let pretty = serde_json::to_string_pretty(&results(GOOD, "a")).unwrap();
+    assert!(pretty.contains("\n  \"status\": \"completed\","));
+    let twice = pretty.replacen(
+        "\n  \"status\": \"completed\",",
+        "\n  \"status\": \"failed\",\n  \"status\": \"completed\",",
+        1,
+    );
+    let cases: [(&str, Option<String>, &str); 6] = [
         ("missing.json", None, "cannot read"),
         ("empty.json", Some(String::new()), "is empty"),
         (
@@ -52,6 +60,11 @@ fn bad_results_files_exit_2_naming_the_file() {
             "notjson.json",
             Some("<html>oops</html>".into()),
             "is not a valid results document",
+        ),
+        (
+            "twice.json",
+            Some(twice),
+            "duplicate key `status` (a document must say each field once) at line 4",
         ),
     ];
     for (name, content, message) in cases {
@@ -423,7 +436,7 @@ fn impossible_figures_fail_closed() {
         .code(0)
         .stdout(predicate::str::contains("decision: failed (absolute mode)"))
         .stdout(predicate::str::contains(
-            "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a duration cannot be negative): the figure cannot be trusted): fails closed",
+            "[FAIL] p95_latency_s is missing (p95_latency_s = -1 is impossible (a request takes time: a quantile of 0 s or less is an empty or broken histogram): the figure cannot be trusted): fails closed",
         ))
         .stdout(predicate::str::contains(
             "[FAIL] throughput_rps is missing (server throughput_rps 1e300 over the 20s load is 2e301 requests, more than the 100 the client sent",
@@ -595,7 +608,7 @@ fn untrustworthy_inputs_are_warnings_in_the_log_the_file_and_the_summary() {
 }
 
 #[test]
-fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
+fn an_output_dir_that_cannot_be_written_is_exit_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_results(dir.path(), "r.json", &results(GOOD, "a"));
     let blocker = dir.path().join("not-a-dir");
@@ -605,10 +618,11 @@ fn an_output_dir_that_cannot_be_written_is_exit_3_naming_it() {
         .args(["--model-name=m", "--no-mlflow"])
         .arg(format!("--output-dir={}", blocker.join("out").display()))
         .assert()
-        .code(3)
+        .code(2)
         .stderr(predicate::str::contains(
-            "perf-decision: error: cannot write ",
+            "perf-decision: error: --output-dir ",
         ))
+        .stderr(predicate::str::contains("cannot be used: cannot write "))
         .stderr(predicate::str::contains("not-a-dir"));
 }
 

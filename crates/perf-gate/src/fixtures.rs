@@ -55,6 +55,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         p95: Some(b),
         p99: Some(b * 1.1),
         max: Some(b * 1.2),
+        relative_error: None,
     };
     let total = 100u64;
     let ok = (f.success_rate * total as f64).round() as u64;
@@ -132,6 +133,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             success_rate: Some(ok as f64 / total as f64),
             errors_by_kind: BTreeMap::new(),
             responses_without_usage: 0,
+            zero_usage_with_content: 0,
             output_tokens: 25600,
             prompt_tokens: 5000,
             requests_per_s: Some(ok as f64 / duration),

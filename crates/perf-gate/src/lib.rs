@@ -24,6 +24,7 @@ pub mod runner;
 pub mod secrets;
 pub mod stats;
 pub mod step;
+pub mod strict_json;
 pub mod transport;
 pub mod urls;
 pub mod workload;

@@ -7,7 +7,8 @@
 //! written (atomically): `completed`, `failed` (with a one-line `error`) or `aborted`.
 //!
 //! Modules: `config` (what to do, defaults), `error` (why it stopped, exit codes),
-//! `phases` (the run, in order).
+//! `phases` (the run, in order), `accounting` (server figures that cannot account for the
+//! client's successes).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
+mod accounting;
 mod config;
 mod error;
 mod phases;
@@ -46,6 +48,9 @@ pub struct LoadTestOutcome {
     pub exit: Exit,
     /// Where the results went.
     pub results_path: PathBuf,
+    /// Whether the results file was written; when not, `results` says `failed` with the
+    /// write error, as the status file does.
+    pub results_written: bool,
 }
 
 /// Runs the whole step. Returns an error only when the output directory cannot be claimed
@@ -103,10 +108,18 @@ pub async fn run(
         None => outputs.write_json(RESULTS_FILE, &results),
     }
     .and_then(|()| outputs.finish(results.status.as_str()));
+    let results_written = written.is_ok();
     if let Err(e) = written {
-        tracing::error!("{}", error_line(&e));
-        // Whatever was measured, nobody may read a stale "completed" here.
+        let line = error_line(&e);
+        tracing::error!("{line}");
+        // Whatever was measured, nobody may read a stale "completed" here, and what the
+        // caller prints must say what the files say: `failed`, and why.
         outputs.abandon(RunStatus::Failed.as_str());
+        results.status = RunStatus::Failed;
+        results.error = Some(match results.error.take() {
+            Some(earlier) => format!("{line} (the run had already stopped: {earlier})"),
+            None => line,
+        });
         if exit == Exit::Done {
             exit = LoadTestError::Output(e).exit();
         }
@@ -115,6 +128,7 @@ pub async fn run(
         results,
         exit,
         results_path: outputs.path(RESULTS_FILE),
+        results_written,
     })
 }
 
@@ -141,6 +155,25 @@ fn scrub_results(results: &mut LoadTestResults) -> Option<serde_json::Value> {
             None
         }
         Err(_) => Some(doc),
+    }
+}
+
+/// What a second SIGINT/SIGTERM leaves before the process exits at once (the first one lets
+/// the step drain and write its files): the status says `aborted` and no results file is left
+/// claiming more (one written just before the signal goes too); `requests.jsonl.partial` stays
+/// as the record of what was sent. Best effort, synchronous: the process is about to exit.
+pub fn mark_killed(output_dir: &std::path::Path) {
+    let status = output_dir.join(STATUS_FILE);
+    if let Err(e) = crate::fsio::write_atomic(&status, b"aborted\n") {
+        tracing::warn!(path = %status.display(), error = %e, "cannot mark the run aborted");
+    }
+    let results = output_dir.join(RESULTS_FILE);
+    for p in [crate::fsio::tmp_path(&results), results] {
+        if let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot remove the results file");
+        }
     }
 }
 

@@ -338,6 +338,11 @@ pub struct Distribution {
     pub p99: Option<f64>,
     /// Largest sample.
     pub max: Option<f64>,
+    /// Set when the figures come from a histogram (pooled inter-token gaps, TPOT, queueing):
+    /// each percentile is the upper edge of its sample's bucket, at most this fraction above
+    /// the exact nearest-rank sample and never below it. Absent: exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_error: Option<f64>,
 }
 
 /// Error-adjusted percentiles: every failed request counts as `+Inf`, so failing fast never
@@ -369,6 +374,10 @@ pub struct ClientMetrics {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Successful responses that carried no usage chunk (their output tokens are unknown, not guessed).
     pub responses_without_usage: u64,
+    /// Successful responses whose usage chunk said 0 completion tokens though content chunks
+    /// arrived: the server's count contradicts the stream (flagged in the warnings).
+    #[serde(default)]
+    pub zero_usage_with_content: u64,
     /// Output tokens reported by the server's usage chunks, summed over successful requests.
     pub output_tokens: u64,
     /// Prompt tokens reported by the server's usage chunks.
@@ -644,8 +653,7 @@ impl LoadTestResults {
                 path: shown.to_string(),
             });
         }
-        let raw: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let raw = crate::strict_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(found) => {

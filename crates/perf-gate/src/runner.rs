@@ -78,8 +78,11 @@ pub struct RunOutput {
     pub tally: Tally,
     /// Whether the generator kept up.
     pub health: GeneratorHealth,
-    /// Non-fatal problems (e.g. `requests.jsonl` could not be written).
+    /// Problems that leave the figures sound (abandoned requests, a saturated generator).
     pub warnings: Vec<String>,
+    /// Why the request records (`requests_path`) could not be written in full, if they
+    /// could not: the figures are sound, but the step's per-request evidence is not.
+    pub records_error: Option<String>,
 }
 
 /// Errors of the runner itself (not of requests: those are records).
@@ -221,9 +224,6 @@ pub async fn run_load(
             "{panicked} request task(s) panicked; counted as `lost` failures"
         ));
     }
-    if let Some(e) = agg.write_error {
-        warnings.push(e);
-    }
     if health.saturated {
         warnings.push(format!(
             "the load generator was saturated (event-loop lag p99 {:.1} ms, CPU {:.0} % of one core on {} cores): client timings may be inflated; lower --concurrency or give load-test more CPU",
@@ -241,6 +241,7 @@ pub async fn run_load(
         tally,
         health,
         warnings,
+        records_error: agg.write_error,
     })
 }
 

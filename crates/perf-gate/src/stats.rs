@@ -8,8 +8,18 @@
 //!
 //! Samples are kept compactly as `f32` seconds (4 bytes each; ~0.1 µs resolution at 1 s, far below
 //! network jitter). Error-adjusted percentiles treat each failure as `+Inf`.
+//!
+//! What a run keeps: [`SampleStore`] (per request, exact: finish time, TTFT, E2E; 12 bytes) and
+//! [`LatencyHistogram`] for the figures that grow with every token (inter-token gaps, TPOT,
+//! client queueing): constant memory, percentiles within [`hist::RELATIVE_ERROR`].
 
 use crate::results::{AdjustedPercentiles, Distribution, Latency};
+
+pub mod hist;
+pub mod store;
+
+pub use hist::LatencyHistogram;
+pub use store::{RequestSample, SampleStore};
 
 /// 1-based nearest rank of quantile `q` among `n` samples (`n > 0`).
 pub fn nearest_rank(q: f64, n: usize) -> usize {
@@ -73,42 +83,55 @@ impl Samples {
 
     /// Summary with nearest-rank percentiles.
     pub fn distribution(&self) -> Distribution {
-        let mut sorted = self.values.clone();
-        sorted.sort_unstable_by(f32::total_cmp);
-        let n = sorted.len();
-        Distribution {
-            count: n as u64,
-            min: sorted.first().map(|v| f64::from(*v)),
-            mean: (n > 0).then(|| self.sum / n as f64),
-            p50: percentile_sorted(&sorted, 0.50),
-            p90: percentile_sorted(&sorted, 0.90),
-            p95: percentile_sorted(&sorted, 0.95),
-            p99: percentile_sorted(&sorted, 0.99),
-            max: sorted.last().map(|v| f64::from(*v)),
-        }
+        distribution_sorted(&self.sorted(), self.sum)
     }
 
     /// Error-adjusted percentiles: these samples plus `failures` samples of `+Inf`.
     pub fn adjusted(&self, failures: u64) -> AdjustedPercentiles {
+        adjusted_sorted(&self.sorted(), failures)
+    }
+
+    fn sorted(&self) -> Vec<f32> {
         let mut sorted = self.values.clone();
         sorted.sort_unstable_by(f32::total_cmp);
-        let total = sorted.len() + failures as usize;
-        let at = |q: f64| -> Option<Latency> {
-            if total == 0 {
-                return None;
-            }
-            let rank = nearest_rank(q, total);
-            Some(match sorted.get(rank - 1) {
-                Some(v) => Latency::Finite(f64::from(*v)),
-                None => Latency::Inf,
-            })
-        };
-        AdjustedPercentiles {
-            count: total as u64,
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
+        sorted
+    }
+}
+
+/// Exact nearest-rank summary of `sorted` (ascending) whose values add up to `sum`.
+pub(crate) fn distribution_sorted(sorted: &[f32], sum: f64) -> Distribution {
+    let n = sorted.len();
+    Distribution {
+        count: n as u64,
+        min: sorted.first().map(|v| f64::from(*v)),
+        mean: (n > 0).then(|| sum / n as f64),
+        p50: percentile_sorted(sorted, 0.50),
+        p90: percentile_sorted(sorted, 0.90),
+        p95: percentile_sorted(sorted, 0.95),
+        p99: percentile_sorted(sorted, 0.99),
+        max: sorted.last().map(|v| f64::from(*v)),
+        relative_error: None,
+    }
+}
+
+/// Nearest-rank percentiles of `sorted` (ascending) plus `failures` samples of `+Inf`.
+pub(crate) fn adjusted_sorted(sorted: &[f32], failures: u64) -> AdjustedPercentiles {
+    let total = sorted.len() + failures as usize;
+    let at = |q: f64| -> Option<Latency> {
+        if total == 0 {
+            return None;
         }
+        let rank = nearest_rank(q, total);
+        Some(match sorted.get(rank - 1) {
+            Some(v) => Latency::Finite(f64::from(*v)),
+            None => Latency::Inf,
+        })
+    };
+    AdjustedPercentiles {
+        count: total as u64,
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
     }
 }
 

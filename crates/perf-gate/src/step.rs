@@ -21,11 +21,12 @@ pub enum Exit {
     Done,
     /// 1: the gate failed the candidate and `--fail-on-reject` was given.
     Rejected,
-    /// 2: bad input: flags, config, eval file, results file.
+    /// 2: bad input: flags, config, eval file, results file, an output directory that cannot
+    /// be written (found before any work).
     BadInput,
     /// 3: a dependency failed or is not as expected: vLLM, Prometheus or MLflow unreachable or
-    /// erroring after retries; adapter not served; model, version or alias unknown; the output
-    /// directory cannot be written.
+    /// erroring after retries; adapter not served; model, version or alias unknown; an output
+    /// file could not be written after the work (a full disk).
     Dependency,
     /// 4: aborted by SIGTERM/SIGINT; partial results are marked `aborted`.
     Aborted,
@@ -72,9 +73,11 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  done: results written (load-test), or a decision made and recorded (perf-decision)
   1  rejected: the gate failed and --fail-on-reject was given (perf-decision)
-  2  bad input: flags, config, eval file, results file
+  2  bad input: flags, config, eval file, results file, an output directory that cannot be
+     written (checked before any work)
   3  a dependency failed: vLLM, Prometheus or MLflow unreachable or erroring after retries;
-     adapter not served; model, version or alias unknown; output directory not writable
+     adapter not served; model, version or alias unknown; an output file that could not be
+     written after the work
   4  aborted by a signal (SIGTERM/SIGINT); partial results are marked `aborted`
   5  measurement invalid (perf-decision): rerun the whole gate (load and decision)";
 
@@ -111,25 +114,33 @@ pub struct StepOutputs {
 
 impl StepOutputs {
     /// Creates `dir`, writes `pending` to the status file and removes the `documents` (and their
-    /// leftover temp files) an earlier run left. Fails when the directory is not writable: the
-    /// step could not write its result either.
+    /// leftover temp files) an earlier run left. Writing the status is the probe that the
+    /// directory takes files (a temp file renamed into place, as every document is later);
+    /// removing the documents proves nothing stands where one will go. Fails when either does
+    /// not work: the step could not write its result either, so it must not start its work.
     pub fn claim(
         dir: &Path,
         status_file: &'static str,
         documents: &'static [&'static str],
         pending: &str,
-    ) -> Result<Self, OutputError> {
+    ) -> Result<Self, UnusableOutputDir> {
         let out = StepOutputs {
             dir: dir.to_path_buf(),
             status_file,
             documents,
         };
-        std::fs::create_dir_all(dir).map_err(|source| OutputError {
-            path: dir.display().to_string(),
+        let unusable = |source| UnusableOutputDir {
+            dir: dir.display().to_string(),
             source,
-        })?;
-        out.write_status(pending)?;
-        out.remove_documents()?;
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|source| OutputError {
+                path: dir.display().to_string(),
+                source,
+            })
+            .map_err(unusable)?;
+        out.write_status(pending).map_err(unusable)?;
+        out.remove_documents().map_err(unusable)?;
         Ok(out)
     }
 
@@ -205,6 +216,18 @@ impl StepOutputs {
         }
         Ok(())
     }
+}
+
+/// The output directory cannot be used, found before the step did any work: bad input (exit 2),
+/// reported with the flag that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("--output-dir {dir} cannot be used")]
+pub struct UnusableOutputDir {
+    /// The directory as given.
+    pub dir: String,
+    /// What failed in it.
+    #[source]
+    pub source: OutputError,
 }
 
 /// A file in the output directory could not be written or removed.
@@ -312,6 +335,9 @@ mod tests {
         let file = dir.path().join("a-file");
         std::fs::write(&file, "x").unwrap();
         let e = StepOutputs::claim(&file.join("out"), "s", &[], "error").unwrap_err();
-        assert!(e.path.ends_with("out"), "{e}");
+        assert!(
+            e.source.path.ends_with("out") && e.dir.ends_with("out"),
+            "{e}"
+        );
     }
 }

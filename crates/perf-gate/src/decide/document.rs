@@ -243,11 +243,12 @@ impl PerfDecision {
         if text.trim().is_empty() {
             return Err(BaselineFileError::Empty { path: shown });
         }
-        let raw: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| BaselineFileError::Malformed {
+        let raw = crate::strict_json::from_slice(text.as_bytes()).map_err(|e| {
+            BaselineFileError::Malformed {
                 path: shown.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v)
                 if (u64::from(OLDEST_BASELINE_SCHEMA_VERSION)

@@ -3,7 +3,7 @@
 use crate::decision::ThresholdError;
 use crate::mlflow::MlflowError;
 use crate::results::ResultsError;
-use crate::step::{Exit, OutputError, StepFailure};
+use crate::step::{Exit, OutputError, StepFailure, UnusableOutputDir};
 
 use super::document::BaselineFileError;
 
@@ -44,7 +44,10 @@ pub enum DecideError {
         #[source]
         source: MlflowError,
     },
-    /// An output file could not be written.
+    /// The output directory cannot be used (found before the work began).
+    #[error(transparent)]
+    OutputDir(#[from] UnusableOutputDir),
+    /// An output file could not be written after the work.
     #[error(transparent)]
     Output(#[from] OutputError),
     /// Another decision for the same model held the lease for longer than `--lock-timeout`.
@@ -89,6 +92,7 @@ impl StepFailure for DecideError {
             | DecideError::NotCompleted { .. }
             | DecideError::Thresholds(_)
             | DecideError::BaselineFile(_)
+            | DecideError::OutputDir(_)
             | DecideError::Input(_) => Exit::BadInput,
         }
     }

@@ -3,7 +3,7 @@
 use crate::client::ClientError;
 use crate::prom::PromError;
 use crate::runner::RunError;
-use crate::step::{Exit, OutputError, StepFailure};
+use crate::step::{Exit, OutputError, StepFailure, UnusableOutputDir};
 use crate::workload::WorkloadError;
 
 /// A failure that stops `load-test`. Whatever it is, the results file records it (status
@@ -39,7 +39,19 @@ pub enum LoadTestError {
         /// When: `before the load started`, `during the warm-up`, ...
         phase: &'static str,
     },
-    /// The output directory cannot be written.
+    /// The output directory cannot be used (found before the work began).
+    #[error(transparent)]
+    OutputDir(#[from] UnusableOutputDir),
+    /// The request records (`requests.jsonl`) could not be written in full: the figures are
+    /// in the results, but the evidence behind them is not (a full disk).
+    #[error("cannot write {file}: {why}")]
+    Records {
+        /// The file.
+        file: String,
+        /// What failed.
+        why: String,
+    },
+    /// An output file could not be written after the work (a full disk).
     #[error(transparent)]
     Output(#[from] OutputError),
 }
@@ -53,7 +65,7 @@ impl From<PromError> for LoadTestError {
 impl StepFailure for LoadTestError {
     fn exit(&self) -> Exit {
         match self {
-            LoadTestError::Workload(_) => Exit::BadInput,
+            LoadTestError::Workload(_) | LoadTestError::OutputDir(_) => Exit::BadInput,
             LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey) => Exit::BadInput,
             LoadTestError::Vllm(_) => Exit::Dependency,
             LoadTestError::Metrics(e) if e.is_bad_input() => Exit::BadInput,
@@ -61,7 +73,7 @@ impl StepFailure for LoadTestError {
             LoadTestError::Runner(RunError::Schedule(_)) => Exit::BadInput,
             LoadTestError::Runner(_) => Exit::Dependency,
             LoadTestError::Aborted { .. } => Exit::Aborted,
-            LoadTestError::Output(_) => Exit::Dependency,
+            LoadTestError::Output(_) | LoadTestError::Records { .. } => Exit::Dependency,
         }
     }
 }

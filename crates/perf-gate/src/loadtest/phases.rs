@@ -116,14 +116,23 @@ pub(super) async fn execute(
     });
     results.client = Some(out.client.clone());
     results.load_generator = Some(out.health.clone());
+    if let Some(why) = &out.records_error {
+        // The figures are kept in the results, but a step that promised the per-request
+        // record and lost it (a full disk) has failed: nothing downstream judges it.
+        return Err(LoadTestError::Records {
+            file: REQUESTS_FILE.to_string(),
+            why: why.clone(),
+        });
+    }
     if out.aborted {
         return Ok(RunStatus::Aborted);
     }
 
-    let server = match server_figures(server_side, &out, &cancel).await? {
+    let mut server = match server_figures(server_side, &out, &cancel).await? {
         Some(s) => s,
         None => return Ok(RunStatus::Aborted),
     };
+    super::accounting::require_client_successes(&mut server, out.client.successful_requests);
     reconcile(results, &server, &out.client);
     results.server = Some(server);
     let validity = crate::decision::validity::validity(results);
@@ -264,17 +273,17 @@ async fn measure(
         cancel.clone(),
     )
     .await;
-    let out = match out {
+    let mut out = match out {
         Ok(out) => out,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(e.into());
         }
     };
-    if let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE)) {
-        results
-            .warnings
-            .push(format!("cannot finalise {REQUESTS_FILE}: {e}"));
+    if out.records_error.is_none()
+        && let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE))
+    {
+        out.records_error = Some(format!("cannot rename {}: {e}", partial.display()));
     }
     results.warnings.extend(out.warnings.iter().cloned());
     tracing::info!(
@@ -287,6 +296,12 @@ async fn measure(
         results.warnings.push(format!(
             "{} successful responses carried no usage chunk: their output tokens are unknown (not guessed from max_tokens)",
             out.client.responses_without_usage
+        ));
+    }
+    if out.client.zero_usage_with_content > 0 {
+        results.warnings.push(format!(
+            "{} successful responses streamed content but their usage chunk said 0 completion tokens: the server's token counts contradict the stream (output-token figures undercount)",
+            out.client.zero_usage_with_content
         ));
     }
     Ok(out)

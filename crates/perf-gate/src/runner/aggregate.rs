@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::RequestRecord;
 use crate::results::ClientMetrics;
-use crate::stats::Samples;
+use crate::stats::{LatencyHistogram, SampleStore};
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
 #[derive(Debug, Clone, Default)]
@@ -23,13 +23,15 @@ pub struct Tally {
     ok: u64,
     errors: BTreeMap<String, u64>,
     without_usage: u64,
+    zero_usage_with_content: u64,
     output_tokens: u64,
     prompt_tokens: u64,
-    ttft: Samples,
-    e2e: Samples,
-    itl: Samples,
-    tpot: Samples,
-    queue: Samples,
+    /// Per request, exact: finish time, TTFT, E2E (12 bytes a request).
+    requests: SampleStore,
+    /// Pooled over every token: constant memory, within the histogram's stated error.
+    itl: LatencyHistogram,
+    tpot: LatencyHistogram,
+    queue: LatencyHistogram,
 }
 
 impl Tally {
@@ -37,7 +39,9 @@ impl Tally {
     pub fn add(&mut self, rec: &RequestRecord) {
         self.total += 1;
         self.queue.push(rec.queue_s());
+        let finished_s = rec.start_s + rec.total_s;
         if !rec.ok {
+            self.requests.push(finished_s, None, None);
             let key = rec
                 .error_kind
                 .map(|k| k.key(rec.http_status, rec.finish_reason.as_deref()))
@@ -46,17 +50,17 @@ impl Tally {
             return;
         }
         self.ok += 1;
-        if let Some(t) = rec.ttft_s {
-            self.ttft.push(t);
-        }
-        if let Some(t) = rec.e2e_s {
-            self.e2e.push(t);
-        }
+        self.requests.push(finished_s, rec.ttft_s, rec.e2e_s);
         self.itl.extend_from_slice(&rec.itl_gaps);
         if let Some(t) = rec.tpot_s() {
             self.tpot.push(t);
         }
         match rec.output_tokens {
+            Some(0) if rec.content_chunks > 0 => {
+                // the server's usage contradicts the stream: counted, flagged, not guessed
+                self.zero_usage_with_content += 1;
+                self.prompt_tokens += u64::from(rec.prompt_tokens.unwrap_or(0));
+            }
             Some(n) => {
                 self.output_tokens += u64::from(n);
                 self.prompt_tokens += u64::from(rec.prompt_tokens.unwrap_or(0));
@@ -80,10 +84,10 @@ impl Tally {
             *self.errors.entry(k.clone()).or_default() += v;
         }
         self.without_usage += other.without_usage;
+        self.zero_usage_with_content += other.zero_usage_with_content;
         self.output_tokens += other.output_tokens;
         self.prompt_tokens += other.prompt_tokens;
-        self.ttft.merge(&other.ttft);
-        self.e2e.merge(&other.e2e);
+        self.requests.merge(&other.requests);
         self.itl.merge(&other.itl);
         self.tpot.merge(&other.tpot);
         self.queue.merge(&other.queue);
@@ -92,6 +96,11 @@ impl Tally {
     /// Requests finished so far.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Every finished request's exact sample (finish time, TTFT, E2E).
+    pub fn requests(&self) -> &SampleStore {
+        &self.requests
     }
 
     /// The client figures, with rates over `duration_s` of load.
@@ -105,6 +114,7 @@ impl Tally {
             success_rate: (self.total > 0).then(|| self.ok as f64 / self.total as f64),
             errors_by_kind: self.errors.clone(),
             responses_without_usage: self.without_usage,
+            zero_usage_with_content: self.zero_usage_with_content,
             output_tokens: self.output_tokens,
             prompt_tokens: self.prompt_tokens,
             requests_per_s: per_s(self.ok),
@@ -113,13 +123,13 @@ impl Tally {
             } else {
                 per_s(self.output_tokens)
             },
-            ttft_s: self.ttft.distribution(),
+            ttft_s: self.requests.ttft(),
             itl_s: self.itl.distribution(),
-            e2e_s: self.e2e.distribution(),
+            e2e_s: self.requests.e2e(),
             tpot_s: self.tpot.distribution(),
             client_queue_s: self.queue.distribution(),
-            e2e_adjusted_s: self.e2e.adjusted(failed),
-            ttft_adjusted_s: self.ttft.adjusted(failed),
+            e2e_adjusted_s: self.requests.e2e_adjusted(failed),
+            ttft_adjusted_s: self.requests.ttft_adjusted(failed),
         }
     }
 }
@@ -255,6 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn zero_tokens_after_content_are_counted_apart() {
+        let mut t = Tally::default();
+        t.add(&rec(true, 0.1, 1.0, Some(0)));
+        t.add(&rec(true, 0.1, 1.0, Some(4)));
+        let mut empty = rec(true, 0.1, 1.0, Some(0));
+        empty.content_chunks = 0;
+        t.add(&empty);
+        let m = t.metrics(1.0);
+        assert_eq!(m.zero_usage_with_content, 1);
+        assert_eq!(m.output_tokens, 4);
+        assert_eq!(m.responses_without_usage, 0);
+    }
+
+    #[test]
     fn tally_counts_errors_tokens_and_rates() {
         let mut t = Tally::default();
         t.add(&rec(true, 0.1, 1.0, Some(11)));
@@ -269,9 +293,19 @@ mod tests {
         assert_eq!(m.requests_per_s, Some(1.0));
         assert_eq!(m.output_tokens_per_s, Some(16.0));
         assert_eq!(m.itl_s.count, 4);
-        // tpot = (e2e - ttft) / (tokens - 1): 0.9/10 and 1.8/20
-        assert!((m.tpot_s.max.unwrap() - 0.09).abs() < 1e-6);
-        assert!((m.client_queue_s.p50.unwrap() - 0.5).abs() < 1e-6);
+        // tpot = (e2e - ttft) / (tokens - 1): 0.9/10 and 1.8/20; histogram figures are within
+        // their stated error, never below the sample
+        let within = |got: f64, want: f64| got >= want && got <= want * (1.0 + 1e-3);
+        assert!(within(m.tpot_s.max.unwrap(), 0.09), "{:?}", m.tpot_s);
+        assert!(
+            within(m.client_queue_s.p50.unwrap(), 0.5),
+            "{:?}",
+            m.client_queue_s
+        );
+        assert_eq!(m.tpot_s.relative_error, Some(1e-3));
+        // the judged figures are exact
+        assert_eq!(m.e2e_s.relative_error, None);
+        assert_eq!(m.e2e_s.p50, Some(1.0));
         assert_eq!(m.e2e_adjusted_s.count, 3);
     }
 
@@ -333,5 +367,25 @@ mod tests {
         assert_eq!(lines[1]["error_kind"], "http");
         assert_eq!(lines[1]["http_status"], 503);
         assert!(lines[0].get("itl_gaps").is_none());
+    }
+
+    /// A full disk (Linux's `/dev/full` answers every write with ENOSPC): the records are
+    /// lost, the tally is not, and the error says so.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_a_write_error_not_a_lost_tally() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: Some(std::path::PathBuf::from("/dev/full")),
+            progress_every: None,
+            planned: 1,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
+        drop(tx);
+        let out = h.join().unwrap();
+        assert_eq!(out.tally.total(), 1);
+        let e = out.write_error.expect("a write error");
+        assert!(e.starts_with("writing request records: "), "{e}");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! | metric | must be |
 //! | --- | --- |
-//! | latencies and TTFTs (`*_latency_s`, `*_ttft_s`), `wall_clock_duration_s` | `>= 0` |
+//! | latency and TTFT quantiles (`*_latency_s`, `*_ttft_s`) | `> 0`: a request takes time, so a quantile of exactly 0 s is an empty or broken histogram, not a fast server |
+//! | `wall_clock_duration_s` | `>= 0` |
 //! | `throughput_rps`, `client_throughput_rps` | `>= 0`, within 5 % of the count it is derived from divided by the load's duration (the seed window's rate is not a count over the load), and never more requests over the load than the client sent |
 //! | `client_success_rate` | in `[0, 1]`, equal (to 1e-9) to `successful_requests / total_requests`, and `total_requests > 0` |
 //! | `kv_cache_usage` | in `[0, 1]` |
@@ -24,16 +25,47 @@ const RATE_TOLERANCE: f64 = 1e-9;
 const THROUGHPUT_TOLERANCE: f64 = 0.05;
 
 /// The range a metric must lie in, with its wording.
-fn range(key: &str) -> Option<(f64, f64, &'static str)> {
+struct Range {
+    lo: f64,
+    hi: f64,
+    /// `lo` itself is outside the range.
+    lo_open: bool,
+    rule: &'static str,
+}
+
+impl Range {
+    fn holds(&self, v: f64) -> bool {
+        let above = if self.lo_open {
+            v > self.lo
+        } else {
+            v >= self.lo
+        };
+        above && v <= self.hi
+    }
+}
+
+fn range(key: &str) -> Option<Range> {
     let base = key.strip_prefix(CLIENT_PREFIX).unwrap_or(key);
+    let r = |lo, hi, lo_open, rule| {
+        Some(Range {
+            lo,
+            hi,
+            lo_open,
+            rule,
+        })
+    };
     match base {
-        P50_LATENCY | P95_LATENCY | P99_LATENCY | P50_TTFT | P95_TTFT | P99_TTFT | WALL_CLOCK => {
-            Some((0.0, f64::INFINITY, "a duration cannot be negative"))
-        }
-        THROUGHPUT => Some((0.0, f64::INFINITY, "a rate cannot be negative")),
+        P50_LATENCY | P95_LATENCY | P99_LATENCY | P50_TTFT | P95_TTFT | P99_TTFT => r(
+            0.0,
+            f64::INFINITY,
+            true,
+            "a request takes time: a quantile of 0 s or less is an empty or broken histogram",
+        ),
+        WALL_CLOCK => r(0.0, f64::INFINITY, false, "a duration cannot be negative"),
+        THROUGHPUT => r(0.0, f64::INFINITY, false, "a rate cannot be negative"),
         // `client_success_rate` loses its prefix above
-        "success_rate" | KV_CACHE_USAGE => Some((0.0, 1.0, "a fraction lies in [0, 1]")),
-        GPU_UTILIZATION => Some((0.0, 100.0, "a percentage lies in [0, 100]")),
+        "success_rate" | KV_CACHE_USAGE => r(0.0, 1.0, false, "a fraction lies in [0, 1]"),
+        GPU_UTILIZATION => r(0.0, 100.0, false, "a percentage lies in [0, 100]"),
         _ => None,
     }
 }
@@ -62,11 +94,11 @@ pub fn check_ranges(metrics: &mut MetricMap) {
         .iter()
         .filter_map(|(key, m)| {
             let v = m.get()?;
-            let (lo, hi, rule) = range(key)?;
-            (v < lo || v > hi).then(|| {
+            let r = range(key)?;
+            (!r.holds(v)).then(|| {
                 (
                     key.clone(),
-                    format!("{key} = {} is impossible ({rule})", fig(v)),
+                    format!("{key} = {} is impossible ({})", fig(v), r.rule),
                 )
             })
         })
@@ -219,14 +251,31 @@ mod tests {
         let m = candidate_metrics(&r);
         assert!(
             reason(&m, P95_LATENCY)
-                .contains("p95_latency_s = -1 is impossible (a duration cannot be negative)"),
+                .contains("p95_latency_s = -1 is impossible (a request takes time"),
             "{m:?}"
         );
-        assert!(reason(&m, "client_p95_ttft_s").contains("cannot be negative"));
+        assert!(reason(&m, "client_p95_ttft_s").contains("a request takes time"));
         assert!(reason(&m, KV_CACHE_USAGE).contains("[0, 1]"));
         assert!(reason(&m, GPU_UTILIZATION).contains("[0, 100]"));
         // the neighbours keep their values
         assert_eq!(m[P99_LATENCY].get(), Some(4.4));
+    }
+
+    #[test]
+    fn a_quantile_of_exactly_zero_seconds_is_not_a_fast_server() {
+        let mut r = fixtures::results();
+        r.server.as_mut().unwrap().e2e_latency_s.p95 = Measured::value(0.0);
+        r.server.as_mut().unwrap().ttft_s.p95 = Measured::value(0.0);
+        let m = candidate_metrics(&r);
+        for key in [P95_LATENCY, P95_TTFT] {
+            assert!(
+                reason(&m, key).contains(" = 0 is impossible (a request takes time"),
+                "{m:?}"
+            );
+        }
+        // a tiny positive quantile is a measurement
+        r.server.as_mut().unwrap().ttft_s.p95 = Measured::value(1e-4);
+        assert_eq!(candidate_metrics(&r)[P95_TTFT].get(), Some(1e-4));
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! The per-request sample store: what the gate needs exactly, per request, in 12 bytes.
+//!
+//! Each finished request keeps when it finished (offset from the load's start), its TTFT and
+//! its E2E latency as `f32` seconds (`NaN` when it has none: a failure). TTFT and E2E are the
+//! judged client figures, so their percentiles stay exact nearest-rank; the finish times let a
+//! verdict cut the load into time blocks. Everything that grows with the token count (inter-
+//! token gaps) goes to a [`super::LatencyHistogram`] instead, so memory grows by 12 bytes a
+//! request, not by the length of its stream. Stores of shards concatenate exactly.
+
+use super::{adjusted_sorted, distribution_sorted};
+use crate::results::{AdjustedPercentiles, Distribution};
+
+/// One finished request: seconds, `NaN` for "none".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestSample {
+    /// When it finished, from the load's start.
+    pub finished_s: f32,
+    /// Time to first token (`NaN`: failed, or no token).
+    pub ttft_s: f32,
+    /// End to end, to the last token (`NaN`: failed, or no token).
+    pub e2e_s: f32,
+}
+
+/// Every request's [`RequestSample`], in the order they finished.
+#[derive(Debug, Clone, Default)]
+pub struct SampleStore {
+    requests: Vec<RequestSample>,
+}
+
+/// `Some(v)` as `f32` when it is a latency, else `NaN`.
+fn compact(v: Option<f64>) -> f32 {
+    match v {
+        Some(v) if v.is_finite() && v >= 0.0 => v as f32,
+        _ => f32::NAN,
+    }
+}
+
+impl SampleStore {
+    /// Adds one finished request (`ttft_s`/`e2e_s` `None` for a failure).
+    pub fn push(&mut self, finished_s: f64, ttft_s: Option<f64>, e2e_s: Option<f64>) {
+        self.requests.push(RequestSample {
+            finished_s: compact(Some(finished_s)),
+            ttft_s: compact(ttft_s),
+            e2e_s: compact(e2e_s),
+        });
+    }
+
+    /// The requests, in the order they finished.
+    pub fn requests(&self) -> &[RequestSample] {
+        &self.requests
+    }
+
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// True when no request finished.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Appends another store's requests (a shard's): percentiles stay exact.
+    pub fn merge(&mut self, other: &SampleStore) {
+        self.requests.extend_from_slice(&other.requests);
+    }
+
+    /// The TTFTs present, ascending, with their exact sum.
+    fn sorted(&self, pick: fn(&RequestSample) -> f32) -> (Vec<f32>, f64) {
+        let mut v: Vec<f32> = self
+            .requests
+            .iter()
+            .map(pick)
+            .filter(|x| !x.is_nan())
+            .collect();
+        v.sort_unstable_by(f32::total_cmp);
+        let sum = v.iter().map(|x| f64::from(*x)).sum();
+        (v, sum)
+    }
+
+    /// Exact nearest-rank distribution of the TTFTs present.
+    pub fn ttft(&self) -> Distribution {
+        let (v, sum) = self.sorted(|r| r.ttft_s);
+        distribution_sorted(&v, sum)
+    }
+
+    /// Exact nearest-rank distribution of the E2E latencies present.
+    pub fn e2e(&self) -> Distribution {
+        let (v, sum) = self.sorted(|r| r.e2e_s);
+        distribution_sorted(&v, sum)
+    }
+
+    /// TTFT percentiles with `failures` more requests counted as `+Inf`.
+    pub fn ttft_adjusted(&self, failures: u64) -> AdjustedPercentiles {
+        adjusted_sorted(&self.sorted(|r| r.ttft_s).0, failures)
+    }
+
+    /// E2E percentiles with `failures` more requests counted as `+Inf`.
+    pub fn e2e_adjusted(&self, failures: u64) -> AdjustedPercentiles {
+        adjusted_sorted(&self.sorted(|r| r.e2e_s).0, failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Samples;
+
+    #[test]
+    fn a_request_is_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<RequestSample>(), 12);
+    }
+
+    #[test]
+    fn distributions_match_the_exact_samples_and_skip_failures() {
+        let mut store = SampleStore::default();
+        let mut ttft = Samples::new();
+        for i in 0..1000u32 {
+            let t = f64::from((i * 7919) % 1000) / 1000.0 + 0.001;
+            if i % 10 == 0 {
+                store.push(f64::from(i), None, None);
+            } else {
+                store.push(f64::from(i), Some(t), Some(t * 3.0));
+                ttft.push(t);
+            }
+        }
+        assert_eq!(store.len(), 1000);
+        // the same samples, ranks and extremes; the mean sums the stored f32s
+        let (got, want) = (store.ttft(), ttft.distribution());
+        assert_eq!(
+            (got.p50, got.p90, got.p95, got.p99),
+            (want.p50, want.p90, want.p95, want.p99)
+        );
+        assert_eq!((got.min, got.max), (want.min, want.max));
+        assert!((got.mean.unwrap() - want.mean.unwrap()).abs() < 1e-6);
+        assert_eq!(store.ttft().count, 900);
+        assert_eq!(store.ttft_adjusted(100), ttft.adjusted(100));
+        assert_eq!(store.requests()[0].ttft_s.to_bits(), f32::NAN.to_bits());
+        assert_eq!(store.requests()[999].finished_s, 999.0);
+    }
+
+    #[test]
+    fn shards_concatenate_exactly() {
+        let (mut a, mut b, mut all) = (
+            SampleStore::default(),
+            SampleStore::default(),
+            SampleStore::default(),
+        );
+        for i in 0..101u32 {
+            let v = f64::from(i) / 100.0;
+            if i % 2 == 0 { &mut a } else { &mut b }.push(v, Some(v), Some(v));
+            all.push(v, Some(v), Some(v));
+        }
+        a.merge(&b);
+        assert_eq!(a.e2e(), all.e2e());
+        assert_eq!(a.e2e_adjusted(3), all.e2e_adjusted(3));
+    }
+}

@@ -1,0 +1,98 @@
+//! What a run keeps per request, counted by the allocator (not timed, not RSS): 100k requests
+//! of 128 tokens each (127 inter-token gaps) must leave a few bytes a request behind, not the
+//! ~0.5 KB that keeping every gap cost. The benchmark reports the process's RSS.
+
+#![expect(
+    unsafe_code,
+    reason = "a global allocator that counts and forwards to System: the only way to count retained bytes"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use perf_gate::client::RequestRecord;
+use perf_gate::runner::aggregate::Tally;
+
+/// Bytes currently allocated by this test process.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn record(i: u64, ok: bool) -> RequestRecord {
+    RequestRecord {
+        seq: i,
+        prompt_index: (i % 1000) as u32,
+        scheduled_s: i as f64 * 0.001,
+        start_s: i as f64 * 0.001 + 0.0001,
+        http_status: Some(if ok { 200 } else { 500 }),
+        ok,
+        error_kind: (!ok).then_some(perf_gate::client::ErrorKind::Http),
+        error: None,
+        ttft_s: ok.then_some(0.02 + (i % 97) as f64 * 1e-4),
+        e2e_s: ok.then_some(0.7 + (i % 89) as f64 * 1e-3),
+        total_s: 0.7,
+        content_chunks: if ok { 128 } else { 0 },
+        output_tokens: ok.then_some(128),
+        prompt_tokens: ok.then_some(40),
+        finish_reason: ok.then(|| "length".to_string()),
+        itl_mean_s: None,
+        itl_max_s: None,
+        itl_gaps: if ok {
+            (0..127).map(|k| 0.005 + (k % 13) as f32 * 1e-4).collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+#[test]
+fn a_request_leaves_a_few_bytes_behind_not_its_token_gaps() {
+    const N: u64 = 100_000;
+    let mut tally = Tally::default();
+    // the first records grow the histograms to their working size
+    for i in 0..1000 {
+        tally.add(&record(i, true));
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 1000..1000 + N {
+        tally.add(&record(i, i % 50 != 0));
+    }
+    let retained = LIVE.load(Ordering::Relaxed) - before;
+    let per_request = retained as f64 / N as f64;
+    println!("retained {retained} bytes for {N} requests: {per_request:.1} bytes a request");
+    // 12 bytes a request, and a Vec that doubles may hold up to twice that: never the 127 gaps
+    // (508 bytes) a request kept before
+    assert!(per_request <= 30.0, "{per_request:.1} bytes a request");
+    // and every figure is still there
+    let m = tally.metrics(100.0);
+    assert_eq!(m.total_requests, 1000 + N);
+    assert_eq!(m.itl_s.count, 127 * (1000 + N - N / 50));
+    assert_eq!(tally.requests().len() as u64, 1000 + N);
+}
