@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use perf_gate::loadtest::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
@@ -12,11 +13,12 @@ use perf_gate::loadtest::{
 };
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
+use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::positive_u32;
-use perf_gate_cli::seconds::{AutoSeconds, Seconds};
+use perf_gate_cli::seconds::{AutoSeconds, Seconds, positive_seconds};
 
 /// `--window-mode` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -89,12 +91,32 @@ pub struct Cli {
     #[arg(long, env = "OUTPUT_DIR", default_value = ".")]
     pub output_dir: PathBuf,
 
-    /// API key for vLLM, sent as a bearer token; never logged or written.
+    /// API key for vLLM, sent as a bearer token; never logged or written. With it, a
+    /// `user:password@` in --vllm-url is not sent (one Authorization header); without it, that
+    /// userinfo is sent as HTTP Basic.
     #[arg(long, env = "VLLM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// Deadline of each request (seconds, or 90s / 5m). A request past it counts as a timeout failure.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT))]
+    /// PEM file of the CA (or bundle, or self-signed certificate) to trust for an https vLLM,
+    /// besides the system's roots.
+    #[arg(long, env = "VLLM_CA_CERT", value_name = "PEM")]
+    pub vllm_ca_cert: Option<PathBuf>,
+
+    /// Accept any TLS certificate from vLLM (test setups only; logged as a warning).
+    #[arg(long, env = "VLLM_INSECURE_TLS", value_parser = BoolishValueParser::new())]
+    pub vllm_insecure_tls: bool,
+
+    /// PEM file of the CA to trust for an https Prometheus, besides the system's roots.
+    #[arg(long, env = "PROMETHEUS_CA_CERT", value_name = "PEM")]
+    pub prometheus_ca_cert: Option<PathBuf>,
+
+    /// Accept any TLS certificate from Prometheus (test setups only; logged as a warning).
+    #[arg(long, env = "PROMETHEUS_INSECURE_TLS", value_parser = BoolishValueParser::new())]
+    pub prometheus_insecure_tls: bool,
+
+    /// Deadline of each request (seconds, or 90s / 5m; more than 0). A request past it counts
+    /// as a timeout failure.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT), value_parser = positive_seconds)]
     pub request_timeout: Seconds,
 
     /// `job` label of vLLM's series in Prometheus.
@@ -166,8 +188,8 @@ pub struct Cli {
     #[arg(long, env = "DRAIN_GRACE", default_value_t = Seconds(DEFAULT_DRAIN_GRACE))]
     pub drain_grace: Seconds,
 
-    /// Timeout of each Prometheus query.
-    #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value_t = Seconds(DEFAULT_QUERY_TIMEOUT))]
+    /// Timeout of each Prometheus query (more than 0).
+    #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value_t = Seconds(DEFAULT_QUERY_TIMEOUT), value_parser = positive_seconds)]
     pub prometheus_timeout: Seconds,
 
     /// Log format: text for people, json for Kubernetes.
@@ -176,17 +198,30 @@ pub struct Cli {
 }
 
 impl TryFrom<Cli> for LoadTestConfig {
-    type Error = UrlError;
+    type Error = anyhow::Error;
 
-    /// Checks the URLs (each error names its flag and shows the URL redacted) and builds the
-    /// config.
-    fn try_from(cli: Cli) -> Result<Self, UrlError> {
+    /// Checks the URLs (each error names its flag and shows the URL redacted), reads the CA
+    /// files, and builds the config. The API key is registered with the scrubber first.
+    fn try_from(cli: Cli) -> anyhow::Result<Self> {
+        if let Some(key) = &cli.api_key {
+            perf_gate::secrets::register(key);
+        }
         let vllm_url = base_url("--vllm-url", &cli.vllm_url)?;
         let prometheus_url = cli
             .prometheus_url
             .as_deref()
             .map(|u| base_url("--prometheus-url", u))
             .transpose()?;
+        let vllm_tls = TlsSettings::load(
+            &transport::VLLM,
+            cli.vllm_ca_cert.as_deref(),
+            cli.vllm_insecure_tls,
+        )?;
+        let prometheus_tls = TlsSettings::load(
+            &transport::PROMETHEUS,
+            cli.prometheus_ca_cert.as_deref(),
+            cli.prometheus_insecure_tls,
+        )?;
         let window_mode = match cli.window_mode {
             WindowArg::EndAnchored => WindowMode::EndAnchored,
             WindowArg::Seed => WindowMode::Seed,
@@ -223,6 +258,8 @@ impl TryFrom<Cli> for LoadTestConfig {
             drain_grace: cli.drain_grace.into(),
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
+            vllm_tls,
+            prometheus_tls,
         })
     }
 }

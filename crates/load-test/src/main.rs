@@ -10,7 +10,7 @@ use perf_gate_cli::{env, logging, signals};
 fn main() -> ExitCode {
     let cli: Cli = match env::try_parse() {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => env::exit_with(e),
     };
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -26,14 +26,17 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(exit) => exit.into(),
         Err((exit, e)) => {
-            eprintln!("load-test: {e:#}");
+            eprintln!(
+                "load-test: {}",
+                perf_gate::secrets::scrub(&format!("{e:#}"))
+            );
             exit.into()
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<Exit, (Exit, anyhow::Error)> {
-    let config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e.into()))?;
+    let config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e))?;
     let output_dir = config.output_dir.clone();
     let cancel = signals::cancel_on_signal(move || {
         loadtest::mark_killed(&output_dir);

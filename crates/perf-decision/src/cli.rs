@@ -12,8 +12,9 @@ use perf_gate::decide::{
 };
 use perf_gate::decision::{MetricsSource, OnInvalid, Thresholds};
 use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
+use perf_gate::transport::{self, CaCertificates};
 use perf_gate_cli::logging::LogFormat;
-use perf_gate_cli::parse::{fraction, non_negative, seconds};
+use perf_gate_cli::parse::{fraction, non_negative, positive_seconds_f64};
 use perf_gate_cli::seconds::{Seconds, positive_seconds};
 
 /// The seed's thresholds: the flags' defaults.
@@ -62,8 +63,9 @@ const AFTER_HELP: &str = concat!(
     "buckets, fewer than 20 successful requests. --require-comparable-baseline makes the first a\n",
     "failing fifth check.\n\n",
     "MLflow: MLFLOW_TRACKING_URI, and MLFLOW_TRACKING_TOKEN (bearer) or\n",
-    "MLFLOW_TRACKING_USERNAME + MLFLOW_TRACKING_PASSWORD (basic). Without a tracking URI the step\n",
-    "refuses to run unless --no-mlflow or --baseline-file is given.\n\n",
+    "MLFLOW_TRACKING_USERNAME + MLFLOW_TRACKING_PASSWORD (basic); an https server's CA in\n",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH. Without a tracking URI the step refuses to run unless\n",
+    "--no-mlflow or --baseline-file is given.\n\n",
 );
 
 /// Judge a load test against MLflow's baseline and record the decision.
@@ -127,12 +129,12 @@ pub struct Cli {
     #[arg(long, env = "METRICS_SOURCE", value_enum, default_value_t = SourceArg::Server)]
     pub metrics_source: SourceArg,
 
-    /// Check 1: P95 E2E latency must be below this (seconds, or 500ms / 2m).
-    #[arg(long, env = "MAX_P95_LATENCY", default_value_t = SEED.max_p95_latency_s, value_parser = seconds)]
+    /// Check 1: P95 E2E latency must be below this (seconds, or 500ms / 2m; more than 0).
+    #[arg(long, env = "MAX_P95_LATENCY", default_value_t = SEED.max_p95_latency_s, value_parser = positive_seconds_f64)]
     pub max_p95_latency: f64,
 
-    /// Check 2: P95 time to first token must be below this (seconds).
-    #[arg(long, env = "MAX_P95_TTFT", default_value_t = SEED.max_p95_ttft_s, value_parser = seconds)]
+    /// Check 2: P95 time to first token must be below this (seconds; more than 0).
+    #[arg(long, env = "MAX_P95_TTFT", default_value_t = SEED.max_p95_ttft_s, value_parser = positive_seconds_f64)]
     pub max_p95_ttft: f64,
 
     /// Check 3: throughput must be above this (requests per second).
@@ -225,9 +227,20 @@ pub struct Cli {
     )]
     pub tracking_password: Option<String>,
 
-    /// Accept any TLS certificate from the tracking server (test setups only).
-    #[arg(long, env = "MLFLOW_TRACKING_INSECURE_TLS", value_parser = BoolishValueParser::new())]
+    /// Accept any TLS certificate from the tracking server (test setups only; logged as a
+    /// warning).
+    #[arg(
+        long,
+        visible_alias = "mlflow-insecure-tls",
+        env = "MLFLOW_TRACKING_INSECURE_TLS",
+        value_parser = BoolishValueParser::new()
+    )]
     pub insecure_tls: bool,
+
+    /// PEM file of the CA (or bundle, or self-signed certificate) to trust for an https
+    /// tracking server, besides the system's roots (MLflow's own variable).
+    #[arg(long, env = "MLFLOW_TRACKING_SERVER_CERT_PATH", value_name = "PEM")]
+    pub mlflow_ca_cert: Option<PathBuf>,
 
     /// Timeout of one MLflow HTTP attempt (seconds, or 30s / 2m).
     #[arg(long, env = "MLFLOW_HTTP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT), value_parser = positive_seconds)]
@@ -317,6 +330,16 @@ impl Cli {
                 "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file to decide from files only"
             );
         };
+        // the flag's own name in the messages (the library names the env var)
+        let url = perf_gate::urls::parse_base_url("--tracking-uri", uri)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(perf_gate::urls::UrlError {
+                flag: "--tracking-uri",
+                shown: perf_gate::urls::redact_url(uri),
+                reason: "credentials do not go in the URL: use MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN".into(),
+            }
+            .into());
+        }
         let mut config = MlflowConfig::new(uri)?;
         config.auth = Auth::from_parts(
             self.tracking_token.clone(),
@@ -324,6 +347,11 @@ impl Cli {
             self.tracking_password.clone(),
         )?;
         config.insecure_tls = self.insecure_tls;
+        config.ca_certs = self
+            .mlflow_ca_cert
+            .as_deref()
+            .map(|p| CaCertificates::load(transport::MLFLOW.ca_flag, p))
+            .transpose()?;
         config.request_timeout = self.mlflow_timeout.into();
         config.retry = RetryPolicy {
             max_retries: self.mlflow_retries,

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use perf_decision::cli::{self, Cli};
 use perf_gate::decide::{self, DecideConfig, MlflowMode, PerfDecision};
 use perf_gate::decision::Verdict;
+use perf_gate::mlflow::MlflowError;
+use perf_gate::secrets::scrub;
 use perf_gate::step::{Exit, StepFailure, error_line};
+use perf_gate::transport;
 use perf_gate_cli::{env, logging, signals};
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn parse() -> Result<Cli, ExitCode> {
             }
         });
     }
+    env::register_secret_args(&Cli::command(), std::env::args_os());
     let matches = env::empty_env_as_unset(Cli::command()).try_get_matches();
     matches
         .and_then(|m| Cli::from_arg_matches(&m))
@@ -55,8 +59,8 @@ fn parse() -> Result<Cli, ExitCode> {
                     outputs.abandon(decide::STATUS_ERROR);
                 }
             }
-            // clap's own message and code: 2 for a refused command line, 0 for --help
-            let _ = e.print();
+            // clap's own message (scrubbed) and code: 2 for a refused command line, 0 for --help
+            env::print_error(&e);
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::BadInput.code()))
         })
 }
@@ -136,7 +140,7 @@ async fn run(cli: Cli) -> Exit {
         Ok(c) => c,
         Err(e) => {
             outputs.abandon(decide::STATUS_ERROR);
-            eprintln!("perf-decision: error: {e:#}");
+            eprintln!("perf-decision: error: {}", scrub(&format!("{e:#}")));
             return Exit::BadInput;
         }
     };
@@ -166,7 +170,7 @@ async fn resolve(cli: &Cli) -> Exit {
             return Exit::BadInput;
         }
         Err(e) => {
-            eprintln!("perf-decision: error: {e:#}");
+            eprintln!("perf-decision: error: {}", scrub(&format!("{e:#}")));
             return Exit::BadInput;
         }
     };
@@ -189,7 +193,12 @@ async fn resolve(cli: &Cli) -> Exit {
 }
 
 fn fail(e: &(impl StepFailure + 'static)) -> Exit {
-    eprintln!("perf-decision: error: {}", error_line(e));
+    let mut line = error_line(e);
+    // an untrusted MLflow certificate: say which flags fix it
+    if let Some(hint) = transport::certificate_hint::<MlflowError>(e, &transport::MLFLOW) {
+        line = format!("{line} ({hint})");
+    }
+    eprintln!("perf-decision: error: {}", scrub(&line));
     e.exit()
 }
 

@@ -35,6 +35,11 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     parse_duration(s).map(|d| d.as_secs_f64())
 }
 
+/// [`seconds`] that refuses zero (a latency bound of 0 can never be met).
+pub fn positive_seconds_f64(s: &str) -> Result<f64, String> {
+    parse_positive_duration(s).map(|d| d.as_secs_f64())
+}
+
 /// A duration as `--help` shows a default (`30s`).
 pub fn shown(d: Duration) -> String {
     format_duration(d)
@@ -56,5 +61,7 @@ mod tests {
         assert_eq!(seconds("8.0"), Ok(8.0));
         assert_eq!(seconds("500ms"), Ok(0.5));
         assert!(seconds("-1").is_err());
+        assert_eq!(positive_seconds_f64("2.5"), Ok(2.5));
+        assert!(positive_seconds_f64("0").is_err() && positive_seconds_f64("0s").is_err());
     }
 }

@@ -1,7 +1,12 @@
 //! The vLLM (OpenAI-compatible) client: health, `/v1/models`, and timed streaming requests.
 //!
-//! One pooled `reqwest::Client` serves every request of a run. The API key is sent as a bearer
-//! token, marked sensitive, and never logged or written anywhere.
+//! One pooled `reqwest::Client` serves every request of a run. Every request carries at most one
+//! `Authorization` header ([`crate::transport::vllm_auth`]: the API key as a bearer token, else
+//! the URL's `user:password` as `Basic`), marked sensitive; redirects are not followed (a 3xx is
+//! a failed request); the TLS roots are the system's plus `--vllm-ca-cert`
+//! ([`crate::transport::TlsSettings`]). The credentials never reach a log or a file: every text
+//! that comes from the server (error bodies, stream errors) is scrubbed
+//! ([`crate::secrets::scrub`]) before it is stored in a record or an error.
 
 pub mod record;
 pub mod sse;
@@ -11,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
+
+use crate::secrets::scrubbed;
+use crate::transport::{self, TlsSettings};
 
 pub use record::{ErrorKind, RequestRecord};
 pub use stream::Timing;
@@ -27,6 +35,9 @@ pub enum ClientError {
     /// The API key cannot be sent as a header.
     #[error("invalid --api-key: it contains characters not allowed in an HTTP header")]
     BadApiKey,
+    /// `--vllm-ca-cert` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] transport::TlsError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Build(#[source] reqwest::Error),
@@ -36,6 +47,15 @@ pub enum ClientError {
         /// Base URL (no credentials).
         url: String,
         /// Transport error text.
+        message: String,
+    },
+    /// vLLM's TLS certificate is not trusted (waiting does not help: every attempt meets the
+    /// same certificate).
+    #[error("vLLM at {url} is unreachable: {message}")]
+    UntrustedCertificate {
+        /// Base URL (no credentials).
+        url: String,
+        /// The client's error and the flags that fix it.
         message: String,
     },
     /// `/health` answered with a non-200 status.
@@ -104,12 +124,14 @@ pub struct VllmClient {
 }
 
 /// Connection settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Idle connections kept per host (set to the concurrency).
     pub pool_size: usize,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// Which certificates an `https` vLLM may present.
+    pub tls: TlsSettings,
 }
 
 impl Default for ClientOptions {
@@ -117,39 +139,44 @@ impl Default for ClientOptions {
         ClientOptions {
             pool_size: 64,
             connect_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
         }
     }
 }
 
 impl VllmClient {
-    /// A client for the vLLM server at `base_url`, sending `api_key` as a bearer token.
+    /// A client for the vLLM server at `base_url`, sending `api_key` as a bearer token (else
+    /// the URL's `user:password` as `Basic`; with both, only the key: see
+    /// [`transport::vllm_auth`]).
     pub fn new(
         base_url: &str,
         api_key: Option<&str>,
         opts: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let base = crate::urls::parse_base_url("--vllm-url", base_url)?;
-        let auth = match api_key.filter(|k| !k.is_empty()) {
-            Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
-                    .map_err(|_| ClientError::BadApiKey)?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
-        let http = reqwest::Client::builder()
+        let mut base = crate::urls::parse_base_url("--vllm-url", base_url)?;
+        let auth = transport::vllm_auth(&mut base, api_key).map_err(|_| ClientError::BadApiKey)?;
+        if auth.userinfo_dropped {
+            tracing::warn!(
+                "--vllm-url carries user:password and VLLM_API_KEY is set: only the API key is sent (as a bearer token), the URL's credentials are not"
+            );
+        }
+        let builder = reqwest::Client::builder()
             .pool_max_idle_per_host(opts.pool_size)
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .http1_only()
+            // a load generator measures the server it was given: a 3xx is a failed request
+            .redirect(reqwest::redirect::Policy::none());
+        let http = opts
+            .tls
+            .apply(builder, &transport::VLLM)
             .build()
             .map_err(ClientError::Build)?;
         Ok(VllmClient {
             http,
             base: base.as_str().trim_end_matches('/').to_string(),
             shown: crate::urls::redact_url(base_url),
-            auth,
+            auth: auth.header,
         })
     }
 
@@ -179,10 +206,22 @@ impl VllmClient {
         b
     }
 
+    /// The pooled client's `Authorization` header, if any (shared with the `/metrics` scraper).
+    pub fn auth_header(&self) -> Option<&HeaderValue> {
+        self.auth.as_ref()
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        if transport::is_certificate_error(&e) {
+            let hint = transport::VLLM.hint();
+            return ClientError::UntrustedCertificate {
+                url: self.shown.clone(),
+                message: scrubbed(format!("{} ({hint})", stream::describe(e))),
+            };
+        }
         ClientError::Unreachable {
             url: self.shown.clone(),
-            message: stream::describe(e),
+            message: scrubbed(stream::describe(e)),
         }
     }
 
@@ -228,6 +267,7 @@ impl VllmClient {
             };
             match outcome {
                 Ok(info) => return Ok(info),
+                Err(e @ ClientError::UntrustedCertificate { .. }) => return Err(e),
                 Err(e) if started.elapsed() >= timeout => {
                     return Err(ClientError::NotReady {
                         url: self.shown.clone(),
@@ -245,7 +285,7 @@ impl VllmClient {
     pub async fn models(&self) -> Result<Vec<ModelCard>, ClientError> {
         let models_err = |message: String| ClientError::Models {
             url: self.shown.clone(),
-            message,
+            message: scrubbed(message),
         };
         let resp = self
             .get("/v1/models")
@@ -287,10 +327,20 @@ impl VllmClient {
         }
     }
 
-    /// Sends one streaming request and measures it (see [`record::RequestRecord`]).
+    /// Sends one streaming request and measures it (see [`record::RequestRecord`]); its error
+    /// text, which may quote the server, is scrubbed of every known secret.
     pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
         let url = self.url(req.endpoint.path());
-        stream::execute(&self.http, &url, self.auth.as_ref(), req, timing).await
+        let mut rec = stream::execute(&self.http, &url, self.auth.as_ref(), req, timing).await;
+        if let Some(e) = rec.error.as_mut() {
+            // the detail is cut to a length (with `…`) before it reaches here
+            crate::secrets::scrub_cut(e, "…");
+        }
+        // the one other text of a record that comes from the server
+        if let Some(reason) = rec.finish_reason.as_mut() {
+            crate::secrets::scrub_string(reason);
+        }
+        rec
     }
 }
 

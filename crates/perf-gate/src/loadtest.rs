@@ -99,10 +99,15 @@ pub async fn run(
     if let Some(t) = results.timing.as_mut() {
         t.wall_clock_duration_s = started.elapsed().as_secs_f64();
     }
+    // texts that may quote a server (which may echo a credential): no known secret is shown
+    // (the error line goes to stdout) or written
+    let unusual = scrub_results(&mut results);
     // Results first, then the status word: a reader that sees the status also sees the results.
-    let written = outputs
-        .write_json(RESULTS_FILE, &results)
-        .and_then(|()| outputs.finish(results.status.as_str()));
+    let written = match &unusual {
+        Some(doc) => outputs.write_json(RESULTS_FILE, doc),
+        None => outputs.write_json(RESULTS_FILE, &results),
+    }
+    .and_then(|()| outputs.finish(results.status.as_str()));
     let results_written = written.is_ok();
     if let Err(e) = written {
         let line = error_line(&e);
@@ -125,6 +130,32 @@ pub async fn run(
         results_path: outputs.path(RESULTS_FILE),
         results_written,
     })
+}
+
+/// Takes every known secret out of every string of `results` ([`crate::secrets::scrub_json`]):
+/// a server may be quoted in any field, not only the error line and the warnings. In the
+/// unlikely case that the scrubbed text no longer fits the type (a secret inside an enum's
+/// word), the scrubbed document is returned, to be written instead (keys in another order).
+fn scrub_results(results: &mut LoadTestResults) -> Option<serde_json::Value> {
+    for text in results.error.iter_mut().chain(results.warnings.iter_mut()) {
+        crate::secrets::scrub_string(text);
+    }
+    let Ok(mut doc) = serde_json::to_value(&*results) else {
+        // plain data always converts; if not, writing it fails the same way and says so
+        return None;
+    };
+    let original = doc.clone();
+    crate::secrets::scrub_json(&mut doc);
+    if doc == original {
+        return None;
+    }
+    match serde_json::from_value(doc.clone()) {
+        Ok(clean) => {
+            *results = clean;
+            None
+        }
+        Err(_) => Some(doc),
+    }
 }
 
 /// What a second SIGINT/SIGTERM leaves before the process exits at once (the first one lets

@@ -122,9 +122,12 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     parse_retry_after(v, chrono::Utc::now())
 }
 
-/// How a transport error (no HTTP answer) counts for retrying.
+/// How a transport error (no HTTP answer) counts for retrying. A TLS certificate the client
+/// refuses is [`AttemptOutcome::Fatal`]: every attempt meets the same certificate.
 pub fn classify(e: &reqwest::Error) -> AttemptOutcome {
-    if e.is_timeout() {
+    if crate::transport::is_certificate_error(e) {
+        AttemptOutcome::Fatal
+    } else if e.is_timeout() {
         AttemptOutcome::Timeout
     } else if e.is_connect() {
         AttemptOutcome::Connect

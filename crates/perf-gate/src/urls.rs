@@ -8,6 +8,11 @@
 //! - [`redact_url`] removes `user:password@` and any query or fragment (tokens often travel as
 //!   `?token=...`), also when the text is not a valid URL at all: a malformed value is exactly
 //!   the one that gets echoed in an error.
+//! - [`redact_urls_in`] does the same to every URL inside a free text (a refused command line
+//!   that echoes its arguments).
+//!
+//! A URL's password is registered with [`crate::secrets`] as soon as the URL is parsed, so a
+//! server that echoes it cannot put it in a file or a log either.
 
 /// A URL flag's value is not a usable base URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +26,8 @@ pub struct UrlError {
     pub reason: String,
 }
 
-/// Parses and checks the base URL given to `flag`; the result has no trailing slash.
+/// Parses and checks the base URL given to `flag`; the result has no trailing slash. Its
+/// password, if any, is registered with [`crate::secrets`].
 pub fn parse_base_url(flag: &'static str, raw: &str) -> Result<url::Url, UrlError> {
     let trimmed = raw.trim();
     let bad = |reason: String| UrlError {
@@ -30,6 +36,12 @@ pub fn parse_base_url(flag: &'static str, raw: &str) -> Result<url::Url, UrlErro
         reason,
     };
     let mut u = url::Url::parse(trimmed).map_err(|e| bad(e.to_string()))?;
+    if let Some(pw) = u.password() {
+        crate::secrets::register(pw);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(pw).decode_utf8() {
+            crate::secrets::register(&decoded);
+        }
+    }
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(bad(format!("scheme {:?} is not http or https", u.scheme())));
     }
@@ -63,6 +75,43 @@ pub fn redact_url(raw: &str) -> String {
         }
         _ => redact_unparsed(raw),
     }
+}
+
+/// `text` with every URL in it (a run of characters holding `://`, up to a space or a quote)
+/// shown as [`redact_url`] shows it, when it has userinfo, a query or a fragment; the rest
+/// of the text unchanged.
+pub fn redact_urls_in(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_end = |c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`' | '<' | '>');
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // the URL starts after the last delimiter before `://`
+        let start = rest[..at].rfind(is_end).map_or(0, |i| {
+            i + rest[i..].chars().next().map_or(1, char::len_utf8)
+        });
+        let mut end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        // a closing bracket around the URL (`[env: VLLM_URL=http://...]` in `--help`) is not
+        // part of it; an IPv6 host's (`http://[::1]:8000`) is
+        if rest[start..end].ends_with(']')
+            && rest[start..end].matches(']').count() > rest[start..end].matches('[').count()
+        {
+            end -= 1;
+        }
+        let candidate = &rest[start..end];
+        out.push_str(&rest[..start]);
+        let authority = candidate.split(['/', '?', '#']).nth(2).unwrap_or("");
+        if authority.contains('@') || candidate.contains(['?', '#']) {
+            out.push_str(&redact_url(candidate));
+        } else {
+            out.push_str(candidate);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// [`redact_url`] for text the URL parser refuses (`http://u:pw@h:notaport`, `[::1`, no scheme).
@@ -134,6 +183,33 @@ mod tests {
     fn credentials_never_survive_redaction(#[case] raw: &str, #[case] shown: &str) {
         assert_eq!(redact_url(raw), shown);
         assert!(!redact_url(raw).contains("s3c"), "{raw}");
+    }
+
+    #[test]
+    fn urls_inside_a_text_lose_their_credentials() {
+        let text = "error: unexpected argument 'http://user:s3cret@h:2/p?token=s3cret' found; see https://docs.example/x and \"ftp://u:s3cret@[::1\"";
+        let clean = redact_urls_in(text);
+        assert_eq!(
+            clean,
+            "error: unexpected argument 'http://h:2/p?<redacted>' found; see https://docs.example/x and \"ftp://[::1\""
+        );
+        assert_eq!(
+            redact_urls_in("[env: VLLM_URL=http://u:s3cret@[::1]:8000/?t=s3cret]\n"),
+            "[env: VLLM_URL=http://[::1]:8000/?<redacted>]\n"
+        );
+        assert_eq!(
+            redact_urls_in("no url, s3://bucket/eval.jsonl"),
+            "no url, s3://bucket/eval.jsonl"
+        );
+    }
+
+    #[test]
+    fn a_parsed_password_is_known_to_the_scrubber() {
+        parse_base_url("--prometheus-url", "http://u:pw%40Known-1@h:9090").unwrap();
+        assert_eq!(
+            crate::secrets::scrub("echo pw@Known-1 pw%40Known-1"),
+            "echo <redacted> <redacted>"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   `fixtures`);
 //! - [`fault_proxy`] sits between a client and a real server and delays, holds, drops or
 //!   answers chosen calls, logging what it did and when;
+//! - [`tls`] makes a test CA and puts a TLS-terminating front before any of these servers;
 //! - [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
 //!   loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 //!
@@ -31,6 +32,7 @@ pub mod schema;
 pub mod sim;
 pub mod stack;
 pub mod steps;
+pub mod tls;
 pub mod wire;
 
 /// The text of the calling crate's `tests/fixtures/<name>`.

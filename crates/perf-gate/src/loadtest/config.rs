@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::prom::PromSettings;
+use crate::transport::TlsSettings;
 use crate::urls::redact_url;
 use crate::workload::EndpointChoice;
 
@@ -64,6 +65,11 @@ pub struct LoadTestConfig {
     /// Open one connection per slot before the load, so no measured request includes a
     /// handshake (a load setting: it changes client TTFT against a run without it).
     pub preconnect: bool,
+    /// Which certificates an `https` vLLM may present (`--vllm-ca-cert`, `--vllm-insecure-tls`).
+    pub vllm_tls: TlsSettings,
+    /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,
+    /// `--prometheus-insecure-tls`).
+    pub prometheus_tls: TlsSettings,
 }
 
 impl std::fmt::Debug for LoadTestConfig {
@@ -78,6 +84,8 @@ impl std::fmt::Debug for LoadTestConfig {
                 &self.prometheus_url.as_deref().map(redact_url),
             )
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("vllm_tls", &self.vllm_tls)
+            .field("prometheus_tls", &self.prometheus_tls)
             .finish_non_exhaustive()
     }
 }

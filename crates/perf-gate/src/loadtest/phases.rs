@@ -44,7 +44,11 @@ pub(super) async fn execute(
     // Local inputs first: a bad file fails fast without touching the network.
     let requests = prepare_inputs(cfg, results)?;
     let collector = match &cfg.prometheus_url {
-        Some(url) => Some(PrometheusCollector::new(url, cfg.prom.clone())?),
+        Some(url) => Some(PrometheusCollector::with_tls(
+            url,
+            cfg.prom.clone(),
+            &cfg.prometheus_tls,
+        )?),
         None => None,
     };
     let client = Arc::new(VllmClient::new(
@@ -52,6 +56,7 @@ pub(super) async fn execute(
         cfg.api_key.as_deref(),
         ClientOptions {
             pool_size: cfg.concurrency as usize,
+            tls: cfg.vllm_tls.clone(),
             ..ClientOptions::default()
         },
     )?);

@@ -11,6 +11,8 @@ use url::Url;
 use super::config::{Auth, MlflowConfig};
 use super::error::{self, MlflowError};
 use crate::retry::{self, AttemptOutcome, Failed, RetryPolicy};
+use crate::secrets;
+use crate::transport::{self, TlsSettings};
 
 /// A typed MLflow REST client. Cheap to clone (the connection pool is shared).
 ///
@@ -66,14 +68,31 @@ pub(crate) struct Call {
 
 impl MlflowClient {
     /// A client for `config`. Fails only if the TLS backend cannot be set up.
+    ///
+    /// It trusts the system's roots plus `config.ca_certs` (or, with `insecure_tls`, anything,
+    /// logged at WARN); it follows redirects as reqwest does, which drops the credentials on a
+    /// redirect to another scheme, host or port. The credentials are registered with
+    /// [`crate::secrets`], so an error body that echoes them is scrubbed.
     pub fn new(config: &MlflowConfig) -> Result<Self, MlflowError> {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
-            .danger_accept_invalid_certs(config.insecure_tls)
-            .user_agent(concat!("perf-gate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("perf-gate/", env!("CARGO_PKG_VERSION")));
+        let tls = TlsSettings {
+            ca: config.ca_certs.clone(),
+            insecure: config.insecure_tls,
+        };
+        let http = tls
+            .apply(builder, &transport::MLFLOW)
             .build()
             .map_err(|e| MlflowError::Config(format!("cannot build http client: {e}")))?;
+        match &config.auth {
+            Auth::None => {}
+            Auth::Bearer(token) => secrets::register(token.expose()),
+            Auth::Basic { username, password } => {
+                secrets::register_basic(username, password.expose());
+            }
+        }
         let mut base = config.tracking_uri.clone();
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
@@ -131,7 +150,7 @@ impl MlflowClient {
             endpoint,
             status,
             message: e.to_string(),
-            body: error::excerpt(&body),
+            body: error::excerpt(secrets::scrub(&String::from_utf8_lossy(&body)).as_bytes()),
         })
     }
 
@@ -150,7 +169,7 @@ impl MlflowClient {
                 endpoint,
                 status,
                 message: e.to_string(),
-                body: error::excerpt(&body),
+                body: error::excerpt(secrets::scrub(&String::from_utf8_lossy(&body)).as_bytes()),
             })
     }
 
@@ -175,7 +194,11 @@ impl MlflowClient {
                     }) => Err(Failed {
                         outcome: AttemptOutcome::Status(status),
                         retry_after,
-                        error: error::from_response(&call.endpoint, status, &body),
+                        error: error::from_response(
+                            &call.endpoint,
+                            status,
+                            secrets::scrub(&String::from_utf8_lossy(&body)).as_bytes(),
+                        ),
                     }),
                     Err(e) => {
                         let outcome = retry::classify(&e);

@@ -1,44 +1,17 @@
-//! Where the MLflow server is and how to authenticate: built from explicit values or from the
-//! Python client's environment variables.
+//! Where the MLflow server is, how to authenticate and which TLS certificates to trust: built
+//! from explicit values or from the Python client's environment variables.
 
-use std::fmt;
 use std::time::Duration;
 
 use url::Url;
 
 use super::error::MlflowError;
 use crate::retry::RetryPolicy;
+pub use crate::secrets::Secret;
+use crate::transport::CaCertificates;
 
 /// Timeout of one MLflow HTTP attempt by default (the Python client's).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A secret string (token or password). `Debug` and `Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How requests authenticate.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -67,10 +40,10 @@ impl Auth {
     ) -> Result<Auth, MlflowError> {
         let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
         match (nonempty(token), nonempty(username), nonempty(password)) {
-            (Some(token), _, _) => Ok(Auth::Bearer(Secret(token))),
+            (Some(token), _, _) => Ok(Auth::Bearer(Secret::new(token))),
             (None, Some(username), Some(password)) => Ok(Auth::Basic {
                 username,
-                password: Secret(password),
+                password: Secret::new(password),
             }),
             (None, Some(_), None) => Err(MlflowError::Config(
                 "MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is not".into(),
@@ -101,6 +74,9 @@ pub struct MlflowConfig {
     pub auth: Auth,
     /// Accept any TLS certificate (`MLFLOW_TRACKING_INSECURE_TLS=true`). For test setups only.
     pub insecure_tls: bool,
+    /// Certificates to trust besides the system's roots (`MLFLOW_TRACKING_SERVER_CERT_PATH`, a
+    /// PEM file, as the Python client reads it).
+    pub ca_certs: Option<CaCertificates>,
     /// Timeout of one HTTP attempt, connection to last body byte.
     pub request_timeout: Duration,
     /// Timeout of the TCP/TLS connection of one attempt.
@@ -136,6 +112,7 @@ impl MlflowConfig {
             tracking_uri: url,
             auth: Auth::None,
             insecure_tls: false,
+            ca_certs: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -161,6 +138,12 @@ impl MlflowConfig {
             lookup("MLFLOW_TRACKING_USERNAME"),
             lookup("MLFLOW_TRACKING_PASSWORD"),
         )?;
+        if let Some(path) = lookup("MLFLOW_TRACKING_SERVER_CERT_PATH").filter(|p| !p.is_empty()) {
+            config.ca_certs = Some(
+                CaCertificates::load("MLFLOW_TRACKING_SERVER_CERT_PATH", path.as_ref())
+                    .map_err(|e| MlflowError::Config(crate::step::error_line(&e)))?,
+            );
+        }
         if let Some(v) = lookup("MLFLOW_TRACKING_INSECURE_TLS") {
             config.insecure_tls = parse_bool(&v).ok_or_else(|| {
                 MlflowError::Config(format!(
@@ -267,5 +250,31 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("maybe"));
+    }
+
+    #[test]
+    fn the_python_clients_cert_path_is_read_at_once() {
+        let ca = test_support::tls::TestCa::new();
+        let ca_path = ca.ca_path().display().to_string();
+        let c = MlflowConfig::from_lookup(lookup(&[
+            ("MLFLOW_TRACKING_URI", "https://mlflow.example"),
+            ("MLFLOW_TRACKING_SERVER_CERT_PATH", &ca_path),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.ca_certs.as_ref().map(CaCertificates::len), Some(1));
+        assert!(!c.insecure_tls);
+        let missing = ca.dir().join("missing.pem").display().to_string();
+        let e = MlflowConfig::from_lookup(lookup(&[
+            ("MLFLOW_TRACKING_URI", "https://mlflow.example"),
+            ("MLFLOW_TRACKING_SERVER_CERT_PATH", &missing),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "cannot read MLFLOW_TRACKING_SERVER_CERT_PATH {missing}"
+            )),
+            "{e}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::retry::{self, Attempt};
 use super::window::{LoadSpan, PromSettings, WindowPlan, plan_seed_window, window_warnings};
 use crate::results::{QueryRecord, ServerMetrics, ServerSource};
 use crate::retry::{AttemptOutcome, RetryPolicy, retry_after};
+use crate::transport::{self, TlsSettings};
 use crate::urls::{parse_base_url, redact_url};
 
 const WHAT: &str = "Prometheus";
@@ -62,8 +63,19 @@ impl std::fmt::Debug for PrometheusCollector {
 
 impl PrometheusCollector {
     /// Checks the URL (`--prometheus-url`) and the settings (job label, GPU selector) and
-    /// builds the HTTP client.
+    /// builds the HTTP client, trusting the system's TLS roots.
     pub fn new(url: &str, settings: PromSettings) -> Result<Self, PromError> {
+        Self::with_tls(url, settings, &TlsSettings::default())
+    }
+
+    /// [`PrometheusCollector::new`] trusting what `tls` says (`--prometheus-ca-cert`,
+    /// `--prometheus-insecure-tls`). A `user:password@` in the URL is sent as `Basic` (and
+    /// dropped by a redirect to another server).
+    pub fn with_tls(
+        url: &str,
+        settings: PromSettings,
+        tls: &TlsSettings,
+    ) -> Result<Self, PromError> {
         let base = parse_base_url(FLAG, url)?;
         if settings.job.trim().is_empty() {
             return Err(PromError::BadSetting {
@@ -81,9 +93,11 @@ impl PrometheusCollector {
                 ),
             });
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(settings.query_timeout + HTTP_SLACK)
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let http = tls
+            .apply(builder, &transport::PROMETHEUS)
             .build()
             .map_err(PromError::Build)?;
         let shown_url = redact_url(base.as_str()).trim_end_matches('/').to_string();
@@ -162,6 +176,7 @@ impl PrometheusCollector {
     }
 
     fn transport(&self, source: super::error::BoxError) -> Attempt {
+        let source = transport::explain_certificate_error(&transport::PROMETHEUS, source);
         Attempt {
             outcome: retry::transport_outcome(source.as_ref()),
             retry_after: None,

@@ -9,13 +9,16 @@ use super::error::PromError;
 pub(crate) type Attempt = Failed<Box<PromError>>;
 
 /// How a failed transport (no HTTP answer) counts: a reqwest error is classified, anything
-/// else (a wrapped crate error) counts as a broken connection, which a read may retry.
+/// else (a wrapped crate error) counts as a broken connection, which a read may retry. A TLS
+/// certificate the client refuses stays fatal: every attempt meets the same certificate.
 pub(crate) fn transport_outcome(e: &(dyn std::error::Error + 'static)) -> AttemptOutcome {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<reqwest::Error>() {
             return match retry::classify(r) {
-                AttemptOutcome::Fatal => AttemptOutcome::Io,
+                AttemptOutcome::Fatal if !crate::transport::is_certificate_error(r) => {
+                    AttemptOutcome::Io
+                }
                 other => other,
             };
         }

@@ -133,34 +133,30 @@ impl std::fmt::Debug for MetricsScraper {
 }
 
 impl MetricsScraper {
-    /// A scraper of `{vllm_base_url}/metrics`, sending `Authorization: Bearer <api_key>` if given
-    /// (vLLM's `--api-key` does not guard `/metrics`, but a proxy in front may).
+    /// A scraper of `{vllm_base_url}/metrics` through `http` (the vLLM client's pool, with its
+    /// TLS settings), sending the same one `Authorization` header as the vLLM client:
+    /// `Bearer <api_key>` if given, else the URL's `user:password` as `Basic`
+    /// ([`crate::transport::vllm_auth`]; vLLM's `--api-key` does not guard `/metrics`, but a
+    /// proxy in front may).
     pub fn new(
         http: reqwest::Client,
         vllm_base_url: &str,
         api_key: Option<String>,
     ) -> Result<Self, PromError> {
         let mut url = parse_base_url("--vllm-url", vllm_base_url)?;
+        let auth = crate::transport::vllm_auth(&mut url, api_key.as_deref()).map_err(|_| {
+            PromError::BadSetting {
+                setting: "--api-key",
+                reason: "it contains characters not allowed in an HTTP header".into(),
+            }
+        })?;
         let path = format!("{}/metrics", url.path().trim_end_matches('/'));
         url.set_path(&path);
-        let auth = match api_key.filter(|k| !k.is_empty()) {
-            Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                    PromError::BadSetting {
-                        setting: "--api-key",
-                        reason: "it contains characters not allowed in an HTTP header".into(),
-                    }
-                })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
         Ok(MetricsScraper {
             http,
             shown_url: redact_url(url.as_str()),
             url,
-            auth,
+            auth: auth.header,
             retry: RetryPolicy::QUERIES,
         })
     }
