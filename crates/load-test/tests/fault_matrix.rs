@@ -802,6 +802,79 @@ fn serial_a_signal_during_a_hanging_prometheus_query_aborts() {
     assert_eq!(r["client"]["successful_requests"], 3, "{r}");
 }
 
+/// A signal while vLLM's `/metrics` is scraped after the load (no Prometheus; the scrape hangs):
+/// the wait ends at once, as every other wait of the step: aborted, client figures kept.
+#[test]
+fn serial_a_signal_during_the_metrics_scrape_after_the_load_aborts() {
+    let rt = runtime();
+    let body = format!(
+        "{}{}{}data: [DONE]\n\n",
+        test_support::faults::completion_chunk("a", None),
+        test_support::faults::completion_chunk("b", Some("length")),
+        test_support::faults::USAGE_CHUNK
+    );
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/health"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .respond_with(models_ok())
+            .mount(&server)
+            .await;
+        // the scrape before the load answers; the one after hangs
+        Mock::given(method("GET"))
+            .and(path("/metrics"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(test_support::faults::METRICS, "text/plain"),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/metrics"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(test_support::faults::METRICS, "text/plain")
+                    .set_delay(Duration::from_secs(60)),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/completions"))
+            .respond_with(sse(body))
+            .mount(&server)
+            .await;
+        server
+    });
+    let (_d, eval, out) = workdir(3);
+    let started = Instant::now();
+    let child = spawn(&mut cmd(&server.uri(), &eval, &out));
+    let scraped_twice = || {
+        rt.block_on(server.received_requests())
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/metrics")
+            .count()
+            >= 2
+    };
+    wait_until("the scrape after the load", scraped_twice);
+    signal(&child, "TERM");
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the hanging scrape was waited out"
+    );
+    let r = assert_aborted(&o, &out, "stopped by a signal");
+    assert_eq!(r["client"]["successful_requests"], 3, "{r}");
+    assert!(r["server"].is_null(), "{r}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------

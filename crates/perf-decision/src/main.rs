@@ -144,7 +144,11 @@ async fn run(cli: Cli) -> Exit {
             return Exit::BadInput;
         }
     };
-    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    let output_dir = config.output_dir.clone();
+    let cancel = signals::cancel_on_signal(move || {
+        decide::mark_killed(&output_dir);
+        std::process::exit(Exit::Aborted.code().into())
+    });
     match decide::run(&config, &cancel).await {
         Ok(doc) => {
             print_summary(&doc, &config.output_dir);

@@ -653,6 +653,65 @@ async fn when_both_aliases_stand_the_older_decision_loses_its_alias() {
     assert_eq!(registry.aliases(), ["perf-passed=1"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_while_claiming_exits_at_once_and_the_next_decision_repairs() {
+    // the alias delete lands but its answer is held: two SIGTERMs, the second exits at once
+    // (no undo), leaving the model without `perf-failed` and the lease held by a dead run
+    let server = MockServer::start().await;
+    let registry = history();
+    Mock::given(method("DELETE"))
+        .and(path(format!("{API}/registered-models/alias")))
+        .and(body_partial_json(json!({"alias": "perf-failed"})))
+        .respond_with(ActedThen(registry.clone(), 200, Duration::from_secs(60)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_healthy(&server, &registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    let out = dir.path().join("out");
+    let mut child = spawn_decision(&server.uri(), &results, &out);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !claims(&server).await.contains(&alias_delete("perf-failed")) {
+        assert!(Instant::now() < deadline, "the alias delete never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    for _ in 0..2 {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(4));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the held answer was waited out"
+    );
+    assert_no_decision(&out);
+    // what the killed run left: no alias at all, its lease
+    assert_eq!(registry.aliases(), Vec::<String>::new());
+    assert_eq!(registry.leases(), ["m.perf-gate-lock"]);
+    // once that lease has expired, the next decision takes it over and leaves the model as a
+    // clean decision would
+    let holder = {
+        let st = registry.0.lock().unwrap();
+        st.models["m.perf-gate-lock"].1["perf_gate_lock_holder"].clone()
+    };
+    lease_held_by(&registry, &holder, 1_000);
+    let (code, stderr) = run(&server, dir.path(), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("taking over an expired lease"), "{stderr}");
+    assert_eq!(registry.aliases(), ["perf-passed=1"]);
+    assert_eq!(registry.leases(), Vec::<String>::new());
+}
+
 fn lease_held_by(registry: &Registry, holder: &str, expires_ms: i64) {
     registry.0.lock().unwrap().models.insert(
         "m.perf-gate-lock".into(),

@@ -91,6 +91,26 @@ pub fn claim_outputs(output_dir: &Path) -> Result<StepOutputs, DecideError> {
     )?)
 }
 
+/// What a second SIGINT/SIGTERM leaves before the process exits at once (the first lets the
+/// step undo its claims): while the status file still says `error` (the decision not yet
+/// recorded), no `perf_decision.json` may stand beside it claiming a decision; once the final
+/// status is written the files are complete and stay. MLflow is left as it is: the next
+/// decision's reconciliation repairs a half-made claim. Best effort, synchronous.
+pub fn mark_killed(output_dir: &Path) {
+    let status = std::fs::read_to_string(output_dir.join(STATUS_FILE)).unwrap_or_default();
+    if status.trim() != STATUS_ERROR && !status.trim().is_empty() {
+        return;
+    }
+    let doc = output_dir.join(DECISION_FILE);
+    for p in [crate::fsio::tmp_path(&doc), doc] {
+        if let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot remove the decision document");
+        }
+    }
+}
+
 /// Runs the step. On error `perf_status.txt` says `error` and no `perf_decision.json` is left.
 pub async fn run(
     cfg: &DecideConfig,

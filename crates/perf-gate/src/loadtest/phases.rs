@@ -352,18 +352,22 @@ async fn server_figures(
         ServerSide::Scrape { scraper, before } => {
             // vLLM records a request's metrics just after its last chunk: wait (briefly) until
             // the server has counted what the client saw finish.
-            let after = scraper
-                .snapshot_settled(
-                    &before,
-                    out.client.successful_requests,
-                    Duration::from_secs(5),
-                )
-                .await
-                .map_err(|e| LoadTestError::Scrape {
-                    source: Box::new(e),
-                    when: "after",
-                    hint: "",
-                })?;
+            let settled = scraper.snapshot_settled(
+                &before,
+                out.client.successful_requests,
+                Duration::from_secs(5),
+            );
+            // a signal ends the wait at once, as every other wait of the step
+            let after = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(None),
+                r = settled => r,
+            }
+            .map_err(|e| LoadTestError::Scrape {
+                source: Box::new(e),
+                when: "after",
+                hint: "",
+            })?;
             Ok(Some(server_metrics_from_deltas(
                 &before,
                 &after,
