@@ -36,6 +36,10 @@ use crate::urls::redact_url;
 
 /// The files `load-test` owns in its output directory (besides the status file).
 const DOCUMENTS: &[&str] = &[RESULTS_FILE, REQUESTS_FILE, PARTIAL_REQUESTS_FILE];
+/// Held while the final files are written, and by a second signal's [`mark_killed`] (which
+/// runs on another thread of the runtime): the two never interleave.
+static FINAL_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `requests.jsonl` while the load runs; renamed when complete.
 pub(crate) const PARTIAL_REQUESTS_FILE: &str = "requests.jsonl.partial";
 
@@ -103,12 +107,15 @@ pub async fn run(
     // (the error line goes to stdout) or written
     let unusual = scrub_results(&mut results);
     // Results first, then the status word: a reader that sees the status also sees the results.
+    // Held against a second signal's [`mark_killed`] (another thread): both or neither.
+    let final_files = FINAL_FILES.lock().unwrap_or_else(|p| p.into_inner());
     let written = match &unusual {
         Some(doc) => outputs.write_json(RESULTS_FILE, doc),
         None => outputs.write_json(RESULTS_FILE, &results),
     }
     .and_then(|()| outputs.finish(results.status.as_str()));
     let results_written = written.is_ok();
+    drop(final_files);
     if let Err(e) = written {
         let line = error_line(&e);
         tracing::error!("{line}");
@@ -163,6 +170,9 @@ fn scrub_results(results: &mut LoadTestResults) -> Option<serde_json::Value> {
 /// claiming more (one written just before the signal goes too); `requests.jsonl.partial` stays
 /// as the record of what was sent. Best effort, synchronous: the process is about to exit.
 pub fn mark_killed(output_dir: &std::path::Path) {
+    // never between the results and the status word of the step's own final write; held
+    // until the process exits
+    let _final_files = FINAL_FILES.lock().unwrap_or_else(|p| p.into_inner());
     let status = output_dir.join(STATUS_FILE);
     if let Err(e) = crate::fsio::write_atomic(&status, b"aborted\n") {
         tracing::warn!(path = %status.display(), error = %e, "cannot mark the run aborted");

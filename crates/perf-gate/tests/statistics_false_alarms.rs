@@ -32,11 +32,12 @@ const STEADY: Noise = Noise {
     sigma: 0.15,
     phi: 0.6,
 };
-/// A short, noisy run: 300 requests, ~35 % spread, strongly correlated batches (phi 0.9).
+/// A short, noisy run: 300 requests, ~35 % spread, correlated batches (phi 0.6: about four
+/// neighbouring requests alike, shorter than a block, as the bootstrap assumes).
 const NOISY: Noise = Noise {
     requests: 300,
     sigma: 0.35,
-    phi: 0.9,
+    phi: 0.6,
 };
 
 /// One arm: log-latency an AR(1) process over consecutive requests, median `scale` seconds.
@@ -143,6 +144,24 @@ fn identical_arms_rarely_fail_and_a_thirty_percent_slowdown_nearly_always_does()
     report("steady, candidate 30 % slower", slow, seed_slow);
     assert!(pct(same[1]) <= 7.0, "false alarms {:.1} %", pct(same[1]));
     assert!(pct(slow[1]) >= 95.0, "detections {:.1} %", pct(slow[1]));
+}
+
+/// At a true ratio exactly at the limit an honest interval straddles it nearly always: each
+/// side is wrong in at most alpha/2 = 0.625 % of runs. Intervals too narrow for the noise (a
+/// bootstrap of single requests, blocks shorter than the correlation) would pass and fail far
+/// more often.
+#[test]
+fn at_the_limit_the_intervals_straddle_it() {
+    for (what, noise) in [("steady", STEADY), ("short and noisy", NOISY)] {
+        let (at, seed_at) = rates(1.0 + TOLERANCE, noise);
+        report(
+            &format!("{what}, candidate exactly at the limit"),
+            at,
+            seed_at,
+        );
+        assert!(pct(at[0]) <= 3.0, "{what}: passed {:.1} %", pct(at[0]));
+        assert!(pct(at[1]) <= 3.0, "{what}: failed {:.1} %", pct(at[1]));
+    }
 }
 
 #[test]

@@ -35,15 +35,37 @@ pub struct SimStats {
     pub finished: u64,
     /// Requests whose client went away before they finished (not counted as finished).
     pub disconnected: u64,
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// TCP connections accepted by the time the first generation request arrived (`None`
+    /// before it): a client that opens its pool before its load has them all open by then.
+    pub connections_before_first_generation: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) injected_errors: AtomicU64,
     pub(crate) cut_streams: AtomicU64,
     pub(crate) finished: AtomicU64,
     pub(crate) disconnected: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    /// `u64::MAX` until the first generation request.
+    pub(crate) connections_at_first: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            accepted: AtomicU64::new(0),
+            injected_errors: AtomicU64::new(0),
+            cut_streams: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            disconnected: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            connections_at_first: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl Counters {
@@ -54,6 +76,9 @@ impl Counters {
             cut_streams: self.cut_streams.load(Relaxed),
             finished: self.finished.load(Relaxed),
             disconnected: self.disconnected.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            connections_before_first_generation: Some(self.connections_at_first.load(Relaxed))
+                .filter(|n| *n != u64::MAX),
         }
     }
 }
@@ -107,6 +132,10 @@ impl Shared {
     /// Numbers an accepted request and draws its random generator and plan.
     pub(crate) fn accept(&self, req: &GenRequest) -> (SmallRng, Plan) {
         let n = self.next_request.fetch_add(1, Relaxed);
+        if n == 0 {
+            let open = self.counters.connections.load(Relaxed);
+            self.counters.connections_at_first.store(open, Relaxed);
+        }
         self.counters.accepted.fetch_add(1, Relaxed);
         let mut rng = crate::faults::request_rng(self.config.seed, n);
         let plan = crate::faults::plan(

@@ -96,12 +96,17 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
     // waits for the ACK of the previous segment, which a client on a reused keep-alive
     // connection delays by ~40 ms, so the tokens of every request after the first arrived
     // bunched and late.
-    let listener = listener.tap_io(|stream| {
+    let shared = Arc::new(Shared::new(config, unix_secs()));
+    let counted = Arc::clone(&shared);
+    let listener = listener.tap_io(move |stream| {
+        counted
+            .counters
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
     });
-    let shared = Arc::new(Shared::new(config, unix_secs()));
     let cancel = CancellationToken::new();
     let app = router(Arc::clone(&shared));
     let shutdown = cancel.clone().cancelled_owned();

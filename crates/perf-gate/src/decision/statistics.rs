@@ -3,8 +3,10 @@
 //!
 //! For the P95 TTFT, P95 E2E and throughput the evidence is a confidence interval of the
 //! candidate/baseline ratio from a block bootstrap over time ([`bootstrap`]); for the success
-//! rate, Newcombe's interval of the difference ([`intervals`]); a Mann–Whitney U test is
-//! reported for information ([`rank_test`]). Each judged metric is then
+//! rate, Newcombe's interval of the difference ([`intervals`]), which assumes independent
+//! requests (failures that come in bursts make it too narrow: a block bootstrap of the rate is
+//! the better evidence where failures cluster); a Mann–Whitney U test is reported for
+//! information ([`rank_test`]). Each judged metric is then
 //! [`Outcome::Failed`] when its whole interval lies beyond the tolerance,
 //! [`Outcome::Passed`] when it lies within, and [`Outcome::Inconclusive`] when it straddles
 //! it. The confidence level is shared out over the metrics judged (Bonferroni), so judging

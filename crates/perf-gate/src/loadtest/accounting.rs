@@ -1,7 +1,8 @@
 //! The server's figures must account for what the client saw: a server count below the
 //! client's successes is not a measurement of this load (a killed vLLM, a target missing from
-//! the job, an idle second target answering for the job), so the figures built on it are
-//! `null` with a reason naming both counts, never a 0 that reads like a measured collapse.
+//! the job, an idle second target answering for the job), so every server figure (counts,
+//! rates, quantiles, and the KV-cache and GPU gauges read from the same targets) is `null`
+//! with a reason naming both counts, never a 0 that reads like a measured collapse.
 
 use crate::results::{Measured, ServerMetrics, WindowMode};
 
@@ -34,10 +35,15 @@ pub(super) fn require_client_successes(server: &mut ServerMetrics, client_succes
         "the server counted {n} finished requests, the client saw {client_successes} succeed: the server's figures do not cover this load (a vLLM that went down, a target missing from the job, or another target answering for it)"
     );
     tracing::warn!("{why}");
+    // the gauges came from the same targets: they describe some other load, or none
     for m in [
         &mut server.requests_finished,
         &mut server.throughput_rps,
         &mut server.generation_tokens_per_s,
+        &mut server.kv_cache_usage_max,
+        &mut server.kv_cache_usage_avg,
+        &mut server.gpu_utilization_avg,
+        &mut server.gpu_utilization_max,
     ] {
         *m = Measured::missing(why.clone());
     }
@@ -67,6 +73,7 @@ mod tests {
         s.generation_tokens_per_s = Measured::value(finished * 5.0);
         s.e2e_latency_s.p95 = Measured::value(1.5);
         s.ttft_s.p95 = Measured::value(0.2);
+        s.kv_cache_usage_max = Measured::value(0.4);
         s.warnings.clear();
         match mode {
             Some(mode) => {
@@ -99,6 +106,7 @@ mod tests {
             &s.requests_finished,
             &s.throughput_rps,
             &s.e2e_latency_s.p95,
+            &s.kv_cache_usage_max,
         ] {
             assert_eq!(m.value, None);
             let r = m.reason.as_deref().unwrap();
@@ -127,6 +135,7 @@ mod tests {
             require_client_successes(&mut s, ok);
             assert_eq!(s.requests_finished.value, Some(n));
             assert_eq!(s.e2e_latency_s.p95.value, Some(1.5));
+            assert_eq!(s.kv_cache_usage_max.value, Some(0.4));
             assert!(s.warnings.is_empty());
         }
     }

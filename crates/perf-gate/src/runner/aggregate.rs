@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::client::RequestRecord;
 use crate::results::ClientMetrics;
 use crate::stats::{LatencyHistogram, SampleStore};
@@ -118,7 +116,7 @@ impl Tally {
             output_tokens: self.output_tokens,
             prompt_tokens: self.prompt_tokens,
             requests_per_s: per_s(self.ok),
-            output_tokens_per_s: if self.without_usage > 0 {
+            output_tokens_per_s: if self.without_usage > 0 || self.zero_usage_with_content > 0 {
                 None
             } else {
                 per_s(self.output_tokens)
@@ -177,9 +175,9 @@ pub fn aggregate(
         },
         None => None,
     };
-    let mut ttft_hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-        .expect("invariant: valid HDR histogram bounds");
-    let mut e2e_hist = ttft_hist.clone();
+    // the live progress line's figures (the results' come from the tally)
+    let mut ttft_hist = LatencyHistogram::default();
+    let mut e2e_hist = LatencyHistogram::default();
     let started = Instant::now();
     let tick = cfg.progress_every.unwrap_or(Duration::from_secs(3600));
     let mut next_progress = started + tick;
@@ -190,10 +188,10 @@ pub fn aggregate(
             Ok(rec) => {
                 tally.add(&rec);
                 if let Some(t) = rec.ttft_s {
-                    ttft_hist.saturating_record((t * 1e6) as u64);
+                    ttft_hist.push(t);
                 }
                 if let Some(t) = rec.e2e_s {
-                    e2e_hist.saturating_record((t * 1e6) as u64);
+                    e2e_hist.push(t);
                 }
                 if let Some(w) = out.as_mut() {
                     line.clear();
@@ -222,8 +220,8 @@ pub fn aggregate(
                 failed = done - tally.ok,
                 in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done),
                 rps = format!("{:.1}", tally.ok as f64 / elapsed.max(1e-9)),
-                ttft_p50_ms = format!("{:.1}", ttft_hist.value_at_quantile(0.5) as f64 / 1e3),
-                e2e_p95_ms = format!("{:.1}", e2e_hist.value_at_quantile(0.95) as f64 / 1e3),
+                ttft_p50_ms = format!("{:.1}", ttft_hist.percentile(0.5).unwrap_or(0.0) * 1e3),
+                e2e_p95_ms = format!("{:.1}", e2e_hist.percentile(0.95).unwrap_or(0.0) * 1e3),
                 "progress"
             );
         }

@@ -40,7 +40,10 @@ impl LatencyHistogram {
     /// Adds one latency; non-finite or negative values are not latencies and are ignored.
     pub fn push(&mut self, secs: f64) {
         if secs.is_finite() && secs >= 0.0 {
-            self.h.saturating_record((secs * 1e6).round() as u64);
+            // up to the next microsecond (within a picosecond of an integer counts as it), so
+            // a reported percentile is never below its sample
+            let us = (secs * 1e6 - 1e-6).ceil().max(0.0);
+            self.h.saturating_record(us as u64);
             self.sum += secs;
         }
     }
@@ -162,7 +165,10 @@ mod tests {
         let d = LatencyHistogram::default().distribution();
         assert_eq!((d.count, d.p50, d.mean, d.min), (0, None, None, None));
         let mut a = LatencyHistogram::default();
-        a.extend_from_slice(&[0.0010, 0.0020]);
+        // (as f32, 0.001 lies just below 1,000 µs; 0.002 would lie just above 2,000 µs and be
+        // recorded as 2,001 µs: never below the sample)
+        a.extend_from_slice(&[0.0010]);
+        a.push(0.002);
         a.push(f64::NAN);
         a.push(-1.0);
         let mut b = LatencyHistogram::default();

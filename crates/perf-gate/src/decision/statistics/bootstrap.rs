@@ -16,6 +16,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::MIN_SUCCESSES_FOR_P95;
 use crate::stats::{RequestSample, nearest_rank};
 
 /// Fewest blocks a timeline is cut into.
@@ -41,7 +42,10 @@ pub enum Figure {
 pub struct Arm<'a> {
     /// The requests, as the sample store keeps them.
     pub requests: &'a [RequestSample],
-    /// The load's duration, seconds (finish times lie in `[0, duration_s]`).
+    /// The load's duration, seconds. Each arm's timeline `[0, duration_s]` is cut into the
+    /// same number of blocks (so the blocks of arms of different lengths differ in length);
+    /// a request finishing after `duration_s` (drained after the end) counts in the last
+    /// block, one before 0 in the first.
     pub duration_s: f64,
 }
 
@@ -70,6 +74,14 @@ pub enum NoInterval {
     /// An arm has no successful request.
     #[error("an arm has no successful request")]
     NoSuccess,
+    /// Too few successes for a P95: its nearest rank is the slowest request, or nearly.
+    #[error(
+        "{successes} successful requests in an arm: a P95 needs at least {MIN_SUCCESSES_FOR_P95}"
+    )]
+    TooFew {
+        /// The smaller arm's successes.
+        successes: usize,
+    },
     /// Too many resamples had an empty arm (the figure is undefined there).
     #[error("{undefined} of {resamples} resamples left an arm without successes")]
     Sparse {
@@ -91,7 +103,8 @@ pub struct RatioInterval {
     pub hi: f64,
     /// Blocks per arm.
     pub blocks: usize,
-    /// Block length, seconds.
+    /// Block length of the shorter arm, seconds (the other arm's blocks are its duration
+    /// over the same count).
     pub block_s: f64,
     /// Resamples drawn.
     pub resamples: usize,
@@ -196,6 +209,13 @@ pub fn ratio_interval(
         .zip(e2e_p95(baseline))
         .map(|(a, b)| a.max(b))
         .ok_or(NoInterval::NoSuccess)?;
+    if figure != Figure::Throughput {
+        let successes = |a: &Arm| a.requests.iter().filter(|r| !r.e2e_s.is_nan()).count();
+        let fewest = successes(candidate).min(successes(baseline));
+        if (fewest as u64) < MIN_SUCCESSES_FOR_P95 {
+            return Err(NoInterval::TooFew { successes: fewest });
+        }
+    }
     let duration_s = candidate.duration_s.min(baseline.duration_s);
     let fit = if block_s > 0.0 {
         (duration_s / block_s).floor()
@@ -349,6 +369,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(i, again);
+    }
+
+    #[test]
+    fn fewer_than_twenty_successes_have_no_p95_interval() {
+        let (c, b) = (arm_store(19, 400.0, 1.0), arm_store(400, 400.0, 1.0));
+        let (ca, ba) = (
+            Arm {
+                requests: c.requests(),
+                duration_s: 400.0,
+            },
+            Arm {
+                requests: b.requests(),
+                duration_s: 400.0,
+            },
+        );
+        let e = ratio_interval(
+            &ca,
+            &ba,
+            Figure::P95E2e,
+            Pairing::Independent,
+            0.05,
+            2000,
+            [1; 32],
+        )
+        .unwrap_err();
+        assert_eq!(e, NoInterval::TooFew { successes: 19 });
     }
 
     #[test]
