@@ -41,6 +41,36 @@ pub enum EndpointArg {
     Chat,
 }
 
+/// `ttft=2s,tpot=50ms,e2e=8s`: any of the three, each a positive duration.
+fn slo(s: &str) -> Result<perf_gate::results::Slo, String> {
+    let mut slo = perf_gate::results::Slo::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not key=duration (ttft, tpot, e2e)"))?;
+        let secs = perf_gate::duration::parse_positive_duration(value.trim())
+            .map_err(|e| format!("{key}: {e}"))?
+            .as_secs_f64();
+        let slot = match key.trim() {
+            "ttft" => &mut slo.ttft_s,
+            "tpot" => &mut slo.tpot_s,
+            "e2e" => &mut slo.e2e_s,
+            other => {
+                return Err(format!(
+                    "unknown objective {other:?}: use ttft, tpot or e2e"
+                ));
+            }
+        };
+        if slot.replace(secs).is_some() {
+            return Err(format!("{key} is given twice"));
+        }
+    }
+    if slo == perf_gate::results::Slo::default() {
+        return Err("no objective: give e.g. ttft=2s,tpot=50ms,e2e=8s".into());
+    }
+    Ok(slo)
+}
+
 fn rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.001 => Ok(v),
@@ -180,6 +210,12 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub preconnect: bool,
 
+    /// Per-request objectives, e.g. `ttft=2s,tpot=50ms,e2e=8s` (any of the three): the share of
+    /// requests meeting all of them (goodput; a failure meets none) is reported as
+    /// `client.slo_attainment`. TPOT is per request: (E2E - TTFT) / (output tokens - 1).
+    #[arg(long, env = "SLO", value_parser = slo, value_name = "OBJECTIVES")]
+    pub slo: Option<perf_gate::results::Slo>,
+
     /// Interval between progress log lines; 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
@@ -258,6 +294,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             drain_grace: cli.drain_grace.into(),
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
+            slo: cli.slo,
             vllm_tls,
             prometheus_tls,
         })

@@ -528,3 +528,48 @@ fn serial_preopened_connections_keep_handshakes_out_of_the_first_wave() {
     );
     assert!(f <= r + 0.015, "first wave {f:.4} s vs rest {r:.4} s");
 }
+
+/// `--slo`: the share of requests meeting every objective, a failure meeting none.
+#[test]
+fn slo_attainment_is_reported_with_failures_as_misses() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        error_rate: 0.25,
+        seed: 3,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 40);
+    for (objectives, all_met) in [("ttft=5s,tpot=1s,e2e=10s", true), ("ttft=1ms", false)] {
+        let out = dir.path().join(objectives.replace([',', '='], "_"));
+        let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "8",
+            "--slo",
+            objectives,
+        ]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = results(&out);
+        let a = &r["client"]["slo_attainment"];
+        let ok = r["client"]["successful_requests"].as_u64().unwrap();
+        assert_eq!(a["requests"], 40, "{a}");
+        // generous objectives: exactly the successes; an impossible TTFT: none
+        assert_eq!(a["met"], if all_met { ok } else { 0 }, "{a}");
+        assert!(ok < 40, "the sim injected failures");
+        assert!(r["config"]["slo"].is_object(), "{}", r["config"]);
+    }
+    // a malformed objective is one clear line naming the flag, exit 2
+    let o = run(
+        base_args(&mut load_test(), &sim, &eval, &dir.path().join("bad"))
+            .args(["--slo", "ttft=2s,latency=1s"]),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--slo") && err.contains("unknown objective \"latency\""),
+        "{err}"
+    );
+}

@@ -132,6 +132,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
                 drain_grace: Duration::from_secs(1),
                 progress_every: None,
                 requests_path: None,
+                slo: None,
             },
             tokio_util::sync::CancellationToken::new(),
         )

@@ -106,6 +106,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             num_requests: None,
             warmup_requests: 0,
             preconnect: true,
+            slo: None,
             wait_ready_s: 0.0,
             drain_grace_s: 10.0,
         },
@@ -146,6 +147,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             client_queue_s: Distribution::default(),
             e2e_adjusted_s: adjusted(f.p95_latency * 1.05),
             ttft_adjusted_s: adjusted(f.p95_ttft * 1.05),
+            slo_attainment: None,
         }),
         server: Some(ServerMetrics {
             source: ServerSource::Prometheus,

@@ -251,6 +251,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             num_requests: cfg.num_requests,
             warmup_requests: cfg.warmup_requests,
             preconnect: cfg.preconnect,
+            slo: cfg.slo,
             wait_ready_s: cfg.wait_ready.map_or(0.0, |d| d.as_secs_f64()),
             drain_grace_s: cfg.drain_grace.as_secs_f64(),
         },

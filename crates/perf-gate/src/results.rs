@@ -359,6 +359,36 @@ pub struct AdjustedPercentiles {
     pub p99: Option<Latency>,
 }
 
+/// Per-request service-level objectives (`--slo ttft=2s,tpot=50ms,e2e=8s`), seconds; an
+/// absent one is not required.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct Slo {
+    /// Time to first token at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_s: Option<f64>,
+    /// Time per output token after the first at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_s: Option<f64>,
+    /// End to end at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_s: Option<f64>,
+}
+
+/// SLO attainment (goodput): how many requests met every objective. A failed request meets
+/// none; a request whose TPOT cannot be known (no usage chunk) does not meet a TPOT objective;
+/// one of a single output token has no TPOT and meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SloAttainment {
+    /// The objectives.
+    pub slo: Slo,
+    /// Requests that met all of them.
+    pub met: u64,
+    /// Requests judged (every request of the load, failures included).
+    pub requests: u64,
+    /// `met / requests` (`null` without requests).
+    pub fraction: Option<f64>,
+}
+
 /// Client-side figures measured by `load-test` itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct ClientMetrics {
@@ -400,6 +430,9 @@ pub struct ClientMetrics {
     pub e2e_adjusted_s: AdjustedPercentiles,
     /// TTFT with failures counted as +Inf.
     pub ttft_adjusted_s: AdjustedPercentiles,
+    /// The share of requests that met every per-request SLO of `--slo` (goodput), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_attainment: Option<SloAttainment>,
 }
 
 /// Whether the load generator could keep up (see `runner::health`).
@@ -535,6 +568,9 @@ pub struct RunConfig {
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]
     pub preconnect: bool,
+    /// Per-request objectives whose attainment is reported (`--slo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
     /// How long `load-test` would wait for vLLM to become ready, seconds.
     #[serde(default)]
     pub wait_ready_s: f64,

@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub progress_every: Option<Duration>,
     /// Where to write `requests.jsonl` records as they finish (a temporary name; the caller renames).
     pub requests_path: Option<PathBuf>,
+    /// Objectives whose attainment is counted (`--slo`).
+    pub slo: Option<crate::results::Slo>,
 }
 
 /// What a run produced.
@@ -122,6 +124,7 @@ pub async fn run_load(
         requests_path: opts.requests_path.clone(),
         progress_every: opts.progress_every,
         planned: requests.len() as u64,
+        slo: opts.slo,
     };
     let agg_live = live.clone();
     let aggregator = std::thread::Builder::new()

@@ -65,6 +65,8 @@ pub struct LoadTestConfig {
     /// Open one connection per slot before the load, so no measured request includes a
     /// handshake (a load setting: it changes client TTFT against a run without it).
     pub preconnect: bool,
+    /// Per-request objectives whose attainment (goodput) is reported.
+    pub slo: Option<crate::results::Slo>,
     /// Which certificates an `https` vLLM may present (`--vllm-ca-cert`, `--vllm-insecure-tls`).
     pub vllm_tls: TlsSettings,
     /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,

@@ -225,6 +225,7 @@ async fn warm_up(
             drain_grace: cfg.drain_grace,
             progress_every: None,
             requests_path: None,
+            slo: None,
         },
         cancel.clone(),
     )
@@ -283,6 +284,7 @@ async fn measure(
             drain_grace: cfg.drain_grace,
             progress_every: cfg.progress_every,
             requests_path: Some(partial.clone()),
+            slo: cfg.slo,
         },
         cancel.clone(),
     )

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::client::RequestRecord;
-use crate::results::ClientMetrics;
+use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
@@ -30,9 +30,33 @@ pub struct Tally {
     itl: LatencyHistogram,
     tpot: LatencyHistogram,
     queue: LatencyHistogram,
+    /// Objectives whose attainment is counted, and the requests that met them all.
+    slo: Option<Slo>,
+    slo_met: u64,
+}
+
+/// Whether `rec` (a success) met every objective of `slo`.
+fn meets(slo: &Slo, rec: &RequestRecord) -> bool {
+    let within =
+        |limit: Option<f64>, v: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
+    let tpot_ok = match (slo.tpot_s, rec.tpot_s()) {
+        (None, _) => true,
+        (Some(l), Some(t)) => t <= l,
+        // one output token has no TPOT; unknown tokens cannot be judged
+        (Some(_), None) => rec.output_tokens.is_some_and(|n| n <= 1),
+    };
+    within(slo.ttft_s, rec.ttft_s) && within(slo.e2e_s, rec.e2e_s) && tpot_ok
 }
 
 impl Tally {
+    /// An empty tally that also counts the attainment of `slo`.
+    pub fn with_slo(slo: Option<Slo>) -> Self {
+        Tally {
+            slo,
+            ..Tally::default()
+        }
+    }
+
     /// Adds one finished request.
     pub fn add(&mut self, rec: &RequestRecord) {
         self.total += 1;
@@ -48,6 +72,9 @@ impl Tally {
             return;
         }
         self.ok += 1;
+        if self.slo.as_ref().is_some_and(|s| meets(s, rec)) {
+            self.slo_met += 1;
+        }
         self.requests.push(finished_s, rec.ttft_s, rec.e2e_s);
         self.itl.extend_from_slice(&rec.itl_gaps);
         if let Some(t) = rec.tpot_s() {
@@ -86,6 +113,7 @@ impl Tally {
         self.output_tokens += other.output_tokens;
         self.prompt_tokens += other.prompt_tokens;
         self.requests.merge(&other.requests);
+        self.slo_met += other.slo_met;
         self.itl.merge(&other.itl);
         self.tpot.merge(&other.tpot);
         self.queue.merge(&other.queue);
@@ -128,6 +156,12 @@ impl Tally {
             client_queue_s: self.queue.distribution(),
             e2e_adjusted_s: self.requests.e2e_adjusted(failed),
             ttft_adjusted_s: self.requests.ttft_adjusted(failed),
+            slo_attainment: self.slo.map(|slo| SloAttainment {
+                slo,
+                met: self.slo_met,
+                requests: self.total,
+                fraction: (self.total > 0).then(|| self.slo_met as f64 / self.total as f64),
+            }),
         }
     }
 }
@@ -155,6 +189,8 @@ pub struct AggregatorConfig {
     pub progress_every: Option<Duration>,
     /// Requests planned, for the progress line.
     pub planned: u64,
+    /// Objectives whose attainment is counted.
+    pub slo: Option<Slo>,
 }
 
 /// Runs the aggregator loop until every sender is dropped. Call on a dedicated thread.
@@ -163,7 +199,7 @@ pub fn aggregate(
     live: Arc<Live>,
     cfg: AggregatorConfig,
 ) -> AggregateOutput {
-    let mut tally = Tally::default();
+    let mut tally = Tally::with_slo(cfg.slo);
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
         Some(p) => match std::fs::File::create(p) {
@@ -263,6 +299,32 @@ mod tests {
     }
 
     #[test]
+    fn slo_attainment_counts_requests_meeting_every_objective() {
+        let slo = Slo {
+            ttft_s: Some(0.15),
+            tpot_s: Some(0.05),
+            e2e_s: None,
+        };
+        let mut t = Tally::with_slo(Some(slo));
+        // ttft 0.1, tpot (1.0 - 0.1) / 19 = 0.047: met
+        t.add(&rec(true, 0.1, 1.0, Some(20)));
+        // ttft 0.2: missed
+        t.add(&rec(true, 0.2, 1.0, Some(20)));
+        // tpot 0.9 / 9 = 0.1: missed
+        t.add(&rec(true, 0.1, 1.0, Some(10)));
+        // one token: no TPOT, met; unknown tokens: cannot be judged, missed
+        t.add(&rec(true, 0.1, 0.1, Some(1)));
+        t.add(&rec(true, 0.1, 1.0, None));
+        // a failure meets nothing
+        t.add(&rec(false, 0.0, 0.5, None));
+        let a = t.metrics(1.0).slo_attainment.unwrap();
+        assert_eq!((a.met, a.requests), (2, 6));
+        assert!((a.fraction.unwrap() - 2.0 / 6.0).abs() < 1e-12);
+        assert_eq!(a.slo, slo);
+        assert_eq!(Tally::default().metrics(1.0).slo_attainment, None);
+    }
+
+    #[test]
     fn zero_tokens_after_content_are_counted_apart() {
         let mut t = Tally::default();
         t.add(&rec(true, 0.1, 1.0, Some(0)));
@@ -348,6 +410,7 @@ mod tests {
             requests_path: Some(path.clone()),
             progress_every: None,
             planned: 2,
+            slo: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
@@ -377,6 +440,7 @@ mod tests {
             requests_path: Some(std::path::PathBuf::from("/dev/full")),
             progress_every: None,
             planned: 1,
+            slo: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
