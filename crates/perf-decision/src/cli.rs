@@ -185,6 +185,12 @@ pub struct Cli {
     #[arg(long, env = "PERF_REQUIRE_COMPARABLE_BASELINE", value_parser = BoolishValueParser::new())]
     pub require_comparable_baseline: bool,
 
+    /// Add a check `slo_attainment`: the share of requests meeting every objective of
+    /// `load-test --slo` (goodput) must be at least this fraction (0 < F <= 1). Results measured
+    /// without `--slo` fail it.
+    #[arg(long, env = "MIN_SLO_ATTAINMENT", value_parser = fraction, value_name = "F")]
+    pub min_slo_attainment: Option<f64>,
+
     /// Decide and write the files without MLflow (even if MLFLOW_TRACKING_URI is set).
     #[arg(long, env = "PERF_NO_MLFLOW", value_parser = BoolishValueParser::new())]
     pub no_mlflow: bool,
@@ -428,6 +434,7 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_file: cli.baseline_file,
             baseline_any_model: cli.baseline_any_model,
             require_comparable_baseline: cli.require_comparable_baseline,
+            min_slo_attainment: cli.min_slo_attainment,
             on_invalid: match cli.on_invalid {
                 OnInvalidArg::Invalid => OnInvalid::Invalid,
                 OnInvalidArg::Fail => OnInvalid::Fail,

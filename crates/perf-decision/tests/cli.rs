@@ -713,3 +713,52 @@ fn resolve_candidate_needs_mlflow_and_writes_no_decision() {
         .stderr(predicate::str::contains("--resolve-candidate needs MLflow"));
     assert!(!out.join("perf_status.txt").exists());
 }
+
+#[test]
+fn min_slo_attainment_adds_a_check_that_fails_closed_without_an_attainment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = results(GOOD, "a");
+    r.client.as_mut().unwrap().slo_attainment = Some(perf_gate::results::SloAttainment {
+        slo: perf_gate::results::Slo {
+            ttft_s: Some(2.0),
+            tpot_s: Some(0.05),
+            e2e_s: None,
+        },
+        met: 80,
+        requests: 100,
+        fraction: Some(0.8),
+    });
+    let with = write_results(dir.path(), "with.json", &r);
+    let without = write_results(dir.path(), "without.json", &results(GOOD, "a"));
+    for (path, floor, passes) in [
+        (&with, "0.8", true),
+        (&with, "0.9", false),
+        (&without, "0.5", false),
+    ] {
+        let out = dir
+            .path()
+            .join(format!("out-{floor}-{}", path.display().to_string().len()));
+        cmd()
+            .arg(format!("--load-test-results={}", path.display()))
+            .args(["--model-name=m", "--no-mlflow", "--fail-on-reject"])
+            .arg(format!("--min-slo-attainment={floor}"))
+            .arg(format!("--output-dir={}", out.display()))
+            .assert()
+            .code(if passes { 0 } else { 1 });
+        let d = decision(&out);
+        let check = d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "slo_attainment")
+            .unwrap_or_else(|| panic!("no slo_attainment check: {d}"));
+        assert_eq!(check["passed"], passes, "{check}");
+    }
+    // out of range: refused naming the flag
+    cmd()
+        .arg(format!("--load-test-results={}", with.display()))
+        .args(["--model-name=m", "--no-mlflow", "--min-slo-attainment=1.5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--min-slo-attainment"));
+}

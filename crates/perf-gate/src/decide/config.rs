@@ -58,6 +58,8 @@ pub struct DecideConfig {
     /// `comparable_baseline`; see [`crate::decision::comparability`]). Off by default: a comparative
     /// decision against an incomparable baseline otherwise only warns.
     pub require_comparable_baseline: bool,
+    /// The floor of the `slo_attainment` check (`--min-slo-attainment`); `None`: no check.
+    pub min_slo_attainment: Option<f64>,
     /// What an untrustworthy measurement makes of the decision: `invalid` (default) or, as
     /// the seed, `failed`.
     pub on_invalid: OnInvalid,

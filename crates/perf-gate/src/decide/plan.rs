@@ -144,6 +144,9 @@ impl<'a> Draft<'a> {
                 .map(|_| self.comparability.as_ref().unwrap_or(&unassessed));
             eval.push(comparable_check(assessed));
         }
+        if let Some(min) = self.cfg.min_slo_attainment {
+            eval.push(crate::decision::slo::slo_check(self.results, min));
+        }
         eval
     }
 
@@ -396,6 +399,13 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
         .iter()
         .any(|c| c.name == CheckName::ComparableBaseline);
     params.push(param("require_comparable_baseline", strict.to_string()));
+    if let Some(c) = doc
+        .checks
+        .iter()
+        .find(|c| c.name == CheckName::SloAttainment)
+    {
+        params.push(param("min_slo_attainment", c.absolute_limit.to_string()));
+    }
     let baseline_id = doc
         .baseline
         .as_ref()
@@ -423,11 +433,12 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     if doc.baseline.is_some() {
         // under the name of the figure compared: `baseline_client_p95_latency_s` with the client
         // source, so a client figure never sits under a server name
-        for c in doc
-            .checks
-            .iter()
-            .filter(|c| c.name != CheckName::ComparableBaseline)
-        {
+        for c in doc.checks.iter().filter(|c| {
+            !matches!(
+                c.name,
+                CheckName::ComparableBaseline | CheckName::SloAttainment
+            )
+        }) {
             metrics.push(metric(
                 format!("{}{}", names::BASELINE_PREFIX, c.metric),
                 c.baseline_value,

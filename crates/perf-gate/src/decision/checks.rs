@@ -37,6 +37,9 @@ pub enum CheckName {
     /// The optional fifth check (`--require-comparable-baseline`): the baseline ran the same
     /// load (see `perf_gate::decision::comparability`).
     ComparableBaseline,
+    /// With `--min-slo-attainment`: the share of requests meeting every `--slo` objective
+    /// reaches the floor (see `perf_gate::decision::slo`).
+    SloAttainment,
     /// With `--on-invalid fail`: the measurement can be trusted (see
     /// `perf_gate::decision::validity`); failing it fails the candidate, as the seed would.
     ValidMeasurement,

@@ -26,6 +26,7 @@ fn cfg() -> DecideConfig {
         baseline_file: None,
         baseline_any_model: false,
         require_comparable_baseline: false,
+        min_slo_attainment: None,
         on_invalid: crate::decision::OnInvalid::Invalid,
         lock_wait: std::time::Duration::from_secs(600),
         run_name: None,
