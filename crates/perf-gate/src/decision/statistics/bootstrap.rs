@@ -302,17 +302,21 @@ mod tests {
         s
     }
 
+    fn arm(store: &SampleStore, duration_s: f64) -> Arm<'_> {
+        Arm {
+            requests: store.requests(),
+            duration_s,
+        }
+    }
+
     #[test]
     fn the_walk_from_the_top_is_the_nearest_rank_p95_of_the_resample() {
         let store = arm_store(400, 100.0, 1.0);
-        let arm = Arm {
-            requests: store.requests(),
-            duration_s: 100.0,
-        };
-        let p = prepare(&arm, Figure::P95E2e, 20);
+        let one = arm(&store, 100.0);
+        let p = prepare(&one, Figure::P95E2e, 20);
         // every block once: the P95 of everything
         let all = vec![1u32; 20];
-        assert_eq!(p.figure(Figure::P95E2e, &all), e2e_p95(&arm));
+        assert_eq!(p.figure(Figure::P95E2e, &all), e2e_p95(&one));
         // block 0 twice, block 19 never: gather the values and compare
         let mut w = all.clone();
         w[0] = 2;
@@ -334,16 +338,7 @@ mod tests {
     #[test]
     fn a_slower_candidate_gives_an_interval_around_its_ratio() {
         let (c, b) = (arm_store(2000, 400.0, 1.3), arm_store(2000, 400.0, 1.0));
-        let (ca, ba) = (
-            Arm {
-                requests: c.requests(),
-                duration_s: 400.0,
-            },
-            Arm {
-                requests: b.requests(),
-                duration_s: 400.0,
-            },
-        );
+        let (ca, ba) = (arm(&c, 400.0), arm(&b, 400.0));
         let i = ratio_interval(
             &ca,
             &ba,
@@ -374,16 +369,7 @@ mod tests {
     #[test]
     fn fewer_than_twenty_successes_have_no_p95_interval() {
         let (c, b) = (arm_store(19, 400.0, 1.0), arm_store(400, 400.0, 1.0));
-        let (ca, ba) = (
-            Arm {
-                requests: c.requests(),
-                duration_s: 400.0,
-            },
-            Arm {
-                requests: b.requests(),
-                duration_s: 400.0,
-            },
-        );
+        let (ca, ba) = (arm(&c, 400.0), arm(&b, 400.0));
         let e = ratio_interval(
             &ca,
             &ba,
@@ -400,16 +386,7 @@ mod tests {
     #[test]
     fn a_load_shorter_than_twenty_e2e_p95s_has_no_interval() {
         let (c, b) = (arm_store(100, 30.0, 1.0), arm_store(100, 30.0, 1.0));
-        let (ca, ba) = (
-            Arm {
-                requests: c.requests(),
-                duration_s: 30.0,
-            },
-            Arm {
-                requests: b.requests(),
-                duration_s: 30.0,
-            },
-        );
+        let (ca, ba) = (arm(&c, 30.0), arm(&b, 30.0));
         let e = ratio_interval(
             &ca,
             &ba,
