@@ -22,6 +22,40 @@ fn base_args<'a>(
         .args(["--progress-interval", "0"])
 }
 
+/// A simulator with these per-token times and no faults.
+fn paced_sim(ttft_ms: u64, itl_ms: u64) -> Sim {
+    Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        ..Default::default()
+    })
+}
+
+/// A work directory with an eval file of `prompts` prompts: (the directory, eval, output dir).
+fn workdir(prompts: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), prompts);
+    let out = dir.path().join("out");
+    (dir, eval, out)
+}
+
+/// Starts `cmd` with stdout and stderr piped.
+fn spawn(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &std::process::Child) {
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
 #[test]
 fn runs_every_prompt_once_and_counts_injected_errors() {
     let sim = Sim::start(vllm_sim::SimConfig {
@@ -158,14 +192,8 @@ fn api_key_is_sent_but_never_written() {
 
 #[test]
 fn num_requests_cycles_prompts_and_chat_endpoint_works() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(2),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 3);
-    let out = dir.path().join("out");
+    let sim = paced_sim(2, 1);
+    let (_dir, eval, out) = workdir(3);
     let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
         "--num-requests",
         "10",
@@ -231,33 +259,18 @@ fn serial_client_ttft_matches_sim_ttft() {
 /// exit code 4, and the files are whole.
 #[test]
 fn serial_sigterm_marks_results_aborted() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(100),
-        itl: Duration::from_millis(100),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 400);
-    let out = dir.path().join("out");
-    let child = base_args(&mut load_test(), &sim, &eval, &out)
-        .args([
-            "--concurrency",
-            "4",
-            "--max-tokens",
-            "20",
-            "--drain-grace",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sim = paced_sim(100, 100);
+    let (_dir, eval, out) = workdir(400);
+    let child = spawn(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        "20",
+        "--drain-grace",
+        "1s",
+    ]));
     std::thread::sleep(Duration::from_millis(2500));
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert_eq!(status(&out), "aborted");
@@ -282,14 +295,8 @@ fn serial_sigterm_marks_results_aborted() {
 
 #[test]
 fn warmup_requests_are_sent_but_left_out_of_every_figure() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(2),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 5);
-    let out = dir.path().join("out");
+    let sim = paced_sim(2, 1);
+    let (_dir, eval, out) = workdir(5);
     let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
         "--warmup-requests",
         "3",
@@ -316,35 +323,20 @@ fn warmup_requests_are_sent_but_left_out_of_every_figure() {
 /// would drain for `--drain-grace`), and no results file claiming more.
 #[test]
 fn serial_a_second_sigterm_still_leaves_aborted() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(100),
-        itl: Duration::from_millis(100),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 400);
-    let out = dir.path().join("out");
-    let child = base_args(&mut load_test(), &sim, &eval, &out)
-        .args([
-            "--concurrency",
-            "4",
-            "--max-tokens",
-            "200",
-            "--drain-grace",
-            "60s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sim = paced_sim(100, 100);
+    let (_dir, eval, out) = workdir(400);
+    let child = spawn(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        "200",
+        "--drain-grace",
+        "60s",
+    ]));
     wait_for(&out.join("requests.jsonl.partial"));
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..2 {
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        sigterm(&child);
         std::thread::sleep(Duration::from_millis(300));
     }
     let started = std::time::Instant::now();
@@ -365,20 +357,14 @@ fn serial_a_second_sigterm_still_leaves_aborted() {
 /// and stdout says what the status file says (`failed`, why, no results path claimed).
 #[test]
 fn results_that_cannot_be_written_after_the_load_are_failed_on_stdout_too() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(20),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 40);
-    let out = dir.path().join("out");
-    let child = base_args(&mut load_test(), &sim, &eval, &out)
-        .args(["--concurrency", "2", "--max-tokens", "20"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sim = paced_sim(20, 20);
+    let (_dir, eval, out) = workdir(40);
+    let child = spawn(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "20",
+    ]));
     // once the load runs (the directory was claimed), a non-empty directory takes the
     // results' place: the rename onto it fails
     wait_for(&out.join("requests.jsonl.partial"));
@@ -416,27 +402,16 @@ fn wait_for(path: &std::path::Path) {
 #[cfg(target_os = "linux")]
 #[test]
 fn request_records_lost_to_a_full_disk_fail_the_step() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(400),
-        itl: Duration::from_millis(20),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 8);
-    let out = dir.path().join("out");
-    let child = base_args(&mut load_test(), &sim, &eval, &out)
-        .args([
-            "--concurrency",
-            "2",
-            "--max-tokens",
-            "4",
-            "--warmup-requests",
-            "4",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sim = paced_sim(400, 20);
+    let (_dir, eval, out) = workdir(8);
+    let child = spawn(base_args(&mut load_test(), &sim, &eval, &out).args([
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "4",
+        "--warmup-requests",
+        "4",
+    ]));
     // once the warm-up reaches the sim, the directory was claimed (its old files removed) and
     // the load is at least one 0.4 s TTFT away: time to put the full "disk" where the records
     // will go
@@ -464,14 +439,8 @@ fn request_records_lost_to_a_full_disk_fail_the_step() {
 /// reported apart.
 #[test]
 fn serial_preopened_connections_keep_handshakes_out_of_the_first_wave() {
-    let sim = Sim::start(vllm_sim::SimConfig {
-        ttft: Duration::from_millis(30),
-        itl: Duration::from_millis(5),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 512);
-    let out = dir.path().join("out");
+    let sim = paced_sim(30, 5);
+    let (_dir, eval, out) = workdir(512);
     let concurrency = 128u64;
     let o = run(base_args(&mut load_test(), &sim, &eval, &out).args([
         "--concurrency",

@@ -653,12 +653,17 @@ async fn when_both_aliases_stand_the_older_decision_loses_its_alias() {
     assert_eq!(registry.aliases(), ["perf-passed=1"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_sigterm_while_claiming_exits_at_once_and_the_next_decision_repairs() {
-    // the alias delete lands but its answer is held: two SIGTERMs, the second exits at once
-    // (no undo), leaving the model without `perf-failed` and the lease held by a dead run
+/// A decision whose first claim (the delete of `perf-failed`) lands in `registry` but whose
+/// answer is held for a minute: the step is caught mid-claims.
+struct Held {
+    server: MockServer,
+    dir: tempfile::TempDir,
+    out: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+async fn held_at_the_first_claim(registry: &Registry) -> Held {
     let server = MockServer::start().await;
-    let registry = history();
     Mock::given(method("DELETE"))
         .and(path(format!("{API}/registered-models/alias")))
         .and(body_partial_json(json!({"alias": "perf-failed"})))
@@ -667,23 +672,46 @@ async fn a_second_sigterm_while_claiming_exits_at_once_and_the_next_decision_rep
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_healthy(&server, &registry).await;
+    mount_healthy(&server, registry).await;
     let dir = tempfile::tempdir().unwrap();
-    let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
+    let judged = write_results(dir.path(), "r.json", &results(GOOD, "a"));
     let out = dir.path().join("out");
-    let mut child = spawn_decision(&server.uri(), &results, &out);
+    let child = spawn_decision(&server.uri(), &judged, &out);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !claims(&server).await.contains(&alias_delete("perf-failed")) {
         assert!(Instant::now() < deadline, "the alias delete never came");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Held {
+        server,
+        dir,
+        out,
+        child,
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_while_claiming_exits_at_once_and_the_next_decision_repairs() {
+    // the alias delete lands but its answer is held: two SIGTERMs, the second exits at once
+    // (no undo), leaving the model without `perf-failed` and the lease held by a dead run
+    let registry = history();
+    let Held {
+        server,
+        dir,
+        out,
+        mut child,
+    } = held_at_the_first_claim(&registry).await;
     let started = Instant::now();
     for _ in 0..2 {
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(&child);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
@@ -848,31 +876,14 @@ async fn an_alias_set_that_errors_is_undone_as_if_it_had_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_claiming_undoes_the_claims_and_kills_the_run() {
     // the alias delete lands at once but its answer is held: SIGTERM meanwhile
-    let server = MockServer::start().await;
     let registry = history();
-    Mock::given(method("DELETE"))
-        .and(path(format!("{API}/registered-models/alias")))
-        .and(body_partial_json(json!({"alias": "perf-failed"})))
-        .respond_with(ActedThen(registry.clone(), 200, Duration::from_secs(60)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    mount_healthy(&server, &registry).await;
-    let dir = tempfile::tempdir().unwrap();
-    let results = write_results(dir.path(), "r.json", &results(GOOD, "a"));
-    let out = dir.path().join("out");
-    let mut child = spawn_decision(&server.uri(), &results, &out);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !claims(&server).await.contains(&alias_delete("perf-failed")) {
-        assert!(Instant::now() < deadline, "the alias delete never came");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let Held {
+        server,
+        dir: _dir,
+        out,
+        mut child,
+    } = held_at_the_first_claim(&registry).await;
+    sigterm(&child);
     let (code, stderr) = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();
         let mut err = String::new();

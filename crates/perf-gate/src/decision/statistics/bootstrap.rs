@@ -309,6 +309,19 @@ mod tests {
         }
     }
 
+    /// The 95 % interval of the P95 E2E ratio of independent arms, 2,000 resamples.
+    fn e2e_interval(c: &Arm, b: &Arm, seed: u8) -> Result<RatioInterval, NoInterval> {
+        ratio_interval(
+            c,
+            b,
+            Figure::P95E2e,
+            Pairing::Independent,
+            0.05,
+            2000,
+            [seed; 32],
+        )
+    }
+
     #[test]
     fn the_walk_from_the_top_is_the_nearest_rank_p95_of_the_resample() {
         let store = arm_store(400, 100.0, 1.0);
@@ -339,30 +352,12 @@ mod tests {
     fn a_slower_candidate_gives_an_interval_around_its_ratio() {
         let (c, b) = (arm_store(2000, 400.0, 1.3), arm_store(2000, 400.0, 1.0));
         let (ca, ba) = (arm(&c, 400.0), arm(&b, 400.0));
-        let i = ratio_interval(
-            &ca,
-            &ba,
-            Figure::P95E2e,
-            Pairing::Independent,
-            0.05,
-            2000,
-            [7; 32],
-        )
-        .unwrap();
+        let i = e2e_interval(&ca, &ba, 7).unwrap();
         assert!((i.point - 1.3).abs() < 1e-6, "{i:?}");
         assert!(i.lo <= i.point && i.point <= i.hi, "{i:?}");
         assert!(i.blocks >= MIN_BLOCKS && i.resamples == 2000);
         // the same seed gives the same interval; another seed, another draw
-        let again = ratio_interval(
-            &ca,
-            &ba,
-            Figure::P95E2e,
-            Pairing::Independent,
-            0.05,
-            2000,
-            [7; 32],
-        )
-        .unwrap();
+        let again = e2e_interval(&ca, &ba, 7).unwrap();
         assert_eq!(i, again);
     }
 
@@ -370,16 +365,7 @@ mod tests {
     fn fewer_than_twenty_successes_have_no_p95_interval() {
         let (c, b) = (arm_store(19, 400.0, 1.0), arm_store(400, 400.0, 1.0));
         let (ca, ba) = (arm(&c, 400.0), arm(&b, 400.0));
-        let e = ratio_interval(
-            &ca,
-            &ba,
-            Figure::P95E2e,
-            Pairing::Independent,
-            0.05,
-            2000,
-            [1; 32],
-        )
-        .unwrap_err();
+        let e = e2e_interval(&ca, &ba, 1).unwrap_err();
         assert_eq!(e, NoInterval::TooFew { successes: 19 });
     }
 
