@@ -148,6 +148,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             e2e_adjusted_s: adjusted(f.p95_latency * 1.05),
             ttft_adjusted_s: adjusted(f.p95_ttft * 1.05),
             slo_attainment: None,
+            samples: None,
         }),
         server: Some(ServerMetrics {
             source: ServerSource::Prometheus,

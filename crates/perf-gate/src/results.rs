@@ -11,7 +11,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `load_test_results.json` schema. Bumped on any field change.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+/// The oldest schema version still read (its missing fields default): version 2 lacks only
+/// `client.samples`, so a baseline recorded by an older build is still judged by the seed's
+/// checks.
+pub const OLDEST_READ_SCHEMA_VERSION: u32 = 2;
 
 /// File name of the results document inside `--output-dir`.
 pub const RESULTS_FILE: &str = "load_test_results.json";
@@ -433,6 +437,26 @@ pub struct ClientMetrics {
     /// The share of requests that met every per-request SLO of `--slo` (goodput), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_attainment: Option<SloAttainment>,
+    /// Every request's finish time, TTFT and E2E, packed: what the statistical verdict
+    /// resamples (see `perf_gate::decision::statistics`). Absent in files of schema version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<PackedSamples>,
+}
+
+/// The encoding of [`PackedSamples::data`].
+pub const SAMPLES_ENCODING: &str = "base64(f32le[finished_s, ttft_s, e2e_s] per request)";
+
+/// Every request of a load in 12 bytes each, base64 in the JSON: per request, in the order
+/// they finished, three little-endian `f32`: seconds from the load's start to its finish, its
+/// TTFT and its E2E latency (`NaN` for none: a failure). 16 characters a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PackedSamples {
+    /// [`SAMPLES_ENCODING`].
+    pub encoding: String,
+    /// Requests packed.
+    pub count: u64,
+    /// The packed requests.
+    pub data: String,
 }
 
 /// Whether the load generator could keep up (see `runner::health`).
@@ -669,7 +693,9 @@ pub enum ResultsError {
         message: String,
     },
     /// The file has a schema version this build does not read.
-    #[error("{path} has schema_version {found}; this build reads version {expected}")]
+    #[error(
+        "{path} has schema_version {found}; this build reads versions {OLDEST_READ_SCHEMA_VERSION} to {expected}"
+    )]
     SchemaVersion {
         /// File path.
         path: String,
@@ -712,7 +738,9 @@ impl LoadTestResults {
         }
         let raw = crate::strict_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         match raw.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_READ_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION))
+                    .contains(&v) => {}
             Some(found) => {
                 return Err(ResultsError::SchemaVersion {
                     path: shown.to_string(),
@@ -767,6 +795,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("is not a valid results document")
+        );
+    }
+
+    #[test]
+    fn a_version_2_file_without_samples_is_still_read() {
+        let mut v = serde_json::to_value(crate::fixtures::results()).unwrap();
+        v["schema_version"] = 2.into();
+        assert!(v["client"].get("samples").is_none());
+        let read = LoadTestResults::from_slice(v.to_string().as_bytes(), "old.json").unwrap();
+        assert_eq!(read.client.unwrap().samples, None);
+        v["schema_version"] = 1.into();
+        let e = LoadTestResults::from_slice(v.to_string().as_bytes(), "older.json").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "older.json has schema_version 1; this build reads versions 2 to 3"
         );
     }
 

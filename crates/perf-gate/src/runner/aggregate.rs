@@ -162,6 +162,7 @@ impl Tally {
                 requests: self.total,
                 fraction: (self.total > 0).then(|| self.slo_met as f64 / self.total as f64),
             }),
+            samples: Some(self.requests.pack()),
         }
     }
 }

@@ -7,8 +7,30 @@
 //! token gaps) goes to a [`super::LatencyHistogram`] instead, so memory grows by 12 bytes a
 //! request, not by the length of its stream. Stores of shards concatenate exactly.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::{adjusted_sorted, distribution_sorted};
-use crate::results::{AdjustedPercentiles, Distribution};
+use crate::results::{AdjustedPercentiles, Distribution, PackedSamples, SAMPLES_ENCODING};
+
+/// Why packed samples cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UnpackError {
+    /// Another encoding than [`SAMPLES_ENCODING`].
+    #[error("samples encoded as {0:?}, not {SAMPLES_ENCODING:?}")]
+    Encoding(String),
+    /// `data` is not base64.
+    #[error("samples data is not base64: {0}")]
+    Base64(String),
+    /// `data` does not hold `count` requests of 12 bytes.
+    #[error("samples data holds {bytes} bytes, not the 12 x {count} its count says")]
+    Length {
+        /// Bytes decoded.
+        bytes: usize,
+        /// Requests the count says.
+        count: u64,
+    },
+}
 
 /// One finished request: seconds, `NaN` for "none".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +82,48 @@ impl SampleStore {
         self.requests.is_empty()
     }
 
+    /// The requests packed for the results file (see [`PackedSamples`]).
+    pub fn pack(&self) -> PackedSamples {
+        let mut bytes = Vec::with_capacity(self.requests.len() * 12);
+        for r in &self.requests {
+            for v in [r.finished_s, r.ttft_s, r.e2e_s] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        PackedSamples {
+            encoding: SAMPLES_ENCODING.to_string(),
+            count: self.requests.len() as u64,
+            data: BASE64.encode(bytes),
+        }
+    }
+
+    /// The store a [`SampleStore::pack`] wrote; an error when the encoding, the data or its
+    /// length is wrong.
+    pub fn unpack(packed: &PackedSamples) -> Result<Self, UnpackError> {
+        if packed.encoding != SAMPLES_ENCODING {
+            return Err(UnpackError::Encoding(packed.encoding.clone()));
+        }
+        let bytes = BASE64
+            .decode(packed.data.as_bytes())
+            .map_err(|e| UnpackError::Base64(e.to_string()))?;
+        if Some(bytes.len()) != usize::try_from(packed.count).ok().and_then(|c| c.checked_mul(12)) {
+            return Err(UnpackError::Length {
+                bytes: bytes.len(),
+                count: packed.count,
+            });
+        }
+        let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let requests = bytes
+            .chunks_exact(12)
+            .map(|c| RequestSample {
+                finished_s: f(&c[0..4]),
+                ttft_s: f(&c[4..8]),
+                e2e_s: f(&c[8..12]),
+            })
+            .collect();
+        Ok(SampleStore { requests })
+    }
+
     /// Appends another store's requests (a shard's): percentiles stay exact.
     pub fn merge(&mut self, other: &SampleStore) {
         self.requests.extend_from_slice(&other.requests);
@@ -105,6 +169,51 @@ impl SampleStore {
 mod tests {
     use super::*;
     use crate::stats::Samples;
+
+    #[test]
+    fn packing_round_trips_bit_for_bit_and_refuses_damage() {
+        let mut store = SampleStore::default();
+        store.push(0.25, Some(0.011), Some(0.5));
+        store.push(0.5, None, None);
+        store.push(1.0e6, Some(1.5e-7), Some(3.0));
+        let packed = store.pack();
+        assert_eq!(packed.count, 3);
+        assert_eq!(packed.data.len(), 48, "16 characters a request");
+        let back = SampleStore::unpack(&packed).unwrap();
+        let bits = |s: &SampleStore| -> Vec<[u32; 3]> {
+            s.requests()
+                .iter()
+                .map(|r| [r.finished_s.to_bits(), r.ttft_s.to_bits(), r.e2e_s.to_bits()])
+                .collect()
+        };
+        assert_eq!(bits(&back), bits(&store));
+        assert!(back.requests()[1].ttft_s.is_nan());
+
+        let short = PackedSamples {
+            count: 4,
+            ..packed.clone()
+        };
+        assert_eq!(
+            SampleStore::unpack(&short).unwrap_err(),
+            UnpackError::Length { bytes: 36, count: 4 }
+        );
+        let garbled = PackedSamples {
+            data: "@@@@".into(),
+            ..packed.clone()
+        };
+        assert!(matches!(
+            SampleStore::unpack(&garbled),
+            Err(UnpackError::Base64(_))
+        ));
+        let other = PackedSamples {
+            encoding: "f64".into(),
+            ..packed
+        };
+        assert!(matches!(
+            SampleStore::unpack(&other),
+            Err(UnpackError::Encoding(_))
+        ));
+    }
 
     #[test]
     fn a_request_is_twelve_bytes() {
