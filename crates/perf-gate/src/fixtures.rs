@@ -106,6 +106,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             num_requests: None,
             warmup_requests: 0,
             preconnect: true,
+            baseline_adapter: None,
             slo: None,
             wait_ready_s: 0.0,
             drain_grace_s: 10.0,
@@ -180,6 +181,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         load_generator: None,
         warmup: None,
         preconnect: None,
+        baseline_arm: None,
         validity: Some(Validity {
             valid: true,
             reasons: vec![],

@@ -592,6 +592,9 @@ pub struct RunConfig {
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]
     pub preconnect: bool,
+    /// The baseline adapter measured alongside (`--baseline-adapter`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_adapter: Option<String>,
     /// Per-request objectives whose attainment is reported (`--slo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
@@ -658,12 +661,28 @@ pub struct LoadTestResults {
     /// Whether the measurement can be trusted (absent when the load did not complete).
     #[serde(default)]
     pub validity: Option<Validity>,
+    /// The baseline adapter measured in the same run (`--baseline-adapter`), its requests
+    /// interleaved with the candidate's over the same prompts; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_arm: Option<BaselineArm>,
     /// Deliberate departures from the seed's behaviour, in words.
     #[serde(default)]
     pub departures: Vec<String>,
     /// Non-fatal problems.
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+/// The baseline adapter's half of a same-server A/B run (`load-test --baseline-adapter`).
+/// vLLM labels its metrics by base model, not adapter, so the server figures of the run cover
+/// both arms; this arm has the client's figures only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BaselineArm {
+    /// The baseline adapter as served.
+    pub adapter: AdapterInfo,
+    /// Its client-side figures (with its `samples`), over the same load duration as the
+    /// candidate's.
+    pub client: ClientMetrics,
 }
 
 /// Errors reading a results file.

@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::decision::checks::{CheckResult, Mode, Verdict};
 use crate::decision::load_settings::{LoadSettings, keys};
 use crate::decision::metrics::{MetricMap, MetricsSource};
+use crate::decision::statistics::verdict::{
+    DecisionMethod, OnInconclusive, RichVerdict, Statistics,
+};
 use crate::decision::thresholds::Thresholds;
 use crate::results::ToolInfo;
 
 /// Version of the `perf_decision.json` schema. Bumped on any field change.
-pub const DECISION_SCHEMA_VERSION: u32 = 2;
+pub const DECISION_SCHEMA_VERSION: u32 = 3;
 /// The oldest `perf_decision.json` version still read as a baseline (its missing fields default).
 pub const OLDEST_BASELINE_SCHEMA_VERSION: u32 = 1;
 /// File name of the decision document inside `--output-dir`.
@@ -112,6 +115,21 @@ pub struct PerfDecision {
     pub decided_at: String,
     /// Passed, failed, or invalid (the measurement cannot be trusted: see `invalid_reasons`).
     pub decision: Verdict,
+    /// The richer verdict (also the run tag `perf_verdict`): the decision, or `inconclusive`
+    /// when a judged metric's interval straddles its tolerance (see `statistics`). Absent in
+    /// documents of schema version 2 and older.
+    #[serde(default)]
+    pub verdict: Option<RichVerdict>,
+    /// `--decision`: `seed` (the four checks decide; the statistics can only add failures) or
+    /// `statistical` (the intervals decide the comparison).
+    #[serde(default)]
+    pub decision_method: DecisionMethod,
+    /// `--on-inconclusive` under `--decision statistical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_inconclusive: Option<OnInconclusive>,
+    /// The statistical comparison with the baseline, when both have per-request samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<Statistics>,
     /// Why the measurement cannot be trusted (each makes the decision `invalid`, or with
     /// `--on-invalid fail` a failed `valid_measurement` check); empty when it can.
     #[serde(default)]

@@ -15,6 +15,7 @@ use crate::decision::comparability::{Comparability, comparable_check, compare};
 use crate::decision::crosschecks::results_warnings;
 use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
+use crate::decision::statistics::verdict::{DecisionMethod, RichVerdict};
 use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
@@ -202,6 +203,14 @@ impl<'a> Draft<'a> {
             tool: ToolInfo::this("perf-decision"),
             decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             decision: eval.verdict,
+            verdict: Some(match eval.verdict {
+                Verdict::Passed => RichVerdict::Passed,
+                Verdict::Failed => RichVerdict::Failed,
+                Verdict::Invalid => RichVerdict::Invalid,
+            }),
+            decision_method: DecisionMethod::Seed,
+            on_inconclusive: None,
+            statistics: None,
             invalid_reasons: self.invalid,
             on_invalid: self.cfg.on_invalid.as_str().to_string(),
             mode: eval.mode,

@@ -15,11 +15,15 @@
 pub mod bootstrap;
 pub mod intervals;
 pub mod rank_test;
+pub mod verdict;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// What the evidence says about one metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The whole interval lies within the tolerance.
     Passed,

@@ -106,7 +106,11 @@ impl SampleStore {
         let bytes = BASE64
             .decode(packed.data.as_bytes())
             .map_err(|e| UnpackError::Base64(e.to_string()))?;
-        if Some(bytes.len()) != usize::try_from(packed.count).ok().and_then(|c| c.checked_mul(12)) {
+        if Some(bytes.len())
+            != usize::try_from(packed.count)
+                .ok()
+                .and_then(|c| c.checked_mul(12))
+        {
             return Err(UnpackError::Length {
                 bytes: bytes.len(),
                 count: packed.count,
@@ -183,7 +187,13 @@ mod tests {
         let bits = |s: &SampleStore| -> Vec<[u32; 3]> {
             s.requests()
                 .iter()
-                .map(|r| [r.finished_s.to_bits(), r.ttft_s.to_bits(), r.e2e_s.to_bits()])
+                .map(|r| {
+                    [
+                        r.finished_s.to_bits(),
+                        r.ttft_s.to_bits(),
+                        r.e2e_s.to_bits(),
+                    ]
+                })
                 .collect()
         };
         assert_eq!(bits(&back), bits(&store));
@@ -195,7 +205,10 @@ mod tests {
         };
         assert_eq!(
             SampleStore::unpack(&short).unwrap_err(),
-            UnpackError::Length { bytes: 36, count: 4 }
+            UnpackError::Length {
+                bytes: 36,
+                count: 4
+            }
         );
         let garbled = PackedSamples {
             data: "@@@@".into(),
