@@ -54,7 +54,7 @@ fn bad_results_files_exit_2_naming_the_file() {
         (
             "v99.json",
             Some(other_version.to_string()),
-            "has schema_version 99; this build reads version 2",
+            "has schema_version 99; this build reads versions 2 to 3",
         ),
         (
             "notjson.json",
@@ -146,7 +146,7 @@ fn no_mlflow_decides_from_files_in_absolute_mode() {
     assert_eq!(status(&out), "passed");
     let d = decision(&out);
     test_support::schema::assert_valid(&d, "perf_decision.schema.json");
-    assert_eq!(d["schema_version"], 2);
+    assert_eq!(d["schema_version"], 3);
     assert_eq!(d["decision"], "passed");
     assert_eq!(d["mode"], "absolute");
     assert_eq!(d["candidate_version"], "4");
