@@ -10,6 +10,7 @@ use perf_gate::decide::{
     CandidateRef, DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_LOCK_TIMEOUT, DecideConfig,
     MlflowMode,
 };
+use perf_gate::decision::statistics::verdict::{DecisionMethod, OnInconclusive};
 use perf_gate::decision::{MetricsSource, OnInvalid, Thresholds};
 use perf_gate::mlflow::{Auth, DEFAULT_REQUEST_TIMEOUT, MlflowConfig, RetryPolicy};
 use perf_gate::transport::{self, CaCertificates};
@@ -27,6 +28,26 @@ pub enum OnInvalidArg {
     Invalid,
     /// The seed's behaviour: the candidate is `failed` (a failed `valid_measurement` check).
     Fail,
+}
+
+/// `--decision` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DecisionArg {
+    /// The seed's four checks decide; the statistics can only add a failure (a metric whose
+    /// whole interval lies beyond its tolerance) and report `inconclusive`.
+    Seed,
+    /// The confidence intervals decide the comparison instead of the point bounds (the
+    /// absolute floors still apply). Recorded as a departure.
+    Statistical,
+}
+
+/// `--on-inconclusive` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnInconclusiveArg {
+    /// An inconclusive metric fails the candidate (fail closed).
+    Fail,
+    /// Only a metric shown beyond its tolerance fails.
+    Pass,
 }
 
 /// `--metrics-source` values.
@@ -65,7 +86,16 @@ const AFTER_HELP: &str = concat!(
     "MLflow: MLFLOW_TRACKING_URI, and MLFLOW_TRACKING_TOKEN (bearer) or\n",
     "MLFLOW_TRACKING_USERNAME + MLFLOW_TRACKING_PASSWORD (basic); an https server's CA in\n",
     "MLFLOW_TRACKING_SERVER_CERT_PATH. Without a tracking URI the step refuses to run unless\n",
-    "--no-mlflow or --baseline-file is given.\n\n",
+    "--no-mlflow, --baseline-file or --baseline-results is given.\n\n",
+    "Statistics (when both runs carry per-request samples: results of schema version 3, a\n",
+    "stored baseline's results artifact, --baseline-results, or a same-run baseline from\n",
+    "load-test --baseline-adapter): block-bootstrap intervals of the candidate/baseline ratio\n",
+    "of P95 TTFT, P95 E2E and throughput, and Newcombe's interval of the success-rate\n",
+    "difference, 95 % over the four (Bonferroni). Each metric is passed (interval within the\n",
+    "tolerance), failed (wholly beyond) or inconclusive (straddles). By default a failed one\n",
+    "adds a failing check and an inconclusive one is reported (perf_decision.json `verdict`,\n",
+    "MLflow tag perf_verdict) without failing; --decision statistical lets the intervals\n",
+    "decide. A run whose verdict is inconclusive is never a baseline.\n\n",
 );
 
 /// Judge a load test against MLflow's baseline and record the decision.
@@ -168,6 +198,29 @@ pub struct Cli {
     /// A previous perf_decision.json (a passed one) to compare with instead of searching MLflow.
     #[arg(long, env = "BASELINE_FILE", value_name = "PATH")]
     pub baseline_file: Option<PathBuf>,
+
+    /// An earlier load_test_results.json to compare with instead of searching MLflow: its
+    /// figures and per-request samples are the baseline (a measurement, not a passed
+    /// decision; recorded as a departure).
+    #[arg(
+        long,
+        env = "BASELINE_RESULTS",
+        value_name = "PATH",
+        conflicts_with = "baseline_file"
+    )]
+    pub baseline_results: Option<PathBuf>,
+
+    /// How the comparison with the baseline is decided: `seed` (the four checks; a metric
+    /// whose whole confidence interval lies beyond its tolerance adds a failure, and
+    /// `inconclusive` is reported, not failed) or `statistical` (the intervals decide instead
+    /// of the point bounds; see --on-inconclusive).
+    #[arg(long = "decision", env = "PERF_DECISION_METHOD", value_enum, default_value_t = DecisionArg::Seed)]
+    pub decision_method: DecisionArg,
+
+    /// With --decision statistical: what a metric whose interval straddles its tolerance
+    /// counts as.
+    #[arg(long, env = "ON_INCONCLUSIVE", value_enum, default_value_t = OnInconclusiveArg::Fail)]
+    pub on_inconclusive: OnInconclusiveArg,
 
     /// Take any model's newest passed run as the baseline (the seed's rule).
     #[arg(long, env = "BASELINE_ANY_MODEL", value_parser = BoolishValueParser::new())]
@@ -326,14 +379,14 @@ impl Cli {
             return Ok(MlflowMode::Off);
         }
         let Some(uri) = uri else {
-            if self.baseline_file.is_some() {
+            if self.baseline_file.is_some() || self.baseline_results.is_some() {
                 tracing::info!(
-                    "no MLFLOW_TRACKING_URI: deciding against --baseline-file; nothing is recorded in MLflow"
+                    "no MLFLOW_TRACKING_URI: deciding against the baseline file; nothing is recorded in MLflow"
                 );
                 return Ok(MlflowMode::Off);
             }
             bail!(
-                "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file to decide from files only"
+                "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow, --baseline-file or --baseline-results to decide from files only"
             );
         };
         // the flag's own name in the messages (the library names the env var)
@@ -432,6 +485,15 @@ impl TryFrom<Cli> for DecideConfig {
             thresholds,
             mlflow,
             baseline_file: cli.baseline_file,
+            baseline_results: cli.baseline_results,
+            decision_method: match cli.decision_method {
+                DecisionArg::Seed => DecisionMethod::Seed,
+                DecisionArg::Statistical => DecisionMethod::Statistical,
+            },
+            on_inconclusive: match cli.on_inconclusive {
+                OnInconclusiveArg::Fail => OnInconclusive::Fail,
+                OnInconclusiveArg::Pass => OnInconclusive::Pass,
+            },
             baseline_any_model: cli.baseline_any_model,
             require_comparable_baseline: cli.require_comparable_baseline,
             min_slo_attainment: cli.min_slo_attainment,

@@ -44,6 +44,7 @@ mod config;
 pub mod document;
 mod error;
 pub mod lease;
+mod measured_baseline;
 pub mod plan;
 mod publish;
 mod reconcile;
@@ -67,7 +68,7 @@ pub use plan::{baseline_filter, build_batch, dataset_record};
 pub use resolve::CandidateRef;
 
 use crate::decision::metrics::sanity;
-use crate::decision::{CheckKeys, candidate_metrics};
+use crate::decision::{CheckKeys, MetricsSource, candidate_metrics};
 use crate::mlflow::MlflowClient;
 use crate::results::{LoadTestResults, RunStatus};
 use crate::step::StepOutputs;
@@ -146,6 +147,17 @@ async fn decide_and_record(
 ) -> Result<PerfDecision, DecideError> {
     // One read: the document judged and the bytes uploaded as the artifact are the same file.
     let (results, results_bytes) = LoadTestResults::read_with_bytes(&cfg.results_path)?;
+    // a same-run baseline has client figures only: the checks read the client's
+    let adjusted;
+    let cfg = if results.baseline_arm.is_some() && cfg.metrics_source == MetricsSource::Server {
+        let mut c = cfg.clone();
+        c.metrics_source = MetricsSource::Client;
+        c.warnings.push("the results hold a same-run baseline (load-test --baseline-adapter): checks 1-3 read the client's figures, as vLLM labels its server figures by base model, not adapter".into());
+        adjusted = c;
+        &adjusted
+    } else {
+        cfg
+    };
     // what makes a rerun the same decision: the bytes judged and every flag that shapes it
     let decision_key = {
         use sha2::Digest;
@@ -158,6 +170,9 @@ async fn decide_and_record(
             "require_comparable_baseline": cfg.require_comparable_baseline,
             "baseline_any_model": cfg.baseline_any_model,
             "baseline_file": cfg.baseline_file,
+            "baseline_results": cfg.baseline_results,
+            "decision_method": cfg.decision_method.as_str(),
+            "on_inconclusive": cfg.on_inconclusive.as_str(),
             "experiment": cfg.experiment_name,
         });
         h.update(flags.to_string().as_bytes());
@@ -182,6 +197,15 @@ async fn decide_and_record(
         )?),
         None => None,
     };
+    // a measured baseline (same run, or --baseline-results) comes with its samples
+    let measured = match (
+        measured_baseline::same_run(&results, &cfg.model_name),
+        &cfg.baseline_results,
+    ) {
+        (Some(m), _) => Some(m),
+        (None, Some(p)) => Some(measured_baseline::from_results_file(p, cfg.metrics_source)?),
+        (None, None) => None,
+    };
     let metrics = candidate_metrics(&results);
     let keys = CheckKeys::for_source(cfg.metrics_source);
     let mut draft = plan::Draft::new(cfg, &results, metrics);
@@ -189,12 +213,25 @@ async fn decide_and_record(
     for w in draft.warnings() {
         tracing::warn!("{w}");
     }
+    let same_run = measured
+        .as_ref()
+        .is_some_and(|(b, _)| b.source == BaselineSource::SameRun);
+    if same_run && (cfg.baseline_file.is_some() || cfg.baseline_results.is_some()) {
+        draft.warn("the results hold a same-run baseline: it is the baseline, and --baseline-file / --baseline-results are not used".into());
+    }
+    let file_baseline = if measured.is_some() {
+        None
+    } else {
+        file_baseline
+    };
 
     let (client, dry_run) = match &cfg.mlflow {
         MlflowMode::Off => {
             info!("MLflow disabled: deciding from files only (nothing is recorded in MLflow)");
-            draft.baseline = file_baseline.map(sane);
-            draft.assess_baseline();
+            match measured {
+                Some((record, samples)) => set_baseline(&mut draft, Some(record), Some(samples)),
+                None => set_baseline(&mut draft, file_baseline, None),
+            }
             let eval = draft.evaluate(&keys);
             let doc = draft.finish(eval, None);
             write_outputs(outputs, &doc)?;
@@ -222,6 +259,7 @@ async fn decide_and_record(
         (Some(exp), created)
     };
     let searched = match (&file_baseline, &experiment) {
+        _ if measured.is_some() => None,
         (None, Some(exp)) => {
             let (found, warning) = cancellable(
                 cancel,
@@ -235,7 +273,25 @@ async fn decide_and_record(
         }
         _ => None,
     };
-    draft.baseline = file_baseline.or(searched).map(sane);
+    let stored_samples = match &searched {
+        Some(b) => {
+            let id = b.run_id.clone().unwrap_or_default();
+            Some(
+                cancellable(cancel, async {
+                    Ok(measured_baseline::stored_samples(&client, &id).await)
+                })
+                .await?,
+            )
+        }
+        None => None,
+    };
+    match measured {
+        Some((record, samples)) => set_baseline(&mut draft, Some(record), Some(samples)),
+        None => match searched {
+            Some(b) => set_baseline(&mut draft, Some(b), stored_samples),
+            None => set_baseline(&mut draft, file_baseline, None),
+        },
+    }
     match &draft.baseline {
         Some(b) => {
             info!(run_id = ?b.run_id, source = ?b.source, "baseline found: comparative mode")
@@ -246,7 +302,6 @@ async fn decide_and_record(
             created,
         )),
     }
-    draft.assess_baseline();
     let eval = draft.evaluate(&keys);
     info!(
         decision = eval.verdict.as_str(),
@@ -381,6 +436,37 @@ pub async fn resolve_candidate(
         },
     )?;
     Ok(version)
+}
+
+/// Sets the draft's baseline (its impossible figures turned into "no data"), assesses its
+/// load, then its samples (`None`: a `perf_decision.json` baseline, which has none) and the
+/// statistics.
+fn set_baseline(
+    draft: &mut plan::Draft<'_>,
+    baseline: Option<BaselineRecord>,
+    samples: Option<Result<crate::decision::statistics::apply::ArmSamples, String>>,
+) {
+    let from = baseline.as_ref().map(|b| match b.source {
+        BaselineSource::Mlflow => format!(
+            "the {} artifact of run {}",
+            crate::results::RESULTS_FILE,
+            b.run_id.as_deref().unwrap_or("?")
+        ),
+        BaselineSource::SameRun => "the same run's baseline arm".to_string(),
+        BaselineSource::Results | BaselineSource::File => {
+            b.file.clone().unwrap_or_else(|| "a file".into())
+        }
+    });
+    draft.baseline = baseline.map(sane);
+    draft.assess_baseline();
+    let Some(from) = from else {
+        return;
+    };
+    let samples = samples.unwrap_or_else(|| {
+        Err("a perf_decision.json carries no per-request samples (give the baseline's load_test_results.json with --baseline-results instead)".into())
+    });
+    draft.set_baseline_samples(samples, &from);
+    draft.assess_statistics();
 }
 
 /// A baseline with its impossible figures turned into "no data" (see [`sanity`]).

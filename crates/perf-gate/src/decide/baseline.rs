@@ -40,6 +40,12 @@ pub(crate) fn choose(
         let b = baseline_from_run(run);
         let id = &run.info.run_id;
         let v = b.version.as_deref().unwrap_or("?");
+        if run.data.tag(super::plan::PERF_VERDICT_TAG) == Some("inconclusive") {
+            skipped.push(format!(
+                "run {id} (version {v}): its verdict was inconclusive (the evidence could not show it within the tolerances)"
+            ));
+            continue;
+        }
         let same_model = b.model_name.as_deref().is_none_or(|m| m == model);
         if same_model && b.version.as_deref() == Some(candidate_version) {
             skipped.push(format!(
@@ -143,6 +149,8 @@ pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
         .map(|m| (m.key.clone(), Measured::value(m.value.0)))
         .collect();
     BaselineRecord {
+        adapter: None,
+        samples: None,
         source: BaselineSource::Mlflow,
         run_id: Some(run.info.run_id.clone()),
         file: None,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::decision::statistics::verdict::{DecisionMethod, OnInconclusive};
 use crate::decision::{MetricsSource, OnInvalid, Thresholds};
 use crate::mlflow::MlflowConfig;
 
@@ -52,6 +53,14 @@ pub struct DecideConfig {
     pub mlflow: MlflowMode,
     /// A previous `perf_decision.json` to compare with instead of searching MLflow.
     pub baseline_file: Option<PathBuf>,
+    /// An earlier `load_test_results.json` to compare with (`--baseline-results`): its figures
+    /// and per-request samples are the baseline, instead of a passed decision.
+    pub baseline_results: Option<PathBuf>,
+    /// `--decision`: the seed's checks decide (default), or the intervals do.
+    pub decision_method: DecisionMethod,
+    /// `--on-inconclusive`: what an inconclusive metric counts as under
+    /// `--decision statistical`.
+    pub on_inconclusive: OnInconclusive,
     /// Take any model's newest passed run as baseline (the seed's rule).
     pub baseline_any_model: bool,
     /// Fail the decision when the baseline did not run the same load (a fifth check,

@@ -35,6 +35,23 @@ pub enum BaselineSource {
     Mlflow,
     /// A previous `perf_decision.json` (`--baseline-file`).
     File,
+    /// An earlier `load_test_results.json` (`--baseline-results`): a measurement, not a
+    /// passed decision.
+    Results,
+    /// The baseline adapter measured in the same run (`load-test --baseline-adapter`).
+    SameRun,
+}
+
+impl BaselineSource {
+    /// `mlflow`, `file`, `results`, `same_run` (the MLflow param `baseline_source`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineSource::Mlflow => "mlflow",
+            BaselineSource::File => "file",
+            BaselineSource::Results => "results",
+            BaselineSource::SameRun => "same_run",
+        }
+    }
 }
 
 /// The baseline a comparative decision used.
@@ -47,6 +64,13 @@ pub struct BaselineRecord {
     /// The file path, for a file baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// The baseline adapter, for a same-run baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Where the baseline's per-request samples came from (the statistics resample them), or
+    /// why it has none (then the seed's checks alone compare).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<String>,
     /// The model the baseline run measured, when known.
     pub model_name: Option<String>,
     /// The baseline's candidate version, when known.
@@ -329,6 +353,8 @@ pub fn read_baseline_file(
         source: BaselineSource::File,
         run_id: doc.mlflow.and_then(|m| m.run_id),
         file: Some(shown),
+        adapter: None,
+        samples: None,
         model_name: Some(doc.model_name),
         version: doc.candidate_version,
         metrics: doc.metrics,

@@ -15,7 +15,9 @@ use crate::decision::comparability::{Comparability, comparable_check, compare};
 use crate::decision::crosschecks::results_warnings;
 use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
-use crate::decision::statistics::verdict::{DecisionMethod, RichVerdict};
+use crate::decision::statistics::apply::{ArmSamples, interval_checks, rich_verdict, seed};
+use crate::decision::statistics::bootstrap::Pairing;
+use crate::decision::statistics::verdict::{DecisionMethod, Input, Statistics, assess};
 use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
@@ -43,7 +45,14 @@ pub struct Draft<'a> {
     invalid: Vec<String>,
     decision_key: Option<String>,
     warnings: Vec<String>,
+    candidate_samples: Result<ArmSamples, String>,
+    baseline_samples: Option<ArmSamples>,
+    statistics: Option<Statistics>,
 }
+
+/// Run tag holding the richer verdict (`passed`, `failed`, `invalid`, `inconclusive`); a run
+/// tagged `inconclusive` is never a baseline.
+pub const PERF_VERDICT_TAG: &str = "perf_verdict";
 
 /// Version tag naming the adapter a model version is served as (`load-test --adapter-name`).
 pub const SERVED_ADAPTER_TAG: &str = "served_adapter";
@@ -76,7 +85,72 @@ impl<'a> Draft<'a> {
             invalid: invalid_reasons(results, cfg.metrics_source),
             decision_key: None,
             warnings,
+            candidate_samples: ArmSamples::candidate(results),
+            baseline_samples: None,
+            statistics: None,
         }
+    }
+
+    /// The baseline's per-request samples, or why it has none (recorded in the baseline's
+    /// `samples`; then the seed's checks alone compare). Call after setting the baseline.
+    pub fn set_baseline_samples(&mut self, samples: Result<ArmSamples, String>, from: &str) {
+        let Some(b) = self.baseline.as_mut() else {
+            return;
+        };
+        match samples {
+            Ok(s) => {
+                b.samples = Some(format!("{} requests, from {from}", s.total));
+                self.baseline_samples = Some(s);
+            }
+            Err(why) => {
+                b.samples = Some(format!("none: {why}"));
+                self.warn(format!(
+                    "the baseline has no per-request samples ({why}): no statistical comparison, the seed's checks alone compare"
+                ));
+            }
+        }
+    }
+
+    /// Compares the candidate's samples with the baseline's ([`assess`]), when both exist.
+    pub fn assess_statistics(&mut self) {
+        let Some(b) = &self.baseline_samples else {
+            return;
+        };
+        let c = match &self.candidate_samples {
+            Ok(c) => c,
+            Err(why) => {
+                let w = format!(
+                    "the candidate has no per-request samples ({why}): no statistical comparison"
+                );
+                self.warn(w);
+                return;
+            }
+        };
+        let same_run = self
+            .baseline
+            .as_ref()
+            .is_some_and(|r| r.source == BaselineSource::SameRun);
+        let input = Input {
+            candidate: c.input(),
+            baseline: b.input(),
+            pairing: if same_run {
+                Pairing::Paired
+            } else {
+                Pairing::Independent
+            },
+            thresholds: &self.cfg.thresholds,
+            seed: seed(c, b),
+        };
+        let stats = assess(&input);
+        for m in &stats.metrics {
+            tracing::info!(metric = %m.name, outcome = m.outcome.as_str(), "{}", m.reason);
+        }
+        self.statistics = Some(stats);
+    }
+
+    /// The statistical comparison, once assessed.
+    pub fn statistics(&self) -> Option<&Statistics> {
+        self.statistics.as_ref()
     }
 
     /// Records what identifies this decision (see `PerfDecision::decision_key`).
@@ -124,12 +198,18 @@ impl<'a> Draft<'a> {
     /// The four checks, plus the fifth (`comparable_baseline`) with
     /// `--require-comparable-baseline`. Call [`Draft::assess_baseline`] first.
     pub fn evaluate(&self, keys: &CheckKeys) -> Evaluation {
-        let mut eval = decide(
-            &self.metrics,
-            self.baseline_metrics(),
-            &self.cfg.thresholds,
-            keys,
-        );
+        // with --decision statistical the intervals replace the point bounds (floors stay)
+        let by_intervals =
+            self.cfg.decision_method == DecisionMethod::Statistical && self.statistics.is_some();
+        let baseline = if by_intervals {
+            None
+        } else {
+            self.baseline_metrics()
+        };
+        let mut eval = decide(&self.metrics, baseline, &self.cfg.thresholds, keys);
+        if by_intervals {
+            eval.mode = crate::decision::Mode::Comparative;
+        }
         if !self.invalid.is_empty() {
             match self.cfg.on_invalid {
                 OnInvalid::Fail => eval.push(valid_measurement_check(&self.invalid)),
@@ -147,6 +227,11 @@ impl<'a> Draft<'a> {
         }
         if let Some(min) = self.cfg.min_slo_attainment {
             eval.push(crate::decision::slo::slo_check(self.results, min));
+        }
+        if let Some(stats) = &self.statistics {
+            for c in interval_checks(stats, self.cfg.decision_method, self.cfg.on_inconclusive) {
+                eval.push(c);
+            }
         }
         eval
     }
@@ -203,14 +288,11 @@ impl<'a> Draft<'a> {
             tool: ToolInfo::this("perf-decision"),
             decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             decision: eval.verdict,
-            verdict: Some(match eval.verdict {
-                Verdict::Passed => RichVerdict::Passed,
-                Verdict::Failed => RichVerdict::Failed,
-                Verdict::Invalid => RichVerdict::Invalid,
-            }),
-            decision_method: DecisionMethod::Seed,
-            on_inconclusive: None,
-            statistics: None,
+            verdict: Some(rich_verdict(&eval, self.statistics.as_ref())),
+            decision_method: self.cfg.decision_method,
+            on_inconclusive: (self.cfg.decision_method == DecisionMethod::Statistical)
+                .then_some(self.cfg.on_inconclusive),
+            statistics: self.statistics,
             invalid_reasons: self.invalid,
             on_invalid: self.cfg.on_invalid.as_str().to_string(),
             mode: eval.mode,
@@ -265,6 +347,24 @@ fn departures(
             out.push("dry run: MLflow was read but nothing was written to it".into())
         }
         MlflowMode::Record(_) => {}
+    }
+    if cfg.decision_method == DecisionMethod::Statistical {
+        out.push(format!(
+            "--decision statistical: the comparison with the baseline was decided by confidence intervals, not the seed's point bounds (the absolute floors still apply); an inconclusive metric counted as {}ed (--on-inconclusive {})",
+            cfg.on_inconclusive.as_str(),
+            cfg.on_inconclusive.as_str()
+        ));
+    }
+    match baseline.map(|b| b.source) {
+        Some(BaselineSource::Results) => out.push(format!(
+            "the baseline is the measurement in {} (--baseline-results), not a passed decision",
+            baseline.and_then(|b| b.file.as_deref()).unwrap_or("a results file")
+        )),
+        Some(BaselineSource::SameRun) => out.push(format!(
+            "the baseline is adapter `{}` measured in the same run, interleaved with the candidate (load-test --baseline-adapter), not a stored run; the comparison uses the client's figures (vLLM labels its metrics by base model, not adapter)",
+            baseline.and_then(|b| b.adapter.as_deref()).unwrap_or("?")
+        )),
+        _ => {}
     }
     if cfg.metrics_source == MetricsSource::Client {
         out.push("checks 1-3 used the client's figures (--metrics-source client); the seed uses the server's".into());
@@ -421,11 +521,7 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
         .and_then(|b| b.run_id.clone())
         .unwrap_or_else(|| "none".into());
     params.push(param("baseline_run_id", baseline_id));
-    let source = match doc.baseline.as_ref().map(|b| b.source) {
-        None => "none",
-        Some(BaselineSource::Mlflow) => "mlflow",
-        Some(BaselineSource::File) => "file",
-    };
+    let source = doc.baseline.as_ref().map_or("none", |b| b.source.as_str());
     params.push(param("baseline_source", source));
 
     let metric = |key: String, v: Option<f64>| Metric {
@@ -443,16 +539,30 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
         // under the name of the figure compared: `baseline_client_p95_latency_s` with the client
         // source, so a client figure never sits under a server name
         for c in doc.checks.iter().filter(|c| {
-            !matches!(
+            matches!(
                 c.name,
-                CheckName::ComparableBaseline | CheckName::SloAttainment
-            )
+                CheckName::P95Latency
+                    | CheckName::P95Ttft
+                    | CheckName::Throughput
+                    | CheckName::SuccessRate
+            ) && c.baseline_value.is_some()
         }) {
             metrics.push(metric(
                 format!("{}{}", names::BASELINE_PREFIX, c.metric),
                 c.baseline_value,
             ));
         }
+    }
+    if let Some(stats) = &doc.statistics {
+        for m in &stats.metrics {
+            for (end, v) in [("point", m.point), ("lo", m.lo), ("hi", m.hi)] {
+                metrics.push(metric(format!("stat_{}_{end}", m.name), v));
+            }
+        }
+    }
+    params.push(param("decision_method", doc.decision_method.as_str()));
+    if let Some(o) = doc.on_inconclusive {
+        params.push(param("on_inconclusive", o.as_str()));
     }
     let mut tags = vec![
         KeyValue::new("model_name", &doc.model_name),
@@ -470,6 +580,9 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
     }
     if let Some(key) = &doc.decision_key {
         tags.push(KeyValue::new("perf_decision_key", key));
+    }
+    if let Some(v) = doc.verdict {
+        tags.push(KeyValue::new(PERF_VERDICT_TAG, v.as_str()));
     }
     tags.push(KeyValue::new(
         "perf_measurement_valid",

@@ -43,6 +43,10 @@ pub enum CheckName {
     /// With `--on-invalid fail`: the measurement can be trusted (see
     /// `perf_gate::decision::validity`); failing it fails the candidate, as the seed would.
     ValidMeasurement,
+    /// A judged metric's confidence interval against its tolerance (see
+    /// `perf_gate::decision::statistics`): with `--decision statistical` one per metric; by
+    /// default only a metric whose whole interval lies beyond the tolerance, failed.
+    StatisticalComparison,
 }
 
 /// A comparison operator, as written in the decision file.

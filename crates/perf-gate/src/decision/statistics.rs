@@ -12,6 +12,7 @@
 //! it. The confidence level is shared out over the metrics judged (Bonferroni), so judging
 //! four metrics does not quadruple the false alarms.
 
+pub mod apply;
 pub mod bootstrap;
 pub mod intervals;
 pub mod rank_test;

@@ -132,3 +132,23 @@ fn without_a_comparable_run_the_newest_is_used_with_a_warning() {
         "{w}"
     );
 }
+
+#[test]
+fn an_inconclusive_pass_is_never_a_baseline_but_an_untagged_older_run_is() {
+    let s = settings();
+    let mut inconclusive = run("r3", "6", &s, &[]);
+    inconclusive.data.tags = serde_json::from_value(serde_json::json!([
+        {"key": "perf_decision", "value": "passed"},
+        {"key": "perf_verdict", "value": "inconclusive"}
+    ]))
+    .unwrap();
+    let c = pick(&[inconclusive, run("r2", "5", &s, &[])]);
+    let b = c.baseline.unwrap();
+    assert_eq!(
+        b.run_id.as_deref(),
+        Some("r2"),
+        "a run without the tag stays eligible"
+    );
+    assert_eq!(b.skipped.len(), 1);
+    assert!(b.skipped[0].contains("inconclusive"), "{:?}", b.skipped);
+}

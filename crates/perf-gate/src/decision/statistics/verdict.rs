@@ -245,7 +245,7 @@ fn ratio_metric(
                 hi: Some(hi),
                 limit,
                 worse: worse_word.into(),
-                outcome: outcome,
+                outcome,
                 blocks: Some(blocks),
                 block_s: Some(block_s),
                 method: format!(
@@ -305,18 +305,24 @@ pub fn assess(input: &Input) -> Statistics {
         ),
     ];
     let (c, b) = (&input.candidate, &input.baseline);
-    let limit = -t.max_success_rate_drop;
+    let limit = 0.0 - t.max_success_rate_drop;
     let z = z_two_sided(alpha);
     metrics.push(
         match newcombe_difference(c.successes, c.total, b.successes, b.total, z) {
             Some((lo, hi)) => {
                 let point = c.successes as f64 / c.total as f64 - b.successes as f64 / b.total as f64;
-                let outcome = judge(lo, hi, limit, Worse::Lower);
-                let side = match outcome {
+                let mut outcome = judge(lo, hi, limit, Worse::Lower);
+                let mut side = match outcome {
                     Outcome::Failed => "lies wholly below",
                     Outcome::Passed => "lies within",
                     Outcome::Inconclusive => "straddles",
                 };
+                // a zero tolerance (the seed's `>= baseline`) leaves no room for an interval
+                // to lie within: the rate is judged failed only when shown worse
+                if limit == 0.0 && outcome == Outcome::Inconclusive {
+                    outcome = Outcome::Passed;
+                    side = "does not lie wholly below (a zero tolerance is judged as: not shown worse)";
+                }
                 MetricInterval {
                     name: "success_rate_difference".into(),
                     point: Some(point),
@@ -324,7 +330,7 @@ pub fn assess(input: &Input) -> Statistics {
                     hi: Some(hi),
                     limit,
                     worse: "lower".into(),
-                    outcome: outcome,
+                    outcome,
                     blocks: None,
                     block_s: None,
                     method: format!(

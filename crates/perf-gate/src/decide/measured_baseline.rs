@@ -1,0 +1,97 @@
+//! Baselines that are measurements rather than passed decisions: the baseline adapter measured
+//! in the same run (`load-test --baseline-adapter`), and an earlier results file
+//! (`--baseline-results`). Each comes with its per-request samples, so the statistics can
+//! compare it. Also: a stored baseline's samples, read back from its run's results artifact.
+
+use std::path::Path;
+
+use super::document::{BaselineRecord, BaselineSource};
+use super::error::DecideError;
+use crate::decision::load_settings::candidate_settings;
+use crate::decision::statistics::apply::ArmSamples;
+use crate::decision::{MetricsSource, candidate_metrics};
+use crate::mlflow::MlflowClient;
+use crate::results::{LoadTestResults, RESULTS_FILE};
+
+/// The same-run baseline arm of `results`, when `load-test --baseline-adapter` measured one:
+/// its client figures under the decision's metric names (it has no server figures of its
+/// own: vLLM labels them by base model), the candidate's load settings (the same load), and
+/// its samples.
+pub(crate) fn same_run(
+    results: &LoadTestResults,
+    model_name: &str,
+) -> Option<(BaselineRecord, Result<ArmSamples, String>)> {
+    let arm = results.baseline_arm.as_ref()?;
+    let as_results = LoadTestResults {
+        client: Some(arm.client.clone()),
+        server: None,
+        baseline_arm: None,
+        ..results.clone()
+    };
+    let record = BaselineRecord {
+        source: BaselineSource::SameRun,
+        run_id: None,
+        file: None,
+        adapter: Some(arm.adapter.name.clone()),
+        samples: None,
+        model_name: Some(model_name.to_string()),
+        version: None,
+        metrics: candidate_metrics(&as_results),
+        load_settings: candidate_settings(results, MetricsSource::Client),
+        comparable: None,
+        comparability: Vec::new(),
+        skipped: Vec::new(),
+    };
+    Some((record, ArmSamples::same_run_baseline(results)?))
+}
+
+/// An earlier `load_test_results.json` as the baseline (`--baseline-results`): it must have
+/// completed; its figures, load settings and samples are the baseline's.
+pub(crate) fn from_results_file(
+    path: &Path,
+    source: MetricsSource,
+) -> Result<(BaselineRecord, Result<ArmSamples, String>), DecideError> {
+    let shown = path.display().to_string();
+    let results = LoadTestResults::read(path)
+        .map_err(|e| DecideError::Input(format!("--baseline-results: {e}")))?;
+    if results.status != crate::results::RunStatus::Completed {
+        return Err(DecideError::Input(format!(
+            "--baseline-results: {shown} records a load test that did not complete (status `{}`): it cannot be a baseline",
+            results.status.as_str()
+        )));
+    }
+    let record = BaselineRecord {
+        source: BaselineSource::Results,
+        run_id: None,
+        file: Some(shown),
+        adapter: Some(results.config.adapter_name.clone()),
+        samples: None,
+        model_name: None,
+        version: None,
+        metrics: candidate_metrics(&results),
+        load_settings: candidate_settings(&results, source),
+        comparable: None,
+        comparability: Vec::new(),
+        skipped: Vec::new(),
+    };
+    Ok((record, ArmSamples::candidate(&results)))
+}
+
+/// The samples of a stored baseline run: its `load_test_results.json` artifact, read back.
+/// Every failure is a reason (the seed's checks then compare alone), never an error.
+pub(crate) async fn stored_samples(
+    client: &MlflowClient,
+    run_id: &str,
+) -> Result<ArmSamples, String> {
+    let run = client
+        .get_run(run_id)
+        .await
+        .map_err(|e| format!("cannot read run {run_id}: {e}"))?;
+    let bytes = client
+        .download_artifact(&run.info, RESULTS_FILE)
+        .await
+        .map_err(|e| format!("cannot read {RESULTS_FILE} of run {run_id}: {e}"))?;
+    let shown = format!("{RESULTS_FILE} of run {run_id}");
+    let results = LoadTestResults::from_slice(&bytes, &shown).map_err(|e| e.to_string())?;
+    ArmSamples::candidate(&results)
+}
