@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::sim::{Sim, eval_file};
-use test_support::steps::{decision, decision_status, load_test, perf_decision, run, stderr};
+use test_support::steps::{decision, decision_status, measure_sim, perf_decision};
 
-/// Measures a simulator with these delays: `requests` prompts at `concurrency`, 16 tokens each;
-/// returns the results file.
+/// Measures a simulator with these delays (ms) and ±30 % jitter drawn from `seed`.
 fn measure(
     dir: &Path,
     name: &str,
@@ -21,27 +19,14 @@ fn measure(
     requests: usize,
     concurrency: u32,
 ) -> PathBuf {
-    let sim = Sim::start(vllm_sim::SimConfig {
+    let cfg = vllm_sim::SimConfig {
         ttft: Duration::from_secs_f64(ms.0 / 1000.0),
         itl: Duration::from_secs_f64(ms.1 / 1000.0),
         jitter: 0.3,
         seed,
         ..Default::default()
-    });
-    let work = dir.join(name);
-    std::fs::create_dir_all(&work).unwrap();
-    let eval = eval_file(&work, requests);
-    let out = work.join("out");
-    let o = run(load_test()
-        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
-        .arg("--eval-data-path")
-        .arg(&eval)
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--progress-interval", "0", "--max-tokens", "16"])
-        .args(["--concurrency", &concurrency.to_string()]));
-    assert!(o.status.success(), "{}", stderr(&o));
-    out.join("load_test_results.json")
+    };
+    measure_sim(dir, name, cfg, requests, concurrency)
 }
 
 /// `perf-decision --decision statistical` of `candidate` against `baseline`: (status, document).

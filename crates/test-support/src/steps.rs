@@ -130,3 +130,30 @@ pub fn assert_no_decision(dir: &Path) {
         "a perf_decision.json claims a decision that was not made"
     );
 }
+
+/// Runs `load-test` against a fresh in-process simulator with `cfg`: `requests` prompts at
+/// `concurrency`, 16 tokens each, in `<dir>/<name>/`; returns the results file. Panics with
+/// load-test's stderr when it fails.
+pub fn measure_sim(
+    dir: &Path,
+    name: &str,
+    cfg: vllm_sim::SimConfig,
+    requests: usize,
+    concurrency: u32,
+) -> PathBuf {
+    let sim = crate::sim::Sim::start(cfg);
+    let work = dir.join(name);
+    std::fs::create_dir_all(&work).expect("the work directory is created");
+    let eval = crate::sim::eval_file(&work, requests);
+    let out = work.join("out");
+    let o = run(load_test()
+        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--progress-interval", "0", "--max-tokens", "16"])
+        .args(["--concurrency", &concurrency.to_string()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    out.join("load_test_results.json")
+}
