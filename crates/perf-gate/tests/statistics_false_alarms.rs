@@ -177,3 +177,77 @@ fn a_short_noisy_run_is_inconclusive_where_the_bare_bound_flips() {
     );
     assert!(pct(same[2]) > 0.0, "some runs cannot tell");
 }
+
+/// The decision as `perf-decision` makes it, all four metrics judged together: how often
+/// identical arms fail under `--decision statistical` (inconclusive counted as failed, the
+/// default, and as passed), how often the default mode's interval checks add a failure, and
+/// how often the seed's bare point bound on the P95 E2E fails; and how often a candidate 30 %
+/// slower is caught.
+#[test]
+fn the_whole_verdict_side_by_side_with_the_seeds_bound() {
+    use perf_gate::decision::Thresholds;
+    use perf_gate::decision::statistics::apply::{ArmSamples, interval_checks};
+    use perf_gate::decision::statistics::verdict::{DecisionMethod, Input, OnInconclusive, assess};
+
+    let whole = |rep: u64, slowdown: f64, noise: Noise| -> [bool; 4] {
+        let mut rng = ChaCha8Rng::seed_from_u64(rep);
+        let arm_of = |store: SampleStore, tag: u64| ArmSamples {
+            total: store.len() as u64,
+            successes: store.len() as u64,
+            store,
+            duration_s: DURATION_S,
+            digest: {
+                let mut d = [0u8; 32];
+                d[..8].copy_from_slice(&(rep * 2 + tag).to_le_bytes());
+                d
+            },
+        };
+        let c = arm_of(arm(&mut rng, slowdown, noise), 0);
+        let b = arm_of(arm(&mut rng, 1.0, noise), 1);
+        let s = assess(&Input {
+            candidate: c.input(),
+            baseline: b.input(),
+            pairing: Pairing::Independent,
+            thresholds: &Thresholds::SEED,
+            seed: perf_gate::decision::statistics::apply::seed(&c, &b),
+        });
+        let fails = |method, on| interval_checks(&s, method, on).iter().any(|c| !c.passed);
+        let p95 = |st: &SampleStore| st.e2e().p95.unwrap();
+        [
+            fails(DecisionMethod::Statistical, OnInconclusive::Fail),
+            fails(DecisionMethod::Statistical, OnInconclusive::Pass),
+            fails(DecisionMethod::Seed, OnInconclusive::Fail),
+            p95(&c.store) > p95(&b.store) * (1.0 + TOLERANCE),
+        ]
+    };
+    const REPS: u64 = 200;
+    let tally = |slowdown: f64, noise: Noise| -> [f64; 4] {
+        let mut n = [0u64; 4];
+        for rep in 0..REPS {
+            for (k, f) in whole(rep + 7_000_000, slowdown, noise)
+                .into_iter()
+                .enumerate()
+            {
+                n[k] += u64::from(f);
+            }
+        }
+        n.map(|x| x as f64 * 100.0 / REPS as f64)
+    };
+    for (what, noise) in [("steady", STEADY), ("short and noisy", NOISY)] {
+        let same = tally(1.0, noise);
+        println!(
+            "{what}, identical arms ({REPS} repetitions), failed: --decision statistical {:.1} % (--on-inconclusive pass: {:.1} %); default mode, interval checks {:.1} %; the seed's bare P95 bound {:.1} %",
+            same[0], same[1], same[2], same[3]
+        );
+        assert!(same[1] <= 7.0 && same[2] <= 7.0, "{what}: {same:?}");
+        if what == "steady" {
+            assert!(same[0] <= 7.0, "{what}: {same:?}");
+            let slow = tally(1.3, noise);
+            println!(
+                "{what}, candidate 30 % slower, failed: --decision statistical {:.1} %; default mode's interval checks {:.1} %; the seed's bare bound {:.1} %",
+                slow[0], slow[2], slow[3]
+            );
+            assert!(slow[0] >= 95.0 && slow[2] >= 95.0, "{slow:?}");
+        }
+    }
+}
