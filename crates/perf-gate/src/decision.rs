@@ -10,6 +10,7 @@ pub mod comparability;
 pub mod crosschecks;
 pub mod load_settings;
 pub mod metrics;
+pub mod resolution;
 pub mod slo;
 pub mod statistics;
 pub mod thresholds;

@@ -17,7 +17,9 @@ use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
 use crate::decision::statistics::apply::{ArmSamples, interval_checks, rich_verdict, seed};
 use crate::decision::statistics::bootstrap::Pairing;
-use crate::decision::statistics::verdict::{DecisionMethod, Input, Statistics, assess};
+use crate::decision::statistics::verdict::{
+    DecisionMethod, Input, RichVerdict, Statistics, assess,
+};
 use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
@@ -70,6 +72,11 @@ impl<'a> Draft<'a> {
             .cloned()
             .chain(warning)
             .chain(results_warnings(results, cfg.metrics_source))
+            .chain(crate::decision::resolution::bucket_warnings(
+                &metrics,
+                &cfg.thresholds,
+                cfg.metrics_source,
+            ))
             .collect();
         Draft {
             cfg,
@@ -288,7 +295,8 @@ impl<'a> Draft<'a> {
             tool: ToolInfo::this("perf-decision"),
             decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             decision: eval.verdict,
-            verdict: Some(rich_verdict(&eval, self.statistics.as_ref())),
+            verdict: Some(rich_verdict(&eval, self.statistics.as_ref()))
+                .map(|v| too_little_evidence(v, self.results)),
             decision_method: self.cfg.decision_method,
             on_inconclusive: (self.cfg.decision_method == DecisionMethod::Statistical)
                 .then_some(self.cfg.on_inconclusive),
@@ -316,6 +324,17 @@ impl<'a> Draft<'a> {
             departures,
             warnings: self.warnings,
         }
+    }
+}
+
+/// A pass on fewer successful requests than a P95 needs is `inconclusive`: the nearest-rank
+/// P95 of them is the slowest request, or nearly (the cross-checks warn too). Never a baseline.
+fn too_little_evidence(v: RichVerdict, results: &LoadTestResults) -> RichVerdict {
+    let successes = results.client.as_ref().map_or(0, |c| c.successful_requests);
+    if v == RichVerdict::Passed && successes < crate::decision::statistics::MIN_SUCCESSES_FOR_P95 {
+        RichVerdict::Inconclusive
+    } else {
+        v
     }
 }
 

@@ -540,3 +540,47 @@ fn the_load_settings_are_params_and_survive_a_baseline_file() {
         again.warnings[0].starts_with("the baseline does not record its concurrency, max_tokens")
     );
 }
+
+#[test]
+fn a_pass_on_too_few_requests_is_inconclusive_and_a_p95_in_its_limits_bucket_is_named() {
+    use crate::decision::statistics::verdict::RichVerdict;
+    let c = cfg();
+    let mut results = fixtures::results_with(
+        fixtures::Figures {
+            p95_ttft: 1.8,
+            ..fixtures::GOOD
+        },
+        fixtures::ADAPTER,
+    );
+    let judge = |results: &crate::results::LoadTestResults| {
+        let draft = Draft::new(&c, results, candidate_metrics(results));
+        let eval = draft.evaluate(&CheckKeys::for_source(c.metrics_source));
+        draft.finish(eval, None)
+    };
+    let d = judge(&results);
+    assert_eq!(d.decision, Verdict::Passed);
+    assert_eq!(d.verdict, Some(RichVerdict::Passed));
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("P95 TTFT 1.8 s and the limit 2 s") && w.contains("(1, 2.5]")),
+        "{:?}",
+        d.warnings
+    );
+    // 19 requests, all successful: a P95 of 19 is the slowest, so a pass is inconclusive
+    let client = results.client.as_mut().unwrap();
+    (client.total_requests, client.successful_requests) = (19, 19);
+    assert_eq!(
+        super::too_little_evidence(RichVerdict::Passed, &results),
+        RichVerdict::Inconclusive
+    );
+    assert_eq!(
+        super::too_little_evidence(RichVerdict::Failed, &results),
+        RichVerdict::Failed
+    );
+    results.client.as_mut().unwrap().successful_requests = 20;
+    assert_eq!(
+        super::too_little_evidence(RichVerdict::Passed, &results),
+        RichVerdict::Passed
+    );
+}
