@@ -210,6 +210,12 @@ pub struct Cli {
     )]
     pub baseline_results: Option<PathBuf>,
 
+    /// Compare with the passed run of the version holding this alias (e.g. `live`: what serves
+    /// production) instead of the newest passed run. Fails when the alias is missing or its
+    /// version has no passed performance run.
+    #[arg(long, env = "BASELINE_ALIAS", value_name = "ALIAS", conflicts_with_all = ["baseline_file", "baseline_results"])]
+    pub baseline_alias: Option<String>,
+
     /// How the comparison with the baseline is decided: `seed` (the four checks; a metric
     /// whose whole confidence interval lies beyond its tolerance adds a failure, and
     /// `inconclusive` is reported, not failed) or `statistical` (the intervals decide instead
@@ -486,6 +492,7 @@ impl TryFrom<Cli> for DecideConfig {
             mlflow,
             baseline_file: cli.baseline_file,
             baseline_results: cli.baseline_results,
+            baseline_alias: cli.baseline_alias.filter(|a| !a.trim().is_empty()),
             decision_method: match cli.decision_method {
                 DecisionArg::Seed => DecisionMethod::Seed,
                 DecisionArg::Statistical => DecisionMethod::Statistical,

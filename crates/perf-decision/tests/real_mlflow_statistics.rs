@@ -10,6 +10,8 @@
 //!    checks pass (its server figures are v2's), both P95 ratios straddle 1.15: it passes,
 //!    `perf_verdict=inconclusive`.
 //! 4. v4 (v2's measurement again) is compared with v2's run, not v3's newer inconclusive one.
+//! 5. `--baseline-alias live`: v5 is compared with the run of v1, which holds `live`, not with
+//!    the newest passed run; an alias on v3 (inconclusive) or on no version is refused.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,8 +26,15 @@ use test_support::steps::{decision, measure_sim, perf_decision as cmd, write_res
 
 const MODEL: &str = "stats-lora";
 
-/// Runs the decision for `version` (off the async runtime); returns its document.
-async fn decide(url: &str, results: &Path, out: PathBuf, version: u32) -> Value {
+/// Runs the decision for `version` with `extra` flags (off the async runtime): (exit code,
+/// stderr).
+async fn step(
+    url: &str,
+    results: &Path,
+    out: &Path,
+    version: u32,
+    extra: &[&str],
+) -> (i32, String) {
     let mut c = cmd();
     c.env("MLFLOW_TRACKING_URI", url)
         .arg(format!("--load-test-results={}", results.display()))
@@ -33,16 +42,21 @@ async fn decide(url: &str, results: &Path, out: PathBuf, version: u32) -> Value 
             format!("--model-name={MODEL}"),
             format!("--candidate-version={version}"),
         ])
+        .args(extra)
         .arg(format!("--output-dir={}", out.display()));
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "v{version}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// Runs the decision for `version`; it must decide. Returns its document.
+async fn decide(url: &str, results: &Path, out: PathBuf, version: u32) -> Value {
+    let (code, stderr) = step(url, results, &out, version, &[]).await;
+    assert_eq!(code, 0, "v{version}: {stderr}");
     decision(&out)
 }
 
@@ -77,7 +91,7 @@ async fn a_baselines_samples_come_back_from_mlflow_and_an_inconclusive_pass_is_n
     let d = dir.path().to_path_buf();
 
     client.create_registered_model(MODEL).await.unwrap();
-    for v in 1..=4 {
+    for v in 1..=5 {
         let mv = client
             .create_model_version(MODEL, &format!("s3://bucket/stats/v{v}"), None)
             .await
@@ -168,5 +182,32 @@ async fn a_baselines_samples_come_back_from_mlflow_and_an_inconclusive_pass_is_n
     assert!(
         skipped.contains(&run3.info.run_id) && skipped.contains("inconclusive"),
         "{skipped}"
+    );
+
+    // 5. the baseline is what serves production
+    client.set_alias(MODEL, "live", "1").await.unwrap();
+    let out5 = d.join("out5");
+    let (code, stderr) = step(&url, &r2, &out5, 5, &["--baseline-alias=live"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let doc5 = decision(&out5);
+    assert_eq!(doc5["baseline"]["run_id"], run1.info.run_id.as_str());
+    assert!(
+        doc5["baseline"]["samples"]
+            .as_str()
+            .unwrap()
+            .contains("400 requests")
+    );
+    let (code, stderr) = step(&url, &r2, &d.join("out5b"), 5, &["--baseline-alias=canary"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--baseline-alias canary: model `stats-lora` has no alias `canary`"),
+        "{stderr}"
+    );
+    client.set_alias(MODEL, "live", "3").await.unwrap();
+    let (code, stderr) = step(&url, &r2, &d.join("out5c"), 5, &["--baseline-alias=live"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("inconclusive verdict: it is never a baseline"),
+        "{stderr}"
     );
 }

@@ -171,6 +171,7 @@ async fn decide_and_record(
             "baseline_any_model": cfg.baseline_any_model,
             "baseline_file": cfg.baseline_file,
             "baseline_results": cfg.baseline_results,
+            "baseline_alias": cfg.baseline_alias,
             "decision_method": cfg.decision_method.as_str(),
             "on_inconclusive": cfg.on_inconclusive.as_str(),
             "experiment": cfg.experiment_name,

@@ -170,6 +170,11 @@ pub(crate) async fn find_baseline(
     candidate_version: &str,
     candidate_settings: &LoadSettings,
 ) -> Result<(Option<BaselineRecord>, Option<String>), DecideError> {
+    if let Some(alias) = &cfg.baseline_alias {
+        return by_alias(client, cfg, alias, candidate_version)
+            .await
+            .map(|b| (Some(b), None));
+    }
     let model = (!cfg.baseline_any_model).then_some(cfg.model_name.as_str());
     let search = SearchRuns {
         experiment_ids: vec![exp.experiment_id.clone()],
@@ -193,4 +198,62 @@ pub(crate) async fn find_baseline(
         cfg.metrics_source,
     );
     Ok((choice.baseline, choice.warning))
+}
+
+/// The baseline named by `--baseline-alias`: the version holding the alias, and the passed run
+/// its `perf_run_id` tag names. Every way this can fail is an error, never absolute mode: the
+/// comparison asked for cannot be made.
+async fn by_alias(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    alias: &str,
+    candidate_version: &str,
+) -> Result<BaselineRecord, DecideError> {
+    let model = &cfg.model_name;
+    let refuse = |why: String| DecideError::Input(format!("--baseline-alias {alias}: {why}"));
+    let version = client
+        .get_model_version_by_alias(model, alias)
+        .await
+        // MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE
+        .map_err(|e| match e.status() == Some(400) || e.is_not_found() {
+            true => refuse(format!("model `{model}` has no alias `{alias}`")),
+            false => DecideError::mlflow(format!("cannot read alias `{alias}` of `{model}`"))(e),
+        })?;
+    let v = &version.version;
+    if v == candidate_version {
+        return Err(refuse(format!(
+            "it points at version {v}, the candidate itself: a version is never its own baseline"
+        )));
+    }
+    if version.tag("perf_decision") != Some("passed") {
+        return Err(refuse(format!(
+            "version {v} holds it, but its perf_decision tag is {:?}, not `passed`: it has no passed performance run to compare with",
+            version.tag("perf_decision").unwrap_or("absent")
+        )));
+    }
+    let run_id = version.tag("perf_run_id").ok_or_else(|| {
+        refuse(format!(
+            "version {v} carries no perf_run_id tag naming its performance run"
+        ))
+    })?;
+    let run = client
+        .get_run(run_id)
+        .await
+        .map_err(DecideError::mlflow(format!(
+            "cannot read run {run_id}, version {v}'s performance run"
+        )))?;
+    if run.info.status != "FINISHED" || run.data.tag("perf_decision") != Some("passed") {
+        return Err(refuse(format!(
+            "run {run_id} of version {v} is {} with perf_decision {:?}: not a passed decision",
+            run.info.status,
+            run.data.tag("perf_decision").unwrap_or("absent")
+        )));
+    }
+    if run.data.tag(super::plan::PERF_VERDICT_TAG) == Some("inconclusive") {
+        return Err(refuse(format!(
+            "run {run_id} of version {v} passed with an inconclusive verdict: it is never a baseline"
+        )));
+    }
+    info!(alias, version = %v, run_id, "baseline: the run of the version holding the alias");
+    Ok(super::baseline::baseline_from_run(&run))
 }

@@ -25,6 +25,7 @@ fn cfg() -> DecideConfig {
         mlflow: MlflowMode::Off,
         baseline_file: None,
         baseline_results: None,
+        baseline_alias: None,
         decision_method: Default::default(),
         on_inconclusive: Default::default(),
         baseline_any_model: false,
