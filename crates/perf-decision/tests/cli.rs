@@ -121,7 +121,7 @@ fn without_a_tracking_uri_the_step_refuses_to_run() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow or --baseline-file",
+            "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow, --baseline-file or --baseline-results",
         ));
     assert!(out.get_output().stdout.is_empty());
     assert_no_decision(dir.path());
@@ -345,7 +345,7 @@ fn a_previous_decision_file_is_a_baseline() {
             "is not <= 4.6 s (baseline 4 s x 1.15)",
         ))
         .stderr(predicate::str::contains(
-            "no MLFLOW_TRACKING_URI: deciding against --baseline-file",
+            "no MLFLOW_TRACKING_URI: deciding against the baseline file",
         ));
     let d = decision(&dir.path().join("run2"));
     test_support::schema::assert_valid(&d, "perf_decision.schema.json");

@@ -111,9 +111,15 @@ impl<'a> Draft<'a> {
             }
             Err(why) => {
                 b.samples = Some(format!("none: {why}"));
-                self.warn(format!(
+                let line = format!(
                     "the baseline has no per-request samples ({why}): no statistical comparison, the seed's checks alone compare"
-                ));
+                );
+                // asked for intervals and cannot have them: a warning; else a note
+                if self.cfg.decision_method == DecisionMethod::Statistical {
+                    self.warn(line);
+                } else {
+                    tracing::info!("{line}");
+                }
             }
         }
     }

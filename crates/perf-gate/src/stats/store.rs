@@ -82,10 +82,14 @@ impl SampleStore {
         self.requests.is_empty()
     }
 
-    /// The requests packed for the results file (see [`PackedSamples`]).
+    /// The requests packed for the results file (see [`PackedSamples`]), in the order of
+    /// their finish times (records reach the store slightly out of order, and shards'
+    /// stores concatenate: sorting makes a merged store pack as one process's would).
     pub fn pack(&self) -> PackedSamples {
+        let mut order: Vec<&RequestSample> = self.requests.iter().collect();
+        order.sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
         let mut bytes = Vec::with_capacity(self.requests.len() * 12);
-        for r in &self.requests {
+        for r in order {
             for v in [r.finished_s, r.ttft_s, r.e2e_s] {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
@@ -184,6 +188,7 @@ mod tests {
         assert_eq!(packed.count, 3);
         assert_eq!(packed.data.len(), 48, "16 characters a request");
         let back = SampleStore::unpack(&packed).unwrap();
+        // packed in finish order: already so here
         let bits = |s: &SampleStore| -> Vec<[u32; 3]> {
             s.requests()
                 .iter()
