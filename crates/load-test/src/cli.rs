@@ -101,6 +101,14 @@ pub struct Cli {
     #[arg(long, env = "ADAPTER_NAME")]
     pub adapter_name: String,
 
+    /// Also measure this adapter on the same vLLM in the same run (a same-server A/B test); must
+    /// be listed by /v1/models and differ from --adapter-name. Each candidate request gets a
+    /// baseline twin over the same prompt, dispatched interleaved in counterbalanced pairs
+    /// (AB, BA, AB, ...); --concurrency and --rate apply to both together, --num-requests and
+    /// --warmup-requests count per adapter. Its client figures go to `baseline_arm`.
+    #[arg(long, env = "BASELINE_ADAPTER", value_name = "NAME")]
+    pub baseline_adapter: Option<String>,
+
     /// Eval JSONL file; prompt in `prompt_inference` (also `prompt`, `text`, `messages`).
     #[arg(long, env = "EVAL_DATA_PATH")]
     pub eval_data_path: PathBuf,
@@ -188,6 +196,7 @@ pub struct Cli {
     pub temperature: f64,
 
     /// Total requests; prompts are cycled to reach it (default: each prompt once, as the seed).
+    /// With --baseline-adapter, the candidate's (the baseline gets as many).
     #[arg(long, env = "NUM_REQUESTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub num_requests: Option<u64>,
 
@@ -198,7 +207,8 @@ pub struct Cli {
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
-    /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s.
+    /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s. With
+    /// --baseline-adapter, this many to each adapter.
     #[arg(long, env = "WARMUP_REQUESTS", default_value = "0")]
     pub warmup_requests: u32,
 
@@ -262,9 +272,16 @@ impl TryFrom<Cli> for LoadTestConfig {
             WindowArg::EndAnchored => WindowMode::EndAnchored,
             WindowArg::Seed => WindowMode::Seed,
         };
+        if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
+            anyhow::bail!(
+                "--baseline-adapter must name another adapter than --adapter-name ({:?})",
+                cli.adapter_name
+            );
+        }
         Ok(LoadTestConfig {
             vllm_url,
             adapter_name: cli.adapter_name,
+            baseline_adapter: cli.baseline_adapter,
             eval_data_path: cli.eval_data_path,
             concurrency: cli.concurrency,
             rate: cli.rate,
@@ -351,6 +368,26 @@ mod tests {
             .to_string();
         assert!(e.starts_with("invalid --vllm-url "), "{e}");
         assert!(!e.contains("PW"), "{e}");
+    }
+
+    #[test]
+    fn the_baseline_adapter_is_another_adapter() {
+        let cfg = LoadTestConfig::try_from(parse(&["--vllm-url=http://h", "--baseline-adapter=b"]))
+            .unwrap();
+        assert_eq!(cfg.baseline_adapter.as_deref(), Some("b"));
+        assert_eq!(
+            LoadTestConfig::try_from(parse(&["--vllm-url=http://h"]))
+                .unwrap()
+                .baseline_adapter,
+            None
+        );
+        let e = LoadTestConfig::try_from(parse(&["--vllm-url=http://h", "--baseline-adapter=a"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--baseline-adapter must name another adapter than --adapter-name (\"a\")"
+        );
     }
 
     #[test]

@@ -75,6 +75,18 @@ fn print_summary(outcome: &LoadTestOutcome) {
             fmt(c.itl_s.p50)
         );
     }
+    if let Some(b) = &r.baseline_arm {
+        let c = &b.client;
+        let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"));
+        println!(
+            "baseline {}: {} requests, {} ok, ttft p95 {}, e2e p95 {} (client figures; the server's cover both adapters)",
+            b.adapter.name,
+            c.total_requests,
+            c.successful_requests,
+            fmt(c.ttft_s.p95),
+            fmt(c.e2e_s.p95)
+        );
+    }
     if let Some(s) = &r.server {
         let fmt = |m: &perf_gate::results::Measured| {
             m.get()

@@ -225,6 +225,11 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
     if cfg.prometheus_url.is_some() && cfg.prom.window_mode == WindowMode::EndAnchored {
         departures.push("counters and histograms are read at the load's start and at T and subtracted series by series: exact counts with no extrapolation to the window's edges (increase() and rate() extrapolate), a series born during the load counted from 0; throughput = requests finished with stop or length / the load's duration".to_string());
     }
+    if let Some(b) = &cfg.baseline_adapter {
+        departures.push(format!(
+            "--baseline-adapter {b}: the baseline adapter is measured on the same vLLM in the same run, each candidate request with a baseline twin over the same prompt, dispatched interleaved (pairs AB, BA, AB, ...; --concurrency and --rate apply to both together); vLLM labels its metrics by base model, not adapter, so the server figures cover both adapters' requests, and the A/B comparison uses the client's figures (client against baseline_arm.client)"
+        ));
+    }
     LoadTestResults {
         schema_version: SCHEMA_VERSION,
         status: RunStatus::Failed,
@@ -251,7 +256,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             num_requests: cfg.num_requests,
             warmup_requests: cfg.warmup_requests,
             preconnect: cfg.preconnect,
-            baseline_adapter: None,
+            baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,
             wait_ready_s: cfg.wait_ready.map_or(0.0, |d| d.as_secs_f64()),
             drain_grace_s: cfg.drain_grace.as_secs_f64(),

@@ -7,6 +7,10 @@
 //!   (at most N in flight). The gap between scheduled and actual start is reported as client queue
 //!   time, so coordinated omission is visible rather than hidden.
 //!
+//! A same-server A/B run (requests carrying an [`Arm`], see [`crate::workload::interleave_ab`])
+//! is one stream: the schedule (`--concurrency`, `--rate`) applies to both arms together, in
+//! the list's order, and each arm gets its own figures, timed from the same load start.
+//!
 //! Stopping: on cancellation (SIGINT/SIGTERM) no new request is issued; in-flight requests get
 //! `drain_grace` to finish, then are abandoned and the run is marked aborted. A request that hangs
 //! ends at `--request-timeout` as a failure: hangs show in the success rate.
@@ -27,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Timing, VllmClient};
 use crate::results::{ClientMetrics, GeneratorHealth};
-use crate::workload::PreparedRequest;
+use crate::workload::{Arm, PreparedRequest};
 use aggregate::{AggregatorConfig, Live, Tally};
 
 /// When requests are issued.
@@ -75,10 +79,14 @@ pub struct RunOutput {
     pub duration: Duration,
     /// True when the run was cancelled before every request finished.
     pub aborted: bool,
-    /// Client-side figures.
+    /// Client-side figures (of the candidate's requests in an A/B run).
     pub client: ClientMetrics,
     /// Totals, mergeable with other shards.
     pub tally: Tally,
+    /// The baseline's client-side figures in an A/B run, over the same duration.
+    pub baseline_client: Option<ClientMetrics>,
+    /// The baseline's totals in an A/B run.
+    pub baseline_tally: Option<Tally>,
     /// Whether the generator kept up.
     pub health: GeneratorHealth,
     /// Problems that leave the figures sound (abandoned requests, a saturated generator).
@@ -120,11 +128,13 @@ pub async fn run_load(
     };
     let live = Arc::new(Live::default());
     let (tx, rx) = std::sync::mpsc::channel();
+    let ab = requests.iter().any(|r| r.arm.is_some());
     let agg_cfg = AggregatorConfig {
         requests_path: opts.requests_path.clone(),
         progress_every: opts.progress_every,
         planned: requests.len() as u64,
         slo: opts.slo,
+        ab,
     };
     let agg_live = live.clone();
     let aggregator = std::thread::Builder::new()
@@ -139,6 +149,8 @@ pub async fn run_load(
     let load_start = Instant::now();
     let mut cancelled = false;
     let mut panicked = 0u64;
+    // requests handed to a task, per arm: [candidate (or every request), baseline]
+    let mut dispatched = [0u64; 2];
     for (i, _) in requests.iter().enumerate() {
         // Free finished tasks as we go: memory follows the concurrency, not the request count.
         while let Some(res) = tasks.try_join_next() {
@@ -170,6 +182,7 @@ pub async fn run_load(
         };
         let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
         live.dispatched.fetch_add(1, Ordering::Relaxed);
+        dispatched[usize::from(requests[i].arm == Some(Arm::Baseline))] += 1;
         tasks.spawn(async move {
             let rec = client.stream(&requests[i], timing).await;
             drop(permit);
@@ -181,7 +194,6 @@ pub async fn run_load(
     drop(tx);
 
     let mut aborted = cancelled;
-    let mut abandoned = 0u64;
     if !cancelled {
         tokio::select! {
             biased;
@@ -199,7 +211,6 @@ pub async fn run_load(
                 abandoned = tasks.len(),
                 "grace period over: abandoning in-flight requests"
             );
-            abandoned = tasks.len() as u64;
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
@@ -214,16 +225,32 @@ pub async fn run_load(
         .map_err(|_| RunError::Aggregator("panicked".into()))?;
     let mut warnings = Vec::new();
     let mut tally = agg.tally;
+    let mut baseline = agg.baseline;
+    // Every dispatched request left a record or counts as a failure, in its own arm: per arm,
+    // exactly dispatched - recorded are missing; of those, the panicked are `lost` (which arm a
+    // panic hit is not known: the candidate's are taken first), the rest `abandoned`.
+    let recorded = [tally.total(), baseline.as_ref().map_or(0, Tally::total)];
+    let missing = [0, 1].map(|a| dispatched[a].saturating_sub(recorded[a]));
+    let split = split_missing(missing, panicked);
+    for (t, (lost, cut)) in [Some(&mut tally), baseline.as_mut()].into_iter().zip(split) {
+        let Some(t) = t else { continue };
+        if cut > 0 {
+            t.add_failures("abandoned", cut);
+        }
+        if lost > 0 {
+            t.add_failures("lost", lost);
+        }
+    }
+    let abandoned = split[0].1 + split[1].1;
+    let panicked = split[0].0 + split[1].0;
     if abandoned > 0 {
         // Cut off by the grace period: they count, as failures, so the totals add up.
-        tally.add_failures("abandoned", abandoned);
         warnings.push(format!(
             "{abandoned} in-flight request(s) abandoned after the grace period; counted as `abandoned` failures"
         ));
     }
     if panicked > 0 {
         // Fail closed: a request whose record vanished counts as a failure.
-        tally.add_failures("lost", panicked);
         warnings.push(format!(
             "{panicked} request task(s) panicked; counted as `lost` failures"
         ));
@@ -243,15 +270,45 @@ pub async fn run_load(
         aborted,
         client: tally.metrics(duration.as_secs_f64()),
         tally,
+        baseline_client: baseline.as_ref().map(|b| b.metrics(duration.as_secs_f64())),
+        baseline_tally: baseline,
         health,
         warnings,
         records_error: agg.write_error,
     })
 }
 
+/// Splits the requests of each arm (`[candidate, baseline]`) that left no record into
+/// `(lost, abandoned)`: `panicked` of them are `lost`, taken from the candidate's first, the
+/// rest were cut off after the grace period.
+fn split_missing(missing: [u64; 2], panicked: u64) -> [(u64, u64); 2] {
+    let lost_a = panicked.min(missing[0]);
+    let lost_b = (panicked - lost_a).min(missing[1]);
+    [(lost_a, missing[0] - lost_a), (lost_b, missing[1] - lost_b)]
+}
+
 /// Joins every task, counting the ones that panicked (their records never reached the aggregator).
 async fn drain(tasks: &mut JoinSet<()>, panicked: &mut u64) {
     while let Some(res) = tasks.join_next().await {
         *panicked += u64::from(res.is_err_and(|e| e.is_panic()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_requests_stay_in_their_arm() {
+        // nothing missing
+        assert_eq!(split_missing([0, 0], 0), [(0, 0), (0, 0)]);
+        // 3 cut off in the candidate's arm, 2 in the baseline's
+        assert_eq!(split_missing([3, 2], 0), [(0, 3), (0, 2)]);
+        // one panic: the candidate's arm takes it first
+        assert_eq!(split_missing([3, 2], 1), [(1, 2), (0, 2)]);
+        // panics in both arms
+        assert_eq!(split_missing([1, 2], 3), [(1, 0), (2, 0)]);
+        // a count of panics above the missing never makes more failures than missing requests
+        assert_eq!(split_missing([1, 0], 5), [(1, 0), (0, 0)]);
     }
 }

@@ -284,11 +284,24 @@ pub struct Sampling {
     pub temperature: f64,
 }
 
+/// Which adapter of a same-server A/B run (`--baseline-adapter`) a request goes to. One byte
+/// per request; `requests.jsonl` writes it as `"arm": "candidate"` or `"baseline"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    /// The adapter under test (`--adapter-name`).
+    Candidate,
+    /// The adapter it is compared with (`--baseline-adapter`).
+    Baseline,
+}
+
 /// A request ready to send: endpoint and serialized body.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
     /// Index of the prompt in the eval file (0-based, blank lines skipped).
     pub prompt_index: u32,
+    /// The A/B arm it belongs to; `None` outside an A/B run.
+    pub arm: Option<Arm>,
     /// Endpoint.
     pub endpoint: Endpoint,
     /// JSON body (streaming with usage).
@@ -325,6 +338,7 @@ pub fn prepare_requests(
             obj.insert("stream_options".into(), json!({"include_usage": true}));
             PreparedRequest {
                 prompt_index: u32::try_from(i).unwrap_or(u32::MAX),
+                arm: None,
                 endpoint,
                 body: Bytes::from(
                     serde_json::to_vec(&body).expect("invariant: JSON values serialize"),
@@ -334,9 +348,57 @@ pub fn prepare_requests(
         .collect()
 }
 
+/// The dispatch list of a same-server A/B run: each candidate request followed or preceded by
+/// its baseline twin (same prompt, same body but for `model`), the pairs counterbalanced:
+/// pair 0 is candidate then baseline (AB), pair 1 baseline then candidate (BA), then AB, BA...
+/// so neither arm is always sent first (a position effect, such as a slot freed by the other
+/// arm's request, falls on both alike). `baseline[i]` must be the twin of `candidate[i]`.
+pub fn interleave_ab(
+    candidate: Vec<PreparedRequest>,
+    baseline: Vec<PreparedRequest>,
+) -> Vec<PreparedRequest> {
+    debug_assert_eq!(candidate.len(), baseline.len());
+    let mut out = Vec::with_capacity(candidate.len() * 2);
+    for (pair, (mut a, mut b)) in candidate.into_iter().zip(baseline).enumerate() {
+        a.arm = Some(Arm::Candidate);
+        b.arm = Some(Arm::Baseline);
+        if pair % 2 == 0 {
+            out.extend([a, b]);
+        } else {
+            out.extend([b, a]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ab_pairs_share_a_prompt_and_alternate_which_arm_goes_first() {
+        let prompts: Vec<Prompt> = (0..3).map(|i| Prompt::Text(format!("p{i}"))).collect();
+        let sampling = Sampling {
+            max_tokens: 8,
+            temperature: 0.0,
+        };
+        let a = prepare_requests(&prompts, "cand", EndpointChoice::Auto, sampling);
+        let b = prepare_requests(&prompts, "base", EndpointChoice::Auto, sampling);
+        let list = interleave_ab(a, b);
+        let arms: Vec<Arm> = list.iter().map(|r| r.arm.unwrap()).collect();
+        use Arm::{Baseline as B, Candidate as C};
+        assert_eq!(arms, [C, B, B, C, C, B]);
+        let idx: Vec<u32> = list.iter().map(|r| r.prompt_index).collect();
+        assert_eq!(idx, [0, 0, 1, 1, 2, 2]);
+        // the twins differ only in `model`
+        for pair in list.chunks(2) {
+            let mut x: Value = serde_json::from_slice(&pair[0].body).unwrap();
+            let mut y: Value = serde_json::from_slice(&pair[1].body).unwrap();
+            let (mx, my) = (x["model"].take(), y["model"].take());
+            assert_ne!(mx, my);
+            assert_eq!(x, y);
+        }
+    }
 
     fn err_text(text: &str, field: Option<&str>) -> String {
         parse_jsonl(text, field, "eval.jsonl")

@@ -14,6 +14,7 @@ use serde_json::Value;
 const LOAD_TEST_ENV: &[&str] = &[
     "VLLM_URL",
     "ADAPTER_NAME",
+    "BASELINE_ADAPTER",
     "EVAL_DATA_PATH",
     "CONCURRENCY",
     "MAX_TOKENS",

@@ -9,7 +9,7 @@ use clap::Parser;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::parse_duration;
 
-use crate::{CutMode, LoraModule, SimConfig};
+use crate::{CutMode, LatencyScale, LoraModule, SimConfig};
 
 /// A vLLM 0.32-compatible simulator: OpenAI API with SSE streaming, Prometheus /metrics,
 /// a latency model, a FIFO queue and fault injection. Durations take seconds (0.05) or
@@ -60,6 +60,16 @@ pub struct Cli {
     /// Running sequences; further requests wait in a FIFO queue.
     #[arg(long, env = "VLLM_SIM_MAX_NUM_SEQS", default_value_t = 256)]
     pub max_num_seqs: usize,
+    /// A model whose TTFT and inter-token delays are multiplied by FACTOR, as name=factor
+    /// (e.g. baseline=1.3): repeat the flag, or separate with commas. Metrics stay labelled
+    /// by the base model, as vLLM's.
+    #[arg(
+        long,
+        env = "VLLM_SIM_ADAPTER_LATENCY_SCALE",
+        value_delimiter = ',',
+        value_name = "NAME=FACTOR"
+    )]
+    pub adapter_latency_scale: Vec<LatencyScale>,
     /// k in itl * (1 + k * running / max-num-seqs): decode slows down with load.
     #[arg(long, env = "VLLM_SIM_DECODE_SLOWDOWN", default_value_t = 0.0)]
     pub decode_slowdown: f64,
@@ -123,6 +133,7 @@ impl TryFrom<&Cli> for SimConfig {
             jitter: cli.jitter,
             seed: cli.seed,
             max_num_seqs: cli.max_num_seqs,
+            adapter_latency_scale: cli.adapter_latency_scale.clone(),
             decode_slowdown: cli.decode_slowdown,
             stop_probability: cli.stop_probability,
             error_rate: cli.error_rate,

@@ -48,6 +48,43 @@ impl fmt::Display for LoraModule {
     }
 }
 
+/// A served model whose delays are scaled (`--adapter-latency-scale name=factor`): its
+/// `ttft` and every inter-token delay are multiplied by `factor`, so two adapters on one
+/// simulator can differ in speed (a same-server A/B test). Queue time is not scaled: it
+/// follows from the load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyScale {
+    /// A served model's name: an adapter of `--lora-modules`, or the base model.
+    pub name: String,
+    /// Multiplier of its TTFT and inter-token delays (finite, greater than 0).
+    pub factor: f64,
+}
+
+impl LatencyScale {
+    /// `name`'s delays multiplied by `factor`.
+    pub fn new(name: impl Into<String>, factor: f64) -> Self {
+        Self {
+            name: name.into(),
+            factor,
+        }
+    }
+}
+
+impl FromStr for LatencyScale {
+    type Err = ConfigError;
+
+    /// Parses `name=factor`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::LatencyScale(s.to_owned());
+        let (name, factor) = s.split_once('=').ok_or_else(bad)?;
+        let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
+        if name.trim().is_empty() || !(factor.is_finite() && factor > 0.0) {
+            return Err(bad());
+        }
+        Ok(Self::new(name.trim(), factor))
+    }
+}
+
 /// How a stream chosen by `--cut-rate` ends (`--cut-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CutMode {
@@ -75,7 +112,8 @@ impl FromStr for CutMode {
 /// Latency model: a request waits in a FIFO queue for one of `max_num_seqs` running slots
 /// (queue time), its first token comes `ttft` after it got a slot, and every further token
 /// `itl * (1 + decode_slowdown * running / max_num_seqs)` after the previous one. Each of
-/// those delays is multiplied by a factor drawn uniformly from `[1 - jitter, 1 + jitter]`.
+/// those delays is multiplied by a factor drawn uniformly from `[1 - jitter, 1 + jitter]`,
+/// and by the model's `adapter_latency_scale` factor (1 unless given).
 /// TTFT as a client or `vllm:time_to_first_token_seconds` sees it is therefore
 /// queue time + `ttft`.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +144,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// `--max-num-seqs`: running sequences; more requests wait in a FIFO queue (default 256).
     pub max_num_seqs: usize,
+    /// `--adapter-latency-scale name=factor` (repeatable): models whose `ttft` and
+    /// inter-token delays are multiplied by `factor` (default none: every model at 1).
+    /// Metrics stay labelled by the base model, as vLLM's.
+    pub adapter_latency_scale: Vec<LatencyScale>,
     /// `--decode-slowdown`: `k` in `itl * (1 + k * running / max_num_seqs)` (default 0).
     pub decode_slowdown: f64,
     /// `--stop-probability`: chance, per generated token, that the sequence ends there
@@ -142,6 +184,7 @@ impl Default for SimConfig {
             jitter: 0.0,
             seed: 0,
             max_num_seqs: 256,
+            adapter_latency_scale: Vec::new(),
             decode_slowdown: 0.0,
             stop_probability: 0.0,
             error_rate: 0.0,
@@ -192,6 +235,23 @@ impl SimConfig {
             }
             names.push(&lora.name);
         }
+        for (i, scale) in self.adapter_latency_scale.iter().enumerate() {
+            if !(scale.factor.is_finite() && scale.factor > 0.0) {
+                return Err(ConfigError::LatencyScale(format!(
+                    "{}={}",
+                    scale.name, scale.factor
+                )));
+            }
+            if !names.contains(&scale.name.as_str()) {
+                return Err(ConfigError::UnknownScaledModel(scale.name.clone()));
+            }
+            if self.adapter_latency_scale[..i]
+                .iter()
+                .any(|s| s.name == scale.name)
+            {
+                return Err(ConfigError::DuplicateModel(scale.name.clone()));
+            }
+        }
         Ok(())
     }
 }
@@ -202,6 +262,16 @@ pub enum ConfigError {
     /// A `--lora-modules` entry not of the form `name=path`.
     #[error("invalid lora module `{0}`: expected name=path")]
     LoraModule(String),
+    /// A `--adapter-latency-scale` entry not of the form `name=factor` with a factor > 0.
+    #[error(
+        "invalid adapter latency scale `{0}`: expected name=factor with a factor greater than 0"
+    )]
+    LatencyScale(String),
+    /// A `--adapter-latency-scale` naming a model that is not served.
+    #[error(
+        "--adapter-latency-scale names `{0}`, which is not served (not the base model nor in --lora-modules)"
+    )]
+    UnknownScaledModel(String),
     /// An unknown `--cut-mode`.
     #[error("invalid cut mode `{0}`: expected eof or reset")]
     CutMode(String),
@@ -259,6 +329,44 @@ mod tests {
         assert!(bad(|c| c
             .lora_modules
             .push(LoraModule::new("tiny-base", "/x"))));
+    }
+
+    #[test]
+    fn latency_scales_parse_and_must_name_a_served_model() {
+        let s: LatencyScale = "base-line=1.3".parse().expect("valid");
+        assert_eq!(s, LatencyScale::new("base-line", 1.3));
+        for bad in ["x", "x=0", "x=-1", "x=nan", "=2", "x=fast"] {
+            assert!(bad.parse::<LatencyScale>().is_err(), "{bad}");
+        }
+        let with = |scales: Vec<LatencyScale>| SimConfig {
+            adapter_latency_scale: scales,
+            ..SimConfig::default()
+        };
+        assert_eq!(
+            with(vec![LatencyScale::new("candidate", 2.0)]).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            with(vec![LatencyScale::new("tiny-base", 0.5)]).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            with(vec![LatencyScale::new("nope", 2.0)]).validate(),
+            Err(ConfigError::UnknownScaledModel("nope".into()))
+        );
+        assert!(
+            with(vec![
+                LatencyScale::new("candidate", 2.0),
+                LatencyScale::new("candidate", 3.0)
+            ])
+            .validate()
+            .is_err()
+        );
+        assert!(
+            with(vec![LatencyScale::new("candidate", 0.0)])
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) counters: Counters,
     latency: LatencyModel,
+    /// Delay multipliers (`--adapter-latency-scale`): the base model's, then one per adapter
+    /// in `--lora-modules` order.
+    scales: Vec<f64>,
     rates: FaultRates,
     slots: Arc<Semaphore>,
     next_request: AtomicU64,
@@ -107,6 +110,16 @@ impl Shared {
             max_loras: config.max_loras,
             gpu_util: config.gpu_util,
         });
+        let scale_of = |name: &str| {
+            config
+                .adapter_latency_scale
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(1.0, |s| s.factor)
+        };
+        let scales = std::iter::once(scale_of(&config.served_model_name))
+            .chain(config.lora_modules.iter().map(|m| scale_of(&m.name)))
+            .collect();
         Self {
             models: Models::new(&config, created),
             metrics,
@@ -118,6 +131,7 @@ impl Shared {
                 decode_slowdown: config.decode_slowdown,
                 max_num_seqs: config.max_num_seqs,
             },
+            scales,
             rates: FaultRates {
                 error_rate: config.error_rate,
                 cut_rate: config.cut_rate,
@@ -273,7 +287,8 @@ impl Running {
         } else {
             let running = usize::try_from(shared.metrics.running.load(Relaxed)).unwrap_or(0);
             shared.latency.next_token(&mut self.job.rng, running)
-        };
+        }
+        .mul_f64(self.scale());
         self.deadline += delay;
         tokio::time::sleep_until(self.deadline.into()).await;
         let now = Instant::now();
@@ -289,6 +304,12 @@ impl Running {
         self.last = now;
         self.emitted += 1;
         Some(tokens::next_piece(&mut self.job.rng))
+    }
+
+    /// This request's delay multiplier (`--adapter-latency-scale`; 1 when none is given).
+    fn scale(&self) -> f64 {
+        let i = self.job.req.model.lora.map_or(0, |i| i + 1);
+        self.job.shared.scales.get(i).copied().unwrap_or(1.0)
     }
 
     /// Records the end of the request in the engine metrics.

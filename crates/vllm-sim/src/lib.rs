@@ -38,7 +38,7 @@ mod server;
 mod sse;
 mod tokens;
 
-pub use config::{ConfigError, CutMode, LoraModule, SimConfig};
+pub use config::{ConfigError, CutMode, LatencyScale, LoraModule, SimConfig};
 pub use engine::SimStats;
 pub use metrics::FinishReason;
 pub use server::{SimHandle, VERSION, spawn};

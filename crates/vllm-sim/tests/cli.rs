@@ -101,4 +101,22 @@ fn invalid_flags_exit_with_a_message() {
 
     let out = bin().args(["--ttft", "soon"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "clap rejects bad durations");
+
+    let out = bin()
+        .args(["--port", "0", "--adapter-latency-scale", "prod=1.3"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--adapter-latency-scale names `prod`, which is not served"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["--adapter-latency-scale", "candidate=0"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid adapter latency scale"));
 }

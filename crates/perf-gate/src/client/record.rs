@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::workload::Arm;
+
 /// Why a request failed. The wire name is the key of `errors_by_kind` in the results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +62,10 @@ pub struct RequestRecord {
     pub seq: u64,
     /// Index of the prompt in the eval file.
     pub prompt_index: u32,
+    /// The adapter it went to in a same-server A/B run (`--baseline-adapter`); absent (not
+    /// written) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<Arm>,
     /// When the schedule wanted the request sent (offset from load start).
     pub scheduled_s: f64,
     /// When it was really sent (offset from load start).

@@ -109,6 +109,7 @@ pub(crate) async fn execute(
     let mut rec = RequestRecord {
         seq: timing.seq,
         prompt_index: req.prompt_index,
+        arm: req.arm,
         scheduled_s: offset(timing.scheduled),
         start_s: offset(start),
         http_status: None,
@@ -386,6 +387,7 @@ mod tests {
     fn request() -> PreparedRequest {
         PreparedRequest {
             prompt_index: 0,
+            arm: None,
             endpoint: Endpoint::Completions,
             body: bytes::Bytes::from_static(b"{\"prompt\":\"hi\"}"),
         }
@@ -407,6 +409,7 @@ mod tests {
         RequestRecord {
             seq: 0,
             prompt_index: 0,
+            arm: None,
             scheduled_s: 0.0,
             start_s: 0.0,
             http_status: Some(200),

@@ -6,8 +6,8 @@
 //! | --- | --- |
 //! | `load_generator.saturated` | client timings (`client_*`) may be inflated |
 //! | `warnings` / `server.warnings` are not empty | copied, prefixed `load-test: ` / `load-test (server metrics): ` |
-//! | client `successful_requests` and server `requests_finished` differ by more than 10 % of the larger | the server figures may count other traffic, or miss part of the load |
-//! | the client's P95 E2E lies outside the server P95's histogram bucket, widened by 10 % each side | the two measured different requests |
+//! | client `successful_requests` (with `baseline_arm`, both arms') and server `requests_finished` differ by more than 10 % of the larger | the server figures may count other traffic, or miss part of the load |
+//! | the client's P95 E2E (with `baseline_arm`, neither arm's) lies inside the server P95's histogram bucket, widened by 10 % each side | the two measured different requests |
 //! | fewer than 20 successful requests | a nearest-rank P95 of fewer than 20 samples is the largest sample |
 //!
 //! The bucket rule: vLLM's server P95 is `histogram_quantile` over its E2E histogram, which
@@ -16,10 +16,13 @@
 //! own overhead (HTTP, SSE parsing) and the server's counts every finished request, so the
 //! bucket is widened to `[lo x 0.9, hi x 1.1]`. The bounds are vLLM's default `request_latency`
 //! buckets ([`E2E_BUCKETS`]); a vLLM started with `--custom-histogram-buckets` can make this
-//! warning spurious (it says so).
+//! warning spurious (it says so). In a same-server A/B run the server's histogram holds both
+//! adapters' requests, whose pooled P95 lies between the two arms' P95s: the check passes when
+//! that span meets the widened bucket.
 
 use super::checks::num;
 use super::metrics::MetricsSource;
+use super::validity::client_counts;
 use crate::results::LoadTestResults;
 
 /// vLLM's default `vllm:e2e_request_latency_seconds` bucket bounds (`vllm/v1/metrics/buckets.py`).
@@ -78,13 +81,18 @@ pub fn results_warnings(results: &LoadTestResults, source: MetricsSource) -> Vec
     let client = results.client.as_ref();
     let server = results.server.as_ref();
     let finished = server.and_then(|s| s.requests_finished.get());
-    if let (Some(c), Some(s)) = (client, finished) {
-        let ok = c.successful_requests as f64;
+    if let (Some(c), Some(s)) = (client_counts(results), finished) {
+        let ok = c.successful as f64;
         let larger = ok.max(s);
         if larger > 0.0 && (ok - s).abs() > COUNT_TOLERANCE * larger {
             out.push(format!(
-                "the client counted {} successful requests, the server {} finished ones ({}% apart, more than {}%): the server figures may include other traffic (check --prometheus-job) or miss part of the load (check the query window)",
-                c.successful_requests,
+                "the client counted {} successful requests{}, the server {} finished ones ({}% apart, more than {}%): the server figures may include other traffic (check --prometheus-job) or miss part of the load (check the query window)",
+                c.successful,
+                if c.both_arms {
+                    " (candidate and baseline adapters)"
+                } else {
+                    ""
+                },
                 num(s),
                 num((ok - s).abs() / larger * 100.0),
                 num(COUNT_TOLERANCE * 100.0)
@@ -93,10 +101,15 @@ pub fn results_warnings(results: &LoadTestResults, source: MetricsSource) -> Vec
     }
     let server_p95 = server.and_then(|s| s.e2e_latency_s.p95.get());
     let client_p95 = client.and_then(|c| c.e2e_s.p95);
-    if let (Some(s), Some(c)) = (server_p95, client_p95) {
+    // the server's histogram pools both arms of an A/B run: its P95 lies between theirs
+    let baseline_p95 = match &results.baseline_arm {
+        Some(b) => b.client.e2e_s.p95,
+        None => client_p95,
+    };
+    if let (Some(s), Some(c), Some(b)) = (server_p95, client_p95, baseline_p95) {
         let (lo, hi) = e2e_bucket(s);
         let (min, max) = (lo * (1.0 - BUCKET_SLACK), hi * (1.0 + BUCKET_SLACK));
-        if c < min || c > max {
+        if c.max(b) < min || c.min(b) > max {
             let upper = if hi.is_finite() {
                 format!("{} s]", num(max))
             } else {
@@ -168,6 +181,31 @@ mod tests {
         assert!(
             w[0].ends_with("checks 1-3 read them (--metrics-source client)"),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn an_ab_run_is_compared_with_both_arms_together() {
+        // the server counted 200 (both arms); its P95 4.0 s pools candidate 4.2 s and baseline
+        // 5.6 s (outside the bucket (2.5, 5] widened by 10 %, alone)
+        let mut r = fixtures::results();
+        r.server.as_mut().unwrap().requests_finished = Measured::value(200.0);
+        assert_eq!(warnings(&r).len(), 1, "without the baseline arm");
+        let mut baseline = r.client.clone().unwrap();
+        baseline.e2e_s.p95 = Some(5.6);
+        r.baseline_arm = Some(crate::results::BaselineArm {
+            adapter: r.adapter.clone().unwrap(),
+            client: baseline,
+        });
+        assert_eq!(warnings(&r), Vec::<String>::new());
+        // both arms outside the widened bucket still warn
+        r.client.as_mut().unwrap().e2e_s.p95 = Some(5.7);
+        assert_eq!(warnings(&r).len(), 1, "{:?}", warnings(&r));
+        r.server.as_mut().unwrap().requests_finished = Measured::value(150.0);
+        assert!(
+            warnings(&r)[0].contains("200 successful requests (candidate and baseline adapters)"),
+            "{:?}",
+            warnings(&r)
         );
     }
 

@@ -13,6 +13,10 @@
 //! - (with the figures the checks use) a server figure missing although the scrapes were
 //!   confirmed, or a saturated load generator when the client's timings are judged.
 //!
+//! In a same-server A/B run (`baseline_arm`) the server's series, labelled by base model, count
+//! both adapters' requests: the client's counts compared with them are the two arms' together
+//! ([`client_counts`]).
+//!
 //! In seed window mode the window is the seed's clock arithmetic, not confirmed samples: its
 //! edges and counts are not checked (that is the seed's behaviour), only restarts.
 
@@ -70,6 +74,42 @@ pub fn valid_measurement_check(reasons: &[String]) -> CheckResult {
 /// Failures that mean the request never reached the server.
 const NEVER_REACHED: [&str; 1] = ["connect"];
 
+/// The client's counts of the requests the server's figures cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCounts {
+    /// Requests that succeeded.
+    pub successful: u64,
+    /// Requests sent.
+    pub total: u64,
+    /// Requests that reached the server (sent, less those that never connected).
+    pub reached: u64,
+    /// Whether these are two arms' counts (a same-server A/B run).
+    pub both_arms: bool,
+}
+
+/// The client's counts of the requests the server's figures cover: the candidate's, plus in a
+/// same-server A/B run (`baseline_arm`) the baseline's, since vLLM labels its series by base
+/// model, not adapter. `None` without client figures.
+pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
+    let client = results.client.as_ref()?;
+    let mut counts = ClientCounts {
+        successful: 0,
+        total: 0,
+        reached: 0,
+        both_arms: results.baseline_arm.is_some(),
+    };
+    for c in std::iter::once(client).chain(results.baseline_arm.as_ref().map(|b| &b.client)) {
+        let never_reached: u64 = NEVER_REACHED
+            .iter()
+            .filter_map(|k| c.errors_by_kind.get(*k))
+            .sum();
+        counts.successful += c.successful_requests;
+        counts.total += c.total_requests;
+        counts.reached += c.total_requests.saturating_sub(never_reached);
+    }
+    Some(counts)
+}
+
 /// The reasons the measurement itself cannot be trusted, whatever figures are judged.
 pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
     let mut out = Vec::new();
@@ -103,23 +143,23 @@ pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
             "a vLLM process restarted inside the window ({n} change(s) of process_start_time_seconds)"
         ));
     }
-    if !seed && let Some(client) = &results.client {
-        let ok = client.successful_requests;
-        let never_reached: u64 = NEVER_REACHED
-            .iter()
-            .filter_map(|k| client.errors_by_kind.get(*k))
-            .sum();
-        let reached = client.total_requests.saturating_sub(never_reached);
+    if !seed && let Some(counts) = client_counts(results) {
+        let (ok, reached) = (counts.successful, counts.reached);
+        let arms = if counts.both_arms {
+            " (candidate and baseline adapters)"
+        } else {
+            ""
+        };
         match server.requests_finished.get() {
             None => out.push(format!(
                 "the server's count of finished requests is missing ({}): other traffic or a lost target cannot be ruled out",
                 reason(&server.requests_finished)
             )),
             Some(n) if n < ok as f64 => out.push(format!(
-                "the server counted {n} requests finished with stop/length but the client saw {ok} succeed: a target missing from the job, a counter reset or a lost scrape"
+                "the server counted {n} requests finished with stop/length but the client saw {ok} succeed{arms}: a target missing from the job, a counter reset or a lost scrape"
             )),
             Some(n) if n > reached as f64 => out.push(format!(
-                "the server counted {n} requests finished with stop/length, more than the {reached} requests of this run that reached it: other traffic on the server during the load"
+                "the server counted {n} requests finished with stop/length, more than the {reached} requests of this run that reached it{arms}: other traffic on the server during the load"
             )),
             Some(_) => {}
         }
@@ -219,6 +259,31 @@ mod tests {
         }
         r.server.as_mut().unwrap().requests_finished = Measured::value(96.0);
         assert_eq!(measurement_problems(&r).len(), 1);
+    }
+
+    #[test]
+    fn an_ab_run_s_server_counts_are_both_arms_requests() {
+        // the server counted 100 candidate + 100 baseline requests: valid, not contamination
+        let mut r = confirmed();
+        r.server.as_mut().unwrap().requests_finished = Measured::value(200.0);
+        assert_eq!(
+            measurement_problems(&r).len(),
+            1,
+            "without the baseline arm"
+        );
+        let client = r.client.clone().unwrap();
+        r.baseline_arm = Some(crate::results::BaselineArm {
+            adapter: r.adapter.clone().unwrap(),
+            client,
+        });
+        assert_eq!(measurement_problems(&r), Vec::<String>::new());
+        // and the candidate's 100 alone no longer account for the server's count
+        r.server.as_mut().unwrap().requests_finished = Measured::value(150.0);
+        let p = measurement_problems(&r);
+        assert!(
+            p[0].contains("client saw 200 succeed (candidate and baseline adapters)"),
+            "{p:?}"
+        );
     }
 
     #[test]

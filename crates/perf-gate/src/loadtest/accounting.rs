@@ -7,7 +7,8 @@
 use crate::results::{Measured, ServerMetrics, WindowMode};
 
 /// Nulls the count-based figures and the latency quantiles of `server` when its count of
-/// finished requests cannot account for the `client_successes` the client saw.
+/// finished requests cannot account for the `client_successes` the client saw (in a same-server
+/// A/B run, both arms': vLLM labels its series by base model, not adapter).
 ///
 /// Exact counts (confirmed windows, `/metrics` deltas) must reach the client's successes;
 /// the seed's window is extrapolated by `rate()` over a longer span, so there only a count of

@@ -27,6 +27,10 @@ pub struct LoadTestConfig {
     pub vllm_url: String,
     /// Model id (adapter) requests go to.
     pub adapter_name: String,
+    /// A second adapter measured on the same server in the same run (`--baseline-adapter`):
+    /// each candidate request gets a twin to it over the same prompt, dispatched interleaved
+    /// (pairs AB, BA, AB, ...). Differs from `adapter_name`.
+    pub baseline_adapter: Option<String>,
     /// Eval JSONL.
     pub eval_data_path: PathBuf,
     /// Requests in flight (closed loop), or the in-flight cap with `rate`.
@@ -79,6 +83,7 @@ impl std::fmt::Debug for LoadTestConfig {
         f.debug_struct("LoadTestConfig")
             .field("vllm_url", &redact_url(&self.vllm_url))
             .field("adapter_name", &self.adapter_name)
+            .field("baseline_adapter", &self.baseline_adapter)
             .field("eval_data_path", &self.eval_data_path)
             .field("concurrency", &self.concurrency)
             .field(

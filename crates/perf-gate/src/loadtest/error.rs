@@ -16,6 +16,10 @@ pub enum LoadTestError {
     /// vLLM: a bad URL or API key, or unreachable, unhealthy, adapter not served.
     #[error(transparent)]
     Vllm(#[from] ClientError),
+    /// The baseline adapter (`--baseline-adapter`) cannot be used: not served, or vLLM failed
+    /// while it was checked.
+    #[error("the baseline adapter (--baseline-adapter)")]
+    BaselineAdapter(#[source] ClientError),
     /// Prometheus or vLLM's `/metrics`: a bad setting, or unreachable, erroring.
     #[error(transparent)]
     Metrics(Box<PromError>),
@@ -66,8 +70,11 @@ impl StepFailure for LoadTestError {
     fn exit(&self) -> Exit {
         match self {
             LoadTestError::Workload(_) | LoadTestError::OutputDir(_) => Exit::BadInput,
-            LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey) => Exit::BadInput,
-            LoadTestError::Vllm(_) => Exit::Dependency,
+            LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey)
+            | LoadTestError::BaselineAdapter(ClientError::BadUrl(_) | ClientError::BadApiKey) => {
+                Exit::BadInput
+            }
+            LoadTestError::Vllm(_) | LoadTestError::BaselineAdapter(_) => Exit::Dependency,
             LoadTestError::Metrics(e) if e.is_bad_input() => Exit::BadInput,
             LoadTestError::Metrics(_) | LoadTestError::Scrape { .. } => Exit::Dependency,
             LoadTestError::Runner(RunError::Schedule(_)) => Exit::BadInput,

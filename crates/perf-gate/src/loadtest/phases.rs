@@ -1,5 +1,11 @@
 //! The phases of a `load-test` run, in order: inputs, preflight (vLLM, adapter, Prometheus),
 //! warm-up, the measured load, server-side figures. Each returns a [`LoadTestError`] on failure.
+//!
+//! With `--baseline-adapter` (a same-server A/B run) the baseline adapter goes through the same
+//! check as the candidate, the warm-up warms both, and the load interleaves the two arms over
+//! the same prompts ([`crate::workload::interleave_ab`]); the server's figures count both arms'
+//! requests (vLLM labels its series by base model), so every count reconciled with them is
+//! the two arms' together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +20,11 @@ use crate::prom::{
     PrometheusCollector, server_metrics_from_deltas,
 };
 use crate::results::{
-    ClientMetrics, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
+    AdapterInfo, BaselineArm, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
     ServerMetrics, WarmupInfo, WindowMode,
 };
 use crate::runner::{RunOptions, RunOutput, Schedule, run_load};
-use crate::workload::{PreparedRequest, Sampling, load_eval_file, prepare_requests};
+use crate::workload::{PreparedRequest, Sampling, interleave_ab, load_eval_file, prepare_requests};
 
 /// Where server-side figures come from.
 enum ServerSide {
@@ -63,17 +69,17 @@ pub(super) async fn execute(
 
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
-        preflight(cfg, &client, collector.as_ref(), results).await?;
+        let baseline = preflight(cfg, &client, collector.as_ref(), results).await?;
         if cfg.warmup_requests > 0 {
             results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
         }
-        Ok::<_, LoadTestError>(())
+        Ok::<_, LoadTestError>(baseline)
     };
-    tokio::select! {
+    let baseline_adapter = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "before the load started" }),
         r = preflight => r?,
-    }
+    };
     if cancel.is_cancelled() {
         return Err(LoadTestError::Aborted {
             phase: "during the warm-up",
@@ -129,6 +135,12 @@ pub(super) async fn execute(
         wall_clock_duration_s: 0.0,
     });
     results.client = Some(out.client.clone());
+    if let (Some(adapter), Some(client)) = (baseline_adapter, &out.baseline_client) {
+        results.baseline_arm = Some(BaselineArm {
+            adapter,
+            client: client.clone(),
+        });
+    }
     results.load_generator = Some(out.health.clone());
     if let Some(why) = &out.records_error {
         // The figures are kept in the results, but a step that promised the per-request
@@ -142,12 +154,18 @@ pub(super) async fn execute(
         return Ok(RunStatus::Aborted);
     }
 
-    let mut server = match server_figures(server_side, &out, &cancel).await? {
+    // the server counts both arms' requests (vLLM labels its series by base model)
+    let successes = out.client.successful_requests
+        + out
+            .baseline_client
+            .as_ref()
+            .map_or(0, |b| b.successful_requests);
+    let mut server = match server_figures(server_side, &out, successes, &cancel).await? {
         Some(s) => s,
         None => return Ok(RunStatus::Aborted),
     };
-    super::accounting::require_client_successes(&mut server, out.client.successful_requests);
-    reconcile(results, &server, &out.client);
+    super::accounting::require_client_successes(&mut server, successes);
+    reconcile(results, &server, successes);
     results.server = Some(server);
     let validity = crate::decision::validity::validity(results);
     for r in &validity.reasons {
@@ -173,53 +191,92 @@ fn prepare_inputs(
         max_tokens: cfg.max_tokens,
         temperature: cfg.temperature,
     };
-    let requests = prepare_requests(&eval.prompts, &cfg.adapter_name, cfg.endpoint, sampling);
-    Ok(match cfg.num_requests {
-        Some(n) => requests.iter().cycle().take(n as usize).cloned().collect(),
-        None => requests,
+    let requests_to = |model: &str| {
+        let requests = prepare_requests(&eval.prompts, model, cfg.endpoint, sampling);
+        match cfg.num_requests {
+            Some(n) => requests.iter().cycle().take(n as usize).cloned().collect(),
+            None => requests,
+        }
+    };
+    let candidate = requests_to(&cfg.adapter_name);
+    Ok(match &cfg.baseline_adapter {
+        // --num-requests counts the candidate's requests; the baseline gets as many twins
+        Some(b) => interleave_ab(candidate, requests_to(b)),
+        None => candidate,
     })
 }
 
-/// vLLM healthy (waiting with `--wait-ready`), the adapter served, Prometheus reachable.
+/// `/health` and `/v1/models` for `adapter`: one check (or, with `--wait-ready`, a wait) that
+/// it is served, and how.
+async fn check_adapter(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    adapter: &str,
+) -> Result<AdapterInfo, crate::client::ClientError> {
+    let info = match cfg.wait_ready {
+        Some(t) if !t.is_zero() => client.wait_for_adapter(adapter, t).await,
+        _ => match client.health().await {
+            Ok(()) => client.find_adapter(adapter).await,
+            Err(e) => Err(e),
+        },
+    }?;
+    tracing::info!(adapter = %info.name, root = ?info.root, parent = ?info.parent, "adapter is served");
+    Ok(info)
+}
+
+/// vLLM healthy (waiting with `--wait-ready`), the adapter served (and the baseline adapter,
+/// by the same check), Prometheus reachable. Returns how the baseline adapter is served.
 async fn preflight(
     cfg: &LoadTestConfig,
     client: &VllmClient,
     collector: Option<&PrometheusCollector>,
     results: &mut LoadTestResults,
-) -> Result<(), LoadTestError> {
-    let adapter = match cfg.wait_ready {
-        Some(t) if !t.is_zero() => client.wait_for_adapter(&cfg.adapter_name, t).await,
-        _ => match client.health().await {
-            Ok(()) => client.find_adapter(&cfg.adapter_name).await,
-            Err(e) => Err(e),
-        },
-    }?;
-    tracing::info!(adapter = %adapter.name, root = ?adapter.root, parent = ?adapter.parent, "adapter is served");
-    results.adapter = Some(adapter);
+) -> Result<Option<AdapterInfo>, LoadTestError> {
+    results.adapter = Some(check_adapter(cfg, client, &cfg.adapter_name).await?);
+    let baseline = match &cfg.baseline_adapter {
+        Some(b) => Some(
+            check_adapter(cfg, client, b)
+                .await
+                .map_err(LoadTestError::BaselineAdapter)?,
+        ),
+        None => None,
+    };
     if let Some(c) = collector {
         c.check_ready().await?;
     }
-    Ok(())
+    Ok(baseline)
 }
 
 /// Sends the first `--warmup-requests` requests (cycling the prompts), outside the measurement:
-/// the first request to a LoRA adapter loads it. With Prometheus, then waits one scrape interval
-/// + 2 s so warm-up observations fall before the window's first sample.
+/// the first request to a LoRA adapter loads it. In an A/B run, as many to each adapter (the
+/// first pairs of the interleaved list), so neither adapter's load lands in the measurement.
+/// With Prometheus, then waits one scrape interval + 2 s so warm-up observations fall before
+/// the window's first sample.
 async fn warm_up(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
     requests: &[PreparedRequest],
     cancel: &CancellationToken,
 ) -> Result<WarmupInfo, LoadTestError> {
-    let n = cfg.warmup_requests as usize;
-    let warm: Vec<_> = requests.iter().cycle().take(n).cloned().collect();
+    let arms = if cfg.baseline_adapter.is_some() { 2 } else { 1 };
+    let n = cfg.warmup_requests as usize * arms;
+    let warm: Vec<_> = requests
+        .iter()
+        .cycle()
+        .take(n)
+        .map(|r| PreparedRequest {
+            // one tally for the warm-up, whichever adapter a request went to
+            arm: None,
+            ..r.clone()
+        })
+        .collect();
     tracing::info!(requests = n, "warm-up (not measured)");
     let out = run_load(
         client.clone(),
         Arc::new(warm),
         RunOptions {
             schedule: Schedule::Closed {
-                concurrency: cfg.concurrency.min(cfg.warmup_requests).max(1),
+                concurrency: (cfg.concurrency as usize).min(n).max(1) as u32,
             },
             request_timeout: cfg.request_timeout,
             drain_grace: cfg.drain_grace,
@@ -308,25 +365,33 @@ async fn measure(
         failed = out.client.failed_requests,
         "load finished"
     );
-    if out.client.responses_without_usage > 0 {
-        results.warnings.push(format!(
-            "{} successful responses carried no usage chunk: their output tokens are unknown (not guessed from max_tokens)",
-            out.client.responses_without_usage
-        ));
-    }
-    if out.client.zero_usage_with_content > 0 {
-        results.warnings.push(format!(
-            "{} successful responses streamed content but their usage chunk said 0 completion tokens: the server's token counts contradict the stream (output-token figures undercount)",
-            out.client.zero_usage_with_content
-        ));
+    for (arm, c) in std::iter::once(("", &out.client)).chain(
+        out.baseline_client
+            .as_ref()
+            .map(|b| (" of the baseline adapter", b)),
+    ) {
+        if c.responses_without_usage > 0 {
+            results.warnings.push(format!(
+                "{} successful responses{arm} carried no usage chunk: their output tokens are unknown (not guessed from max_tokens)",
+                c.responses_without_usage
+            ));
+        }
+        if c.zero_usage_with_content > 0 {
+            results.warnings.push(format!(
+                "{} successful responses{arm} streamed content but their usage chunk said 0 completion tokens: the server's token counts contradict the stream (output-token figures undercount)",
+                c.zero_usage_with_content
+            ));
+        }
     }
     Ok(out)
 }
 
-/// Server-side figures for the load just run; `None` when a signal cut the wait short.
+/// Server-side figures for the load just run, in which the client saw `successes` requests
+/// succeed (both arms'); `None` when a signal cut the wait short.
 async fn server_figures(
     side: ServerSide,
     out: &RunOutput,
+    successes: u64,
     cancel: &CancellationToken,
 ) -> Result<Option<ServerMetrics>, LoadTestError> {
     match side {
@@ -338,10 +403,7 @@ async fn server_figures(
             tracing::info!("waiting for the Prometheus scrapes after the load, then querying");
             let collect = async {
                 match &pre {
-                    Some(pre) => {
-                        c.collect_confirmed(pre, &span, out.client.successful_requests)
-                            .await
-                    }
+                    Some(pre) => c.collect_confirmed(pre, &span, successes).await,
                     None => c.collect_seed(&span).await,
                 }
             };
@@ -354,11 +416,7 @@ async fn server_figures(
         ServerSide::Scrape { scraper, before } => {
             // vLLM records a request's metrics just after its last chunk: wait (briefly) until
             // the server has counted what the client saw finish.
-            let settled = scraper.snapshot_settled(
-                &before,
-                out.client.successful_requests,
-                Duration::from_secs(5),
-            );
+            let settled = scraper.snapshot_settled(&before, successes, Duration::from_secs(5));
             // a signal ends the wait at once, as every other wait of the step
             let after = tokio::select! {
                 biased;
@@ -379,11 +437,11 @@ async fn server_figures(
     }
 }
 
-/// Server-side finished count should match the client's successes; a gap means wrong labels,
-/// a wrong window, or foreign traffic on the server.
-fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, client: &ClientMetrics) {
+/// Server-side finished count should match the client's `successes` (both arms' in an A/B
+/// run); a gap means wrong labels, a wrong window, or foreign traffic on the server.
+fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, successes: u64) {
     if let Some(n) = server.requests_finished.get() {
-        let ok = client.successful_requests as f64;
+        let ok = successes as f64;
         if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {
             results.warnings.push(format!(
                 "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"

@@ -1,6 +1,8 @@
 //! The aggregator: the one place records go. It runs on its own OS thread, off the async runtime,
 //! receives records over a channel, appends them to `requests.jsonl`, keeps compact samples for
-//! exact percentiles, and logs live progress from an HDR histogram.
+//! exact percentiles, and logs live progress from an HDR histogram. In a same-server A/B run
+//! each arm has its own [`Tally`] (a record's `arm` says which), both timed from the same load
+//! start.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::client::RequestRecord;
 use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
+use crate::workload::Arm;
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
 #[derive(Debug, Clone, Default)]
@@ -176,8 +179,10 @@ pub struct Live {
 
 /// What the aggregator thread returns.
 pub struct AggregateOutput {
-    /// Totals.
+    /// Totals (of the candidate's requests in an A/B run).
     pub tally: Tally,
+    /// Totals of the baseline's requests in an A/B run ([`AggregatorConfig::ab`]).
+    pub baseline: Option<Tally>,
     /// Error writing `requests.jsonl`, if any (the run itself is still valid).
     pub write_error: Option<String>,
 }
@@ -192,6 +197,8 @@ pub struct AggregatorConfig {
     pub planned: u64,
     /// Objectives whose attainment is counted.
     pub slo: Option<Slo>,
+    /// A same-server A/B run: records of [`Arm::Baseline`] go to their own tally.
+    pub ab: bool,
 }
 
 /// Runs the aggregator loop until every sender is dropped. Call on a dedicated thread.
@@ -201,6 +208,7 @@ pub fn aggregate(
     cfg: AggregatorConfig,
 ) -> AggregateOutput {
     let mut tally = Tally::with_slo(cfg.slo);
+    let mut baseline = cfg.ab.then(|| Tally::with_slo(cfg.slo));
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
         Some(p) => match std::fs::File::create(p) {
@@ -223,7 +231,10 @@ pub fn aggregate(
         let wait = next_progress.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(rec) => {
-                tally.add(&rec);
+                match (rec.arm, baseline.as_mut()) {
+                    (Some(Arm::Baseline), Some(b)) => b.add(&rec),
+                    _ => tally.add(&rec),
+                }
                 if let Some(t) = rec.ttft_s {
                     ttft_hist.push(t);
                 }
@@ -249,14 +260,15 @@ pub fn aggregate(
         }
         if cfg.progress_every.is_some() && Instant::now() >= next_progress {
             next_progress += tick;
-            let done = tally.total();
+            let done = tally.total() + baseline.as_ref().map_or(0, Tally::total);
+            let ok = tally.ok + baseline.as_ref().map_or(0, |b| b.ok);
             let elapsed = started.elapsed().as_secs_f64();
             tracing::info!(
                 done,
                 planned = cfg.planned,
-                failed = done - tally.ok,
+                failed = done - ok,
                 in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done),
-                rps = format!("{:.1}", tally.ok as f64 / elapsed.max(1e-9)),
+                rps = format!("{:.1}", ok as f64 / elapsed.max(1e-9)),
                 ttft_p50_ms = format!("{:.1}", ttft_hist.percentile(0.5).unwrap_or(0.0) * 1e3),
                 e2e_p95_ms = format!("{:.1}", e2e_hist.percentile(0.95).unwrap_or(0.0) * 1e3),
                 "progress"
@@ -268,7 +280,11 @@ pub fn aggregate(
     {
         write_error = Some(format!("writing request records: {e}"));
     }
-    AggregateOutput { tally, write_error }
+    AggregateOutput {
+        tally,
+        baseline,
+        write_error,
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +296,7 @@ mod tests {
         RequestRecord {
             seq: 0,
             prompt_index: 0,
+            arm: None,
             scheduled_s: 1.0,
             start_s: 1.5,
             http_status: Some(if ok { 200 } else { 503 }),
@@ -412,6 +429,7 @@ mod tests {
             progress_every: None,
             planned: 2,
             slo: None,
+            ab: false,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
@@ -429,6 +447,44 @@ mod tests {
         assert_eq!(lines[1]["error_kind"], "http");
         assert_eq!(lines[1]["http_status"], 503);
         assert!(lines[0].get("itl_gaps").is_none());
+        // outside an A/B run the record format is unchanged: no `arm`
+        assert!(lines[0].get("arm").is_none());
+    }
+
+    #[test]
+    fn ab_records_go_to_their_arm_s_tally_and_say_their_arm() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl.partial");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: Some(path.clone()),
+            progress_every: None,
+            planned: 3,
+            slo: None,
+            ab: true,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        for (arm, e2e) in [
+            (Arm::Candidate, 1.0),
+            (Arm::Baseline, 2.0),
+            (Arm::Baseline, 3.0),
+        ] {
+            let mut r = rec(true, 0.1, e2e, Some(2));
+            r.arm = Some(arm);
+            tx.send(r).unwrap();
+        }
+        drop(tx);
+        let out = h.join().unwrap();
+        assert_eq!(out.tally.total(), 1);
+        let b = out.baseline.expect("a baseline tally in an A/B run");
+        assert_eq!(b.total(), 2);
+        assert_eq!(b.metrics(1.0).e2e_s.p50, Some(2.0));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let arms: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["arm"].to_string())
+            .collect();
+        assert_eq!(arms, [r#""candidate""#, r#""baseline""#, r#""baseline""#]);
     }
 
     /// A full disk (Linux's `/dev/full` answers every write with ENOSPC): the records are
@@ -442,6 +498,7 @@ mod tests {
             progress_every: None,
             planned: 1,
             slo: None,
+            ab: false,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();

@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | latency and TTFT quantiles (`*_latency_s`, `*_ttft_s`) | `> 0`: a request takes time, so a quantile of exactly 0 s is an empty or broken histogram, not a fast server |
 //! | `wall_clock_duration_s` | `>= 0` |
-//! | `throughput_rps`, `client_throughput_rps` | `>= 0`, within 5 % of the count it is derived from divided by the load's duration (the seed window's rate is not a count over the load), and never more requests over the load than the client sent |
+//! | `throughput_rps`, `client_throughput_rps` | `>= 0`, within 5 % of the count it is derived from divided by the load's duration (the seed window's rate is not a count over the load), and never more requests over the load than the client sent (both arms, in a same-server A/B run: vLLM's series are labelled by base model) |
 //! | `client_success_rate` | in `[0, 1]`, equal (to 1e-9) to `successful_requests / total_requests`, and `total_requests > 0` |
 //! | `kv_cache_usage` | in `[0, 1]` |
 //! | `gpu_utilization` | in `[0, 100]` (percent) |
@@ -179,8 +179,9 @@ pub fn check_candidate(metrics: &mut MetricMap, results: &LoadTestResults) {
     let rps = metrics.get(THROUGHPUT).and_then(Measured::get);
     // Whatever the window: no server can have finished more of this run's requests than the
     // client sent (a hand-edited 1e9 req/s, or a seed-mode rate, are caught here).
-    if let (Some(d), Some(rps), Some(c)) = (duration, rps, &results.client) {
-        let most = c.total_requests as f64 * (1.0 + THROUGHPUT_TOLERANCE) + 1.0;
+    let counts = crate::decision::validity::client_counts(results);
+    if let (Some(d), Some(rps), Some(c)) = (duration, rps, counts) {
+        let most = c.total as f64 * (1.0 + THROUGHPUT_TOLERANCE) + 1.0;
         if rps * d > most {
             void(
                 metrics,
@@ -190,7 +191,7 @@ pub fn check_candidate(metrics: &mut MetricMap, results: &LoadTestResults) {
                     fig(rps),
                     fig(d),
                     fig(rps * d),
-                    c.total_requests
+                    c.total
                 ),
             );
         }
@@ -348,6 +349,21 @@ mod tests {
         let mut r = fixtures::results();
         r.server.as_mut().unwrap().throughput_rps = Measured::value(5.1);
         assert_eq!(candidate_metrics(&r)[THROUGHPUT].get(), Some(5.1));
+    }
+
+    #[test]
+    fn an_ab_run_s_server_throughput_counts_both_arms() {
+        // 200 requests (100 per arm) finished in 20 s: 10 req/s is the server's, not too many
+        let mut r = fixtures::results();
+        let s = r.server.as_mut().unwrap();
+        s.requests_finished = Measured::value(200.0);
+        s.throughput_rps = Measured::value(10.0);
+        assert!(reason(&candidate_metrics(&r), THROUGHPUT).contains("more than the 100"));
+        r.baseline_arm = Some(crate::results::BaselineArm {
+            adapter: r.adapter.clone().unwrap(),
+            client: r.client.clone().unwrap(),
+        });
+        assert_eq!(candidate_metrics(&r)[THROUGHPUT].get(), Some(10.0));
     }
 
     #[test]
