@@ -44,6 +44,7 @@ mod config;
 pub mod document;
 mod error;
 pub mod lease;
+pub mod override_decision;
 pub mod plan;
 mod publish;
 mod reconcile;
@@ -63,6 +64,7 @@ pub use document::{
     PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
 };
 pub use error::DecideError;
+pub use override_decision::{OverrideConfig, OverrideOutcome, override_decision, override_warning};
 pub use plan::{baseline_filter, build_batch, dataset_record};
 pub use resolve::CandidateRef;
 
