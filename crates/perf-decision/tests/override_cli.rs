@@ -60,6 +60,21 @@ fn override_without_a_reason_or_a_server_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // an empty env var is unset, as for the step: the flag is missing, not empty
+    let out = cmd()
+        .current_dir(dir.path())
+        .args(["override", "--version=7", "--decision=passed", "--reason=x"])
+        .env("MODEL_NAME", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "the following required arguments were not provided:\n  --model-name <MODEL_NAME>"
+        ),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
