@@ -245,7 +245,7 @@ fn ratio_metric(
                 hi: Some(hi),
                 limit,
                 worse: worse_word.into(),
-                outcome: outcome,
+                outcome,
                 blocks: Some(blocks),
                 block_s: Some(block_s),
                 method: format!(
@@ -324,7 +324,7 @@ pub fn assess(input: &Input) -> Statistics {
                     hi: Some(hi),
                     limit,
                     worse: "lower".into(),
-                    outcome: outcome,
+                    outcome,
                     blocks: None,
                     block_s: None,
                     method: format!(
