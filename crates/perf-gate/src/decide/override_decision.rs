@@ -4,7 +4,7 @@
 //!
 //! Order of MLflow calls: the version (it must be READY), the experiment (get or create), then
 //! under the model's lease ([`super::lease`]) and after repairing what earlier runs left
-//! ([`super::reconcile`]): the aliases as they stand (for the summary), an **override run** in
+//! (module `reconcile`): the aliases as they stand (for the summary), an **override run** in
 //! the experiment (params `model_name`, `candidate_version`; tags `perf_override=true`,
 //! `perf_override_reason`, `perf_override_actor`, `perf_override_at` (RFC 3339),
 //! `perf_override_previous` (the version's `perf_decision` before, or `none`)) marked FINISHED;
@@ -15,7 +15,7 @@
 //! alias's verdict), so the next decision's reconciliation keeps it.
 //!
 //! An override measures nothing, so its run is **never a baseline**: the baseline choice skips
-//! runs tagged `perf_override=true` ([`super::baseline`]), even as a fallback.
+//! runs tagged `perf_override=true` (module `baseline`), even as a fallback.
 //!
 //! It shows afterwards: in the run and version tags (the report reads them), and in the next
 //! decisions' logs: [`override_warning`] says when the version an alias points at holds its
