@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::builder::BoolishValueParser;
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use perf_gate::decide::{
     CandidateRef, DEFAULT_CANDIDATE_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_LOCK_TIMEOUT, DecideConfig,
     MlflowMode,
@@ -21,6 +21,10 @@ use perf_gate_cli::seconds::{Seconds, positive_seconds};
 /// The seed's thresholds: the flags' defaults.
 const SEED: Thresholds = Thresholds::SEED;
 
+mod override_args;
+
+pub use override_args::{DecisionArg, OverrideArgs};
+
 /// `--on-invalid` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OnInvalidArg {
@@ -32,7 +36,7 @@ pub enum OnInvalidArg {
 
 /// `--decision` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum DecisionArg {
+pub enum DecisionMethodArg {
     /// The seed's four checks decide; the statistics can only add a failure (a metric whose
     /// whole interval lies beyond its tolerance) and report `inconclusive`.
     Seed,
@@ -104,9 +108,16 @@ const AFTER_HELP: &str = concat!(
     name = "perf-decision",
     version,
     about = ABOUT,
-    after_help = format!("{AFTER_HELP}{}", perf_gate::step::EXIT_CODES_HELP)
+    after_help = format!("{AFTER_HELP}{}", perf_gate::step::EXIT_CODES_HELP),
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
+    /// Without a command: judge a load test (the flags below).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The load-test step's results file (load_test_results.json).
     #[arg(
         long,
@@ -117,8 +128,8 @@ pub struct Cli {
     pub load_test_results: Option<PathBuf>,
 
     /// Registered model name in MLflow.
-    #[arg(long, env = "MODEL_NAME")]
-    pub model_name: String,
+    #[arg(long, env = "MODEL_NAME", required = true)]
+    pub model_name: Option<String>,
 
     /// Candidate model version; default: the version the --candidate-alias points at.
     #[arg(long, env = "CANDIDATE_VERSION")]
@@ -220,8 +231,8 @@ pub struct Cli {
     /// whose whole confidence interval lies beyond its tolerance adds a failure, and
     /// `inconclusive` is reported, not failed) or `statistical` (the intervals decide instead
     /// of the point bounds; see --on-inconclusive).
-    #[arg(long = "decision", env = "PERF_DECISION_METHOD", value_enum, default_value_t = DecisionArg::Seed)]
-    pub decision_method: DecisionArg,
+    #[arg(long = "decision", env = "PERF_DECISION_METHOD", value_enum, default_value_t = DecisionMethodArg::Seed)]
+    pub decision_method: DecisionMethodArg,
 
     /// With --decision statistical: what a metric whose interval straddles its tolerance
     /// counts as.
@@ -266,54 +277,9 @@ pub struct Cli {
     #[arg(long, env = "MLFLOW_RUN_NAME")]
     pub run_name: Option<String>,
 
-    /// MLflow tracking server, http(s)://host:port.
-    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
-    pub tracking_uri: Option<String>,
-
-    /// Bearer token (prefer the env var: flags show in `ps`).
-    #[arg(
-        long,
-        env = "MLFLOW_TRACKING_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub tracking_token: Option<String>,
-
-    /// Basic-auth user.
-    #[arg(long, env = "MLFLOW_TRACKING_USERNAME", value_name = "USER")]
-    pub tracking_username: Option<String>,
-
-    /// Basic-auth password (prefer the env var: flags show in `ps`).
-    #[arg(
-        long,
-        env = "MLFLOW_TRACKING_PASSWORD",
-        hide_env_values = true,
-        value_name = "PASSWORD"
-    )]
-    pub tracking_password: Option<String>,
-
-    /// Accept any TLS certificate from the tracking server (test setups only; logged as a
-    /// warning).
-    #[arg(
-        long,
-        visible_alias = "mlflow-insecure-tls",
-        env = "MLFLOW_TRACKING_INSECURE_TLS",
-        value_parser = BoolishValueParser::new()
-    )]
-    pub insecure_tls: bool,
-
-    /// PEM file of the CA (or bundle, or self-signed certificate) to trust for an https
-    /// tracking server, besides the system's roots (MLflow's own variable).
-    #[arg(long, env = "MLFLOW_TRACKING_SERVER_CERT_PATH", value_name = "PEM")]
-    pub mlflow_ca_cert: Option<PathBuf>,
-
-    /// Timeout of one MLflow HTTP attempt (seconds, or 30s / 2m).
-    #[arg(long, env = "MLFLOW_HTTP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT), value_parser = positive_seconds)]
-    pub mlflow_timeout: Seconds,
-
-    /// Retries of an MLflow call after a connection error, 408, 429 or 5xx (backoff 0.5 s doubling to 8 s).
-    #[arg(long, env = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", default_value_t = RetryPolicy::default().max_retries)]
-    pub mlflow_retries: u32,
+    /// MLflow server and credentials.
+    #[command(flatten)]
+    pub mlflow: MlflowArgs,
 
     /// What a measurement that cannot be trusted (unconfirmed scrapes, other traffic on the
     /// server, a restart, missing server figures, the measured adapter not this version, ...)
@@ -365,7 +331,7 @@ impl Cli {
     /// What names the candidate: the model, the version or the alias.
     pub fn candidate_ref(&self) -> CandidateRef {
         CandidateRef {
-            model_name: self.model_name.clone(),
+            model_name: self.model_name.clone().unwrap_or_default(),
             version: self.candidate_version.clone(),
             alias: self.candidate_alias.clone(),
         }
@@ -374,17 +340,13 @@ impl Cli {
     /// Chooses the MLflow mode. Without a tracking URI the step refuses to run unless
     /// `--no-mlflow` or `--baseline-file` says so, so a missing secret never becomes a pass.
     pub fn mlflow_mode(&self) -> anyhow::Result<MlflowMode> {
-        let uri = self
-            .tracking_uri
-            .as_deref()
-            .filter(|u| !u.trim().is_empty());
         if self.no_mlflow {
-            if uri.is_some() {
+            if self.mlflow.uri().is_some() {
                 tracing::info!("--no-mlflow: MLFLOW_TRACKING_URI is ignored");
             }
             return Ok(MlflowMode::Off);
         }
-        let Some(uri) = uri else {
+        let Some(config) = self.mlflow.config()? else {
             if self.baseline_file.is_some() || self.baseline_results.is_some() {
                 tracing::info!(
                     "no MLFLOW_TRACKING_URI: deciding against the baseline file; nothing is recorded in MLflow"
@@ -394,6 +356,103 @@ impl Cli {
             bail!(
                 "MLFLOW_TRACKING_URI is not set: set it (or --tracking-uri), or pass --no-mlflow, --baseline-file or --baseline-results to decide from files only"
             );
+        };
+        Ok(if self.dry_run {
+            MlflowMode::DryRun(config)
+        } else {
+            MlflowMode::Record(config)
+        })
+    }
+
+    /// Warnings about the environment: `MLFLOW_EXPERIMENT_NAME` (the Python client's variable)
+    /// set to another experiment than the one used, i.e. ignored.
+    fn env_warnings(&self, mlflow_experiment_name: Option<&str>) -> Vec<String> {
+        match mlflow_experiment_name.filter(|v| !v.is_empty()) {
+            Some(v) if v != self.experiment_name => vec![format!(
+                "MLFLOW_EXPERIMENT_NAME={v} is ignored: perf-decision uses experiment `{}` (set --experiment-name or PERF_EXPERIMENT_NAME to change it)",
+                self.experiment_name
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The subcommands (without one, the step judges a load test).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set a version's decision by hand (audited): move the alias, record who, why and when.
+    #[command(
+        long_about = override_args::LONG_ABOUT,
+        after_help = override_args::AFTER_HELP
+    )]
+    Override(OverrideArgs),
+}
+
+/// The MLflow server and its credentials (the step and `override` take the same flags).
+#[derive(Debug, Args)]
+pub struct MlflowArgs {
+    /// MLflow tracking server, http(s)://host:port.
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    pub tracking_uri: Option<String>,
+
+    /// Bearer token (prefer the env var: flags show in `ps`).
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub tracking_token: Option<String>,
+
+    /// Basic-auth user.
+    #[arg(long, env = "MLFLOW_TRACKING_USERNAME", value_name = "USER")]
+    pub tracking_username: Option<String>,
+
+    /// Basic-auth password (prefer the env var: flags show in `ps`).
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub tracking_password: Option<String>,
+
+    /// Accept any TLS certificate from the tracking server (test setups only; logged as a
+    /// warning).
+    #[arg(
+        long,
+        visible_alias = "mlflow-insecure-tls",
+        env = "MLFLOW_TRACKING_INSECURE_TLS",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub insecure_tls: bool,
+
+    /// PEM file of the CA (or bundle, or self-signed certificate) to trust for an https
+    /// tracking server, besides the system's roots (MLflow's own variable).
+    #[arg(long, env = "MLFLOW_TRACKING_SERVER_CERT_PATH", value_name = "PEM")]
+    pub mlflow_ca_cert: Option<PathBuf>,
+
+    /// Timeout of one MLflow HTTP attempt (seconds, or 30s / 2m).
+    #[arg(long, env = "MLFLOW_HTTP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULT_REQUEST_TIMEOUT), value_parser = positive_seconds)]
+    pub mlflow_timeout: Seconds,
+
+    /// Retries of an MLflow call after a connection error, 408, 429 or 5xx (backoff 0.5 s doubling to 8 s).
+    #[arg(long, env = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", default_value_t = RetryPolicy::default().max_retries)]
+    pub mlflow_retries: u32,
+}
+
+impl MlflowArgs {
+    /// The tracking URI, when set and not blank.
+    pub fn uri(&self) -> Option<&str> {
+        self.tracking_uri
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+    }
+
+    /// The client's configuration; `None` without a tracking URI.
+    pub fn config(&self) -> anyhow::Result<Option<MlflowConfig>> {
+        let Some(uri) = self.uri() else {
+            return Ok(None);
         };
         // the flag's own name in the messages (the library names the env var)
         let url = perf_gate::urls::parse_base_url("--tracking-uri", uri)?;
@@ -422,23 +481,7 @@ impl Cli {
             max_retries: self.mlflow_retries,
             ..RetryPolicy::default()
         };
-        Ok(if self.dry_run {
-            MlflowMode::DryRun(config)
-        } else {
-            MlflowMode::Record(config)
-        })
-    }
-
-    /// Warnings about the environment: `MLFLOW_EXPERIMENT_NAME` (the Python client's variable)
-    /// set to another experiment than the one used, i.e. ignored.
-    fn env_warnings(&self, mlflow_experiment_name: Option<&str>) -> Vec<String> {
-        match mlflow_experiment_name.filter(|v| !v.is_empty()) {
-            Some(v) if v != self.experiment_name => vec![format!(
-                "MLFLOW_EXPERIMENT_NAME={v} is ignored: perf-decision uses experiment `{}` (set --experiment-name or PERF_EXPERIMENT_NAME to change it)",
-                self.experiment_name
-            )],
-            _ => Vec::new(),
-        }
+        Ok(Some(config))
     }
 }
 
@@ -448,10 +491,11 @@ impl TryFrom<Cli> for DecideConfig {
     /// Validates the cross-field rules (model name, version number, thresholds, MLflow mode)
     /// and builds the step's configuration.
     fn try_from(cli: Cli) -> anyhow::Result<Self> {
-        if cli.model_name.trim().is_empty() {
+        let mut cli = cli;
+        let model_name = cli.model_name.take().unwrap_or_default();
+        if model_name.trim().is_empty() {
             bail!("--model-name must not be empty");
         }
-        let mut cli = cli;
         if cli.candidate_version.is_none()
             && let Some(path) = &cli.candidate_version_file
         {
@@ -477,7 +521,7 @@ impl TryFrom<Cli> for DecideConfig {
                 .load_test_results
                 .ok_or_else(|| anyhow::anyhow!("--load-test-results is required"))?,
             output_dir: cli.output_dir,
-            model_name: cli.model_name,
+            model_name,
             candidate_version: cli.candidate_version,
             candidate_alias: cli.candidate_alias,
             experiment_name: cli.experiment_name,
@@ -494,8 +538,8 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_results: cli.baseline_results,
             baseline_alias: cli.baseline_alias.filter(|a| !a.trim().is_empty()),
             decision_method: match cli.decision_method {
-                DecisionArg::Seed => DecisionMethod::Seed,
-                DecisionArg::Statistical => DecisionMethod::Statistical,
+                DecisionMethodArg::Seed => DecisionMethod::Seed,
+                DecisionMethodArg::Statistical => DecisionMethod::Statistical,
             },
             on_inconclusive: match cli.on_inconclusive {
                 OnInconclusiveArg::Fail => OnInconclusive::Fail,

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use perf_decision::cli::{self, Cli};
-use perf_gate::decide::{self, DecideConfig, MlflowMode, PerfDecision};
+use perf_decision::cli::{self, Cli, Command, OverrideArgs};
+use perf_gate::decide::{self, DecideConfig, MlflowMode, OverrideConfig, PerfDecision};
 use perf_gate::decision::Verdict;
 use perf_gate::mlflow::MlflowError;
 use perf_gate::secrets::scrub;
@@ -12,11 +12,15 @@ use perf_gate::transport;
 use perf_gate_cli::{env, logging, signals};
 
 fn main() -> ExitCode {
-    let cli = match parse() {
+    let mut cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    logging::init(cli.log_format);
+    let command = cli.command.take();
+    logging::init(match &command {
+        Some(Command::Override(o)) => o.log_format,
+        None => cli.log_format,
+    });
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -27,7 +31,10 @@ fn main() -> ExitCode {
             return Exit::Dependency.into();
         }
     };
-    runtime.block_on(run(cli)).into()
+    match command {
+        Some(Command::Override(o)) => runtime.block_on(run_override(o)).into(),
+        None => runtime.block_on(run(cli)).into(),
+    }
 }
 
 /// Parses the command line (an empty env var counts as unset). A refused command line still
@@ -52,7 +59,9 @@ fn parse() -> Result<Cli, ExitCode> {
     matches
         .and_then(|m| Cli::from_arg_matches(&m))
         .map_err(|e| {
-            if !env::is_help_or_version(&e) {
+            // an override writes no decision files: its output directory is not touched
+            let overriding = std::env::args_os().nth(1).is_some_and(|a| a == "override");
+            if !env::is_help_or_version(&e) && !overriding {
                 let dir =
                     cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
                 if let Ok(outputs) = decide::claim_outputs(&dir) {
@@ -190,6 +199,26 @@ async fn resolve(cli: &Cli) -> Exit {
                     .join(decide::CANDIDATE_VERSION_FILE)
                     .display()
             );
+            Exit::Done
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `perf-decision override`: sets the decision, prints one line saying what moved (no
+/// decision file is touched).
+async fn run_override(args: OverrideArgs) -> Exit {
+    let config = match OverrideConfig::try_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("perf-decision: error: {}", scrub(&format!("{e:#}")));
+            return Exit::BadInput;
+        }
+    };
+    let cancel = signals::cancel_on_signal(|| std::process::exit(Exit::Aborted.code().into()));
+    match decide::override_decision(&config, &cancel).await {
+        Ok(outcome) => {
+            println!("{}", outcome.summary());
             Exit::Done
         }
         Err(e) => fail(&e),

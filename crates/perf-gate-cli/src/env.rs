@@ -9,7 +9,8 @@
 //! value (`unexpected argument 'http://user:PW@host'`), and `--help` shows env values, so both
 //! are scrubbed of secrets and URL credentials first.
 
-/// Drops the env fallback of every argument whose env var is set to an empty string.
+/// Drops the env fallback of every argument (of the command and its subcommands) whose env var
+/// is set to an empty string.
 pub fn empty_env_as_unset(mut cmd: clap::Command) -> clap::Command {
     let empty: Vec<clap::Id> = cmd
         .get_arguments()
@@ -22,6 +23,13 @@ pub fn empty_env_as_unset(mut cmd: clap::Command) -> clap::Command {
         .collect();
     for id in empty {
         cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, empty_env_as_unset);
     }
     cmd
 }
@@ -38,7 +46,7 @@ pub fn try_parse<T: clap::Parser>() -> Result<T, clap::Error> {
 }
 
 /// Registers with [`perf_gate::secrets`] the values given to secret arguments (those whose env
-/// values are hidden: API key, token, password), from the command line (`--flag V`,
+/// values are hidden: API key, token, password; a subcommand's too), from the command line (`--flag V`,
 /// `--flag=V`) and from their env vars, before clap parses (and may echo) them.
 pub fn register_secret_args(
     cmd: &clap::Command,
@@ -46,6 +54,7 @@ pub fn register_secret_args(
 ) {
     let secret_args: Vec<&clap::Arg> = cmd
         .get_arguments()
+        .chain(cmd.get_subcommands().flat_map(|s| s.get_arguments()))
         .filter(|a| a.is_hide_env_values_set())
         .collect();
     for a in &secret_args {

@@ -45,6 +45,7 @@ pub mod document;
 mod error;
 pub mod lease;
 mod measured_baseline;
+pub mod override_decision;
 pub mod plan;
 mod publish;
 mod reconcile;
@@ -64,6 +65,7 @@ pub use document::{
     PerfDecision, STATUS_ERROR, STATUS_FILE, read_baseline_file,
 };
 pub use error::DecideError;
+pub use override_decision::{OverrideConfig, OverrideOutcome, override_decision, override_warning};
 pub use plan::{baseline_filter, build_batch, dataset_record};
 pub use resolve::CandidateRef;
 
@@ -274,6 +276,15 @@ async fn decide_and_record(
         }
         _ => None,
     };
+    // an alias set by hand shows in every later decision of the model until a measured
+    // decision replaces it
+    for w in cancellable(cancel, async {
+        Ok(override_decision::standing_overrides(&client, &cfg.model_name).await)
+    })
+    .await?
+    {
+        draft.warn(w);
+    }
     let stored_samples = match &searched {
         Some(b) => {
             let id = b.run_id.clone().unwrap_or_default();

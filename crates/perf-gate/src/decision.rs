@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod comparability;
 pub mod crosschecks;
+pub mod drift;
 pub mod load_settings;
 pub mod metrics;
 pub mod resolution;

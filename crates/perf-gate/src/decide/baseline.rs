@@ -7,9 +7,12 @@
 //! passed with thresholds looser than the candidate's. The first run left is the baseline.
 //! When every run is skipped for its load or thresholds, the newest that is not the
 //! candidate's version is used, with a warning (never absolute mode, which is laxer than the
-//! seed). The skipped runs and why are recorded in the baseline's `skipped`.
+//! seed). The skipped runs and why are recorded in the baseline's `skipped`. A run of
+//! `perf-decision override` (tagged `perf_override=true`) is never a baseline, nor a fallback: it
+//! says passed without measuring anything.
 
 use super::document::{BaselineRecord, BaselineSource};
+use super::override_decision::OVERRIDE_TAG;
 use crate::decision::comparability::compare;
 use crate::decision::load_settings::{LoadSettings, keys};
 use crate::decision::{MetricMap, MetricsSource, Thresholds};
@@ -36,10 +39,18 @@ pub(crate) fn choose(
 ) -> Choice {
     let mut skipped = Vec::new();
     let mut fallback: Option<(BaselineRecord, Vec<String>, Vec<String>)> = None;
+    let mut overrides = 0;
     for run in runs {
         let b = baseline_from_run(run);
         let id = &run.info.run_id;
         let v = b.version.as_deref().unwrap_or("?");
+        if run.data.tag(OVERRIDE_TAG) == Some("true") {
+            overrides += 1;
+            skipped.push(format!(
+                "run {id} (version {v}): an override (perf-decision override), not a measurement"
+            ));
+            continue;
+        }
         if run.data.tag(super::plan::PERF_VERDICT_TAG) == Some("inconclusive") {
             skipped.push(format!(
                 "run {id} (version {v}): its verdict was inconclusive (the evidence could not show it within the tolerances)"
@@ -102,8 +113,13 @@ pub(crate) fn choose(
         None => Choice {
             baseline: None,
             warning: (!skipped.is_empty()).then(|| {
+                let what = if overrides > 0 {
+                    "judged the candidate's own version or were overrides"
+                } else {
+                    "judged the candidate's own version"
+                };
                 format!(
-                    "the only passed runs judged the candidate's own version: no baseline ({})",
+                    "the only passed runs {what}: no baseline ({})",
                     skipped.join("; ")
                 )
             }),

@@ -18,6 +18,7 @@
 //! | `server_source` | `server.source` | server figures from Prometheus vs vLLM's `/metrics` |
 //! | `warmup_requests` | `config.warmup_requests` | the adapter's first load (and cold caches) inside the measurement or not |
 //! | `preconnect` | `config.preconnect` | the first wave's TCP/TLS handshakes inside the client's TTFT or not |
+//! | `ab_interleaved` | `config.baseline_adapter` set (`false` when a run does not record it: runs before same-server A/B) | the candidate shared the load with a baseline adapter, at about half the concurrency |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -34,64 +35,84 @@ struct Setting {
     key: &'static str,
     label: &'static str,
     consequence: &'static str,
+    /// The value of a run that does not record the setting (it predates it), if one is
+    /// certain; else a missing value makes the comparison unknowable.
+    absent: Option<&'static str>,
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 11] = [
+const SETTINGS: [Setting; 12] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
         consequence: "the relative checks compare different prompts",
+        absent: None,
     },
     Setting {
         key: keys::CONCURRENCY,
         label: "concurrency",
         consequence: "latency and throughput depend on the requests in flight",
+        absent: None,
     },
     Setting {
         key: keys::MAX_TOKENS,
         label: "max_tokens",
         consequence: "the output length bound changes E2E latency and throughput directly",
+        absent: None,
     },
     Setting {
         key: keys::ENDPOINT,
         label: "endpoint",
         consequence: "the chat template changes the prompts the server sees",
+        absent: None,
     },
     Setting {
         key: keys::TEMPERATURE,
         label: "temperature",
         consequence: "sampling changes output lengths, so latency",
+        absent: None,
     },
     Setting {
         key: keys::RATE,
         label: "rate",
         consequence: "another arrival process puts another load on the server",
+        absent: None,
     },
     Setting {
         key: keys::NUM_REQUESTS,
         label: "num_requests",
         consequence: "another number of requests changes the samples behind each percentile",
+        absent: None,
     },
     Setting {
         key: keys::WINDOW_MODE,
         label: "window mode",
         consequence: "the server figures were computed over differently chosen PromQL windows",
+        absent: None,
     },
     Setting {
         key: keys::WARMUP_REQUESTS,
         label: "warm-up requests",
         consequence: "without a warm-up the adapter's first load and cold caches fall in the measurement",
+        absent: None,
     },
     Setting {
         key: keys::PRECONNECT,
         label: "preconnect",
         consequence: "with connections opened before the load, no client TTFT includes a handshake; without, the first wave's do",
+        absent: None,
     },
     Setting {
         key: keys::SERVER_SOURCE,
         label: "server metrics source",
         consequence: "the server figures were read from Prometheus in one run and from vLLM's /metrics in the other",
+        absent: None,
+    },
+    Setting {
+        key: keys::AB_INTERLEAVED,
+        label: "same-server A/B",
+        consequence: "in an A/B run the candidate shares the load with a baseline adapter, each at about half the concurrency",
+        absent: Some("false"),
     },
 ];
 
@@ -126,11 +147,12 @@ fn shown(key: &str, value: &str) -> String {
 }
 
 /// Compares the baseline's settings with the candidate's (see the module docs).
-pub fn compare(candidate: &LoadSettings, baseline: &LoadSettings) -> Comparability {
+pub fn compare<'a>(candidate: &'a LoadSettings, baseline: &'a LoadSettings) -> Comparability {
     let mut reasons = Vec::new();
     let (mut baseline_lacks, mut candidate_lacks) = (Vec::new(), Vec::new());
     for s in &SETTINGS {
-        match (candidate.get(s.key), baseline.get(s.key)) {
+        let value = |side: &'a LoadSettings| side.get(s.key).map(String::as_str).or(s.absent);
+        match (value(candidate), value(baseline)) {
             (Some(c), Some(b)) if same(c, b) => {}
             (Some(c), Some(b)) => reasons.push(format!(
                 "baseline used {} {}, candidate {}: {}",

@@ -34,12 +34,14 @@ pub mod keys {
     pub const WARMUP_REQUESTS: &str = "warmup_requests";
     /// Whether the connection pool was opened before the load (`--preconnect`).
     pub const PRECONNECT: &str = "preconnect";
+    /// Whether the run was a same-server A/B (`load-test --baseline-adapter`): `true`/`false`.
+    pub const AB_INTERLEAVED: &str = "ab_interleaved";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -51,6 +53,7 @@ pub mod keys {
         SERVER_SOURCE,
         WARMUP_REQUESTS,
         PRECONNECT,
+        AB_INTERLEAVED,
         METRICS_SOURCE,
     ];
 }
@@ -90,6 +93,10 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
     }
     put(keys::WARMUP_REQUESTS, c.warmup_requests.to_string());
     put(keys::PRECONNECT, c.preconnect.to_string());
+    put(
+        keys::AB_INTERLEAVED,
+        c.baseline_adapter.is_some().to_string(),
+    );
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

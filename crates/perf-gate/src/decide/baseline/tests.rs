@@ -152,3 +152,25 @@ fn an_inconclusive_pass_is_never_a_baseline_but_an_untagged_older_run_is() {
     assert_eq!(b.skipped.len(), 1);
     assert!(b.skipped[0].contains("inconclusive"), "{:?}", b.skipped);
 }
+
+#[test]
+fn an_override_is_never_a_baseline_nor_a_fallback() {
+    let s = settings();
+    let mut overridden = run("r3", "6", &s, &[]);
+    overridden
+        .data
+        .tags
+        .push(crate::mlflow::types::KeyValue::new(OVERRIDE_TAG, "true"));
+    let c = pick(&[overridden.clone(), run("r1", "5", &s, &[])]);
+    let b = c.baseline.unwrap();
+    assert_eq!(b.run_id.as_deref(), Some("r1"));
+    assert_eq!(
+        b.skipped,
+        ["run r3 (version 6): an override (perf-decision override), not a measurement"]
+    );
+    // an override records no load settings: it would be the fallback, were it not skipped
+    let only = pick(&[overridden]);
+    assert!(only.baseline.is_none());
+    let w = only.warning.unwrap();
+    assert!(w.contains("or were overrides: no baseline"), "{w}");
+}
