@@ -142,3 +142,91 @@ fn serial_a_slowdown_at_the_tolerance_measured_briefly_is_inconclusive() {
         "only failures are added in the default mode"
     );
 }
+
+/// A same-server A/B run (`load-test --baseline-adapter`) of a simulator whose baseline adapter
+/// runs at `baseline_scale` times the candidate's delays; returns the results file.
+fn measure_ab(dir: &Path, name: &str, baseline_scale: f64) -> PathBuf {
+    let sim = test_support::sim::Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(40),
+        itl: Duration::from_millis(8),
+        jitter: 0.3,
+        seed: 9,
+        lora_modules: vec![
+            vllm_sim::LoraModule::new("candidate", "/models/lora"),
+            vllm_sim::LoraModule::new("baseline", "/models/lora-prod"),
+        ],
+        max_loras: 2,
+        adapter_latency_scale: vec![vllm_sim::LatencyScale::new("baseline", baseline_scale)],
+        ..Default::default()
+    });
+    let work = dir.join(name);
+    std::fs::create_dir_all(&work).unwrap();
+    let eval = test_support::sim::eval_file(&work, 300);
+    let out = work.join("out");
+    let o = test_support::steps::run(
+        test_support::steps::load_test()
+            .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+            .args(["--baseline-adapter", "baseline"])
+            .arg("--eval-data-path")
+            .arg(&eval)
+            .arg("--output-dir")
+            .arg(&out)
+            .args(["--progress-interval", "0", "--max-tokens", "16"])
+            .args(["--concurrency", "8", "--warmup-requests", "2"]),
+    );
+    assert!(o.status.success(), "{}", test_support::steps::stderr(&o));
+    out.join("load_test_results.json")
+}
+
+/// `perf-decision` of an A/B results file, files only (the baseline is in the file).
+fn judge_ab(dir: &Path, results: &Path) -> (String, Value) {
+    let out = dir.join("decision");
+    let o = perf_decision()
+        .arg(format!("--load-test-results={}", results.display()))
+        .args(["--model-name=m", "--no-mlflow"])
+        .arg(format!("--output-dir={}", out.display()))
+        .output()
+        .unwrap();
+    let status = decision_status(&out);
+    assert!(
+        status == "passed" || status == "failed",
+        "{status}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (status, decision(&out))
+}
+
+#[test]
+fn serial_same_server_ab_equal_adapters_pass_and_a_slower_candidate_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let equal = measure_ab(dir.path(), "equal", 1.0);
+    let (status, doc) = judge_ab(&dir.path().join("equal"), &equal);
+    let all = outcomes(&doc);
+    assert_eq!(doc["baseline"]["source"], "same_run");
+    assert_eq!(doc["baseline"]["adapter"], "baseline");
+    assert_eq!(doc["statistics"]["pairing"], "paired");
+    assert_eq!(
+        doc["metrics_source"], "client",
+        "the arms' server figures are pooled"
+    );
+    assert_eq!(doc["mode"], "comparative");
+    assert_eq!(status, "passed", "{all:?}\n{:#}", doc["checks"]);
+    assert_eq!(doc["verdict"], "passed", "{all:?}");
+
+    // the baseline adapter 1/1.3 as slow: the candidate is 30 % slower than it
+    let slower = measure_ab(dir.path(), "slower", 1.0 / 1.3);
+    let (status, doc) = judge_ab(&dir.path().join("slower"), &slower);
+    let all = outcomes(&doc);
+    assert_eq!(status, "failed", "{all:?}");
+    assert_eq!(outcome(&all, "p95_ttft_ratio"), "failed", "{all:?}");
+    assert_eq!(outcome(&all, "p95_e2e_ratio"), "failed", "{all:?}");
+    // check 2 compares the client's P95 TTFT of the two arms
+    let ttft = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "p95_ttft")
+        .unwrap();
+    assert_eq!(ttft["metric"], "client_p95_ttft_s");
+    assert_eq!(ttft["passed"], false, "{ttft}");
+}
