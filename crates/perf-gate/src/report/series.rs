@@ -188,8 +188,12 @@ pub(crate) fn binned_percentiles(
 /// time-weighted mean, not the peak: a start estimated a rounding error before the previous
 /// request's finish would otherwise show one request too many.
 pub(crate) fn in_flight(requests: &[RequestSample], bins: Bins) -> Vec<(f64, f64, f64)> {
+    let w = bins.width;
+    let span = w * bins.count as f64;
+    // time busy per bin: the partial first and last bins directly, the full bins between
+    // through a difference array (constant work per request, however long it ran)
     let mut busy = vec![0.0f64; bins.count];
-    let span = bins.width * bins.count as f64;
+    let mut full = vec![0.0f64; bins.count + 1];
     for r in requests {
         let (Some(e2e), end) = (present(r.e2e_s), f64::from(r.finished_s)) else {
             continue;
@@ -198,24 +202,26 @@ pub(crate) fn in_flight(requests: &[RequestSample], bins: Bins) -> Vec<(f64, f64
             continue;
         }
         let (start, end) = ((end - e2e).max(0.0), end.min(span));
-        let mut t = start;
-        while t < end {
-            let Some(i) = bins.index(t) else { break };
-            let bin_end = ((i + 1) as f64 * bins.width).min(end);
-            busy[i] += bin_end - t;
-            if bin_end <= t {
-                break;
-            }
-            t = bin_end;
+        let (Some(i0), Some(i1)) = (bins.index(start), bins.index(end)) else {
+            continue;
+        };
+        if start >= end {
+            continue;
+        }
+        if i0 == i1 {
+            busy[i0] += end - start;
+        } else {
+            busy[i0] += (i0 + 1) as f64 * w - start;
+            busy[i1] += end - i1 as f64 * w;
+            full[i0 + 1] += w;
+            full[i1] -= w;
         }
     }
+    let mut running = 0.0;
     (0..bins.count)
         .map(|i| {
-            (
-                i as f64 * bins.width,
-                (i + 1) as f64 * bins.width,
-                busy[i] / bins.width,
-            )
+            running += full[i];
+            (i as f64 * w, (i + 1) as f64 * w, (busy[i] + running) / w)
         })
         .collect()
 }
@@ -312,6 +318,10 @@ mod tests {
         };
         let means: Vec<f64> = in_flight(&rs, bins).into_iter().map(|b| b.2).collect();
         assert_eq!(means, vec![1.5, 1.5, 0.0, 1.0, 0.0]);
+        // a request over [0.5, 4.75): half of bin 0, bins 1 to 3 whole, three quarters of 4
+        let long = [req(4.75, 0.1, 4.25)];
+        let means: Vec<f64> = in_flight(&long, bins).into_iter().map(|b| b.2).collect();
+        assert_eq!(means, vec![0.5, 1.0, 1.0, 1.0, 0.75]);
     }
 
     #[test]
