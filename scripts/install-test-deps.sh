@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, and nothing twice:
 #   - Debian's `prometheus` (apt-get)
+#   - Debian's `chromium` and `fonts-liberation` (apt-get): the report test opens the HTML
+#     reports headless (`--dump-dom`, `--screenshot`); without a font its text would not render
 #   - MLflow 3.17.2 with the basic-auth extra, in a venv under the cache dir (pip), and in the
 #     same venv moto[server] (a local S3-compatible server for the s3:// artifact-root tests)
 #     and boto3 (MLflow lists s3:// artifacts through it)
@@ -16,9 +18,12 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # System packages the tests and scripts call: Prometheus, curl (health checks), procps (ps,
-# kill), and venv support for Debian's python3 (python3 -m venv needs ensurepip).
+# kill), venv support for Debian's python3 (python3 -m venv needs ensurepip), and headless
+# Chromium with a font for the report test (crates/perf-gate/tests/real_report_chromium.rs).
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
@@ -33,6 +38,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
 log "prometheus: $(prometheus --version 2>&1 | head -1)"
+log "chromium: $(chromium --version 2>/dev/null | head -1)"
 
 VENV="$CACHE/mlflow-venv"
 if ! "$VENV/bin/python" -c 'import mlflow, flask_wtf, moto, boto3, flask_cors' >/dev/null 2>&1 \

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::results::*;
 
+pub mod report;
+
 /// The figures a test varies.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figures {

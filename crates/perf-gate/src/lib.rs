@@ -18,6 +18,7 @@ pub mod fsio;
 pub mod loadtest;
 pub mod mlflow;
 pub mod prom;
+pub mod report;
 pub mod results;
 pub mod retry;
 pub mod runner;

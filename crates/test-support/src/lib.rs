@@ -12,12 +12,15 @@
 //! - [`fault_proxy`] sits between a client and a real server and delays, holds, drops or
 //!   answers chosen calls, logging what it did and when;
 //! - [`tls`] makes a test CA and puts a TLS-terminating front before any of these servers;
+//! - [`chromium`] runs headless Chromium on a page (DOM, screenshot) with a proxy that records
+//!   every request it makes;
 //! - [`history`] models vLLM servers scraped by Prometheus sample by sample, and [`backfill`]
 //!   loads such a history into a real Prometheus, for exact tests of windowed PromQL.
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 
 pub mod backfill;
+pub mod chromium;
 pub mod clicheck;
 pub mod fault_proxy;
 pub mod faults;
