@@ -106,6 +106,9 @@ fn runs_every_prompt_once_and_counts_injected_errors() {
     assert_eq!(recs.len(), 200);
     assert_eq!(recs.iter().filter(|r| r["ok"] == true).count() as u64, ok);
     assert!(!out.join("requests.jsonl.partial").exists());
+    // the report for people, beside the results
+    let report = std::fs::read_to_string(out.join("load_test_report.html")).unwrap();
+    assert!(report.contains("Content-Security-Policy") && report.contains("<svg"));
     // Server figures from /metrics deltas agree with the client on the count.
     let s = &r["server"];
     assert_eq!(s["source"], "vllm_metrics");

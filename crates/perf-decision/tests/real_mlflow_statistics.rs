@@ -139,6 +139,21 @@ async fn a_baselines_samples_come_back_from_mlflow_and_an_inconclusive_pass_is_n
     }
     assert_eq!(doc2["verdict"], "passed");
     let run2 = run_of(&client, &doc2).await;
+    // the report people look at: in the output directory and, byte for byte, in MLflow
+    for name in ["perf_decision_report.html", "perf_decision_summary.md"] {
+        let local = std::fs::read(d.join("out2").join(name)).unwrap();
+        let stored = client.download_artifact(&run2.info, name).await.unwrap();
+        assert!(local == stored, "{name} differs from its MLflow artifact");
+    }
+    let html = String::from_utf8(std::fs::read(d.join("out2/perf_decision_report.html")).unwrap())
+        .unwrap();
+    assert!(html.contains("Content-Security-Policy") && html.contains("<svg"));
+    assert!(
+        html.contains(&run1.info.run_id),
+        "the report names its baseline run"
+    );
+    let summary = std::fs::read_to_string(d.join("out2/perf_decision_summary.md")).unwrap();
+    assert!(summary.contains("p95\\_ttft\\_ratio"), "{summary}");
     assert_eq!(run2.data.tag("perf_verdict"), Some("passed"));
     assert_eq!(run2.data.param("decision_method"), Some("seed"));
     let lo = run2.data.metric("stat_p95_ttft_ratio_lo").unwrap();

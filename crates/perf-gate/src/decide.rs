@@ -70,6 +70,7 @@ pub use plan::{baseline_filter, build_batch, dataset_record};
 pub use resolve::CandidateRef;
 
 use crate::decision::metrics::sanity;
+use crate::decision::statistics::apply::ArmSamples;
 use crate::decision::{CheckKeys, MetricsSource, candidate_metrics};
 use crate::mlflow::MlflowClient;
 use crate::results::{LoadTestResults, RunStatus};
@@ -89,7 +90,11 @@ pub fn claim_outputs(output_dir: &Path) -> Result<StepOutputs, DecideError> {
     Ok(StepOutputs::claim(
         output_dir,
         STATUS_FILE,
-        &[DECISION_FILE],
+        &[
+            DECISION_FILE,
+            crate::report::DECISION_REPORT_FILE,
+            crate::report::DECISION_SUMMARY_FILE,
+        ],
         STATUS_ERROR,
     )?)
 }
@@ -104,12 +109,18 @@ pub fn mark_killed(output_dir: &Path) {
     if status.trim() != STATUS_ERROR && !status.trim().is_empty() {
         return;
     }
-    let doc = output_dir.join(DECISION_FILE);
-    for p in [crate::fsio::tmp_path(&doc), doc] {
-        if let Err(e) = std::fs::remove_file(&p)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %p.display(), error = %e, "cannot remove the decision document");
+    for name in [
+        DECISION_FILE,
+        crate::report::DECISION_REPORT_FILE,
+        crate::report::DECISION_SUMMARY_FILE,
+    ] {
+        let doc = output_dir.join(name);
+        for p in [crate::fsio::tmp_path(&doc), doc] {
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove a decision document");
+            }
         }
     }
 }
@@ -201,12 +212,18 @@ async fn decide_and_record(
         None => None,
     };
     // a measured baseline (same run, or --baseline-results) comes with its samples
+    // (and the baseline's results, for the report)
+    let mut baseline_results = None;
     let measured = match (
         measured_baseline::same_run(&results, &cfg.model_name),
         &cfg.baseline_results,
     ) {
         (Some(m), _) => Some(m),
-        (None, Some(p)) => Some(measured_baseline::from_results_file(p, cfg.metrics_source)?),
+        (None, Some(p)) => {
+            let (record, samples, r) = measured_baseline::from_results_file(p, cfg.metrics_source)?;
+            baseline_results = Some(r);
+            Some((record, samples))
+        }
         (None, None) => None,
     };
     let metrics = candidate_metrics(&results);
@@ -237,7 +254,11 @@ async fn decide_and_record(
             }
             let eval = draft.evaluate(&keys);
             let doc = draft.finish(eval, None);
-            write_outputs(outputs, &doc)?;
+            write_outputs(
+                outputs,
+                &doc,
+                &Reports::new(&doc, &results, baseline_results.as_ref()),
+            )?;
             return Ok(doc);
         }
         MlflowMode::Record(c) => (c, false),
@@ -288,12 +309,15 @@ async fn decide_and_record(
     let stored_samples = match &searched {
         Some(b) => {
             let id = b.run_id.clone().unwrap_or_default();
-            Some(
-                cancellable(cancel, async {
-                    Ok(measured_baseline::stored_samples(&client, &id).await)
-                })
-                .await?,
-            )
+            let stored = cancellable(cancel, async {
+                Ok(measured_baseline::stored_results(&client, &id).await)
+            })
+            .await?;
+            Some(stored.and_then(|r| {
+                let samples = ArmSamples::candidate(&r);
+                baseline_results = Some(r);
+                samples
+            }))
         }
         None => None,
     };
@@ -328,7 +352,11 @@ async fn decide_and_record(
             mlflow.alias_set = None;
             mlflow.alias_removed = None;
             let doc = draft.finish(eval, Some(mlflow));
-            write_outputs(outputs, &doc)?;
+            write_outputs(
+                outputs,
+                &doc,
+                &Reports::new(&doc, &results, baseline_results.as_ref()),
+            )?;
             return Ok(doc);
         }
     };
@@ -348,7 +376,7 @@ async fn decide_and_record(
         let repaired = reconcile::reconcile(&client, &cfg.model_name).await;
         lease.release(&client).await;
         repaired?;
-        write_outputs(outputs, &doc)?;
+        write_outputs(outputs, &doc, &Reports::new(&doc, &results, None))?;
         return Ok(doc);
     }
     let run = cancellable(
@@ -361,17 +389,19 @@ async fn decide_and_record(
     mlflow.run_url = Some(record::run_url(&client, &experiment, &run_id));
     let verdict = eval.verdict;
     let doc = draft.finish(eval, Some(mlflow));
+    let reports = Reports::new(&doc, &results, baseline_results.as_ref());
     // the evidence, complete and FINISHED, before any claim
     let recorded = cancellable(
         cancel,
-        record::record(&client, &run.info, &doc, &results, results_bytes),
+        record::record(&client, &run.info, &doc, &results, results_bytes, &reports),
     )
     .await;
     // the decision file before the claims, so a directory that cannot take it stops the step
     // before MLflow says anything; then the claims, undone on failure or signal
     let ready = match recorded {
-        Ok(()) => outputs
-            .write_json(DECISION_FILE, &doc)
+        Ok(()) => reports
+            .write(outputs)
+            .and_then(|()| outputs.write_json(DECISION_FILE, &doc))
             .map_err(DecideError::from),
         Err(e) => Err(e),
     };
@@ -456,7 +486,7 @@ pub async fn resolve_candidate(
 fn set_baseline(
     draft: &mut plan::Draft<'_>,
     baseline: Option<BaselineRecord>,
-    samples: Option<Result<crate::decision::statistics::apply::ArmSamples, String>>,
+    samples: Option<Result<ArmSamples, String>>,
 ) {
     let from = baseline.as_ref().map(|b| match b.source {
         BaselineSource::Mlflow => format!(
@@ -487,8 +517,51 @@ fn sane(mut b: BaselineRecord) -> BaselineRecord {
     b
 }
 
-/// Writes `perf_decision.json`, then `perf_status.txt` (last: until then it says `error`).
-fn write_outputs(outputs: &StepOutputs, doc: &PerfDecision) -> Result<(), DecideError> {
+/// The decision's report for people: `perf_decision_report.html` and
+/// `perf_decision_summary.md` (see [`crate::report`]), scrubbed of every known secret.
+pub(crate) struct Reports {
+    /// The HTML page.
+    pub html: String,
+    /// The Markdown summary.
+    pub summary: String,
+}
+
+impl Reports {
+    fn new(
+        doc: &PerfDecision,
+        results: &LoadTestResults,
+        baseline: Option<&LoadTestResults>,
+    ) -> Self {
+        let mut html = crate::report::render_decision(&crate::report::DecisionReport {
+            decision: doc,
+            candidate: Some(results),
+            baseline,
+            history: &[],
+        });
+        let mut summary = crate::report::decision_summary_markdown(doc);
+        crate::secrets::scrub_string(&mut html);
+        crate::secrets::scrub_string(&mut summary);
+        Reports { html, summary }
+    }
+
+    /// Writes both into the output directory (before `perf_decision.json`).
+    fn write(&self, outputs: &StepOutputs) -> Result<(), crate::step::OutputError> {
+        outputs.write(crate::report::DECISION_REPORT_FILE, self.html.as_bytes())?;
+        outputs.write(
+            crate::report::DECISION_SUMMARY_FILE,
+            self.summary.as_bytes(),
+        )
+    }
+}
+
+/// Writes the reports, `perf_decision.json`, then `perf_status.txt` (last: until then it says
+/// `error`).
+fn write_outputs(
+    outputs: &StepOutputs,
+    doc: &PerfDecision,
+    reports: &Reports,
+) -> Result<(), DecideError> {
+    reports.write(outputs)?;
     outputs.write_json(DECISION_FILE, doc)?;
     outputs.finish(doc.decision.as_str())?;
     Ok(())

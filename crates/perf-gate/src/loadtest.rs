@@ -35,7 +35,12 @@ use crate::step::{Exit, StepFailure, StepOutputs, error_line};
 use crate::urls::redact_url;
 
 /// The files `load-test` owns in its output directory (besides the status file).
-const DOCUMENTS: &[&str] = &[RESULTS_FILE, REQUESTS_FILE, PARTIAL_REQUESTS_FILE];
+const DOCUMENTS: &[&str] = &[
+    RESULTS_FILE,
+    REQUESTS_FILE,
+    PARTIAL_REQUESTS_FILE,
+    crate::report::LOAD_TEST_REPORT_FILE,
+];
 /// Held while the final files are written, and by a second signal's [`mark_killed`] (which
 /// runs on another thread of the runtime): the two never interleave.
 static FINAL_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -106,6 +111,15 @@ pub async fn run(
     // texts that may quote a server (which may echo a credential): no known secret is shown
     // (the error line goes to stdout) or written
     let unusual = scrub_results(&mut results);
+    // the report of what the results say (an extra: a report that cannot be written is a
+    // warning, not a failed step), before the results so a reader of these sees it too
+    let mut report = crate::report::render_load_test(&results);
+    crate::secrets::scrub_string(&mut report);
+    if let Err(e) = outputs.write(crate::report::LOAD_TEST_REPORT_FILE, report.as_bytes()) {
+        let line = format!("the HTML report was not written: {}", error_line(&e));
+        tracing::warn!("{line}");
+        results.warnings.push(line);
+    }
     // Results first, then the status word: a reader that sees the status also sees the results.
     // Held against a second signal's [`mark_killed`] (another thread): both or neither.
     let final_files = FINAL_FILES.lock().unwrap_or_else(|p| p.into_inner());

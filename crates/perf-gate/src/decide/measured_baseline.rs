@@ -50,7 +50,7 @@ pub(crate) fn same_run(
 pub(crate) fn from_results_file(
     path: &Path,
     source: MetricsSource,
-) -> Result<(BaselineRecord, Result<ArmSamples, String>), DecideError> {
+) -> Result<(BaselineRecord, Result<ArmSamples, String>, LoadTestResults), DecideError> {
     let shown = path.display().to_string();
     let results = LoadTestResults::read(path)
         .map_err(|e| DecideError::Input(format!("--baseline-results: {e}")))?;
@@ -74,15 +74,17 @@ pub(crate) fn from_results_file(
         comparability: Vec::new(),
         skipped: Vec::new(),
     };
-    Ok((record, ArmSamples::candidate(&results)))
+    let samples = ArmSamples::candidate(&results);
+    Ok((record, samples, results))
 }
 
-/// The samples of a stored baseline run: its `load_test_results.json` artifact, read back.
-/// Every failure is a reason (the seed's checks then compare alone), never an error.
-pub(crate) async fn stored_samples(
+/// A stored baseline run's `load_test_results.json` artifact, read back (its samples feed the
+/// statistics, its figures the report). Every failure is a reason (the seed's checks then
+/// compare alone), never an error.
+pub(crate) async fn stored_results(
     client: &MlflowClient,
     run_id: &str,
-) -> Result<ArmSamples, String> {
+) -> Result<LoadTestResults, String> {
     let run = client
         .get_run(run_id)
         .await
@@ -92,6 +94,5 @@ pub(crate) async fn stored_samples(
         .await
         .map_err(|e| format!("cannot read {RESULTS_FILE} of run {run_id}: {e}"))?;
     let shown = format!("{RESULTS_FILE} of run {run_id}");
-    let results = LoadTestResults::from_slice(&bytes, &shown).map_err(|e| e.to_string())?;
-    ArmSamples::candidate(&results)
+    LoadTestResults::from_slice(&bytes, &shown).map_err(|e| e.to_string())
 }

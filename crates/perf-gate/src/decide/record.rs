@@ -82,8 +82,9 @@ pub(crate) async fn create_run(
 }
 
 /// Logs the evidence of the decision to `run` and finishes it: params, metrics and tags, the
-/// dataset input, the artifacts `load_test_results.json` (`results_bytes`, the bytes judged)
-/// and `perf_decision.json`, then FINISHED. No claim is made here: the version's tags, the
+/// dataset input, the artifacts `load_test_results.json` (`results_bytes`, the bytes judged),
+/// `perf_decision.json`, `perf_decision_report.html` and `perf_decision_summary.md`, then
+/// FINISHED. No claim is made here: the version's tags, the
 /// aliases and the run's `perf_decision` tag come after ([`super::publish`]).
 pub(crate) async fn record(
     client: &MlflowClient,
@@ -91,6 +92,7 @@ pub(crate) async fn record(
     doc: &PerfDecision,
     results: &LoadTestResults,
     results_bytes: Vec<u8>,
+    reports: &super::Reports,
 ) -> Result<(), DecideError> {
     let run_id = &run.run_id;
     let batch = build_batch(doc, results, now_ms());
@@ -130,6 +132,15 @@ pub(crate) async fn record(
         .map_err(DecideError::mlflow(format!(
             "cannot upload {DECISION_FILE}"
         )))?;
+    for (name, text) in [
+        (crate::report::DECISION_REPORT_FILE, &reports.html),
+        (crate::report::DECISION_SUMMARY_FILE, &reports.summary),
+    ] {
+        client
+            .upload_artifact(run, name, text.as_bytes().to_vec())
+            .await
+            .map_err(DecideError::mlflow(format!("cannot upload {name}")))?;
+    }
     client
         .update_run(run_id, RunStatus::Finished, Some(now_ms()))
         .await
