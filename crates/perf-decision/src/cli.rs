@@ -227,6 +227,16 @@ pub struct Cli {
     #[arg(long, env = "BASELINE_ALIAS", value_name = "ALIAS", conflicts_with_all = ["baseline_file", "baseline_results"])]
     pub baseline_alias: Option<String>,
 
+    /// Fail the decision (a check `drift`) when a metric checks 1-3 read sits beyond its
+    /// relative tolerance from the passed runs of a month ago (the median of the 3 newest runs
+    /// at least --drift-lookback-days old), though each step passed. Off: a warning.
+    #[arg(long, env = "FAIL_ON_DRIFT", value_parser = BoolishValueParser::new())]
+    pub fail_on_drift: bool,
+
+    /// How old the drift check's reference runs are, in days.
+    #[arg(long, env = "DRIFT_LOOKBACK_DAYS", default_value_t = 28, value_parser = clap::value_parser!(u32).range(1..=3650), value_name = "DAYS")]
+    pub drift_lookback_days: u32,
+
     /// How the comparison with the baseline is decided: `seed` (the four checks; a metric
     /// whose whole confidence interval lies beyond its tolerance adds a failure, and
     /// `inconclusive` is reported, not failed) or `statistical` (the intervals decide instead
@@ -537,6 +547,10 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_file: cli.baseline_file,
             baseline_results: cli.baseline_results,
             baseline_alias: cli.baseline_alias.filter(|a| !a.trim().is_empty()),
+            fail_on_drift: cli.fail_on_drift,
+            drift_lookback: std::time::Duration::from_secs(
+                u64::from(cli.drift_lookback_days) * 86_400,
+            ),
             decision_method: match cli.decision_method {
                 DecisionMethodArg::Seed => DecisionMethod::Seed,
                 DecisionMethodArg::Statistical => DecisionMethod::Statistical,

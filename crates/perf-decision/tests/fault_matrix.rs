@@ -515,7 +515,8 @@ fn a_missing_output_dir_is_created() {
 
 /// Disk full, simulated with a file-size limit (`ulimit -f`, SIGXFSZ ignored so the write
 /// fails with EFBIG instead of killing the process): the status word fits, the decision
-/// document does not. Exit 3, the line names the file, status `error`, no decision or temp file.
+/// documents do not (the report, written first). Exit 3, the line names the file, status
+/// `error`, no decision, report or temp file.
 #[test]
 fn a_decision_file_that_cannot_be_written_in_full_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -537,7 +538,7 @@ fn a_decision_file_that_cannot_be_written_in_full_is_an_error() {
     let line = last_line(&o);
     assert!(
         line.starts_with("perf-decision: error: cannot write ")
-            && line.contains("perf_decision.json"),
+            && line.contains("perf_decision_report.html"),
         "{line}"
     );
     assert_no_decision(&out);
@@ -547,6 +548,7 @@ fn a_decision_file_that_cannot_be_written_in_full_is_an_error() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
+    assert!(!out.join("perf_decision_report.html").exists());
 }
 
 // ---------------------------------------------------------------------------------------------

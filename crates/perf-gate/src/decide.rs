@@ -43,6 +43,7 @@ mod baseline;
 mod config;
 pub mod document;
 mod error;
+mod history;
 pub mod lease;
 mod measured_baseline;
 pub mod override_decision;
@@ -185,6 +186,8 @@ async fn decide_and_record(
             "baseline_file": cfg.baseline_file,
             "baseline_results": cfg.baseline_results,
             "baseline_alias": cfg.baseline_alias,
+            "fail_on_drift": cfg.fail_on_drift,
+            "drift_lookback_s": cfg.drift_lookback.as_secs(),
             "decision_method": cfg.decision_method.as_str(),
             "on_inconclusive": cfg.on_inconclusive.as_str(),
             "experiment": cfg.experiment_name,
@@ -257,7 +260,7 @@ async fn decide_and_record(
             write_outputs(
                 outputs,
                 &doc,
-                &Reports::new(&doc, &results, baseline_results.as_ref()),
+                &Reports::new(&doc, &results, baseline_results.as_ref(), &[]),
             )?;
             return Ok(doc);
         }
@@ -328,6 +331,16 @@ async fn decide_and_record(
             None => set_baseline(&mut draft, file_baseline, None),
         },
     }
+    if let Some(exp) = &experiment {
+        let (runs, warning) = cancellable(cancel, async {
+            Ok(resolve::passed_runs(&client, cfg, exp).await)
+        })
+        .await?;
+        if let Some(w) = warning {
+            draft.warn(w);
+        }
+        draft.assess_drift(&runs, &keys, chrono::Utc::now().timestamp_millis());
+    }
     match &draft.baseline {
         Some(b) => {
             info!(run_id = ?b.run_id, source = ?b.source, "baseline found: comparative mode")
@@ -351,11 +364,12 @@ async fn decide_and_record(
         _ => {
             mlflow.alias_set = None;
             mlflow.alias_removed = None;
+            let history = draft.history().to_vec();
             let doc = draft.finish(eval, Some(mlflow));
             write_outputs(
                 outputs,
                 &doc,
-                &Reports::new(&doc, &results, baseline_results.as_ref()),
+                &Reports::new(&doc, &results, baseline_results.as_ref(), &history),
             )?;
             return Ok(doc);
         }
@@ -376,7 +390,7 @@ async fn decide_and_record(
         let repaired = reconcile::reconcile(&client, &cfg.model_name).await;
         lease.release(&client).await;
         repaired?;
-        write_outputs(outputs, &doc, &Reports::new(&doc, &results, None))?;
+        write_outputs(outputs, &doc, &Reports::new(&doc, &results, None, &[]))?;
         return Ok(doc);
     }
     let run = cancellable(
@@ -388,8 +402,9 @@ async fn decide_and_record(
     mlflow.run_id = Some(run_id.clone());
     mlflow.run_url = Some(record::run_url(&client, &experiment, &run_id));
     let verdict = eval.verdict;
+    let history = draft.history().to_vec();
     let doc = draft.finish(eval, Some(mlflow));
-    let reports = Reports::new(&doc, &results, baseline_results.as_ref());
+    let reports = Reports::new(&doc, &results, baseline_results.as_ref(), &history);
     // the evidence, complete and FINISHED, before any claim
     let recorded = cancellable(
         cancel,
@@ -531,12 +546,13 @@ impl Reports {
         doc: &PerfDecision,
         results: &LoadTestResults,
         baseline: Option<&LoadTestResults>,
+        history: &[crate::report::HistoryPoint],
     ) -> Self {
         let mut html = crate::report::render_decision(&crate::report::DecisionReport {
             decision: doc,
             candidate: Some(results),
             baseline,
-            history: &[],
+            history,
         });
         let mut summary = crate::report::decision_summary_markdown(doc);
         crate::secrets::scrub_string(&mut html);

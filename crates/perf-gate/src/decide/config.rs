@@ -59,6 +59,11 @@ pub struct DecideConfig {
     /// `--baseline-alias`: the baseline is the passed run of the version holding this alias
     /// (e.g. `live`: what serves production), instead of the newest passed run.
     pub baseline_alias: Option<String>,
+    /// `--fail-on-drift`: a metric that drifted beyond its tolerance from the passed runs of a
+    /// month ago fails a check `drift` (else it is a warning).
+    pub fail_on_drift: bool,
+    /// How far back the drift check's reference runs are (`--drift-lookback-days`, 28 days).
+    pub drift_lookback: std::time::Duration,
     /// `--decision`: the seed's checks decide (default), or the intervals do.
     pub decision_method: DecisionMethod,
     /// `--on-inconclusive`: what an inconclusive metric counts as under

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::checks::{CheckResult, Mode, Verdict};
+use crate::decision::drift::DriftResult;
 use crate::decision::load_settings::{LoadSettings, keys};
 use crate::decision::metrics::{MetricMap, MetricsSource};
 use crate::decision::statistics::verdict::{
@@ -154,6 +155,10 @@ pub struct PerfDecision {
     /// The statistical comparison with the baseline, when both have per-request samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistics: Option<Statistics>,
+    /// The drift of each metric checks 1–3 read from the passed runs of a month ago (see
+    /// `perf_gate::decision::drift`); empty without MLflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftResult>,
     /// Why the measurement cannot be trusted (each makes the decision `invalid`, or with
     /// `--on-invalid fail` a failed `valid_measurement` check); empty when it can.
     #[serde(default)]

@@ -10,9 +10,11 @@ use super::document::{
     PerfDecision,
 };
 use super::error::DecideError;
+use crate::decision::checks::Op;
 use crate::decision::checks::{CheckName, Evaluation, Verdict, decide};
 use crate::decision::comparability::{Comparability, comparable_check, compare};
 use crate::decision::crosschecks::results_warnings;
+use crate::decision::drift::DriftResult;
 use crate::decision::load_settings::{LoadSettings, candidate_settings};
 use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
 use crate::decision::statistics::apply::{ArmSamples, interval_checks, rich_verdict, seed};
@@ -21,8 +23,9 @@ use crate::decision::statistics::verdict::{
     DecisionMethod, Input, RichVerdict, Statistics, assess,
 };
 use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
-use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion};
+use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion, Run};
 use crate::mlflow::{Batch, MAX_DIGEST_LEN};
+use crate::report::HistoryPoint;
 use crate::results::{LoadTestResults, ToolInfo};
 
 /// Context tag of the dataset input (the seed's).
@@ -50,6 +53,8 @@ pub struct Draft<'a> {
     candidate_samples: Result<ArmSamples, String>,
     baseline_samples: Option<ArmSamples>,
     statistics: Option<Statistics>,
+    drift: Vec<DriftResult>,
+    history: Vec<HistoryPoint>,
 }
 
 /// Run tag holding the richer verdict (`passed`, `failed`, `invalid`, `inconclusive`); a run
@@ -95,7 +100,49 @@ impl<'a> Draft<'a> {
             candidate_samples: ArmSamples::candidate(results),
             baseline_samples: None,
             statistics: None,
+            drift: Vec::new(),
+            history: Vec::new(),
         }
+    }
+
+    /// Judges the drift of the metrics checks 1–3 read against the passed runs `runs` (any
+    /// order; only those of the same load and figures count, see [`super::history`]); a
+    /// drifted metric is a warning, or with `--fail-on-drift` a failed check.
+    pub(crate) fn assess_drift(&mut self, runs: &[Run], keys: &CheckKeys, now_ms: i64) {
+        let history = super::history::comparable_history(
+            runs,
+            &self.load_settings,
+            self.candidate_version.as_deref(),
+        );
+        let lookback_ms = i64::try_from(self.cfg.drift_lookback.as_millis()).unwrap_or(i64::MAX);
+        self.drift = super::history::drift(
+            &history,
+            &self.metrics,
+            keys,
+            &self.cfg.thresholds,
+            now_ms,
+            lookback_ms,
+        );
+        self.history = super::history::report_points(&history, keys);
+        let flagged: Vec<String> = self
+            .drift
+            .iter()
+            .filter(|d| d.flagged && !self.cfg.fail_on_drift)
+            .map(|d| {
+                format!(
+                    "drift: {} (--fail-on-drift makes it a failing check)",
+                    d.reason
+                )
+            })
+            .collect();
+        for w in flagged {
+            self.warn(w);
+        }
+    }
+
+    /// The history of passed runs the drift was judged on, for the report.
+    pub fn history(&self) -> &[HistoryPoint] {
+        &self.history
     }
 
     /// The baseline's per-request samples, or why it has none (recorded in the baseline's
@@ -246,6 +293,25 @@ impl<'a> Draft<'a> {
                 eval.push(c);
             }
         }
+        if self.cfg.fail_on_drift {
+            for d in &self.drift {
+                eval.push(crate::decision::checks::CheckResult {
+                    name: CheckName::Drift,
+                    metric: d.metric.clone(),
+                    value: d.candidate_value,
+                    absolute_limit: d.reference_value.map_or(f64::NAN, |r| r * d.limit),
+                    absolute_op: match d.direction {
+                        crate::decision::drift::Direction::HigherIsWorse => Op::Le,
+                        crate::decision::drift::Direction::LowerIsWorse => Op::Ge,
+                    },
+                    relative_limit: None,
+                    relative_op: Op::Le,
+                    baseline_value: d.reference_value,
+                    passed: !d.flagged,
+                    reason: format!("{} (--fail-on-drift)", d.reason),
+                });
+            }
+        }
         eval
     }
 
@@ -307,6 +373,7 @@ impl<'a> Draft<'a> {
             on_inconclusive: (self.cfg.decision_method == DecisionMethod::Statistical)
                 .then_some(self.cfg.on_inconclusive),
             statistics: self.statistics,
+            drift: self.drift,
             invalid_reasons: self.invalid,
             on_invalid: self.cfg.on_invalid.as_str().to_string(),
             mode: eval.mode,
@@ -586,6 +653,8 @@ pub fn build_batch(doc: &PerfDecision, results: &LoadTestResults, timestamp_ms: 
         }
     }
     params.push(param("decision_method", doc.decision_method.as_str()));
+    let fail_on_drift = doc.checks.iter().any(|c| c.name == CheckName::Drift);
+    params.push(param("fail_on_drift", fail_on_drift.to_string()));
     if let Some(o) = doc.on_inconclusive {
         params.push(param("on_inconclusive", o.as_str()));
     }

@@ -156,6 +156,39 @@ pub(crate) fn no_baseline_warning(
     )
 }
 
+/// How many of the newest passed runs make the drift history.
+const HISTORY_RUNS: u32 = 100;
+
+/// The newest passed runs of the model (FINISHED, tagged `perf_decision = 'passed'`), for the
+/// drift check and the report's history. Best effort: a failed search leaves the history empty
+/// with a warning (the drift check then has no verdict), never fails the decision.
+pub(crate) async fn passed_runs(
+    client: &MlflowClient,
+    cfg: &DecideConfig,
+    exp: &Experiment,
+) -> (Vec<crate::mlflow::types::Run>, Option<String>) {
+    let filter = match baseline_filter(Some(cfg.model_name.as_str())) {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), Some(format!("no drift history: {e}"))),
+    };
+    let search = SearchRuns {
+        experiment_ids: vec![exp.experiment_id.clone()],
+        filter,
+        order_by: vec!["attributes.start_time DESC".into()],
+        max_results: HISTORY_RUNS,
+        page_token: None,
+    };
+    match client.search_runs(&search).await {
+        Ok(page) => (page.runs, None),
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
+                "no drift history: cannot search MLflow for the passed runs: {e}"
+            )),
+        ),
+    }
+}
+
 /// How many of the newest passed runs the baseline is chosen from.
 const BASELINE_CANDIDATES: u32 = 20;
 

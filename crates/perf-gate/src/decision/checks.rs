@@ -47,6 +47,9 @@ pub enum CheckName {
     /// `perf_gate::decision::statistics`): with `--decision statistical` one per metric; by
     /// default only a metric whose whole interval lies beyond the tolerance, failed.
     StatisticalComparison,
+    /// With `--fail-on-drift`: the metric sits within its tolerance of the passed runs of a
+    /// month ago (see `perf_gate::decision::drift`).
+    Drift,
 }
 
 /// A comparison operator, as written in the decision file.

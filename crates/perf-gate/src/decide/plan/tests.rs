@@ -26,6 +26,8 @@ fn cfg() -> DecideConfig {
         baseline_file: None,
         baseline_results: None,
         baseline_alias: None,
+        fail_on_drift: false,
+        drift_lookback: std::time::Duration::from_secs(28 * 86_400),
         decision_method: Default::default(),
         on_inconclusive: Default::default(),
         baseline_any_model: false,
