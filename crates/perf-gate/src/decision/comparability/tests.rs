@@ -32,6 +32,7 @@ fn the_candidate_settings_come_from_the_results() {
             ("server_source", "prometheus"),
             ("warmup_requests", "0"),
             ("preconnect", "true"),
+            ("ab_interleaved", "false"),
             ("metrics_source", "server"),
         ])
     );
@@ -233,4 +234,21 @@ fn a_failed_fifth_check_fails_a_passed_evaluation_and_a_passed_one_changes_nothi
     // a failed verdict stays failed whatever is added
     eval.push(comparable_check(None));
     assert_eq!(eval.verdict, Verdict::Failed);
+}
+
+#[test]
+fn a_run_before_same_server_ab_counts_as_a_single_adapter_run() {
+    let c = candidate();
+    let mut old = c.clone();
+    old.remove("ab_interleaved");
+    assert!(compare(&c, &old).comparable, "{:?}", compare(&c, &old).reasons);
+    let mut ab = c.clone();
+    ab.insert("ab_interleaved".into(), "true".into());
+    let got = compare(&ab, &old);
+    assert!(!got.comparable);
+    assert!(
+        got.reasons[0].contains("baseline used same-server A/B false, candidate true"),
+        "{:?}",
+        got.reasons
+    );
 }
