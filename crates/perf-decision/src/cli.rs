@@ -227,6 +227,11 @@ pub struct Cli {
     #[arg(long, env = "BASELINE_ALIAS", value_name = "ALIAS", conflicts_with_all = ["baseline_file", "baseline_results"])]
     pub baseline_alias: Option<String>,
 
+    /// Compare with the per-metric median of the N newest comparable passed runs instead of
+    /// the newest alone (1, the seed's): one noisy baseline run no longer decides.
+    #[arg(long, env = "BASELINE_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20), value_name = "N")]
+    pub baseline_runs: u32,
+
     /// Fail the decision (a check `drift`) when a metric checks 1-3 read sits beyond its
     /// relative tolerance from the passed runs of a month ago (the median of the 3 newest runs
     /// at least --drift-lookback-days old), though each step passed. Off: a warning.
@@ -548,6 +553,7 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_results: cli.baseline_results,
             baseline_alias: cli.baseline_alias.filter(|a| !a.trim().is_empty()),
             fail_on_drift: cli.fail_on_drift,
+            baseline_runs: cli.baseline_runs as usize,
             drift_lookback: std::time::Duration::from_secs(
                 u64::from(cli.drift_lookback_days) * 86_400,
             ),

@@ -2,7 +2,8 @@
 //! slower than the one before (every step within the 15 % bound), then a candidate another
 //! 10 % slower. It passes the seed's checks against the newest run, but sits 1.61x the runs of
 //! a month ago: a warning by default, a failed check `drift` with `--fail-on-drift`. The
-//! report plots the history.
+//! report plots the history. With `--baseline-runs 3` the baseline is the median of the three
+//! newest runs, and the same candidate fails check 1.
 
 use perf_gate::decision::Thresholds;
 use perf_gate::decision::load_settings::candidate_settings;
@@ -147,4 +148,20 @@ async fn a_weekly_creep_that_passes_each_step_is_caught_by_the_drift_check() {
     assert_eq!(drift.len(), 3, "one per metric checks 1-3 read");
     assert_eq!(drift[0]["passed"], false);
     assert_eq!(drift[1]["passed"], true, "flat TTFT does not drift");
+
+    // --baseline-runs 3: the median of the three newest runs (4.0 / 1.21 s), against which
+    // the candidate is 21 % slower: check 1 fails where the newest run alone let it pass
+    let doc = decide(d.join("median"), vec!["--baseline-runs=3"]).await;
+    assert_eq!(
+        doc["baseline"]["median_of"],
+        serde_json::json!([ids[5], ids[4], ids[3]])
+    );
+    let median = doc["baseline"]["metrics"]["p95_latency_s"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((median - 4.0 / 1.21).abs() < 1e-9, "{median}");
+    assert_eq!(doc["decision"], "failed");
+    let check1 = &doc["checks"][0];
+    assert_eq!(check1["name"], "p95_latency");
+    assert_eq!(check1["passed"], false, "{check1}");
 }

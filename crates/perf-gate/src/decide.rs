@@ -187,6 +187,7 @@ async fn decide_and_record(
             "baseline_results": cfg.baseline_results,
             "baseline_alias": cfg.baseline_alias,
             "fail_on_drift": cfg.fail_on_drift,
+            "baseline_runs": cfg.baseline_runs,
             "drift_lookback_s": cfg.drift_lookback.as_secs(),
             "decision_method": cfg.decision_method.as_str(),
             "on_inconclusive": cfg.on_inconclusive.as_str(),

@@ -167,6 +167,7 @@ pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
     BaselineRecord {
         adapter: None,
         samples: None,
+        median_of: Vec::new(),
         source: BaselineSource::Mlflow,
         run_id: Some(run.info.run_id.clone()),
         file: None,

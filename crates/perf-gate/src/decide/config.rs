@@ -56,6 +56,9 @@ pub struct DecideConfig {
     /// An earlier `load_test_results.json` to compare with (`--baseline-results`): its figures
     /// and per-request samples are the baseline, instead of a passed decision.
     pub baseline_results: Option<PathBuf>,
+    /// `--baseline-runs`: the baseline is the per-metric median of this many of the newest
+    /// comparable passed runs (1: the newest, as the seed).
+    pub baseline_runs: usize,
     /// `--baseline-alias`: the baseline is the passed run of the version holding this alias
     /// (e.g. `live`: what serves production), instead of the newest passed run.
     pub baseline_alias: Option<String>,

@@ -68,6 +68,10 @@ pub struct BaselineRecord {
     /// The baseline adapter, for a same-run baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// With `--baseline-runs N`: the runs (newest first) whose per-metric median is `metrics`;
+    /// the statistics use the newest one's samples (`run_id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub median_of: Vec<String>,
     /// Where the baseline's per-request samples came from (the statistics resample them), or
     /// why it has none (then the seed's checks alone compare).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +364,7 @@ pub fn read_baseline_file(
         file: Some(shown),
         adapter: None,
         samples: None,
+        median_of: Vec::new(),
         model_name: Some(doc.model_name),
         version: doc.candidate_version,
         metrics: doc.metrics,

@@ -2,6 +2,7 @@
 
 use tracing::{info, warn};
 
+use super::baseline::Choice;
 use super::config::DecideConfig;
 use super::document::BaselineRecord;
 use super::error::DecideError;
@@ -222,15 +223,58 @@ pub(crate) async fn find_baseline(
         .map_err(DecideError::mlflow(
             "cannot search MLflow for the baseline run",
         ))?;
-    let choice = super::baseline::choose(
-        &page.runs,
-        &cfg.model_name,
-        candidate_version,
-        candidate_settings,
-        &cfg.thresholds,
-        cfg.metrics_source,
+    let pick = |runs: &[crate::mlflow::types::Run]| {
+        super::baseline::choose(
+            runs,
+            &cfg.model_name,
+            candidate_version,
+            candidate_settings,
+            &cfg.thresholds,
+            cfg.metrics_source,
+        )
+    };
+    let choice = pick(&page.runs);
+    let (Some(first), None) = (&choice.baseline, &choice.warning) else {
+        return Ok((choice.baseline, choice.warning));
+    };
+    if cfg.baseline_runs <= 1 {
+        return Ok((choice.baseline, choice.warning));
+    }
+    // --baseline-runs N: the next runs that qualify as the first did, newest first
+    let mut chosen = vec![first.clone()];
+    let mut rest = &page.runs[..];
+    while chosen.len() < cfg.baseline_runs {
+        let last = chosen.last().and_then(|b| b.run_id.clone());
+        let Some(at) = rest
+            .iter()
+            .position(|r| Some(&r.info.run_id) == last.as_ref())
+        else {
+            break;
+        };
+        rest = &rest[at + 1..];
+        match pick(rest) {
+            Choice {
+                baseline: Some(b),
+                warning: None,
+            } => chosen.push(b),
+            _ => break,
+        }
+    }
+    let n = chosen.len();
+    let warning = (n < cfg.baseline_runs).then(|| {
+        format!(
+            "--baseline-runs {}: only {n} comparable passed run(s) among the {} newest: the baseline is the median of {n}",
+            cfg.baseline_runs,
+            page.runs.len()
+        )
+    });
+    let mut baseline = first.clone();
+    baseline.metrics = crate::decision::drift::median_metrics(
+        &chosen.iter().map(|b| b.metrics.clone()).collect::<Vec<_>>(),
     );
-    Ok((choice.baseline, choice.warning))
+    baseline.median_of = chosen.iter().filter_map(|b| b.run_id.clone()).collect();
+    info!(runs = ?baseline.median_of, "baseline: the median of the newest comparable passed runs");
+    Ok((Some(baseline), warning))
 }
 
 /// The baseline named by `--baseline-alias`: the version holding the alias, and the passed run

@@ -241,7 +241,11 @@ fn a_run_before_same_server_ab_counts_as_a_single_adapter_run() {
     let c = candidate();
     let mut old = c.clone();
     old.remove("ab_interleaved");
-    assert!(compare(&c, &old).comparable, "{:?}", compare(&c, &old).reasons);
+    assert!(
+        compare(&c, &old).comparable,
+        "{:?}",
+        compare(&c, &old).reasons
+    );
     let mut ab = c.clone();
     ab.insert("ab_interleaved".into(), "true".into());
     let got = compare(&ab, &old);
