@@ -81,7 +81,11 @@ async fn basic_auth_right_and_wrong_credentials() {
     let recorded = admin.get_run(&run_id).await.unwrap();
     assert_eq!(recorded.info.status, "FINISHED");
     let files = admin.list_artifacts(&run_id, None).await.unwrap().files;
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        files.len(),
+        4,
+        "the results, the decision and its two reports: {files:?}"
+    );
 
     // wrong password, no credentials, a bearer token: 401, at once, no decision
     let cases = vec![

@@ -187,12 +187,20 @@ async fn artifacts_go_straight_to_the_s3_root_and_mlflow_lists_them() {
         Some(format!("s3://{BUCKET}/adapters/v1").as_str())
     );
 
-    // MLflow itself (boto3 against moto) sees both files under the run
+    // MLflow itself (boto3 against moto) sees the files under the run
     let listed = client.list_artifacts(&run_id, None).await.unwrap();
     assert_eq!(listed.root_uri.as_deref(), Some(uri.as_str()));
     let mut files: Vec<_> = listed.files.iter().map(|f| f.path.as_str()).collect();
     files.sort();
-    assert_eq!(files, ["load_test_results.json", "perf_decision.json"]);
+    assert_eq!(
+        files,
+        [
+            "load_test_results.json",
+            "perf_decision.json",
+            "perf_decision_report.html",
+            "perf_decision_summary.md"
+        ]
+    );
 
     // the bytes, read from moto directly: the results file as load-test wrote it, and the
     // decision as written locally (the local file ends with a newline)

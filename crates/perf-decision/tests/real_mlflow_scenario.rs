@@ -266,7 +266,15 @@ async fn scenario_versions_1_2_3_against_a_real_mlflow() {
     let listed = client.list_artifacts(&run1_id, None).await.unwrap();
     let mut files: Vec<_> = listed.files.iter().map(|f| f.path.as_str()).collect();
     files.sort();
-    assert_eq!(files, ["load_test_results.json", "perf_decision.json"]);
+    assert_eq!(
+        files,
+        [
+            "load_test_results.json",
+            "perf_decision.json",
+            "perf_decision_report.html",
+            "perf_decision_summary.md"
+        ]
+    );
     let uploaded = client
         .download_artifact(&run1.info, "load_test_results.json")
         .await
