@@ -168,6 +168,7 @@ pub(crate) fn baseline_from_run(run: &Run) -> BaselineRecord {
         adapter: None,
         samples: None,
         median_of: Vec::new(),
+        run_to_run_sd_log: Default::default(),
         source: BaselineSource::Mlflow,
         run_id: Some(run.info.run_id.clone()),
         file: None,

@@ -72,6 +72,11 @@ pub struct BaselineRecord {
     /// the statistics use the newest one's samples (`run_id`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub median_of: Vec<String>,
+    /// With `--baseline-runs` 3 or more: the spread between those runs (standard deviation of
+    /// the natural log of the client figure behind each judged ratio, keyed by the ratio),
+    /// which widens the statistical intervals.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub run_to_run_sd_log: std::collections::BTreeMap<String, f64>,
     /// Where the baseline's per-request samples came from (the statistics resample them), or
     /// why it has none (then the seed's checks alone compare).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,6 +370,7 @@ pub fn read_baseline_file(
         adapter: None,
         samples: None,
         median_of: Vec::new(),
+        run_to_run_sd_log: Default::default(),
         model_name: Some(doc.model_name),
         version: doc.candidate_version,
         metrics: doc.metrics,

@@ -20,7 +20,7 @@ use crate::decision::metrics::{CheckKeys, MetricMap, MetricsSource, names};
 use crate::decision::statistics::apply::{ArmSamples, interval_checks, rich_verdict, seed};
 use crate::decision::statistics::bootstrap::Pairing;
 use crate::decision::statistics::verdict::{
-    DecisionMethod, Input, RichVerdict, Statistics, assess,
+    DecisionMethod, Input, RichVerdict, RunToRun, Statistics, assess,
 };
 use crate::decision::validity::{OnInvalid, invalid_reasons, valid_measurement_check};
 use crate::mlflow::types::{KeyValue, Metric, MetricValue, ModelVersion, Run};
@@ -201,7 +201,17 @@ impl<'a> Draft<'a> {
             thresholds: &self.cfg.thresholds,
             seed: seed(c, b),
         };
-        let stats = assess(&input);
+        let mut stats = assess(&input);
+        if let Some(b) = self
+            .baseline
+            .as_ref()
+            .filter(|b| !b.run_to_run_sd_log.is_empty())
+        {
+            stats.include_run_to_run(&RunToRun {
+                sd_log: b.run_to_run_sd_log.clone(),
+                runs: b.median_of.len(),
+            });
+        }
         for m in &stats.metrics {
             tracing::info!(metric = %m.name, outcome = m.outcome.as_str(), "{}", m.reason);
         }

@@ -273,6 +273,10 @@ pub(crate) async fn find_baseline(
         &chosen.iter().map(|b| b.metrics.clone()).collect::<Vec<_>>(),
     );
     baseline.median_of = chosen.iter().filter_map(|b| b.run_id.clone()).collect();
+    baseline.run_to_run_sd_log = crate::decision::statistics::verdict::RunToRun::of_runs(
+        &chosen.iter().map(|b| &b.metrics).collect::<Vec<_>>(),
+    )
+    .sd_log;
     info!(runs = ?baseline.median_of, "baseline: the median of the newest comparable passed runs");
     Ok((Some(baseline), warning))
 }

@@ -326,4 +326,59 @@ mod tests {
         );
         assert!(ArmSamples::same_run_baseline(&results).is_none());
     }
+
+    #[test]
+    fn run_to_run_spread_widens_the_intervals_and_is_said() {
+        use crate::decision::statistics::verdict::RunToRun;
+        use crate::results::Measured;
+        let (c, b) = (arm(2000, 400.0, 1.0), arm(2000, 400.0, 1.0));
+        let mut s = stats(&c, &b);
+        let before = s.metrics[0].clone();
+        assert_eq!(before.outcome, Outcome::Passed);
+        // three runs whose client P95 TTFT spread ~10 % (sd of ln 0.1)
+        let maps: Vec<crate::decision::MetricMap> = [0.9, 1.0, 1.1f64]
+            .iter()
+            .map(|f| {
+                [("client_p95_ttft_s".to_string(), Measured::value(0.5 * f))]
+                    .into_iter()
+                    .collect()
+            })
+            .collect();
+        let spread = RunToRun::of_runs(&maps.iter().collect::<Vec<_>>());
+        let sd = spread.sd_log["p95_ttft_ratio"];
+        assert!((sd - 0.1001).abs() < 0.002, "{sd}");
+        assert!(
+            !spread.sd_log.contains_key("p95_e2e_ratio"),
+            "no figure, no spread"
+        );
+        assert!(
+            RunToRun::of_runs(&maps.iter().take(2).collect::<Vec<_>>())
+                .sd_log
+                .is_empty()
+        );
+        s.include_run_to_run(&spread);
+        let after = &s.metrics[0];
+        // the log half-width grows to sqrt(h^2 + 2 (z sd)^2): about +-0.35 at z 2.5
+        assert!(
+            after.lo.unwrap() < 0.75 && after.hi.unwrap() > 1.3,
+            "{after:?}"
+        );
+        assert_eq!(after.outcome, Outcome::Inconclusive, "{}", after.reason);
+        assert_eq!(s.outcome, Outcome::Inconclusive);
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("run-to-run variance, estimated from 3"))
+        );
+        assert!(
+            !s.notes
+                .iter()
+                .any(|n| n.starts_with("the baseline ran separately"))
+        );
+        assert_eq!(
+            s.metrics[1],
+            stats(&c, &b).metrics[1],
+            "other metrics untouched"
+        );
+    }
 }

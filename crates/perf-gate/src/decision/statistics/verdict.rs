@@ -158,7 +158,110 @@ pub struct Statistics {
     pub notes: Vec<String>,
 }
 
+/// The spread between runs of each judged ratio (standard deviation of the natural log of the
+/// figure across repeated passed runs), keyed by the judged metric's name (`p95_ttft_ratio`,
+/// ...), and how many runs it was estimated from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunToRun {
+    /// Standard deviation of `ln(figure)` between runs, per judged metric.
+    pub sd_log: std::collections::BTreeMap<String, f64>,
+    /// Runs it was estimated from.
+    pub runs: usize,
+}
+
+impl RunToRun {
+    /// The spread of the client figures behind each judged ratio across `runs` (the metric
+    /// maps of repeated passed runs): the sample standard deviation of their natural logs,
+    /// for each figure every run has, positive; nothing from fewer than 3 runs.
+    pub fn of_runs(runs: &[&crate::decision::MetricMap]) -> Self {
+        const FIGURES: [(&str, &str); 3] = [
+            ("p95_ttft_ratio", "client_p95_ttft_s"),
+            ("p95_e2e_ratio", "client_p95_latency_s"),
+            ("throughput_ratio", "client_throughput_rps"),
+        ];
+        let mut sd_log = std::collections::BTreeMap::new();
+        if runs.len() >= 3 {
+            for (name, key) in FIGURES {
+                let logs: Option<Vec<f64>> = runs
+                    .iter()
+                    .map(|m| {
+                        m.get(key)
+                            .and_then(|v| v.get())
+                            .filter(|v| *v > 0.0)
+                            .map(f64::ln)
+                    })
+                    .collect();
+                let Some(logs) = logs else { continue };
+                let n = logs.len() as f64;
+                let mean = logs.iter().sum::<f64>() / n;
+                let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                sd_log.insert(name.to_string(), var.sqrt());
+            }
+        }
+        RunToRun {
+            sd_log,
+            runs: runs.len(),
+        }
+    }
+}
+
 impl Statistics {
+    /// Widens each ratio interval by the run-to-run spread: the candidate's run and the
+    /// baseline's each carry an offset of standard deviation `sd` in log space, so the log
+    /// ratio gains a variance `2 sd²`, added in quadrature to the interval's half-width (at
+    /// the interval's own level), and the metric is judged again. The note saying the interval
+    /// ignores the run-to-run variance is replaced by one saying how it was included.
+    pub fn include_run_to_run(&mut self, spread: &RunToRun) {
+        let z = z_two_sided(self.per_metric_alpha);
+        let mut widened = Vec::new();
+        for m in &mut self.metrics {
+            let (Some(sd), Some(lo), Some(hi)) = (spread.sd_log.get(&m.name), m.lo, m.hi) else {
+                continue;
+            };
+            if !(lo > 0.0 && hi > 0.0 && sd.is_finite()) {
+                continue;
+            }
+            let (c, half) = ((hi.ln() + lo.ln()) / 2.0, (hi.ln() - lo.ln()) / 2.0);
+            let half = (half * half + 2.0 * (z * sd).powi(2)).sqrt();
+            let (lo, hi) = ((c - half).exp(), (c + half).exp());
+            let worse = if m.worse == "higher" {
+                Worse::Higher
+            } else {
+                Worse::Lower
+            };
+            m.lo = Some(lo);
+            m.hi = Some(hi);
+            m.outcome = judge(lo, hi, m.limit, worse);
+            m.method.push_str(&format!(
+                ", widened by the run-to-run spread (sd of ln {sd:.4} over {} runs)",
+                spread.runs
+            ));
+            let side = match m.outcome {
+                Outcome::Failed if worse == Worse::Higher => "lies wholly above",
+                Outcome::Failed => "lies wholly below",
+                Outcome::Passed => "lies within",
+                Outcome::Inconclusive => "straddles",
+            };
+            m.reason = format!(
+                "{} {:.4} [{lo:.4}, {hi:.4}] {side} the limit {:.4} (run-to-run spread included)",
+                m.name,
+                m.point.unwrap_or(f64::NAN),
+                m.limit
+            );
+            widened.push(m.name.clone());
+        }
+        if widened.is_empty() {
+            return;
+        }
+        self.outcome = overall(&self.metrics);
+        self.notes
+            .retain(|n| !n.starts_with("the baseline ran separately"));
+        self.notes.push(format!(
+            "the ratio intervals include the run-to-run variance, estimated from {} passed runs of the baseline (--baseline-runs)",
+            spread.runs
+        ));
+    }
+
     /// The judged metrics with the given outcome.
     pub fn with_outcome(&self, o: Outcome) -> impl Iterator<Item = &MetricInterval> {
         self.metrics.iter().filter(move |m| m.outcome == o)
@@ -274,6 +377,17 @@ fn no_interval(name: &str, limit: f64, worse: &str, why: &NoInterval) -> MetricI
     }
 }
 
+/// Failed if a metric failed, else inconclusive if one was, else passed.
+fn overall(metrics: &[MetricInterval]) -> Outcome {
+    if metrics.iter().any(|m| m.outcome == Outcome::Failed) {
+        Outcome::Failed
+    } else if metrics.iter().any(|m| m.outcome == Outcome::Inconclusive) {
+        Outcome::Inconclusive
+    } else {
+        Outcome::Passed
+    }
+}
+
 /// Compares the arms: an interval per judged metric, each judged against its tolerance.
 pub fn assess(input: &Input) -> Statistics {
     let t = input.thresholds;
@@ -358,13 +472,7 @@ pub fn assess(input: &Input) -> Statistics {
             },
         },
     );
-    let outcome = if metrics.iter().any(|m| m.outcome == Outcome::Failed) {
-        Outcome::Failed
-    } else if metrics.iter().any(|m| m.outcome == Outcome::Inconclusive) {
-        Outcome::Inconclusive
-    } else {
-        Outcome::Passed
-    };
+    let outcome = overall(&metrics);
     let values = |s: &SampleStore, pick: fn(&crate::stats::RequestSample) -> f32| -> Vec<f64> {
         s.requests()
             .iter()
@@ -395,7 +503,7 @@ pub fn assess(input: &Input) -> Statistics {
         "the success-rate interval takes requests as independent: failures that come in bursts make it too narrow".to_string(),
     ];
     if input.pairing == Pairing::Independent {
-        notes.push("the baseline ran separately: the interval covers the noise within each run, not the run-to-run variance between runs".into());
+        notes.push("the baseline ran separately: the interval covers the noise within each run, not the run-to-run variance between runs (--baseline-runs 3 or more estimates and includes it)".into());
     }
     Statistics {
         pairing: match input.pairing {
