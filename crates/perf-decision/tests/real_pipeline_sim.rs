@@ -330,6 +330,7 @@ async fn check_run(
             "run metric {key} {logged:?} != the decision's {decided:?}"
         );
     }
+    assert_eq!(run.data.tag("perf_verdict"), decision["verdict"].as_str());
     if want.mode == "comparative" {
         for key in [
             "baseline_p95_latency_s",
@@ -338,6 +339,10 @@ async fn check_run(
         ] {
             assert!(run.data.metric(key).is_some(), "run metric {key}");
         }
+        // the baseline's samples came back from its run's results artifact: the statistics ran
+        let from = decision["baseline"]["samples"].as_str().unwrap_or_default();
+        assert!(from.contains("load_test_results.json artifact of run"), "{from}");
+        assert_eq!(decision["statistics"]["metrics"].as_array().map(Vec::len), Some(4));
     }
     let inputs = &run.inputs.dataset_inputs;
     assert_eq!(inputs.len(), 1, "dataset inputs");
