@@ -527,6 +527,31 @@ impl TryFrom<Cli> for DecideConfig {
         {
             bail!("--candidate-version {v:?} is not a model version number");
         }
+        // flag combinations that would silently drop what was asked for
+        if cli.no_mlflow
+            && cli
+                .baseline_alias
+                .as_deref()
+                .is_some_and(|a| !a.trim().is_empty())
+        {
+            bail!("--baseline-alias needs MLflow: it cannot be used with --no-mlflow");
+        }
+        if cli.no_mlflow && cli.fail_on_drift {
+            bail!("--fail-on-drift needs the MLflow history: it cannot be used with --no-mlflow");
+        }
+        if cli.baseline_runs > 1 {
+            let other = [
+                (cli.baseline_file.is_some(), "--baseline-file"),
+                (cli.baseline_results.is_some(), "--baseline-results"),
+                (cli.baseline_alias.is_some(), "--baseline-alias"),
+            ];
+            if let Some((_, flag)) = other.iter().find(|(set, _)| *set) {
+                bail!(
+                    "--baseline-runs {} takes the newest passed runs from MLflow: it cannot be used with {flag}",
+                    cli.baseline_runs
+                );
+            }
+        }
         let thresholds = cli.thresholds();
         thresholds.validate()?;
         let mlflow = cli.mlflow_mode()?;

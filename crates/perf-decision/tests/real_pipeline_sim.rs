@@ -341,8 +341,14 @@ async fn check_run(
         }
         // the baseline's samples came back from its run's results artifact: the statistics ran
         let from = decision["baseline"]["samples"].as_str().unwrap_or_default();
-        assert!(from.contains("load_test_results.json artifact of run"), "{from}");
-        assert_eq!(decision["statistics"]["metrics"].as_array().map(Vec::len), Some(4));
+        assert!(
+            from.contains("load_test_results.json artifact of run"),
+            "{from}"
+        );
+        assert_eq!(
+            decision["statistics"]["metrics"].as_array().map(Vec::len),
+            Some(4)
+        );
     }
     let inputs = &run.inputs.dataset_inputs;
     assert_eq!(inputs.len(), 1, "dataset inputs");

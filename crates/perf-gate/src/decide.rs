@@ -230,7 +230,17 @@ async fn decide_and_record(
         }
         (None, None) => None,
     };
-    let metrics = candidate_metrics(&results);
+    let mut metrics = candidate_metrics(&results);
+    if let Some(rate) = measured_baseline::combined_throughput(&results) {
+        metrics.insert(
+            format!(
+                "{}{}",
+                crate::decision::metrics::names::CLIENT_PREFIX,
+                crate::decision::metrics::names::THROUGHPUT
+            ),
+            crate::results::Measured::value(rate),
+        );
+    }
     let keys = CheckKeys::for_source(cfg.metrics_source);
     let mut draft = plan::Draft::new(cfg, &results, metrics);
     draft.set_decision_key(&decision_key);
@@ -240,8 +250,13 @@ async fn decide_and_record(
     let same_run = measured
         .as_ref()
         .is_some_and(|(b, _)| b.source == BaselineSource::SameRun);
-    if same_run && (cfg.baseline_file.is_some() || cfg.baseline_results.is_some()) {
-        draft.warn("the results hold a same-run baseline: it is the baseline, and --baseline-file / --baseline-results are not used".into());
+    if same_run
+        && (cfg.baseline_file.is_some()
+            || cfg.baseline_results.is_some()
+            || cfg.baseline_alias.is_some()
+            || cfg.baseline_runs > 1)
+    {
+        draft.warn("the results hold a same-run baseline: it is the baseline, and --baseline-file / --baseline-results / --baseline-alias / --baseline-runs are not used".into());
     }
     let file_baseline = if measured.is_some() {
         None
@@ -288,6 +303,18 @@ async fn decide_and_record(
     };
     let searched = match (&file_baseline, &experiment) {
         _ if measured.is_some() => None,
+        // the alias names its run directly: no experiment search needed (a dry run may have
+        // no experiment yet)
+        (None, None) if cfg.baseline_alias.is_some() => {
+            let alias = cfg.baseline_alias.as_deref().unwrap_or_default();
+            Some(
+                cancellable(
+                    cancel,
+                    resolve::by_alias(&client, cfg, alias, &version.version),
+                )
+                .await?,
+            )
+        }
         (None, Some(exp)) => {
             let (found, warning) = cancellable(
                 cancel,
@@ -338,7 +365,7 @@ async fn decide_and_record(
         })
         .await?;
         if let Some(w) = warning {
-            draft.warn(w);
+            draft.drift_unavailable(w);
         }
         draft.assess_drift(&runs, &keys, chrono::Utc::now().timestamp_millis());
     }

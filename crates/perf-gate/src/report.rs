@@ -16,12 +16,12 @@
 //! from the documents is escaped.
 
 mod decision;
-mod html;
+pub(crate) mod html;
 mod load;
 mod load_page;
 mod plots;
 mod series;
-mod summary;
+pub(crate) mod summary;
 
 #[cfg(test)]
 mod tests;

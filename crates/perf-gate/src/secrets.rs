@@ -44,6 +44,9 @@ pub fn register(secret: &str) {
     forms.push(debug[1..debug.len() - 1].to_string());
     // inside a URL's userinfo
     forms.push(percent_encode_userinfo(secret));
+    // inside the HTML report and the Markdown summary, as they escape text
+    forms.push(crate::report::html::esc(secret));
+    forms.push(crate::report::summary::md(secret));
     add_forms(forms);
 }
 
@@ -196,6 +199,18 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_escaped_by_the_reports_is_scrubbed() {
+        register("r3p<rt>&_pw");
+        for shown in [
+            crate::report::html::esc("r3p<rt>&_pw"),
+            crate::report::summary::md("r3p<rt>&_pw"),
+        ] {
+            let text = format!("key: {shown}.");
+            assert!(!scrubbed(&text).contains("r3p"), "{shown}");
+        }
+    }
 
     #[test]
     fn every_form_of_a_secret_is_scrubbed() {

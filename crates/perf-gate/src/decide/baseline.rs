@@ -39,19 +39,23 @@ pub(crate) fn choose(
 ) -> Choice {
     let mut skipped = Vec::new();
     let mut fallback: Option<(BaselineRecord, Vec<String>, Vec<String>)> = None;
-    let mut overrides = 0;
+    // the newest inconclusive pass (not the candidate's version): a last resort before
+    // absolute mode, which would be laxer than the seed
+    let mut inconclusive: Option<(BaselineRecord, Vec<String>)> = None;
     for run in runs {
         let b = baseline_from_run(run);
         let id = &run.info.run_id;
         let v = b.version.as_deref().unwrap_or("?");
         if run.data.tag(OVERRIDE_TAG) == Some("true") {
-            overrides += 1;
             skipped.push(format!(
                 "run {id} (version {v}): an override (perf-decision override), not a measurement"
             ));
             continue;
         }
         if run.data.tag(super::plan::PERF_VERDICT_TAG) == Some("inconclusive") {
+            if inconclusive.is_none() && b.version.as_deref() != Some(candidate_version) {
+                inconclusive = Some((b.clone(), skipped.clone()));
+            }
             skipped.push(format!(
                 "run {id} (version {v}): its verdict was inconclusive (the evidence could not show it within the tolerances)"
             ));
@@ -110,19 +114,22 @@ pub(crate) fn choose(
                 warning: Some(warning),
             }
         }
-        None => Choice {
-            baseline: None,
-            warning: (!skipped.is_empty()).then(|| {
-                let what = if overrides > 0 {
-                    "judged the candidate's own version or were overrides"
-                } else {
-                    "judged the candidate's own version"
-                };
-                format!(
-                    "the only passed runs {what}: no baseline ({})",
-                    skipped.join("; ")
-                )
-            }),
+        None => match inconclusive {
+            Some((mut b, before)) => {
+                let id = b.run_id.clone().unwrap_or_default();
+                b.skipped = before;
+                Choice {
+                    baseline: Some(b),
+                    warning: Some(format!(
+                        "every passed run that could be the baseline passed with an inconclusive verdict: the newest, run {id}, is the baseline anyway (absolute mode would be laxer than the seed)"
+                    )),
+                }
+            }
+            None => Choice {
+                baseline: None,
+                warning: (!skipped.is_empty())
+                    .then(|| format!("no passed run can be the baseline: {}", skipped.join("; "))),
+            },
         },
     }
 }

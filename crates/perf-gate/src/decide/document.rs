@@ -346,6 +346,12 @@ pub fn read_baseline_file(
             decision: doc.decision.as_str(),
         });
     }
+    if doc.verdict == Some(RichVerdict::Inconclusive) {
+        return Err(BaselineFileError::NotPassed {
+            path: shown,
+            decision: "passed but inconclusive",
+        });
+    }
     if !any_model && doc.model_name != model_name {
         return Err(BaselineFileError::OtherModel {
             path: shown,

@@ -28,6 +28,14 @@ pub(crate) fn same_run(
         baseline_arm: None,
         ..results.clone()
     };
+    let mut metrics = candidate_metrics(&as_results);
+    if let Some(rate) = combined_throughput(results) {
+        metrics.insert(
+            crate::decision::metrics::names::CLIENT_PREFIX.to_string()
+                + crate::decision::metrics::names::THROUGHPUT,
+            crate::results::Measured::value(rate),
+        );
+    }
     let record = BaselineRecord {
         source: BaselineSource::SameRun,
         run_id: None,
@@ -38,13 +46,24 @@ pub(crate) fn same_run(
         run_to_run_sd_log: Default::default(),
         model_name: Some(model_name.to_string()),
         version: None,
-        metrics: candidate_metrics(&as_results),
+        metrics,
         load_settings: candidate_settings(results, MetricsSource::Client),
         comparable: None,
         comparability: Vec::new(),
         skipped: Vec::new(),
     };
     Some((record, ArmSamples::same_run_baseline(results)?))
+}
+
+/// In a same-server A/B run, the two arms' combined rate of successful requests: each arm
+/// carries half the requests, so one arm's rate is no deployment's throughput (the floor of
+/// check 3 would fail a healthy candidate), and the arms' rates differ only by their
+/// successes. Checks 3 reads this for both sides. `None` outside A/B or without a duration.
+pub(crate) fn combined_throughput(results: &LoadTestResults) -> Option<f64> {
+    let arm = results.baseline_arm.as_ref()?;
+    let c = results.client.as_ref()?;
+    let d = results.timing.as_ref()?.load_duration_s;
+    (d > 0.0).then(|| (c.successful_requests + arm.client.successful_requests) as f64 / d)
 }
 
 /// An earlier `load_test_results.json` as the baseline (`--baseline-results`): it must have
@@ -60,6 +79,12 @@ pub(crate) fn from_results_file(
         return Err(DecideError::Input(format!(
             "--baseline-results: {shown} records a load test that did not complete (status `{}`): it cannot be a baseline",
             results.status.as_str()
+        )));
+    }
+    if let Some(v) = results.validity.as_ref().filter(|v| !v.valid) {
+        return Err(DecideError::Input(format!(
+            "--baseline-results: {shown} records a measurement that cannot be trusted ({}): it cannot be a baseline",
+            v.reasons.join("; ")
         )));
     }
     let record = BaselineRecord {

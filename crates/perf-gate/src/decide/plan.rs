@@ -55,6 +55,7 @@ pub struct Draft<'a> {
     statistics: Option<Statistics>,
     drift: Vec<DriftResult>,
     history: Vec<HistoryPoint>,
+    drift_unavailable: Option<String>,
 }
 
 /// Run tag holding the richer verdict (`passed`, `failed`, `invalid`, `inconclusive`); a run
@@ -102,7 +103,15 @@ impl<'a> Draft<'a> {
             statistics: None,
             drift: Vec::new(),
             history: Vec::new(),
+            drift_unavailable: None,
         }
+    }
+
+    /// The history could not be read: a warning, and with `--fail-on-drift` a failed check
+    /// (the check asked for cannot be made: fail closed).
+    pub(crate) fn drift_unavailable(&mut self, why: String) {
+        self.warn(why.clone());
+        self.drift_unavailable = Some(why);
     }
 
     /// Judges the drift of the metrics checks 1–3 read against the passed runs `runs` (any
@@ -176,6 +185,15 @@ impl<'a> Draft<'a> {
         let Some(b) = &self.baseline_samples else {
             return;
         };
+        if self
+            .results
+            .load_generator
+            .as_ref()
+            .is_some_and(|g| g.saturated)
+        {
+            self.warn("the load generator was saturated: its per-request timings may be inflated, so no statistical comparison is made (the checks decide)".into());
+            return;
+        }
         let c = match &self.candidate_samples {
             Ok(c) => c,
             Err(why) => {
@@ -303,20 +321,41 @@ impl<'a> Draft<'a> {
                 eval.push(c);
             }
         }
+        if let Some(why) = self
+            .drift_unavailable
+            .as_ref()
+            .filter(|_| self.cfg.fail_on_drift)
+        {
+            eval.push(crate::decision::checks::CheckResult {
+                name: CheckName::Drift,
+                metric: "history".into(),
+                value: None,
+                absolute_limit: 1.0,
+                absolute_op: Op::Le,
+                relative_limit: None,
+                relative_op: Op::Le,
+                baseline_value: None,
+                passed: false,
+                reason: format!(
+                    "{why}: the drift check cannot be made (--fail-on-drift): fails closed"
+                ),
+            });
+        }
         if self.cfg.fail_on_drift {
             for d in &self.drift {
+                // the ratio to the month-ago reference against the ratio limit (finite)
                 eval.push(crate::decision::checks::CheckResult {
                     name: CheckName::Drift,
                     metric: d.metric.clone(),
-                    value: d.candidate_value,
-                    absolute_limit: d.reference_value.map_or(f64::NAN, |r| r * d.limit),
+                    value: d.ratio,
+                    absolute_limit: d.limit,
                     absolute_op: match d.direction {
                         crate::decision::drift::Direction::HigherIsWorse => Op::Le,
                         crate::decision::drift::Direction::LowerIsWorse => Op::Ge,
                     },
                     relative_limit: None,
                     relative_op: Op::Le,
-                    baseline_value: d.reference_value,
+                    baseline_value: None,
                     passed: !d.flagged,
                     reason: format!("{} (--fail-on-drift)", d.reason),
                 });
@@ -463,7 +502,7 @@ fn departures(
             baseline.and_then(|b| b.file.as_deref()).unwrap_or("a results file")
         )),
         Some(BaselineSource::SameRun) => out.push(format!(
-            "the baseline is adapter `{}` measured in the same run, interleaved with the candidate (load-test --baseline-adapter), not a stored run; the comparison uses the client's figures (vLLM labels its metrics by base model, not adapter)",
+            "the baseline is adapter `{}` measured in the same run, interleaved with the candidate (load-test --baseline-adapter), not a stored run; the comparison uses the client's figures (vLLM labels its metrics by base model, not adapter); check 3 reads the two arms' combined throughput (each arm carries half the requests, so the relative throughput bound and its interval cannot tell the arms apart)",
             baseline.and_then(|b| b.adapter.as_deref()).unwrap_or("?")
         )),
         _ => {}

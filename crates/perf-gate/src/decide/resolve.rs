@@ -284,7 +284,7 @@ pub(crate) async fn find_baseline(
 /// The baseline named by `--baseline-alias`: the version holding the alias, and the passed run
 /// its `perf_run_id` tag names. Every way this can fail is an error, never absolute mode: the
 /// comparison asked for cannot be made.
-async fn by_alias(
+pub(crate) async fn by_alias(
     client: &MlflowClient,
     cfg: &DecideConfig,
     alias: &str,
@@ -328,6 +328,11 @@ async fn by_alias(
             "run {run_id} of version {v} is {} with perf_decision {:?}: not a passed decision",
             run.info.status,
             run.data.tag("perf_decision").unwrap_or("absent")
+        )));
+    }
+    if run.data.tag(super::override_decision::OVERRIDE_TAG) == Some("true") {
+        return Err(refuse(format!(
+            "run {run_id} of version {v} is an override (perf-decision override), not a measurement: it is never a baseline"
         )));
     }
     if run.data.tag(super::plan::PERF_VERDICT_TAG) == Some("inconclusive") {

@@ -108,7 +108,7 @@ fn a_version_is_never_its_own_baseline() {
     );
     let only_self = pick(&[run("r2", "7", &s, &[])]);
     assert!(only_self.baseline.is_none());
-    assert!(only_self.warning.unwrap().contains("own version"));
+    assert!(only_self.warning.unwrap().contains("the candidate itself"));
 }
 
 #[test]
@@ -172,5 +172,30 @@ fn an_override_is_never_a_baseline_nor_a_fallback() {
     let only = pick(&[overridden]);
     assert!(only.baseline.is_none());
     let w = only.warning.unwrap();
-    assert!(w.contains("or were overrides: no baseline"), "{w}");
+    assert!(
+        w.starts_with("no passed run can be the baseline: run r3 (version 6): an override"),
+        "{w}"
+    );
+}
+
+#[test]
+fn when_every_other_pass_was_inconclusive_the_newest_is_the_baseline_not_absolute_mode() {
+    let s = settings();
+    let tags = |r: &mut Run| {
+        r.data.tags = serde_json::from_value(serde_json::json!([
+            {"key": "perf_decision", "value": "passed"},
+            {"key": "perf_verdict", "value": "inconclusive"}
+        ]))
+        .unwrap();
+    };
+    let (mut r3, mut r2) = (run("r3", "6", &s, &[]), run("r2", "5", &s, &[]));
+    tags(&mut r3);
+    tags(&mut r2);
+    let c = pick(&[r3, r2]);
+    assert_eq!(c.baseline.unwrap().run_id.as_deref(), Some("r3"));
+    assert!(
+        c.warning
+            .unwrap()
+            .contains("inconclusive verdict: the newest, run r3")
+    );
 }

@@ -136,8 +136,9 @@ pub fn interval_checks(
 }
 
 /// The richer verdict: `invalid` stays; a check failed for a reason other than an
-/// inconclusive interval is `failed`; otherwise a judged metric that was inconclusive makes
-/// it `inconclusive`; else `passed`.
+/// inconclusive interval is `failed`; otherwise a judged metric whose interval straddles its
+/// tolerance makes it `inconclusive` (a metric with no interval at all does not: under
+/// `--decision statistical` it is counted as `--on-inconclusive` says); else `passed`.
 pub fn rich_verdict(eval: &Evaluation, stats: Option<&Statistics>) -> RichVerdict {
     if eval.verdict == Verdict::Invalid {
         return RichVerdict::Invalid;
@@ -153,7 +154,13 @@ pub fn rich_verdict(eval: &Evaluation, stats: Option<&Statistics>) -> RichVerdic
     if eval.checks.iter().any(|c| !c.passed && !inconclusive(c)) {
         return RichVerdict::Failed;
     }
-    if stats.is_some_and(|s| s.metrics.iter().any(|m| m.outcome == Outcome::Inconclusive)) {
+    // an interval that straddles its tolerance; a metric without an interval (a load too short
+    // for 20 blocks) says nothing either way and leaves the verdict to the checks
+    if stats.is_some_and(|s| {
+        s.metrics
+            .iter()
+            .any(|m| m.outcome == Outcome::Inconclusive && m.lo.is_some())
+    }) {
         return RichVerdict::Inconclusive;
     }
     match eval.verdict {
