@@ -125,3 +125,45 @@ pub(crate) async fn stored_results(
     let shown = format!("{RESULTS_FILE} of run {run_id}");
     LoadTestResults::from_slice(&bytes, &shown).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use crate::results::{BaselineArm, Validity};
+
+    #[test]
+    fn an_untrustworthy_results_file_is_no_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = fixtures::results();
+        r.validity = Some(Validity {
+            valid: false,
+            reasons: vec!["other traffic on the server".into()],
+        });
+        let p = dir.path().join("base.json");
+        crate::fsio::write_json_atomic(&p, &r).unwrap();
+        let e = from_results_file(&p, MetricsSource::Server).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot be trusted (other traffic on the server)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_ab_run_judges_the_arms_combined_throughput_on_both_sides() {
+        let mut r = fixtures::results();
+        assert_eq!(combined_throughput(&r), None, "not an A/B run");
+        let arm = BaselineArm {
+            adapter: r.adapter.clone().unwrap(),
+            client: r.client.clone().unwrap(),
+        };
+        r.baseline_arm = Some(arm);
+        // 100 successes per arm over the fixture's 20 s load
+        let rate = combined_throughput(&r).unwrap();
+        assert!((rate - 10.0).abs() < 1e-9, "{rate}");
+        let (record, _) = same_run(&r, "m").unwrap();
+        assert_eq!(record.metrics["client_throughput_rps"].get(), Some(rate));
+        assert_eq!(record.source, BaselineSource::SameRun);
+    }
+}

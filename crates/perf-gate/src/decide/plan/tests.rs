@@ -594,3 +594,53 @@ fn a_pass_on_too_few_requests_is_inconclusive_and_a_p95_in_its_limits_bucket_is_
         RichVerdict::Passed
     );
 }
+
+#[test]
+fn an_inconclusive_decision_file_is_no_baseline() {
+    use crate::decision::statistics::verdict::RichVerdict;
+    let c = cfg();
+    let mut d = doc(&c, None);
+    assert_eq!(d.decision, Verdict::Passed);
+    d.verdict = Some(RichVerdict::Inconclusive);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("perf_decision.json");
+    crate::fsio::write_json_atomic(&p, &d).unwrap();
+    let e = crate::decide::read_baseline_file(&p, &d.model_name, false).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("records a `passed but inconclusive` decision"),
+        "{e}"
+    );
+    d.verdict = Some(RichVerdict::Passed);
+    crate::fsio::write_json_atomic(&p, &d).unwrap();
+    assert!(crate::decide::read_baseline_file(&p, &d.model_name, false).is_ok());
+}
+
+#[test]
+fn fail_on_drift_fails_closed_when_the_history_cannot_be_read() {
+    let mut c = cfg();
+    c.fail_on_drift = true;
+    let results = fixtures::results();
+    let mut draft = Draft::new(&c, &results, candidate_metrics(&results));
+    draft.drift_unavailable("no drift history: cannot search MLflow".into());
+    let eval = draft.evaluate(&CheckKeys::for_source(c.metrics_source));
+    let drift = eval
+        .checks
+        .iter()
+        .find(|x| x.name == crate::decision::CheckName::Drift)
+        .unwrap();
+    assert!(!drift.passed && drift.reason.contains("fails closed"));
+    assert_eq!(eval.verdict, Verdict::Failed);
+    // without --fail-on-drift it is only a warning
+    let c = cfg();
+    let mut draft = Draft::new(&c, &results, candidate_metrics(&results));
+    draft.drift_unavailable("no drift history: cannot search MLflow".into());
+    let eval = draft.evaluate(&CheckKeys::for_source(c.metrics_source));
+    assert_eq!(eval.verdict, Verdict::Passed);
+    assert!(
+        draft
+            .warnings()
+            .iter()
+            .any(|w| w.contains("no drift history"))
+    );
+}
