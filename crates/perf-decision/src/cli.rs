@@ -227,6 +227,12 @@ pub struct Cli {
     #[arg(long, env = "BASELINE_ALIAS", value_name = "ALIAS", conflicts_with_all = ["baseline_file", "baseline_results"])]
     pub baseline_alias: Option<String>,
 
+    /// In a same-server A/B run (load-test --baseline-adapter), compare the candidate with the
+    /// stored baseline as well (--baseline-results, --baseline-file, or MLflow's newest passed
+    /// run): checks `stored_baseline`, besides the comparison with the same-run arm.
+    #[arg(long, env = "ALSO_STORED_BASELINE", value_parser = BoolishValueParser::new())]
+    pub also_stored_baseline: bool,
+
     /// Compare with the per-metric median of the N newest comparable passed runs instead of
     /// the newest alone (1, the seed's): one noisy baseline run no longer decides.
     #[arg(long, env = "BASELINE_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20), value_name = "N")]
@@ -579,6 +585,7 @@ impl TryFrom<Cli> for DecideConfig {
             baseline_alias: cli.baseline_alias.filter(|a| !a.trim().is_empty()),
             fail_on_drift: cli.fail_on_drift,
             baseline_runs: cli.baseline_runs as usize,
+            also_stored_baseline: cli.also_stored_baseline,
             drift_lookback: std::time::Duration::from_secs(
                 u64::from(cli.drift_lookback_days) * 86_400,
             ),

@@ -178,12 +178,14 @@ fn measure_ab(dir: &Path, name: &str, baseline_scale: f64) -> PathBuf {
     out.join("load_test_results.json")
 }
 
-/// `perf-decision` of an A/B results file, files only (the baseline is in the file).
-fn judge_ab(dir: &Path, results: &Path) -> (String, Value) {
+/// `perf-decision` of an A/B results file, files only (the baseline is in the file), with
+/// `extra` flags.
+fn judge_ab(dir: &Path, results: &Path, extra: &[String]) -> (String, Value) {
     let out = dir.join("decision");
     let o = perf_decision()
         .arg(format!("--load-test-results={}", results.display()))
         .args(["--model-name=m", "--no-mlflow"])
+        .args(extra)
         .arg(format!("--output-dir={}", out.display()))
         .output()
         .unwrap();
@@ -200,7 +202,7 @@ fn judge_ab(dir: &Path, results: &Path) -> (String, Value) {
 fn serial_same_server_ab_equal_adapters_pass_and_a_slower_candidate_fails() {
     let dir = tempfile::tempdir().unwrap();
     let equal = measure_ab(dir.path(), "equal", 1.0);
-    let (status, doc) = judge_ab(&dir.path().join("equal"), &equal);
+    let (status, doc) = judge_ab(&dir.path().join("equal"), &equal, &[]);
     let all = outcomes(&doc);
     assert_eq!(doc["baseline"]["source"], "same_run");
     assert_eq!(doc["baseline"]["adapter"], "baseline");
@@ -215,7 +217,7 @@ fn serial_same_server_ab_equal_adapters_pass_and_a_slower_candidate_fails() {
 
     // the baseline adapter 1/1.3 as slow: the candidate is 30 % slower than it
     let slower = measure_ab(dir.path(), "slower", 1.0 / 1.3);
-    let (status, doc) = judge_ab(&dir.path().join("slower"), &slower);
+    let (status, doc) = judge_ab(&dir.path().join("slower"), &slower, &[]);
     let all = outcomes(&doc);
     assert_eq!(status, "failed", "{all:?}");
     assert_eq!(outcome(&all, "p95_ttft_ratio"), "failed", "{all:?}");
@@ -229,4 +231,33 @@ fn serial_same_server_ab_equal_adapters_pass_and_a_slower_candidate_fails() {
         .unwrap();
     assert_eq!(ttft["metric"], "client_p95_ttft_s");
     assert_eq!(ttft["passed"], false, "{ttft}");
+
+    // --also-stored-baseline: compared with a stored run as well; the candidate adapter runs
+    // as fast as in the earlier A/B run, so those checks pass while the same-run ones fail
+    let also = [
+        "--also-stored-baseline".to_string(),
+        format!("--baseline-results={}", equal.display()),
+    ];
+    let (status, doc) = judge_ab(&dir.path().join("also"), &slower, &also);
+    assert_eq!(status, "failed");
+    assert_eq!(doc["baseline"]["source"], "same_run");
+    assert_eq!(doc["stored_baseline"]["source"], "results");
+    let stored: Vec<&Value> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "stored_baseline")
+        .collect();
+    assert_eq!(stored.len(), 4, "checks 1-4 against the stored run too");
+    let ttft = stored
+        .iter()
+        .find(|c| c["metric"] == "client_p95_ttft_s")
+        .unwrap();
+    assert_eq!(ttft["passed"], true, "{ttft}");
+    assert!(
+        ttft["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("against the stored baseline")
+    );
 }

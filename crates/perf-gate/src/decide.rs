@@ -188,6 +188,7 @@ async fn decide_and_record(
             "baseline_alias": cfg.baseline_alias,
             "fail_on_drift": cfg.fail_on_drift,
             "baseline_runs": cfg.baseline_runs,
+            "also_stored_baseline": cfg.also_stored_baseline,
             "drift_lookback_s": cfg.drift_lookback.as_secs(),
             "decision_method": cfg.decision_method.as_str(),
             "on_inconclusive": cfg.on_inconclusive.as_str(),
@@ -218,10 +219,17 @@ async fn decide_and_record(
     // a measured baseline (same run, or --baseline-results) comes with its samples
     // (and the baseline's results, for the report)
     let mut baseline_results = None;
+    // with --also-stored-baseline, a same-run baseline is compared and so is the stored one
+    // (a --baseline-results file, a --baseline-file, or MLflow's): `also_file` holds the first
+    let mut also_file = None;
     let measured = match (
         measured_baseline::same_run(&results, &cfg.model_name),
         &cfg.baseline_results,
     ) {
+        (Some(m), Some(p)) if cfg.also_stored_baseline => {
+            also_file = Some(measured_baseline::from_results_file(p, cfg.metrics_source)?.0);
+            Some(m)
+        }
         (Some(m), _) => Some(m),
         (None, Some(p)) => {
             let (record, samples, r) = measured_baseline::from_results_file(p, cfg.metrics_source)?;
@@ -250,7 +258,12 @@ async fn decide_and_record(
     let same_run = measured
         .as_ref()
         .is_some_and(|(b, _)| b.source == BaselineSource::SameRun);
+    let also = same_run && cfg.also_stored_baseline;
+    if !same_run && cfg.also_stored_baseline {
+        draft.warn("--also-stored-baseline: the results hold no same-run baseline (load-test --baseline-adapter), so the stored baseline is the only one".into());
+    }
     if same_run
+        && !also
         && (cfg.baseline_file.is_some()
             || cfg.baseline_results.is_some()
             || cfg.baseline_alias.is_some()
@@ -258,7 +271,7 @@ async fn decide_and_record(
     {
         draft.warn("the results hold a same-run baseline: it is the baseline, and --baseline-file / --baseline-results / --baseline-alias / --baseline-runs are not used".into());
     }
-    let file_baseline = if measured.is_some() {
+    let file_baseline = if measured.is_some() && !also {
         None
     } else {
         file_baseline
@@ -268,7 +281,12 @@ async fn decide_and_record(
         MlflowMode::Off => {
             info!("MLflow disabled: deciding from files only (nothing is recorded in MLflow)");
             match measured {
-                Some((record, samples)) => set_baseline(&mut draft, Some(record), Some(samples)),
+                Some((record, samples)) => {
+                    set_baseline(&mut draft, Some(record), Some(samples));
+                    if also {
+                        draft.set_stored_baseline(also_file.or(file_baseline).map(sane));
+                    }
+                }
                 None => set_baseline(&mut draft, file_baseline, None),
             }
             let eval = draft.evaluate(&keys);
@@ -302,7 +320,8 @@ async fn decide_and_record(
         (Some(exp), created)
     };
     let searched = match (&file_baseline, &experiment) {
-        _ if measured.is_some() => None,
+        _ if measured.is_some() && !(also && also_file.is_none()) => None,
+        (Some(_), _) => None,
         // the alias names its run directly: no experiment search needed (a dry run may have
         // no experiment yet)
         (None, None) if cfg.baseline_alias.is_some() => {
@@ -353,7 +372,12 @@ async fn decide_and_record(
         None => None,
     };
     match measured {
-        Some((record, samples)) => set_baseline(&mut draft, Some(record), Some(samples)),
+        Some((record, samples)) => {
+            set_baseline(&mut draft, Some(record), Some(samples));
+            if also {
+                draft.set_stored_baseline(also_file.or(file_baseline).or(searched).map(sane));
+            }
+        }
         None => match searched {
             Some(b) => set_baseline(&mut draft, Some(b), stored_samples),
             None => set_baseline(&mut draft, file_baseline, None),

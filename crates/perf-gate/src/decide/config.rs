@@ -56,6 +56,9 @@ pub struct DecideConfig {
     /// An earlier `load_test_results.json` to compare with (`--baseline-results`): its figures
     /// and per-request samples are the baseline, instead of a passed decision.
     pub baseline_results: Option<PathBuf>,
+    /// `--also-stored-baseline`: in a same-server A/B run, compare with the stored baseline
+    /// too (checks `stored_baseline`), not only with the same-run arm.
+    pub also_stored_baseline: bool,
     /// `--baseline-runs`: the baseline is the per-metric median of this many of the newest
     /// comparable passed runs (1: the newest, as the seed).
     pub baseline_runs: usize,

@@ -200,6 +200,10 @@ pub struct PerfDecision {
     pub load_settings: LoadSettings,
     /// The baseline (comparative mode).
     pub baseline: Option<BaselineRecord>,
+    /// With `--also-stored-baseline` in a same-server A/B run: the stored baseline the
+    /// candidate was also compared with (checks `stored_baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_baseline: Option<BaselineRecord>,
     /// The four checks (and `comparable_baseline` with `--require-comparable-baseline`).
     pub checks: Vec<CheckResult>,
     /// The limits used.

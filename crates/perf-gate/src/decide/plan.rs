@@ -56,6 +56,7 @@ pub struct Draft<'a> {
     drift: Vec<DriftResult>,
     history: Vec<HistoryPoint>,
     drift_unavailable: Option<String>,
+    stored_baseline: Option<BaselineRecord>,
 }
 
 /// Run tag holding the richer verdict (`passed`, `failed`, `invalid`, `inconclusive`); a run
@@ -104,7 +105,25 @@ impl<'a> Draft<'a> {
             drift: Vec::new(),
             history: Vec::new(),
             drift_unavailable: None,
+            stored_baseline: None,
         }
+    }
+
+    /// With `--also-stored-baseline`: the stored baseline the A/B candidate is compared with
+    /// as well; its load is assessed (warnings: an A/B run's candidate ran at about half the
+    /// concurrency of a single-adapter run). `None`: there is none, said in a warning.
+    pub(crate) fn set_stored_baseline(&mut self, stored: Option<BaselineRecord>) {
+        let Some(mut b) = stored else {
+            self.warn("--also-stored-baseline: no stored baseline was found: the same-run baseline is the only comparison".into());
+            return;
+        };
+        let c = compare(&self.load_settings, &b.load_settings);
+        b.comparable = Some(c.comparable);
+        b.comparability = c.reasons.clone();
+        for r in c.reasons {
+            self.warn(format!("stored baseline: {r}"));
+        }
+        self.stored_baseline = Some(b);
     }
 
     /// The history could not be read: a warning, and with `--fail-on-drift` a failed check
@@ -321,6 +340,27 @@ impl<'a> Draft<'a> {
                 eval.push(c);
             }
         }
+        if let Some(stored) = &self.stored_baseline {
+            let id = stored
+                .run_id
+                .as_deref()
+                .or(stored.file.as_deref())
+                .unwrap_or("?");
+            for c in decide(
+                &self.metrics,
+                Some(&stored.metrics),
+                &self.cfg.thresholds,
+                keys,
+            )
+            .checks
+            {
+                eval.push(crate::decision::checks::CheckResult {
+                    name: CheckName::StoredBaseline,
+                    reason: format!("against the stored baseline {id}: {}", c.reason),
+                    ..c
+                });
+            }
+        }
         if let Some(why) = self
             .drift_unavailable
             .as_ref()
@@ -436,6 +476,7 @@ impl<'a> Draft<'a> {
             metrics: self.metrics,
             load_settings: self.load_settings,
             baseline: self.baseline,
+            stored_baseline: self.stored_baseline,
             checks: eval.checks,
             thresholds: self.cfg.thresholds,
             dataset: self.dataset,

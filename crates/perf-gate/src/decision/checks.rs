@@ -50,6 +50,9 @@ pub enum CheckName {
     /// With `--fail-on-drift`: the metric sits within its tolerance of the passed runs of a
     /// month ago (see `perf_gate::decision::drift`).
     Drift,
+    /// With `--also-stored-baseline` in a same-server A/B run: one of checks 1–4 against the
+    /// stored baseline too (its `metric` names which).
+    StoredBaseline,
 }
 
 /// A comparison operator, as written in the decision file.

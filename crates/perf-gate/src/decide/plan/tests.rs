@@ -27,6 +27,7 @@ fn cfg() -> DecideConfig {
         baseline_results: None,
         baseline_alias: None,
         baseline_runs: 1,
+        also_stored_baseline: false,
         fail_on_drift: false,
         drift_lookback: std::time::Duration::from_secs(28 * 86_400),
         decision_method: Default::default(),
