@@ -168,8 +168,8 @@ async fn a_failure_after_the_run_exists_marks_it_failed() {
     Mock::given(method("POST"))
         .and(path(format!("{API}/runs/search")))
         .respond_with(ok(json!({})))
-        // the baseline, then an earlier recording of this very decision (a rerun)
-        .expect(2)
+        // the baseline, the drift history, then an earlier recording of this very decision (a rerun)
+        .expect(3)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
