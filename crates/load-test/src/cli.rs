@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
+use perf_gate::loadtest::thresholds::Threshold;
 use perf_gate::loadtest::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
@@ -226,6 +228,21 @@ pub struct Cli {
     #[arg(long, env = "SLO", value_parser = slo, value_name = "OBJECTIVES")]
     pub slo: Option<perf_gate::results::Slo>,
 
+    /// A pass/fail criterion on the client's figures, judged when the run completes
+    /// (repeatable; the env var takes a comma-separated list): `METRIC OP VALUE`, OP one of
+    /// <, <=, >, >=, e.g. `ttft_p95<2s`, `e2e_p99<=8s`, `error_rate<5%`, `rps>=10`. Metrics:
+    /// ttft_pNN, e2e_pNN (alias latency_pNN), itl_pNN, tpot_pNN (NN: 50, 90, 95, 99; values in
+    /// ms or s, bare = s), error_rate, success_rate, slo_attainment (5% or a fraction), rps,
+    /// tokens_per_s. A crossed one (or one without a value) prints a WARNING line and makes
+    /// the exit code 1; the status stays `completed`.
+    #[arg(
+        long = "threshold",
+        env = "THRESHOLDS",
+        value_delimiter = ',',
+        value_name = "EXPR"
+    )]
+    pub thresholds: Vec<String>,
+
     /// Interval between progress log lines; 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
@@ -272,6 +289,14 @@ impl TryFrom<Cli> for LoadTestConfig {
             WindowArg::EndAnchored => WindowMode::EndAnchored,
             WindowArg::Seed => WindowMode::Seed,
         };
+        let thresholds = cli
+            .thresholds
+            .iter()
+            .map(|t| {
+                t.parse::<Threshold>()
+                    .with_context(|| format!("--threshold {t:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
             anyhow::bail!(
                 "--baseline-adapter must name another adapter than --adapter-name ({:?})",
@@ -312,6 +337,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
             slo: cli.slo,
+            thresholds,
             vllm_tls,
             prometheus_tls,
         })
@@ -387,6 +413,30 @@ mod tests {
         assert_eq!(
             e,
             "--baseline-adapter must name another adapter than --adapter-name (\"a\")"
+        );
+    }
+
+    #[test]
+    fn thresholds_repeat_and_a_bad_one_names_its_flag() {
+        let cfg = LoadTestConfig::try_from(parse(&[
+            "--vllm-url=http://h",
+            "--threshold=ttft_p95<2s",
+            "--threshold",
+            "error_rate < 5%",
+        ]))
+        .unwrap();
+        let given: Vec<_> = cfg
+            .thresholds
+            .iter()
+            .map(|t| t.expression.as_str())
+            .collect();
+        assert_eq!(given, ["ttft_p95<2s", "error_rate < 5%"]);
+        let e =
+            LoadTestConfig::try_from(parse(&["--vllm-url=http://h", "--threshold=ttft_p95<<2s"]))
+                .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "--threshold \"ttft_p95<<2s\": expected METRIC OP VALUE with OP one of <, <=, >, >="
         );
     }
 

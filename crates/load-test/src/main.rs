@@ -47,7 +47,24 @@ async fn run(cli: Cli) -> Result<Exit, (Exit, anyhow::Error)> {
         (e.exit(), e.into())
     })?;
     print_summary(&outcome);
+    print_thresholds(&outcome.results);
     Ok(outcome.exit)
+}
+
+/// One line per `--threshold`, after the summary (seed 002's PASS/WARNING wording).
+fn print_thresholds(r: &perf_gate::results::LoadTestResults) {
+    if r.config.thresholds.is_empty() {
+        return;
+    }
+    if r.thresholds.is_empty() {
+        println!(
+            "thresholds: not evaluated (status {}: only a completed run is judged)",
+            r.status.as_str()
+        );
+    }
+    for o in &r.thresholds {
+        println!("{}", loadtest::thresholds::line(o));
+    }
 }
 
 fn print_summary(outcome: &LoadTestOutcome) {

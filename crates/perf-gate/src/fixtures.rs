@@ -112,6 +112,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             slo: None,
             wait_ready_s: 0.0,
             drain_grace_s: 10.0,
+            thresholds: vec![],
         },
         adapter: Some(AdapterInfo {
             name: adapter.into(),
@@ -190,5 +191,6 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         }),
         departures: vec!["end-anchored windows".into()],
         warnings: vec![],
+        thresholds: vec![],
     }
 }

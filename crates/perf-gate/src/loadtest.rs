@@ -20,6 +20,7 @@ mod accounting;
 mod config;
 mod error;
 mod phases;
+pub mod thresholds;
 
 pub use config::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
@@ -108,6 +109,9 @@ pub async fn run(
     if let Some(t) = results.timing.as_mut() {
         t.wall_clock_duration_s = started.elapsed().as_secs_f64();
     }
+    if judge_thresholds(&cfg, &mut results) && exit == Exit::Done {
+        exit = Exit::Rejected;
+    }
     // texts that may quote a server (which may echo a credential): no known secret is shown
     // (the error line goes to stdout) or written
     let unusual = scrub_results(&mut results);
@@ -141,7 +145,7 @@ pub async fn run(
             Some(earlier) => format!("{line} (the run had already stopped: {earlier})"),
             None => line,
         });
-        if exit == Exit::Done {
+        if matches!(exit, Exit::Done | Exit::Rejected) {
             exit = LoadTestError::Output(e).exit();
         }
     }
@@ -151,6 +155,32 @@ pub async fn run(
         results_path: outputs.path(RESULTS_FILE),
         results_written,
     })
+}
+
+/// Judges the `--threshold`s when the run completed (recorded in `results.thresholds`, each
+/// logged); otherwise records that they were not judged. Whether one was crossed.
+fn judge_thresholds(cfg: &LoadTestConfig, results: &mut LoadTestResults) -> bool {
+    if cfg.thresholds.is_empty() {
+        return false;
+    }
+    if results.status != RunStatus::Completed {
+        let line = format!(
+            "thresholds not evaluated: the run did not complete (status {})",
+            results.status.as_str()
+        );
+        tracing::warn!("{line}");
+        results.warnings.push(line);
+        return false;
+    }
+    results.thresholds = thresholds::evaluate(&cfg.thresholds, results);
+    for o in &results.thresholds {
+        if o.passed {
+            tracing::info!(threshold = %o.expression, value = ?o.value, "threshold passed: {}", o.reason);
+        } else {
+            tracing::warn!(threshold = %o.expression, value = ?o.value, "threshold crossed: {}", o.reason);
+        }
+    }
+    results.thresholds.iter().any(|o| !o.passed)
 }
 
 /// Takes every known secret out of every string of `results` ([`crate::secrets::scrub_json`]):
@@ -274,6 +304,11 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             slo: cfg.slo,
             wait_ready_s: cfg.wait_ready.map_or(0.0, |d| d.as_secs_f64()),
             drain_grace_s: cfg.drain_grace.as_secs_f64(),
+            thresholds: cfg
+                .thresholds
+                .iter()
+                .map(|t| t.expression.clone())
+                .collect(),
         },
         adapter: None,
         eval_data: None,
@@ -287,5 +322,6 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         validity: None,
         departures,
         warnings: Vec::new(),
+        thresholds: Vec::new(),
     }
 }

@@ -604,6 +604,9 @@ pub struct RunConfig {
     /// Grace given to in-flight requests after a signal, seconds.
     #[serde(default)]
     pub drain_grace_s: f64,
+    /// `--threshold` expressions, as given (their outcomes: [`LoadTestResults::thresholds`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
 }
 
 /// Name and version of the program that wrote a file.
@@ -671,6 +674,33 @@ pub struct LoadTestResults {
     /// Non-fatal problems.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The `--threshold` outcomes, in the order given; evaluated only when the run completed
+    /// (empty otherwise, and without thresholds). A crossed one makes `load-test` exit 1; the
+    /// status stays `completed` (the measurement itself succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdOutcome>,
+}
+
+/// One `load-test --threshold` judged against the client's figures (see
+/// `perf_gate::loadtest::thresholds`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThresholdOutcome {
+    /// The expression as given, e.g. `ttft_p95<2s`.
+    pub expression: String,
+    /// The metric's canonical name (`latency_p95` is `e2e_p95`).
+    pub metric: String,
+    /// `<`, `<=`, `>` or `>=`.
+    pub op: String,
+    /// The limit: seconds for latencies, a fraction for rates, per second for `rps` and
+    /// `tokens_per_s`.
+    pub limit: f64,
+    /// The measured value in the same unit; `null` when the results have none (the threshold
+    /// then fails).
+    pub value: Option<f64>,
+    /// Whether `value op limit` holds.
+    pub passed: bool,
+    /// The comparison in words, or why there is no value.
+    pub reason: String,
 }
 
 /// The baseline adapter's half of a same-server A/B run (`load-test --baseline-adapter`).

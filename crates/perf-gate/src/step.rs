@@ -19,7 +19,8 @@ use crate::fsio;
 pub enum Exit {
     /// 0: results written (load-test), or a decision made and recorded (perf-decision).
     Done,
-    /// 1: the gate failed the candidate and `--fail-on-reject` was given.
+    /// 1: the gate failed the candidate and `--fail-on-reject` was given (perf-decision), or
+    /// a `--threshold` was crossed (load-test: the results are written, status `completed`).
     Rejected,
     /// 2: bad input: flags, config, eval file, results file, an output directory that cannot
     /// be written (found before any work).
@@ -72,7 +73,8 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  done: results written (load-test), or a decision made and recorded (perf-decision)
-  1  rejected: the gate failed and --fail-on-reject was given (perf-decision)
+  1  rejected: the gate failed and --fail-on-reject was given (perf-decision), or a
+     --threshold was crossed (load-test; results written, status completed)
   2  bad input: flags, config, eval file, results file, an output directory that cannot be
      written (checked before any work)
   3  a dependency failed: vLLM, Prometheus or MLflow unreachable or erroring after retries;

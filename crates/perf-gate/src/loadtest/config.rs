@@ -71,6 +71,9 @@ pub struct LoadTestConfig {
     pub preconnect: bool,
     /// Per-request objectives whose attainment (goodput) is reported.
     pub slo: Option<crate::results::Slo>,
+    /// Criteria judged on the client's figures when the run completes (`--threshold`); a
+    /// crossed one makes the step exit 1.
+    pub thresholds: Vec<super::thresholds::Threshold>,
     /// Which certificates an `https` vLLM may present (`--vllm-ca-cert`, `--vllm-insecure-tls`).
     pub vllm_tls: TlsSettings,
     /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,
