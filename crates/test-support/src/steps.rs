@@ -29,6 +29,7 @@ const LOAD_TEST_ENV: &[&str] = &[
     "SCRAPE_WAIT",
     "WINDOW_MODE",
     "WARMUP_REQUESTS",
+    "THRESHOLDS",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).
