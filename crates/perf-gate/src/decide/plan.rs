@@ -199,7 +199,9 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// Compares the candidate's samples with the baseline's ([`assess`]), when both exist.
+    /// Compares the candidate's samples with the baseline's ([`assess`]), when both exist, the
+    /// generator kept up and the baseline ran the same load (call [`Draft::assess_baseline`]
+    /// first).
     pub fn assess_statistics(&mut self) {
         let Some(b) = &self.baseline_samples else {
             return;
@@ -211,6 +213,10 @@ impl<'a> Draft<'a> {
             .is_some_and(|g| g.saturated)
         {
             self.warn("the load generator was saturated: its per-request timings may be inflated, so no statistical comparison is made (the checks decide)".into());
+            return;
+        }
+        if self.comparability.as_ref().is_some_and(|c| !c.comparable) {
+            self.warn("the baseline ran another load (see the warnings above): no statistical comparison, as the intervals would measure the difference between the loads (the checks decide)".into());
             return;
         }
         let c = match &self.candidate_samples {

@@ -645,3 +645,33 @@ fn fail_on_drift_fails_closed_when_the_history_cannot_be_read() {
             .any(|w| w.contains("no drift history"))
     );
 }
+
+#[test]
+fn no_statistics_against_a_baseline_that_ran_another_load() {
+    use crate::decision::statistics::apply::ArmSamples;
+    let c = cfg();
+    let mut results = fixtures::results();
+    let mut store = crate::stats::SampleStore::default();
+    for i in 0..100u32 {
+        store.push(f64::from(i) * 0.2, Some(0.1), Some(0.4));
+    }
+    results.client.as_mut().unwrap().samples = Some(store.pack());
+    let judge = |concurrency: &str| {
+        let mut draft = Draft::new(&c, &results, candidate_metrics(&results));
+        let mut settings = candidate_settings(&results, MetricsSource::Server);
+        settings.insert("concurrency".into(), concurrency.into());
+        draft.baseline = Some(baseline_with(settings));
+        draft.assess_baseline();
+        draft.set_baseline_samples(ArmSamples::candidate(&results), "a test");
+        draft.assess_statistics();
+        (draft.statistics().is_some(), draft.warnings().to_vec())
+    };
+    let (stats, _) = judge("10");
+    assert!(stats, "the same load is compared");
+    let (stats, warnings) = judge("32");
+    assert!(!stats);
+    assert!(
+        warnings.iter().any(|w| w.contains("no statistical comparison, as the intervals would measure the difference between the loads")),
+        "{warnings:?}"
+    );
+}
