@@ -65,6 +65,18 @@ impl SampleStore {
             ttft_s: compact(ttft_s),
             e2e_s: compact(e2e_s),
         });
+        // records reach the store nearly in finish order: one that overtook a later finish
+        // moves back a step or two, so the store stays sorted by finish time at O(1) a push
+        let mut i = self.requests.len() - 1;
+        while i > 0
+            && self.requests[i - 1]
+                .finished_s
+                .total_cmp(&self.requests[i].finished_s)
+                .is_gt()
+        {
+            self.requests.swap(i - 1, i);
+            i -= 1;
+        }
     }
 
     /// The requests, in the order they finished.
@@ -82,22 +94,24 @@ impl SampleStore {
         self.requests.is_empty()
     }
 
-    /// The requests packed for the results file (see [`PackedSamples`]), in the order of
-    /// their finish times (records reach the store slightly out of order, and shards'
-    /// stores concatenate: sorting makes a merged store pack as one process's would).
+    /// The requests packed for the results file (see [`PackedSamples`]), in finish order,
+    /// encoded straight into the base64 text (no intermediate copy: 16 bytes a request).
     pub fn pack(&self) -> PackedSamples {
-        let mut order: Vec<&RequestSample> = self.requests.iter().collect();
-        order.sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
-        let mut bytes = Vec::with_capacity(self.requests.len() * 12);
-        for r in order {
-            for v in [r.finished_s, r.ttft_s, r.e2e_s] {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
+        use std::io::Write as _;
+        let text = String::with_capacity(self.requests.len() * 16);
+        let mut w = base64::write::EncoderStringWriter::from_consumer(text, &BASE64);
+        for r in &self.requests {
+            let mut one = [0u8; 12];
+            one[0..4].copy_from_slice(&r.finished_s.to_le_bytes());
+            one[4..8].copy_from_slice(&r.ttft_s.to_le_bytes());
+            one[8..12].copy_from_slice(&r.e2e_s.to_le_bytes());
+            w.write_all(&one)
+                .expect("invariant: writing into a String cannot fail");
         }
         PackedSamples {
             encoding: SAMPLES_ENCODING.to_string(),
             count: self.requests.len() as u64,
-            data: BASE64.encode(bytes),
+            data: w.into_inner(),
         }
     }
 
@@ -135,6 +149,9 @@ impl SampleStore {
     /// Appends another store's requests (a shard's): percentiles stay exact.
     pub fn merge(&mut self, other: &SampleStore) {
         self.requests.extend_from_slice(&other.requests);
+        // shards interleave in time: back to finish order (stable)
+        self.requests
+            .sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
     }
 
     /// The TTFTs present, ascending, with their exact sum.
@@ -177,6 +194,27 @@ impl SampleStore {
 mod tests {
     use super::*;
     use crate::stats::Samples;
+
+    #[test]
+    fn the_store_keeps_finish_order_whatever_order_records_arrive_in() {
+        let mut store = SampleStore::default();
+        for t in [1.0, 3.0, 2.0, 4.0, 3.5, 0.5] {
+            store.push(t, Some(t / 10.0), Some(t));
+        }
+        let order: Vec<f32> = store.requests().iter().map(|r| r.finished_s).collect();
+        assert_eq!(order, [0.5, 1.0, 2.0, 3.0, 3.5, 4.0]);
+        // each sample moved with its own figures
+        assert!(store.requests().iter().all(|r| r.e2e_s == r.finished_s));
+        let mut other = SampleStore::default();
+        other.push(2.5, None, None);
+        other.push(0.1, None, None);
+        store.merge(&other);
+        let order: Vec<f32> = store.requests().iter().map(|r| r.finished_s).collect();
+        assert_eq!(order, [0.1, 0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0]);
+        let back = SampleStore::unpack(&store.pack()).unwrap();
+        assert_eq!(back.requests().len(), 8);
+        assert_eq!(back.requests()[0].finished_s, 0.1);
+    }
 
     #[test]
     fn packing_round_trips_bit_for_bit_and_refuses_damage() {
