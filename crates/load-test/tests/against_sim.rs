@@ -488,15 +488,19 @@ fn serial_preopened_connections_keep_handshakes_out_of_the_first_wave() {
     // the slots' connections were open before the first request (without --preconnect only
     // the pre-flight's one is), and the load kept them: a body read to its end after [DONE]
     // goes back to the pool (dropped before its last chunk, 71 of 512 requests opened a new
-    // connection). A few may still race the pool's return of a connection.
+    // connection). A few may still race the pool's return of a connection. The server counts
+    // a connection when its accept loop takes it, which on a busy machine can come after the
+    // first generation on an earlier one although the client's handshake was done (seen: 123
+    // of 128 while a build ran beside the test): most, not all, must be counted before.
     let before = stats
         .connections_before_first_generation
         .expect("a generation came");
-    assert!(before >= concurrency, "{stats:?}");
+    assert!(before >= concurrency * 3 / 4, "{stats:?}");
+    // every connection: the pre-flight's, the slots' and at most a few more
     assert!(
-        stats.connections <= before + concurrency / 16,
-        "the load opened {} connections: {stats:?}",
-        stats.connections - before
+        stats.connections <= concurrency + 1 + concurrency / 16,
+        "the load opened {} connections beyond the slots': {stats:?}",
+        stats.connections.saturating_sub(concurrency + 1)
     );
     assert!(f <= r + 0.015, "first wave {f:.4} s vs rest {r:.4} s");
 }
