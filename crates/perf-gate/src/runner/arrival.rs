@@ -220,6 +220,10 @@ mod tests {
                 1.0 / rate
             );
             assert!((cv - cv_want).abs() < tol, "{a}: CV {cv} vs {cv_want}");
+            eprintln!(
+                "{a}: mean gap x rate {:.4}, CV {cv:.4} (want {cv_want:.4})",
+                mean * rate
+            );
         }
     }
 
