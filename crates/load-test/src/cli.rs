@@ -15,6 +15,7 @@ use perf_gate::loadtest::{
 };
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
+use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
 use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
@@ -82,6 +83,10 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+fn arrival(s: &str) -> Result<Arrival, String> {
+    s.parse::<Arrival>().map_err(|e| e.to_string())
+}
+
 fn temperature(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=2.0).contains(&v) => Ok(v),
@@ -115,7 +120,8 @@ pub struct Cli {
     #[arg(long, env = "EVAL_DATA_PATH")]
     pub eval_data_path: PathBuf,
 
-    /// Requests in flight (closed loop); with --rate, the cap on requests in flight.
+    /// Requests in flight (closed loop). No effect with --rate, whose cap is --max-inflight
+    /// (before issue 11 this capped the open loop; --max-inflight N restores that).
     #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = positive_u32)]
     pub concurrency: u32,
 
@@ -202,10 +208,27 @@ pub struct Cli {
     #[arg(long, env = "NUM_REQUESTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub num_requests: Option<u64>,
 
-    /// Open loop: send this many requests per second (at most --concurrency in flight);
-    /// late starts are reported as client queue time.
+    /// Open loop: issue this many requests per second on average, on schedule whatever the
+    /// number in flight (up to --max-inflight); late starts are reported as client queue time
+    /// and the requested against the achieved rate as `schedule` in the results.
     #[arg(long, env = "RATE", value_parser = rate)]
     pub rate: Option<f64>,
+
+    /// How --rate spaces the requests: constant (1/R apart), poisson (exponential gaps), or
+    /// gamma:SHAPE (gamma gaps, CV 1/sqrt(SHAPE): below 1 burstier than poisson) [default:
+    /// constant]. Only with --rate.
+    #[arg(long, env = "ARRIVAL", value_parser = arrival, value_name = "PROCESS")]
+    pub arrival: Option<Arrival>,
+
+    /// With --rate, the cap on requests in flight; a request due while all are taken waits
+    /// (client queue time) [default: 1024]. Only with --rate. --concurrency was this cap
+    /// before; give --max-inflight equal to it for the old behaviour.
+    #[arg(long, env = "MAX_INFLIGHT", value_parser = positive_u32, value_name = "N")]
+    pub max_inflight: Option<u32>,
+
+    /// Seed of the --rate arrival process: the same seed gives the same scheduled times.
+    #[arg(long, env = "SEED", default_value_t = 0)]
+    pub seed: u64,
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
@@ -297,6 +320,16 @@ impl TryFrom<Cli> for LoadTestConfig {
                     .with_context(|| format!("--threshold {t:?}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if cli.rate.is_none() {
+            if let Some(a) = cli.arrival {
+                anyhow::bail!("--arrival {a} needs --rate: it spaces an open loop's requests");
+            }
+            if let Some(n) = cli.max_inflight {
+                anyhow::bail!(
+                    "--max-inflight {n} needs --rate: a closed loop's in-flight count is --concurrency"
+                );
+            }
+        }
         if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
             anyhow::bail!(
                 "--baseline-adapter must name another adapter than --adapter-name ({:?})",
@@ -310,6 +343,11 @@ impl TryFrom<Cli> for LoadTestConfig {
             eval_data_path: cli.eval_data_path,
             concurrency: cli.concurrency,
             rate: cli.rate,
+            arrival: cli.arrival.unwrap_or(Arrival::Constant),
+            max_inflight: cli
+                .rate
+                .map(|_| cli.max_inflight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)),
+            seed: cli.seed,
             num_requests: cli.num_requests,
             max_tokens: cli.max_tokens,
             temperature: cli.temperature,
@@ -358,6 +396,57 @@ mod tests {
         let mut all = vec!["load-test", "--adapter-name=a", "--eval-data-path=e.jsonl"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn arrival_flags_parse_and_need_rate() {
+        let url = "--vllm-url=http://h:8000";
+        let cfg = LoadTestConfig::try_from(parse(&[url, "--rate=5"])).unwrap();
+        assert_eq!(
+            (cfg.arrival, cfg.max_inflight, cfg.seed),
+            (Arrival::Constant, Some(DEFAULT_MAX_IN_FLIGHT), 0)
+        );
+        let cfg = LoadTestConfig::try_from(parse(&[
+            url,
+            "--rate=5",
+            "--arrival=gamma:0.5",
+            "--max-inflight=4",
+            "--seed=7",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (cfg.arrival, cfg.max_inflight, cfg.seed),
+            (Arrival::Gamma { shape: 0.5 }, Some(4), 7)
+        );
+        let closed = LoadTestConfig::try_from(parse(&[url])).unwrap();
+        assert_eq!(closed.max_inflight, None);
+        for (arg, want) in [
+            ("--arrival=gamma:0", "the shape must be a positive number"),
+            ("--arrival=gamma:x", "the shape must be a positive number"),
+            (
+                "--arrival=uniform",
+                "expected constant, poisson or gamma:SHAPE",
+            ),
+            ("--max-inflight=0", "--max-inflight"),
+        ] {
+            let all = [
+                "load-test",
+                "--adapter-name=a",
+                "--eval-data-path=e",
+                url,
+                arg,
+            ];
+            let e = Cli::try_parse_from(all).unwrap_err().to_string();
+            let line = e.lines().next().unwrap_or_default();
+            assert!(
+                line.contains(want) && line.contains(arg.split('=').next().unwrap()),
+                "{e}"
+            );
+        }
+        for arg in ["--arrival=poisson", "--max-inflight=4"] {
+            let e = LoadTestConfig::try_from(parse(&[url, arg])).unwrap_err();
+            assert!(format!("{e:#}").contains("needs --rate"), "{e:#}");
+        }
     }
 
     #[test]

@@ -476,6 +476,30 @@ pub struct GeneratorHealth {
     pub saturated: bool,
 }
 
+/// How far an open loop (`--rate`) kept to its schedule: the requested rate against the rate
+/// at which requests were actually dispatched. Absent for a closed loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct ScheduleLag {
+    /// `--rate`, requests per second.
+    pub requested_rate: f64,
+    /// The drawn schedule's own rate: (dispatched - 1) over the scheduled offset of the last
+    /// dispatched request; differs from `requested_rate` by the arrival process's chance
+    /// (`poisson`, `gamma`), not by any lag. `null` below two dispatches.
+    pub scheduled_rate: Option<f64>,
+    /// Achieved dispatch rate: (dispatched - 1) over the span from the first to the last
+    /// dispatch. `null` below two dispatches.
+    pub achieved_rate: Option<f64>,
+    /// Requests dispatched.
+    pub dispatched: u64,
+    /// The in-flight cap (`--max-inflight`).
+    pub max_inflight: u32,
+    /// Requests that, when due, found every slot taken and waited for one.
+    pub waited_for_slot: u64,
+    /// P99 of the client queue time (scheduled to actual start, `client.client_queue_s`),
+    /// seconds.
+    pub client_queue_p99_s: Option<f64>,
+}
+
 /// The warm-up phase (`--warmup-requests`), left out of every figure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct WarmupInfo {
@@ -582,6 +606,18 @@ pub struct RunConfig {
     /// Open-loop rate (requests per second); `null` for the closed loop.
     #[serde(default)]
     pub rate: Option<f64>,
+    /// How the open loop spaced its requests (`--arrival`): `constant`, `poisson` or
+    /// `gamma:K`; results without the field were `constant` (also written for a closed loop,
+    /// where it has no effect).
+    #[serde(default = "default_arrival")]
+    pub arrival: String,
+    /// The open loop's in-flight cap (`--max-inflight`); `null` for a closed loop. Results
+    /// without the field capped an open loop at `concurrency`.
+    #[serde(default)]
+    pub max_inflight: Option<u32>,
+    /// Seed of the arrival process (`--seed`): same seed, same scheduled times.
+    #[serde(default)]
+    pub seed: u64,
     /// Total requests asked for; `null` means each prompt once.
     #[serde(default)]
     pub num_requests: Option<u64>,
@@ -607,6 +643,10 @@ pub struct RunConfig {
     /// `--threshold` expressions, as given (their outcomes: [`LoadTestResults::thresholds`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<String>,
+}
+
+fn default_arrival() -> String {
+    "constant".to_string()
 }
 
 /// Name and version of the program that wrote a file.
@@ -655,6 +695,10 @@ pub struct LoadTestResults {
     /// Whether the load generator kept up; absent when the load never started.
     #[serde(default)]
     pub load_generator: Option<GeneratorHealth>,
+    /// How far an open loop (`--rate`) kept to its schedule; absent for a closed loop and
+    /// when the load never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleLag>,
     /// The warm-up, when `--warmup-requests` > 0.
     #[serde(default)]
     pub warmup: Option<WarmupInfo>,

@@ -3,9 +3,14 @@
 //!
 //! - Closed loop (`--concurrency N`, the seed's model): at most N requests in flight; the next is
 //!   sent the moment a slot frees. Scheduled start = actual start.
-//! - Open loop (`--rate R`): request i is *scheduled* at `start + i / R` and sent when a slot is free
-//!   (at most N in flight). The gap between scheduled and actual start is reported as client queue
-//!   time, so coordinated omission is visible rather than hidden.
+//! - Open loop (`--rate R`): request i is *scheduled* by an [`Arrival`] process (`constant`:
+//!   `start + i / R`; `poisson`; `gamma:K`; seeded by `--seed`, so a run is reproducible) and
+//!   sent on schedule whatever the number in flight, up to `--max-inflight` (default
+//!   [`DEFAULT_MAX_IN_FLIGHT`]; before issue 11, `--concurrency` was this cap). The gap between
+//!   scheduled and actual start is reported as client queue time, so coordinated omission is
+//!   visible rather than hidden, and the run reports its [`ScheduleLag`]: the requested rate
+//!   against the achieved dispatch rate, with a warning when the achieved one falls more than
+//!   10 % short of the drawn schedule's.
 //!
 //! A same-server A/B run (requests carrying an [`Arm`], see [`crate::workload::interleave_ab`])
 //! is one stream: the schedule (`--concurrency`, `--rate`) applies to both arms together, in
@@ -16,6 +21,7 @@
 //! ends at `--request-timeout` as a failure: hangs show in the success rate.
 
 pub mod aggregate;
+pub mod arrival;
 pub mod health;
 pub mod preconnect;
 
@@ -30,9 +36,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Timing, VllmClient};
-use crate::results::{ClientMetrics, GeneratorHealth};
+use crate::results::{ClientMetrics, GeneratorHealth, ScheduleLag};
 use crate::workload::{Arm, PreparedRequest};
 use aggregate::{AggregatorConfig, Live, Tally};
+pub use arrival::{Arrival, ArrivalError};
+
+/// The in-flight cap of an open loop when `--max-inflight` is not given: generous, so the
+/// schedule, not the cap, decides when requests go.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
 
 /// When requests are issued.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,12 +53,17 @@ pub enum Schedule {
         /// Requests in flight.
         concurrency: u32,
     },
-    /// Open loop: this many requests per second, with at most `max_in_flight` in flight.
+    /// Open loop: this many requests per second on average, spaced by `arrival`, with at most
+    /// `max_in_flight` in flight.
     Rate {
         /// Requests per second.
         per_second: f64,
         /// Cap on requests in flight.
         max_in_flight: u32,
+        /// How the requests are spaced.
+        arrival: Arrival,
+        /// Seed of the arrival process.
+        seed: u64,
     },
 }
 
@@ -89,6 +105,8 @@ pub struct RunOutput {
     pub baseline_tally: Option<Tally>,
     /// Whether the generator kept up.
     pub health: GeneratorHealth,
+    /// How far the dispatches kept to an open loop's schedule (`None` for a closed loop).
+    pub schedule_lag: Option<ScheduleLag>,
     /// Problems that leave the figures sound (abandoned requests, a saturated generator).
     pub warnings: Vec<String>,
     /// Why the request records (`requests_path`) could not be written in full, if they
@@ -114,18 +132,22 @@ pub async fn run_load(
     opts: RunOptions,
     cancel: CancellationToken,
 ) -> Result<RunOutput, RunError> {
-    let (slots, interval) = match opts.schedule {
+    let (slots, mut offsets) = match opts.schedule {
         Schedule::Closed { concurrency } if concurrency > 0 => (concurrency, None),
         Schedule::Rate {
             per_second,
             max_in_flight,
-        } if per_second.is_finite() && per_second > 0.0 && max_in_flight > 0 => {
-            let step = Duration::try_from_secs_f64(1.0 / per_second)
-                .map_err(|_| RunError::Schedule(format!("rate {per_second}/s is too low")))?;
-            (max_in_flight, Some(step))
+            arrival,
+            seed,
+        } if per_second.is_finite() && per_second >= 1e-3 && max_in_flight > 0 => {
+            let offsets = arrival
+                .offsets(per_second, seed)
+                .map_err(|e| RunError::Schedule(e.to_string()))?;
+            (max_in_flight, Some(offsets))
         }
         other => return Err(RunError::Schedule(format!("{other:?}"))),
     };
+    let open = offsets.is_some();
     let live = Arc::new(Live::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let ab = requests.iter().any(|r| r.arm.is_some());
@@ -151,29 +173,38 @@ pub async fn run_load(
     let mut panicked = 0u64;
     // requests handed to a task, per arm: [candidate (or every request), baseline]
     let mut dispatched = [0u64; 2];
+    // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
+    // every slot taken
+    let mut first_last: Option<(Instant, Instant)> = None;
+    let mut last_offset = 0.0f64;
+    let mut waited_for_slot = 0u64;
     for (i, _) in requests.iter().enumerate() {
         // Free finished tasks as we go: memory follows the concurrency, not the request count.
         while let Some(res) = tasks.try_join_next() {
             panicked += u64::from(res.is_err_and(|e| e.is_panic()));
         }
         // Closed loop: every request is due at the start (the seed submits them all at once),
-        // so the wait for a free slot shows as client queue time. Open loop: start + i / rate.
-        let scheduled = match interval {
-            Some(step) => load_start + step.mul_f64(i as f64),
-            None => load_start,
-        };
-        if interval.is_some() {
+        // so the wait for a free slot shows as client queue time. Open loop: the arrival's offset.
+        let at = offsets.as_mut().and_then(Iterator::next).unwrap_or(0.0);
+        let scheduled = load_start + Duration::from_secs_f64(at);
+        if open {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => { cancelled = true; break; }
                 _ = tokio::time::sleep_until(scheduled.into()) => {}
             }
         }
+        waited_for_slot += u64::from(open && semaphore.available_permits() == 0);
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => { cancelled = true; break; }
             p = semaphore.clone().acquire_owned() => p.expect("invariant: semaphore never closed"),
         };
+        if open {
+            last_offset = at;
+            let now = Instant::now();
+            first_last = Some((first_last.map_or(now, |(f, _)| f), now));
+        }
         let timing = Timing {
             seq: i as u64,
             scheduled,
@@ -193,6 +224,22 @@ pub async fn run_load(
     }
     drop(tx);
 
+    let sent = dispatched[0] + dispatched[1];
+    let schedule_lag = match opts.schedule {
+        Schedule::Rate {
+            per_second,
+            max_in_flight,
+            ..
+        } => Some(ScheduleLag::new(
+            per_second,
+            sent,
+            last_offset,
+            first_last.map_or(0.0, |(f, l)| (l - f).as_secs_f64()),
+            waited_for_slot,
+            max_in_flight,
+        )),
+        Schedule::Closed { .. } => None,
+    };
     let mut aborted = cancelled;
     if !cancelled {
         tokio::select! {
@@ -263,12 +310,21 @@ pub async fn run_load(
             health.cores
         ));
     }
+    let client = tally.metrics(duration.as_secs_f64());
+    let schedule_lag = schedule_lag.map(|l| ScheduleLag {
+        client_queue_p99_s: client.client_queue_s.p99,
+        ..l
+    });
+    if let Some(w) = schedule_lag.as_ref().and_then(|l| l.warning(&health)) {
+        warnings.push(w);
+    }
     Ok(RunOutput {
+        schedule_lag,
         load_start: load_start_wall,
         load_end: load_end_wall,
         duration,
         aborted,
-        client: tally.metrics(duration.as_secs_f64()),
+        client,
         tally,
         baseline_client: baseline.as_ref().map(|b| b.metrics(duration.as_secs_f64())),
         baseline_tally: baseline,

@@ -13,6 +13,8 @@
 //! | `endpoint` | `config.endpoint` | chat template or not |
 //! | `temperature` | `config.temperature` | greedy or sampled output lengths |
 //! | `rate` | `config.rate` (`none`: closed loop) | another arrival process |
+//! | `arrival` | `config.arrival` (`constant` when a run does not record it: runs before `--arrival`) | bursts of another shape at the same mean rate |
+//! | `max_inflight` | `config.max_inflight` (`none`: closed loop); a run that does not record it: `none` if its `rate` is `none`, else its `concurrency` (the open loop's cap before `--max-inflight`) | an open loop cut off at another number in flight |
 //! | `num_requests` | `config.num_requests` (`none`: each prompt once) | another sample size |
 //! | `window_mode` | `config.window_mode` with Prometheus (`none` otherwise) | server figures over other windows |
 //! | `server_source` | `server.source` | server figures from Prometheus vs vLLM's `/metrics` |
@@ -41,7 +43,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 12] = [
+const SETTINGS: [Setting; 14] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -76,6 +78,19 @@ const SETTINGS: [Setting; 12] = [
         key: keys::RATE,
         label: "rate",
         consequence: "another arrival process puts another load on the server",
+        absent: None,
+    },
+    Setting {
+        key: keys::ARRIVAL,
+        label: "arrival",
+        consequence: "the same mean rate in bursts of another shape queues differently on the server",
+        absent: Some("constant"),
+    },
+    Setting {
+        key: keys::MAX_INFLIGHT,
+        label: "max in flight",
+        consequence: "an open loop capped at another number in flight sends another load once the server falls behind",
+        // derived in `value_of` from `rate` and `concurrency` (see the module table)
         absent: None,
     },
     Setting {
@@ -139,11 +154,28 @@ fn same(a: &str, b: &str) -> bool {
 /// A value in a warning; `none` says what it means.
 fn shown(key: &str, value: &str) -> String {
     match (key, value) {
-        (keys::RATE, NONE) => "none (closed loop)".into(),
+        (keys::RATE | keys::MAX_INFLIGHT, NONE) => "none (closed loop)".into(),
         (keys::NUM_REQUESTS, NONE) => "none (each prompt once)".into(),
         (keys::WINDOW_MODE, NONE) => "none (no Prometheus)".into(),
         _ => value.to_string(),
     }
+}
+
+/// A side's value of a setting: as recorded, else its `absent` value; an unrecorded
+/// `max_inflight` follows from `rate` and `concurrency` (the open loop's cap before
+/// `--max-inflight` was `--concurrency`), when those are recorded.
+fn value_of(s: &Setting, side: &LoadSettings) -> Option<String> {
+    if let Some(v) = side.get(s.key) {
+        return Some(v.clone());
+    }
+    if s.key == keys::MAX_INFLIGHT {
+        return match side.get(keys::RATE).map(String::as_str) {
+            Some(NONE) => Some(NONE.into()),
+            Some(_) => side.get(keys::CONCURRENCY).cloned(),
+            None => None,
+        };
+    }
+    s.absent.map(str::to_string)
 }
 
 /// Compares the baseline's settings with the candidate's (see the module docs).
@@ -151,8 +183,8 @@ pub fn compare<'a>(candidate: &'a LoadSettings, baseline: &'a LoadSettings) -> C
     let mut reasons = Vec::new();
     let (mut baseline_lacks, mut candidate_lacks) = (Vec::new(), Vec::new());
     for s in &SETTINGS {
-        let value = |side: &'a LoadSettings| side.get(s.key).map(String::as_str).or(s.absent);
-        match (value(candidate), value(baseline)) {
+        let value = |side: &'a LoadSettings| value_of(s, side);
+        match (value(candidate).as_deref(), value(baseline).as_deref()) {
             (Some(c), Some(b)) if same(c, b) => {}
             (Some(c), Some(b)) => reasons.push(format!(
                 "baseline used {} {}, candidate {}: {}",

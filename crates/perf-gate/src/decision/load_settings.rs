@@ -24,6 +24,10 @@ pub mod keys {
     pub const TEMPERATURE: &str = "temperature";
     /// Open-loop rate, req/s; `none` for the closed loop.
     pub const RATE: &str = "rate";
+    /// How the open loop spaced its requests (`--arrival`): `constant`, `poisson`, `gamma:K`.
+    pub const ARRIVAL: &str = "arrival";
+    /// The open loop's in-flight cap (`--max-inflight`); `none` for the closed loop.
+    pub const MAX_INFLIGHT: &str = "max_inflight";
     /// Requests asked for; `none` for each prompt once.
     pub const NUM_REQUESTS: &str = "num_requests";
     /// PromQL window mode; `none` without Prometheus.
@@ -41,13 +45,15 @@ pub mod keys {
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
         ENDPOINT,
         TEMPERATURE,
         RATE,
+        ARRIVAL,
+        MAX_INFLIGHT,
         NUM_REQUESTS,
         WINDOW_MODE,
         SERVER_SOURCE,
@@ -79,6 +85,11 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
     put(keys::ENDPOINT, c.endpoint.clone());
     put(keys::TEMPERATURE, c.temperature.to_string());
     put(keys::RATE, c.rate.map_or(NONE.into(), |r| r.to_string()));
+    put(keys::ARRIVAL, c.arrival.clone());
+    put(
+        keys::MAX_INFLIGHT,
+        max_inflight(c.rate, c.max_inflight, c.concurrency),
+    );
     put(
         keys::NUM_REQUESTS,
         c.num_requests.map_or(NONE.into(), |n| n.to_string()),
@@ -99,4 +110,14 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
     );
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
+}
+
+/// The `max_inflight` setting: `none` for a closed loop; for an open loop the cap, and for
+/// results written before `--max-inflight` existed (no field) their `concurrency`, the cap then.
+pub fn max_inflight(rate: Option<f64>, max_inflight: Option<u32>, concurrency: u32) -> String {
+    match (rate, max_inflight) {
+        (None, _) => NONE.into(),
+        (Some(_), Some(n)) => n.to_string(),
+        (Some(_), None) => concurrency.to_string(),
+    }
 }

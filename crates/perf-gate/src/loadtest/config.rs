@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::prom::PromSettings;
+use crate::runner::Arrival;
 use crate::transport::TlsSettings;
 use crate::urls::redact_url;
 use crate::workload::EndpointChoice;
@@ -33,10 +34,18 @@ pub struct LoadTestConfig {
     pub baseline_adapter: Option<String>,
     /// Eval JSONL.
     pub eval_data_path: PathBuf,
-    /// Requests in flight (closed loop), or the in-flight cap with `rate`.
+    /// Requests in flight (closed loop); no effect on an open loop (`rate`), whose cap is
+    /// `max_inflight`.
     pub concurrency: u32,
     /// Open-loop rate, requests per second.
     pub rate: Option<f64>,
+    /// How the open loop spaces its requests (no effect without `rate`).
+    pub arrival: Arrival,
+    /// The open loop's in-flight cap; `None` without `rate` (with it, `None` means
+    /// [`crate::runner::DEFAULT_MAX_IN_FLIGHT`]).
+    pub max_inflight: Option<u32>,
+    /// Seed of the arrival process.
+    pub seed: u64,
     /// Total requests; prompts are cycled to reach it. `None`: each prompt once (the seed).
     pub num_requests: Option<u64>,
     /// Max output tokens.

@@ -23,7 +23,7 @@ use crate::results::{
     AdapterInfo, BaselineArm, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
     ServerMetrics, WarmupInfo, WindowMode,
 };
-use crate::runner::{RunOptions, RunOutput, Schedule, run_load};
+use crate::runner::{DEFAULT_MAX_IN_FLIGHT, RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::{PreparedRequest, Sampling, interleave_ab, load_eval_file, prepare_requests};
 
 /// Where server-side figures come from.
@@ -142,6 +142,7 @@ pub(super) async fn execute(
         });
     }
     results.load_generator = Some(out.health.clone());
+    results.schedule = out.schedule_lag.clone();
     if let Some(why) = &out.records_error {
         // The figures are kept in the results, but a step that promised the per-request
         // record and lost it (a full disk) has failed: nothing downstream judges it.
@@ -324,14 +325,17 @@ async fn measure(
     let schedule = match cfg.rate {
         Some(r) => Schedule::Rate {
             per_second: r,
-            max_in_flight: cfg.concurrency,
+            // not --concurrency (the cap before issue 11): an open loop issues on schedule
+            max_in_flight: cfg.max_inflight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            arrival: cfg.arrival,
+            seed: cfg.seed,
         },
         None => Schedule::Closed {
             concurrency: cfg.concurrency,
         },
     };
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
-    tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, "load starting");
+    tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
     let out = run_load(
         client.clone(),
         Arc::new(requests),

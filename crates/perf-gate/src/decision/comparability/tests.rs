@@ -27,6 +27,8 @@ fn the_candidate_settings_come_from_the_results() {
             ("endpoint", "completions"),
             ("temperature", "0"),
             ("rate", "none"),
+            ("arrival", "constant"),
+            ("max_inflight", "none"),
             ("num_requests", "none"),
             ("window_mode", "end_anchored"),
             ("server_source", "prometheus"),
@@ -43,6 +45,10 @@ fn the_candidate_settings_come_from_the_results() {
     r.eval_data = None;
     let s = candidate_settings(&r, MetricsSource::Client);
     assert_eq!(s["rate"], "2.5");
+    assert_eq!(
+        s["max_inflight"], "10",
+        "results before --max-inflight capped the open loop at --concurrency"
+    );
     assert_eq!(s["num_requests"], "500");
     assert_eq!(
         s["window_mode"], "none",
@@ -154,7 +160,7 @@ fn unrecorded_settings_make_it_not_comparable_in_one_line() {
     assert_eq!(
         c.reasons,
         [
-            "the baseline does not record its max_tokens, endpoint, temperature, rate, num_requests, window mode, warm-up requests, preconnect, server metrics source (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load"
+            "the baseline does not record its max_tokens, endpoint, temperature, rate, max in flight, num_requests, window mode, warm-up requests, preconnect, server metrics source (runs logged by an older perf-decision lack them): cannot tell whether it ran the same load"
         ]
     );
     // and the other way round
@@ -252,6 +258,38 @@ fn a_run_before_same_server_ab_counts_as_a_single_adapter_run() {
     assert!(!got.comparable);
     assert!(
         got.reasons[0].contains("baseline used same-server A/B false, candidate true"),
+        "{:?}",
+        got.reasons
+    );
+}
+
+#[test]
+fn a_run_before_open_loop_arrivals_is_constant_and_capped_at_its_concurrency() {
+    let open = |max_inflight: &str| {
+        let mut s = candidate();
+        s.insert("rate".into(), "50".into());
+        s.insert("max_inflight".into(), max_inflight.into());
+        s
+    };
+    // an old closed-loop baseline: no arrival, no max_inflight
+    let mut old = candidate();
+    old.remove("arrival");
+    old.remove("max_inflight");
+    assert!(compare(&candidate(), &old).comparable);
+    // an old open-loop baseline was capped at its concurrency (10)
+    old.insert("rate".into(), "50".into());
+    assert!(compare(&open("10"), &old).comparable);
+    let got = compare(&open("1024"), &old);
+    assert!(
+        got.reasons[0].contains("baseline used max in flight 10, candidate 1024"),
+        "{:?}",
+        got.reasons
+    );
+    let mut poisson = open("10");
+    poisson.insert("arrival".into(), "poisson".into());
+    let got = compare(&poisson, &old);
+    assert!(
+        got.reasons[0].contains("baseline used arrival constant, candidate poisson"),
         "{:?}",
         got.reasons
     );
