@@ -9,9 +9,8 @@ use perf_gate::decision::Thresholds;
 use perf_gate::decision::load_settings::candidate_settings;
 use perf_gate::decision::metrics::MetricsSource;
 use perf_gate::fixtures::{ADAPTER, results};
+use perf_gate::mlflow::Batch;
 use perf_gate::mlflow::types::{KeyValue, Metric, MetricValue, RunStatus};
-use perf_gate::mlflow::{Batch, MlflowClient, MlflowConfig};
-use test_support::mlflow::MlflowServer;
 use test_support::steps::{decision, perf_decision as cmd, write_results};
 
 const MODEL: &str = "drift-lora";
@@ -19,24 +18,11 @@ const DAY_MS: i64 = 86_400_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weekly_creep_that_passes_each_step_is_caught_by_the_drift_check() {
-    let server = tokio::task::spawn_blocking(MlflowServer::start)
-        .await
-        .unwrap();
+    let (server, client) = test_support::mlflow::start_with_client().await;
     let url = server.url().to_string();
-    let client = MlflowClient::new(&MlflowConfig::new(&url).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    client.create_registered_model(MODEL).await.unwrap();
-    for v in 1..=7 {
-        client
-            .create_model_version(MODEL, &format!("s3://bucket/drift/v{v}"), None)
-            .await
-            .unwrap();
-        client
-            .set_model_version_tag(MODEL, &v.to_string(), "served_adapter", ADAPTER)
-            .await
-            .unwrap();
-    }
+    test_support::mlflow::register_versions(&client, MODEL, 7, |_| ADAPTER.into()).await;
     let exp = client
         .get_or_create_experiment("vllm-lora-performance")
         .await

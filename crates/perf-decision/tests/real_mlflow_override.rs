@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use perf_gate::decide::override_decision::standing_overrides;
 use perf_gate::fixtures::{Figures, GOOD, results_with as results};
-use perf_gate::mlflow::{MlflowClient, MlflowConfig};
-use test_support::mlflow::MlflowServer;
+use perf_gate::mlflow::MlflowClient;
 use test_support::steps::{decision, perf_decision as cmd, write_results};
 
 const MODEL: &str = "llama-lora";
@@ -87,31 +86,13 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_of_a_failed_version_is_recorded_and_never_a_baseline() {
-    let server = tokio::task::spawn_blocking(MlflowServer::start)
-        .await
-        .unwrap();
+    let (server, client) = test_support::mlflow::start_with_client().await;
     let url = server.url().to_string();
-    let client = MlflowClient::new(&MlflowConfig::new(&url).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = |name: &str| -> PathBuf { d.join(name) };
 
-    client.create_registered_model(MODEL).await.unwrap();
-    for v in 1..=3 {
-        let mv = client
-            .create_model_version(MODEL, &format!("s3://bucket/adapters/v{v}"), None)
-            .await
-            .unwrap();
-        client
-            .set_model_version_tag(
-                MODEL,
-                &mv.version,
-                "served_adapter",
-                &format!("adapter-v{v}"),
-            )
-            .await
-            .unwrap();
-    }
+    test_support::mlflow::register_versions(&client, MODEL, 3, |v| format!("adapter-v{v}")).await;
 
     // v1 passes (the baseline to be), v2 fails its 8 s latency floor
     let r1 = write_results(d, "v1.json", &results(GOOD, "adapter-v1"));

@@ -16,12 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use perf_gate::mlflow::MlflowClient;
 use perf_gate::mlflow::types::Run;
-use perf_gate::mlflow::{MlflowClient, MlflowConfig};
 use perf_gate::results::LoadTestResults;
 use perf_gate::stats::SampleStore;
 use serde_json::Value;
-use test_support::mlflow::MlflowServer;
 use test_support::steps::{decision, measure_sim, perf_decision as cmd, write_results};
 
 const MODEL: &str = "stats-lora";
@@ -82,25 +81,12 @@ async fn run_of(client: &MlflowClient, doc: &Value) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baselines_samples_come_back_from_mlflow_and_an_inconclusive_pass_is_never_a_baseline() {
-    let server = tokio::task::spawn_blocking(MlflowServer::start)
-        .await
-        .unwrap();
+    let (server, client) = test_support::mlflow::start_with_client().await;
     let url = server.url().to_string();
-    let client = MlflowClient::new(&MlflowConfig::new(&url).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
 
-    client.create_registered_model(MODEL).await.unwrap();
-    for v in 1..=5 {
-        let mv = client
-            .create_model_version(MODEL, &format!("s3://bucket/stats/v{v}"), None)
-            .await
-            .unwrap();
-        client
-            .set_model_version_tag(MODEL, &mv.version, "served_adapter", "candidate")
-            .await
-            .unwrap();
-    }
+    test_support::mlflow::register_versions(&client, MODEL, 5, |_| "candidate".into()).await;
     let sim = |seed| vllm_sim::SimConfig {
         ttft: Duration::from_millis(40),
         itl: Duration::from_millis(8),

@@ -243,3 +243,39 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
 fn log_tail(dir: &Path) -> String {
     process::log_tail(&dir.join("mlflow.log"))
 }
+
+/// A [`MlflowServer`] started off the async runtime (its start blocks), with a client for it.
+pub async fn start_with_client() -> (MlflowServer, perf_gate::mlflow::MlflowClient) {
+    let server = tokio::task::spawn_blocking(MlflowServer::start)
+        .await
+        .expect("the MLflow server starts");
+    let config = perf_gate::mlflow::MlflowConfig::new(server.url()).expect("a loopback URL");
+    let client = perf_gate::mlflow::MlflowClient::new(&config).expect("an MLflow client");
+    (server, client)
+}
+
+/// Registers `model` with versions 1..=`versions` (sources `s3://bucket/<model>/v<N>`), each
+/// tagged `served_adapter` with `adapter(N)`: what a decision checks the measured adapter
+/// against.
+pub async fn register_versions(
+    client: &perf_gate::mlflow::MlflowClient,
+    model: &str,
+    versions: u32,
+    adapter: impl Fn(u32) -> String,
+) {
+    client
+        .create_registered_model(model)
+        .await
+        .expect("the model is registered");
+    for v in 1..=versions {
+        let mv = client
+            .create_model_version(model, &format!("s3://bucket/{model}/v{v}"), None)
+            .await
+            .expect("the version is created");
+        assert_eq!(mv.version, v.to_string());
+        client
+            .set_model_version_tag(model, &mv.version, "served_adapter", &adapter(v))
+            .await
+            .expect("the version is tagged");
+    }
+}
