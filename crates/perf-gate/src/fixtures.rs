@@ -196,5 +196,6 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         departures: vec!["end-anchored windows".into()],
         warnings: vec![],
         thresholds: vec![],
+        steps: vec![],
     }
 }

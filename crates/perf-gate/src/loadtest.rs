@@ -327,5 +327,6 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         departures,
         warnings: Vec::new(),
         thresholds: Vec::new(),
+        steps: Vec::new(),
     }
 }

@@ -11,10 +11,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `load_test_results.json` schema. Bumped on any field change.
-pub const SCHEMA_VERSION: u32 = 3;
-/// The oldest schema version still read (its missing fields default): version 2 lacks only
-/// `client.samples`, so a baseline recorded by an older build is still judged by the seed's
-/// checks.
+pub const SCHEMA_VERSION: u32 = 4;
+/// The oldest schema version still read (its missing fields default): version 2 lacks
+/// `client.samples` (a baseline recorded by an older build is still judged by the seed's
+/// checks), version 3 lacks `steps` (a run of one step).
 pub const OLDEST_READ_SCHEMA_VERSION: u32 = 2;
 
 /// File name of the results document inside `--output-dir`.
@@ -723,6 +723,40 @@ pub struct LoadTestResults {
     /// status stays `completed` (the measurement itself succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdOutcome>,
+    /// A step sweep's steps (`--steps`), in the order run; empty for a run of one load (the
+    /// top-level figures are then the run's). In a sweep, the top-level `client` pools every
+    /// step's requests and `server` is absent: each step has its own server window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+}
+
+/// One step of a sweep (`load-test --steps`): its load, its client figures and the server's
+/// figures over the step's own window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepResult {
+    /// 0-based position in the sweep.
+    pub index: u32,
+    /// Requests in flight (closed loop); `null` for an open-loop step.
+    pub concurrency: Option<u32>,
+    /// Requests per second (open loop); `null` for a closed-loop step.
+    pub rate: Option<f64>,
+    /// Wall-clock time of the step's first request (RFC 3339).
+    pub load_start: String,
+    /// Wall-clock time the step's last request finished (RFC 3339).
+    pub load_end: String,
+    /// Measured duration of the step, seconds (warm-up and cool-down excluded).
+    pub duration_s: f64,
+    /// Client-side figures of the step's measured requests.
+    pub client: ClientMetrics,
+    /// Server-side figures over the step's own window; absent when they could not be
+    /// collected (`server_note` says why).
+    pub server: Option<ServerMetrics>,
+    /// Why the server figures are absent or mixed with another step's requests, if they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_note: Option<String>,
+    /// The `--threshold` outcomes for this step alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdOutcome>,
 }
 
 /// One `load-test --threshold` judged against the client's figures (see
@@ -902,7 +936,7 @@ mod tests {
         let e = LoadTestResults::from_slice(v.to_string().as_bytes(), "older.json").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "older.json has schema_version 1; this build reads versions 2 to 3"
+            "older.json has schema_version 1; this build reads versions 2 to 4"
         );
     }
 
