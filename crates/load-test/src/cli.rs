@@ -87,6 +87,24 @@ fn arrival(s: &str) -> Result<Arrival, String> {
     s.parse::<Arrival>().map_err(|e| e.to_string())
 }
 
+/// `--stages`, parsed, with the text as given (recorded in the results).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages {
+    /// The stages.
+    pub stages: Vec<perf_gate::runner::Stage>,
+    /// As given.
+    pub text: String,
+}
+
+fn stages(s: &str) -> Result<Stages, String> {
+    perf_gate::runner::Profile::parse_stages(s)
+        .map(|stages| Stages {
+            stages,
+            text: s.trim().to_string(),
+        })
+        .map_err(|e| e.to_string())
+}
+
 fn temperature(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=2.0).contains(&v) => Ok(v),
@@ -230,6 +248,36 @@ pub struct Cli {
     #[arg(long, env = "SEED", default_value_t = 0)]
     pub seed: u64,
 
+    /// Run for this long (e.g. 60s, 10m), cycling the prompts, instead of sending a list:
+    /// the measured window, between --warmup and --cooldown. Rates are over this window.
+    /// Excludes --num-requests.
+    #[arg(long, env = "DURATION", value_parser = positive_seconds, value_name = "DURATION")]
+    pub duration: Option<Seconds>,
+
+    /// With --duration: load the server this long first, requests not measured (the client
+    /// figures leave them out; the server's window includes them). Unlike
+    /// --warmup-requests (sent before the load, outside every window), this warms the
+    /// server at the load's own level.
+    #[arg(long, env = "WARMUP", default_value_t = Seconds(Duration::ZERO), value_name = "DURATION")]
+    pub warmup: Seconds,
+
+    /// With --duration: keep the load on this long after the measured window, requests not
+    /// measured, so the window's last requests finish under the same load as the rest.
+    #[arg(long, env = "COOLDOWN", default_value_t = Seconds(Duration::ZERO), value_name = "DURATION")]
+    pub cooldown: Seconds,
+
+    /// Reach the level linearly over this long: from 1 request in flight to --concurrency,
+    /// or from 0 to --rate requests per second (arrivals keep their process's shape).
+    #[arg(long, env = "RAMP_UP", value_parser = positive_seconds, value_name = "DURATION")]
+    pub ramp_up: Option<Seconds>,
+
+    /// k6-style stages, `DURATION:TARGET,...` (e.g. `30s:10,1m:10,30s:0`): the level moves
+    /// linearly to each TARGET over its DURATION (requests in flight, starting from 1; with
+    /// --rate, requests per second, starting from 0); the run lasts their total. Excludes
+    /// --duration, --ramp-up and --num-requests.
+    #[arg(long, env = "STAGES", value_parser = stages, value_name = "STAGES")]
+    pub stages: Option<Stages>,
+
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
     /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s. With
@@ -330,6 +378,7 @@ impl TryFrom<Cli> for LoadTestConfig {
                 );
             }
         }
+        check_timing(&cli)?;
         if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
             anyhow::bail!(
                 "--baseline-adapter must name another adapter than --adapter-name ({:?})",
@@ -349,6 +398,16 @@ impl TryFrom<Cli> for LoadTestConfig {
                 .map(|_| cli.max_inflight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)),
             seed: cli.seed,
             num_requests: cli.num_requests,
+            duration: cli
+                .stages
+                .as_ref()
+                .map(|s| s.stages.iter().map(|s| s.duration).sum())
+                .or(cli.duration.map(Duration::from)),
+            warmup: cli.warmup.into(),
+            cooldown: cli.cooldown.into(),
+            ramp_up: cli.ramp_up.map(Duration::from),
+            stages: cli.stages.as_ref().map(|s| s.stages.clone()),
+            stages_text: cli.stages.map(|s| s.text),
             max_tokens: cli.max_tokens,
             temperature: cli.temperature,
             endpoint: match cli.endpoint {
@@ -380,6 +439,37 @@ impl TryFrom<Cli> for LoadTestConfig {
             prometheus_tls,
         })
     }
+}
+
+/// The rules between the flags that shape a load over time.
+fn check_timing(cli: &Cli) -> anyhow::Result<()> {
+    let timed = cli.duration.is_some() || cli.stages.is_some();
+    if let (Some(_), Some(n)) = (cli.duration, cli.num_requests) {
+        anyhow::bail!(
+            "--duration and --num-requests {n} both say when to stop: give one (a duration cycles the prompts)"
+        );
+    }
+    if cli.stages.is_some() {
+        for (given, flag) in [
+            (cli.duration.is_some(), "--duration"),
+            (cli.ramp_up.is_some(), "--ramp-up"),
+            (cli.num_requests.is_some(), "--num-requests"),
+        ] {
+            if given {
+                anyhow::bail!(
+                    "--stages and {flag} both shape the load: --stages sets the level and the run's length"
+                );
+            }
+        }
+    }
+    for (d, flag) in [(cli.warmup, "--warmup"), (cli.cooldown, "--cooldown")] {
+        if !d.0.is_zero() && !timed {
+            anyhow::bail!(
+                "{flag} {d} needs --duration (or --stages): it is a time at the edge of a timed load; for requests before the load use --warmup-requests"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A checked base URL, as given but without a trailing `/`.

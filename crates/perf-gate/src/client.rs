@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::secrets::scrubbed;
 use crate::transport::{self, TlsSettings};
 
-pub use record::{ErrorKind, RequestRecord};
+pub use record::{ErrorKind, Phase, RequestRecord};
 pub use stream::Timing;
 
 use crate::results::AdapterInfo;

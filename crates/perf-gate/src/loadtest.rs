@@ -269,6 +269,9 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
     if cfg.prometheus_url.is_some() && cfg.prom.window_mode == WindowMode::EndAnchored {
         departures.push("counters and histograms are read at the load's start and at T and subtracted series by series: exact counts with no extrapolation to the window's edges (increase() and rate() extrapolate), a series born during the load counted from 0; throughput = requests finished with stop or length / the load's duration".to_string());
     }
+    if !(cfg.warmup.is_zero() && cfg.cooldown.is_zero()) {
+        departures.push("--warmup/--cooldown by time: requests issued in them are sent but left out of the client's figures (`unmeasured`); the server's window spans the whole load, so its figures include them, and its finished count is reconciled with every request's".to_string());
+    }
     if let Some(b) = &cfg.baseline_adapter {
         departures.push(format!(
             "--baseline-adapter {b}: the baseline adapter is measured on the same vLLM in the same run, each candidate request with a baseline twin over the same prompt, dispatched interleaved (pairs AB, BA, AB, ...; --concurrency and --rate apply to both together); vLLM labels its metrics by base model, not adapter, so the server figures cover both adapters' requests, and the A/B comparison uses the client's figures (client against baseline_arm.client)"
@@ -302,6 +305,11 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             seed: cfg.seed,
             num_requests: cfg.num_requests,
             warmup_requests: cfg.warmup_requests,
+            duration_s: cfg.duration.map(|d| d.as_secs_f64()),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            cooldown_s: cfg.cooldown.as_secs_f64(),
+            ramp_up_s: cfg.ramp_up.map(|d| d.as_secs_f64()),
+            stages: cfg.stages_text.clone(),
             preconnect: cfg.preconnect,
             baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,
@@ -322,6 +330,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         schedule: None,
         warmup: None,
         preconnect: None,
+        unmeasured: None,
         baseline_arm: None,
         validity: None,
         departures,

@@ -513,6 +513,22 @@ pub struct WarmupInfo {
     pub gap_s: f64,
 }
 
+/// The requests a timed load sent in its `--warmup` and `--cooldown` (both together): left
+/// out of the client's figures, counted by the server's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnmeasuredInfo {
+    /// Requests issued in either period.
+    pub requests: u64,
+    /// Of which succeeded.
+    pub successful_requests: u64,
+    /// Failures by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// `--warmup`, seconds.
+    pub warmup_s: f64,
+    /// `--cooldown`, seconds.
+    pub cooldown_s: f64,
+}
+
 /// The connections opened before the load (`--preconnect`), so that no measured request
 /// includes a handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
@@ -624,6 +640,21 @@ pub struct RunConfig {
     /// Warm-up requests sent before the measurement.
     #[serde(default)]
     pub warmup_requests: u32,
+    /// `--duration`, seconds (with `--stages`, their total); `null`: a list of requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// `--warmup` by time, seconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_s: f64,
+    /// `--cooldown` by time, seconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cooldown_s: f64,
+    /// `--ramp-up`, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up_s: Option<f64>,
+    /// `--stages`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<String>,
     /// Whether the connection pool was opened before the load (`--preconnect`): with it, no
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]
@@ -643,6 +674,10 @@ pub struct RunConfig {
     /// `--threshold` expressions, as given (their outcomes: [`LoadTestResults::thresholds`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<String>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_arrival() -> String {
@@ -702,6 +737,10 @@ pub struct LoadTestResults {
     /// The warm-up, when `--warmup-requests` > 0.
     #[serde(default)]
     pub warmup: Option<WarmupInfo>,
+    /// The requests of a timed load's `--warmup` and `--cooldown`, sent but not measured;
+    /// absent without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<UnmeasuredInfo>,
     /// The connections opened before the load, when `--preconnect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preconnect: Option<PreconnectInfo>,

@@ -24,22 +24,24 @@ pub mod aggregate;
 pub mod arrival;
 pub mod health;
 pub mod preconnect;
+pub mod profile;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Timing, VllmClient};
+use crate::client::{Phase, Timing, VllmClient};
 use crate::results::{ClientMetrics, GeneratorHealth, ScheduleLag};
 use crate::workload::{Arm, PreparedRequest};
 use aggregate::{AggregatorConfig, Live, Tally};
 pub use arrival::{Arrival, ArrivalError};
+pub use profile::{Profile, ProfileError, Stage};
 
 /// The in-flight cap of an open loop when `--max-inflight` is not given: generous, so the
 /// schedule, not the cap, decides when requests go.
@@ -72,6 +74,13 @@ pub enum Schedule {
 pub struct RunOptions {
     /// Issue schedule.
     pub schedule: Schedule,
+    /// How the schedule's level (requests in flight, or per second) moves over time
+    /// (`--ramp-up`, `--stages`); `None`: constant at the schedule's.
+    pub profile: Option<Profile>,
+    /// How long the load lasts and which requests count.
+    pub extent: Extent,
+    /// The sweep step these requests belong to (stamped on their records), if any.
+    pub step: Option<u32>,
     /// Deadline of each request.
     pub request_timeout: Duration,
     /// Time in-flight requests get after a cancellation.
@@ -103,6 +112,9 @@ pub struct RunOutput {
     pub baseline_client: Option<ClientMetrics>,
     /// The baseline's totals in an A/B run.
     pub baseline_tally: Option<Tally>,
+    /// Totals of the requests issued in a timed load's warm-up and cool-down (not in the
+    /// figures; the server counted them).
+    pub unmeasured: Tally,
     /// Whether the generator kept up.
     pub health: GeneratorHealth,
     /// How far the dispatches kept to an open loop's schedule (`None` for a closed loop).
@@ -125,36 +137,102 @@ pub enum RunError {
     Aggregator(String),
 }
 
-/// Sends every request in `requests` once, per `opts.schedule`, and measures them.
+/// How long a load lasts and which of its requests count.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Extent {
+    /// `None`: each request of the list once. `Some(d)`: the list cycled for `d` (the measured
+    /// window), after `warmup` and before `cooldown`; no request is issued after that, and
+    /// the ones in flight finish (and count, when issued inside the window).
+    pub duration: Option<Duration>,
+    /// Time at the start of a timed load whose requests are sent but not measured.
+    pub warmup: Duration,
+    /// Time at the end of a timed load whose requests are sent but not measured: the
+    /// measured window's last requests finish under the same load as the rest.
+    pub cooldown: Duration,
+}
+
+impl Extent {
+    /// The phase of a request issued `at` seconds after the load's start.
+    fn phase(&self, at: f64) -> Phase {
+        match self.duration {
+            None => Phase::Measured,
+            Some(d) => {
+                let w = self.warmup.as_secs_f64();
+                if at < w {
+                    Phase::Warmup
+                } else if at < w + d.as_secs_f64() {
+                    Phase::Measured
+                } else {
+                    Phase::Cooldown
+                }
+            }
+        }
+    }
+
+    /// Seconds after the load's start at which nothing more is issued (`None`: when the list
+    /// is done).
+    fn end(&self) -> Option<f64> {
+        self.duration
+            .map(|d| (self.warmup + d + self.cooldown).as_secs_f64())
+    }
+}
+
+/// Sends the requests of `requests` per `opts.schedule` (each once, or cycled for
+/// `opts.extent.duration`), with the level of `opts.profile`, and measures them.
 pub async fn run_load(
     client: Arc<VllmClient>,
     requests: Arc<Vec<PreparedRequest>>,
     opts: RunOptions,
     cancel: CancellationToken,
 ) -> Result<RunOutput, RunError> {
-    let (slots, mut offsets) = match opts.schedule {
-        Schedule::Closed { concurrency } if concurrency > 0 => (concurrency, None),
+    if requests.is_empty() {
+        return Err(RunError::Schedule("no requests to send".into()));
+    }
+    // the closed loop's level (requests in flight) or the open loop's (requests per second)
+    let (profile, mut offsets, cap) = match opts.schedule {
+        Schedule::Closed { concurrency } if concurrency > 0 => (
+            opts.profile
+                .clone()
+                .unwrap_or_else(|| Profile::constant(f64::from(concurrency))),
+            None,
+            None,
+        ),
         Schedule::Rate {
             per_second,
             max_in_flight,
             arrival,
             seed,
         } if per_second.is_finite() && per_second >= 1e-3 && max_in_flight > 0 => {
-            let offsets = arrival
-                .offsets(per_second, seed)
+            let profile = opts
+                .profile
+                .clone()
+                .unwrap_or_else(|| Profile::constant(per_second));
+            // a unit-rate process mapped through the profile's cumulative rate: the arrival
+            // keeps its shape whatever the rate does
+            let unit = arrival
+                .offsets(1.0, seed)
                 .map_err(|e| RunError::Schedule(e.to_string()))?;
-            (max_in_flight, Some(offsets))
+            let mapped = profile.clone();
+            let offsets: Box<dyn Iterator<Item = f64> + Send> =
+                Box::new(unit.map_while(move |u| mapped.time_of(u)));
+            (profile, Some(offsets), Some(max_in_flight))
         }
         other => return Err(RunError::Schedule(format!("{other:?}"))),
     };
     let open = offsets.is_some();
+    let extent = opts.extent;
+    let end_s = extent.end();
     let live = Arc::new(Live::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let ab = requests.iter().any(|r| r.arm.is_some());
     let agg_cfg = AggregatorConfig {
         requests_path: opts.requests_path.clone(),
         progress_every: opts.progress_every,
-        planned: requests.len() as u64,
+        planned: if extent.duration.is_some() {
+            0
+        } else {
+            requests.len() as u64
+        },
         slo: opts.slo,
         ab,
     };
@@ -164,28 +242,47 @@ pub async fn run_load(
         .spawn(move || aggregate::aggregate(rx, agg_live, agg_cfg))
         .map_err(|e| RunError::Aggregator(e.to_string()))?;
 
-    let semaphore = Arc::new(Semaphore::new(slots as usize));
+    // requests in flight, and a wake-up each time one finishes
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let finished = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let probe = health::LagProbe::start();
     let load_start_wall = Utc::now();
     let load_start = Instant::now();
     let mut cancelled = false;
     let mut panicked = 0u64;
-    // requests handed to a task, per arm: [candidate (or every request), baseline]
-    let mut dispatched = [0u64; 2];
+    // requests handed to a task, per tally: [candidate (or every request), baseline,
+    // unmeasured]
+    let mut dispatched = [0u64; 3];
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
     // every slot taken
     let mut first_last: Option<(Instant, Instant)> = None;
     let mut last_offset = 0.0f64;
     let mut waited_for_slot = 0u64;
-    for (i, _) in requests.iter().enumerate() {
+    let len = requests.len();
+    let total = if extent.duration.is_some() {
+        usize::MAX
+    } else {
+        len
+    };
+    'dispatch: for i in 0..total {
         // Free finished tasks as we go: memory follows the concurrency, not the request count.
         while let Some(res) = tasks.try_join_next() {
             panicked += u64::from(res.is_err_and(|e| e.is_panic()));
         }
         // Closed loop: every request is due at the start (the seed submits them all at once),
         // so the wait for a free slot shows as client queue time. Open loop: the arrival's offset.
-        let at = offsets.as_mut().and_then(Iterator::next).unwrap_or(0.0);
+        let at = match offsets.as_mut() {
+            Some(o) => match o.next() {
+                Some(at) => at,
+                // the rate fell to 0 for good: nothing more will be due
+                None => break,
+            },
+            None => 0.0,
+        };
+        if end_s.is_some_and(|e| at >= e) {
+            break;
+        }
         let scheduled = load_start + Duration::from_secs_f64(at);
         if open {
             tokio::select! {
@@ -194,11 +291,45 @@ pub async fn run_load(
                 _ = tokio::time::sleep_until(scheduled.into()) => {}
             }
         }
-        waited_for_slot += u64::from(open && semaphore.available_permits() == 0);
-        let permit = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => { cancelled = true; break; }
-            p = semaphore.clone().acquire_owned() => p.expect("invariant: semaphore never closed"),
+        // wait for a free slot: the level of the profile (closed) or the in-flight cap (open)
+        let mut first_look = true;
+        loop {
+            let now = load_start.elapsed().as_secs_f64();
+            if end_s.is_some_and(|e| now >= e) {
+                break 'dispatch;
+            }
+            let level = match cap {
+                Some(c) => c,
+                None => profile.at(now).round().max(0.0) as u32,
+            };
+            if level == 0 && cap.is_none() && profile.next_change(now).is_none() {
+                // the level ended at 0 for good: nothing more will be sent
+                break 'dispatch;
+            }
+            if in_flight.load(Ordering::Acquire) < level {
+                break;
+            }
+            waited_for_slot += u64::from(open && first_look);
+            first_look = false;
+            // the level can only rise at a profile change; the in-flight count falls when a
+            // request finishes (a stored wake-up is never lost)
+            let wake = match (cap, profile.next_change(now), end_s) {
+                (None, Some(c), Some(e)) => Some(c.min(e)),
+                (None, Some(c), None) => Some(c),
+                (_, _, e) => e,
+            }
+            .map(|t| load_start + Duration::from_secs_f64(t));
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => { cancelled = true; break 'dispatch; }
+                _ = finished.notified() => {}
+                _ = sleep_until_or_never(wake) => {}
+            }
+        }
+        let issued_at = if open {
+            at
+        } else {
+            load_start.elapsed().as_secs_f64()
         };
         if open {
             last_offset = at;
@@ -211,12 +342,20 @@ pub async fn run_load(
             load_start,
             timeout: opts.request_timeout,
         };
+        let phase = extent.phase(issued_at);
+        let step = opts.step;
         let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
+        let (in_flight, finished) = (in_flight.clone(), finished.clone());
+        let k = i % len;
         live.dispatched.fetch_add(1, Ordering::Relaxed);
-        dispatched[usize::from(requests[i].arm == Some(Arm::Baseline))] += 1;
+        dispatched[bucket(phase, requests[k].arm)] += 1;
+        in_flight.fetch_add(1, Ordering::AcqRel);
         tasks.spawn(async move {
-            let rec = client.stream(&requests[i], timing).await;
-            drop(permit);
+            let mut rec = client.stream(&requests[k], timing).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            finished.notify_one();
+            rec.phase = phase;
+            rec.step = step;
             // The aggregator outlives every task; a closed channel only means it died, which
             // is reported when it is joined.
             let _ = tx.send(rec);
@@ -224,7 +363,7 @@ pub async fn run_load(
     }
     drop(tx);
 
-    let sent = dispatched[0] + dispatched[1];
+    let sent = dispatched.iter().sum();
     let schedule_lag = match opts.schedule {
         Schedule::Rate {
             per_second,
@@ -273,13 +412,22 @@ pub async fn run_load(
     let mut warnings = Vec::new();
     let mut tally = agg.tally;
     let mut baseline = agg.baseline;
-    // Every dispatched request left a record or counts as a failure, in its own arm: per arm,
-    // exactly dispatched - recorded are missing; of those, the panicked are `lost` (which arm a
-    // panic hit is not known: the candidate's are taken first), the rest `abandoned`.
-    let recorded = [tally.total(), baseline.as_ref().map_or(0, Tally::total)];
-    let missing = [0, 1].map(|a| dispatched[a].saturating_sub(recorded[a]));
+    let mut unmeasured = agg.unmeasured;
+    // Every dispatched request left a record or counts as a failure, in its own tally: per
+    // tally, exactly dispatched - recorded are missing; of those, the panicked are `lost`
+    // (which tally a panic hit is not known: the candidate's are taken first), the rest
+    // `abandoned`.
+    let recorded = [
+        tally.total(),
+        baseline.as_ref().map_or(0, Tally::total),
+        unmeasured.total(),
+    ];
+    let missing = [0, 1, 2].map(|a| dispatched[a].saturating_sub(recorded[a]));
     let split = split_missing(missing, panicked);
-    for (t, (lost, cut)) in [Some(&mut tally), baseline.as_mut()].into_iter().zip(split) {
+    for (t, (lost, cut)) in [Some(&mut tally), baseline.as_mut(), Some(&mut unmeasured)]
+        .into_iter()
+        .zip(split)
+    {
         let Some(t) = t else { continue };
         if cut > 0 {
             t.add_failures("abandoned", cut);
@@ -288,8 +436,8 @@ pub async fn run_load(
             t.add_failures("lost", lost);
         }
     }
-    let abandoned = split[0].1 + split[1].1;
-    let panicked = split[0].0 + split[1].0;
+    let abandoned: u64 = split.iter().map(|s| s.1).sum();
+    let panicked: u64 = split.iter().map(|s| s.0).sum();
     if abandoned > 0 {
         // Cut off by the grace period: they count, as failures, so the totals add up.
         warnings.push(format!(
@@ -310,7 +458,13 @@ pub async fn run_load(
             health.cores
         ));
     }
-    let client = tally.metrics(duration.as_secs_f64());
+    // a timed load's rates are over its measured window (in steady state as many requests
+    // finish per second as are issued); a load of a fixed list's, from first issue to last finish
+    let rate_span = extent
+        .duration
+        .map_or(duration, |d| d.min(duration.saturating_sub(extent.warmup)))
+        .as_secs_f64();
+    let client = tally.metrics(rate_span);
     let schedule_lag = schedule_lag.map(|l| ScheduleLag {
         client_queue_p99_s: client.client_queue_s.p99,
         ..l
@@ -326,7 +480,8 @@ pub async fn run_load(
         aborted,
         client,
         tally,
-        baseline_client: baseline.as_ref().map(|b| b.metrics(duration.as_secs_f64())),
+        baseline_client: baseline.as_ref().map(|b| b.metrics(rate_span)),
+        unmeasured,
         baseline_tally: baseline,
         health,
         warnings,
@@ -334,13 +489,34 @@ pub async fn run_load(
     })
 }
 
-/// Splits the requests of each arm (`[candidate, baseline]`) that left no record into
-/// `(lost, abandoned)`: `panicked` of them are `lost`, taken from the candidate's first, the
-/// rest were cut off after the grace period.
-fn split_missing(missing: [u64; 2], panicked: u64) -> [(u64, u64); 2] {
-    let lost_a = panicked.min(missing[0]);
-    let lost_b = (panicked - lost_a).min(missing[1]);
-    [(lost_a, missing[0] - lost_a), (lost_b, missing[1] - lost_b)]
+/// Which tally a request's record goes to: 0 the candidate's (or every measured request's),
+/// 1 the baseline arm's, 2 the unmeasured (a timed load's warm-up and cool-down).
+fn bucket(phase: Phase, arm: Option<Arm>) -> usize {
+    match (phase, arm) {
+        (Phase::Warmup | Phase::Cooldown, _) => 2,
+        (Phase::Measured, Some(Arm::Baseline)) => 1,
+        (Phase::Measured, _) => 0,
+    }
+}
+
+/// Splits the requests of each tally (`[candidate, baseline, unmeasured]`) that left no
+/// record into `(lost, abandoned)`: `panicked` of them are `lost`, taken from the first
+/// tallies first, the rest were cut off after the grace period.
+fn split_missing(missing: [u64; 3], panicked: u64) -> [(u64, u64); 3] {
+    let mut left = panicked;
+    missing.map(|m| {
+        let lost = left.min(m);
+        left -= lost;
+        (lost, m - lost)
+    })
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Joins every task, counting the ones that panicked (their records never reached the aggregator).
@@ -357,14 +533,17 @@ mod tests {
     #[test]
     fn missing_requests_stay_in_their_arm() {
         // nothing missing
-        assert_eq!(split_missing([0, 0], 0), [(0, 0), (0, 0)]);
-        // 3 cut off in the candidate's arm, 2 in the baseline's
-        assert_eq!(split_missing([3, 2], 0), [(0, 3), (0, 2)]);
+        assert_eq!(split_missing([0, 0, 0], 0), [(0, 0), (0, 0), (0, 0)]);
+        // 3 cut off in the candidate's arm, 2 in the baseline's, 1 unmeasured
+        assert_eq!(split_missing([3, 2, 1], 0), [(0, 3), (0, 2), (0, 1)]);
         // one panic: the candidate's arm takes it first
-        assert_eq!(split_missing([3, 2], 1), [(1, 2), (0, 2)]);
-        // panics in both arms
-        assert_eq!(split_missing([1, 2], 3), [(1, 0), (2, 0)]);
+        assert_eq!(split_missing([3, 2, 0], 1), [(1, 2), (0, 2), (0, 0)]);
+        // panics in every tally
+        assert_eq!(split_missing([1, 2, 1], 4), [(1, 0), (2, 0), (1, 0)]);
         // a count of panics above the missing never makes more failures than missing requests
-        assert_eq!(split_missing([1, 0], 5), [(1, 0), (0, 0)]);
+        assert_eq!(split_missing([1, 0, 0], 5), [(1, 0), (0, 0), (0, 0)]);
+        assert_eq!(bucket(Phase::Warmup, Some(Arm::Baseline)), 2);
+        assert_eq!(bucket(Phase::Measured, Some(Arm::Baseline)), 1);
+        assert_eq!(bucket(Phase::Measured, None), 0);
     }
 }

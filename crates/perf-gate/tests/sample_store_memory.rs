@@ -54,6 +54,8 @@ fn record(i: u64, ok: bool) -> RequestRecord {
         seq: i,
         prompt_index: (i % 1000) as u32,
         arm: None,
+        step: None,
+        phase: Default::default(),
         scheduled_s: i as f64 * 0.001,
         start_s: i as f64 * 0.001 + 0.0001,
         http_status: Some(if ok { 200 } else { 500 }),

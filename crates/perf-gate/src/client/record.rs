@@ -55,6 +55,27 @@ impl ErrorKind {
     }
 }
 
+/// Which part of a timed load (`--duration` with `--warmup` / `--cooldown`) a request was
+/// issued in: only `measured` requests count in the client's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Issued inside the measured window (every request of a run without time phases).
+    #[default]
+    Measured,
+    /// Issued during `--warmup`, before the measured window.
+    Warmup,
+    /// Issued during `--cooldown`, after the measured window.
+    Cooldown,
+}
+
+impl Phase {
+    /// Whether this is [`Phase::Measured`] (the default, not written to `requests.jsonl`).
+    pub fn is_measured(&self) -> bool {
+        *self == Phase::Measured
+    }
+}
+
 /// One request, measured. Times are seconds; offsets are from the load's start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
@@ -66,6 +87,12 @@ pub struct RequestRecord {
     /// written) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<Arm>,
+    /// The sweep step (`--steps`, 0-based) the request belongs to; absent outside a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The part of a timed load it was issued in; absent (`measured`) when it counts.
+    #[serde(default, skip_serializing_if = "Phase::is_measured")]
+    pub phase: Phase,
     /// When the schedule wanted the request sent (offset from load start).
     pub scheduled_s: f64,
     /// When it was really sent (offset from load start).

@@ -48,6 +48,20 @@ pub struct LoadTestConfig {
     pub seed: u64,
     /// Total requests; prompts are cycled to reach it. `None`: each prompt once (the seed).
     pub num_requests: Option<u64>,
+    /// Run for this long instead of through a list (`--duration`; prompts cycled): the
+    /// measured window, between `warmup` and `cooldown`. Excludes `num_requests`.
+    pub duration: Option<Duration>,
+    /// Time at the start of a timed load whose requests are not measured (`--warmup`).
+    pub warmup: Duration,
+    /// Time at the end of a timed load whose requests are not measured (`--cooldown`).
+    pub cooldown: Duration,
+    /// Reach the load's level linearly over this long from one request in flight (closed
+    /// loop) or from 0 per second (open loop) (`--ramp-up`).
+    pub ramp_up: Option<Duration>,
+    /// k6-style stages for the level (`--stages`): the run lasts their total.
+    pub stages: Option<Vec<crate::runner::Stage>>,
+    /// `--stages` as given (recorded in the results).
+    pub stages_text: Option<String>,
     /// Max output tokens.
     pub max_tokens: u32,
     /// Sampling temperature.
@@ -88,6 +102,35 @@ pub struct LoadTestConfig {
     /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,
     /// `--prometheus-insecure-tls`).
     pub prometheus_tls: TlsSettings,
+}
+
+impl LoadTestConfig {
+    /// How the load's level moves over time (`--stages`, `--ramp-up`), `None` when constant.
+    /// Closed loops start from 1 request in flight, open loops from 0 per second.
+    pub fn profile(&self) -> Option<crate::runner::Profile> {
+        use crate::runner::Profile;
+        let (start, level) = match self.rate {
+            Some(r) => (0.0, r),
+            None => (1.0, f64::from(self.concurrency)),
+        };
+        if let Some(stages) = &self.stages {
+            return Some(Profile {
+                start,
+                stages: stages.clone(),
+            });
+        }
+        self.ramp_up
+            .map(|over| Profile::ramp(start.min(level), level, over))
+    }
+
+    /// The most requests a closed loop keeps in flight (the connection pool's size): the
+    /// stages' peak or `concurrency`.
+    pub fn peak_concurrency(&self) -> u32 {
+        match (&self.rate, self.profile()) {
+            (None, Some(p)) => (p.peak().round() as u32).max(1),
+            _ => self.concurrency,
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadTestConfig {

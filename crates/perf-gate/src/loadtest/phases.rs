@@ -21,9 +21,9 @@ use crate::prom::{
 };
 use crate::results::{
     AdapterInfo, BaselineArm, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
-    ServerMetrics, WarmupInfo, WindowMode,
+    ServerMetrics, UnmeasuredInfo, WarmupInfo, WindowMode,
 };
-use crate::runner::{DEFAULT_MAX_IN_FLIGHT, RunOptions, RunOutput, Schedule, run_load};
+use crate::runner::{DEFAULT_MAX_IN_FLIGHT, Extent, RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::{PreparedRequest, Sampling, interleave_ab, load_eval_file, prepare_requests};
 
 /// Where server-side figures come from.
@@ -61,7 +61,7 @@ pub(super) async fn execute(
         &cfg.vllm_url,
         cfg.api_key.as_deref(),
         ClientOptions {
-            pool_size: cfg.concurrency as usize,
+            pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
             ..ClientOptions::default()
         },
@@ -116,7 +116,7 @@ pub(super) async fn execute(
         let opened = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
-            p = crate::runner::preconnect::preconnect(&client, cfg.concurrency) => p,
+            p = crate::runner::preconnect::preconnect(&client, cfg.peak_concurrency()) => p,
         };
         if opened.failed > 0 {
             results.warnings.push(format!(
@@ -143,6 +143,16 @@ pub(super) async fn execute(
     }
     results.load_generator = Some(out.health.clone());
     results.schedule = out.schedule_lag.clone();
+    if out.unmeasured.total() > 0 || !(cfg.warmup.is_zero() && cfg.cooldown.is_zero()) {
+        let u = out.unmeasured.metrics(0.0);
+        results.unmeasured = Some(UnmeasuredInfo {
+            requests: u.total_requests,
+            successful_requests: u.successful_requests,
+            errors_by_kind: u.errors_by_kind,
+            warmup_s: cfg.warmup.as_secs_f64(),
+            cooldown_s: cfg.cooldown.as_secs_f64(),
+        });
+    }
     if let Some(why) = &out.records_error {
         // The figures are kept in the results, but a step that promised the per-request
         // record and lost it (a full disk) has failed: nothing downstream judges it.
@@ -155,12 +165,14 @@ pub(super) async fn execute(
         return Ok(RunStatus::Aborted);
     }
 
-    // the server counts both arms' requests (vLLM labels its series by base model)
+    // the server counts both arms' requests (vLLM labels its series by base model), and a
+    // timed load's warm-up and cool-down requests
     let successes = out.client.successful_requests
         + out
             .baseline_client
             .as_ref()
-            .map_or(0, |b| b.successful_requests);
+            .map_or(0, |b| b.successful_requests)
+        + out.unmeasured.metrics(0.0).successful_requests;
     let mut server = match server_figures(server_side, &out, successes, &cancel).await? {
         Some(s) => s,
         None => return Ok(RunStatus::Aborted),
@@ -279,6 +291,9 @@ async fn warm_up(
             schedule: Schedule::Closed {
                 concurrency: (cfg.concurrency as usize).min(n).max(1) as u32,
             },
+            profile: None,
+            extent: Extent::default(),
+            step: None,
             request_timeout: cfg.request_timeout,
             drain_grace: cfg.drain_grace,
             progress_every: None,
@@ -341,6 +356,13 @@ async fn measure(
         Arc::new(requests),
         RunOptions {
             schedule,
+            profile: cfg.profile(),
+            extent: Extent {
+                duration: cfg.duration,
+                warmup: cfg.warmup,
+                cooldown: cfg.cooldown,
+            },
+            step: None,
             request_timeout: cfg.request_timeout,
             drain_grace: cfg.drain_grace,
             progress_every: cfg.progress_every,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::client::RequestRecord;
+use crate::client::{Phase, RequestRecord};
 use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
 use crate::workload::Arm;
@@ -183,6 +183,9 @@ pub struct AggregateOutput {
     pub tally: Tally,
     /// Totals of the baseline's requests in an A/B run ([`AggregatorConfig::ab`]).
     pub baseline: Option<Tally>,
+    /// Totals of the requests issued outside the measured window (time-based warm-up and
+    /// cool-down), both arms together: not in the figures, but the server counted them.
+    pub unmeasured: Tally,
     /// Error writing `requests.jsonl`, if any (the run itself is still valid).
     pub write_error: Option<String>,
 }
@@ -193,7 +196,7 @@ pub struct AggregatorConfig {
     pub requests_path: Option<PathBuf>,
     /// How often to log a progress line (`None`: never).
     pub progress_every: Option<Duration>,
-    /// Requests planned, for the progress line.
+    /// Requests planned, for the progress line (0 when the load runs for a duration).
     pub planned: u64,
     /// Objectives whose attainment is counted.
     pub slo: Option<Slo>,
@@ -209,6 +212,7 @@ pub fn aggregate(
 ) -> AggregateOutput {
     let mut tally = Tally::with_slo(cfg.slo);
     let mut baseline = cfg.ab.then(|| Tally::with_slo(cfg.slo));
+    let mut unmeasured = Tally::default();
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
         Some(p) => match std::fs::File::create(p) {
@@ -231,8 +235,9 @@ pub fn aggregate(
         let wait = next_progress.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(rec) => {
-                match (rec.arm, baseline.as_mut()) {
-                    (Some(Arm::Baseline), Some(b)) => b.add(&rec),
+                match (rec.phase, rec.arm, baseline.as_mut()) {
+                    (Phase::Warmup | Phase::Cooldown, _, _) => unmeasured.add(&rec),
+                    (Phase::Measured, Some(Arm::Baseline), Some(b)) => b.add(&rec),
                     _ => tally.add(&rec),
                 }
                 if let Some(t) = rec.ttft_s {
@@ -260,8 +265,9 @@ pub fn aggregate(
         }
         if cfg.progress_every.is_some() && Instant::now() >= next_progress {
             next_progress += tick;
-            let done = tally.total() + baseline.as_ref().map_or(0, Tally::total);
-            let ok = tally.ok + baseline.as_ref().map_or(0, |b| b.ok);
+            let done =
+                tally.total() + baseline.as_ref().map_or(0, Tally::total) + unmeasured.total();
+            let ok = tally.ok + baseline.as_ref().map_or(0, |b| b.ok) + unmeasured.ok;
             let elapsed = started.elapsed().as_secs_f64();
             tracing::info!(
                 done,
@@ -283,6 +289,7 @@ pub fn aggregate(
     AggregateOutput {
         tally,
         baseline,
+        unmeasured,
         write_error,
     }
 }
@@ -297,6 +304,8 @@ mod tests {
             seq: 0,
             prompt_index: 0,
             arm: None,
+            step: None,
+            phase: Default::default(),
             scheduled_s: 1.0,
             start_s: 1.5,
             http_status: Some(if ok { 200 } else { 503 }),
