@@ -105,6 +105,15 @@ fn stages(s: &str) -> Result<Stages, String> {
         .map_err(|e| e.to_string())
 }
 
+fn step_level(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.001 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a level: a positive number (requests in flight, or per second with --rate)"
+        )),
+    }
+}
+
 fn temperature(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=2.0).contains(&v) => Ok(v),
@@ -278,6 +287,18 @@ pub struct Cli {
     #[arg(long, env = "STAGES", value_parser = stages, value_name = "STAGES")]
     pub stages: Option<Stages>,
 
+    /// A step sweep (seed 001): one timed load per level, e.g. `1,2,4,8` requests in flight
+    /// (with --rate, requests per second, replacing --rate's value), each measured for
+    /// --step-duration with its own --warmup, --ramp-up and --cooldown, its own client
+    /// figures and the server's figures over its own window (`steps` in the results).
+    /// Excludes --duration, --stages, --num-requests and --baseline-adapter.
+    #[arg(long, env = "STEPS", value_delimiter = ',', value_parser = step_level, value_name = "LEVELS")]
+    pub steps: Vec<f64>,
+
+    /// How long each step of --steps is measured.
+    #[arg(long, env = "STEP_DURATION", default_value_t = Seconds(Duration::from_secs(60)), value_parser = positive_seconds, value_name = "DURATION")]
+    pub step_duration: Seconds,
+
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
     /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s. With
@@ -408,6 +429,8 @@ impl TryFrom<Cli> for LoadTestConfig {
             ramp_up: cli.ramp_up.map(Duration::from),
             stages: cli.stages.as_ref().map(|s| s.stages.clone()),
             stages_text: cli.stages.map(|s| s.text),
+            steps: (!cli.steps.is_empty()).then(|| cli.steps.clone()),
+            step_duration: cli.step_duration.into(),
             max_tokens: cli.max_tokens,
             temperature: cli.temperature,
             endpoint: match cli.endpoint {
@@ -443,7 +466,26 @@ impl TryFrom<Cli> for LoadTestConfig {
 
 /// The rules between the flags that shape a load over time.
 fn check_timing(cli: &Cli) -> anyhow::Result<()> {
-    let timed = cli.duration.is_some() || cli.stages.is_some();
+    let timed = cli.duration.is_some() || cli.stages.is_some() || !cli.steps.is_empty();
+    if !cli.steps.is_empty() {
+        for (given, flag) in [
+            (cli.duration.is_some(), "--duration"),
+            (cli.stages.is_some(), "--stages"),
+            (cli.num_requests.is_some(), "--num-requests"),
+            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
+        ] {
+            if given {
+                anyhow::bail!(
+                    "--steps and {flag} cannot be combined: each step is a timed load of --step-duration"
+                );
+            }
+        }
+        if cli.rate.is_none() && cli.steps.iter().any(|l| l.fract() != 0.0) {
+            anyhow::bail!(
+                "--steps: a closed loop's levels are whole numbers of requests in flight (give --rate for rates)"
+            );
+        }
+    }
     if let (Some(_), Some(n)) = (cli.duration, cli.num_requests) {
         anyhow::bail!(
             "--duration and --num-requests {n} both say when to stop: give one (a duration cycles the prompts)"
@@ -465,7 +507,7 @@ fn check_timing(cli: &Cli) -> anyhow::Result<()> {
     for (d, flag) in [(cli.warmup, "--warmup"), (cli.cooldown, "--cooldown")] {
         if !d.0.is_zero() && !timed {
             anyhow::bail!(
-                "{flag} {d} needs --duration (or --stages): it is a time at the edge of a timed load; for requests before the load use --warmup-requests"
+                "{flag} {d} needs --duration (or --stages, --steps): it is a time at the edge of a timed load; for requests before the load use --warmup-requests"
             );
         }
     }

@@ -115,6 +115,8 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             cooldown_s: 0.0,
             ramp_up_s: None,
             stages: None,
+            steps: None,
+            step_duration_s: None,
             preconnect: true,
             baseline_adapter: None,
             slo: None,

@@ -20,6 +20,7 @@ mod accounting;
 mod config;
 mod error;
 mod phases;
+mod sweep;
 pub mod thresholds;
 
 pub use config::{
@@ -310,6 +311,8 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             cooldown_s: cfg.cooldown.as_secs_f64(),
             ramp_up_s: cfg.ramp_up.map(|d| d.as_secs_f64()),
             stages: cfg.stages_text.clone(),
+            steps: cfg.steps.clone(),
+            step_duration_s: cfg.steps.as_ref().map(|_| cfg.step_duration.as_secs_f64()),
             preconnect: cfg.preconnect,
             baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,

@@ -655,6 +655,12 @@ pub struct RunConfig {
     /// `--stages`, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<String>,
+    /// A sweep's levels (`--steps`): requests in flight, or per second with `rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<f64>>,
+    /// A sweep's measured time per step (`--step-duration`), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_duration_s: Option<f64>,
     /// Whether the connection pool was opened before the load (`--preconnect`): with it, no
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]

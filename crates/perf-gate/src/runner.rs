@@ -79,7 +79,8 @@ pub struct RunOptions {
     pub profile: Option<Profile>,
     /// How long the load lasts and which requests count.
     pub extent: Extent,
-    /// The sweep step these requests belong to (stamped on their records), if any.
+    /// The sweep step these requests belong to (stamped on their records), if any; the
+    /// records of a step after the first are appended to `requests_path`.
     pub step: Option<u32>,
     /// Deadline of each request.
     pub request_timeout: Duration,
@@ -228,6 +229,8 @@ pub async fn run_load(
     let agg_cfg = AggregatorConfig {
         requests_path: opts.requests_path.clone(),
         progress_every: opts.progress_every,
+        // a sweep's later steps add to the first one's records
+        append: opts.step.is_some_and(|s| s > 0),
         planned: if extent.duration.is_some() {
             0
         } else {

@@ -62,6 +62,11 @@ pub struct LoadTestConfig {
     pub stages: Option<Vec<crate::runner::Stage>>,
     /// `--stages` as given (recorded in the results).
     pub stages_text: Option<String>,
+    /// A step sweep's levels (`--steps`): requests in flight, or with `rate` requests per
+    /// second; each step is a timed load of `step_duration`.
+    pub steps: Option<Vec<f64>>,
+    /// How long each step of a sweep is measured (`--step-duration`).
+    pub step_duration: Duration,
     /// Max output tokens.
     pub max_tokens: u32,
     /// Sampling temperature.
@@ -124,12 +129,28 @@ impl LoadTestConfig {
     }
 
     /// The most requests a closed loop keeps in flight (the connection pool's size): the
-    /// stages' peak or `concurrency`.
+    /// highest step, the stages' peak, or `concurrency`.
     pub fn peak_concurrency(&self) -> u32 {
+        if let (None, Some(levels)) = (&self.rate, &self.steps) {
+            return levels.iter().fold(1.0, |a: f64, &b| a.max(b)).round() as u32;
+        }
         match (&self.rate, self.profile()) {
             (None, Some(p)) => (p.peak().round() as u32).max(1),
             _ => self.concurrency,
         }
+    }
+
+    /// The configuration of one step of a sweep at `level` (requests in flight, or per second
+    /// with `rate`): a timed load of `step_duration`.
+    pub fn for_step(&self, level: f64) -> LoadTestConfig {
+        let mut c = self.clone();
+        match c.rate {
+            Some(_) => c.rate = Some(level),
+            None => c.concurrency = level.round().max(1.0) as u32,
+        }
+        c.duration = Some(self.step_duration);
+        c.steps = None;
+        c
     }
 }
 

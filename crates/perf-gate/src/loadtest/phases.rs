@@ -23,11 +23,12 @@ use crate::results::{
     AdapterInfo, BaselineArm, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
     ServerMetrics, UnmeasuredInfo, WarmupInfo, WindowMode,
 };
+use crate::runner::aggregate::Tally;
 use crate::runner::{DEFAULT_MAX_IN_FLIGHT, Extent, RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::{PreparedRequest, Sampling, interleave_ab, load_eval_file, prepare_requests};
 
 /// Where server-side figures come from.
-enum ServerSide {
+pub(super) enum ServerSide {
     /// Prometheus, with the left edges confirmed before the load (end-anchored windows) or
     /// not (`None`: the seed's window).
     Prometheus(PrometheusCollector, Option<PreLoad>),
@@ -85,48 +86,21 @@ pub(super) async fn execute(
             phase: "during the warm-up",
         });
     }
-    let ready = Utc::now();
-    let server_side = match collector {
-        Some(c) if cfg.prom.window_mode == WindowMode::EndAnchored => {
-            // the load starts only once every target shows a quiet sample newer than `ready`
-            let pre = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for Prometheus's samples before the load" }),
-                r = c.await_left_edges(ready) => r?,
-            };
-            ServerSide::Prometheus(c, Some(pre))
-        }
-        Some(c) => ServerSide::Prometheus(c, None),
-        None => {
-            let scraper =
-                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())?;
-            let before = scraper
-                .snapshot()
-                .await
-                .map_err(|e| LoadTestError::Scrape {
-                    source: Box::new(e),
-                    when: "before",
-                    hint: " (give --prometheus-url to read the figures from Prometheus instead)",
-                })?;
-            ServerSide::Scrape { scraper, before }
-        }
-    };
-
-    if cfg.preconnect {
-        let opened = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
-            p = crate::runner::preconnect::preconnect(&client, cfg.peak_concurrency()) => p,
-        };
-        if opened.failed > 0 {
-            results.warnings.push(format!(
-                "{} of {} connections could not be opened before the load: the first requests on them include a handshake",
-                opened.failed, opened.connections
-            ));
-        }
-        results.preconnect = Some(opened);
+    if cfg.steps.is_some() {
+        return super::sweep::run(
+            cfg,
+            &client,
+            collector.as_ref(),
+            requests,
+            &cancel,
+            results,
+            started_wall,
+        )
+        .await;
     }
-    let out = measure(cfg, &client, requests, &cancel, results).await?;
+    let server_side = open_window(cfg, &client, collector.as_ref(), &cancel).await?;
+    preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?;
+    let out = measure(cfg, &client, requests, &cancel, results, None).await?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),
         load_start: rfc3339(out.load_start),
@@ -143,42 +117,14 @@ pub(super) async fn execute(
     }
     results.load_generator = Some(out.health.clone());
     results.schedule = out.schedule_lag.clone();
-    if out.unmeasured.total() > 0 || !(cfg.warmup.is_zero() && cfg.cooldown.is_zero()) {
-        let u = out.unmeasured.metrics(0.0);
-        results.unmeasured = Some(UnmeasuredInfo {
-            requests: u.total_requests,
-            successful_requests: u.successful_requests,
-            errors_by_kind: u.errors_by_kind,
-            warmup_s: cfg.warmup.as_secs_f64(),
-            cooldown_s: cfg.cooldown.as_secs_f64(),
-        });
-    }
-    if let Some(why) = &out.records_error {
-        // The figures are kept in the results, but a step that promised the per-request
-        // record and lost it (a full disk) has failed: nothing downstream judges it.
-        return Err(LoadTestError::Records {
-            file: REQUESTS_FILE.to_string(),
-            why: why.clone(),
-        });
-    }
+    results.unmeasured = unmeasured_info(cfg, &out.unmeasured);
+    records_kept(&out)?;
     if out.aborted {
         return Ok(RunStatus::Aborted);
     }
-
-    // the server counts both arms' requests (vLLM labels its series by base model), and a
-    // timed load's warm-up and cool-down requests
-    let successes = out.client.successful_requests
-        + out
-            .baseline_client
-            .as_ref()
-            .map_or(0, |b| b.successful_requests)
-        + out.unmeasured.metrics(0.0).successful_requests;
-    let mut server = match server_figures(server_side, &out, successes, &cancel).await? {
-        Some(s) => s,
-        None => return Ok(RunStatus::Aborted),
+    let Some(server) = window_figures(server_side, &out, &cancel, results).await? else {
+        return Ok(RunStatus::Aborted);
     };
-    super::accounting::require_client_successes(&mut server, successes);
-    reconcile(results, &server, successes);
     results.server = Some(server);
     let validity = crate::decision::validity::validity(results);
     for r in &validity.reasons {
@@ -186,6 +132,116 @@ pub(super) async fn execute(
     }
     results.validity = Some(validity);
     Ok(RunStatus::Completed)
+}
+
+/// The requests a timed load sent but did not measure, when it had a warm-up or cool-down.
+pub(super) fn unmeasured_info(cfg: &LoadTestConfig, t: &Tally) -> Option<UnmeasuredInfo> {
+    if t.total() == 0 && cfg.warmup.is_zero() && cfg.cooldown.is_zero() {
+        return None;
+    }
+    let u = t.metrics(0.0);
+    Some(UnmeasuredInfo {
+        requests: u.total_requests,
+        successful_requests: u.successful_requests,
+        errors_by_kind: u.errors_by_kind,
+        warmup_s: cfg.warmup.as_secs_f64(),
+        cooldown_s: cfg.cooldown.as_secs_f64(),
+    })
+}
+
+/// Fails the step when the per-request records could not be written in full: the figures are
+/// kept in the results, but a step that promised the per-request record and lost it (a full
+/// disk) has failed: nothing downstream judges it.
+pub(super) fn records_kept(out: &RunOutput) -> Result<(), LoadTestError> {
+    match &out.records_error {
+        Some(why) => Err(LoadTestError::Records {
+            file: REQUESTS_FILE.to_string(),
+            why: why.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Opens the server side's window for the next load: waits until every Prometheus target
+/// shows a quiet sample newer than now (end-anchored), or takes vLLM's `/metrics` snapshot.
+pub(super) async fn open_window(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    collector: Option<&PrometheusCollector>,
+    cancel: &CancellationToken,
+) -> Result<ServerSide, LoadTestError> {
+    let ready = Utc::now();
+    Ok(match collector {
+        Some(c) if cfg.prom.window_mode == WindowMode::EndAnchored => {
+            // the load starts only once every target shows a quiet sample newer than `ready`
+            let pre = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for Prometheus's samples before the load" }),
+                r = c.await_left_edges(ready) => r?,
+            };
+            ServerSide::Prometheus(c.clone(), Some(pre))
+        }
+        Some(c) => ServerSide::Prometheus(c.clone(), None),
+        None => {
+            let scraper =
+                MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone())?;
+            let before = scraper
+                .snapshot()
+                .await
+                .map_err(|e| LoadTestError::Scrape {
+                    source: Box::new(e),
+                    when: "before",
+                    hint: " (give --prometheus-url to read the figures from Prometheus instead)",
+                })?;
+            ServerSide::Scrape { scraper, before }
+        }
+    })
+}
+
+/// With `--preconnect`, opens `slots` connections before the load (recorded in the results).
+pub(super) async fn preconnect(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+    slots: u32,
+) -> Result<(), LoadTestError> {
+    if !cfg.preconnect {
+        return Ok(());
+    }
+    let opened = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
+        p = crate::runner::preconnect::preconnect(client, slots) => p,
+    };
+    if opened.failed > 0 {
+        results.warnings.push(format!(
+            "{} of {} connections could not be opened before the load: the first requests on them include a handshake",
+            opened.failed, opened.connections
+        ));
+    }
+    results.preconnect = Some(opened);
+    Ok(())
+}
+
+/// The server's figures over the window `side` opened for the load `out`, checked against
+/// every request the server saw succeed: both arms' (vLLM labels its series by base model)
+/// and a timed load's warm-up and cool-down requests. `None` when a signal cut the wait short.
+pub(super) async fn window_figures(
+    side: ServerSide,
+    out: &RunOutput,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+) -> Result<Option<ServerMetrics>, LoadTestError> {
+    let successes = out.tally.successful()
+        + out.baseline_tally.as_ref().map_or(0, Tally::successful)
+        + out.unmeasured.successful();
+    let Some(mut server) = server_figures(side, out, successes, cancel).await? else {
+        return Ok(None);
+    };
+    super::accounting::require_client_successes(&mut server, successes);
+    reconcile(results, &server, successes);
+    Ok(Some(server))
 }
 
 /// Reads the eval file, records its identity, and prepares the request bodies.
@@ -329,13 +385,23 @@ async fn warm_up(
     })
 }
 
+/// A step of a sweep: its position, and whether it is the last.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Step {
+    /// 0-based position.
+    pub index: u32,
+    /// Whether no step follows.
+    pub last: bool,
+}
+
 /// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
-async fn measure(
+pub(super) async fn measure(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
     requests: Vec<PreparedRequest>,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
+    step: Option<Step>,
 ) -> Result<RunOutput, LoadTestError> {
     let schedule = match cfg.rate {
         Some(r) => Schedule::Rate {
@@ -362,7 +428,7 @@ async fn measure(
                 warmup: cfg.warmup,
                 cooldown: cfg.cooldown,
             },
-            step: None,
+            step: step.map(|s| s.index),
             request_timeout: cfg.request_timeout,
             drain_grace: cfg.drain_grace,
             progress_every: cfg.progress_every,
@@ -379,7 +445,10 @@ async fn measure(
             return Err(e.into());
         }
     };
-    if out.records_error.is_none()
+    // a sweep's steps write one file: it is complete after the last step (or a signal)
+    let complete = step.is_none_or(|s| s.last) || out.aborted;
+    if complete
+        && out.records_error.is_none()
         && let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE))
     {
         out.records_error = Some(format!("cannot rename {}: {e}", partial.display()));

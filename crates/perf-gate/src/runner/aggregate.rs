@@ -127,6 +127,11 @@ impl Tally {
         self.total
     }
 
+    /// Requests that succeeded so far.
+    pub fn successful(&self) -> u64 {
+        self.ok
+    }
+
     /// Every finished request's exact sample (finish time, TTFT, E2E).
     pub fn requests(&self) -> &SampleStore {
         &self.requests
@@ -196,6 +201,8 @@ pub struct AggregatorConfig {
     pub requests_path: Option<PathBuf>,
     /// How often to log a progress line (`None`: never).
     pub progress_every: Option<Duration>,
+    /// Append to `requests_path` rather than start it afresh (a sweep's later steps).
+    pub append: bool,
     /// Requests planned, for the progress line (0 when the load runs for a duration).
     pub planned: u64,
     /// Objectives whose attainment is counted.
@@ -215,7 +222,13 @@ pub fn aggregate(
     let mut unmeasured = Tally::default();
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
-        Some(p) => match std::fs::File::create(p) {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(cfg.append)
+            .truncate(!cfg.append)
+            .open(p)
+        {
             Ok(f) => Some(std::io::BufWriter::new(f)),
             Err(e) => {
                 write_error = Some(format!("cannot create {}: {e}", p.display()));
@@ -436,6 +449,7 @@ mod tests {
         let cfg = AggregatorConfig {
             requests_path: Some(path.clone()),
             progress_every: None,
+            append: false,
             planned: 2,
             slo: None,
             ab: false,
@@ -468,6 +482,7 @@ mod tests {
         let cfg = AggregatorConfig {
             requests_path: Some(path.clone()),
             progress_every: None,
+            append: false,
             planned: 3,
             slo: None,
             ab: true,
@@ -505,6 +520,7 @@ mod tests {
         let cfg = AggregatorConfig {
             requests_path: Some(std::path::PathBuf::from("/dev/full")),
             progress_every: None,
+            append: false,
             planned: 1,
             slo: None,
             ab: false,

@@ -1,0 +1,172 @@
+//! A step sweep (`--steps 1,2,4,8 --step-duration 60s`, seed 001): one timed load per level,
+//! each with its own warm-up, ramp and cool-down (`--warmup`, `--ramp-up`, `--cooldown`), its
+//! own client figures, and the server's figures over its own window.
+//!
+//! Each step's window is opened as the single load's is: with Prometheus (end-anchored), the
+//! step starts only once every target shows a quiet sample newer than the previous step's
+//! end, so no step's requests fall in another's window (the quiet period the confirmed
+//! windows need); with the seed's windows (rounded up to the minute) a step's figures can
+//! include the previous step's requests, and say so (`server_note`); without Prometheus, vLLM
+//! `/metrics` is read before and after each step.
+//!
+//! The top-level `client` pools every step's measured requests; the top-level `server` is
+//! absent and the run is marked not valid as a gate measurement: the gate compares one load
+//! with another, not sweeps.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::phases::{Step, measure, open_window, preconnect, records_kept, window_figures};
+use super::{LoadTestConfig, LoadTestError, rfc3339};
+use crate::client::VllmClient;
+use crate::prom::PrometheusCollector;
+use crate::results::{
+    GeneratorHealth, LoadTestResults, RunStatus, RunTiming, StepResult, Validity, WindowMode,
+};
+use crate::runner::aggregate::Tally;
+use crate::workload::PreparedRequest;
+
+/// Runs every step of the sweep (`cfg.steps`) in order; `Ok` carries the final status.
+pub(super) async fn run(
+    cfg: &LoadTestConfig,
+    client: &Arc<VllmClient>,
+    collector: Option<&PrometheusCollector>,
+    requests: Vec<PreparedRequest>,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+    started_wall: DateTime<Utc>,
+) -> Result<RunStatus, LoadTestError> {
+    let levels = cfg.steps.as_deref().unwrap_or_default();
+    let mut pooled = Tally::with_slo(cfg.slo);
+    let mut unmeasured = Tally::default();
+    let mut measured_s = 0.0;
+    let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    let mut health: Option<GeneratorHealth> = None;
+    let mut status = RunStatus::Completed;
+    for (i, &level) in levels.iter().enumerate() {
+        let step_cfg = cfg.for_step(level);
+        let side = open_window(&step_cfg, client, collector, cancel).await?;
+        if i == 0 {
+            preconnect(cfg, client, cancel, results, cfg.peak_concurrency()).await?;
+        }
+        tracing::info!(
+            step = i,
+            level,
+            of = levels.len(),
+            "step starting ({})",
+            if cfg.rate.is_some() {
+                "requests per second"
+            } else {
+                "requests in flight"
+            }
+        );
+        let step = Step {
+            index: i as u32,
+            last: i + 1 == levels.len(),
+        };
+        let out = measure(
+            &step_cfg,
+            client,
+            requests.clone(),
+            cancel,
+            results,
+            Some(step),
+        )
+        .await?;
+        records_kept(&out)?;
+        pooled.merge(&out.tally);
+        unmeasured.merge(&out.unmeasured);
+        measured_s += step_cfg
+            .duration
+            .map_or(out.duration, |d| d.min(out.duration))
+            .as_secs_f64();
+        span = Some((span.map_or(out.load_start, |s| s.0), out.load_end));
+        health = Some(match health {
+            None => out.health.clone(),
+            Some(h) => worse(h, out.health.clone()),
+        });
+        let (server, note) = if out.aborted {
+            (
+                None,
+                Some("stopped by a signal before the server was read".to_string()),
+            )
+        } else {
+            match window_figures(side, &out, cancel, results).await? {
+                Some(s) => {
+                    let note = (collector.is_some()
+                        && cfg.prom.window_mode == WindowMode::Seed)
+                        .then(|| "--window-mode seed: the window is the step's duration rounded up to the minute, so it can include the previous step's requests".to_string());
+                    (Some(s), note)
+                }
+                None => (
+                    None,
+                    Some("stopped by a signal while the server was read".into()),
+                ),
+            }
+        };
+        let thresholds: Vec<_> = cfg
+            .thresholds
+            .iter()
+            .map(|t| t.evaluate(Some(&out.client)))
+            .collect();
+        for o in &thresholds {
+            let line = super::thresholds::line(o);
+            if o.passed {
+                tracing::info!(step = i, level, "{line}");
+            } else {
+                tracing::warn!(step = i, level, "{line}");
+            }
+        }
+        let (concurrency, rate) = match step_cfg.rate {
+            Some(r) => (None, Some(r)),
+            None => (Some(step_cfg.concurrency), None),
+        };
+        results.steps.push(StepResult {
+            index: i as u32,
+            concurrency,
+            rate,
+            load_start: rfc3339(out.load_start),
+            load_end: rfc3339(out.load_end),
+            duration_s: out.duration.as_secs_f64(),
+            client: out.client.clone(),
+            server,
+            server_note: note,
+            thresholds,
+        });
+        if out.aborted || cancel.is_cancelled() {
+            status = RunStatus::Aborted;
+            break;
+        }
+    }
+    if let Some((start, end)) = span {
+        results.timing = Some(RunTiming {
+            started_at: rfc3339(started_wall),
+            load_start: rfc3339(start),
+            load_end: rfc3339(end),
+            load_duration_s: (end - start).num_milliseconds() as f64 / 1e3,
+            wall_clock_duration_s: 0.0,
+        });
+    }
+    results.client = Some(pooled.metrics(measured_s));
+    results.load_generator = health;
+    results.unmeasured = super::phases::unmeasured_info(cfg, &unmeasured);
+    results.validity = Some(Validity {
+        valid: false,
+        reasons: vec![
+            "a step sweep: each step has its own client and server figures in `steps`; the gate compares one load with another".into(),
+        ],
+    });
+    Ok(status)
+}
+
+/// The less healthy of two steps' generator figures (saturated if either was).
+fn worse(a: GeneratorHealth, b: GeneratorHealth) -> GeneratorHealth {
+    let lag = |h: &GeneratorHealth| h.event_loop_lag_p99_s.unwrap_or(0.0);
+    if b.saturated && !a.saturated || (b.saturated == a.saturated && lag(&b) > lag(&a)) {
+        b
+    } else {
+        a
+    }
+}
