@@ -22,14 +22,11 @@ pub(crate) fn write(outputs: &StepOutputs, results: &LoadTestResults) -> Vec<Str
     };
     // the results were scrubbed, unless the scrubbed text no longer fitted their type: every
     // text written is scrubbed again, as the HTML report is
-    match serde_json::to_value(super::step_summary(results)) {
-        Ok(mut doc) => {
-            crate::secrets::scrub_json(&mut doc);
-            if let Err(e) = outputs.write_json(STEP_SUMMARY_FILE, &doc) {
-                warn(STEP_SUMMARY_FILE, error_line(&e));
-            }
-        }
-        Err(e) => warn(STEP_SUMMARY_FILE, e.to_string()),
+    let mut summary = super::step_summary(results);
+    summary.scrub();
+    let written = outputs.write_json(STEP_SUMMARY_FILE, &summary);
+    if let Err(e) = written {
+        warn(STEP_SUMMARY_FILE, error_line(&e));
     }
     for (name, mut text) in [
         (
@@ -97,6 +94,32 @@ mod tests {
         r.status = RunStatus::Failed;
         assert!(write(&out, &r).is_empty());
         assert!(!out.path(STATS_CSV_FILE).exists());
+    }
+
+    #[test]
+    fn a_known_secret_in_the_results_is_not_written() {
+        crate::secrets::register("outputs-s3cret-token");
+        let dir = tempfile::tempdir().unwrap();
+        let out = claim(dir.path());
+        let mut r = fixtures::two_step_results();
+        r.warnings
+            .push("vLLM said: bad key outputs-s3cret-token".into());
+        r.steps[1].server_note = Some("echoed outputs-s3cret-token".into());
+        assert!(write(&out, &r).is_empty());
+        for f in [STEP_SUMMARY_FILE, LOAD_TEST_SUMMARY_FILE] {
+            let text = std::fs::read_to_string(out.path(f)).unwrap();
+            assert!(!text.contains("s3cret"), "{f}: {text}");
+            assert!(
+                text.contains(crate::secrets::REDACTED) || text.contains("&lt;redacted&gt;"),
+                "{f}: {text}"
+            );
+        }
+        // the summary keeps its fields in their order
+        let text = std::fs::read_to_string(out.path(STEP_SUMMARY_FILE)).unwrap();
+        assert!(
+            text.find("\"version\"").unwrap() < text.find("\"steps\"").unwrap(),
+            "{text}"
+        );
     }
 
     #[test]

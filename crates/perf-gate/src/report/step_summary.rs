@@ -151,6 +151,30 @@ impl From<&ServerMetrics> for ServerLine {
     }
 }
 
+impl StepSummary {
+    /// Takes every known secret out of its texts ([`crate::secrets::scrub_string`]): the
+    /// results were scrubbed, unless the scrubbed text no longer fitted their type.
+    pub fn scrub(&mut self) {
+        use crate::secrets::scrub_string;
+        scrub_string(&mut self.adapter);
+        for l in &mut self.steps {
+            for text in [&mut l.load_start, &mut l.load_end, &mut l.server_note]
+                .into_iter()
+                .flatten()
+            {
+                scrub_string(text);
+            }
+            l.errors_by_kind = std::mem::take(&mut l.errors_by_kind)
+                .into_iter()
+                .map(|(mut k, n)| {
+                    scrub_string(&mut k);
+                    (k, n)
+                })
+                .collect();
+        }
+    }
+}
+
 fn line(s: &StepView<'_>) -> StepLine {
     let c = s.client;
     let dist = |pick: fn(&crate::results::ClientMetrics) -> &Distribution| {
