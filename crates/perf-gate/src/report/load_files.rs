@@ -89,6 +89,12 @@ mod tests {
         ] {
             assert!(out.path(f).is_file(), "{f}");
         }
+        // an aborted run: whatever was measured
+        let dir = tempfile::tempdir().unwrap();
+        let out = claim(dir.path());
+        r.status = RunStatus::Aborted;
+        assert!(write(&out, &r).is_empty());
+        assert!(out.path(STATS_CSV_FILE).is_file());
         let dir = tempfile::tempdir().unwrap();
         let out = claim(dir.path());
         r.status = RunStatus::Failed;

@@ -92,10 +92,9 @@ pub(crate) fn render(
     let start = unix(&timing.load_start)?;
     let end = unix(&timing.load_end).unwrap_or(start + timing.load_duration_s);
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
-    let mut line = 0u64;
-    for text in records.lines() {
+    for (n, text) in records.lines().enumerate() {
         let text = text?;
-        line += 1;
+        let line = n as u64 + 1;
         if text.trim().is_empty() {
             continue;
         }
