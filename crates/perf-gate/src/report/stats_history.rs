@@ -2,15 +2,15 @@
 //! Locust's `stats_history_csv_columns`): one `Aggregated` row per second of the load, computed
 //! after the run from `requests.jsonl`, read a line at a time.
 //!
-//! Each row is a one-second bucket by the wall clock (`Timestamp`: its unix second; a request
-//! is in the second it finished, its finish being the load's start plus the record's
-//! `start_s + total_s`). `User Count`: the concurrency of the step running then (closed loop),
-//! or for an open loop the requests in flight at the second's end. `Requests/s` and
-//! `Failures/s`: requests (failures) that finished in that second. The percentiles: of the E2E
-//! latency of the successes that finished in that second (`N/A` when none did), whole
-//! milliseconds; Locust writes running percentiles here, a per-second figure shows a change
-//! when it happens. The `Total` columns are cumulative up to the end of that second: counts
-//! (non-decreasing), median (from a histogram, within 0.1 %), average, min and max in
+//! Each row is a one-second bucket by the wall clock (`Timestamp`: its unix second; a request is in
+//! the second it finished, its finish being the run's `timing.load_start` plus the record's
+//! `start_s + total_s`: in a sweep, offsets from the first step's start). `User Count`: the
+//! concurrency of the step running then (closed loop), or for an open loop the requests in flight
+//! at the second's end. `Requests/s` and `Failures/s`: requests (failures) that finished in that
+//! second. The percentiles: of the E2E latency of the successes that finished in that second (`N/A`
+//! when none did), whole milliseconds; Locust writes running percentiles here, a per-second figure
+//! shows a change when it happens. The `Total` columns are cumulative up to the end of that second:
+//! counts (non-decreasing), median (from a histogram, within 0.1 %), average, min and max in
 //! milliseconds. Only the candidate's requests of a same-server A/B run are counted, as in
 //! `stats.csv`.
 
@@ -267,6 +267,24 @@ mod tests {
         // cumulative counts never go down
         let totals: Vec<u64> = rows[1..].iter().map(|r| r[17].parse().unwrap()).collect();
         assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+    }
+
+    #[test]
+    fn a_sweep_counts_each_step_s_concurrency_as_users() {
+        // steps 2 then 8, from 00:00:01 to 00:00:11 and on to 00:00:21
+        let r = fixtures::two_step_results();
+        let jsonl = [
+            rec(0.0, 0.5, true, Some(0.5)),
+            rec(12.0, 0.5, true, Some(0.5)),
+        ]
+        .join("\n");
+        let rows = rows(&render(&r, jsonl.as_bytes()).unwrap());
+        assert_eq!(rows.len(), 1 + 21);
+        let users: Vec<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(users[..10], ["2"; 10]);
+        assert_eq!(users[10..], ["8"; 11]);
+        assert_eq!(rows[13][4], "1");
+        assert_eq!(rows[21][17], "2");
     }
 
     #[test]
