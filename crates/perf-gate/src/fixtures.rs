@@ -207,3 +207,121 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         steps: vec![],
     }
 }
+
+/// Client figures of `e2e_s.len()` successful requests with those E2E latencies (TTFT a tenth
+/// of each, 10 output tokens each) and `failures` timeouts, over `duration_s`: their
+/// distributions and packed samples computed as `load-test` computes them. The requests
+/// finish 0.1 s apart from `first_finish_s`, successes first.
+pub fn client_of(
+    e2e_s: &[f64],
+    failures: u64,
+    duration_s: f64,
+    first_finish_s: f64,
+) -> ClientMetrics {
+    let mut store = crate::stats::SampleStore::default();
+    let mut at = first_finish_s;
+    for &e in e2e_s {
+        store.push(at, Some(e / 10.0), Some(e));
+        at += 0.1;
+    }
+    for _ in 0..failures {
+        store.push(at, None, None);
+        at += 0.1;
+    }
+    let ok = e2e_s.len() as u64;
+    let total = ok + failures;
+    let mut errors_by_kind = BTreeMap::new();
+    if failures > 0 {
+        errors_by_kind.insert("timeout".to_string(), failures);
+    }
+    ClientMetrics {
+        total_requests: total,
+        successful_requests: ok,
+        failed_requests: failures,
+        success_rate: (total > 0).then(|| ok as f64 / total as f64),
+        errors_by_kind,
+        responses_without_usage: 0,
+        zero_usage_with_content: 0,
+        output_tokens: ok * 10,
+        prompt_tokens: ok * 5,
+        requests_per_s: Some(ok as f64 / duration_s),
+        output_tokens_per_s: Some((ok * 10) as f64 / duration_s),
+        ttft_s: store.ttft(),
+        itl_s: Distribution::default(),
+        e2e_s: store.e2e(),
+        tpot_s: Distribution::default(),
+        client_queue_s: Distribution::default(),
+        e2e_adjusted_s: store.e2e_adjusted(failures),
+        ttft_adjusted_s: store.ttft_adjusted(failures),
+        slo_attainment: None,
+        samples: Some(store.pack()),
+    }
+}
+
+/// A completed two-step sweep (`--steps 2,8`) of [`results`]'s adapter: step 0 at concurrency 2,
+/// 40 successes with E2E 0.1, 0.2, ... 4.0 s over 10 s, with server figures; step 1 at
+/// concurrency 8, 57 successes with E2E 0.05, 0.10, ... 2.85 s and 3 timeouts over 10 s,
+/// without server figures (its `server_note` says why). The top level pools both steps'
+/// requests (100, 3 failed, 20 s) and has no server figures, as a sweep writes it.
+pub fn two_step_results() -> LoadTestResults {
+    let mut r = results();
+    let first: Vec<f64> = (1..=40).map(|i| f64::from(i) * 0.1).collect();
+    let second: Vec<f64> = (1..=57).map(|i| f64::from(i) * 0.05).collect();
+    let step0 = client_of(&first, 0, 10.0, 0.5);
+    let step1 = client_of(&second, 3, 10.0, 10.5);
+    let all: Vec<f64> = first.iter().chain(&second).copied().collect();
+    let mut pooled = client_of(&all, 3, 20.0, 0.5);
+    // the pooled samples keep each request's own finish time
+    let mut store = crate::stats::SampleStore::unpack(step0.samples.as_ref().expect("packed"))
+        .expect("invariant: just packed");
+    store.merge(
+        &crate::stats::SampleStore::unpack(step1.samples.as_ref().expect("packed"))
+            .expect("invariant: just packed"),
+    );
+    pooled.samples = Some(store.pack());
+    let server = r.server.take();
+    r.client = Some(pooled);
+    r.config.concurrency = 2;
+    r.timing = Some(RunTiming {
+        started_at: "2026-01-01T00:00:00Z".into(),
+        load_start: "2026-01-01T00:00:01Z".into(),
+        load_end: "2026-01-01T00:00:21Z".into(),
+        load_duration_s: 20.0,
+        wall_clock_duration_s: 60.0,
+    });
+    r.steps = vec![
+        StepResult {
+            index: 0,
+            concurrency: Some(2),
+            rate: None,
+            load_start: "2026-01-01T00:00:01Z".into(),
+            load_end: "2026-01-01T00:00:11Z".into(),
+            duration_s: 10.0,
+            client: step0,
+            server,
+            server_note: None,
+            thresholds: vec![],
+        },
+        StepResult {
+            index: 1,
+            concurrency: Some(8),
+            rate: None,
+            load_start: "2026-01-01T00:00:11Z".into(),
+            load_end: "2026-01-01T00:00:21Z".into(),
+            duration_s: 10.0,
+            client: step1,
+            server: None,
+            server_note: Some("Prometheus did not answer for this step's window".into()),
+            thresholds: vec![ThresholdOutcome {
+                expression: "error_rate<1%".into(),
+                metric: "error_rate".into(),
+                op: "<".into(),
+                limit: 0.01,
+                value: Some(0.05),
+                passed: false,
+                reason: "0.05 is not < 0.01".into(),
+            }],
+        },
+    ];
+    r
+}

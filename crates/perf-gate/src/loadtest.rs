@@ -42,6 +42,10 @@ const DOCUMENTS: &[&str] = &[
     REQUESTS_FILE,
     PARTIAL_REQUESTS_FILE,
     crate::report::LOAD_TEST_REPORT_FILE,
+    crate::report::STEP_SUMMARY_FILE,
+    crate::report::LOAD_TEST_SUMMARY_FILE,
+    crate::report::STATS_CSV_FILE,
+    crate::report::STATS_HISTORY_CSV_FILE,
 ];
 /// Held while the final files are written, and by a second signal's [`mark_killed`] (which
 /// runs on another thread of the runtime): the two never interleave.
@@ -125,6 +129,10 @@ pub async fn run(
         tracing::warn!("{line}");
         results.warnings.push(line);
     }
+    // the per-step outputs (step_summary.json, summary.md, Locust's stats.csv and
+    // stats_history.csv), extras as the report is
+    let unwritten = crate::report::load_files::write(&outputs, &results);
+    results.warnings.extend(unwritten);
     // Results first, then the status word: a reader that sees the status also sees the results.
     // Held against a second signal's [`mark_killed`] (another thread): both or neither.
     let final_files = FINAL_FILES.lock().unwrap_or_else(|p| p.into_inner());
