@@ -4,7 +4,7 @@
 //!
 //! Each row is a one-second bucket by the wall clock (`Timestamp`: its unix second; a request is in
 //! the second it finished, its finish being the run's `timing.load_start` plus the record's
-//! `start_s + total_s`: in a sweep, offsets from the first step's start). `User Count`: the
+//! `start_s + total_s`; in a sweep, a record's offsets count from its own step's `load_start`). `User Count`: the
 //! concurrency of the step running then (closed loop), or for an open loop the requests in flight
 //! at the second's end. `Requests/s` and `Failures/s`: requests (failures) that finished in that
 //! second. The percentiles: of the E2E latency of the successes that finished in that second (`N/A`
@@ -57,6 +57,8 @@ pub enum StatsHistoryError {
 struct Rec {
     #[serde(default)]
     arm: Option<String>,
+    #[serde(default)]
+    step: Option<u32>,
     start_s: f64,
     total_s: f64,
     ok: bool,
@@ -91,6 +93,12 @@ pub(crate) fn render(
         .ok_or(StatsHistoryError::NoLoadStart)?;
     let start = unix(&timing.load_start)?;
     let end = unix(&timing.load_end).unwrap_or(start + timing.load_duration_s);
+    // a sweep's records count from their own step's start
+    let step_starts: Vec<f64> = results
+        .steps
+        .iter()
+        .map(|s| unix(&s.load_start).unwrap_or(start))
+        .collect();
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for (n, text) in records.lines().enumerate() {
         let text = text?;
@@ -103,10 +111,14 @@ pub(crate) fn render(
         if rec.arm.as_deref() == Some("baseline") {
             continue;
         }
-        let started = (start + rec.start_s).floor() as i64;
+        let base = rec
+            .step
+            .and_then(|k| step_starts.get(k as usize).copied())
+            .unwrap_or(start);
+        let started = (base + rec.start_s).floor() as i64;
         buckets.entry(started).or_default().started += 1;
         let b = buckets
-            .entry((start + rec.start_s + rec.total_s).floor() as i64)
+            .entry((base + rec.start_s + rec.total_s).floor() as i64)
             .or_default();
         b.finished += 1;
         match rec.e2e_s.filter(|e| rec.ok && e.is_finite() && *e >= 0.0) {
@@ -285,6 +297,14 @@ mod tests {
         assert_eq!(users[10..], ["8"; 11]);
         assert_eq!(rows[13][4], "1");
         assert_eq!(rows[21][17], "2");
+        // load-test stamps a sweep's records with their step, offsets from the step's start
+        // (00:00:11): 2.0 + 0.5 s into step 1 is the same second as 12.0 + 0.5 s into the run
+        let mut stamped: serde_json::Value =
+            serde_json::from_str(&rec(2.0, 0.5, true, Some(0.5))).unwrap();
+        stamped["step"] = 1.into();
+        let jsonl = [rec(0.0, 0.5, true, Some(0.5)), stamped.to_string()].join("\n");
+        let again = render(&r, jsonl.as_bytes()).unwrap();
+        assert_eq!(self::rows(&again), rows);
     }
 
     #[test]
