@@ -295,6 +295,19 @@ pub struct Cli {
     #[arg(long, env = "STEPS", value_delimiter = ',', value_parser = step_level, value_name = "LEVELS")]
     pub steps: Vec<f64>,
 
+    /// Think time: after each request, its virtual user (a --concurrency slot) pauses this
+    /// long before sending the next: `2s`, `1s..3s` (uniform), or `burst:N:PAUSE` (bursts of
+    /// N requests on average, each followed by PAUSE). Closed loop only.
+    #[arg(long, env = "THINK_TIME", value_name = "RULE")]
+    pub think_time: Option<perf_gate::runner::ThinkTime>,
+
+    /// seed 003's user classes as think time: `standard` (1 to 3 s), `high` (0.1 to 0.5 s),
+    /// `burst` (bursts of 5, then 10 s), or a weighted mix such as `standard=3,high=1` (each
+    /// request's pause follows a class drawn by weight). Closed loop only; excludes
+    /// --think-time.
+    #[arg(long, env = "USER_CLASS", value_name = "CLASSES")]
+    pub user_class: Option<String>,
+
     /// How long each step of --steps is measured.
     #[arg(long, env = "STEP_DURATION", default_value_t = Seconds(Duration::from_secs(60)), value_parser = positive_seconds, value_name = "DURATION")]
     pub step_duration: Seconds,
@@ -400,6 +413,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             }
         }
         check_timing(&cli)?;
+        let think = think(&cli)?;
         if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
             anyhow::bail!(
                 "--baseline-adapter must name another adapter than --adapter-name ({:?})",
@@ -430,6 +444,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             stages: cli.stages.as_ref().map(|s| s.stages.clone()),
             stages_text: cli.stages.map(|s| s.text),
             steps: (!cli.steps.is_empty()).then(|| cli.steps.clone()),
+            think,
             step_duration: cli.step_duration.into(),
             max_tokens: cli.max_tokens,
             temperature: cli.temperature,
@@ -462,6 +477,27 @@ impl TryFrom<Cli> for LoadTestConfig {
             prometheus_tls,
         })
     }
+}
+
+/// `--think-time` or `--user-class`, seeded by `--seed`.
+fn think(cli: &Cli) -> anyhow::Result<Option<perf_gate::runner::Think>> {
+    use perf_gate::runner::Think;
+    let think = match (cli.think_time, &cli.user_class) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--think-time and --user-class both set the pauses: give one")
+        }
+        (Some(t), None) => Think::single(t, cli.seed),
+        (None, Some(c)) => {
+            Think::user_classes(c, cli.seed).map_err(|e| anyhow::anyhow!("--user-class: {e}"))?
+        }
+        (None, None) => return Ok(None),
+    };
+    if cli.rate.is_some() {
+        anyhow::bail!(
+            "--think-time and --user-class pause a closed loop's users; an open loop (--rate) sends on its schedule"
+        );
+    }
+    Ok(Some(think))
 }
 
 /// The rules between the flags that shape a load over time.

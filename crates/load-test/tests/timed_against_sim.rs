@@ -234,3 +234,31 @@ fn bad_timing_flags_get_one_clear_line() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn serial_think_time_paces_each_user() {
+    // 2 users, ~15 ms requests, 500 ms pauses: each user sends every ~0.52 s, so ~8 in 2 s
+    // (without the pauses, ~260)
+    let sim = sim(Duration::from_millis(10));
+    let dir = tempfile::tempdir().unwrap();
+    let (r, records) = timed(
+        &sim,
+        dir.path(),
+        &[
+            "--concurrency",
+            "2",
+            "--duration",
+            "2s",
+            "--think-time",
+            "500ms",
+        ],
+    );
+    let n = records.len();
+    assert!((6..=9).contains(&n), "{n} requests");
+    assert_eq!(r["config"]["think"], "500ms");
+    // the pause comes after the request: no two of one user's starts are closer than it
+    let mut starts: Vec<f64> = records.iter().map(|r| f(r, "start_s")).collect();
+    starts.sort_by(f64::total_cmp);
+    let close = starts.windows(3).filter(|w| w[2] - w[0] < 0.45).count();
+    assert_eq!(close, 0, "three starts within one pause: {starts:?}");
+}

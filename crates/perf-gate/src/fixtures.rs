@@ -117,6 +117,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             stages: None,
             steps: None,
             step_duration_s: None,
+            think: None,
             preconnect: true,
             baseline_adapter: None,
             slo: None,

@@ -661,6 +661,10 @@ pub struct RunConfig {
     /// A sweep's measured time per step (`--step-duration`), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_duration_s: Option<f64>,
+    /// Think time between a virtual user's requests (`--think-time`, e.g. `1s..3s`) or the
+    /// user classes (`--user-class`, e.g. `standard=3,high=1`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<String>,
     /// Whether the connection pool was opened before the load (`--preconnect`): with it, no
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]

@@ -25,6 +25,7 @@ pub mod arrival;
 pub mod health;
 pub mod preconnect;
 pub mod profile;
+pub mod think;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::workload::{Arm, PreparedRequest};
 use aggregate::{AggregatorConfig, Live, Tally};
 pub use arrival::{Arrival, ArrivalError};
 pub use profile::{Profile, ProfileError, Stage};
+pub use think::{Think, ThinkTime};
 
 /// The in-flight cap of an open loop when `--max-inflight` is not given: generous, so the
 /// schedule, not the cap, decides when requests go.
@@ -79,6 +81,9 @@ pub struct RunOptions {
     pub profile: Option<Profile>,
     /// How long the load lasts and which requests count.
     pub extent: Extent,
+    /// A closed loop's pause after each request before its slot sends the next (think time,
+    /// user classes); `None`: none.
+    pub think: Option<Think>,
     /// The sweep step these requests belong to (stamped on their records), if any; the
     /// records of a step after the first are appended to `requests_path`.
     pub step: Option<u32>,
@@ -349,14 +354,30 @@ pub async fn run_load(
         let step = opts.step;
         let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
         let (in_flight, finished) = (in_flight.clone(), finished.clone());
+        let pause = opts
+            .think
+            .as_ref()
+            .map_or(Duration::ZERO, |t| t.pause(i as u64));
         let k = i % len;
         live.dispatched.fetch_add(1, Ordering::Relaxed);
         dispatched[bucket(phase, requests[k].arm)] += 1;
         in_flight.fetch_add(1, Ordering::AcqRel);
         tasks.spawn(async move {
             let mut rec = client.stream(&requests[k], timing).await;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            finished.notify_one();
+            let free = move || {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                finished.notify_one();
+            };
+            if pause.is_zero() {
+                free();
+            } else {
+                // the user thinks before its slot sends again; detached, so the load's end
+                // never waits for a pause
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    free();
+                });
+            }
             rec.phase = phase;
             rec.step = step;
             // The aggregator outlives every task; a closed channel only means it died, which

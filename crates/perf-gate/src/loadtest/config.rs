@@ -67,6 +67,8 @@ pub struct LoadTestConfig {
     pub steps: Option<Vec<f64>>,
     /// How long each step of a sweep is measured (`--step-duration`).
     pub step_duration: Duration,
+    /// A closed loop's think time or user classes (`--think-time`, `--user-class`).
+    pub think: Option<crate::runner::Think>,
     /// Max output tokens.
     pub max_tokens: u32,
     /// Sampling temperature.
