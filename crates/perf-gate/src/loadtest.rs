@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod phases;
 mod sweep;
+pub mod scenarios;
 pub mod thresholds;
 
 pub use config::{
