@@ -20,8 +20,8 @@ mod accounting;
 mod config;
 mod error;
 mod phases;
-mod sweep;
 pub mod scenarios;
+mod sweep;
 pub mod thresholds;
 
 pub use config::{

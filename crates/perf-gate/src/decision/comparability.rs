@@ -21,6 +21,7 @@
 //! | `warmup_requests` | `config.warmup_requests` | the adapter's first load (and cold caches) inside the measurement or not |
 //! | `preconnect` | `config.preconnect` | the first wave's TCP/TLS handshakes inside the client's TTFT or not |
 //! | `ab_interleaved` | `config.baseline_adapter` set (`false` when a run does not record it: runs before same-server A/B) | the candidate shared the load with a baseline adapter, at about half the concurrency |
+//! | `load_shape` | `list`, or the timed-load settings (`duration`, `steps`, `stages`, `warmup`, `cooldown`, `ramp_up`, `think`; e.g. `duration=60s,warmup=10s`); `list` when a run does not record it (runs before timed loads) | another load over time |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -43,7 +44,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 14] = [
+const SETTINGS: [Setting; 15] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -128,6 +129,12 @@ const SETTINGS: [Setting; 14] = [
         label: "same-server A/B",
         consequence: "in an A/B run the candidate shares the load with a baseline adapter, each at about half the concurrency",
         absent: Some("false"),
+    },
+    Setting {
+        key: keys::LOAD_SHAPE,
+        label: "load shape",
+        consequence: "a timed load (duration, warm-up, ramp, stages, think time) and a list of requests, or two timed loads of other shapes, put other loads on the server",
+        absent: Some("list"),
     },
 ];
 

@@ -40,12 +40,16 @@ pub mod keys {
     pub const PRECONNECT: &str = "preconnect";
     /// Whether the run was a same-server A/B (`load-test --baseline-adapter`): `true`/`false`.
     pub const AB_INTERLEAVED: &str = "ab_interleaved";
+    /// How the load ran over time: `list` (a list of requests: each prompt once, or
+    /// `--num-requests`), else `--duration`, `--warmup`/`--cooldown`, `--ramp-up`,
+    /// `--stages`, `--steps` and think time, e.g. `duration=60s,warmup=10s,think=1s..3s`.
+    pub const LOAD_SHAPE: &str = "load_shape";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -60,6 +64,7 @@ pub mod keys {
         WARMUP_REQUESTS,
         PRECONNECT,
         AB_INTERLEAVED,
+        LOAD_SHAPE,
         METRICS_SOURCE,
     ];
 }
@@ -108,8 +113,49 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         keys::AB_INTERLEAVED,
         c.baseline_adapter.is_some().to_string(),
     );
+    put(keys::LOAD_SHAPE, load_shape(c));
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
+}
+
+/// The `load_shape` setting of a run's config (see [`keys::LOAD_SHAPE`]): `list`, or the
+/// timed-load settings that were given, in a fixed order.
+pub fn load_shape(c: &crate::results::RunConfig) -> String {
+    let secs = |v: f64| format!("{v}s");
+    let mut parts = Vec::new();
+    if let Some(d) = c
+        .duration_s
+        .filter(|_| c.stages.is_none() && c.steps.is_none())
+    {
+        parts.push(format!("duration={}", secs(d)));
+    }
+    if let Some(levels) = &c.steps {
+        let levels: Vec<String> = levels.iter().map(ToString::to_string).collect();
+        parts.push(format!("steps={}", levels.join("/")));
+        if let Some(d) = c.step_duration_s {
+            parts.push(format!("step_duration={}", secs(d)));
+        }
+    }
+    if let Some(s) = &c.stages {
+        parts.push(format!("stages={}", s.replace(',', "/")));
+    }
+    if c.warmup_s > 0.0 {
+        parts.push(format!("warmup={}", secs(c.warmup_s)));
+    }
+    if c.cooldown_s > 0.0 {
+        parts.push(format!("cooldown={}", secs(c.cooldown_s)));
+    }
+    if let Some(r) = c.ramp_up_s {
+        parts.push(format!("ramp_up={}", secs(r)));
+    }
+    if let Some(t) = &c.think {
+        parts.push(format!("think={}", t.replace(',', "/")));
+    }
+    if parts.is_empty() {
+        "list".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// The `max_inflight` setting: `none` for a closed loop; for an open loop the cap, and for

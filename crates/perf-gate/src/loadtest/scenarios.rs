@@ -160,6 +160,9 @@ mod tests {
         assert_eq!(SCENARIOS.len(), 8);
         assert!(find("nope").unwrap_err().contains("smoke, baseline"));
         let l = listing();
-        assert!(l.contains("stress") && l.contains("--concurrency 100"), "{l}");
+        assert!(
+            l.contains("stress") && l.contains("--concurrency 100"),
+            "{l}"
+        );
     }
 }

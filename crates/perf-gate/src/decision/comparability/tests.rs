@@ -35,6 +35,7 @@ fn the_candidate_settings_come_from_the_results() {
             ("warmup_requests", "0"),
             ("preconnect", "true"),
             ("ab_interleaved", "false"),
+            ("load_shape", "list"),
             ("metrics_source", "server"),
         ])
     );
@@ -50,6 +51,7 @@ fn the_candidate_settings_come_from_the_results() {
         "results before --max-inflight capped the open loop at --concurrency"
     );
     assert_eq!(s["num_requests"], "500");
+    assert_eq!(s["load_shape"], "list");
     assert_eq!(
         s["window_mode"], "none",
         "no PromQL window without Prometheus"
@@ -292,5 +294,36 @@ fn a_run_before_open_loop_arrivals_is_constant_and_capped_at_its_concurrency() {
         got.reasons[0].contains("baseline used arrival constant, candidate poisson"),
         "{:?}",
         got.reasons
+    );
+}
+
+#[test]
+fn a_timed_load_is_another_load_shape() {
+    let mut r = fixtures::results();
+    r.config.duration_s = Some(60.0);
+    r.config.warmup_s = 10.0;
+    r.config.ramp_up_s = Some(5.0);
+    r.config.think = Some("standard=3,high=1".into());
+    let shape = candidate_settings(&r, MetricsSource::Server)["load_shape"].clone();
+    assert_eq!(
+        shape,
+        "duration=60s,warmup=10s,ramp_up=5s,think=standard=3/high=1"
+    );
+    let listed = candidate();
+    let timed = candidate_settings(&r, MetricsSource::Server);
+    let c = compare(&listed, &timed);
+    assert!(!c.comparable);
+    assert!(
+        c.reasons.iter().any(|r| r.contains("load shape")),
+        "{:?}",
+        c.reasons
+    );
+    // a baseline logged before timed loads recorded no shape: it was a list
+    let mut old = candidate();
+    old.remove("load_shape");
+    assert!(
+        compare(&old, &listed).comparable,
+        "{:?}",
+        compare(&old, &listed)
     );
 }
