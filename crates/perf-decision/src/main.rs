@@ -64,8 +64,15 @@ fn parse() -> Result<(Cli, serde_json::Value), ExitCode> {
             // an override writes no decision files: its output directory is not touched
             let overriding = std::env::args_os().nth(1).is_some_and(|a| a == "override");
             if !env::is_help_or_version(&e) && !overriding {
-                let dir =
-                    cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
+                // the env var beats the config file's value, as in a full parse
+                let from_file =
+                    config_file::lenient_value(&Cli::command(), std::env::args_os(), "output-dir");
+                let dir = cli::lenient_output_dir(
+                    std::env::args_os(),
+                    std::env::var_os("OUTPUT_DIR")
+                        .filter(|v| !v.is_empty())
+                        .or(from_file.map(Into::into)),
+                );
                 if let Ok(outputs) = decide::claim_outputs(&dir) {
                     outputs.abandon(decide::STATUS_ERROR);
                 }

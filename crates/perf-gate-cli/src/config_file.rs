@@ -107,6 +107,39 @@ pub fn get_matches_from(
     Ok(Layered { matches, effective })
 }
 
+/// The value the config file (of `--config` or its env var) gives `long`, read leniently: for
+/// a binary that must find, say, its output directory when the command line is refused. `None`
+/// when there is no file, it cannot be read, or it does not set `long` to a scalar.
+pub fn lenient_value(
+    cmd: &Command,
+    args: impl IntoIterator<Item = OsString>,
+    long: &str,
+) -> Option<String> {
+    // a raw scan: a refused argument stops even clap's lenient parse
+    let mut path = None;
+    let mut args = args.into_iter().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.to_string_lossy().into_owned();
+        if a == "--" {
+            break;
+        } else if a == format!("--{CONFIG_ARG}") {
+            path = args.next();
+        } else if let Some(v) = a.strip_prefix(&format!("--{CONFIG_ARG}=")) {
+            path = Some(v.into());
+        }
+    }
+    let env = || {
+        let arg = cmd.get_arguments().find(|a| a.get_id() == CONFIG_ARG)?;
+        std::env::var_os(arg.get_env()?)
+    };
+    let path = path.or_else(env).filter(|p| !p.is_empty())?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_norway::Mapping = serde_norway::from_str(&text).ok()?;
+    doc.iter()
+        .find(|(k, _)| k.as_str().is_some_and(|k| k.replace('_', "-") == long))
+        .and_then(|(_, v)| scalar(v).ok())
+}
+
 /// Where the config file is named: its path and `--config` or the env var's name.
 struct ConfigPath {
     path: PathBuf,
@@ -126,7 +159,7 @@ fn config_path(cmd: &Command, args: &[OsString]) -> Option<ConfigPath> {
     if m.subcommand_name().is_some() {
         return None;
     }
-    let raw = m.try_get_raw(CONFIG_ARG).ok()??.last()?.to_owned();
+    let raw = m.try_get_raw(CONFIG_ARG).ok()??.next_back()?.to_owned();
     if raw.is_empty() {
         return None;
     }
@@ -659,6 +692,30 @@ mod tests {
         );
         let (d, _) = parse("# nothing yet\n", &[]).unwrap();
         assert_eq!(d.concurrency, 10);
+    }
+
+    #[test]
+    fn a_value_is_found_leniently_for_a_refused_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "output_dir: /out\nbogus: 1\n").unwrap();
+        let args = |extra: &str| {
+            ["demo", "--concurrency=x", extra]
+                .into_iter()
+                .map(OsString::from)
+                .chain([OsString::from("--config"), path.clone().into()])
+                .collect::<Vec<_>>()
+        };
+        let cmd = Demo::command().arg(clap::Arg::new("output_dir").long("output-dir"));
+        assert_eq!(
+            lenient_value(&cmd, args("--unknown"), "output-dir").as_deref(),
+            Some("/out")
+        );
+        assert_eq!(lenient_value(&cmd, args("--url=u"), "url"), None);
+        assert_eq!(
+            lenient_value(&cmd, ["demo"].map(OsString::from), "output-dir"),
+            None
+        );
     }
 
     #[test]
