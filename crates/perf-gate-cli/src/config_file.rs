@@ -14,6 +14,10 @@
 //! 3. the real parse runs over those, so a bad value in the file fails as it would on the
 //!    command line, named with its key and file.
 //!
+//! Each binary gives `--config` its own env var (`LOAD_TEST_CONFIG`, `PERF_DECISION_CONFIG`),
+//! not a shared one: a shell or pod may run both steps, and one step's file is full of keys the
+//! other does not know. A subcommand (`perf-decision override`) reads no file.
+//!
 //! Secrets are refused in the file: a flag whose env value is hidden (`hide_env_values`: API
 //! key, token, password, the one list both binaries keep) must come from its env var, so a
 //! committed config never holds one. [`effective`] records every flag's value after precedence
