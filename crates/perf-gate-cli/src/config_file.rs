@@ -457,6 +457,7 @@ pub fn effective(
             match arg.get_action() {
                 ArgAction::SetTrue => json!(false),
                 ArgAction::SetFalse => json!(true),
+                ArgAction::Append => json!([]),
                 _ => Value::Null,
             }
         } else if arg.is_hide_env_values_set() {
@@ -555,6 +556,7 @@ mod tests {
         );
         assert_eq!(v["insecure"], json!({"value": false, "source": "default"}));
         assert_eq!(v["api-key"], json!({"value": null, "source": "default"}));
+        assert_eq!(v["threshold"], json!({"value": [], "source": "default"}));
         assert!(v.get("help").is_none());
         assert_eq!(v["config"]["source"], "cli");
         assert!(e["config_file"].as_str().unwrap().ends_with("c.yaml"));
