@@ -127,6 +127,12 @@ fn temperature(s: &str) -> Result<f64, String> {
 #[derive(Debug, Parser)]
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
 pub struct Cli {
+    /// YAML file of flags (keys: long flag names, e.g. `max-tokens: 64`; lists for repeatable
+    /// flags): command line > env var > file > default. Secrets (--api-key) are refused there.
+    /// The effective values go to <output-dir>/config.json.
+    #[arg(long, env = "LOAD_TEST_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Base URL of the vLLM OpenAI-compatible server.
     #[arg(long, env = "VLLM_URL")]
     pub vllm_url: String,
@@ -475,6 +481,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             thresholds,
             vllm_tls,
             prometheus_tls,
+            effective_config: None,
         })
     }
 }

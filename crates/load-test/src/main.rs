@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use load_test::cli::Cli;
 use perf_gate::loadtest::{self, LoadTestConfig, LoadTestOutcome};
 use perf_gate::step::Exit;
-use perf_gate_cli::{env, logging, signals};
+use perf_gate_cli::{config_file, env, logging, signals};
 
 fn main() -> ExitCode {
-    let cli: Cli = match env::try_parse() {
-        Ok(cli) => cli,
+    let (cli, effective): (Cli, _) = match config_file::try_parse() {
+        Ok(parsed) => parsed,
         Err(e) => env::exit_with(e),
     };
     logging::init(cli.log_format);
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return Exit::Dependency.into();
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, effective)) {
         Ok(exit) => exit.into(),
         Err((exit, e)) => {
             eprintln!(
@@ -35,8 +35,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<Exit, (Exit, anyhow::Error)> {
-    let config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e))?;
+async fn run(cli: Cli, effective: serde_json::Value) -> Result<Exit, (Exit, anyhow::Error)> {
+    let mut config = LoadTestConfig::try_from(cli).map_err(|e| (Exit::BadInput, e))?;
+    config.effective_config = Some(effective);
     let output_dir = config.output_dir.clone();
     let cancel = signals::cancel_on_signal(move || {
         loadtest::mark_killed(&output_dir);

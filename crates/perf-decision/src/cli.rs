@@ -118,6 +118,12 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// YAML file of flags (keys: long flag names, e.g. `max-p95-latency: 8.0`): command line >
+    /// env var > file > default. Secrets (tokens, passwords) are refused there; not for
+    /// `override`. The effective values go to <output-dir>/config.json.
+    #[arg(long, env = "PERF_DECISION_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// The load-test step's results file (load_test_results.json).
     #[arg(
         long,

@@ -9,11 +9,11 @@ use perf_gate::mlflow::MlflowError;
 use perf_gate::secrets::scrub;
 use perf_gate::step::{Exit, StepFailure, error_line};
 use perf_gate::transport;
-use perf_gate_cli::{env, logging, signals};
+use perf_gate_cli::{config_file, env, logging, signals};
 
 fn main() -> ExitCode {
-    let mut cli = match parse() {
-        Ok(cli) => cli,
+    let (mut cli, effective) = match parse() {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     let command = cli.command.take();
@@ -33,14 +33,15 @@ fn main() -> ExitCode {
     };
     match command {
         Some(Command::Override(o)) => runtime.block_on(run_override(o)).into(),
-        None => runtime.block_on(run(cli)).into(),
+        None => runtime.block_on(run(cli, effective)).into(),
     }
 }
 
 /// Parses the command line (an empty env var counts as unset). A refused command line still
 /// marks the output directory (found leniently) as undecided, so an older "passed" cannot
-/// outlive it; `--help` and `--version` touch nothing.
-fn parse() -> Result<Cli, ExitCode> {
+/// outlive it; `--help` and `--version` touch nothing. `--config`'s file is layered under the
+/// command line and env vars; the effective values come back for `config.json`.
+fn parse() -> Result<(Cli, serde_json::Value), ExitCode> {
     use clap::{CommandFactory, FromArgMatches};
     // `--exit-for-status` stands alone, before clap: it reads no env var (the shell or pod
     // that runs it may set any of the step's) and never touches an output directory
@@ -55,15 +56,23 @@ fn parse() -> Result<Cli, ExitCode> {
         });
     }
     env::register_secret_args(&Cli::command(), std::env::args_os());
-    let matches = env::empty_env_as_unset(Cli::command()).try_get_matches();
-    matches
-        .and_then(|m| Cli::from_arg_matches(&m))
+    let layered =
+        config_file::get_matches_from(env::empty_env_as_unset(Cli::command()), std::env::args_os());
+    layered
+        .and_then(|l| Ok((Cli::from_arg_matches(&l.matches)?, l.effective)))
         .map_err(|e| {
             // an override writes no decision files: its output directory is not touched
             let overriding = std::env::args_os().nth(1).is_some_and(|a| a == "override");
             if !env::is_help_or_version(&e) && !overriding {
-                let dir =
-                    cli::lenient_output_dir(std::env::args_os(), std::env::var_os("OUTPUT_DIR"));
+                // the env var beats the config file's value, as in a full parse
+                let from_file =
+                    config_file::lenient_value(&Cli::command(), std::env::args_os(), "output-dir");
+                let dir = cli::lenient_output_dir(
+                    std::env::args_os(),
+                    std::env::var_os("OUTPUT_DIR")
+                        .filter(|v| !v.is_empty())
+                        .or(from_file.map(Into::into)),
+                );
                 if let Ok(outputs) = decide::claim_outputs(&dir) {
                     outputs.abandon(decide::STATUS_ERROR);
                 }
@@ -134,7 +143,7 @@ fn exit_for_status(status: &str) -> Exit {
 }
 
 /// Runs the step and maps its outcome to the documented exit code.
-async fn run(cli: Cli) -> Exit {
+async fn run(cli: Cli, effective: serde_json::Value) -> Exit {
     if cli.resolve_candidate {
         return resolve(&cli).await;
     }
@@ -149,6 +158,7 @@ async fn run(cli: Cli) -> Exit {
         Ok(c) => c,
         Err(e) => {
             outputs.abandon(decide::STATUS_ERROR);
+            record_config(&outputs, &effective);
             eprintln!("perf-decision: error: {}", scrub(&format!("{e:#}")));
             return Exit::BadInput;
         }
@@ -158,7 +168,9 @@ async fn run(cli: Cli) -> Exit {
         decide::mark_killed(&output_dir);
         std::process::exit(Exit::Aborted.code().into())
     });
-    match decide::run(&config, &cancel).await {
+    let decided = decide::run(&config, &cancel).await;
+    record_config(&outputs, &effective);
+    match decided {
         Ok(doc) => {
             print_summary(&doc, &config.output_dir);
             match doc.decision {
@@ -168,6 +180,14 @@ async fn run(cli: Cli) -> Exit {
             }
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// Writes `config.json`, what was asked (no secret), beside the decision or the error: after
+/// the step, whose claim removes an earlier run's copy. An extra: a warning when not written.
+fn record_config(outputs: &perf_gate::step::StepOutputs, effective: &serde_json::Value) {
+    if let Err(e) = outputs.write_json(config_file::CONFIG_RECORD_FILE, effective) {
+        tracing::warn!("config.json was not written: {}", error_line(&e));
     }
 }
 

@@ -95,6 +95,7 @@ pub fn claim_outputs(output_dir: &Path) -> Result<StepOutputs, DecideError> {
             DECISION_FILE,
             crate::report::DECISION_REPORT_FILE,
             crate::report::DECISION_SUMMARY_FILE,
+            crate::step::CONFIG_RECORD_FILE,
         ],
         STATUS_ERROR,
     )?)

@@ -47,6 +47,7 @@ const DOCUMENTS: &[&str] = &[
     crate::report::LOAD_TEST_SUMMARY_FILE,
     crate::report::STATS_CSV_FILE,
     crate::report::STATS_HISTORY_CSV_FILE,
+    crate::step::CONFIG_RECORD_FILE,
 ];
 /// Held while the final files are written, and by a second signal's [`mark_killed`] (which
 /// runs on another thread of the runtime): the two never interleave.
@@ -86,6 +87,14 @@ pub async fn run(
     )?;
     let mut results = skeleton(&cfg);
     warn_about_proxies(&mut results);
+    // what was asked, first: it stands even when the run fails (an extra, as the report is)
+    if let Some(record) = &cfg.effective_config
+        && let Err(e) = outputs.write_json(crate::step::CONFIG_RECORD_FILE, record)
+    {
+        let line = format!("config.json was not written: {}", error_line(&e));
+        tracing::warn!("{line}");
+        results.warnings.push(line);
+    }
     let mut exit = match phases::execute(&cfg, &mut results, cancel, started_wall).await {
         Ok(RunStatus::Aborted) => {
             results.status = RunStatus::Aborted;

@@ -83,6 +83,10 @@ Exit codes:
   4  aborted by a signal (SIGTERM/SIGINT); partial results are marked `aborted`
   5  measurement invalid (perf-decision): rerun the whole gate (load and decision)";
 
+/// The record of a step's effective flags (values after command line > env var > config file >
+/// default, and where each came from; no secret), written beside its documents.
+pub const CONFIG_RECORD_FILE: &str = "config.json";
+
 /// A step's failure: its one mapping to the exit-code table.
 pub trait StepFailure: std::error::Error {
     /// The documented exit code for this failure.

@@ -30,6 +30,7 @@ const LOAD_TEST_ENV: &[&str] = &[
     "WINDOW_MODE",
     "WARMUP_REQUESTS",
     "THRESHOLDS",
+    "LOAD_TEST_CONFIG",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

@@ -109,6 +109,9 @@ pub struct LoadTestConfig {
     /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,
     /// `--prometheus-insecure-tls`).
     pub prometheus_tls: TlsSettings,
+    /// The flags' effective values and sources, written as `config.json` (built by the binary;
+    /// holds no secret). `None`: no such file.
+    pub effective_config: Option<serde_json::Value>,
 }
 
 impl LoadTestConfig {
