@@ -19,6 +19,9 @@ use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
 use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
+use perf_gate::workload::distribution::SizeDist;
+use perf_gate::workload::mix::TaskMix;
+use perf_gate::workload::plan::InputSource;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::positive_u32;
 use perf_gate_cli::seconds::{AutoSeconds, Seconds, positive_seconds};
@@ -87,6 +90,14 @@ fn arrival(s: &str) -> Result<Arrival, String> {
     s.parse::<Arrival>().map_err(|e| e.to_string())
 }
 
+fn size_dist(s: &str) -> Result<SizeDist, String> {
+    s.parse::<SizeDist>().map_err(|e| e.to_string())
+}
+
+fn task_mix(s: &str) -> Result<TaskMix, String> {
+    s.parse::<TaskMix>().map_err(|e| e.to_string())
+}
+
 fn temperature(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=2.0).contains(&v) => Ok(v),
@@ -99,6 +110,7 @@ fn temperature(s: &str) -> Result<f64, String> {
 /// /metrics), and write load_test_results.json, load_test_status.txt and requests.jsonl.
 #[derive(Debug, Parser)]
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 pub struct Cli {
     /// Base URL of the vLLM OpenAI-compatible server.
     #[arg(long, env = "VLLM_URL")]
@@ -116,18 +128,53 @@ pub struct Cli {
     #[arg(long, env = "BASELINE_ADAPTER", value_name = "NAME")]
     pub baseline_adapter: Option<String>,
 
-    /// Eval JSONL file; prompt in `prompt_inference` (also `prompt`, `text`, `messages`).
-    #[arg(long, env = "EVAL_DATA_PATH")]
-    pub eval_data_path: PathBuf,
+    /// Eval JSONL file; prompt in `prompt_inference` (also `prompt`, `text`, `messages`). The
+    /// seed's input; exactly one of --eval-data-path, --prompt-file, --prompt-text,
+    /// --input-size and --task-mix is given.
+    #[arg(long, env = "EVAL_DATA_PATH", group = "input")]
+    pub eval_data_path: Option<PathBuf>,
+
+    /// Prompt file: one prompt per line, plain text, or a JSON row with `prompt`, `text` or
+    /// `messages` (a line starting with `{` must be valid JSON). Prompts are sent in file
+    /// order, cycled to --num-requests.
+    #[arg(long, env = "PROMPT_FILE", value_name = "PATH", group = "input")]
+    pub prompt_file: Option<PathBuf>,
+
+    /// One fixed prompt for every request (--num-requests of them, default 100).
+    #[arg(long, env = "PROMPT_TEXT", value_name = "TEXT", group = "input")]
+    pub prompt_text: Option<String>,
+
+    /// Synthetic prompts, one per request (--num-requests, default 100), whose token lengths
+    /// are drawn from DIST: N, uniform:A:B, normal:MEAN:STD:MIN:MAX or
+    /// lognormal:MU:SIGMA:MIN:MAX (MU, SIGMA of the underlying normal), clamped to
+    /// [MIN, MAX]. Lengths are measured with vLLM's /tokenize when the server offers it, else
+    /// counted in words (one per token; the results say which: inputs.calibration).
+    #[arg(long, env = "INPUT_SIZE", value_name = "DIST", value_parser = size_dist, group = "input")]
+    pub input_size: Option<SizeDist>,
+
+    /// Weighted tasks (seed 003), e.g. `short=10,medium=5,long=2,creative=1,health=1,models=1`:
+    /// short/medium/long are synthetic prompts of 64/128/256 tokens, creative 128 tokens at
+    /// temperature 1.2; each request's task is drawn by weight (--num-requests, default 100).
+    /// health and models (GET tasks) are accepted but not sent yet (a warning says so).
+    #[arg(long, env = "TASK_MIX", value_name = "MIX", value_parser = task_mix, group = "input")]
+    pub task_mix: Option<TaskMix>,
+
+    /// Ask vLLM to ignore end-of-sequence (`"ignore_eos": true`, a vLLM sampling extension):
+    /// every output runs to its max_tokens, for equal-length outputs. Output tokens are
+    /// recorded from usage either way.
+    #[arg(long, env = "IGNORE_EOS", value_parser = BoolishValueParser::new())]
+    pub ignore_eos: bool,
 
     /// Requests in flight (closed loop). No effect with --rate, whose cap is --max-inflight
     /// (before issue 11 this capped the open loop; --max-inflight N restores that).
     #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = positive_u32)]
     pub concurrency: u32,
 
-    /// Max output tokens per request.
-    #[arg(long, env = "MAX_TOKENS", default_value_t = DEFAULT_MAX_TOKENS, value_parser = positive_u32)]
-    pub max_tokens: u32,
+    /// Max output tokens per request: a number, or a distribution drawn per request from
+    /// --seed (the same DIST syntax as --input-size; results: config.max_tokens is its upper
+    /// bound, config.max_tokens_dist the spec).
+    #[arg(long, env = "MAX_TOKENS", default_value_t = SizeDist::Fixed(DEFAULT_MAX_TOKENS), value_parser = size_dist, value_name = "N|DIST")]
+    pub max_tokens: SizeDist,
 
     /// Prometheus base URL. Without it, server figures come from vLLM /metrics deltas.
     #[arg(long, env = "PROMETHEUS_URL")]
@@ -191,8 +238,9 @@ pub struct Cli {
     #[arg(long, env = "WAIT_READY", default_value_t = Seconds(Duration::ZERO))]
     pub wait_ready: Seconds,
 
-    /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text, messages).
-    #[arg(long, env = "PROMPT_FIELD")]
+    /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text,
+    /// messages). Only with --eval-data-path.
+    #[arg(long, env = "PROMPT_FIELD", requires = "eval_data_path")]
     pub prompt_field: Option<String>,
 
     /// Which OpenAI endpoint to call.
@@ -226,7 +274,9 @@ pub struct Cli {
     #[arg(long, env = "MAX_INFLIGHT", value_parser = positive_u32, value_name = "N")]
     pub max_inflight: Option<u32>,
 
-    /// Seed of the --rate arrival process: the same seed gives the same scheduled times.
+    /// Seed of the run's draws: the --rate arrival times, the --input-size / --task-mix
+    /// prompts (sizes, tasks, words, order) and a --max-tokens distribution. The same seed
+    /// gives the same requests in the same order.
     #[arg(long, env = "SEED", default_value_t = 0)]
     pub seed: u64,
 
@@ -336,11 +386,27 @@ impl TryFrom<Cli> for LoadTestConfig {
                 cli.adapter_name
             );
         }
+        // clap's `input` group: exactly one source is given
+        let input = match (
+            cli.prompt_file.clone(),
+            cli.prompt_text.clone(),
+            cli.input_size,
+            cli.task_mix.clone(),
+        ) {
+            (Some(p), ..) => InputSource::PromptFile(p),
+            (_, Some(t), ..) => InputSource::PromptText(t),
+            (_, _, Some(d), _) => InputSource::Synthetic(d),
+            (.., Some(m)) => InputSource::TaskMix(m),
+            _ => InputSource::EvalFile,
+        };
+        if matches!(&input, InputSource::PromptText(t) if t.trim().is_empty()) {
+            anyhow::bail!("--prompt-text is empty");
+        }
         Ok(LoadTestConfig {
             vllm_url,
             adapter_name: cli.adapter_name,
             baseline_adapter: cli.baseline_adapter,
-            eval_data_path: cli.eval_data_path,
+            eval_data_path: cli.eval_data_path.clone().unwrap_or_default(),
             concurrency: cli.concurrency,
             rate: cli.rate,
             arrival: cli.arrival.unwrap_or(Arrival::Constant),
@@ -349,7 +415,7 @@ impl TryFrom<Cli> for LoadTestConfig {
                 .map(|_| cli.max_inflight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)),
             seed: cli.seed,
             num_requests: cli.num_requests,
-            max_tokens: cli.max_tokens,
+            max_tokens: cli.max_tokens.max(),
             temperature: cli.temperature,
             endpoint: match cli.endpoint {
                 EndpointArg::Auto => EndpointChoice::Auto,
@@ -357,6 +423,9 @@ impl TryFrom<Cli> for LoadTestConfig {
                 EndpointArg::Chat => EndpointChoice::Chat,
             },
             prompt_field: cli.prompt_field,
+            input,
+            max_tokens_dist: Some(cli.max_tokens).filter(|d| !d.is_fixed()),
+            ignore_eos: cli.ignore_eos,
             api_key: cli.api_key,
             request_timeout: cli.request_timeout.into(),
             wait_ready: Some(cli.wait_ready.into()),

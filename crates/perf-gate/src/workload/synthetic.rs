@@ -1,0 +1,244 @@
+//! Synthetic prompts of a target token length (`--input-size`, `--task-mix`), built from a
+//! word list and sized against the server's own tokenizer when it offers one.
+//!
+//! Calibration, in order of preference (the one used is recorded in the results):
+//! - `tokenize`: vLLM's `POST /tokenize` (`{"model", "prompt"}` → `{"count", ...}`; counts
+//!   include the BOS token, as the server counts a completions prompt). Two texts of 64 and
+//!   512 words fit `tokens = a + b * words`; each prompt then starts at the fitted word count
+//!   and is measured, and its word count corrected by the fit, up to [`MAX_ROUNDS`] calls per
+//!   prompt; the closest is kept and its measured count reported.
+//! - `words`: the server has no `/tokenize` (404/405/501) or it fails: one word per target
+//!   token (the list holds short common words, most of them one token in BPE vocabularies).
+//!   Lengths are then approximate and the results say so.
+//!
+//! A local tokenizer file is not supported (the `tokenizers` crate was left out: a heavy build).
+//! Each prompt's words come from its own ChaCha8 stream of the seed, so the same seed gives the
+//! same texts, and a longer prompt extends a shorter one's words (the correction only moves the
+//! end). Prompts differ from each other from their first words (no shared prefix to cache).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::client::VllmClient;
+
+/// `/tokenize` calls per prompt at most (the first guess and its corrections).
+pub const MAX_ROUNDS: usize = 4;
+
+/// Short common English words.
+const WORDS: [&str; 96] = [
+    "the", "of", "and", "to", "in", "is", "it", "that", "was", "for", "on", "are", "as", "with",
+    "they", "be", "at", "one", "have", "this", "from", "by", "hot", "word", "but", "what", "some",
+    "we", "can", "out", "other", "were", "all", "there", "when", "up", "use", "your", "how",
+    "said", "an", "each", "she", "which", "do", "their", "time", "if", "will", "way", "about",
+    "many", "then", "them", "write", "would", "like", "so", "these", "her", "long", "make",
+    "thing", "see", "him", "two", "has", "look", "more", "day", "could", "go", "come", "did",
+    "number", "sound", "no", "most", "people", "my", "over", "know", "water", "than", "call",
+    "first", "who", "may", "down", "side", "been", "now", "find", "any", "new", "work",
+];
+
+/// How prompt lengths were calibrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calibration {
+    /// The server's `/tokenize`.
+    Tokenize,
+    /// One word per token (no tokenizer).
+    Words,
+}
+
+impl Calibration {
+    /// The name written in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Calibration::Tokenize => "tokenize",
+            Calibration::Words => "words",
+        }
+    }
+}
+
+/// The words of prompt `index` of `seed`, `n` of them (the first `n` of its own stream).
+pub fn words(seed: u64, index: u64, n: usize) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // stream 0 is never a prompt's: sizes and tasks draw elsewhere
+    rng.set_stream(index.wrapping_add(1));
+    let mut s = String::with_capacity(n * 6);
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+    }
+    s
+}
+
+/// The synthetic prompts and how they were sized.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The texts, one per target.
+    pub texts: Vec<String>,
+    /// The calibration used.
+    pub calibration: Calibration,
+    /// Tokens per word fitted on the server (`tokenize` only).
+    pub tokens_per_word: Option<f64>,
+    /// Each text's token count as the server measured it (`tokenize` only).
+    pub measured: Option<Vec<u32>>,
+    /// Why `tokenize` was not used, when the server failed it (a warning for the results).
+    pub fallback_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenizeResponse {
+    count: u32,
+}
+
+/// Why `/tokenize` cannot be used.
+enum TokenizeError {
+    /// Not offered (404/405/501): fall back silently, saying so in the results.
+    Absent(u16),
+    /// Offered but failing.
+    Failed(String),
+}
+
+async fn tokenize(client: &VllmClient, model: &str, prompt: &str) -> Result<u32, TokenizeError> {
+    let mut b = client
+        .http()
+        .post(client.url("/tokenize"))
+        .timeout(std::time::Duration::from_secs(30))
+        .json(&serde_json::json!({"model": model, "prompt": prompt}));
+    if let Some(a) = client.auth_header() {
+        b = b.header(reqwest::header::AUTHORIZATION, a.clone());
+    }
+    let resp = b
+        .send()
+        .await
+        .map_err(|e| TokenizeError::Failed(e.without_url().to_string()))?;
+    let status = resp.status().as_u16();
+    if matches!(status, 404 | 405 | 501) {
+        return Err(TokenizeError::Absent(status));
+    }
+    if !resp.status().is_success() {
+        return Err(TokenizeError::Failed(format!("HTTP {status}")));
+    }
+    resp.json::<TokenizeResponse>()
+        .await
+        .map(|r| r.count)
+        .map_err(|e| TokenizeError::Failed(format!("unexpected body ({})", e.without_url())))
+}
+
+/// Builds one prompt per target length (tokens); `server` is the client and model to
+/// calibrate with, `None` to use words.
+pub async fn build(targets: &[u32], seed: u64, server: Option<(&VllmClient, &str)>) -> Built {
+    let by_words = |fallback_reason: Option<String>| Built {
+        texts: targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| words(seed, i as u64, t as usize))
+            .collect(),
+        calibration: Calibration::Words,
+        tokens_per_word: None,
+        measured: None,
+        fallback_reason,
+    };
+    let Some((client, model)) = server else {
+        return by_words(None);
+    };
+    match by_tokenize(targets, seed, client, model).await {
+        Ok(built) => built,
+        Err(TokenizeError::Absent(status)) => {
+            tracing::info!(
+                status,
+                "vLLM offers no /tokenize: prompt lengths counted in words"
+            );
+            by_words(Some(format!(
+                "the server answered /tokenize with HTTP {status}"
+            )))
+        }
+        Err(TokenizeError::Failed(why)) => {
+            let why = crate::secrets::scrubbed(why);
+            tracing::warn!(error = %why, "/tokenize failed: prompt lengths counted in words");
+            by_words(Some(format!("/tokenize failed: {why}")))
+        }
+    }
+}
+
+async fn by_tokenize(
+    targets: &[u32],
+    seed: u64,
+    client: &VllmClient,
+    model: &str,
+) -> Result<Built, TokenizeError> {
+    // the fit: two texts of a stream no prompt uses
+    let probe = u64::MAX - 1;
+    let (short, long) = (64usize, 512usize);
+    let c_short = tokenize(client, model, &words(seed, probe, short)).await?;
+    let c_long = tokenize(client, model, &words(seed, probe, long)).await?;
+    let per_word = (f64::from(c_long) - f64::from(c_short)) / (long - short) as f64;
+    let per_word = if per_word > 0.05 { per_word } else { 1.0 };
+    let offset = f64::from(c_short) - per_word * short as f64;
+    tracing::info!(
+        tokens_per_word = format!("{per_word:.3}"),
+        offset = format!("{offset:.1}"),
+        "prompt lengths calibrated with /tokenize"
+    );
+    let mut texts = Vec::with_capacity(targets.len());
+    let mut measured = Vec::with_capacity(targets.len());
+    for (i, &target) in targets.iter().enumerate() {
+        let mut n = ((f64::from(target) - offset) / per_word).round().max(1.0) as usize;
+        let mut best: Option<(u32, String)> = None;
+        for _ in 0..MAX_ROUNDS {
+            let text = words(seed, i as u64, n);
+            let count = tokenize(client, model, &text).await?;
+            let off = i64::from(count) - i64::from(target);
+            if best
+                .as_ref()
+                .is_none_or(|(c, _)| off.abs() < (i64::from(*c) - i64::from(target)).abs())
+            {
+                best = Some((count, text));
+            }
+            if off == 0 {
+                break;
+            }
+            let step = (-(off as f64) / per_word).round() as i64;
+            let step = if step == 0 { -off.signum() } else { step };
+            let next = (n as i64 + step).max(1) as usize;
+            if next == n {
+                break;
+            }
+            n = next;
+        }
+        let (count, text) = best.expect("invariant: at least one round ran");
+        texts.push(text);
+        measured.push(count);
+    }
+    Ok(Built {
+        texts,
+        calibration: Calibration::Tokenize,
+        tokens_per_word: Some(per_word),
+        measured: Some(measured),
+        fallback_reason: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_repeat_with_the_seed_and_extend_each_other() {
+        assert_eq!(words(3, 0, 50), words(3, 0, 50));
+        assert_ne!(words(3, 0, 50), words(4, 0, 50));
+        assert_ne!(words(3, 0, 50), words(3, 1, 50));
+        assert!(words(3, 0, 80).starts_with(&words(3, 0, 50)));
+        assert_eq!(words(3, 0, 50).split(' ').count(), 50);
+        assert_eq!(words(3, 0, 0), "");
+    }
+
+    #[tokio::test]
+    async fn without_a_server_lengths_are_words() {
+        let b = build(&[5, 12], 1, None).await;
+        assert_eq!(b.calibration, Calibration::Words);
+        let counts: Vec<usize> = b.texts.iter().map(|t| t.split(' ').count()).collect();
+        assert_eq!(counts, [5, 12]);
+        assert!(b.measured.is_none());
+    }
+}
