@@ -240,7 +240,7 @@ pub struct Cli {
 
     /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text,
     /// messages). Only with --eval-data-path.
-    #[arg(long, env = "PROMPT_FIELD", requires = "eval_data_path")]
+    #[arg(long, env = "PROMPT_FIELD")]
     pub prompt_field: Option<String>,
 
     /// Which OpenAI endpoint to call.
@@ -399,6 +399,13 @@ impl TryFrom<Cli> for LoadTestConfig {
             (.., Some(m)) => InputSource::TaskMix(m),
             _ => InputSource::EvalFile,
         };
+        if input != InputSource::EvalFile
+            && let Some(f) = &cli.prompt_field
+        {
+            anyhow::bail!(
+                "--prompt-field {f:?} applies to --eval-data-path only (a --prompt-file row uses prompt, text or messages)"
+            );
+        }
         if matches!(&input, InputSource::PromptText(t) if t.trim().is_empty()) {
             anyhow::bail!("--prompt-text is empty");
         }
@@ -596,6 +603,101 @@ mod tests {
             format!("{e:#}"),
             "--threshold \"ttft_p95<<2s\": expected METRIC OP VALUE with OP one of <, <=, >, >="
         );
+    }
+
+    fn bare(args: &[&str]) -> Result<Cli, String> {
+        let mut all = vec!["load-test", "--vllm-url=http://h", "--adapter-name=a"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn exactly_one_input_source_and_the_eval_file_stays_the_default() {
+        let cfg = LoadTestConfig::try_from(parse(&["--vllm-url=http://h"])).unwrap();
+        assert_eq!(cfg.input, InputSource::EvalFile);
+        assert_eq!(
+            (cfg.max_tokens, cfg.max_tokens_dist),
+            (DEFAULT_MAX_TOKENS, None)
+        );
+        assert!(!cfg.ignore_eos);
+        let e = bare(&["--prompt-file=p.txt", "--prompt-text=hi"]).unwrap_err();
+        let line = e.lines().next().unwrap();
+        assert!(
+            line.contains("--prompt-file <PATH>") && line.contains("--prompt-text <TEXT>"),
+            "{e}"
+        );
+        let e = bare(&["--eval-data-path=e", "--input-size=64"]).unwrap_err();
+        assert!(
+            e.lines().next().unwrap().contains("cannot be used with"),
+            "{e}"
+        );
+        let e = bare(&[]).unwrap_err();
+        assert!(
+            e.contains("--eval-data-path") && e.contains("--task-mix"),
+            "{e}"
+        );
+        let e = LoadTestConfig::try_from(bare(&["--prompt-text=hi", "--prompt-field=q"]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--prompt-field \"q\" applies to --eval-data-path only"),
+            "{e}"
+        );
+        for (args, want) in [
+            (
+                ["--prompt-file=p.txt"],
+                InputSource::PromptFile("p.txt".into()),
+            ),
+            (["--prompt-text=hi"], InputSource::PromptText("hi".into())),
+            (
+                ["--input-size=uniform:8:16"],
+                InputSource::Synthetic("uniform:8:16".parse().unwrap()),
+            ),
+            (
+                ["--task-mix=short=2,long=1"],
+                InputSource::TaskMix("short=2,long=1".parse().unwrap()),
+            ),
+        ] {
+            let cfg = LoadTestConfig::try_from(bare(&args).unwrap()).unwrap();
+            assert_eq!(cfg.input, want);
+            assert_eq!(cfg.eval_data_path, PathBuf::new());
+        }
+        let e = LoadTestConfig::try_from(bare(&["--prompt-text= "]).unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), "--prompt-text is empty");
+    }
+
+    #[test]
+    fn max_tokens_takes_a_number_or_a_distribution_and_bad_specs_name_the_flag() {
+        let cfg =
+            LoadTestConfig::try_from(parse(&["--vllm-url=http://h", "--max-tokens=64"])).unwrap();
+        assert_eq!((cfg.max_tokens, cfg.max_tokens_dist), (64, None));
+        let cfg = LoadTestConfig::try_from(parse(&[
+            "--vllm-url=http://h",
+            "--max-tokens=normal:256:64:32:512",
+            "--ignore-eos",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.max_tokens, 512);
+        assert_eq!(
+            cfg.max_tokens_dist.unwrap().to_string(),
+            "normal:256:64:32:512"
+        );
+        assert!(cfg.ignore_eos);
+        for (arg, want) in [
+            ("--max-tokens=0", "must be at least 1"),
+            ("--max-tokens=normal:1:2", "normal needs mean:std:min:max"),
+            (
+                "--input-size=lognormal:6",
+                "lognormal needs mu:sigma:min:max",
+            ),
+            ("--input-size=uniform:9:1", "min 9 is above max 1"),
+            ("--task-mix=short=1,huge=2", "unknown task \"huge\""),
+        ] {
+            let e = bare(&[arg]).unwrap_err();
+            let flag = arg.split('=').next().unwrap();
+            let line = e.lines().next().unwrap();
+            assert!(line.contains(flag) && line.contains(want), "{arg}: {e}");
+        }
     }
 
     #[test]

@@ -30,6 +30,13 @@ const LOAD_TEST_ENV: &[&str] = &[
     "WINDOW_MODE",
     "WARMUP_REQUESTS",
     "THRESHOLDS",
+    "PROMPT_FIELD",
+    "PROMPT_FILE",
+    "PROMPT_TEXT",
+    "INPUT_SIZE",
+    "TASK_MIX",
+    "IGNORE_EOS",
+    "SEED",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).
