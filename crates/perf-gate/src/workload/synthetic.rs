@@ -6,7 +6,7 @@
 //!   include the BOS token, as the server counts a completions prompt). Two texts of 64 and
 //!   512 words fit `tokens = a + b * words`; each prompt then starts at the fitted word count
 //!   and is measured, and its word count corrected by the fit, up to [`MAX_ROUNDS`] calls per
-//!   prompt; the closest is kept and its measured count reported.
+//!   prompt (8 prompts at a time); the closest is kept and its measured count reported.
 //! - `words`: the server has no `/tokenize` (404/405/501) or it fails: one word per target
 //!   token (the list holds short common words, most of them one token in BPE vocabularies).
 //!   Lengths are then approximate and the results say so.
@@ -16,6 +16,7 @@
 //! same texts, and a longer prompt extends a shorter one's words (the correction only moves the
 //! end). Prompts differ from each other from their first words (no shared prefix to cache).
 
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -24,6 +25,8 @@ use crate::client::VllmClient;
 
 /// `/tokenize` calls per prompt at most (the first guess and its corrections).
 pub const MAX_ROUNDS: usize = 4;
+/// Prompts sized at once (each its own sequence of `/tokenize` calls).
+const CONCURRENT_CALLS: usize = 8;
 
 /// Short common English words.
 const WORDS: [&str; 96] = [
@@ -180,33 +183,15 @@ async fn by_tokenize(
         offset = format!("{offset:.1}"),
         "prompt lengths calibrated with /tokenize"
     );
+    let sized = futures::stream::iter(targets.iter().enumerate())
+        .map(|(i, &target)| sized_prompt(client, model, seed, i as u64, target, per_word, offset))
+        .buffered(CONCURRENT_CALLS)
+        .collect::<Vec<_>>()
+        .await;
     let mut texts = Vec::with_capacity(targets.len());
     let mut measured = Vec::with_capacity(targets.len());
-    for (i, &target) in targets.iter().enumerate() {
-        let mut n = ((f64::from(target) - offset) / per_word).round().max(1.0) as usize;
-        let mut best: Option<(u32, String)> = None;
-        for _ in 0..MAX_ROUNDS {
-            let text = words(seed, i as u64, n);
-            let count = tokenize(client, model, &text).await?;
-            let off = i64::from(count) - i64::from(target);
-            if best
-                .as_ref()
-                .is_none_or(|(c, _)| off.abs() < (i64::from(*c) - i64::from(target)).abs())
-            {
-                best = Some((count, text));
-            }
-            if off == 0 {
-                break;
-            }
-            let step = (-(off as f64) / per_word).round() as i64;
-            let step = if step == 0 { -off.signum() } else { step };
-            let next = (n as i64 + step).max(1) as usize;
-            if next == n {
-                break;
-            }
-            n = next;
-        }
-        let (count, text) = best.expect("invariant: at least one round ran");
+    for r in sized {
+        let (count, text) = r?;
         texts.push(text);
         measured.push(count);
     }
@@ -217,6 +202,43 @@ async fn by_tokenize(
         measured: Some(measured),
         fallback_reason: None,
     })
+}
+
+/// Prompt `index` sized to `target` tokens: the fitted word count, then corrected by what the
+/// server counts; the closest of at most [`MAX_ROUNDS`] tries, with its count.
+async fn sized_prompt(
+    client: &VllmClient,
+    model: &str,
+    seed: u64,
+    index: u64,
+    target: u32,
+    per_word: f64,
+    offset: f64,
+) -> Result<(u32, String), TokenizeError> {
+    let mut n = ((f64::from(target) - offset) / per_word).round().max(1.0) as usize;
+    let mut best: Option<(u32, String)> = None;
+    for _ in 0..MAX_ROUNDS {
+        let text = words(seed, index, n);
+        let count = tokenize(client, model, &text).await?;
+        let off = i64::from(count) - i64::from(target);
+        if best
+            .as_ref()
+            .is_none_or(|(c, _)| off.abs() < (i64::from(*c) - i64::from(target)).abs())
+        {
+            best = Some((count, text));
+        }
+        if off == 0 {
+            break;
+        }
+        let step = (-(off as f64) / per_word).round() as i64;
+        let step = if step == 0 { -off.signum() } else { step };
+        let next = (n as i64 + step).max(1) as usize;
+        if next == n {
+            break;
+        }
+        n = next;
+    }
+    Ok(best.expect("invariant: at least one round ran"))
 }
 
 #[cfg(test)]
