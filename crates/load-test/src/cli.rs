@@ -159,6 +159,12 @@ pub struct Cli {
     #[arg(long, env = "TASK_MIX", value_name = "MIX", value_parser = task_mix, group = "input")]
     pub task_mix: Option<TaskMix>,
 
+    /// A Hugging Face tokenizer.json to size --input-size / --task-mix prompts with when the
+    /// server offers no /tokenize (which is preferred: it is the served model's own). Loaded
+    /// before the network: a bad file stops the run (exit 2).
+    #[arg(long, env = "TOKENIZER_FILE", value_name = "PATH")]
+    pub tokenizer_file: Option<PathBuf>,
+
     /// Ask vLLM to ignore end-of-sequence (`"ignore_eos": true`, a vLLM sampling extension):
     /// every output runs to its max_tokens, for equal-length outputs. Output tokens are
     /// recorded from usage either way.
@@ -406,6 +412,13 @@ impl TryFrom<Cli> for LoadTestConfig {
                 "--prompt-field {f:?} applies to --eval-data-path only (a --prompt-file row uses prompt, text or messages)"
             );
         }
+        if cli.tokenizer_file.is_some()
+            && !matches!(input, InputSource::Synthetic(_) | InputSource::TaskMix(_))
+        {
+            anyhow::bail!(
+                "--tokenizer-file sizes synthetic prompts: it needs --input-size or --task-mix"
+            );
+        }
         if matches!(&input, InputSource::PromptText(t) if t.trim().is_empty()) {
             anyhow::bail!("--prompt-text is empty");
         }
@@ -433,6 +446,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             input,
             max_tokens_dist: Some(cli.max_tokens).filter(|d| !d.is_fixed()),
             ignore_eos: cli.ignore_eos,
+            tokenizer_file: cli.tokenizer_file,
             api_key: cli.api_key,
             request_timeout: cli.request_timeout.into(),
             wait_ready: Some(cli.wait_ready.into()),

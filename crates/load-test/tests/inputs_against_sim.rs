@@ -138,6 +138,68 @@ fn without_tokenize_lengths_are_words_and_the_results_say_so() {
 }
 
 #[test]
+fn a_tokenizer_file_sizes_prompts_when_the_server_has_no_tokenize() {
+    let sim = sim(vllm_sim::SimConfig {
+        tokenize: false,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tok = test_support::sim::tokenizer_file(dir.path());
+    let (r, recs) = load(
+        &sim,
+        dir.path(),
+        "t",
+        &[
+            "--task-mix",
+            "short=1,medium=1",
+            "--tokenizer-file",
+            tok.to_str().unwrap(),
+            "--num-requests",
+            "10",
+            "--max-tokens",
+            "1",
+        ],
+    );
+    assert_eq!(recs.len(), 10);
+    let inputs = &r["inputs"];
+    assert_eq!(inputs["calibration"], "tokenizer-file", "{inputs}");
+    assert!(
+        inputs["calibration_note"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 404")
+    );
+    // word-level: every prompt hits its target exactly by this tokenizer's count
+    assert_eq!(inputs["prompt_tokens_mean_abs_error"], 0.0);
+    assert_eq!(
+        inputs["prompt_tokens_measured"]["mean"],
+        inputs["prompt_tokens_target"]["mean"]
+    );
+    assert_eq!(r["config"]["tokenizer_file"], tok.to_str().unwrap());
+    // only for synthetic prompts; a bad file stops the run before the network
+    let o = run(load_test()
+        .args(["--vllm-url", "http://127.0.0.1:9", "--adapter-name", "c"])
+        .args(["--prompt-text", "hi", "--tokenizer-file"])
+        .arg(&tok));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--tokenizer-file sizes synthetic prompts"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "not json").unwrap();
+    let o = run(load_test()
+        .args(["--vllm-url", "http://127.0.0.1:9", "--adapter-name", "c"])
+        .args(["--input-size", "64", "--tokenizer-file"])
+        .arg(&bad)
+        .arg("--output-dir")
+        .arg(dir.path().join("bad")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--tokenizer-file "), "{}", stderr(&o));
+}
+
+#[test]
 fn ignore_eos_reaches_the_wire_and_max_tokens_draws_are_recorded() {
     // every sequence would stop at its first token, unless the request ignores EOS
     let sim = sim(vllm_sim::SimConfig {

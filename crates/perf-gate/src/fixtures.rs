@@ -109,6 +109,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             max_tokens_dist: None,
             ignore_eos: false,
             task_mix: None,
+            tokenizer_file: None,
             api_key_set: false,
             rate: None,
             arrival: "constant".into(),

@@ -315,6 +315,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
                 InputSource::TaskMix(m) => Some(m.to_string()),
                 _ => None,
             },
+            tokenizer_file: cfg.tokenizer_file.as_ref().map(|p| p.display().to_string()),
             api_key_set: cfg.api_key.as_deref().is_some_and(|k| !k.is_empty()),
             rate: cfg.rate,
             arrival: cfg.arrival.to_string(),

@@ -562,23 +562,25 @@ pub struct InputsInfo {
     pub prompts: u64,
     /// Requests prepared for the measured load (candidate's; an A/B run sends as many twins).
     pub requests: u64,
-    /// How synthetic prompt lengths were calibrated: `tokenize` (vLLM's `/tokenize`) or
-    /// `words` (one word per token: approximate); absent for other sources.
+    /// How synthetic prompt lengths were calibrated: `tokenize` (vLLM's `/tokenize`),
+    /// `tokenizer-file` (`--tokenizer-file`, when the server has no `/tokenize`) or `words`
+    /// (one word per token: approximate); absent for other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<String>,
-    /// Why `words` was used when `tokenize` was not (no `/tokenize`, or it failed).
+    /// Why `/tokenize` was not used (not offered, or failed), when another calibration was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_note: Option<String>,
-    /// Tokens per word fitted with `/tokenize`.
+    /// Tokens per word fitted with `/tokenize` or the tokenizer file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_word: Option<f64>,
     /// The synthetic prompts' target lengths (tokens), one per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_target: Option<SizeSummary>,
-    /// Their lengths as `/tokenize` counted them (with the BOS token), `tokenize` only.
+    /// Their lengths as `/tokenize` or the tokenizer file counted them (with the BOS token);
+    /// absent for `words`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_measured: Option<SizeSummary>,
-    /// Mean of |measured - target| over the prompts, tokens (`tokenize` only).
+    /// Mean of |measured - target| over the prompts, tokens (absent for `words`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_mean_abs_error: Option<f64>,
     /// The `max_tokens` drawn per request, when `--max-tokens` is a distribution.
@@ -695,6 +697,9 @@ pub struct RunConfig {
     /// `--task-mix`, as normalised (`short=10,medium=5,...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_mix: Option<String>,
+    /// `--tokenizer-file`, as given (used only when the server has no `/tokenize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_file: Option<String>,
     /// Whether an API key was sent (the key itself is never written).
     pub api_key_set: bool,
     /// Open-loop rate (requests per second); `null` for the closed loop.

@@ -83,6 +83,9 @@ pub enum WorkloadError {
     /// The `--prompt-file` cannot be used.
     #[error(transparent)]
     PromptFile(#[from] prompt_file::PromptFileError),
+    /// The `--tokenizer-file` cannot be used.
+    #[error(transparent)]
+    TokenizerFile(#[from] synthetic::TokenizerFileError),
 }
 
 /// The prompts of an eval file and its identity.

@@ -36,6 +36,7 @@ const LOAD_TEST_ENV: &[&str] = &[
     "INPUT_SIZE",
     "TASK_MIX",
     "IGNORE_EOS",
+    "TOKENIZER_FILE",
     "SEED",
 ];
 

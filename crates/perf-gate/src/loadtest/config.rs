@@ -68,6 +68,9 @@ pub struct LoadTestConfig {
     /// Ask vLLM to ignore end-of-sequence (`"ignore_eos": true`): every output runs to its
     /// `max_tokens`.
     pub ignore_eos: bool,
+    /// A Hugging Face `tokenizer.json` to size synthetic prompts with when the server has no
+    /// `/tokenize` (`--tokenizer-file`).
+    pub tokenizer_file: Option<PathBuf>,
     /// Bearer token for vLLM (never written anywhere).
     pub api_key: Option<String>,
     /// Per-request deadline.

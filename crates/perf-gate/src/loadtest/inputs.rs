@@ -20,6 +20,7 @@ use super::{LoadTestConfig, LoadTestError};
 /// request's slot.
 pub(super) struct Inputs {
     prompts: Vec<Prompt>,
+    tokenizer: Option<synthetic::LocalTokenizer>,
     plan: Plan,
     info: InputsInfo,
 }
@@ -110,9 +111,16 @@ pub(super) fn plan(
             _ => Vec::new(),
         },
     };
+    let tokenizer = cfg
+        .tokenizer_file
+        .as_deref()
+        .map(synthetic::LocalTokenizer::load)
+        .transpose()
+        .map_err(WorkloadError::from)?;
     results.inputs = Some(info.clone());
     Ok(Inputs {
         prompts,
+        tokenizer,
         plan,
         info,
     })
@@ -128,12 +136,18 @@ pub(super) async fn build(
 ) -> Vec<PreparedRequest> {
     let Inputs {
         mut prompts,
+        tokenizer,
         plan,
         mut info,
     } = inputs;
     if prompts.is_empty() && !plan.targets.is_empty() {
-        let built =
-            synthetic::build(&plan.targets, cfg.seed, Some((client, &cfg.adapter_name))).await;
+        let built = synthetic::build(
+            &plan.targets,
+            cfg.seed,
+            Some((client, &cfg.adapter_name)),
+            tokenizer.as_ref(),
+        )
+        .await;
         info.calibration = Some(built.calibration.as_str().to_string());
         info.tokens_per_word = built.tokens_per_word;
         if let Some(measured) = &built.measured {
@@ -144,6 +158,9 @@ pub(super) async fn build(
                 .map(|(m, t)| (f64::from(*m) - f64::from(*t)).abs())
                 .sum();
             info.prompt_tokens_mean_abs_error = Some(err / measured.len().max(1) as f64);
+        }
+        if built.calibration == synthetic::Calibration::TokenizerFile {
+            info.calibration_note = built.fallback_reason.clone();
         }
         if built.calibration == synthetic::Calibration::Words {
             let why = built

@@ -7,11 +7,12 @@
 //!   512 words fit `tokens = a + b * words`; each prompt then starts at the fitted word count
 //!   and is measured, and its word count corrected by the fit, up to [`MAX_ROUNDS`] calls per
 //!   prompt (8 prompts at a time); the closest is kept and its measured count reported.
-//! - `words`: the server has no `/tokenize` (404/405/501) or it fails: one word per target
-//!   token (the list holds short common words, most of them one token in BPE vocabularies).
-//!   Lengths are then approximate and the results say so.
-//!
-//! A local tokenizer file is not supported (the `tokenizers` crate was left out: a heavy build).
+//! - `tokenizer-file`: the server has no `/tokenize` (404/405/501) or it fails, and a Hugging
+//!   Face `tokenizer.json` was given (`--tokenizer-file`, loaded with the `tokenizers` crate,
+//!   pure Rust, no Oniguruma): the same fit and corrections, counted locally (special tokens
+//!   included, as the server adds them).
+//! - `words`: neither: one word per target token (the list holds short common words, most of
+//!   them one token in BPE vocabularies). Lengths are then approximate and the results say so.
 //! Each prompt's words come from its own ChaCha8 stream of the seed, so the same seed gives the
 //! same texts, and a longer prompt extends a shorter one's words (the correction only moves the
 //! end). Prompts differ from each other from their first words (no shared prefix to cache).
@@ -45,6 +46,8 @@ const WORDS: [&str; 96] = [
 pub enum Calibration {
     /// The server's `/tokenize`.
     Tokenize,
+    /// A local tokenizer file (`--tokenizer-file`), when the server has no `/tokenize`.
+    TokenizerFile,
     /// One word per token (no tokenizer).
     Words,
 }
@@ -54,6 +57,7 @@ impl Calibration {
     pub fn as_str(self) -> &'static str {
         match self {
             Calibration::Tokenize => "tokenize",
+            Calibration::TokenizerFile => "tokenizer-file",
             Calibration::Words => "words",
         }
     }
@@ -85,7 +89,7 @@ pub struct Built {
     pub tokens_per_word: Option<f64>,
     /// Each text's token count as the server measured it (`tokenize` only).
     pub measured: Option<Vec<u32>>,
-    /// Why `tokenize` was not used, when the server failed it (a warning for the results).
+    /// Why `/tokenize` (or the tokenizer file) was not used, when it was tried (for the results).
     pub fallback_reason: Option<String>,
 }
 
@@ -128,9 +132,89 @@ async fn tokenize(client: &VllmClient, model: &str, prompt: &str) -> Result<u32,
         .map_err(|e| TokenizeError::Failed(format!("unexpected body ({})", e.without_url())))
 }
 
-/// Builds one prompt per target length (tokens); `server` is the client and model to
-/// calibrate with, `None` to use words.
-pub async fn build(targets: &[u32], seed: u64, server: Option<(&VllmClient, &str)>) -> Built {
+/// A tokenizer file given with `--tokenizer-file` (Hugging Face `tokenizer.json`), loaded
+/// before the network.
+#[derive(Clone)]
+pub struct LocalTokenizer {
+    inner: tokenizers::Tokenizer,
+    path: String,
+}
+
+impl std::fmt::Debug for LocalTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTokenizer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `--tokenizer-file` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--tokenizer-file {path}: {message}")]
+pub struct TokenizerFileError {
+    /// File path.
+    pub path: String,
+    /// Why (the tokenizers crate's message).
+    pub message: String,
+}
+
+impl LocalTokenizer {
+    /// Loads a `tokenizer.json` and checks that it encodes a probe text.
+    pub fn load(path: &std::path::Path) -> Result<Self, TokenizerFileError> {
+        let shown = path.display().to_string();
+        let err = |message: String| TokenizerFileError {
+            path: shown.clone(),
+            message,
+        };
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        let t = LocalTokenizer {
+            inner,
+            path: shown.clone(),
+        };
+        t.count("the first words").map_err(err)?;
+        Ok(t)
+    }
+
+    /// Tokens of `text`, special tokens (BOS) included as the server adds them.
+    pub fn count(&self, text: &str) -> Result<u32, String> {
+        self.inner
+            .encode(text, true)
+            .map(|e| u32::try_from(e.len()).unwrap_or(u32::MAX))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What counts a text's tokens.
+#[derive(Clone, Copy)]
+enum Counter<'a> {
+    Server(&'a VllmClient, &'a str),
+    Local(&'a LocalTokenizer),
+}
+
+impl Counter<'_> {
+    async fn count(&self, text: &str) -> Result<u32, TokenizeError> {
+        match self {
+            Counter::Server(client, model) => tokenize(client, model, text).await,
+            Counter::Local(t) => t.count(text).map_err(TokenizeError::Failed),
+        }
+    }
+
+    fn calibration(&self) -> Calibration {
+        match self {
+            Counter::Server(..) => Calibration::Tokenize,
+            Counter::Local(_) => Calibration::TokenizerFile,
+        }
+    }
+}
+
+/// Builds one prompt per target length (tokens), sized with `server`'s `/tokenize` (client
+/// and model) when given and offered, else with `local`, else in words.
+pub async fn build(
+    targets: &[u32],
+    seed: u64,
+    server: Option<(&VllmClient, &str)>,
+    local: Option<&LocalTokenizer>,
+) -> Built {
     let by_words = |fallback_reason: Option<String>| Built {
         texts: targets
             .iter()
@@ -142,49 +226,59 @@ pub async fn build(targets: &[u32], seed: u64, server: Option<(&VllmClient, &str
         measured: None,
         fallback_reason,
     };
-    let Some((client, model)) = server else {
-        return by_words(None);
-    };
-    match by_tokenize(targets, seed, client, model).await {
-        Ok(built) => built,
-        Err(TokenizeError::Absent(status)) => {
-            tracing::info!(
-                status,
-                "vLLM offers no /tokenize: prompt lengths counted in words"
-            );
-            by_words(Some(format!(
-                "the server answered /tokenize with HTTP {status}"
-            )))
-        }
-        Err(TokenizeError::Failed(why)) => {
-            let why = crate::secrets::scrubbed(why);
-            tracing::warn!(error = %why, "/tokenize failed: prompt lengths counted in words");
-            by_words(Some(format!("/tokenize failed: {why}")))
+    let mut reason = None;
+    if let Some((client, model)) = server {
+        match by_counter(targets, seed, Counter::Server(client, model)).await {
+            Ok(built) => return built,
+            Err(TokenizeError::Absent(status)) => {
+                tracing::info!(status, "vLLM offers no /tokenize");
+                reason = Some(format!("the server answered /tokenize with HTTP {status}"));
+            }
+            Err(TokenizeError::Failed(why)) => {
+                let why = crate::secrets::scrubbed(why);
+                tracing::warn!(error = %why, "/tokenize failed");
+                reason = Some(format!("/tokenize failed: {why}"));
+            }
         }
     }
+    if let Some(t) = local {
+        match by_counter(targets, seed, Counter::Local(t)).await {
+            Ok(mut built) => {
+                tracing::info!(file = %t.path, "prompt lengths counted with the tokenizer file");
+                built.fallback_reason = reason;
+                return built;
+            }
+            Err(TokenizeError::Failed(why)) => {
+                reason = Some(format!("the tokenizer file failed: {why}"));
+            }
+            Err(TokenizeError::Absent(_)) => {}
+        }
+    }
+    tracing::info!("prompt lengths counted in words");
+    by_words(reason)
 }
 
-async fn by_tokenize(
+async fn by_counter(
     targets: &[u32],
     seed: u64,
-    client: &VllmClient,
-    model: &str,
+    counter: Counter<'_>,
 ) -> Result<Built, TokenizeError> {
     // the fit: two texts of a stream no prompt uses
     let probe = u64::MAX - 1;
     let (short, long) = (64usize, 512usize);
-    let c_short = tokenize(client, model, &words(seed, probe, short)).await?;
-    let c_long = tokenize(client, model, &words(seed, probe, long)).await?;
+    let c_short = counter.count(&words(seed, probe, short)).await?;
+    let c_long = counter.count(&words(seed, probe, long)).await?;
     let per_word = (f64::from(c_long) - f64::from(c_short)) / (long - short) as f64;
     let per_word = if per_word > 0.05 { per_word } else { 1.0 };
     let offset = f64::from(c_short) - per_word * short as f64;
     tracing::info!(
+        calibration = counter.calibration().as_str(),
         tokens_per_word = format!("{per_word:.3}"),
         offset = format!("{offset:.1}"),
-        "prompt lengths calibrated with /tokenize"
+        "prompt lengths calibrated"
     );
     let sized = futures::stream::iter(targets.iter().enumerate())
-        .map(|(i, &target)| sized_prompt(client, model, seed, i as u64, target, per_word, offset))
+        .map(|(i, &target)| sized_prompt(counter, seed, i as u64, target, per_word, offset))
         .buffered(CONCURRENT_CALLS)
         .collect::<Vec<_>>()
         .await;
@@ -197,7 +291,7 @@ async fn by_tokenize(
     }
     Ok(Built {
         texts,
-        calibration: Calibration::Tokenize,
+        calibration: counter.calibration(),
         tokens_per_word: Some(per_word),
         measured: Some(measured),
         fallback_reason: None,
@@ -205,10 +299,9 @@ async fn by_tokenize(
 }
 
 /// Prompt `index` sized to `target` tokens: the fitted word count, then corrected by what the
-/// server counts; the closest of at most [`MAX_ROUNDS`] tries, with its count.
+/// counter says; the closest of at most [`MAX_ROUNDS`] tries, with its count.
 async fn sized_prompt(
-    client: &VllmClient,
-    model: &str,
+    counter: Counter<'_>,
     seed: u64,
     index: u64,
     target: u32,
@@ -219,7 +312,7 @@ async fn sized_prompt(
     let mut best: Option<(u32, String)> = None;
     for _ in 0..MAX_ROUNDS {
         let text = words(seed, index, n);
-        let count = tokenize(client, model, &text).await?;
+        let count = counter.count(&text).await?;
         let off = i64::from(count) - i64::from(target);
         if best
             .as_ref()
@@ -256,8 +349,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tokenizer_file_sizes_prompts_when_no_server_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTokenizer::load(&test_support::sim::tokenizer_file(dir.path())).unwrap();
+        assert_eq!(t.count("the of the").unwrap(), 4, "three words and the BOS");
+        let b = build(&[10, 33, 1], 2, None, Some(&t)).await;
+        assert_eq!(b.calibration, Calibration::TokenizerFile);
+        assert_eq!(
+            b.measured.as_deref(),
+            Some(&[10, 33, 2][..]),
+            "1 token is below the BOS + a word"
+        );
+        assert_eq!(b.texts[0].split(' ').count(), 9);
+        assert!((b.tokens_per_word.unwrap() - 1.0).abs() < 1e-9);
+
+        std::fs::write(dir.path().join("bad.json"), "{\"model\": 1}").unwrap();
+        let e = LocalTokenizer::load(&dir.path().join("bad.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--tokenizer-file "), "{e}");
+        assert!(e.contains("bad.json: "), "{e}");
+    }
+
+    #[tokio::test]
     async fn without_a_server_lengths_are_words() {
-        let b = build(&[5, 12], 1, None).await;
+        let b = build(&[5, 12], 1, None, None).await;
         assert_eq!(b.calibration, Calibration::Words);
         let counts: Vec<usize> = b.texts.iter().map(|t| t.split(' ').count()).collect();
         assert_eq!(counts, [5, 12]);
