@@ -13,6 +13,7 @@
 //!   included, as the server adds them).
 //! - `words`: neither: one word per target token (the list holds short common words, most of
 //!   them one token in BPE vocabularies). Lengths are then approximate and the results say so.
+//!
 //! Each prompt's words come from its own ChaCha8 stream of the seed, so the same seed gives the
 //! same texts, and a longer prompt extends a shorter one's words (the correction only moves the
 //! end). Prompts differ from each other from their first words (no shared prefix to cache).
