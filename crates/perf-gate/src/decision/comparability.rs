@@ -21,6 +21,8 @@
 //! | `warmup_requests` | `config.warmup_requests` | the adapter's first load (and cold caches) inside the measurement or not |
 //! | `preconnect` | `config.preconnect` | the first wave's TCP/TLS handshakes inside the client's TTFT or not |
 //! | `ab_interleaved` | `config.baseline_adapter` set (`false` when a run does not record it: runs before same-server A/B) | the candidate shared the load with a baseline adapter, at about half the concurrency |
+//! | `max_tokens_dist` | `config.max_tokens_dist` (`none`: a fixed `max_tokens`, also when a run does not record it) | output lengths drawn from another distribution |
+//! | `ignore_eos` | `config.ignore_eos` (`false` when a run does not record it) | outputs run to `max_tokens` or stop at end-of-sequence |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -43,7 +45,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 14] = [
+const SETTINGS: [Setting; 16] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -127,6 +129,18 @@ const SETTINGS: [Setting; 14] = [
         key: keys::AB_INTERLEAVED,
         label: "same-server A/B",
         consequence: "in an A/B run the candidate shares the load with a baseline adapter, each at about half the concurrency",
+        absent: Some("false"),
+    },
+    Setting {
+        key: keys::MAX_TOKENS_DIST,
+        label: "max_tokens distribution",
+        consequence: "output lengths drawn from another distribution change E2E latency and throughput directly",
+        absent: Some(NONE),
+    },
+    Setting {
+        key: keys::IGNORE_EOS,
+        label: "ignore_eos",
+        consequence: "with ignore_eos every output runs to max_tokens; without, outputs stop at end-of-sequence",
         absent: Some("false"),
     },
 ];

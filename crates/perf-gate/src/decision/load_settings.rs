@@ -40,12 +40,16 @@ pub mod keys {
     pub const PRECONNECT: &str = "preconnect";
     /// Whether the run was a same-server A/B (`load-test --baseline-adapter`): `true`/`false`.
     pub const AB_INTERLEAVED: &str = "ab_interleaved";
+    /// `--max-tokens` as a distribution (`none`: a fixed number, `max_tokens`).
+    pub const MAX_TOKENS_DIST: &str = "max_tokens_dist";
+    /// Whether requests ignored end-of-sequence (`--ignore-eos`): `true`/`false`.
+    pub const IGNORE_EOS: &str = "ignore_eos";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -60,6 +64,8 @@ pub mod keys {
         WARMUP_REQUESTS,
         PRECONNECT,
         AB_INTERLEAVED,
+        MAX_TOKENS_DIST,
+        IGNORE_EOS,
         METRICS_SOURCE,
     ];
 }
@@ -108,6 +114,11 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         keys::AB_INTERLEAVED,
         c.baseline_adapter.is_some().to_string(),
     );
+    put(
+        keys::MAX_TOKENS_DIST,
+        c.max_tokens_dist.clone().unwrap_or_else(|| NONE.into()),
+    );
+    put(keys::IGNORE_EOS, c.ignore_eos.to_string());
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

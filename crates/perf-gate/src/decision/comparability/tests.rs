@@ -35,6 +35,8 @@ fn the_candidate_settings_come_from_the_results() {
             ("warmup_requests", "0"),
             ("preconnect", "true"),
             ("ab_interleaved", "false"),
+            ("max_tokens_dist", "none"),
+            ("ignore_eos", "false"),
             ("metrics_source", "server"),
         ])
     );
@@ -292,5 +294,32 @@ fn a_run_before_open_loop_arrivals_is_constant_and_capped_at_its_concurrency() {
         got.reasons[0].contains("baseline used arrival constant, candidate poisson"),
         "{:?}",
         got.reasons
+    );
+}
+
+#[test]
+fn a_run_before_inputs_had_a_fixed_max_tokens_and_no_ignore_eos() {
+    let c = candidate();
+    let mut old = c.clone();
+    old.remove("max_tokens_dist");
+    old.remove("ignore_eos");
+    assert!(
+        compare(&c, &old).comparable,
+        "{:?}",
+        compare(&c, &old).reasons
+    );
+    let mut eos = c.clone();
+    eos.insert("ignore_eos".into(), "true".into());
+    eos.insert("max_tokens_dist".into(), "uniform:8:64".into());
+    let got = compare(&eos, &old);
+    assert!(!got.comparable);
+    let all = got.reasons.join("\n");
+    assert!(
+        all.contains("baseline used ignore_eos false, candidate true"),
+        "{all}"
+    );
+    assert!(
+        all.contains("baseline used max_tokens distribution none, candidate uniform:8:64"),
+        "{all}"
     );
 }
