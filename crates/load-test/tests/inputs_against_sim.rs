@@ -102,6 +102,36 @@ fn synthetic_lengths_follow_their_distribution_with_tokenize_and_repeat_with_the
     assert_ne!(third["eval_data"]["sha256"], r["eval_data"]["sha256"]);
 }
 
+/// On the chat endpoint the prompt is counted as a user message, so the chat template's
+/// tokens are inside the target, as the server's `usage.prompt_tokens` counts them.
+#[test]
+fn chat_prompts_are_sized_with_their_template() {
+    let sim = sim(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "uniform:40:80";
+    let (r, recs) = load(
+        &sim,
+        dir.path(),
+        "chat",
+        &[
+            "--input-size",
+            spec,
+            "--endpoint",
+            "chat",
+            "--num-requests",
+            "20",
+            "--max-tokens",
+            "1",
+        ],
+    );
+    assert_eq!(r["inputs"]["calibration"], "tokenize");
+    let size: SizeDist = spec.parse().unwrap();
+    let targets = plan::synthetic(&size, 20, &SizeDist::Fixed(1), 0.0, 0).targets;
+    for (got, want) in prompt_tokens(&recs).iter().zip(&targets) {
+        assert!(got.abs_diff(*want) <= 2, "{got} tokens for {want}");
+    }
+}
+
 #[test]
 fn without_tokenize_lengths_are_words_and_the_results_say_so() {
     let sim = sim(vllm_sim::SimConfig {

@@ -11,7 +11,8 @@ use crate::workload::plan::{
 };
 use crate::workload::prompt_file::load_prompt_file;
 use crate::workload::{
-    PreparedRequest, Prompt, WorkloadError, interleave_ab, load_eval_file, synthetic,
+    EndpointChoice, PreparedRequest, Prompt, WorkloadError, interleave_ab, load_eval_file,
+    synthetic,
 };
 
 use super::{LoadTestConfig, LoadTestError};
@@ -144,7 +145,11 @@ pub(super) async fn build(
         let built = synthetic::build(
             &plan.targets,
             cfg.seed,
-            Some((client, &cfg.adapter_name)),
+            Some(synthetic::Server {
+                client,
+                model: &cfg.adapter_name,
+                chat: cfg.endpoint == EndpointChoice::Chat,
+            }),
             tokenizer.as_ref(),
         )
         .await;

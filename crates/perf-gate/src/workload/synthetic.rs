@@ -3,7 +3,9 @@
 //!
 //! Calibration, in order of preference (the one used is recorded in the results):
 //! - `tokenize`: vLLM's `POST /tokenize` (`{"model", "prompt"}` → `{"count", ...}`; counts
-//!   include the BOS token, as the server counts a completions prompt). Two texts of 64 and
+//!   include the BOS token, as the server counts a completions prompt; for the chat endpoint
+//!   `{"model", "messages"}` with the text as one user message, so the chat template's tokens
+//!   count too). Two texts of 64 and
 //!   512 words fit `tokens = a + b * words`; each prompt then starts at the fitted word count
 //!   and is measured, and its word count corrected by the fit, up to [`MAX_ROUNDS`] calls per
 //!   prompt (8 prompts at a time); the closest is kept and its measured count reported.
@@ -107,12 +109,34 @@ enum TokenizeError {
     Failed(String),
 }
 
-async fn tokenize(client: &VllmClient, model: &str, prompt: &str) -> Result<u32, TokenizeError> {
+/// The server to size prompts with: its client, the model, and whether the prompts go to the
+/// chat endpoint (then each is counted as one user message, chat template included).
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    /// The client.
+    pub client: &'a VllmClient,
+    /// Model id (the adapter: vLLM tokenizes with the base model's tokenizer).
+    pub model: &'a str,
+    /// Count as a chat conversation (`messages`) rather than a completions `prompt`.
+    pub chat: bool,
+}
+
+async fn tokenize(server: Server<'_>, prompt: &str) -> Result<u32, TokenizeError> {
+    let Server {
+        client,
+        model,
+        chat,
+    } = server;
+    let body = if chat {
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": prompt}]})
+    } else {
+        serde_json::json!({"model": model, "prompt": prompt})
+    };
     let mut b = client
         .http()
         .post(client.url("/tokenize"))
         .timeout(std::time::Duration::from_secs(30))
-        .json(&serde_json::json!({"model": model, "prompt": prompt}));
+        .json(&body);
     if let Some(a) = client.auth_header() {
         b = b.header(reqwest::header::AUTHORIZATION, a.clone());
     }
@@ -188,14 +212,14 @@ impl LocalTokenizer {
 /// What counts a text's tokens.
 #[derive(Clone, Copy)]
 enum Counter<'a> {
-    Server(&'a VllmClient, &'a str),
+    Server(Server<'a>),
     Local(&'a LocalTokenizer),
 }
 
 impl Counter<'_> {
     async fn count(&self, text: &str) -> Result<u32, TokenizeError> {
         match self {
-            Counter::Server(client, model) => tokenize(client, model, text).await,
+            Counter::Server(server) => tokenize(*server, text).await,
             Counter::Local(t) => t.count(text).map_err(TokenizeError::Failed),
         }
     }
@@ -213,7 +237,7 @@ impl Counter<'_> {
 pub async fn build(
     targets: &[u32],
     seed: u64,
-    server: Option<(&VllmClient, &str)>,
+    server: Option<Server<'_>>,
     local: Option<&LocalTokenizer>,
 ) -> Built {
     let by_words = |fallback_reason: Option<String>| Built {
@@ -228,8 +252,8 @@ pub async fn build(
         fallback_reason,
     };
     let mut reason = None;
-    if let Some((client, model)) = server {
-        match by_counter(targets, seed, Counter::Server(client, model)).await {
+    if let Some(server) = server {
+        match by_counter(targets, seed, Counter::Server(server)).await {
             Ok(built) => return built,
             Err(TokenizeError::Absent(status)) => {
                 tracing::info!(status, "vLLM offers no /tokenize");
