@@ -148,7 +148,8 @@ pub struct Cli {
     /// are drawn from DIST: N, uniform:A:B, normal:MEAN:STD:MIN:MAX or
     /// lognormal:MU:SIGMA:MIN:MAX (MU, SIGMA of the underlying normal), clamped to
     /// [MIN, MAX]. Lengths are measured with vLLM's /tokenize when the server offers it, else
-    /// counted in words (one per token; the results say which: inputs.calibration).
+    /// with --tokenizer-file if given, else counted in words (one per token); the results say
+    /// which (inputs.calibration).
     #[arg(long, env = "INPUT_SIZE", value_name = "DIST", value_parser = size_dist, group = "input")]
     pub input_size: Option<SizeDist>,
 
