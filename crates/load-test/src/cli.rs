@@ -19,6 +19,9 @@ use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
 use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
+use perf_gate::workload::distribution::SizeDist;
+use perf_gate::workload::mix::TaskMix;
+use perf_gate::workload::plan::InputSource;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::positive_u32;
 use perf_gate_cli::seconds::{AutoSeconds, Seconds, positive_seconds};
@@ -114,6 +117,14 @@ fn step_level(s: &str) -> Result<f64, String> {
     }
 }
 
+fn size_dist(s: &str) -> Result<SizeDist, String> {
+    s.parse::<SizeDist>().map_err(|e| e.to_string())
+}
+
+fn task_mix(s: &str) -> Result<TaskMix, String> {
+    s.parse::<TaskMix>().map_err(|e| e.to_string())
+}
+
 fn temperature(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=2.0).contains(&v) => Ok(v),
@@ -126,6 +137,7 @@ fn temperature(s: &str) -> Result<f64, String> {
 /// /metrics), and write load_test_results.json, load_test_status.txt and requests.jsonl.
 #[derive(Debug, Parser)]
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 pub struct Cli {
     /// YAML file of flags (keys: long flag names, e.g. `max-tokens: 64`; lists for repeatable
     /// flags): command line > env var > file > default. Secrets (--api-key) are refused there.
@@ -149,18 +161,60 @@ pub struct Cli {
     #[arg(long, env = "BASELINE_ADAPTER", value_name = "NAME")]
     pub baseline_adapter: Option<String>,
 
-    /// Eval JSONL file; prompt in `prompt_inference` (also `prompt`, `text`, `messages`).
-    #[arg(long, env = "EVAL_DATA_PATH")]
-    pub eval_data_path: PathBuf,
+    /// Eval JSONL file; prompt in `prompt_inference` (also `prompt`, `text`, `messages`). The
+    /// seed's input; exactly one of --eval-data-path, --prompt-file, --prompt-text,
+    /// --input-size and --task-mix is given.
+    #[arg(long, env = "EVAL_DATA_PATH", group = "input")]
+    pub eval_data_path: Option<PathBuf>,
+
+    /// Prompt file: one prompt per line, plain text, or a JSON row with `prompt`, `text` or
+    /// `messages` (a line starting with `{` must be valid JSON). Prompts are sent in file
+    /// order, cycled to --num-requests.
+    #[arg(long, env = "PROMPT_FILE", value_name = "PATH", group = "input")]
+    pub prompt_file: Option<PathBuf>,
+
+    /// One fixed prompt for every request (--num-requests of them, default 100).
+    #[arg(long, env = "PROMPT_TEXT", value_name = "TEXT", group = "input")]
+    pub prompt_text: Option<String>,
+
+    /// Synthetic prompts, one per request (--num-requests, default 100), whose token lengths
+    /// are drawn from DIST: N, uniform:A:B, normal:MEAN:STD:MIN:MAX or
+    /// lognormal:MU:SIGMA:MIN:MAX (MU, SIGMA of the underlying normal), clamped to
+    /// [MIN, MAX]. Lengths are measured with vLLM's /tokenize when the server offers it, else
+    /// with --tokenizer-file if given, else counted in words (one per token); the results say
+    /// which (inputs.calibration).
+    #[arg(long, env = "INPUT_SIZE", value_name = "DIST", value_parser = size_dist, group = "input")]
+    pub input_size: Option<SizeDist>,
+
+    /// Weighted tasks (seed 003), e.g. `short=10,medium=5,long=2,creative=1,health=1,models=1`:
+    /// short/medium/long are synthetic prompts of 64/128/256 tokens, creative 128 tokens at
+    /// temperature 1.2; each request's task is drawn by weight (--num-requests, default 100).
+    /// health and models (GET tasks) are accepted but not sent yet (a warning says so).
+    #[arg(long, env = "TASK_MIX", value_name = "MIX", value_parser = task_mix, group = "input")]
+    pub task_mix: Option<TaskMix>,
+
+    /// A Hugging Face tokenizer.json to size --input-size / --task-mix prompts with when the
+    /// server offers no /tokenize (which is preferred: it is the served model's own). Loaded
+    /// before the network: a bad file stops the run (exit 2).
+    #[arg(long, env = "TOKENIZER_FILE", value_name = "PATH")]
+    pub tokenizer_file: Option<PathBuf>,
+
+    /// Ask vLLM to ignore end-of-sequence (`"ignore_eos": true`, a vLLM sampling extension):
+    /// every output runs to its max_tokens, for equal-length outputs. Output tokens are
+    /// recorded from usage either way.
+    #[arg(long, env = "IGNORE_EOS", value_parser = BoolishValueParser::new())]
+    pub ignore_eos: bool,
 
     /// Requests in flight (closed loop). No effect with --rate, whose cap is --max-inflight
     /// (before issue 11 this capped the open loop; --max-inflight N restores that).
     #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = positive_u32)]
     pub concurrency: u32,
 
-    /// Max output tokens per request.
-    #[arg(long, env = "MAX_TOKENS", default_value_t = DEFAULT_MAX_TOKENS, value_parser = positive_u32)]
-    pub max_tokens: u32,
+    /// Max output tokens per request: a number, or a distribution drawn per request from
+    /// --seed (the same DIST syntax as --input-size; results: config.max_tokens is its upper
+    /// bound, config.max_tokens_dist the spec).
+    #[arg(long, env = "MAX_TOKENS", default_value_t = SizeDist::Fixed(DEFAULT_MAX_TOKENS), value_parser = size_dist, value_name = "N|DIST")]
+    pub max_tokens: SizeDist,
 
     /// Prometheus base URL. Without it, server figures come from vLLM /metrics deltas.
     #[arg(long, env = "PROMETHEUS_URL")]
@@ -224,7 +278,8 @@ pub struct Cli {
     #[arg(long, env = "WAIT_READY", default_value_t = Seconds(Duration::ZERO))]
     pub wait_ready: Seconds,
 
-    /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text, messages).
+    /// JSONL field holding the prompt (default: the first of prompt_inference, prompt, text,
+    /// messages). Only with --eval-data-path.
     #[arg(long, env = "PROMPT_FIELD")]
     pub prompt_field: Option<String>,
 
@@ -259,7 +314,9 @@ pub struct Cli {
     #[arg(long, env = "MAX_INFLIGHT", value_parser = positive_u32, value_name = "N")]
     pub max_inflight: Option<u32>,
 
-    /// Seed of the --rate arrival process: the same seed gives the same scheduled times.
+    /// Seed of the run's draws: the --rate arrival times, the --input-size / --task-mix
+    /// prompts (sizes, tasks, words, order) and a --max-tokens distribution. The same seed
+    /// gives the same requests in the same order.
     #[arg(long, env = "SEED", default_value_t = 0)]
     pub seed: u64,
 
@@ -426,11 +483,41 @@ impl TryFrom<Cli> for LoadTestConfig {
                 cli.adapter_name
             );
         }
+        // clap's `input` group: exactly one source is given
+        let input = match (
+            cli.prompt_file.clone(),
+            cli.prompt_text.clone(),
+            cli.input_size,
+            cli.task_mix.clone(),
+        ) {
+            (Some(p), ..) => InputSource::PromptFile(p),
+            (_, Some(t), ..) => InputSource::PromptText(t),
+            (_, _, Some(d), _) => InputSource::Synthetic(d),
+            (.., Some(m)) => InputSource::TaskMix(m),
+            _ => InputSource::EvalFile,
+        };
+        if input != InputSource::EvalFile
+            && let Some(f) = &cli.prompt_field
+        {
+            anyhow::bail!(
+                "--prompt-field {f:?} applies to --eval-data-path only (a --prompt-file row uses prompt, text or messages)"
+            );
+        }
+        if cli.tokenizer_file.is_some()
+            && !matches!(input, InputSource::Synthetic(_) | InputSource::TaskMix(_))
+        {
+            anyhow::bail!(
+                "--tokenizer-file sizes synthetic prompts: it needs --input-size or --task-mix"
+            );
+        }
+        if matches!(&input, InputSource::PromptText(t) if t.trim().is_empty()) {
+            anyhow::bail!("--prompt-text is empty");
+        }
         Ok(LoadTestConfig {
             vllm_url,
             adapter_name: cli.adapter_name,
             baseline_adapter: cli.baseline_adapter,
-            eval_data_path: cli.eval_data_path,
+            eval_data_path: cli.eval_data_path.clone().unwrap_or_default(),
             concurrency: cli.concurrency,
             rate: cli.rate,
             arrival: cli.arrival.unwrap_or(Arrival::Constant),
@@ -452,7 +539,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             steps: (!cli.steps.is_empty()).then(|| cli.steps.clone()),
             think,
             step_duration: cli.step_duration.into(),
-            max_tokens: cli.max_tokens,
+            max_tokens: cli.max_tokens.max(),
             temperature: cli.temperature,
             endpoint: match cli.endpoint {
                 EndpointArg::Auto => EndpointChoice::Auto,
@@ -460,6 +547,10 @@ impl TryFrom<Cli> for LoadTestConfig {
                 EndpointArg::Chat => EndpointChoice::Chat,
             },
             prompt_field: cli.prompt_field,
+            input,
+            max_tokens_dist: Some(cli.max_tokens).filter(|d| !d.is_fixed()),
+            ignore_eos: cli.ignore_eos,
+            tokenizer_file: cli.tokenizer_file,
             api_key: cli.api_key,
             request_timeout: cli.request_timeout.into(),
             wait_ready: Some(cli.wait_ready.into()),
@@ -702,6 +793,101 @@ mod tests {
             format!("{e:#}"),
             "--threshold \"ttft_p95<<2s\": expected METRIC OP VALUE with OP one of <, <=, >, >="
         );
+    }
+
+    fn bare(args: &[&str]) -> Result<Cli, String> {
+        let mut all = vec!["load-test", "--vllm-url=http://h", "--adapter-name=a"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn exactly_one_input_source_and_the_eval_file_stays_the_default() {
+        let cfg = LoadTestConfig::try_from(parse(&["--vllm-url=http://h"])).unwrap();
+        assert_eq!(cfg.input, InputSource::EvalFile);
+        assert_eq!(
+            (cfg.max_tokens, cfg.max_tokens_dist),
+            (DEFAULT_MAX_TOKENS, None)
+        );
+        assert!(!cfg.ignore_eos);
+        let e = bare(&["--prompt-file=p.txt", "--prompt-text=hi"]).unwrap_err();
+        let line = e.lines().next().unwrap();
+        assert!(
+            line.contains("--prompt-file <PATH>") && line.contains("--prompt-text <TEXT>"),
+            "{e}"
+        );
+        let e = bare(&["--eval-data-path=e", "--input-size=64"]).unwrap_err();
+        assert!(
+            e.lines().next().unwrap().contains("cannot be used with"),
+            "{e}"
+        );
+        let e = bare(&[]).unwrap_err();
+        assert!(
+            e.contains("--eval-data-path") && e.contains("--task-mix"),
+            "{e}"
+        );
+        let e = LoadTestConfig::try_from(bare(&["--prompt-text=hi", "--prompt-field=q"]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--prompt-field \"q\" applies to --eval-data-path only"),
+            "{e}"
+        );
+        for (args, want) in [
+            (
+                ["--prompt-file=p.txt"],
+                InputSource::PromptFile("p.txt".into()),
+            ),
+            (["--prompt-text=hi"], InputSource::PromptText("hi".into())),
+            (
+                ["--input-size=uniform:8:16"],
+                InputSource::Synthetic("uniform:8:16".parse().unwrap()),
+            ),
+            (
+                ["--task-mix=short=2,long=1"],
+                InputSource::TaskMix("short=2,long=1".parse().unwrap()),
+            ),
+        ] {
+            let cfg = LoadTestConfig::try_from(bare(&args).unwrap()).unwrap();
+            assert_eq!(cfg.input, want);
+            assert_eq!(cfg.eval_data_path, PathBuf::new());
+        }
+        let e = LoadTestConfig::try_from(bare(&["--prompt-text= "]).unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), "--prompt-text is empty");
+    }
+
+    #[test]
+    fn max_tokens_takes_a_number_or_a_distribution_and_bad_specs_name_the_flag() {
+        let cfg =
+            LoadTestConfig::try_from(parse(&["--vllm-url=http://h", "--max-tokens=64"])).unwrap();
+        assert_eq!((cfg.max_tokens, cfg.max_tokens_dist), (64, None));
+        let cfg = LoadTestConfig::try_from(parse(&[
+            "--vllm-url=http://h",
+            "--max-tokens=normal:256:64:32:512",
+            "--ignore-eos",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.max_tokens, 512);
+        assert_eq!(
+            cfg.max_tokens_dist.unwrap().to_string(),
+            "normal:256:64:32:512"
+        );
+        assert!(cfg.ignore_eos);
+        for (arg, want) in [
+            ("--max-tokens=0", "must be at least 1"),
+            ("--max-tokens=normal:1:2", "normal needs mean:std:min:max"),
+            (
+                "--input-size=lognormal:6",
+                "lognormal needs mu:sigma:min:max",
+            ),
+            ("--input-size=uniform:9:1", "min 9 is above max 1"),
+            ("--task-mix=short=1,huge=2", "unknown task \"huge\""),
+        ] {
+            let e = bare(&[arg]).unwrap_err();
+            let flag = arg.split('=').next().unwrap();
+            let line = e.lines().next().unwrap();
+            assert!(line.contains(flag) && line.contains(want), "{arg}: {e}");
+        }
     }
 
     #[test]

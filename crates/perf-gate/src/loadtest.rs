@@ -7,7 +7,7 @@
 //! written (atomically): `completed`, `failed` (with a one-line `error`) or `aborted`.
 //!
 //! Modules: `config` (what to do, defaults), `error` (why it stopped, exit codes),
-//! `phases` (the run, in order), `accounting` (server figures that cannot account for the
+//! `phases` (the run, in order), `inputs` (prompts and sizes, planned then built), `accounting` (server figures that cannot account for the
 //! client's successes).
 
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 mod accounting;
 mod config;
 mod error;
+mod inputs;
 mod phases;
 pub mod scenarios;
 mod sweep;
@@ -36,6 +37,7 @@ use crate::results::{
 };
 use crate::step::{Exit, StepFailure, StepOutputs, error_line};
 use crate::urls::redact_url;
+use crate::workload::plan::InputSource;
 
 /// The files `load-test` owns in its output directory (besides the status file).
 const DOCUMENTS: &[&str] = &[
@@ -304,7 +306,10 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         config: RunConfig {
             vllm_url: redact_url(&cfg.vllm_url),
             adapter_name: cfg.adapter_name.clone(),
-            eval_data_path: cfg.eval_data_path.display().to_string(),
+            eval_data_path: match cfg.input {
+                InputSource::EvalFile => cfg.eval_data_path.display().to_string(),
+                _ => String::new(),
+            },
             concurrency: cfg.concurrency,
             max_tokens: cfg.max_tokens,
             endpoint: cfg.endpoint.as_str().to_string(),
@@ -317,6 +322,22 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             gpu_selector: cfg.prom.gpu_selector.clone(),
             request_timeout_s: cfg.request_timeout.as_secs_f64(),
             prompt_field: cfg.prompt_field.clone(),
+            input_source: Some(cfg.input.name().to_string()),
+            prompt_file: match &cfg.input {
+                InputSource::PromptFile(p) => Some(p.display().to_string()),
+                _ => None,
+            },
+            input_size: match &cfg.input {
+                InputSource::Synthetic(d) => Some(d.to_string()),
+                _ => None,
+            },
+            max_tokens_dist: cfg.max_tokens_dist.map(|d| d.to_string()),
+            ignore_eos: cfg.ignore_eos,
+            task_mix: match &cfg.input {
+                InputSource::TaskMix(m) => Some(m.to_string()),
+                _ => None,
+            },
+            tokenizer_file: cfg.tokenizer_file.as_ref().map(|p| p.display().to_string()),
             api_key_set: cfg.api_key.as_deref().is_some_and(|k| !k.is_empty()),
             rate: cfg.rate,
             arrival: cfg.arrival.to_string(),
@@ -345,6 +366,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         },
         adapter: None,
         eval_data: None,
+        inputs: None,
         timing: None,
         client: None,
         server: None,

@@ -569,7 +569,78 @@ pub struct AdapterInfo {
     pub parent: Option<String>,
 }
 
-/// The eval data file that supplied the prompts.
+/// How the prompts of a run were made, and the sizes they came out at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InputsInfo {
+    /// `eval-file`, `prompt-file`, `prompt-text`, `synthetic` or `task-mix`.
+    pub source: String,
+    /// Distinct prompts.
+    pub prompts: u64,
+    /// Requests prepared for the measured load (candidate's; an A/B run sends as many twins).
+    pub requests: u64,
+    /// How synthetic prompt lengths were calibrated: `tokenize` (vLLM's `/tokenize`),
+    /// `tokenizer-file` (`--tokenizer-file`, when the server has no `/tokenize`) or `words`
+    /// (one word per token: approximate); absent for other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
+    /// Why `/tokenize` was not used (not offered, or failed), when another calibration was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_note: Option<String>,
+    /// Tokens per word fitted with `/tokenize` or the tokenizer file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_word: Option<f64>,
+    /// The synthetic prompts' target lengths (tokens), one per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_target: Option<SizeSummary>,
+    /// Their lengths as `/tokenize` or the tokenizer file counted them (with the BOS token);
+    /// absent for `words`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_measured: Option<SizeSummary>,
+    /// Mean of |measured - target| over the prompts, tokens (absent for `words`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_mean_abs_error: Option<f64>,
+    /// The `max_tokens` drawn per request, when `--max-tokens` is a distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<SizeSummary>,
+    /// Requests per task of `--task-mix` (generation tasks only: the others are not sent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, u64>,
+    /// Tasks of `--task-mix` accepted but not sent (`health`, `models`: GET tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks_not_sent: Vec<String>,
+}
+
+/// Mean and range of a list of sizes (tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SizeSummary {
+    /// How many.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Smallest.
+    pub min: u32,
+    /// Largest.
+    pub max: u32,
+}
+
+impl SizeSummary {
+    /// The summary of `values`; `None` when empty.
+    pub fn of(values: &[u32]) -> Option<Self> {
+        let (min, max) = (values.iter().min()?, values.iter().max()?);
+        let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
+        Some(SizeSummary {
+            count: values.len() as u64,
+            mean: sum / values.len() as f64,
+            min: *min,
+            max: *max,
+        })
+    }
+}
+
+/// The eval data file that supplied the prompts. For the other sources, the same identity of
+/// what was sent: `path` is the prompt file, or `prompt-text` / `synthetic:SPEC` /
+/// `task-mix:SPEC`, and the digest is that of the file or of the prompt texts in order (so a
+/// baseline over other prompts shows as not comparable).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EvalDataInfo {
     /// Path as given.
@@ -589,7 +660,9 @@ pub struct RunConfig {
     pub vllm_url: String,
     /// Adapter (model id) under test.
     pub adapter_name: String,
-    /// Eval JSONL path.
+    /// Eval JSONL path; absent (empty) when the prompts came from another source
+    /// (`input_source`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub eval_data_path: String,
     /// Requests in flight.
     pub concurrency: u32,
@@ -617,6 +690,32 @@ pub struct RunConfig {
     pub request_timeout_s: f64,
     /// JSONL field holding the prompt, if forced.
     pub prompt_field: Option<String>,
+    /// Where the prompts came from: `eval-file` (`--eval-data-path`, the seed's), `prompt-file`,
+    /// `prompt-text`, `synthetic` (`--input-size`) or `task-mix`; absent in results written
+    /// before these existed (an eval file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_source: Option<String>,
+    /// `--prompt-file`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_file: Option<String>,
+    /// `--input-size`: the synthetic prompts' token lengths (`N`, `uniform:A:B`,
+    /// `normal:MEAN:STD:MIN:MAX`, `lognormal:MU:SIGMA:MIN:MAX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<String>,
+    /// `--max-tokens` when a distribution (then `max_tokens` is its upper bound); absent for
+    /// a fixed number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_dist: Option<String>,
+    /// Whether requests asked vLLM to ignore end-of-sequence (`--ignore-eos`): every output
+    /// runs to its `max_tokens`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
+    /// `--task-mix`, as normalised (`short=10,medium=5,...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_mix: Option<String>,
+    /// `--tokenizer-file`, as given (used only when the server has no `/tokenize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_file: Option<String>,
     /// Whether an API key was sent (the key itself is never written).
     pub api_key_set: bool,
     /// Open-loop rate (requests per second); `null` for the closed loop.
@@ -729,8 +828,13 @@ pub struct LoadTestResults {
     pub config: RunConfig,
     /// The adapter as served.
     pub adapter: Option<AdapterInfo>,
-    /// The eval data file.
+    /// The eval data file (or the identity of the prompts of another source: see
+    /// [`EvalDataInfo`]).
     pub eval_data: Option<EvalDataInfo>,
+    /// How the prompts and sizes were made (every source; calibration and achieved lengths
+    /// for synthetic prompts); absent when the run failed before, and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputsInfo>,
     /// Timing; absent when the load never started.
     pub timing: Option<RunTiming>,
     /// Client-side figures; absent when the load never started.

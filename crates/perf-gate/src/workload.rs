@@ -2,6 +2,17 @@
 //! `messages`), its digest, and the request bodies prepared from it before the load starts.
 //!
 //! Bodies are serialized once, up front, so the hot path only clones a reference-counted buffer.
+//!
+//! The other input sources are submodules: [`prompt_file`] (`--prompt-file`), [`synthetic`]
+//! (prompts of a target token length), [`mix`] (`--task-mix`), [`distribution`] (the size
+//! specs of `--input-size` and `--max-tokens`), and [`plan`] (which prompt, size and
+//! temperature each request gets, seeded).
+
+pub mod distribution;
+pub mod mix;
+pub mod plan;
+pub mod prompt_file;
+pub mod synthetic;
 
 use std::path::Path;
 
@@ -69,6 +80,12 @@ pub enum WorkloadError {
         /// What is wrong.
         message: String,
     },
+    /// The `--prompt-file` cannot be used.
+    #[error(transparent)]
+    PromptFile(#[from] prompt_file::PromptFileError),
+    /// The `--tokenizer-file` cannot be used.
+    #[error(transparent)]
+    TokenizerFile(#[from] synthetic::TokenizerFileError),
 }
 
 /// The prompts of an eval file and its identity.
@@ -181,7 +198,7 @@ pub fn parse_jsonl(
     Ok(prompts)
 }
 
-fn prompt_from_value(name: &str, raw: &Value) -> Result<Prompt, String> {
+pub(crate) fn prompt_from_value(name: &str, raw: &Value) -> Result<Prompt, String> {
     match raw {
         Value::String(s) if s.is_empty() => Err(format!("field `{name}` is an empty string")),
         Value::String(s) => Ok(Prompt::Text(s.clone())),
@@ -223,7 +240,7 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
@@ -320,32 +337,57 @@ pub fn prepare_requests(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (endpoint, mut body) = match (p, choice) {
-                (Prompt::Text(t), EndpointChoice::Chat) => (
-                    Endpoint::Chat,
-                    json!({"messages": [{"role": "user", "content": t}]}),
-                ),
-                (Prompt::Text(t), _) => (Endpoint::Completions, json!({"prompt": t})),
-                (Prompt::Messages(m), _) => (Endpoint::Chat, json!({"messages": m})),
-            };
-            let obj = body
-                .as_object_mut()
-                .expect("invariant: body built as an object above");
-            obj.insert("model".into(), json!(model));
-            obj.insert("max_tokens".into(), json!(sampling.max_tokens));
-            obj.insert("temperature".into(), json!(sampling.temperature));
-            obj.insert("stream".into(), json!(true));
-            obj.insert("stream_options".into(), json!({"include_usage": true}));
+            let (endpoint, body) = request_body(
+                p,
+                model,
+                choice,
+                sampling.max_tokens,
+                sampling.temperature,
+                false,
+            );
             PreparedRequest {
                 prompt_index: u32::try_from(i).unwrap_or(u32::MAX),
                 arm: None,
                 endpoint,
-                body: Bytes::from(
-                    serde_json::to_vec(&body).expect("invariant: JSON values serialize"),
-                ),
+                body,
             }
         })
         .collect()
+}
+
+/// One request's endpoint and serialized streaming body (see [`prepare_requests`]); with
+/// `ignore_eos`, vLLM's sampling extension `"ignore_eos": true` too.
+pub(crate) fn request_body(
+    p: &Prompt,
+    model: &str,
+    choice: EndpointChoice,
+    max_tokens: u32,
+    temperature: f64,
+    ignore_eos: bool,
+) -> (Endpoint, Bytes) {
+    let (endpoint, mut body) = match (p, choice) {
+        (Prompt::Text(t), EndpointChoice::Chat) => (
+            Endpoint::Chat,
+            json!({"messages": [{"role": "user", "content": t}]}),
+        ),
+        (Prompt::Text(t), _) => (Endpoint::Completions, json!({"prompt": t})),
+        (Prompt::Messages(m), _) => (Endpoint::Chat, json!({"messages": m})),
+    };
+    let obj = body
+        .as_object_mut()
+        .expect("invariant: body built as an object above");
+    obj.insert("model".into(), json!(model));
+    obj.insert("max_tokens".into(), json!(max_tokens));
+    obj.insert("temperature".into(), json!(temperature));
+    if ignore_eos {
+        obj.insert("ignore_eos".into(), json!(true));
+    }
+    obj.insert("stream".into(), json!(true));
+    obj.insert("stream_options".into(), json!({"include_usage": true}));
+    (
+        endpoint,
+        Bytes::from(serde_json::to_vec(&body).expect("invariant: JSON values serialize")),
+    )
 }
 
 /// The dispatch list of a same-server A/B run: each candidate request followed or preceded by

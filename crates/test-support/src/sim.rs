@@ -135,3 +135,32 @@ pub fn eval_file(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(&p, text).expect("the eval file is written");
     p
 }
+
+/// Writes `dir/tokenizer.json`: a Hugging Face word-level tokenizer (whitespace split, every
+/// word one token, unknown words `[UNK]`) that adds a BOS token `<s>`, as a model's would: a
+/// text of `n` words is `n + 1` tokens. For `--tokenizer-file` tests (no model is downloaded).
+pub fn tokenizer_file(dir: &Path) -> PathBuf {
+    let p = dir.join("tokenizer.json");
+    let doc = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [
+            {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false,
+             "normalized": false, "special": true}
+        ],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+        },
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "<s>": 1, "the": 2, "of": 3}, "unk_token": "[UNK]"}
+    });
+    std::fs::write(&p, doc.to_string()).expect("the tokenizer file is written");
+    p
+}

@@ -31,6 +31,14 @@ const LOAD_TEST_ENV: &[&str] = &[
     "WARMUP_REQUESTS",
     "THRESHOLDS",
     "LOAD_TEST_CONFIG",
+    "PROMPT_FIELD",
+    "PROMPT_FILE",
+    "PROMPT_TEXT",
+    "INPUT_SIZE",
+    "TASK_MIX",
+    "IGNORE_EOS",
+    "TOKENIZER_FILE",
+    "SEED",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

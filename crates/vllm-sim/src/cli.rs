@@ -94,6 +94,9 @@ pub struct Cli {
     /// Require `Authorization: Bearer <key>` on /v1/* (as vLLM's --api-key); 401 otherwise.
     #[arg(long, env = "VLLM_SIM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Do not serve POST /tokenize (answer 404, as a server without the route).
+    #[arg(long, env = "VLLM_SIM_NO_TOKENIZE")]
+    pub no_tokenize: bool,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "VLLM_SIM_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -142,6 +145,7 @@ impl TryFrom<&Cli> for SimConfig {
             kv_cache_tokens: cli.kv_cache_tokens,
             gpu_util: cli.gpu_util,
             api_key: cli.api_key.clone().filter(|k| !k.is_empty()),
+            tokenize: !cli.no_tokenize,
         };
         config.validate()?;
         Ok(config)

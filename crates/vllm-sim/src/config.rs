@@ -168,6 +168,9 @@ pub struct SimConfig {
     /// `--api-key`: as vLLM's, every `/v1/*` request must carry `Authorization: Bearer <key>`
     /// or gets 401 `{"error": "Unauthorized"}`; `/health` and `/metrics` stay open (default none).
     pub api_key: Option<String>,
+    /// `POST /tokenize` served (default `true`; binary: `--no-tokenize` turns it off, for a
+    /// server without the route: a 404).
+    pub tokenize: bool,
 }
 
 impl Default for SimConfig {
@@ -193,6 +196,7 @@ impl Default for SimConfig {
             kv_cache_tokens: 8192,
             gpu_util: false,
             api_key: None,
+            tokenize: true,
         }
     }
 }

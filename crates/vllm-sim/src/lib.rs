@@ -20,7 +20,7 @@
 //!
 //! Crate-private, documented for maintainers: `config` (the knobs), `models` (`/v1/models`
 //! and name lookup), `openai` (request validation, error bodies), `tokens` (prompt counting,
-//! output text), `faults` (seeded per-request plans), `latency` (delays), `engine` (queue,
+//! output text), `tokenize` (`/tokenize`), `faults` (seeded per-request plans), `latency` (delays), `engine` (queue,
 //! slots, token schedule), `sse` and `completions` (response framing), `metrics` (Prometheus
 //! exposition), `server` (routes, [`spawn`], [`SimHandle`]).
 #![warn(missing_docs)]
@@ -36,6 +36,7 @@ mod models;
 mod openai;
 mod server;
 mod sse;
+mod tokenize;
 mod tokens;
 
 pub use config::{ConfigError, CutMode, LatencyScale, LoraModule, SimConfig};

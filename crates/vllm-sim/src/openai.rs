@@ -216,7 +216,7 @@ pub(crate) fn parse(
     })
 }
 
-fn not_found(name: &str, models: &Models) -> ApiError {
+pub(crate) fn not_found(name: &str, models: &Models) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!(
@@ -264,7 +264,7 @@ fn check_max_tokens(requested: Option<i64>, prompt: u32, max_len: u32) -> Result
 }
 
 /// Prompt tokens of a completions `prompt`: a string, strings (first one), token ids.
-fn completion_prompt(prompt: &Value) -> Result<u32, ApiError> {
+pub(crate) fn completion_prompt(prompt: &Value) -> Result<u32, ApiError> {
     let len = |v: &[Value]| u32::try_from(v.len()).unwrap_or(u32::MAX);
     match prompt {
         Value::String(s) => Ok(tokens::completion_prompt_tokens(s)),
@@ -278,7 +278,7 @@ fn completion_prompt(prompt: &Value) -> Result<u32, ApiError> {
     }
 }
 
-fn invalid_prompt(prompt: &Value) -> ApiError {
+pub(crate) fn invalid_prompt(prompt: &Value) -> ApiError {
     ApiError::bad_request(
         format!(
             "1 validation error:\n  {{'type': 'value_error', 'loc': ('body', 'prompt'), 'msg': 'prompt must be a string, an array of strings or token ids', 'input': {prompt}}}"
@@ -289,7 +289,7 @@ fn invalid_prompt(prompt: &Value) -> ApiError {
 }
 
 /// The text of a chat message's `content` (a string or an array of `{"type":"text"}` parts).
-fn content_text(content: Option<&Value>) -> String {
+pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -301,7 +301,7 @@ fn content_text(content: Option<&Value>) -> String {
 }
 
 /// pydantic's `json_invalid` error, with the byte position of the failure.
-fn json_invalid(body: &[u8], e: &serde_json::Error) -> ApiError {
+pub(crate) fn json_invalid(body: &[u8], e: &serde_json::Error) -> ApiError {
     let pos = byte_offset(body, e.line(), e.column());
     ApiError::bad_request(
         format!(

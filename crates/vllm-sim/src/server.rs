@@ -1,7 +1,8 @@
 //! The HTTP server: routes, [`spawn`] and the [`SimHandle`] that stops it.
 //!
 //! Routes: `GET /health` (200, empty body), `GET /version`, `GET /v1/models`,
-//! `POST /v1/completions`, `POST /v1/chat/completions`, `GET /metrics`. Anything else is
+//! `POST /v1/completions`, `POST /v1/chat/completions`, `GET /metrics`, `POST /tokenize`
+//! (unless [`SimConfig::tokenize`] is off). Anything else is
 //! FastAPI's `404 {"detail":"Not Found"}`.
 
 use std::io;
@@ -133,6 +134,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/chat/completions", post(completions::chat))
         .route("/metrics", get(metrics))
+        .route("/tokenize", post(crate::tokenize::tokenize))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             auth_state,

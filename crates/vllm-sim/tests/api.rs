@@ -423,3 +423,68 @@ async fn client_disconnect_frees_the_slot_and_counts_nothing() {
     assert_eq!(value(&samples, "vllm:kv_cache_usage_perc", &[]), Some(0.0));
     assert_eq!(sim.stats().disconnected, 1);
 }
+
+/// `/tokenize` counts a prompt as the completions endpoint's usage does (what a client sizing
+/// synthetic prompts relies on); off, it is the 404 of a server without the route.
+#[tokio::test]
+async fn tokenize_counts_as_usage_does_and_can_be_off() {
+    let sim = sim().await;
+    let prompt = "the quick brown fox jumps over the lazy dog";
+    let resp = client()
+        .post(format!("{}/tokenize", sim.base_url()))
+        .json(&json!({"model": "candidate", "prompt": prompt}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let t: Value = resp.json().await.expect("json");
+    let usage: Value = client()
+        .post(format!("{}/v1/completions", sim.base_url()))
+        .json(&json!({"model": "candidate", "prompt": prompt, "max_tokens": 1}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t["count"], usage["usage"]["prompt_tokens"]);
+    assert_eq!(
+        t["tokens"].as_array().expect("ids").len() as u64,
+        t["count"].as_u64().unwrap()
+    );
+    assert_eq!(t["max_model_len"], 1024);
+    let chat: Value = client()
+        .post(format!("{}/tokenize", sim.base_url()))
+        .json(&json!({"messages": [{"role": "user", "content": "Hello there"}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(chat["count"], 11);
+    let unknown = client()
+        .post(format!("{}/tokenize", sim.base_url()))
+        .json(&json!({"model": "nope", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), 404);
+
+    let off = sim_with(SimConfig {
+        tokenize: false,
+        ..SimConfig::default()
+    })
+    .await;
+    let resp = client()
+        .post(format!("{}/tokenize", off.base_url()))
+        .json(&json!({"prompt": prompt}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.text().await.expect("body"),
+        "{\"detail\":\"Not Found\"}"
+    );
+}

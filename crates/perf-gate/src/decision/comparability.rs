@@ -22,6 +22,8 @@
 //! | `preconnect` | `config.preconnect` | the first wave's TCP/TLS handshakes inside the client's TTFT or not |
 //! | `ab_interleaved` | `config.baseline_adapter` set (`false` when a run does not record it: runs before same-server A/B) | the candidate shared the load with a baseline adapter, at about half the concurrency |
 //! | `load_shape` | `list`, or the timed-load settings (`duration`, `steps`, `stages`, `warmup`, `cooldown`, `ramp_up`, `think`; e.g. `duration=60s,warmup=10s`); `list` when a run does not record it (runs before timed loads) | another load over time |
+//! | `max_tokens_dist` | `config.max_tokens_dist` (`none`: a fixed `max_tokens`, also when a run does not record it) | output lengths drawn from another distribution |
+//! | `ignore_eos` | `config.ignore_eos` (`false` when a run does not record it) | outputs run to `max_tokens` or stop at end-of-sequence |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -44,7 +46,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 15] = [
+const SETTINGS: [Setting; 17] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -135,6 +137,18 @@ const SETTINGS: [Setting; 15] = [
         label: "load shape",
         consequence: "a timed load (duration, warm-up, ramp, stages, think time) and a list of requests, or two timed loads of other shapes, put other loads on the server",
         absent: Some("list"),
+    },
+    Setting {
+        key: keys::MAX_TOKENS_DIST,
+        label: "max_tokens distribution",
+        consequence: "output lengths drawn from another distribution change E2E latency and throughput directly",
+        absent: Some(NONE),
+    },
+    Setting {
+        key: keys::IGNORE_EOS,
+        label: "ignore_eos",
+        consequence: "with ignore_eos every output runs to max_tokens; without, outputs stop at end-of-sequence",
+        absent: Some("false"),
     },
 ];
 

@@ -44,12 +44,16 @@ pub mod keys {
     /// `--num-requests`), else `--duration`, `--warmup`/`--cooldown`, `--ramp-up`,
     /// `--stages`, `--steps` and think time, e.g. `duration=60s,warmup=10s,think=1s..3s`.
     pub const LOAD_SHAPE: &str = "load_shape";
+    /// `--max-tokens` as a distribution (`none`: a fixed number, `max_tokens`).
+    pub const MAX_TOKENS_DIST: &str = "max_tokens_dist";
+    /// Whether requests ignored end-of-sequence (`--ignore-eos`): `true`/`false`.
+    pub const IGNORE_EOS: &str = "ignore_eos";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -65,6 +69,8 @@ pub mod keys {
         PRECONNECT,
         AB_INTERLEAVED,
         LOAD_SHAPE,
+        MAX_TOKENS_DIST,
+        IGNORE_EOS,
         METRICS_SOURCE,
     ];
 }
@@ -114,6 +120,11 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         c.baseline_adapter.is_some().to_string(),
     );
     put(keys::LOAD_SHAPE, load_shape(c));
+    put(
+        keys::MAX_TOKENS_DIST,
+        c.max_tokens_dist.clone().unwrap_or_else(|| NONE.into()),
+    );
+    put(keys::IGNORE_EOS, c.ignore_eos.to_string());
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

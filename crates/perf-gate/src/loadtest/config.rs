@@ -9,6 +9,8 @@ use crate::runner::Arrival;
 use crate::transport::TlsSettings;
 use crate::urls::redact_url;
 use crate::workload::EndpointChoice;
+use crate::workload::distribution::SizeDist;
+use crate::workload::plan::InputSource;
 
 /// Requests in flight by default (the seed's).
 pub const DEFAULT_CONCURRENCY: u32 = 10;
@@ -32,7 +34,7 @@ pub struct LoadTestConfig {
     /// each candidate request gets a twin to it over the same prompt, dispatched interleaved
     /// (pairs AB, BA, AB, ...). Differs from `adapter_name`.
     pub baseline_adapter: Option<String>,
-    /// Eval JSONL.
+    /// Eval JSONL (the `EvalFile` input; empty for another `input`).
     pub eval_data_path: PathBuf,
     /// Requests in flight (closed loop); no effect on an open loop (`rate`), whose cap is
     /// `max_inflight`.
@@ -44,7 +46,8 @@ pub struct LoadTestConfig {
     /// The open loop's in-flight cap; `None` without `rate` (with it, `None` means
     /// [`crate::runner::DEFAULT_MAX_IN_FLIGHT`]).
     pub max_inflight: Option<u32>,
-    /// Seed of the arrival process.
+    /// Seed of the arrival process, the prompt sizes, tasks and `max_tokens` draws, and the
+    /// synthetic prompts' words.
     pub seed: u64,
     /// Total requests; prompts are cycled to reach it. `None`: each prompt once (the seed).
     pub num_requests: Option<u64>,
@@ -77,6 +80,18 @@ pub struct LoadTestConfig {
     pub endpoint: EndpointChoice,
     /// Forced prompt field.
     pub prompt_field: Option<String>,
+    /// Where the prompts come from; `EvalFile` (the seed's) reads `eval_data_path`, which is
+    /// empty for the other sources.
+    pub input: InputSource,
+    /// `--max-tokens` as a distribution, drawn per request from `seed` (`max_tokens` is then
+    /// its upper bound); `None`: every request asks for `max_tokens`.
+    pub max_tokens_dist: Option<SizeDist>,
+    /// Ask vLLM to ignore end-of-sequence (`"ignore_eos": true`): every output runs to its
+    /// `max_tokens`.
+    pub ignore_eos: bool,
+    /// A Hugging Face `tokenizer.json` to size synthetic prompts with when the server has no
+    /// `/tokenize` (`--tokenizer-file`).
+    pub tokenizer_file: Option<PathBuf>,
     /// Bearer token for vLLM (never written anywhere).
     pub api_key: Option<String>,
     /// Per-request deadline.
@@ -166,6 +181,7 @@ impl std::fmt::Debug for LoadTestConfig {
             .field("adapter_name", &self.adapter_name)
             .field("baseline_adapter", &self.baseline_adapter)
             .field("eval_data_path", &self.eval_data_path)
+            .field("input", &self.input)
             .field("concurrency", &self.concurrency)
             .field(
                 "prometheus_url",

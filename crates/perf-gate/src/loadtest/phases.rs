@@ -20,12 +20,12 @@ use crate::prom::{
     PrometheusCollector, server_metrics_from_deltas,
 };
 use crate::results::{
-    AdapterInfo, BaselineArm, EvalDataInfo, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming,
-    ServerMetrics, UnmeasuredInfo, WarmupInfo, WindowMode,
+    AdapterInfo, BaselineArm, LoadTestResults, REQUESTS_FILE, RunStatus, RunTiming, ServerMetrics,
+    UnmeasuredInfo, WarmupInfo, WindowMode,
 };
 use crate::runner::aggregate::Tally;
 use crate::runner::{DEFAULT_MAX_IN_FLIGHT, Extent, RunOptions, RunOutput, Schedule, run_load};
-use crate::workload::{PreparedRequest, Sampling, interleave_ab, load_eval_file, prepare_requests};
+use crate::workload::PreparedRequest;
 
 /// Where server-side figures come from.
 pub(super) enum ServerSide {
@@ -49,7 +49,7 @@ pub(super) async fn execute(
     started_wall: chrono::DateTime<Utc>,
 ) -> Result<RunStatus, LoadTestError> {
     // Local inputs first: a bad file fails fast without touching the network.
-    let requests = prepare_inputs(cfg, results)?;
+    let inputs = super::inputs::plan(cfg, results)?;
     let collector = match &cfg.prometheus_url {
         Some(url) => Some(PrometheusCollector::with_tls(
             url,
@@ -71,12 +71,14 @@ pub(super) async fn execute(
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
         let baseline = preflight(cfg, &client, collector.as_ref(), results).await?;
+        // synthetic prompts are sized with the server's tokenizer: after the health check
+        let requests = super::inputs::build(cfg, inputs, &client, results).await;
         if cfg.warmup_requests > 0 {
             results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
         }
-        Ok::<_, LoadTestError>(baseline)
+        Ok::<_, LoadTestError>((baseline, requests))
     };
-    let baseline_adapter = tokio::select! {
+    let (baseline_adapter, requests) = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "before the load started" }),
         r = preflight => r?,
@@ -242,37 +244,6 @@ pub(super) async fn window_figures(
     super::accounting::require_client_successes(&mut server, successes);
     reconcile(results, &server, successes);
     Ok(Some(server))
-}
-
-/// Reads the eval file, records its identity, and prepares the request bodies.
-fn prepare_inputs(
-    cfg: &LoadTestConfig,
-    results: &mut LoadTestResults,
-) -> Result<Vec<PreparedRequest>, LoadTestError> {
-    let eval = load_eval_file(&cfg.eval_data_path, cfg.prompt_field.as_deref())?;
-    results.eval_data = Some(EvalDataInfo {
-        path: cfg.eval_data_path.display().to_string(),
-        digest: eval.digest().to_string(),
-        sha256: eval.sha256.clone(),
-        rows: eval.prompts.len() as u64,
-    });
-    let sampling = Sampling {
-        max_tokens: cfg.max_tokens,
-        temperature: cfg.temperature,
-    };
-    let requests_to = |model: &str| {
-        let requests = prepare_requests(&eval.prompts, model, cfg.endpoint, sampling);
-        match cfg.num_requests {
-            Some(n) => requests.iter().cycle().take(n as usize).cloned().collect(),
-            None => requests,
-        }
-    };
-    let candidate = requests_to(&cfg.adapter_name);
-    Ok(match &cfg.baseline_adapter {
-        // --num-requests counts the candidate's requests; the baseline gets as many twins
-        Some(b) => interleave_ab(candidate, requests_to(b)),
-        None => candidate,
-    })
 }
 
 /// `/health` and `/v1/models` for `adapter`: one check (or, with `--wait-ready`, a wait) that

@@ -36,6 +36,8 @@ fn the_candidate_settings_come_from_the_results() {
             ("preconnect", "true"),
             ("ab_interleaved", "false"),
             ("load_shape", "list"),
+            ("max_tokens_dist", "none"),
+            ("ignore_eos", "false"),
             ("metrics_source", "server"),
         ])
     );
@@ -325,5 +327,32 @@ fn a_timed_load_is_another_load_shape() {
         compare(&old, &listed).comparable,
         "{:?}",
         compare(&old, &listed)
+    );
+}
+
+#[test]
+fn a_run_before_inputs_had_a_fixed_max_tokens_and_no_ignore_eos() {
+    let c = candidate();
+    let mut old = c.clone();
+    old.remove("max_tokens_dist");
+    old.remove("ignore_eos");
+    assert!(
+        compare(&c, &old).comparable,
+        "{:?}",
+        compare(&c, &old).reasons
+    );
+    let mut eos = c.clone();
+    eos.insert("ignore_eos".into(), "true".into());
+    eos.insert("max_tokens_dist".into(), "uniform:8:64".into());
+    let got = compare(&eos, &old);
+    assert!(!got.comparable);
+    let all = got.reasons.join("\n");
+    assert!(
+        all.contains("baseline used ignore_eos false, candidate true"),
+        "{all}"
+    );
+    assert!(
+        all.contains("baseline used max_tokens distribution none, candidate uniform:8:64"),
+        "{all}"
     );
 }
