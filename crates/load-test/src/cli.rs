@@ -90,6 +90,21 @@ fn arrival(s: &str) -> Result<Arrival, String> {
     s.parse::<Arrival>().map_err(|e| e.to_string())
 }
 
+/// `--scenario`'s presets, layered under the config file (see
+/// [`perf_gate_cli::config_file::Presets`]).
+pub const SCENARIOS: perf_gate_cli::config_file::Presets = perf_gate_cli::config_file::Presets {
+    arg: "scenario",
+    lookup: |name| perf_gate::loadtest::scenarios::find(name).map(|s| s.flags),
+    groups: &[
+        // the load's length: yours replaces the preset's
+        &["duration", "stages", "num-requests", "steps"],
+        // the level's climb
+        &["ramp-up", "stages", "steps"],
+        // the users' pauses (an open loop has none)
+        &["think-time", "user-class", "rate"],
+    ],
+};
+
 /// `--stages`, parsed, with the text as given (recorded in the results).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stages {
@@ -144,6 +159,18 @@ pub struct Cli {
     /// The effective values go to <output-dir>/config.json.
     #[arg(long, env = "LOAD_TEST_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// A named preset of seed 003 (smoke, baseline, medium, ramp, high, burst, stress,
+    /// endurance): its users (--concurrency), --duration, --ramp-up and --user-class, under
+    /// everything else (command line > env var > --config file > scenario > default; a
+    /// --num-requests, --duration, --stages or --steps of yours replaces its length).
+    /// --list-scenarios shows them.
+    #[arg(long, env = "SCENARIO", value_name = "NAME")]
+    pub scenario: Option<String>,
+
+    /// Print the scenario presets and the flags each sets, and exit.
+    #[arg(long)]
+    pub list_scenarios: bool,
 
     /// Base URL of the vLLM OpenAI-compatible server.
     #[arg(long, env = "VLLM_URL")]
@@ -538,6 +565,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             stages_text: cli.stages.map(|s| s.text),
             steps: (!cli.steps.is_empty()).then(|| cli.steps.clone()),
             think,
+            scenario: cli.scenario.clone(),
             step_duration: cli.step_duration.into(),
             max_tokens: cli.max_tokens.max(),
             temperature: cli.temperature,

@@ -8,10 +8,16 @@ use perf_gate::step::Exit;
 use perf_gate_cli::{config_file, env, logging, signals};
 
 fn main() -> ExitCode {
-    let (cli, effective): (Cli, _) = match config_file::try_parse() {
-        Ok(parsed) => parsed,
-        Err(e) => env::exit_with(e),
-    };
+    // before the parse: the listing needs none of the run's flags
+    if std::env::args_os().skip(1).any(|a| a == "--list-scenarios") {
+        print!("{}", perf_gate::loadtest::scenarios::listing());
+        return ExitCode::SUCCESS;
+    }
+    let (cli, effective): (Cli, _) =
+        match config_file::try_parse_with(Some(&load_test::cli::SCENARIOS)) {
+            Ok(parsed) => parsed,
+            Err(e) => env::exit_with(e),
+        };
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,7 @@
 //! Secrets are refused in the file: a flag whose env value is hidden (`hide_env_values`: API
 //! key, token, password, the one list both binaries keep) must come from its env var, so a
 //! committed config never holds one. [`effective`] records every flag's value after precedence
-//! and its source (`cli`, `env`, `file`, `default`) for `config.json`, with secrets shown as
+//! and its source (`cli`, `env`, `file`, `preset`, `default`) for `config.json`, with secrets shown as
 //! `<redacted>` and URL credentials redacted.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,12 +53,38 @@ pub struct Layered {
     pub effective: Value,
 }
 
+/// Named presets of flag values (`load-test --scenario NAME`): a layer under the config file,
+/// **command line > env var > file > preset > default**. A preset's flag is dropped when the
+/// layers above set it, or set another flag of one of its [`Presets::groups`] (alternatives
+/// such as `--duration` and `--num-requests`: a user's `--num-requests 5` replaces a preset's
+/// duration rather than clashing with it).
+#[derive(Debug, Clone, Copy)]
+pub struct Presets {
+    /// The id (and long name) of the flag that names the preset.
+    pub arg: &'static str,
+    /// A preset's flag values (long names without `--`), or why the name is unknown.
+    pub lookup: fn(&str) -> Result<&'static [(&'static str, &'static str)], String>,
+    /// Groups of flags (long names) that stand for one another.
+    pub groups: &'static [&'static [&'static str]],
+}
+
 /// [`crate::env::try_parse`] with the config file: the command line, env vars (an empty one
 /// counts as unset) and `--config`'s file, parsed into `T`, and the `config.json` record.
 pub fn try_parse<T: clap::Parser>() -> Result<(T, Value), clap::Error> {
+    try_parse_with::<T>(None)
+}
+
+/// [`try_parse`] with a layer of `presets` under the file.
+pub fn try_parse_with<T: clap::Parser>(
+    presets: Option<&Presets>,
+) -> Result<(T, Value), clap::Error> {
     let cmd = T::command();
     crate::env::register_secret_args(&cmd, std::env::args_os());
-    let layered = get_matches_from(crate::env::empty_env_as_unset(cmd), std::env::args_os())?;
+    let layered = get_matches_with(
+        crate::env::empty_env_as_unset(cmd),
+        std::env::args_os(),
+        presets,
+    )?;
     let parsed = T::from_arg_matches(&layered.matches)?;
     Ok((parsed, layered.effective))
 }
@@ -70,45 +96,137 @@ pub fn get_matches_from(
     cmd: Command,
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<Layered, clap::Error> {
+    get_matches_with(cmd, args, None)
+}
+
+/// [`get_matches_from`] with a layer of `presets` under the file.
+pub fn get_matches_with(
+    cmd: Command,
+    args: impl IntoIterator<Item = OsString>,
+    presets: Option<&Presets>,
+) -> Result<Layered, clap::Error> {
     let args: Vec<OsString> = args.into_iter().collect();
-    let Some(file) = config_path(&cmd, &args) else {
+    let file = config_path(&cmd, &args);
+    if file.is_none() && presets.is_none() {
         let matches = cmd.clone().try_get_matches_from(&args)?;
         let effective = effective(&cmd, &matches, None);
         return Ok(Layered { matches, effective });
-    };
+    }
     let given = cmd
         .clone()
         .ignore_errors(true)
         .try_get_matches_from(&args)?;
-    let text = std::fs::read_to_string(&file.path).map_err(|e| {
-        config_error(
-            &file.path,
-            format_args!("cannot read it: {e} (from {})", file.from),
-        )
-    })?;
-    let entries = read_entries(&cmd, &file.path, &text)?;
     let mut from_file = FileValues::default();
-    for entry in entries {
-        let set_elsewhere = matches!(
-            given.value_source(entry.id.as_str()),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if !set_elsewhere {
-            from_file.ids.insert(entry.id.clone());
-            from_file.keys.insert(entry.long.clone(), entry.key.clone());
-            from_file.args.extend(entry.args);
+    if let Some(file) = &file {
+        let text = std::fs::read_to_string(&file.path).map_err(|e| {
+            config_error(
+                &file.path,
+                format_args!("cannot read it: {e} (from {})", file.from),
+            )
+        })?;
+        for entry in read_entries(&cmd, &file.path, &text)? {
+            let set_elsewhere = matches!(
+                given.value_source(entry.id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if !set_elsewhere {
+                from_file.ids.insert(entry.id.clone());
+                from_file.keys.insert(entry.long.clone(), entry.key.clone());
+                from_file.args.extend(entry.args);
+            }
         }
     }
     let mut layered_args = Vec::with_capacity(args.len() + from_file.args.len());
     layered_args.extend(args.first().cloned());
     layered_args.extend(from_file.args.iter().map(OsString::from));
     layered_args.extend(args.iter().skip(1).cloned());
-    let matches = cmd
-        .clone()
-        .try_get_matches_from(layered_args)
-        .map_err(|e| blame_file(e, &file.path, &from_file))?;
-    let effective = effective(&cmd, &matches, Some((&file.path, &from_file.ids)));
+    let mut preset_ids = BTreeSet::new();
+    if let Some(p) = presets {
+        let preset = preset_args(&cmd, &given, &from_file.ids, &layered_args, p)?;
+        preset_ids = preset.0;
+        layered_args.splice(1..1, preset.1.into_iter().map(OsString::from));
+    }
+    let matches = match &file {
+        Some(file) => cmd
+            .clone()
+            .try_get_matches_from(layered_args)
+            .map_err(|e| blame_file(e, &file.path, &from_file))?,
+        None => cmd.clone().try_get_matches_from(layered_args)?,
+    };
+    let mut effective = effective(
+        &cmd,
+        &matches,
+        file.as_ref().map(|f| (f.path.as_path(), &from_file.ids)),
+    );
+    for id in &preset_ids {
+        let name = cmd
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == id)
+            .and_then(|a| a.get_long())
+            .unwrap_or(id);
+        if let Some(v) = effective["values"].get_mut(name) {
+            v["source"] = json!("preset");
+        }
+    }
     Ok(Layered { matches, effective })
+}
+
+/// The ids and `--long=value` arguments of the preset the layers name, less the flags they set
+/// (or set an alternative of); none when no preset is named.
+fn preset_args(
+    cmd: &Command,
+    given: &ArgMatches,
+    file_ids: &BTreeSet<String>,
+    layered_args: &[OsString],
+    p: &Presets,
+) -> Result<(BTreeSet<String>, Vec<String>), clap::Error> {
+    let lenient = cmd
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(layered_args)?;
+    let Some(name) = lenient
+        .try_get_raw(p.arg)
+        .ok()
+        .flatten()
+        .and_then(|mut r| r.next_back())
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(Default::default());
+    };
+    let refused =
+        |why: String| clap::Error::raw(ErrorKind::InvalidValue, format!("--{}: {why}\n", p.arg));
+    let pairs = (p.lookup)(&name).map_err(refused)?;
+    let long_of = |long: &str| cmd.get_arguments().find(|a| a.get_long() == Some(long));
+    let set_above = |long: &str| {
+        long_of(long).is_some_and(|a| {
+            let id = a.get_id().as_str();
+            file_ids.contains(id)
+                || matches!(
+                    given.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+        })
+    };
+    let mut ids = BTreeSet::new();
+    let mut out = Vec::new();
+    for (long, value) in pairs {
+        let Some(arg) = long_of(long) else {
+            return Err(refused(format!(
+                "preset {name:?} sets --{long}, which this program does not have"
+            )));
+        };
+        let replaced = set_above(long)
+            || p.groups
+                .iter()
+                .filter(|g| g.contains(long))
+                .any(|g| g.iter().any(|other| set_above(other)));
+        if !replaced {
+            ids.insert(arg.get_id().as_str().to_string());
+            out.push(format!("--{long}={value}"));
+        }
+    }
+    Ok((ids, out))
 }
 
 /// The value the config file (of `--config` or its env var) gives `long`, read leniently: for
@@ -731,5 +849,77 @@ mod tests {
         assert_eq!(line_of("a: 1\n\"b\": 2\n  c: 3\n", "b"), Some(2));
         assert_eq!(line_of("a: 1\n  c: 3\n", "c"), None);
         assert_eq!(line_of("ab: 1\na: 2\n", "a"), Some(2));
+    }
+
+    #[derive(Debug, Parser)]
+    #[command(name = "presets")]
+    struct WithPreset {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        preset: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        concurrency: u32,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        #[arg(long)]
+        url: Option<String>,
+    }
+
+    const PRESETS: Presets = Presets {
+        arg: "preset",
+        lookup: |name| match name {
+            "p" => Ok(&[
+                ("concurrency", "7"),
+                ("max-tokens", "9"),
+                ("url", "http://preset:1"),
+            ]),
+            other => Err(format!("unknown preset {other:?}")),
+        },
+        groups: &[&["max-tokens", "url"]],
+    };
+
+    fn with_preset(yaml: Option<&str>, args: &[&str]) -> Result<(WithPreset, Value), clap::Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all: Vec<OsString> = vec!["presets".into()];
+        if let Some(yaml) = yaml {
+            let path = dir.path().join("c.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            all.extend(["--config".into(), path.into_os_string()]);
+        }
+        all.extend(args.iter().map(OsString::from));
+        let layered = get_matches_with(WithPreset::command(), all, Some(&PRESETS))?;
+        Ok((
+            WithPreset::from_arg_matches(&layered.matches)?,
+            layered.effective,
+        ))
+    }
+
+    #[test]
+    fn presets_sit_under_the_file_and_give_way_to_alternatives() {
+        // the preset alone
+        let (d, e) = with_preset(None, &["--preset", "p"]).unwrap();
+        assert_eq!((d.concurrency, d.max_tokens), (7, 9));
+        assert_eq!(d.url.as_deref(), Some("http://preset:1"));
+        assert_eq!(e["values"]["concurrency"]["source"], "preset");
+        // the file beats the preset; the file can name the preset itself
+        let (d, e) = with_preset(Some("preset: p\nconcurrency: 4\n"), &[]).unwrap();
+        assert_eq!((d.concurrency, d.max_tokens), (4, 9));
+        assert_eq!(e["values"]["concurrency"]["source"], "file");
+        assert_eq!(e["values"]["max-tokens"]["source"], "preset");
+        // a flag of a group replaces the preset's whole group: max-tokens back to its default
+        let (d, e) = with_preset(None, &["--preset", "p", "--url", "http://cli:2"]).unwrap();
+        assert_eq!(d.url.as_deref(), Some("http://cli:2"));
+        assert_eq!((d.concurrency, d.max_tokens), (7, 256));
+        assert_eq!(e["values"]["max-tokens"]["source"], "default");
+        // no preset named: nothing changes
+        let (d, _) = with_preset(None, &[]).unwrap();
+        assert_eq!((d.concurrency, d.max_tokens, d.url), (10, 256, None));
+        let e = with_preset(None, &["--preset", "q"]).unwrap_err();
+        assert!(
+            message(&e).contains("--preset: unknown preset \"q\""),
+            "{}",
+            message(&e)
+        );
     }
 }

@@ -125,6 +125,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             steps: None,
             step_duration_s: None,
             think: None,
+            scenario: None,
             preconnect: true,
             baseline_adapter: None,
             slo: None,

@@ -353,6 +353,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             steps: cfg.steps.clone(),
             step_duration_s: cfg.steps.as_ref().map(|_| cfg.step_duration.as_secs_f64()),
             think: cfg.think.as_ref().map(ToString::to_string),
+            scenario: cfg.scenario.clone(),
             preconnect: cfg.preconnect,
             baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,

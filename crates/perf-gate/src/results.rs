@@ -760,6 +760,9 @@ pub struct RunConfig {
     /// A sweep's measured time per step (`--step-duration`), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_duration_s: Option<f64>,
+    /// The `--scenario` preset under the flags, if any (its values are in the other fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
     /// Think time between a virtual user's requests (`--think-time`, e.g. `1s..3s`) or the
     /// user classes (`--user-class`, e.g. `standard=3,high=1`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,6 +70,9 @@ pub struct LoadTestConfig {
     pub steps: Option<Vec<f64>>,
     /// How long each step of a sweep is measured (`--step-duration`).
     pub step_duration: Duration,
+    /// The `--scenario` preset the flags came from, if any (recorded; its values are already
+    /// in the other fields).
+    pub scenario: Option<String>,
     /// A closed loop's think time or user classes (`--think-time`, `--user-class`).
     pub think: Option<crate::runner::Think>,
     /// Max output tokens.
