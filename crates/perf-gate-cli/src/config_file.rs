@@ -53,6 +53,9 @@ pub struct Layered {
     pub effective: Value,
 }
 
+/// A preset's flag values: (long name without `--`, value as on the command line).
+pub type PresetFlags = &'static [(&'static str, &'static str)];
+
 /// Named presets of flag values (`load-test --scenario NAME`): a layer under the config file,
 /// **command line > env var > file > preset > default**. A preset's flag is dropped when the
 /// layers above set it, or set another flag of one of its [`Presets::groups`] (alternatives
@@ -63,7 +66,7 @@ pub struct Presets {
     /// The id (and long name) of the flag that names the preset.
     pub arg: &'static str,
     /// A preset's flag values (long names without `--`), or why the name is unknown.
-    pub lookup: fn(&str) -> Result<&'static [(&'static str, &'static str)], String>,
+    pub lookup: fn(&str) -> Result<PresetFlags, String>,
     /// Groups of flags (long names) that stand for one another.
     pub groups: &'static [&'static [&'static str]],
 }
