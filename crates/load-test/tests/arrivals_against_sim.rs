@@ -83,6 +83,32 @@ fn serial_poisson_arrivals_repeat_with_the_seed() {
     let achieved = s["achieved_rate"].as_f64().unwrap();
     assert!((150.0..=250.0).contains(&scheduled), "{s}");
     eprintln!("poisson: gap CV {cv:.3}, scheduled {scheduled:.1}/s, achieved {achieved:.1}/s");
+    // goodness of fit: the scheduled gaps against Exp(200) by Kolmogorov-Smirnov; the 1 %
+    // critical value for n gaps is 1.63 / sqrt(n) (the schedule is drawn from the seed, so
+    // this is the same figure on every machine)
+    let (d, critical) = ks_exponential(&a, 200.0);
+    eprintln!("poisson: KS D {d:.4} (1 % critical {critical:.4})");
+    assert!(d < critical, "KS D {d} >= {critical}: not exponential gaps");
+    // and the test can fail: constant gaps are far from exponential
+    let constant: Vec<f64> = (0..400).map(|i| f64::from(i) / 200.0).collect();
+    assert!(ks_exponential(&constant, 200.0).0 > 0.3);
+}
+
+/// The Kolmogorov-Smirnov distance between the gaps of sorted `at` and Exp(`rate`), and its
+/// 1 % critical value.
+fn ks_exponential(at: &[f64], rate: f64) -> (f64, f64) {
+    let mut g: Vec<f64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    g.sort_by(f64::total_cmp);
+    let n = g.len() as f64;
+    let d = g
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = 1.0 - (-rate * x).exp();
+            (f - i as f64 / n).abs().max((f - (i + 1) as f64 / n).abs())
+        })
+        .fold(0.0, f64::max);
+    (d, 1.63 / n.sqrt())
 }
 
 #[test]
