@@ -315,14 +315,36 @@ fn prompt_files_and_the_task_mix_run_and_are_recorded() {
     );
     assert_eq!(recs.len(), 24);
     let tasks = &m["inputs"]["tasks"];
+    let count = |t: &str| tasks[t].as_u64().unwrap_or(0);
     assert_eq!(
-        tasks["short"].as_u64().unwrap() + tasks["long"].as_u64().unwrap(),
+        count("short") + count("long") + count("health"),
         24,
         "{tasks}"
     );
-    assert_eq!(m["inputs"]["tasks_not_sent"][0], "health");
-    assert!(m["warnings"].to_string().contains("health not sent"));
-    for t in prompt_tokens(&recs) {
+    // the GET tasks went out in the load's stream, recorded with their probe, counted apart
+    let health = count("health");
+    assert!(health > 0, "{tasks}");
+    let probes: Vec<&Value> = recs.iter().filter(|r| r["probe"] == "health").collect();
+    assert_eq!(probes.len() as u64, health);
+    assert!(
+        probes
+            .iter()
+            .all(|r| r["ok"] == true && r["http_status"] == 200)
+    );
+    let p = &m["probes"][0];
+    assert_eq!(
+        (p["task"].as_str(), p["path"].as_str()),
+        (Some("health"), Some("/health"))
+    );
+    assert_eq!(p["requests"], health);
+    assert_eq!(p["successful_requests"], health);
+    assert_eq!(m["client"]["total_requests"], 24 - health);
+    let generations: Vec<Value> = recs
+        .iter()
+        .filter(|r| r["probe"].is_null())
+        .cloned()
+        .collect();
+    for t in prompt_tokens(&generations) {
         assert!(t.abs_diff(64) <= 2 || t.abs_diff(256) <= 2, "{t}");
     }
 

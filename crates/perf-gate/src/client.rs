@@ -330,7 +330,7 @@ impl VllmClient {
     /// Sends one streaming request and measures it (see [`record::RequestRecord`]); its error
     /// text, which may quote the server, is scrubbed of every known secret.
     pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
-        let url = self.url(req.endpoint.path());
+        let url = self.url(req.probe.map_or(req.endpoint.path(), |p| p.path()));
         let mut rec = stream::execute(&self.http, &url, self.auth.as_ref(), req, timing).await;
         if let Some(e) = rec.error.as_mut() {
             // the detail is cut to a length (with `…`) before it reaches here

@@ -215,6 +215,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         warnings: vec![],
         thresholds: vec![],
         steps: vec![],
+        probes: vec![],
     }
 }
 

@@ -382,5 +382,6 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         warnings: Vec::new(),
         thresholds: Vec::new(),
         steps: Vec::new(),
+        probes: Vec::new(),
     }
 }

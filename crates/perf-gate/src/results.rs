@@ -605,9 +605,6 @@ pub struct InputsInfo {
     /// Requests per task of `--task-mix` (generation tasks only: the others are not sent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tasks: BTreeMap<String, u64>,
-    /// Tasks of `--task-mix` accepted but not sent (`health`, `models`: GET tasks).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tasks_not_sent: Vec<String>,
 }
 
 /// Mean and range of a list of sizes (tokens).
@@ -879,11 +876,33 @@ pub struct LoadTestResults {
     /// status stays `completed` (the measurement itself succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdOutcome>,
+    /// The GET tasks of a `--task-mix` (health, model list), counted apart from the
+    /// generations; empty without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeSummary>,
     /// A step sweep's steps (`--steps`), in the order run; empty for a run of one load (the
     /// top-level figures are then the run's). In a sweep, the top-level `client` pools every
     /// step's requests and `server` is absent: each step has its own server window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+}
+
+/// The GET requests of one `--task-mix` task (`health`: `GET /health`, `models`:
+/// `GET /v1/models`), sent in the load's stream and counted apart from the generations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeSummary {
+    /// `health` or `models`.
+    pub task: String,
+    /// The path it GETs.
+    pub path: String,
+    /// Sent.
+    pub requests: u64,
+    /// Of which answered 2xx and read to the end.
+    pub successful_requests: u64,
+    /// Failures by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Latency of the successful ones (whole answer), seconds.
+    pub latency_s: Distribution,
 }
 
 /// One step of a sweep (`load-test --steps`): its load, its client figures and the server's

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Phase, Timing, VllmClient};
 use crate::results::{ClientMetrics, GeneratorHealth, ScheduleLag};
-use crate::workload::{Arm, PreparedRequest};
+use crate::workload::{Arm, PreparedRequest, Probe};
 use aggregate::{AggregatorConfig, Live, Tally};
 pub use arrival::{Arrival, ArrivalError};
 pub use profile::{Profile, ProfileError, Stage};
@@ -121,6 +121,8 @@ pub struct RunOutput {
     /// Totals of the requests issued in a timed load's warm-up and cool-down (not in the
     /// figures; the server counted them).
     pub unmeasured: Tally,
+    /// The GET tasks of a task mix, counted apart.
+    pub probes: aggregate::Probes,
     /// Whether the generator kept up.
     pub health: GeneratorHealth,
     /// How far the dispatches kept to an open loop's schedule (`None` for a closed loop).
@@ -262,6 +264,8 @@ pub async fn run_load(
     // requests handed to a task, per tally: [candidate (or every request), baseline,
     // unmeasured]
     let mut dispatched = [0u64; 3];
+    // the GET tasks of a task mix, [health, models]: counted apart
+    let mut probe_dispatched = [0u64; 2];
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
     // every slot taken
     let mut first_last: Option<(Instant, Instant)> = None;
@@ -360,7 +364,10 @@ pub async fn run_load(
             .map_or(Duration::ZERO, |t| t.pause(i as u64));
         let k = i % len;
         live.dispatched.fetch_add(1, Ordering::Relaxed);
-        dispatched[bucket(phase, requests[k].arm)] += 1;
+        match requests[k].probe {
+            Some(p) => probe_dispatched[usize::from(p == Probe::Models)] += 1,
+            None => dispatched[bucket(phase, requests[k].arm)] += 1,
+        }
         in_flight.fetch_add(1, Ordering::AcqRel);
         tasks.spawn(async move {
             let mut rec = client.stream(&requests[k], timing).await;
@@ -387,7 +394,7 @@ pub async fn run_load(
     }
     drop(tx);
 
-    let sent = dispatched.iter().sum();
+    let sent = dispatched.iter().sum::<u64>() + probe_dispatched.iter().sum::<u64>();
     let schedule_lag = match opts.schedule {
         Schedule::Rate {
             per_second,
@@ -437,6 +444,16 @@ pub async fn run_load(
     let mut tally = agg.tally;
     let mut baseline = agg.baseline;
     let mut unmeasured = agg.unmeasured;
+    let mut probes = agg.probes;
+    for (p, n) in [Probe::Health, Probe::Models]
+        .into_iter()
+        .zip(probe_dispatched)
+    {
+        let missing = n.saturating_sub(probes.total(p));
+        if missing > 0 {
+            probes.add_failures(p, "abandoned", missing);
+        }
+    }
     // Every dispatched request left a record or counts as a failure, in its own tally: per
     // tally, exactly dispatched - recorded are missing; of those, the panicked are `lost`
     // (which tally a panic hit is not known: the candidate's are taken first), the rest
@@ -506,6 +523,7 @@ pub async fn run_load(
         tally,
         baseline_client: baseline.as_ref().map(|b| b.metrics(rate_span)),
         unmeasured,
+        probes,
         baseline_tally: baseline,
         health,
         warnings,

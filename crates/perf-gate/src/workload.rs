@@ -312,6 +312,49 @@ pub enum Arm {
     Baseline,
 }
 
+/// A GET task of `--task-mix` (seed 003's health check and model list): sent in the load's
+/// stream, recorded in `requests.jsonl` with its `probe`, counted apart (`probes` in the
+/// results), never in the generation figures.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// `GET /health`.
+    Health,
+    /// `GET /v1/models`.
+    Models,
+}
+
+impl Probe {
+    /// The path it GETs.
+    pub fn path(self) -> &'static str {
+        match self {
+            Probe::Health => "/health",
+            Probe::Models => "/v1/models",
+        }
+    }
+
+    /// The task's name (`health`, `models`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Probe::Health => "health",
+            Probe::Models => "models",
+        }
+    }
+
+    /// A request of this probe (no body) in the load's list.
+    pub fn request(self) -> PreparedRequest {
+        PreparedRequest {
+            prompt_index: 0,
+            arm: None,
+            endpoint: Endpoint::Completions,
+            body: Bytes::new(),
+            probe: Some(self),
+        }
+    }
+}
+
 /// A request ready to send: endpoint and serialized body.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
@@ -323,6 +366,8 @@ pub struct PreparedRequest {
     pub endpoint: Endpoint,
     /// JSON body (streaming with usage).
     pub body: Bytes,
+    /// A GET task instead of a generation (`endpoint` and `body` unused).
+    pub probe: Option<Probe>,
 }
 
 /// Builds the streaming request body for each prompt: `model`, the prompt or messages,
@@ -346,6 +391,7 @@ pub fn prepare_requests(
                 false,
             );
             PreparedRequest {
+                probe: None,
                 prompt_index: u32::try_from(i).unwrap_or(u32::MAX),
                 arm: None,
                 endpoint,

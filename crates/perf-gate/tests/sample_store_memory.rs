@@ -54,6 +54,7 @@ fn record(i: u64, ok: bool) -> RequestRecord {
         seq: i,
         prompt_index: (i % 1000) as u32,
         arm: None,
+        probe: None,
         step: None,
         phase: Default::default(),
         scheduled_s: i as f64 * 0.001,

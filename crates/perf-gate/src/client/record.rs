@@ -87,6 +87,10 @@ pub struct RequestRecord {
     /// written) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<Arm>,
+    /// The GET task of a `--task-mix` this was (`health`, `models`), counted apart from the
+    /// generations; absent for a generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::workload::Probe>,
     /// The sweep step (`--steps`, 0-based) the request belongs to; absent outside a sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,

@@ -110,6 +110,7 @@ pub(crate) async fn execute(
         seq: timing.seq,
         prompt_index: req.prompt_index,
         arm: req.arm,
+        probe: None,
         step: None,
         phase: Default::default(),
         scheduled_s: offset(timing.scheduled),
@@ -137,15 +138,27 @@ pub(crate) async fn execute(
         deadline: start + timing.timeout,
         timeout: timing.timeout,
     };
-    let outcome = tokio::time::timeout_at(
-        clock.deadline.into(),
-        read_stream(http, url, auth, req, clock, &mut rec),
-    )
-    .await
-    .unwrap_or_else(|_| Err(timed_out(timing.timeout)));
+    rec.probe = req.probe;
+    let outcome = match req.probe {
+        Some(_) => {
+            tokio::time::timeout_at(clock.deadline.into(), get_probe(http, url, auth, &mut rec))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(timing.timeout)))
+        }
+        None => tokio::time::timeout_at(
+            clock.deadline.into(),
+            read_stream(http, url, auth, req, clock, &mut rec),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(timing.timeout))),
+    };
     if outcome.is_err() || rec.total_s == 0.0 {
         // a success's end was taken at [DONE] (before the body was drained)
         rec.total_s = start.elapsed().as_secs_f64();
+    }
+    if req.probe.is_some() && outcome.is_ok() {
+        // a GET task's latency: the whole answer
+        rec.e2e_s = Some(rec.total_s);
     }
     match outcome {
         Ok(()) => rec.ok = true,
@@ -217,6 +230,31 @@ async fn read_stream(
         drain_after_done(body, clock.deadline).await;
     }
     outcome
+}
+
+/// A GET task of `--task-mix` (`/health`, `/v1/models`): a 2xx answer read to its end.
+async fn get_probe(
+    http: &reqwest::Client,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    rec: &mut RequestRecord,
+) -> Result<(), Failure> {
+    let mut builder = http.get(url);
+    if let Some(a) = auth {
+        builder = builder.header(AUTHORIZATION, a.clone());
+    }
+    let mut resp = builder.send().await.map_err(|e| classify(e, false))?;
+    let status = resp.status();
+    rec.http_status = Some(status.as_u16());
+    if !status.is_success() {
+        let body = error_excerpt(&mut resp).await;
+        return Err(Failure::new(
+            ErrorKind::Http,
+            format!("HTTP {}: {}", status.as_u16(), body.trim()),
+        ));
+    }
+    resp.bytes().await.map_err(|e| classify(e, true))?;
+    Ok(())
 }
 
 /// Most a body is read past `[DONE]`, and for how long.
@@ -388,6 +426,7 @@ mod tests {
 
     fn request() -> PreparedRequest {
         PreparedRequest {
+            probe: None,
             prompt_index: 0,
             arm: None,
             endpoint: Endpoint::Completions,
@@ -412,6 +451,7 @@ mod tests {
             seq: 0,
             prompt_index: 0,
             arm: None,
+            probe: None,
             step: None,
             phase: Default::default(),
             scheduled_s: 0.0,

@@ -76,19 +76,10 @@ pub(super) fn plan(
             Vec::new(),
             plan::synthetic(size, generated, &max, cfg.temperature, cfg.seed),
         ),
-        InputSource::TaskMix(mix) => {
-            let not_sent: Vec<&str> = mix.not_sent().iter().map(|t| t.as_str()).collect();
-            if !not_sent.is_empty() {
-                results.warnings.push(format!(
-                    "--task-mix: {} not sent (GET tasks are not implemented yet); the generation tasks are drawn among themselves by their weights",
-                    not_sent.join(" and ")
-                ));
-            }
-            (
-                Vec::new(),
-                plan::task_mix(mix, generated, &max, cfg.temperature, cfg.seed),
-            )
-        }
+        InputSource::TaskMix(mix) => (
+            Vec::new(),
+            plan::task_mix(mix, generated, &max, cfg.temperature, cfg.seed),
+        ),
     };
     let info = InputsInfo {
         source: cfg.input.name().to_string(),
@@ -107,10 +98,6 @@ pub(super) fn plan(
             SizeSummary::of(&drawn)
         },
         tasks: plan.tasks.clone(),
-        tasks_not_sent: match &cfg.input {
-            InputSource::TaskMix(mix) => mix.not_sent().iter().map(|t| t.as_str().into()).collect(),
-            _ => Vec::new(),
-        },
     };
     let tokenizer = cfg
         .tokenizer_file
@@ -198,7 +185,15 @@ pub(super) async fn build(
     let candidate = requests_to(&cfg.adapter_name);
     match &cfg.baseline_adapter {
         // --num-requests counts the candidate's requests; the baseline gets as many twins
-        Some(b) => interleave_ab(candidate, requests_to(b)),
-        None => candidate,
+        Some(b) => {
+            if !plan.probes.is_empty() {
+                results.warnings.push(format!(
+                    "--task-mix with --baseline-adapter: the {} GET task(s) (health, models) are not sent: an A/B run pairs generation requests",
+                    plan.probes.len()
+                ));
+            }
+            interleave_ab(candidate, requests_to(b))
+        }
+        None => plan::with_probes(candidate, &plan.probes),
     }
 }

@@ -120,6 +120,7 @@ pub(super) async fn execute(
     results.load_generator = Some(out.health.clone());
     results.schedule = out.schedule_lag.clone();
     results.unmeasured = unmeasured_info(cfg, &out.unmeasured);
+    results.probes = out.probes.summaries();
     records_kept(&out)?;
     if out.aborted {
         return Ok(RunStatus::Aborted);

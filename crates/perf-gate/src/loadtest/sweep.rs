@@ -41,6 +41,7 @@ pub(super) async fn run(
     let levels = cfg.steps.as_deref().unwrap_or_default();
     let mut pooled = Tally::with_slo(cfg.slo);
     let mut unmeasured = Tally::default();
+    let mut probes = crate::runner::aggregate::Probes::default();
     let mut measured_s = 0.0;
     let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
     let mut health: Option<GeneratorHealth> = None;
@@ -78,6 +79,7 @@ pub(super) async fn run(
         records_kept(&out)?;
         pooled.merge(&out.tally);
         unmeasured.merge(&out.unmeasured);
+        probes.merge(&out.probes);
         measured_s += step_cfg
             .duration
             .map_or(out.duration, |d| d.min(out.duration))
@@ -152,6 +154,7 @@ pub(super) async fn run(
     results.client = Some(pooled.metrics(measured_s));
     results.load_generator = health;
     results.unmeasured = super::phases::unmeasured_info(cfg, &unmeasured);
+    results.probes = probes.summaries();
     results.validity = Some(Validity {
         valid: false,
         reasons: vec![

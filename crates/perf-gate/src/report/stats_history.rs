@@ -11,8 +11,8 @@
 //! when none did), whole milliseconds; Locust writes running percentiles here, a per-second figure
 //! shows a change when it happens. The `Total` columns are cumulative up to the end of that second:
 //! counts (non-decreasing), median (from a histogram, within 0.1 %), average, min and max in
-//! milliseconds. Only the candidate's requests of a same-server A/B run are counted, as in
-//! `stats.csv`.
+//! milliseconds. Only the candidate's requests of a same-server A/B run are counted, and no
+//! `--task-mix` GET task, as in `stats.csv`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,6 +59,8 @@ struct Rec {
     arm: Option<String>,
     #[serde(default)]
     step: Option<u32>,
+    #[serde(default)]
+    probe: Option<String>,
     start_s: f64,
     total_s: f64,
     ok: bool,
@@ -108,7 +110,8 @@ pub(crate) fn render(
         }
         let rec: Rec = serde_json::from_str(&text)
             .map_err(|source| StatsHistoryError::Record { line, source })?;
-        if rec.arm.as_deref() == Some("baseline") {
+        // the baseline arm's and the GET tasks' records are not in stats.csv either
+        if rec.arm.as_deref() == Some("baseline") || rec.probe.is_some() {
             continue;
         }
         let base = rec

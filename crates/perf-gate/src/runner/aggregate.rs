@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::client::{Phase, RequestRecord};
 use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
-use crate::workload::Arm;
+use crate::workload::{Arm, Probe};
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
 #[derive(Debug, Clone, Default)]
@@ -175,6 +175,84 @@ impl Tally {
     }
 }
 
+/// The GET tasks of a `--task-mix` (health, model list), counted apart from the generations.
+#[derive(Debug, Clone, Default)]
+pub struct Probes {
+    by_task: BTreeMap<Probe, ProbeTally>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProbeTally {
+    total: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    latency: LatencyHistogram,
+}
+
+impl Probes {
+    /// Adds one finished GET task (a record with its `probe`).
+    pub fn add(&mut self, rec: &RequestRecord) {
+        let Some(p) = rec.probe else { return };
+        let t = self.by_task.entry(p).or_default();
+        t.total += 1;
+        if rec.ok {
+            t.ok += 1;
+            t.latency.push(rec.total_s);
+        } else {
+            let key = rec
+                .error_kind
+                .map(|k| k.key(rec.http_status, None))
+                .unwrap_or_else(|| "unknown".into());
+            *t.errors.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Counts `n` tasks of `probe` that left no record as failures of `kind`.
+    pub fn add_failures(&mut self, probe: Probe, kind: &str, n: u64) {
+        let t = self.by_task.entry(probe).or_default();
+        t.total += n;
+        *t.errors.entry(kind.into()).or_default() += n;
+    }
+
+    /// Tasks finished so far, of every kind.
+    pub fn count(&self) -> u64 {
+        self.by_task.values().map(|t| t.total).sum()
+    }
+
+    /// Tasks of `probe` finished so far.
+    pub fn total(&self, probe: Probe) -> u64 {
+        self.by_task.get(&probe).map_or(0, |t| t.total)
+    }
+
+    /// Adds another run's (a sweep's other step).
+    pub fn merge(&mut self, other: &Probes) {
+        for (p, o) in &other.by_task {
+            let t = self.by_task.entry(*p).or_default();
+            t.total += o.total;
+            t.ok += o.ok;
+            for (k, v) in &o.errors {
+                *t.errors.entry(k.clone()).or_default() += v;
+            }
+            t.latency.merge(&o.latency);
+        }
+    }
+
+    /// One summary per task sent, for the results.
+    pub fn summaries(&self) -> Vec<crate::results::ProbeSummary> {
+        self.by_task
+            .iter()
+            .map(|(p, t)| crate::results::ProbeSummary {
+                task: p.as_str().to_string(),
+                path: p.path().to_string(),
+                requests: t.total,
+                successful_requests: t.ok,
+                errors_by_kind: t.errors.clone(),
+                latency_s: t.latency.distribution(),
+            })
+            .collect()
+    }
+}
+
 /// Live counters shared between the dispatcher and the aggregator.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -191,6 +269,8 @@ pub struct AggregateOutput {
     /// Totals of the requests issued outside the measured window (time-based warm-up and
     /// cool-down), both arms together: not in the figures, but the server counted them.
     pub unmeasured: Tally,
+    /// The GET tasks of a task mix.
+    pub probes: Probes,
     /// Error writing `requests.jsonl`, if any (the run itself is still valid).
     pub write_error: Option<String>,
 }
@@ -220,6 +300,7 @@ pub fn aggregate(
     let mut tally = Tally::with_slo(cfg.slo);
     let mut baseline = cfg.ab.then(|| Tally::with_slo(cfg.slo));
     let mut unmeasured = Tally::default();
+    let mut probes = Probes::default();
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
         Some(p) => match std::fs::OpenOptions::new()
@@ -249,6 +330,7 @@ pub fn aggregate(
         match rx.recv_timeout(wait) {
             Ok(rec) => {
                 match (rec.phase, rec.arm, baseline.as_mut()) {
+                    _ if rec.probe.is_some() => probes.add(&rec),
                     (Phase::Warmup | Phase::Cooldown, _, _) => unmeasured.add(&rec),
                     (Phase::Measured, Some(Arm::Baseline), Some(b)) => b.add(&rec),
                     _ => tally.add(&rec),
@@ -278,8 +360,10 @@ pub fn aggregate(
         }
         if cfg.progress_every.is_some() && Instant::now() >= next_progress {
             next_progress += tick;
-            let done =
-                tally.total() + baseline.as_ref().map_or(0, Tally::total) + unmeasured.total();
+            let done = tally.total()
+                + baseline.as_ref().map_or(0, Tally::total)
+                + unmeasured.total()
+                + probes.count();
             let ok = tally.ok + baseline.as_ref().map_or(0, |b| b.ok) + unmeasured.ok;
             let elapsed = started.elapsed().as_secs_f64();
             tracing::info!(
@@ -303,6 +387,7 @@ pub fn aggregate(
         tally,
         baseline,
         unmeasured,
+        probes,
         write_error,
     }
 }
@@ -317,6 +402,7 @@ mod tests {
             seq: 0,
             prompt_index: 0,
             arm: None,
+            probe: None,
             step: None,
             phase: Default::default(),
             scheduled_s: 1.0,

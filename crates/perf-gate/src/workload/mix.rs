@@ -6,13 +6,13 @@
 //! | `medium` | a synthetic prompt of 128 tokens |
 //! | `long` | a synthetic prompt of 256 tokens |
 //! | `creative` | a synthetic prompt of 128 tokens at temperature 1.2 (seed 003's "high temperature generation") |
-//! | `health` | `GET /health` (not sent yet: see below) |
-//! | `models` | `GET /v1/models` (not sent yet: see below) |
+//! | `health` | `GET /health` |
+//! | `models` | `GET /v1/models` |
 //!
-//! Each request's task is drawn by weight from the seeded generator. The runner sends only
-//! generation requests today, so `health` and `models` are accepted, recorded as not sent
-//! (a warning in the results), and the generation tasks are drawn among themselves by their
-//! weights; the GET tasks would not enter the generation statistics anyway.
+//! Each request's task is drawn by weight from the seeded generator. The GET tasks take their
+//! turn in the load like the rest (a closed loop's slot, an open loop's arrival) and are
+//! recorded in `requests.jsonl` with their `probe`, but counted apart (`probes` in the
+//! results): they never enter the generation figures, and the server does not count them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -69,6 +69,15 @@ impl Task {
         }
     }
 
+    /// The GET request of a health or model-list task; `None` for a generation task.
+    pub fn probe(self) -> Option<super::Probe> {
+        match self {
+            Task::Health => Some(super::Probe::Health),
+            Task::Models => Some(super::Probe::Models),
+            _ => None,
+        }
+    }
+
     /// The temperature this task overrides `--temperature` with, if any.
     pub fn temperature(self) -> Option<f64> {
         (self == Task::Creative).then_some(CREATIVE_TEMPERATURE)
@@ -83,21 +92,12 @@ pub struct TaskMix {
 }
 
 impl TaskMix {
-    /// The generation tasks with their weights (what is drawn from today).
+    /// The generation tasks with their weights.
     pub fn generation(&self) -> Vec<(Task, u32)> {
         self.weights
             .iter()
             .copied()
             .filter(|(t, _)| t.prompt_tokens().is_some())
-            .collect()
-    }
-
-    /// The GET tasks given (accepted but not sent yet).
-    pub fn not_sent(&self) -> Vec<Task> {
-        self.weights
-            .iter()
-            .map(|(t, _)| *t)
-            .filter(|t| t.prompt_tokens().is_none())
             .collect()
     }
 }
@@ -171,7 +171,8 @@ mod tests {
         let m: TaskMix = spec.parse().unwrap();
         assert_eq!(m.to_string(), spec);
         assert_eq!(m.generation().len(), 4);
-        assert_eq!(m.not_sent(), [Task::Health, Task::Models]);
+        assert_eq!(Task::Health.probe(), Some(crate::workload::Probe::Health));
+        assert_eq!(Task::Short.probe(), None);
         assert_eq!(Task::Creative.temperature(), Some(1.2));
         assert_eq!(Task::Long.prompt_tokens(), Some(256));
     }

@@ -75,6 +75,9 @@ pub struct Plan {
     pub targets: Vec<u32>,
     /// Requests per task (`--task-mix` only).
     pub tasks: BTreeMap<String, u64>,
+    /// The GET tasks of a `--task-mix` and their positions in the load's list (ascending):
+    /// `slots` holds the generation requests only, in order, around them.
+    pub probes: Vec<(usize, super::Probe)>,
 }
 
 fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -103,6 +106,7 @@ pub fn given(prompts: usize, requests: u64, max: &SizeDist, temperature: f64, se
             .collect(),
         targets: Vec::new(),
         tasks: BTreeMap::new(),
+        probes: Vec::new(),
     }
 }
 
@@ -120,14 +124,16 @@ pub fn synthetic(
         slots: one_prompt_each(max_tokens(max, requests, seed), |_| temperature),
         targets,
         tasks: BTreeMap::new(),
+        probes: Vec::new(),
     }
 }
 
-/// `requests` requests whose tasks are drawn by weight from the mix's generation tasks.
+/// `requests` requests whose tasks are drawn by weight from the mix: the generation tasks
+/// become slots (their sizes and temperature), the GET tasks [`Plan::probes`] at their places.
 pub fn task_mix(mix: &TaskMix, requests: u64, max: &SizeDist, temperature: f64, seed: u64) -> Plan {
-    let tasks = mix.generation();
+    let tasks = &mix.weights;
     let pick = WeightedIndex::new(tasks.iter().map(|(_, w)| *w))
-        .expect("invariant: the parser refuses a mix without a positive generation weight");
+        .expect("invariant: the parser refuses a mix without a positive weight");
     let mut rng = stream(seed, SIZE_STREAM);
     let drawn: Vec<_> = (0..requests)
         .map(|_| tasks[pick.sample(&mut rng)].0)
@@ -136,19 +142,52 @@ pub fn task_mix(mix: &TaskMix, requests: u64, max: &SizeDist, temperature: f64, 
     for t in &drawn {
         *counts.entry(t.as_str().to_string()).or_insert(0) += 1;
     }
+    let probes: Vec<_> = drawn
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.probe().map(|p| (i, p)))
+        .collect();
+    let generation: Vec<_> = drawn.into_iter().filter(|t| t.probe().is_none()).collect();
     Plan {
-        slots: one_prompt_each(max_tokens(max, requests, seed), |i| {
-            drawn[i].temperature().unwrap_or(temperature)
+        slots: one_prompt_each(max_tokens(max, generation.len() as u64, seed), |i| {
+            generation[i].temperature().unwrap_or(temperature)
         }),
-        targets: drawn
+        targets: generation
             .iter()
             .map(|t| {
                 t.prompt_tokens()
-                    .expect("invariant: only generation tasks are drawn")
+                    .expect("invariant: only generation tasks have slots")
             })
             .collect(),
         tasks: counts,
+        probes,
     }
+}
+
+/// `requests` (the generation requests, in order) with the probes put at their places.
+pub fn with_probes(
+    requests: Vec<PreparedRequest>,
+    probes: &[(usize, super::Probe)],
+) -> Vec<PreparedRequest> {
+    if probes.is_empty() {
+        return requests;
+    }
+    let mut out = Vec::with_capacity(requests.len() + probes.len());
+    let mut generation = requests.into_iter();
+    let mut next = probes.iter().peekable();
+    while out.len() < out.capacity() {
+        match next.peek() {
+            Some((at, p)) if *at == out.len() => {
+                out.push(p.request());
+                next.next();
+            }
+            _ => match generation.next() {
+                Some(r) => out.push(r),
+                None => break,
+            },
+        }
+    }
+    out
 }
 
 fn one_prompt_each(
@@ -191,6 +230,7 @@ pub fn prepare_slots(
                 })
                 .clone();
             PreparedRequest {
+                probe: None,
                 prompt_index: s.prompt,
                 arm: None,
                 endpoint,
@@ -261,7 +301,7 @@ mod tests {
         let mix: TaskMix = "short=10,medium=5,long=2,creative=1,health=1,models=1"
             .parse()
             .unwrap();
-        let n = 18_000;
+        let n = 20_000;
         let p = task_mix(&mix, n, &dist("16"), 0.0, 5);
         let share = |t: &str| p.tasks[t] as f64 / n as f64;
         for (t, w) in [
@@ -270,9 +310,33 @@ mod tests {
             ("long", 2.0),
             ("creative", 1.0),
         ] {
-            assert!((share(t) - w / 18.0).abs() < 0.01, "{t}: {}", share(t));
+            assert!((share(t) - w / 20.0).abs() < 0.01, "{t}: {}", share(t));
         }
-        assert!(!p.tasks.contains_key("health"));
+        // the GET tasks are drawn too, in their places, and have no slot
+        assert!((share("health") - 1.0 / 20.0).abs() < 0.01);
+        assert!((share("models") - 1.0 / 20.0).abs() < 0.01);
+        assert_eq!(p.slots.len() + p.probes.len(), n as usize);
+        assert!(p.probes.windows(2).all(|w| w[0].0 < w[1].0));
+        let generated: Vec<PreparedRequest> = p
+            .slots
+            .iter()
+            .map(|s| PreparedRequest {
+                prompt_index: s.prompt,
+                arm: None,
+                endpoint: Endpoint::Completions,
+                body: Bytes::new(),
+                probe: None,
+            })
+            .collect();
+        let all = with_probes(generated, &p.probes);
+        assert_eq!(all.len(), n as usize);
+        for (at, probe) in &p.probes {
+            assert_eq!(all[*at].probe, Some(*probe));
+        }
+        assert_eq!(
+            all.iter().filter(|r| r.probe.is_none()).count(),
+            p.slots.len()
+        );
         for (s, t) in p.slots.iter().zip(&p.targets) {
             assert!([64, 128, 256].contains(t));
             if s.temperature != 0.0 {
