@@ -99,6 +99,41 @@ fn print_summary(outcome: &LoadTestOutcome) {
             fmt(c.itl_s.p50)
         );
     }
+    for step in &r.steps {
+        let c = &step.client;
+        let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"));
+        let level = match (step.concurrency, step.rate) {
+            (Some(n), _) => format!("c={n}"),
+            (None, Some(r)) => format!("rate={r}/s"),
+            (None, None) => "?".into(),
+        };
+        let server = step
+            .server
+            .as_ref()
+            .and_then(|s| s.requests_finished.get())
+            .map_or_else(|| "n/a".into(), |n| format!("{n:.0}"));
+        println!(
+            "step {} ({level}): {} requests, {} failed, {:.2} req/s, ttft p95 {}, e2e p95 {}; server counted {server}",
+            step.index,
+            c.total_requests,
+            c.failed_requests,
+            c.requests_per_s.unwrap_or(0.0),
+            fmt(c.ttft_s.p95),
+            fmt(c.e2e_s.p95)
+        );
+    }
+    for p in &r.probes {
+        println!(
+            "task {} ({}): {} sent, {} ok, p50 {}",
+            p.task,
+            p.path,
+            p.requests,
+            p.successful_requests,
+            p.latency_s
+                .p50
+                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"))
+        );
+    }
     if let Some(b) = &r.baseline_arm {
         let c = &b.client;
         let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"));

@@ -110,6 +110,13 @@ fn a_sweep_has_one_summary_per_step_and_per_step_server_counts() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(r["status"], "completed");
     check_steps(&r, &records, &[1, 2, 4]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for (i, level) in [(0, 1), (1, 2), (2, 4)] {
+        assert!(
+            stdout.contains(&format!("step {i} (c={level}): ")),
+            "{stdout}"
+        );
+    }
     assert_eq!(r["config"]["steps"], serde_json::json!([1.0, 2.0, 4.0]));
     assert_eq!(r["config"]["step_duration_s"], 1.0);
     for s in r["steps"].as_array().unwrap() {
