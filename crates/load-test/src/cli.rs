@@ -99,9 +99,17 @@ pub const SCENARIOS: perf_gate_cli::config_file::Presets = perf_gate_cli::config
         // the load's length: yours replaces the preset's
         &["duration", "stages", "num-requests", "steps"],
         // the level's climb
-        &["ramp-up", "stages", "steps"],
+        &["ramp-up", "stages", "steps", "rate"],
         // the users' pauses (an open loop has none)
         &["think-time", "user-class", "rate"],
+        // the input: one source
+        &[
+            "eval-data-path",
+            "prompt-file",
+            "prompt-text",
+            "input-size",
+            "task-mix",
+        ],
     ],
 };
 
@@ -114,13 +122,22 @@ pub struct Stages {
     pub text: String,
 }
 
+/// Parses `--stages`; the text kept is canonical (`1m` and `60s` both `1m`, no spaces), so two
+/// runs with the same stages record the same load shape.
 fn stages(s: &str) -> Result<Stages, String> {
-    perf_gate::runner::Profile::parse_stages(s)
-        .map(|stages| Stages {
-            stages,
-            text: s.trim().to_string(),
+    let stages = perf_gate::runner::Profile::parse_stages(s).map_err(|e| e.to_string())?;
+    let text = stages
+        .iter()
+        .map(|st| {
+            format!(
+                "{}:{}",
+                perf_gate::duration::format_duration(st.duration),
+                st.target
+            )
         })
-        .map_err(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Stages { stages, text })
 }
 
 fn step_level(s: &str) -> Result<f64, String> {
@@ -216,7 +233,8 @@ pub struct Cli {
     /// Weighted tasks (seed 003), e.g. `short=10,medium=5,long=2,creative=1,health=1,models=1`:
     /// short/medium/long are synthetic prompts of 64/128/256 tokens, creative 128 tokens at
     /// temperature 1.2; each request's task is drawn by weight (--num-requests, default 100).
-    /// health and models (GET tasks) are accepted but not sent yet (a warning says so).
+    /// health and models are GET /health and GET /v1/models in the load's stream, counted
+    /// apart (`probes` in the results), never in the generation figures.
     #[arg(long, env = "TASK_MIX", value_name = "MIX", value_parser = task_mix, group = "input")]
     pub task_mix: Option<TaskMix>,
 
@@ -662,6 +680,15 @@ fn check_timing(cli: &Cli) -> anyhow::Result<()> {
             if given {
                 anyhow::bail!(
                     "--stages and {flag} both shape the load: --stages sets the level and the run's length"
+                );
+            }
+        }
+    }
+    if cli.stages.is_some() {
+        for (d, flag) in [(cli.warmup, "--warmup"), (cli.cooldown, "--cooldown")] {
+            if !d.0.is_zero() {
+                anyhow::bail!(
+                    "--stages and {flag} {d}: the stages shape the whole load over time; give the warm-up or cool-down as a stage of its own"
                 );
             }
         }

@@ -72,6 +72,14 @@ fn print_thresholds(r: &perf_gate::results::LoadTestResults) {
     for o in &r.thresholds {
         println!("{}", loadtest::thresholds::line(o));
     }
+    // a sweep's steps: each must meet them too (a crossed one exits 1)
+    if r.status == perf_gate::results::RunStatus::Completed {
+        for step in &r.steps {
+            for o in &step.thresholds {
+                println!("step {}: {}", step.index, loadtest::thresholds::line(o));
+            }
+        }
+    }
 }
 
 fn print_summary(outcome: &LoadTestOutcome) {

@@ -168,3 +168,43 @@ fn serial_real_prometheus_sweep_windows_count_each_step_s_requests() {
         .unwrap();
     assert!(eval1 - range1 >= end0 - 1e-6, "{steps:?}");
 }
+
+/// A threshold every step must meet: a step that crosses it makes the run exit 1 even when
+/// the pooled figures pass.
+#[test]
+fn a_step_that_crosses_a_threshold_fails_the_sweep() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(60),
+        itl: Duration::from_millis(5),
+        max_num_seqs: 64,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // ~14 req/s at 1 in flight, ~110 at 8: pooled ~60, under the limit; the second step over
+    let (o, r, _) = sweep(
+        &sim,
+        dir.path(),
+        &[
+            "--steps",
+            "1,8",
+            "--step-duration",
+            "1s",
+            "--threshold",
+            "rps<80",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["thresholds"][0]["passed"], true, "{}", r["thresholds"]);
+    assert_eq!(r["steps"][0]["thresholds"][0]["passed"], true);
+    assert_eq!(
+        r["steps"][1]["thresholds"][0]["passed"], false,
+        "{}",
+        r["steps"][1]
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("step 1: WARNING rps<80 crossed"),
+        "{stdout}"
+    );
+}

@@ -74,7 +74,7 @@ fn a_duration_cycles_the_prompts_and_phases_stay_out_of_the_figures() {
         let p = phase(rec);
         let at = f(rec, "start_s");
         // a closed loop's request is in the phase of its issue, a moment before its start
-        let near_edge = [1.0, 3.0].iter().any(|e| (at - e).abs() < 0.02);
+        let near_edge = [1.0, 3.0].iter().any(|e| (at - e).abs() < 0.25);
         let want = if near_edge {
             p.as_str()
         } else if at < 1.0 {
@@ -86,7 +86,7 @@ fn a_duration_cycles_the_prompts_and_phases_stay_out_of_the_figures() {
         };
         assert_eq!(p, want, "{rec}");
         // nothing issued after warm-up + duration + cool-down
-        assert!(at < 4.0 + 0.05, "{rec}");
+        assert!(at < 4.0 + 0.5, "{rec}");
         *counts.entry(p).or_default() += 1;
     }
     assert!(counts["warmup"] > 0 && counts["cooldown"] > 0, "{counts:?}");
@@ -107,6 +107,8 @@ fn a_duration_cycles_the_prompts_and_phases_stay_out_of_the_figures() {
     assert!(!warnings.contains("server counted"), "{warnings}");
     let server_finished = f(&r["server"]["requests_finished"], "value");
     assert_eq!(server_finished as usize, records.len(), "{}", r["server"]);
+    // and the warm-up's and cool-down's requests do not look like other traffic
+    assert_eq!(r["validity"]["valid"], true, "{}", r["validity"]);
 }
 
 #[test]
@@ -222,6 +224,10 @@ fn bad_timing_flags_get_one_clear_line() {
             "--stages and --ramp-up",
         ),
         (vec!["--stages", "1s"], "stage 1 (\"1s\")"),
+        (
+            vec!["--stages", "1s:2", "--warmup", "1s"],
+            "--stages and --warmup 1s",
+        ),
     ] {
         let o = run(load_test()
             .args(["--vllm-url", "http://127.0.0.1:9", "--adapter-name", "a"])

@@ -60,7 +60,8 @@ pub type PresetFlags = &'static [(&'static str, &'static str)];
 /// **command line > env var > file > preset > default**. A preset's flag is dropped when the
 /// layers above set it, or set another flag of one of its [`Presets::groups`] (alternatives
 /// such as `--duration` and `--num-requests`: a user's `--num-requests 5` replaces a preset's
-/// duration rather than clashing with it).
+/// duration rather than clashing with it). The groups hold for the file too: a command-line or
+/// env flag replaces the file's alternatives to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Presets {
     /// The id (and long name) of the flag that names the preset.
@@ -127,12 +128,21 @@ pub fn get_matches_with(
                 format_args!("cannot read it: {e} (from {})", file.from),
             )
         })?;
+        let groups = presets.map_or(&[][..], |p| p.groups);
         for entry in read_entries(&cmd, &file.path, &text)? {
             let set_elsewhere = matches!(
                 given.value_source(entry.id.as_str()),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             );
-            if !set_elsewhere {
+            // an alternative given on the command line or by env replaces the file's (its
+            // --prompt-text over the file's eval-data-path, its --duration over the stages)
+            let replaced = groups
+                .iter()
+                .filter(|g| g.contains(&entry.long.as_str()))
+                .flat_map(|g| g.iter())
+                .filter(|other| **other != entry.long)
+                .any(|other| set_on_command_line_or_env(&cmd, &given, other));
+            if !set_elsewhere && !replaced {
                 from_file.ids.insert(entry.id.clone());
                 from_file.keys.insert(entry.long.clone(), entry.key.clone());
                 from_file.args.extend(entry.args);
@@ -172,6 +182,18 @@ pub fn get_matches_with(
         }
     }
     Ok(Layered { matches, effective })
+}
+
+/// Whether the flag `long` was given on the command line or by an env var.
+fn set_on_command_line_or_env(cmd: &Command, given: &ArgMatches, long: &str) -> bool {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .is_some_and(|a| {
+            matches!(
+                given.value_source(a.get_id().as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
 }
 
 /// The ids and `--long=value` arguments of the preset the layers name, less the flags they set
@@ -914,6 +936,15 @@ mod tests {
         let (d, e) = with_preset(None, &["--preset", "p", "--url", "http://cli:2"]).unwrap();
         assert_eq!(d.url.as_deref(), Some("http://cli:2"));
         assert_eq!((d.concurrency, d.max_tokens), (7, 256));
+        assert_eq!(e["values"]["max-tokens"]["source"], "default");
+        // the groups hold for the file too: the command line's url replaces the file's
+        // max-tokens (its alternative), which then falls to its default, not the preset's
+        let (d, e) = with_preset(
+            Some("max-tokens: 11\n"),
+            &["--preset", "p", "--url", "http://cli:3"],
+        )
+        .unwrap();
+        assert_eq!(d.max_tokens, 256);
         assert_eq!(e["values"]["max-tokens"]["source"], "default");
         // no preset named: nothing changes
         let (d, _) = with_preset(None, &[]).unwrap();

@@ -179,7 +179,8 @@ pub async fn run(
 }
 
 /// Judges the `--threshold`s when the run completed (recorded in `results.thresholds`, each
-/// logged); otherwise records that they were not judged. Whether one was crossed.
+/// logged); otherwise records that they were not judged. Whether one was crossed, on the
+/// pooled figures or in any step of a sweep.
 fn judge_thresholds(cfg: &LoadTestConfig, results: &mut LoadTestResults) -> bool {
     if cfg.thresholds.is_empty() {
         return false;
@@ -201,7 +202,13 @@ fn judge_thresholds(cfg: &LoadTestConfig, results: &mut LoadTestResults) -> bool
             tracing::warn!(threshold = %o.expression, value = ?o.value, "threshold crossed: {}", o.reason);
         }
     }
+    // a sweep: every step must meet them too (a crossed step is a level the server cannot
+    // carry, whatever the pooled figures say)
     results.thresholds.iter().any(|o| !o.passed)
+        || results
+            .steps
+            .iter()
+            .any(|s| s.thresholds.iter().any(|o| !o.passed))
 }
 
 /// Takes every known secret out of every string of `results` ([`crate::secrets::scrub_json`]):

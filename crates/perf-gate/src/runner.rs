@@ -277,7 +277,13 @@ pub async fn run_load(
     } else {
         len
     };
+    // A closed loop sending a list: every request is due at the start (the seed submits them
+    // all at once). A timed, ramped or thinking closed loop: a request is due when its slot
+    // starts waiting, so its queue time is the wait for the level, not its place in the run.
+    let due_when_waiting =
+        !open && (extent.duration.is_some() || opts.profile.is_some() || opts.think.is_some());
     'dispatch: for i in 0..total {
+        let waiting_since = Instant::now();
         // Free finished tasks as we go: memory follows the concurrency, not the request count.
         while let Some(res) = tasks.try_join_next() {
             panicked += u64::from(res.is_err_and(|e| e.is_panic()));
@@ -350,14 +356,18 @@ pub async fn run_load(
         }
         let timing = Timing {
             seq: i as u64,
-            scheduled,
+            scheduled: if due_when_waiting {
+                waiting_since
+            } else {
+                scheduled
+            },
             load_start,
             timeout: opts.request_timeout,
         };
         let phase = extent.phase(issued_at);
         let step = opts.step;
         let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
-        let (in_flight, finished) = (in_flight.clone(), finished.clone());
+        let slot = SlotGuard::take(&in_flight, &finished);
         let pause = opts
             .think
             .as_ref()
@@ -368,21 +378,16 @@ pub async fn run_load(
             Some(p) => probe_dispatched[usize::from(p == Probe::Models)] += 1,
             None => dispatched[bucket(phase, requests[k].arm)] += 1,
         }
-        in_flight.fetch_add(1, Ordering::AcqRel);
         tasks.spawn(async move {
             let mut rec = client.stream(&requests[k], timing).await;
-            let free = move || {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                finished.notify_one();
-            };
             if pause.is_zero() {
-                free();
+                drop(slot);
             } else {
                 // the user thinks before its slot sends again; detached, so the load's end
                 // never waits for a pause
                 tokio::spawn(async move {
                     tokio::time::sleep(pause).await;
-                    free();
+                    drop(slot);
                 });
             }
             rec.phase = phase;
@@ -551,6 +556,30 @@ fn split_missing(missing: [u64; 3], panicked: u64) -> [(u64, u64); 3] {
         left -= lost;
         (lost, m - lost)
     })
+}
+
+/// A request's place in flight: taken at dispatch, freed (the count decremented, the
+/// dispatcher woken) when dropped, so a task that panics or is aborted frees its slot too.
+struct SlotGuard {
+    in_flight: Arc<AtomicU32>,
+    finished: Arc<Notify>,
+}
+
+impl SlotGuard {
+    fn take(in_flight: &Arc<AtomicU32>, finished: &Arc<Notify>) -> SlotGuard {
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        SlotGuard {
+            in_flight: in_flight.clone(),
+            finished: finished.clone(),
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.finished.notify_one();
+    }
 }
 
 /// Sleeps until `at`, or for ever.

@@ -17,6 +17,9 @@
 //! both adapters' requests: the client's counts compared with them are the two arms' together
 //! ([`client_counts`]).
 //!
+//! A timed load's `--warmup`/`--cooldown` requests (`unmeasured`) are inside the server's
+//! window too, and counted with the rest.
+//!
 //! In seed window mode the window is the seed's clock arithmetic, not confirmed samples: its
 //! edges and counts are not checked (that is the seed's behaviour), only restarts.
 
@@ -89,7 +92,8 @@ pub struct ClientCounts {
 
 /// The client's counts of the requests the server's figures cover: the candidate's, plus in a
 /// same-server A/B run (`baseline_arm`) the baseline's, since vLLM labels its series by base
-/// model, not adapter. `None` without client figures.
+/// model, not adapter, plus a timed load's warm-up and cool-down requests (`unmeasured`: left
+/// out of the client's figures, inside the server's window). `None` without client figures.
 pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
     let client = results.client.as_ref()?;
     let mut counts = ClientCounts {
@@ -106,6 +110,15 @@ pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
         counts.successful += c.successful_requests;
         counts.total += c.total_requests;
         counts.reached += c.total_requests.saturating_sub(never_reached);
+    }
+    if let Some(u) = &results.unmeasured {
+        let never_reached: u64 = NEVER_REACHED
+            .iter()
+            .filter_map(|k| u.errors_by_kind.get(*k))
+            .sum();
+        counts.successful += u.successful_requests;
+        counts.total += u.requests;
+        counts.reached += u.requests.saturating_sub(never_reached);
     }
     Some(counts)
 }
@@ -243,6 +256,32 @@ mod tests {
         r.server.as_mut().unwrap().requests_finished = Measured::value(90.0);
         let p = measurement_problems(&r);
         assert!(p[0].contains("client saw 100 succeed"), "{p:?}");
+    }
+
+    #[test]
+    fn a_timed_load_s_warm_up_and_cool_down_count_with_the_server_s_window() {
+        // 100 measured + 30 unmeasured requests, all inside the server's window
+        let mut r = confirmed();
+        r.server.as_mut().unwrap().requests_finished = Measured::value(130.0);
+        assert_eq!(
+            measurement_problems(&r).len(),
+            1,
+            "without them: other traffic"
+        );
+        r.unmeasured = Some(crate::results::UnmeasuredInfo {
+            requests: 30,
+            successful_requests: 30,
+            errors_by_kind: Default::default(),
+            warmup_s: 5.0,
+            cooldown_s: 2.0,
+        });
+        assert!(
+            measurement_problems(&r).is_empty(),
+            "{:?}",
+            measurement_problems(&r)
+        );
+        r.server.as_mut().unwrap().requests_finished = Measured::value(120.0);
+        assert!(measurement_problems(&r)[0].contains("client saw 130 succeed"));
     }
 
     #[test]

@@ -415,7 +415,10 @@ pub(super) async fn measure(
     let mut out = match out {
         Ok(out) => out,
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            // a sweep's later step keeps the earlier steps' records
+            if step.is_none_or(|s| s.index == 0) {
+                let _ = std::fs::remove_file(&partial);
+            }
             return Err(e.into());
         }
     };

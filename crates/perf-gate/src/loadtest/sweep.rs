@@ -19,17 +19,51 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::phases::{Step, measure, open_window, preconnect, records_kept, window_figures};
-use super::{LoadTestConfig, LoadTestError, rfc3339};
+use super::{LoadTestConfig, LoadTestError, PARTIAL_REQUESTS_FILE, rfc3339};
 use crate::client::VllmClient;
 use crate::prom::PrometheusCollector;
+use crate::results::REQUESTS_FILE;
 use crate::results::{
     GeneratorHealth, LoadTestResults, RunStatus, RunTiming, StepResult, Validity, WindowMode,
 };
 use crate::runner::aggregate::Tally;
 use crate::workload::PreparedRequest;
 
-/// Runs every step of the sweep (`cfg.steps`) in order; `Ok` carries the final status.
+/// Runs every step of the sweep (`cfg.steps`) in order; `Ok` carries the final status. A sweep
+/// that stops between steps (a signal, a window that failed) keeps the records of the steps it
+/// ran: `requests.jsonl` is complete for them (unless writing it failed).
 pub(super) async fn run(
+    cfg: &LoadTestConfig,
+    client: &Arc<VllmClient>,
+    collector: Option<&PrometheusCollector>,
+    requests: Vec<PreparedRequest>,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+    started_wall: DateTime<Utc>,
+) -> Result<RunStatus, LoadTestError> {
+    let outcome = run_steps(
+        cfg,
+        client,
+        collector,
+        requests,
+        cancel,
+        results,
+        started_wall,
+    )
+    .await;
+    let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
+    if !matches!(outcome, Err(LoadTestError::Records { .. }))
+        && partial.exists()
+        && let Err(e) = std::fs::rename(&partial, cfg.output_dir.join(REQUESTS_FILE))
+    {
+        results
+            .warnings
+            .push(format!("cannot rename {}: {e}", partial.display()));
+    }
+    outcome
+}
+
+async fn run_steps(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
     collector: Option<&PrometheusCollector>,
@@ -80,9 +114,12 @@ pub(super) async fn run(
         pooled.merge(&out.tally);
         unmeasured.merge(&out.unmeasured);
         probes.merge(&out.probes);
+        // as the runner's rates: the measured window, or what ran of it after the warm-up
         measured_s += step_cfg
             .duration
-            .map_or(out.duration, |d| d.min(out.duration))
+            .map_or(out.duration, |d| {
+                d.min(out.duration.saturating_sub(step_cfg.warmup))
+            })
             .as_secs_f64();
         span = Some((span.map_or(out.load_start, |s| s.0), out.load_end));
         health = Some(match health {

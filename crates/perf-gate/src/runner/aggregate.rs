@@ -219,6 +219,11 @@ impl Probes {
         self.by_task.values().map(|t| t.total).sum()
     }
 
+    /// Tasks that succeeded so far, of every kind.
+    pub fn successful(&self) -> u64 {
+        self.by_task.values().map(|t| t.ok).sum()
+    }
+
     /// Tasks of `probe` finished so far.
     pub fn total(&self, probe: Probe) -> u64 {
         self.by_task.get(&probe).map_or(0, |t| t.total)
@@ -364,7 +369,10 @@ pub fn aggregate(
                 + baseline.as_ref().map_or(0, Tally::total)
                 + unmeasured.total()
                 + probes.count();
-            let ok = tally.ok + baseline.as_ref().map_or(0, |b| b.ok) + unmeasured.ok;
+            let ok = tally.ok
+                + baseline.as_ref().map_or(0, |b| b.ok)
+                + unmeasured.ok
+                + probes.successful();
             let elapsed = started.elapsed().as_secs_f64();
             tracing::info!(
                 done,

@@ -101,6 +101,9 @@ impl fmt::Display for ThinkTime {
     }
 }
 
+/// Mixed into `--seed` for the think-time draws ("think" in ASCII).
+const THINK_KEY: u64 = 0x7468_696e_6b00_0000;
+
 /// seed 003's user classes: name, what it models, its think time.
 pub const USER_CLASSES: [(&str, &str, ThinkTime); 3] = [
     (
@@ -166,7 +169,9 @@ impl Think {
 
     /// The pause after request `seq`: its class by weight, then the class's rule.
     pub fn pause(&self, seq: u64) -> Duration {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        // its own key, so the pauses share no stream with the seed's other draws (arrivals,
+        // prompt sizes, synthetic words)
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ THINK_KEY);
         rng.set_stream(seq);
         let total: f64 = self.classes.iter().map(|c| c.0).sum();
         let mut pick = rng.random::<f64>() * total;

@@ -143,7 +143,7 @@ impl FromStr for TaskMix {
         let mix = TaskMix { weights };
         if mix.generation().is_empty() {
             return Err(TaskMixError(
-                "no generation task (short, medium, long or creative): health and models alone send nothing yet".into(),
+                "no generation task (short, medium, long or creative): health and models alone measure no generation".into(),
             ));
         }
         Ok(mix)
