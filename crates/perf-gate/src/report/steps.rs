@@ -45,18 +45,18 @@ impl<'a> StepView<'a> {
         }
     }
 
-    /// The load as a short label: `c=4` or `rate=2.5/s`.
+    /// The load as a short label: `c=4`, `rate=2.5/s`, or `staged load` (`--stages`).
     pub(crate) fn load_label(&self) -> String {
         match (self.rate, self.concurrency) {
             (Some(r), _) => format!("rate={}/s", super::html::num(r)),
             (None, Some(c)) => format!("c={c}"),
-            (None, None) => "unknown load".into(),
+            (None, None) => "staged load".into(),
         }
     }
 }
 
 /// The run's steps: `results.steps`, or the whole run as step 0 when it has none (a run of
-/// one load: its concurrency, or its rate for an open loop, and the top-level figures; the
+/// one load: its concurrency (none with `--stages`), or its rate for an open loop, and the top-level figures; the
 /// run-level thresholds are its own).
 pub(crate) fn steps(r: &LoadTestResults) -> Vec<StepView<'_>> {
     if !r.steps.is_empty() {
@@ -65,7 +65,10 @@ pub(crate) fn steps(r: &LoadTestResults) -> Vec<StepView<'_>> {
     let timing = r.timing.as_ref();
     vec![StepView {
         index: 0,
-        concurrency: r.config.rate.is_none().then_some(r.config.concurrency),
+        // a staged closed loop has no one level (--concurrency is not used): none, so the
+        // history counts the requests in flight instead
+        concurrency: (r.config.rate.is_none() && r.config.stages.is_none())
+            .then_some(r.config.concurrency),
         rate: r.config.rate,
         load_start: timing.map(|t| t.load_start.as_str()),
         load_end: timing.map(|t| t.load_end.as_str()),
