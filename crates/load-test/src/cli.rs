@@ -675,7 +675,10 @@ fn pushgateway_settings(cli: &Cli) -> anyhow::Result<Option<PushgatewaySettings>
         username: cli.pushgateway_username.clone(),
         password: cli.pushgateway_password.clone(),
         delete_at_end: cli.pushgateway_delete,
-        figures: std::sync::Arc::new(pushgateway::LiveFigures::new(interval)),
+        // published at least every second: a push is never more than that behind the load
+        figures: std::sync::Arc::new(pushgateway::LiveFigures::new(
+            interval.min(Duration::from_secs(1)),
+        )),
     }))
 }
 

@@ -170,7 +170,8 @@ pub struct LiveFigures {
 }
 
 impl LiveFigures {
-    /// A board the aggregator publishes on every `every` (the push interval).
+    /// A board the aggregator publishes on every `every` (at most the push interval: a
+    /// push shows a snapshot at most `every` old).
     pub fn new(every: Duration) -> Self {
         LiveFigures {
             every,
