@@ -302,3 +302,38 @@ fn basic_auth_is_sent_and_the_password_never_written() {
         assert!(!t.contains(PASSWORD), "the password leaked: {t}");
     }
 }
+
+#[test]
+fn a_gateway_that_refuses_the_push_only_warns_with_its_answer() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gateway = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_string("Unauthorized"))
+            .mount(&server)
+            .await;
+        server
+    });
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut load_test_cmd(
+        &sim,
+        dir.path(),
+        &["--num-requests", "10", "--pushgateway-url", &gateway.uri()],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = results(&dir.path().join("out"));
+    assert_eq!(r["status"], "completed");
+    let w = r["warnings"].to_string();
+    assert!(
+        w.contains("Pushgateway: 1 of 1 requests to http://127.0.0.1:")
+            && w.contains("the Pushgateway answered 401: Unauthorized"),
+        "{w}"
+    );
+}
