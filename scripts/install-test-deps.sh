@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, and nothing twice:
-#   - Debian's `prometheus` (apt-get)
+#   - Debian's `prometheus` and `prometheus-pushgateway` (apt-get)
 #   - Debian's `chromium` and `fonts-liberation` (apt-get): the report test opens the HTML
 #     reports headless (`--dump-dom`, `--screenshot`); without a font its text would not render
 #   - MLflow 3.17.2 with the basic-auth extra, in a venv under the cache dir (pip), and in the
@@ -17,11 +17,12 @@ log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-# System packages the tests and scripts call: Prometheus, curl (health checks), procps (ps,
-# kill), venv support for Debian's python3 (python3 -m venv needs ensurepip), and headless
+# System packages the tests and scripts call: Prometheus and its Pushgateway, curl (health
+# checks), procps (ps, kill), venv support for Debian's python3 (python3 -m venv needs ensurepip), and headless
 # Chromium with a font for the report test (crates/perf-gate/tests/real_report_chromium.rs).
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -38,6 +39,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
 log "prometheus: $(prometheus --version 2>&1 | head -1)"
+log "pushgateway: $(prometheus-pushgateway --version 2>&1 | head -1)"
 log "chromium: $(chromium --version 2>/dev/null | head -1)"
 
 VENV="$CACHE/mlflow-venv"

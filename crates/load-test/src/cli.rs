@@ -16,6 +16,7 @@ use perf_gate::loadtest::{
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
 use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
+use perf_gate::telemetry::pushgateway::{self, PushgatewaySettings};
 use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
 use perf_gate::workload::EndpointChoice;
@@ -468,6 +469,40 @@ pub struct Cli {
     #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value_t = Seconds(DEFAULT_QUERY_TIMEOUT), value_parser = positive_seconds)]
     pub prometheus_timeout: Seconds,
 
+    /// Prometheus Pushgateway to push the client's live figures to (seed 002's `llm_*`
+    /// metrics: TTFT/ITL/E2E percentiles, RPS, tokens/s, error rates, requests in flight),
+    /// every --push-interval and once at the end (`llm_run_finished 1`), as the group
+    /// job/<--pushgateway-job>/instance/<--pushgateway-instance>/adapter/<--adapter-name>. A
+    /// failed push is a warning in the results, never a failed run. `host:port` means http.
+    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway_url: Option<String>,
+
+    /// How often the live figures are pushed (more than 0).
+    #[arg(long, env = "PUSH_INTERVAL", default_value_t = Seconds(pushgateway::DEFAULT_PUSH_INTERVAL), value_parser = positive_seconds)]
+    pub push_interval: Seconds,
+
+    /// `job` of the Pushgateway group.
+    #[arg(long, env = "PUSHGATEWAY_JOB", default_value = pushgateway::DEFAULT_JOB)]
+    pub pushgateway_job: String,
+
+    /// `instance` of the Pushgateway group (default: the host name, e.g. the pod's).
+    #[arg(long, env = "PUSHGATEWAY_INSTANCE", value_name = "NAME")]
+    pub pushgateway_instance: Option<String>,
+
+    /// User name for the Pushgateway's HTTP Basic auth (the password: PUSHGATEWAY_PASSWORD).
+    #[arg(long, env = "PUSHGATEWAY_USERNAME", value_name = "USER")]
+    pub pushgateway_username: Option<String>,
+
+    /// Password for the Pushgateway's HTTP Basic auth; never logged or written (prefer the env
+    /// var; refused in a --config file).
+    #[arg(long, env = "PUSHGATEWAY_PASSWORD", hide_env_values = true)]
+    pub pushgateway_password: Option<String>,
+
+    /// Delete the group from the Pushgateway at the end (after the final push) instead of
+    /// keeping the final figures there for Prometheus to scrape (the default).
+    #[arg(long, env = "PUSHGATEWAY_DELETE", value_parser = BoolishValueParser::new())]
+    pub pushgateway_delete: bool,
+
     /// Log format: text for people, json for Kubernetes.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -488,6 +523,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             .as_deref()
             .map(|u| base_url("--prometheus-url", u))
             .transpose()?;
+        let pushgateway = pushgateway_settings(&cli)?;
         let vllm_tls = TlsSettings::load(
             &transport::VLLM,
             cli.vllm_ca_cert.as_deref(),
@@ -618,9 +654,50 @@ impl TryFrom<Cli> for LoadTestConfig {
             thresholds,
             vllm_tls,
             prometheus_tls,
+            pushgateway,
             effective_config: None,
         })
     }
+}
+
+/// `--pushgateway-*`: the URL checked (`host:port` taken as http), the password registered
+/// with the scrubber.
+fn pushgateway_settings(cli: &Cli) -> anyhow::Result<Option<PushgatewaySettings>> {
+    let Some(raw) = cli.pushgateway_url.as_deref() else {
+        return Ok(None);
+    };
+    if let Some(pw) = &cli.pushgateway_password {
+        perf_gate::secrets::register_basic(
+            cli.pushgateway_username.as_deref().unwrap_or_default(),
+            pw,
+        );
+        if cli.pushgateway_username.is_none() {
+            anyhow::bail!("PUSHGATEWAY_PASSWORD needs --pushgateway-username (HTTP Basic auth)");
+        }
+    }
+    let raw = raw.trim();
+    let url = if raw.contains("://") {
+        base_url("--pushgateway-url", raw)?
+    } else {
+        base_url("--pushgateway-url", &format!("http://{raw}"))?
+    };
+    let interval = Duration::from(cli.push_interval);
+    Ok(Some(PushgatewaySettings {
+        url,
+        job: cli.pushgateway_job.clone(),
+        instance: cli
+            .pushgateway_instance
+            .clone()
+            .unwrap_or_else(pushgateway::default_instance),
+        interval,
+        username: cli.pushgateway_username.clone(),
+        password: cli.pushgateway_password.clone(),
+        delete_at_end: cli.pushgateway_delete,
+        // published at least every second: a push is never more than that behind the load
+        figures: std::sync::Arc::new(pushgateway::LiveFigures::new(
+            interval.min(Duration::from_secs(1)),
+        )),
+    }))
 }
 
 /// `--think-time` or `--user-class`, seeded by `--seed`.
@@ -943,6 +1020,42 @@ mod tests {
             let line = e.lines().next().unwrap();
             assert!(line.contains(flag) && line.contains(want), "{arg}: {e}");
         }
+    }
+
+    #[test]
+    fn pushgateway_flags_build_the_settings() {
+        let url = "--vllm-url=http://h";
+        let cfg = LoadTestConfig::try_from(parse(&[url])).unwrap();
+        assert!(cfg.pushgateway.is_none());
+        let cfg = LoadTestConfig::try_from(parse(&[
+            url,
+            "--pushgateway-url=pgw:9091",
+            "--push-interval=2s",
+            "--pushgateway-instance=pod-1",
+            "--pushgateway-username=u",
+            "--pushgateway-password=Pgw-Secret-1",
+        ]))
+        .unwrap();
+        let p = cfg.pushgateway.unwrap();
+        assert_eq!(
+            (p.url.as_str(), p.job.as_str(), p.instance.as_str()),
+            ("http://pgw:9091", pushgateway::DEFAULT_JOB, "pod-1")
+        );
+        assert_eq!(p.interval, Duration::from_secs(2));
+        assert!(!p.delete_at_end);
+        assert!(!format!("{p:?}").contains("Pgw-Secret-1"));
+        assert_eq!(perf_gate::secrets::scrub("x Pgw-Secret-1"), "x <redacted>");
+        let e = LoadTestConfig::try_from(parse(&[
+            url,
+            "--pushgateway-url=http://pgw:9091",
+            "--pushgateway-password=Pgw-Secret-2",
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("needs --pushgateway-username"),
+            "{e}"
+        );
+        assert!(bare(&["--eval-data-path=e", "--push-interval=0"]).is_err());
     }
 
     #[test]

@@ -137,6 +137,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
                 progress_every: None,
                 requests_path: None,
                 slo: None,
+                live_figures: None,
             },
             tokio_util::sync::CancellationToken::new(),
         )

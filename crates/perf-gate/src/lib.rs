@@ -26,6 +26,7 @@ pub mod secrets;
 pub mod stats;
 pub mod step;
 pub mod strict_json;
+pub mod telemetry;
 pub mod transport;
 pub mod urls;
 pub mod workload;

@@ -97,6 +97,18 @@ pub async fn run(
         tracing::warn!("{line}");
         results.warnings.push(line);
     }
+    // seed 002's live figures: a failed push is a warning, never a failed step
+    let pusher = cfg.pushgateway.as_ref().and_then(|p| {
+        match crate::telemetry::pushgateway::Pusher::start(p, &cfg.adapter_name) {
+            Ok(pusher) => Some(pusher),
+            Err(e) => {
+                results
+                    .warnings
+                    .push(format!("Pushgateway: no push: {}", error_line(&e)));
+                None
+            }
+        }
+    });
     let mut exit = match phases::execute(&cfg, &mut results, cancel, started_wall).await {
         Ok(RunStatus::Aborted) => {
             results.status = RunStatus::Aborted;
@@ -128,6 +140,15 @@ pub async fn run(
     }
     if judge_thresholds(&cfg, &mut results) && exit == Exit::Done {
         exit = Exit::Rejected;
+    }
+    if let Some(pusher) = pusher {
+        let last = results
+            .client
+            .as_ref()
+            .map(crate::telemetry::pushgateway::Figures::from_client);
+        if let Some(w) = pusher.finish(last, results.status).await {
+            results.warnings.push(w);
+        }
     }
     // texts that may quote a server (which may echo a credential): no known secret is shown
     // (the error line goes to stdout) or written

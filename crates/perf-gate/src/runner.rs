@@ -97,6 +97,8 @@ pub struct RunOptions {
     pub requests_path: Option<PathBuf>,
     /// Objectives whose attainment is counted (`--slo`).
     pub slo: Option<crate::results::Slo>,
+    /// Where the aggregator publishes live figures (`--pushgateway-url`); `None`: nowhere.
+    pub live_figures: Option<Arc<crate::telemetry::pushgateway::LiveFigures>>,
 }
 
 /// What a run produced.
@@ -245,6 +247,7 @@ pub async fn run_load(
         },
         slo: opts.slo,
         ab,
+        figures: opts.live_figures.clone(),
     };
     let agg_live = live.clone();
     let aggregator = std::thread::Builder::new()

@@ -1,7 +1,7 @@
 //! Test fixtures and tools shared by the integration tests and the scripts:
 //!
-//! - real servers (Prometheus, MLflow, moto) started as child processes on free loopback ports,
-//!   stopped when the fixture is dropped ([`prometheus`], [`mlflow`]), and the simulator as a
+//! - real servers (Prometheus, its Pushgateway, MLflow, moto) started as child processes on free loopback ports,
+//!   stopped when the fixture is dropped ([`prometheus`], [`pushgateway`], [`mlflow`]), and the simulator as a
 //!   process or on its own runtime ([`sim`]);
 //! - the deployment manifests' reader and strict renderer ([`manifest`]) and the check of every
 //!   command line they give against the binaries' own `Cli::command()` ([`clicheck`]);
@@ -30,6 +30,7 @@ pub mod manifest;
 pub mod mlflow;
 pub mod process;
 pub mod prometheus;
+pub mod pushgateway;
 pub mod run;
 pub mod schema;
 pub mod sim;

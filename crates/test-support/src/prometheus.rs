@@ -79,6 +79,16 @@ pub fn config_yaml(job: &str, targets: &[&str], scrape_interval: Duration) -> St
     )
 }
 
+/// The YAML config of [`config_yaml`] with `honor_labels: true` on the job: the scraped
+/// series keep their own `job` and `instance` (a Pushgateway's groups), as Prometheus's docs
+/// ask for a Pushgateway.
+pub fn config_yaml_honor_labels(job: &str, targets: &[&str], scrape_interval: Duration) -> String {
+    config_yaml(job, targets, scrape_interval).replace(
+        "    static_configs:\n",
+        "    honor_labels: true\n    static_configs:\n",
+    )
+}
+
 /// How to start a Prometheus: the one place its command line is written, for the fixture
 /// ([`PrometheusServer`]) and the scripts' detached servers (`vpg-stack prometheus`).
 #[derive(Debug, Clone)]

@@ -39,6 +39,13 @@ const LOAD_TEST_ENV: &[&str] = &[
     "IGNORE_EOS",
     "TOKENIZER_FILE",
     "SEED",
+    "PUSHGATEWAY_URL",
+    "PUSH_INTERVAL",
+    "PUSHGATEWAY_JOB",
+    "PUSHGATEWAY_INSTANCE",
+    "PUSHGATEWAY_USERNAME",
+    "PUSHGATEWAY_PASSWORD",
+    "PUSHGATEWAY_DELETE",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

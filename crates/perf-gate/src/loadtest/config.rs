@@ -127,6 +127,9 @@ pub struct LoadTestConfig {
     /// Which certificates an `https` Prometheus may present (`--prometheus-ca-cert`,
     /// `--prometheus-insecure-tls`).
     pub prometheus_tls: TlsSettings,
+    /// Push the client's live figures to a Prometheus Pushgateway (`--pushgateway-url`, seed
+    /// 002); `None`: no push.
+    pub pushgateway: Option<crate::telemetry::pushgateway::PushgatewaySettings>,
     /// The flags' effective values and sources, written as `config.json` (built by the binary;
     /// holds no secret). `None`: no such file.
     pub effective_config: Option<serde_json::Value>,
@@ -193,6 +196,7 @@ impl std::fmt::Debug for LoadTestConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("vllm_tls", &self.vllm_tls)
             .field("prometheus_tls", &self.prometheus_tls)
+            .field("pushgateway", &self.pushgateway)
             .finish_non_exhaustive()
     }
 }

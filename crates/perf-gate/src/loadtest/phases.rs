@@ -328,6 +328,7 @@ async fn warm_up(
             progress_every: None,
             requests_path: None,
             slo: None,
+            live_figures: None,
         },
         cancel.clone(),
     )
@@ -408,6 +409,7 @@ pub(super) async fn measure(
             progress_every: cfg.progress_every,
             requests_path: Some(partial.clone()),
             slo: cfg.slo,
+            live_figures: cfg.pushgateway.as_ref().map(|p| p.figures.clone()),
         },
         cancel.clone(),
     )

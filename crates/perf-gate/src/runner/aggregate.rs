@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::client::{Phase, RequestRecord};
 use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
+use crate::telemetry::pushgateway::{Figures, LiveFigures, contention_errors};
 use crate::workload::{Arm, Probe};
 
 /// Running totals over finished requests. Mergeable, so sharded runs can combine.
@@ -294,6 +295,50 @@ pub struct AggregatorConfig {
     pub slo: Option<Slo>,
     /// A same-server A/B run: records of [`Arm::Baseline`] go to their own tally.
     pub ab: bool,
+    /// Where to publish live figures (`--pushgateway-url`), at most every
+    /// [`LiveFigures::every`]; `None`: nowhere.
+    pub figures: Option<Arc<LiveFigures>>,
+}
+
+/// The live figures' own histograms (HDR: constant memory, cheap percentiles) and when they
+/// are next published.
+struct Board {
+    next: Instant,
+    ttft: LatencyHistogram,
+    e2e: LatencyHistogram,
+}
+
+impl Board {
+    fn add(&mut self, rec: &RequestRecord) {
+        if let (true, Some(t)) = (rec.ok, rec.ttft_s) {
+            self.ttft.push(t);
+        }
+        if let (true, Some(t)) = (rec.ok, rec.e2e_s) {
+            self.e2e.push(t);
+        }
+    }
+
+    /// The figures of `tally` so far, `elapsed_s` into the load.
+    fn figures(&self, tally: &Tally, in_flight: u64, elapsed_s: f64) -> Figures {
+        let pct = |h: &LatencyHistogram| crate::telemetry::pushgateway::Percentiles {
+            p50: h.percentile(0.5),
+            p90: h.percentile(0.9),
+            p99: h.percentile(0.99),
+        };
+        let per_s = |n: u64| (elapsed_s > 0.0).then(|| n as f64 / elapsed_s);
+        Figures {
+            requests: tally.total,
+            failed: tally.total - tally.ok,
+            contention_errors: contention_errors(&tally.errors),
+            output_tokens: tally.output_tokens,
+            in_flight,
+            requests_per_s: per_s(tally.ok),
+            output_tokens_per_s: per_s(tally.output_tokens),
+            ttft: pct(&self.ttft),
+            itl: pct(&tally.itl),
+            e2e: pct(&self.e2e),
+        }
+    }
 }
 
 /// Runs the aggregator loop until every sender is dropped. Call on a dedicated thread.
@@ -330,15 +375,29 @@ pub fn aggregate(
     let tick = cfg.progress_every.unwrap_or(Duration::from_secs(3600));
     let mut next_progress = started + tick;
     let mut line = Vec::with_capacity(512);
+    // the published live figures' percentiles: the candidate's measured requests only
+    let mut board = cfg.figures.as_ref().map(|f| Board {
+        next: started + f.every(),
+        ttft: LatencyHistogram::default(),
+        e2e: LatencyHistogram::default(),
+    });
     loop {
-        let wait = next_progress.saturating_duration_since(Instant::now());
+        let due = board
+            .as_ref()
+            .map_or(next_progress, |b| b.next.min(next_progress));
+        let wait = due.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(rec) => {
                 match (rec.phase, rec.arm, baseline.as_mut()) {
                     _ if rec.probe.is_some() => probes.add(&rec),
                     (Phase::Warmup | Phase::Cooldown, _, _) => unmeasured.add(&rec),
                     (Phase::Measured, Some(Arm::Baseline), Some(b)) => b.add(&rec),
-                    _ => tally.add(&rec),
+                    _ => {
+                        tally.add(&rec);
+                        if let Some(b) = board.as_mut() {
+                            b.add(&rec);
+                        }
+                    }
                 }
                 if let Some(t) = rec.ttft_s {
                     ttft_hist.push(t);
@@ -362,6 +421,17 @@ pub fn aggregate(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let (Some(b), Some(f)) = (board.as_mut(), cfg.figures.as_ref())
+            && Instant::now() >= b.next
+        {
+            b.next += f.every();
+            let done = tally.total()
+                + baseline.as_ref().map_or(0, Tally::total)
+                + unmeasured.total()
+                + probes.count();
+            let in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done);
+            f.publish(b.figures(&tally, in_flight, started.elapsed().as_secs_f64()));
         }
         if cfg.progress_every.is_some() && Instant::now() >= next_progress {
             next_progress += tick;
@@ -547,6 +617,7 @@ mod tests {
             planned: 2,
             slo: None,
             ab: false,
+            figures: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
@@ -580,6 +651,7 @@ mod tests {
             planned: 3,
             slo: None,
             ab: true,
+            figures: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         for (arm, e2e) in [
@@ -618,6 +690,7 @@ mod tests {
             planned: 1,
             slo: None,
             ab: false,
+            figures: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
