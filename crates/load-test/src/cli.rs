@@ -10,8 +10,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use perf_gate::loadtest::thresholds::Threshold;
 use perf_gate::loadtest::{
-    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
+    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
 };
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
@@ -442,6 +442,16 @@ pub struct Cli {
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
 
+    /// Poll vLLM `/metrics` this often during the load into `vllm_metrics.csv` (running and
+    /// waiting requests, KV cache, token and request counters); 0 turns it off.
+    #[arg(long, env = "POLL_INTERVAL", default_value_t = Seconds(DEFAULT_POLL_INTERVAL))]
+    pub poll_interval: Seconds,
+
+    /// Poll `nvidia-smi` this often during the load into `gpu_metrics.csv` (skipped, with a
+    /// line saying so, when no `nvidia-smi` is on PATH); 0 turns it off. [default: --poll-interval]
+    #[arg(long, env = "GPU_POLL_INTERVAL")]
+    pub gpu_poll_interval: Option<Seconds>,
+
     /// On SIGINT/SIGTERM, time given to in-flight requests before the run is cut short.
     #[arg(long, env = "DRAIN_GRACE", default_value_t = Seconds(DEFAULT_DRAIN_GRACE))]
     pub drain_grace: Seconds,
@@ -594,6 +604,11 @@ impl TryFrom<Cli> for LoadTestConfig {
             },
             progress_every: Some(Duration::from(cli.progress_interval)).filter(|d| !d.is_zero()),
             drain_grace: cli.drain_grace.into(),
+            poll_interval: Some(Duration::from(cli.poll_interval)).filter(|d| !d.is_zero()),
+            gpu_poll_interval: Some(Duration::from(
+                cli.gpu_poll_interval.unwrap_or(cli.poll_interval),
+            ))
+            .filter(|d| !d.is_zero()),
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
             slo: cli.slo,

@@ -29,6 +29,10 @@ use crate::runner::aggregate::Tally;
 use crate::workload::PreparedRequest;
 
 /// Runs every step of the sweep (`cfg.steps`) in order; `Ok` carries the final status.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the single load's phases, plus the poller that spans the steps"
+)]
 pub(super) async fn run(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
@@ -37,6 +41,7 @@ pub(super) async fn run(
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     started_wall: DateTime<Utc>,
+    poller: &super::poll::Poller,
 ) -> Result<RunStatus, LoadTestError> {
     let levels = cfg.steps.as_deref().unwrap_or_default();
     let mut pooled = Tally::with_slo(cfg.slo);
@@ -63,6 +68,7 @@ pub(super) async fn run(
                 "requests in flight"
             }
         );
+        poller.set_step(i as u32);
         let step = Step {
             index: i as u32,
             last: i + 1 == levels.len(),
