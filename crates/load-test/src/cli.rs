@@ -417,6 +417,13 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub preconnect: bool,
 
+    /// Send a W3C `traceparent` header (a fresh sampled trace) with each generation request and
+    /// record it in requests.jsonl, to find a request in vLLM's OpenTelemetry traces;
+    /// `false` sends none.
+    #[arg(long, env = "TRACEPARENT", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub traceparent: bool,
+
     /// Per-request objectives, e.g. `ttft=2s,tpot=50ms,e2e=8s` (any of the three): the share of
     /// requests meeting all of them (goodput; a failure meets none) is reported as
     /// `client.slo_attainment`. TPOT is per request: (E2E - TTFT) / (output tokens - 1).
@@ -611,6 +618,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             .filter(|d| !d.is_zero()),
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
+            traceparent: cli.traceparent,
             slo: cli.slo,
             thresholds,
             vllm_tls,

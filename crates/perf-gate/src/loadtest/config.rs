@@ -123,6 +123,8 @@ pub struct LoadTestConfig {
     /// Open one connection per slot before the load, so no measured request includes a
     /// handshake (a load setting: it changes client TTFT against a run without it).
     pub preconnect: bool,
+    /// Send a W3C `traceparent` with each generation request (recorded per request).
+    pub traceparent: bool,
     /// Per-request objectives whose attainment (goodput) is reported.
     pub slo: Option<crate::results::Slo>,
     /// Criteria judged on the client's figures when the run completes (`--threshold`); a

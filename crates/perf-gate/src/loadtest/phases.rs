@@ -64,6 +64,7 @@ pub(super) async fn execute(
         ClientOptions {
             pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
+            traceparent: cfg.traceparent,
             ..ClientOptions::default()
         },
     )?);
