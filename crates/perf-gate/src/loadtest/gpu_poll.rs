@@ -18,7 +18,7 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::poll::{Clock, CsvOut, GPU_METRICS_FILE, append, field, open, poll_timeout};
+use super::poll::{Clock, CsvOut, GPU_METRICS_FILE, append, error_cell, field, open, poll_timeout};
 
 /// The fields asked of `nvidia-smi --query-gpu`, in column order.
 pub const QUERY: &str = "timestamp,index,name,utilization.gpu,utilization.memory,memory.used,memory.total,temperature.gpu,power.draw";
@@ -112,7 +112,11 @@ async fn poll(
                 .collect(),
             Err(reason) => {
                 failed += 1;
-                vec![format!("{stamp}{}{}", ",".repeat(FIELDS), field(&reason))]
+                vec![format!(
+                    "{stamp}{}{}",
+                    ",".repeat(FIELDS),
+                    error_cell(&reason)
+                )]
             }
         };
         for line in lines {

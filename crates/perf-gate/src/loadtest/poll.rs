@@ -161,6 +161,13 @@ pub(super) fn append(out: &mut CsvOut, name: &str, line: &str) -> Result<(), Str
         .map_err(|e| format!("{name}: polling stopped: cannot write: {e}"))
 }
 
+/// An error cell: scrubbed of every known secret (it may quote a server), then [`field`].
+pub(super) fn error_cell(text: &str) -> String {
+    let mut text = text.to_string();
+    crate::secrets::scrub_string(&mut text);
+    field(&text.replace(['\n', '\r'], " "))
+}
+
 /// One CSV field: quoted (with `"` doubled) when it holds a comma, a quote or a line break.
 pub(super) fn field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -210,13 +217,13 @@ async fn poll_vllm(
             Ok(Ok(snap)) => row(&snap, &mut prev),
             Ok(Err(e)) => {
                 failed += 1;
-                format!(",,,,,,,,{}", field(&crate::step::error_line(&e)))
+                format!(",,,,,,,,{}", error_cell(&crate::step::error_line(&e)))
             }
             Err(_) => {
                 failed += 1;
                 format!(
                     ",,,,,,,,{}",
-                    field(&format!(
+                    error_cell(&format!(
                         "GET /metrics timed out after {:?}",
                         poll_timeout(every)
                     ))
@@ -330,6 +337,52 @@ mod tests {
         assert_eq!(r[2], "0.25");
         assert_eq!(r[4], "7");
         assert_eq!(r[0], "");
+    }
+
+    #[tokio::test]
+    async fn a_failed_scrape_is_a_row_with_empty_values_and_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        // nothing listens on a port just freed
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let scraper = MetricsScraper::new(
+            reqwest::Client::new(),
+            &format!("http://127.0.0.1:{port}"),
+            None,
+        )
+        .unwrap()
+        .with_retry_policy(RetryPolicy::NONE);
+        let out = open(dir.path(), VLLM_METRICS_FILE, VLLM_HEADER).unwrap();
+        let clock = Clock {
+            started: Instant::now(),
+            step: Arc::new(AtomicU32::new(NO_STEP)),
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(poll_vllm(
+            scraper,
+            Duration::from_millis(100),
+            out,
+            clock,
+            cancel.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        cancel.cancel();
+        let warning = task.await.unwrap().expect("a warning");
+        assert!(
+            warning.contains("polls of vLLM /metrics failed"),
+            "{warning}"
+        );
+        let text = std::fs::read_to_string(dir.path().join(VLLM_METRICS_FILE)).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert!(rows.len() >= 2, "{text}");
+        for r in rows {
+            let cells = cells(r);
+            assert!(cells[4..12].iter().all(String::is_empty), "{r}");
+            assert!(!cells[12].is_empty(), "{r}");
+        }
     }
 
     #[test]
