@@ -10,8 +10,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use perf_gate::loadtest::thresholds::Threshold;
 use perf_gate::loadtest::{
-    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
+    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
 };
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
@@ -174,7 +174,7 @@ fn temperature(s: &str) -> Result<f64, String> {
 pub struct Cli {
     /// YAML file of flags (keys: long flag names, e.g. `max-tokens: 64`; lists for repeatable
     /// flags): command line > env var > file > default. Secrets (--api-key) are refused there.
-    /// The effective values go to <output-dir>/config.json.
+    /// The effective values go to `<output-dir>/config.json`.
     #[arg(long, env = "LOAD_TEST_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -436,6 +436,13 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub preconnect: bool,
 
+    /// Send a W3C `traceparent` header (a fresh sampled trace) with each generation request and
+    /// record it in requests.jsonl, to find a request in vLLM's OpenTelemetry traces;
+    /// `false` sends none.
+    #[arg(long, env = "TRACEPARENT", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub traceparent: bool,
+
     /// Per-request objectives, e.g. `ttft=2s,tpot=50ms,e2e=8s` (any of the three): the share of
     /// requests meeting all of them (goodput; a failure meets none) is reported as
     /// `client.slo_attainment`. TPOT is per request: (E2E - TTFT) / (output tokens - 1).
@@ -460,6 +467,16 @@ pub struct Cli {
     /// Interval between progress log lines; 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
+
+    /// Poll vLLM `/metrics` this often during the load into `vllm_metrics.csv` (running and
+    /// waiting requests, KV cache, token and request counters); 0 turns it off.
+    #[arg(long, env = "POLL_INTERVAL", default_value_t = Seconds(DEFAULT_POLL_INTERVAL))]
+    pub poll_interval: Seconds,
+
+    /// Poll `nvidia-smi` this often during the load into `gpu_metrics.csv` (skipped, with a
+    /// line saying so, when no `nvidia-smi` is on PATH); 0 turns it off. [default: --poll-interval]
+    #[arg(long, env = "GPU_POLL_INTERVAL")]
+    pub gpu_poll_interval: Option<Seconds>,
 
     /// On SIGINT/SIGTERM, time given to in-flight requests before the run is cut short.
     #[arg(long, env = "DRAIN_GRACE", default_value_t = Seconds(DEFAULT_DRAIN_GRACE))]
@@ -648,8 +665,14 @@ impl TryFrom<Cli> for LoadTestConfig {
             },
             progress_every: Some(Duration::from(cli.progress_interval)).filter(|d| !d.is_zero()),
             drain_grace: cli.drain_grace.into(),
+            poll_interval: Some(Duration::from(cli.poll_interval)).filter(|d| !d.is_zero()),
+            gpu_poll_interval: Some(Duration::from(
+                cli.gpu_poll_interval.unwrap_or(cli.poll_interval),
+            ))
+            .filter(|d| !d.is_zero()),
             warmup_requests: cli.warmup_requests,
             preconnect: cli.preconnect,
+            traceparent: cli.traceparent,
             slo: cli.slo,
             thresholds,
             vllm_tls,

@@ -120,7 +120,7 @@ pub struct Cli {
 
     /// YAML file of flags (keys: long flag names, e.g. `max-p95-latency: 8.0`): command line >
     /// env var > file > default. Secrets (tokens, passwords) are refused there; not for
-    /// `override`. The effective values go to <output-dir>/config.json.
+    /// `override`. The effective values go to `<output-dir>/config.json`.
     #[arg(long, env = "PERF_DECISION_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -11,6 +11,7 @@
 pub mod record;
 pub mod sse;
 mod stream;
+pub mod trace;
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,8 @@ pub struct VllmClient {
     base: String,
     shown: String,
     auth: Option<HeaderValue>,
+    /// Hands out each generation request's `traceparent`; `None`: none is sent.
+    trace: Option<std::sync::Arc<trace::TraceIds>>,
 }
 
 /// Connection settings.
@@ -132,6 +135,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Which certificates an `https` vLLM may present.
     pub tls: TlsSettings,
+    /// Send a W3C `traceparent` with each generation request (recorded in its record).
+    pub traceparent: bool,
 }
 
 impl Default for ClientOptions {
@@ -140,6 +145,7 @@ impl Default for ClientOptions {
             pool_size: 64,
             connect_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
+            traceparent: true,
         }
     }
 }
@@ -177,6 +183,9 @@ impl VllmClient {
             base: base.as_str().trim_end_matches('/').to_string(),
             shown: crate::urls::redact_url(base_url),
             auth: auth.header,
+            trace: opts
+                .traceparent
+                .then(|| std::sync::Arc::new(trace::TraceIds::random())),
         })
     }
 
@@ -331,7 +340,20 @@ impl VllmClient {
     /// text, which may quote the server, is scrubbed of every known secret.
     pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
         let url = self.url(req.probe.map_or(req.endpoint.path(), |p| p.path()));
-        let mut rec = stream::execute(&self.http, &url, self.auth.as_ref(), req, timing).await;
+        // a generation's own trace (a GET task is not traced)
+        let traceparent = match (&self.trace, req.probe) {
+            (Some(ids), None) => Some(ids.next()),
+            _ => None,
+        };
+        let mut rec = stream::execute(
+            &self.http,
+            &url,
+            self.auth.as_ref(),
+            req,
+            timing,
+            traceparent,
+        )
+        .await;
         if let Some(e) = rec.error.as_mut() {
             // the detail is cut to a length (with `…`) before it reaches here
             crate::secrets::scrub_cut(e, "…");

@@ -19,17 +19,21 @@ use tokio_util::sync::CancellationToken;
 mod accounting;
 mod config;
 mod error;
+mod gpu_poll;
 mod inputs;
 mod phases;
+mod poll;
 pub mod scenarios;
 mod sweep;
 pub mod thresholds;
 
 pub use config::{
-    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_PROGRESS_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
+    DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
 };
 pub use error::LoadTestError;
+pub use gpu_poll::{GPU_HEADER, QUERY as GPU_QUERY, SKIPPED as GPU_SKIPPED};
+pub use poll::{GPU_METRICS_FILE, VLLM_HEADER, VLLM_METRICS_FILE};
 
 use crate::results::{
     LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunConfig, RunStatus, SCHEMA_VERSION,
@@ -50,6 +54,8 @@ const DOCUMENTS: &[&str] = &[
     crate::report::STATS_CSV_FILE,
     crate::report::STATS_HISTORY_CSV_FILE,
     crate::step::CONFIG_RECORD_FILE,
+    poll::VLLM_METRICS_FILE,
+    poll::GPU_METRICS_FILE,
 ];
 /// Held while the final files are written, and by a second signal's [`mark_killed`] (which
 /// runs on another thread of the runtime): the two never interleave.

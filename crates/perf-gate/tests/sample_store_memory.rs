@@ -77,6 +77,7 @@ fn record(i: u64, ok: bool) -> RequestRecord {
         } else {
             Vec::new()
         },
+        traceparent: None,
     }
 }
 

@@ -116,6 +116,14 @@ impl Sim {
             .expect("invariant: the handle lives until drop")
             .stats()
     }
+
+    /// The `traceparent` header of each generation request the simulator received.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.handle
+            .as_ref()
+            .expect("invariant: the handle lives until drop")
+            .traceparents()
+    }
 }
 
 impl Drop for Sim {

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
@@ -21,7 +21,12 @@ use crate::openai::{self, ApiError, Endpoint};
 use crate::sse::{self, Chunks, FINGERPRINT, json_str};
 
 /// `POST /v1/completions`.
-pub(crate) async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn completions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.traces.record(&headers);
     let resp = generate(&shared, Endpoint::Completions, &body).await;
     shared
         .metrics
@@ -30,7 +35,12 @@ pub(crate) async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) 
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.traces.record(&headers);
     let resp = generate(&shared, Endpoint::Chat, &body).await;
     shared.metrics.http(Handler::Chat, resp.status().as_u16());
     resp

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) models: Models,
     pub(crate) metrics: Metrics,
     pub(crate) counters: Counters,
+    /// The `traceparent` of each generation request received.
+    pub(crate) traces: crate::traces::TraceLog,
     latency: LatencyModel,
     /// Delay multipliers (`--adapter-latency-scale`): the base model's, then one per adapter
     /// in `--lora-modules` order.
@@ -124,6 +126,7 @@ impl Shared {
             models: Models::new(&config, created),
             metrics,
             counters: Counters::default(),
+            traces: Default::default(),
             latency: LatencyModel {
                 ttft: config.ttft,
                 itl: config.itl,

@@ -38,8 +38,10 @@ mod server;
 mod sse;
 mod tokenize;
 mod tokens;
+mod traces;
 
 pub use config::{ConfigError, CutMode, LatencyScale, LoraModule, SimConfig};
 pub use engine::SimStats;
 pub use metrics::FinishReason;
 pub use server::{SimHandle, VERSION, spawn};
+pub use traces::TRACE_LOG_CAP;

@@ -58,6 +58,12 @@ impl SimHandle {
         self.shared.counters.snapshot()
     }
 
+    /// The W3C `traceparent` header of each generation request received (the most recent
+    /// [`crate::TRACE_LOG_CAP`]), in arrival order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.shared.traces.snapshot()
+    }
+
     /// Stops accepting connections and waits until requests in flight are done.
     pub async fn shutdown(mut self) -> io::Result<()> {
         self.cancel.cancel();

@@ -131,6 +131,10 @@ pub struct RequestRecord {
     /// written to `requests.jsonl`).
     #[serde(skip)]
     pub itl_gaps: Vec<f32>,
+    /// The W3C `traceparent` sent with the request (find it in vLLM's OpenTelemetry traces);
+    /// absent when none was sent (`--no-traceparent`, a GET task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl RequestRecord {

@@ -103,6 +103,7 @@ pub(crate) async fn execute(
     auth: Option<&HeaderValue>,
     req: &PreparedRequest,
     timing: Timing,
+    traceparent: Option<super::trace::TraceParent>,
 ) -> RequestRecord {
     let start = Instant::now();
     let offset = |t: Instant| t.saturating_duration_since(timing.load_start).as_secs_f64();
@@ -129,6 +130,7 @@ pub(crate) async fn execute(
         itl_mean_s: None,
         itl_max_s: None,
         itl_gaps: Vec::new(),
+        traceparent: traceparent.map(|t| t.as_str().to_owned()),
     };
     // The deadline is enforced twice: `timeout_at` ends the request while it waits (for the
     // answer, for a chunk), and `read_stream` checks the clock at every chunk, because a body
@@ -211,6 +213,9 @@ async fn read_stream(
         .body(req.body.clone());
     if let Some(a) = auth {
         builder = builder.header(AUTHORIZATION, a.clone());
+    }
+    if let Some(t) = rec.traceparent.as_deref() {
+        builder = builder.header("traceparent", t);
     }
     let mut resp = builder.send().await.map_err(|e| classify(e, false))?;
     let status = resp.status();
@@ -443,7 +448,7 @@ mod tests {
             load_start: now,
             timeout,
         };
-        execute(&http, url, None, &request(), timing).await
+        execute(&http, url, None, &request(), timing, None).await
     }
 
     fn empty_record() -> RequestRecord {
@@ -470,6 +475,7 @@ mod tests {
             itl_mean_s: None,
             itl_max_s: None,
             itl_gaps: Vec::new(),
+            traceparent: None,
         }
     }
 

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_TOKENS: u32 = 256;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Interval of the progress log lines by default.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Interval of the `/metrics` and `nvidia-smi` polls during the load by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Grace for in-flight requests after SIGINT/SIGTERM by default.
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(10);
 
@@ -112,11 +114,17 @@ pub struct LoadTestConfig {
     pub progress_every: Option<Duration>,
     /// Grace for in-flight requests after SIGINT/SIGTERM.
     pub drain_grace: Duration,
+    /// Poll vLLM `/metrics` this often during the load into `vllm_metrics.csv` (`None`: no poll).
+    pub poll_interval: Option<Duration>,
+    /// Poll `nvidia-smi` this often during the load into `gpu_metrics.csv` (`None`: no poll).
+    pub gpu_poll_interval: Option<Duration>,
     /// Requests sent before the measurement and left out of it.
     pub warmup_requests: u32,
     /// Open one connection per slot before the load, so no measured request includes a
     /// handshake (a load setting: it changes client TTFT against a run without it).
     pub preconnect: bool,
+    /// Send a W3C `traceparent` with each generation request (recorded per request).
+    pub traceparent: bool,
     /// Per-request objectives whose attainment (goodput) is reported.
     pub slo: Option<crate::results::Slo>,
     /// Criteria judged on the client's figures when the run completes (`--threshold`); a

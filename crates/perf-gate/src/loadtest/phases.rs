@@ -64,6 +64,7 @@ pub(super) async fn execute(
         ClientOptions {
             pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
+            traceparent: cfg.traceparent,
             ..ClientOptions::default()
         },
     )?);
@@ -89,7 +90,9 @@ pub(super) async fn execute(
         });
     }
     if cfg.steps.is_some() {
-        return super::sweep::run(
+        // polled across every step (and the reads of the server between them)
+        let poller = super::poll::Poller::start(cfg, &client);
+        let status = super::sweep::run(
             cfg,
             &client,
             collector.as_ref(),
@@ -97,12 +100,18 @@ pub(super) async fn execute(
             &cancel,
             results,
             started_wall,
+            &poller,
         )
         .await;
+        poller.stop(results).await;
+        return status;
     }
     let server_side = open_window(cfg, &client, collector.as_ref(), &cancel).await?;
     preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?;
-    let out = measure(cfg, &client, requests, &cancel, results, None).await?;
+    let poller = super::poll::Poller::start(cfg, &client);
+    let out = measure(cfg, &client, requests, &cancel, results, None).await;
+    poller.stop(results).await;
+    let out = out?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),
         load_start: rfc3339(out.load_start),

@@ -32,6 +32,10 @@ use crate::workload::PreparedRequest;
 /// Runs every step of the sweep (`cfg.steps`) in order; `Ok` carries the final status. A sweep
 /// that stops between steps (a signal, a window that failed) keeps the records of the steps it
 /// ran: `requests.jsonl` is complete for them (unless writing it failed).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the single load's phases, plus the poller that spans the steps"
+)]
 pub(super) async fn run(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
@@ -40,6 +44,7 @@ pub(super) async fn run(
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     started_wall: DateTime<Utc>,
+    poller: &super::poll::Poller,
 ) -> Result<RunStatus, LoadTestError> {
     let outcome = run_steps(
         cfg,
@@ -49,6 +54,7 @@ pub(super) async fn run(
         cancel,
         results,
         started_wall,
+        poller,
     )
     .await;
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
@@ -63,6 +69,10 @@ pub(super) async fn run(
     outcome
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the single load's phases, plus the poller that spans the steps"
+)]
 async fn run_steps(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
@@ -71,6 +81,7 @@ async fn run_steps(
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     started_wall: DateTime<Utc>,
+    poller: &super::poll::Poller,
 ) -> Result<RunStatus, LoadTestError> {
     let levels = cfg.steps.as_deref().unwrap_or_default();
     let mut pooled = Tally::with_slo(cfg.slo);
@@ -97,6 +108,7 @@ async fn run_steps(
                 "requests in flight"
             }
         );
+        poller.set_step(i as u32);
         let step = Step {
             index: i as u32,
             last: i + 1 == levels.len(),

@@ -499,6 +499,7 @@ mod tests {
             itl_mean_s: None,
             itl_max_s: None,
             itl_gaps: vec![0.1, 0.2],
+            traceparent: None,
         }
     }
 
