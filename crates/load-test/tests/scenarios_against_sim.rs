@@ -7,23 +7,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, load_test_results as results, run, stderr};
+use test_support::steps::{
+    load_test, load_test_against, load_test_results as results, run, stderr,
+};
 
 fn scenario(sim: &Sim, dir: &Path, args: &[&str]) -> (std::process::Output, Value, Value) {
-    let eval = eval_file(dir, 10);
-    let out = dir.join("out");
-    let o = run(load_test()
-        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
-        .arg("--eval-data-path")
-        .arg(&eval)
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--progress-interval", "0", "--max-tokens", "2"])
-        .args(args));
-    let config = std::fs::read_to_string(out.join("config.json"))
+    let run = load_test_against(&sim.url, dir, 10, &[&["--max-tokens", "2"], args].concat());
+    let config = std::fs::read_to_string(run.out.join("config.json"))
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap_or(Value::Null);
-    (o, results(&out), config)
+    (run.output, results(&run.out), config)
 }
 
 fn source<'a>(config: &'a Value, flag: &str) -> &'a str {

@@ -8,26 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use test_support::prometheus::PrometheusServer;
-use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, load_test_results as results, run, stderr};
+use test_support::sim::Sim;
+use test_support::steps::{load_test_against, load_test_results as results, stderr};
 
 fn sweep(sim: &Sim, dir: &Path, args: &[&str]) -> (std::process::Output, Value, Vec<Value>) {
-    let eval = eval_file(dir, 20);
-    let out = dir.join("out");
-    let o = run(load_test()
-        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
-        .arg("--eval-data-path")
-        .arg(&eval)
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--progress-interval", "0", "--max-tokens", "3"])
-        .args(args));
-    let records = std::fs::read_to_string(out.join("requests.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (o, results(&out), records)
+    let run = load_test_against(&sim.url, dir, 20, &[&["--max-tokens", "3"], args].concat());
+    (run.output, results(&run.out), run.records)
 }
 
 /// Requests of `step` in the records, and the largest number of them in flight at once.

@@ -7,27 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, load_test_results as results, run, stderr};
+use test_support::steps::{
+    load_test, load_test_against, load_test_results as results, run, stderr,
+};
 
 /// Runs `load-test` against `sim` with `args`; returns (results, every request record).
 fn timed(sim: &Sim, dir: &Path, args: &[&str]) -> (Value, Vec<Value>) {
-    let eval = eval_file(dir, 20);
-    let out = dir.join("out");
-    let o = run(load_test()
-        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
-        .arg("--eval-data-path")
-        .arg(&eval)
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--progress-interval", "0", "--max-tokens", "2"])
-        .args(args));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let records = std::fs::read_to_string(out.join("requests.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (results(&out), records)
+    let run = load_test_against(&sim.url, dir, 20, &[&["--max-tokens", "2"], args].concat());
+    assert!(run.output.status.success(), "{}", stderr(&run.output));
+    (results(&run.out), run.records)
 }
 
 fn sim(ttft: Duration) -> Sim {

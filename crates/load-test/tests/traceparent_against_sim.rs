@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use perf_gate::client::trace::is_valid;
 use serde_json::Value;
-use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, run, stderr};
+use test_support::sim::Sim;
+use test_support::steps::{load_test_against, stderr};
 
 fn sim() -> Sim {
     Sim::start(vllm_sim::SimConfig {
@@ -21,24 +21,17 @@ fn sim() -> Sim {
 
 /// Runs `load-test` against `sim` with `args`; returns the output directory's request records.
 fn records(sim: &Sim, dir: &Path, args: &[&str]) -> (PathBuf, Vec<Value>) {
-    let eval = eval_file(dir, 10);
-    let out = dir.join("out");
-    let o = run(load_test()
-        .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
-        .arg("--eval-data-path")
-        .arg(&eval)
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--progress-interval", "0", "--poll-interval", "0"])
-        .args(["--max-tokens", "4", "--concurrency", "4"])
-        .args(args));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let recs = std::fs::read_to_string(out.join("requests.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out, recs)
+    let common = [
+        "--poll-interval",
+        "0",
+        "--max-tokens",
+        "4",
+        "--concurrency",
+        "4",
+    ];
+    let run = load_test_against(&sim.url, dir, 10, &[&common[..], args].concat());
+    assert!(run.output.status.success(), "{}", stderr(&run.output));
+    (run.out, run.records)
 }
 
 #[test]

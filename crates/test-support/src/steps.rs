@@ -95,6 +95,47 @@ pub fn run(cmd: &mut std::process::Command) -> Output {
     cmd.output().expect("the command runs")
 }
 
+/// A `load-test` run against a server: what the command printed, where its files went, and
+/// its request records.
+pub struct LoadRun {
+    /// The command's output.
+    pub output: Output,
+    /// The output directory.
+    pub out: PathBuf,
+    /// `requests.jsonl`, one value a line (empty when it was not written).
+    pub records: Vec<Value>,
+}
+
+/// Runs `load-test` against the server at `url` (adapter `candidate`), with an eval file of
+/// `prompts` rows in `dir`, output in `dir/out`, no progress lines, then `args`.
+pub fn load_test_against(url: &str, dir: &Path, prompts: usize, args: &[&str]) -> LoadRun {
+    let eval = crate::sim::eval_file(dir, prompts);
+    let out = dir.join("out");
+    let output = run(load_test()
+        .args(["--vllm-url", url, "--adapter-name", "candidate"])
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--progress-interval", "0"])
+        .args(args));
+    let records = request_records(&out);
+    LoadRun {
+        output,
+        out,
+        records,
+    }
+}
+
+/// The records of `requests.jsonl` in `dir`, one value a line; empty when there is none.
+pub fn request_records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a record: {e}: {l}")))
+        .collect()
+}
+
 /// A process's stderr as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
