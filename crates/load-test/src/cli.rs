@@ -13,6 +13,7 @@ use perf_gate::loadtest::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
     DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
 };
+use perf_gate::mix::{Mix, TargetSpec};
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
 use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
@@ -190,13 +191,48 @@ pub struct Cli {
     #[arg(long)]
     pub list_scenarios: bool,
 
-    /// Base URL of the vLLM OpenAI-compatible server.
-    #[arg(long, env = "VLLM_URL")]
-    pub vllm_url: String,
+    /// Base URL of the vLLM OpenAI-compatible server (not needed with --target).
+    #[arg(long, env = "VLLM_URL", required_unless_present = "targets")]
+    pub vllm_url: Option<String>,
 
-    /// Model id requests are sent to (the candidate LoRA adapter); must be listed by /v1/models.
-    #[arg(long, env = "ADAPTER_NAME")]
-    pub adapter_name: String,
+    /// Model id requests are sent to (the candidate LoRA adapter); must be listed by
+    /// /v1/models. Not needed with --target; with --lora-mix it defaults to the mix's first
+    /// adapter and must be one of them.
+    #[arg(long, env = "ADAPTER_NAME", required_unless_present_any = ["targets", "lora_mix"])]
+    pub adapter_name: Option<String>,
+
+    /// A target of a mixed run (seed 002's "mixed warfare"): several servers loaded at once,
+    /// sharing --concurrency / --rate by weight, each with its own figures (`mix` in the
+    /// results). Repeat the flag (or separate targets with `;`): `--target
+    /// name=Flash,url=http://h:8081,model=llama-7b,weight=0.7`. Keys: url and model
+    /// (required), name (default: the URL's host:port), weight (default 1). Every target gets
+    /// --api-key and the --vllm-* TLS settings; no server-side figures are collected.
+    #[arg(
+        long = "target",
+        env = "LOAD_TEST_TARGETS",
+        value_delimiter = ';',
+        value_name = "name=N,url=URL,model=M,weight=W",
+        conflicts_with_all = ["vllm_url", "adapter_name", "lora_mix"]
+    )]
+    pub targets: Vec<String>,
+
+    /// Several LoRA adapters on the one vLLM of --vllm-url, sharing the load by weight:
+    /// `sql-lora=3,chat-lora=1` (a bare name weighs 1). Each adapter's first request is sent
+    /// alone before the load and any warm-up and reported as its cold load, kept out of the
+    /// percentiles; each adapter gets its own client figures (`mix`). vLLM's server metrics
+    /// are per base model, so the server figures pool the adapters.
+    #[arg(long, env = "LORA_MIX", value_name = "ADAPTER=WEIGHT,...")]
+    pub lora_mix: Option<String>,
+
+    /// With --lora-mix: also send this weight of requests to the adapters' base model (the
+    /// `parent` /v1/models lists), a control stream measured like an adapter (`base`).
+    #[arg(
+        long,
+        env = "BASE_MODEL_WEIGHT",
+        value_name = "WEIGHT",
+        requires = "lora_mix"
+    )]
+    pub base_model_weight: Option<f64>,
 
     /// Also measure this adapter on the same vLLM in the same run (a same-server A/B test); must
     /// be listed by /v1/models and differ from --adapter-name. Each candidate request gets a
@@ -534,7 +570,7 @@ impl TryFrom<Cli> for LoadTestConfig {
         if let Some(key) = &cli.api_key {
             perf_gate::secrets::register(key);
         }
-        let vllm_url = base_url("--vllm-url", &cli.vllm_url)?;
+        let (mix, vllm_url, adapter_name) = mix(&cli)?;
         let prometheus_url = cli
             .prometheus_url
             .as_deref()
@@ -575,10 +611,9 @@ impl TryFrom<Cli> for LoadTestConfig {
         }
         check_timing(&cli)?;
         let think = think(&cli)?;
-        if cli.baseline_adapter.as_deref() == Some(cli.adapter_name.as_str()) {
+        if cli.baseline_adapter.as_deref() == Some(adapter_name.as_str()) {
             anyhow::bail!(
-                "--baseline-adapter must name another adapter than --adapter-name ({:?})",
-                cli.adapter_name
+                "--baseline-adapter must name another adapter than --adapter-name ({adapter_name:?})"
             );
         }
         // clap's `input` group: exactly one source is given
@@ -613,7 +648,7 @@ impl TryFrom<Cli> for LoadTestConfig {
         }
         Ok(LoadTestConfig {
             vllm_url,
-            adapter_name: cli.adapter_name,
+            adapter_name,
             baseline_adapter: cli.baseline_adapter,
             eval_data_path: cli.eval_data_path.clone().unwrap_or_default(),
             concurrency: cli.concurrency,
@@ -679,8 +714,68 @@ impl TryFrom<Cli> for LoadTestConfig {
             prometheus_tls,
             pushgateway,
             effective_config: None,
+            mix,
         })
     }
+}
+
+/// `--target` / `--lora-mix`: the mix, and the URL and adapter the run's single-target parts
+/// (health, polling, the results' `config`) use: the first target's in a target mix.
+fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
+    if !cli.targets.is_empty() {
+        let specs = cli
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                // the spec may hold a URL with credentials: named by position, not echoed
+                let spec: TargetSpec = t.parse().with_context(|| format!("--target #{}", i + 1))?;
+                let url = base_url("--target", &spec.url)?;
+                Ok(TargetSpec { url, ..spec })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mix = Mix::targets(specs).context("--target")?;
+        let first = &mix.members[0];
+        let (url, model) = (
+            first.url.clone().unwrap_or_default(),
+            first.model.clone().unwrap_or_default(),
+        );
+        let bad_with = [
+            (cli.prometheus_url.is_some(), "--prometheus-url"),
+            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
+            (!cli.steps.is_empty(), "--steps"),
+        ];
+        if let Some((_, flag)) = bad_with.iter().find(|(set, _)| *set) {
+            anyhow::bail!(
+                "--target cannot be used with {flag}: a target mix measures each target's client figures (server-side figures describe one server, a sweep or an A/B run one target)"
+            );
+        }
+        return Ok((Some(mix), url, model));
+    }
+    let url = base_url("--vllm-url", cli.vllm_url.as_deref().unwrap_or_default())?;
+    let Some(spec) = &cli.lora_mix else {
+        return Ok((None, url, cli.adapter_name.clone().unwrap_or_default()));
+    };
+    let mix = Mix::adapters(spec, cli.base_model_weight)
+        .with_context(|| format!("--lora-mix {spec:?}"))?;
+    let adapter = match &cli.adapter_name {
+        Some(a) if mix.members.iter().any(|m| m.model.as_deref() == Some(a)) => a.clone(),
+        Some(a) => anyhow::bail!(
+            "--adapter-name {a:?} is not in --lora-mix {spec:?}: the adapter under test must be one of the mix's"
+        ),
+        None => mix.members[0].name.clone(),
+    };
+    for (set, flag) in [
+        (cli.baseline_adapter.is_some(), "--baseline-adapter"),
+        (!cli.steps.is_empty(), "--steps"),
+    ] {
+        if set {
+            anyhow::bail!(
+                "--lora-mix cannot be used with {flag}: a LoRA mix splits one load among its adapters"
+            );
+        }
+    }
+    Ok((Some(mix), url, adapter))
 }
 
 /// `--pushgateway-*`: the URL checked (`host:port` taken as http), the password registered

@@ -130,6 +130,40 @@ fn print_summary(outcome: &LoadTestOutcome) {
             fmt(c.e2e_s.p95)
         );
     }
+    if let Some(mix) = &r.mix {
+        // seed 002's per-endpoint breakdown: each member under the shared load
+        let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"));
+        for m in &mix.members {
+            let c = &m.client;
+            println!(
+                "{} {} ({}, {:.0}% asked, {} sent): {} ok, {} failed, error rate {}, ttft p50/p90/p99 {}/{}/{}, e2e p50/p90/p99 {}/{}/{}, {:.1} tokens/s{}",
+                match m.role {
+                    perf_gate::mix::Role::Target => "target",
+                    perf_gate::mix::Role::Adapter => "adapter",
+                    perf_gate::mix::Role::Base => "base model",
+                },
+                m.name,
+                m.model,
+                m.share_requested * 100.0,
+                c.total_requests,
+                c.successful_requests,
+                c.failed_requests,
+                m.error_rate
+                    .map_or_else(|| "n/a".into(), |e| format!("{:.2}%", e * 100.0)),
+                fmt(c.ttft_s.p50),
+                fmt(c.ttft_s.p90),
+                fmt(c.ttft_s.p99),
+                fmt(c.e2e_s.p50),
+                fmt(c.e2e_s.p90),
+                fmt(c.e2e_s.p99),
+                c.output_tokens_per_s.unwrap_or(0.0),
+                m.cold_load.as_ref().map_or_else(String::new, |cl| format!(
+                    ", cold load: first request ttft {}",
+                    fmt(cl.ttft_s)
+                ))
+            );
+        }
+    }
     for p in &r.probes {
         println!(
             "task {} ({}): {} sent, {} ok, p50 {}",

@@ -451,7 +451,7 @@ fn to_args(
             };
             items
                 .into_iter()
-                .map(|v| scalar(v).map(|s| format!("{flag}={s}")))
+                .map(|v| item(v).map(|s| format!("{flag}={s}")))
                 .collect()
         }
         ArgAction::Set => match value {
@@ -463,6 +463,25 @@ fn to_args(
         },
         _ => Err(format!("--{long} cannot be set in a config file")),
     }
+}
+
+/// An item of a repeatable flag as the command line would spell it: a scalar as itself, a
+/// mapping of scalars as `key=value` pairs joined by commas (`{name: Flash, weight: 0.7}` is
+/// `name=Flash,weight=0.7`, the form of `--target`).
+fn item(v: &serde_norway::Value) -> Result<String, String> {
+    let serde_norway::Value::Mapping(m) = v else {
+        return scalar(v);
+    };
+    let mut pairs = Vec::with_capacity(m.len());
+    for (k, v) in m {
+        let k = scalar(k)?;
+        let v = scalar(v).map_err(|e| format!("{k}: {e}"))?;
+        pairs.push(format!("{k}={v}"));
+    }
+    if pairs.is_empty() {
+        return Err("an empty mapping".into());
+    }
+    Ok(pairs.join(","))
 }
 
 /// A scalar as the command line would spell it.
@@ -680,6 +699,27 @@ mod tests {
     }
 
     use clap::FromArgMatches as _;
+
+    #[test]
+    fn a_mapping_is_written_as_key_value_pairs() {
+        // a list of mappings for a repeatable flag (seed 002's `servers:`), one value each
+        let yaml = "threshold:\n  - {name: Flash, url: 'http://h:1', weight: 0.7}\n  - name: Thinker\n    weight: 3\n";
+        let (d, _) = parse(yaml, &[]).unwrap();
+        assert_eq!(
+            d.thresholds,
+            [
+                "name=Flash,url=http://h:1,weight=0.7",
+                "name=Thinker,weight=3"
+            ]
+        );
+        // a nested value is not a command-line value
+        let e = parse("threshold: [{a: [1, 2]}]\n", &[]).unwrap_err();
+        assert!(
+            message(&e).contains("a: expected a value"),
+            "{}",
+            message(&e)
+        );
+    }
 
     #[test]
     fn file_values_lose_to_the_command_line_and_env_and_beat_defaults() {

@@ -138,6 +138,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
                 requests_path: None,
                 slo: None,
                 live_figures: None,
+                mix: None,
             },
             tokio_util::sync::CancellationToken::new(),
         )

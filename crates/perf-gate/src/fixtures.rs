@@ -126,6 +126,9 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             step_duration_s: None,
             think: None,
             scenario: None,
+            targets: Vec::new(),
+            lora_mix: None,
+            base_model_weight: None,
             preconnect: true,
             baseline_adapter: None,
             slo: None,
@@ -216,6 +219,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         thresholds: vec![],
         steps: vec![],
         probes: vec![],
+        mix: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fixtures;
 pub mod fsio;
 pub mod loadtest;
+pub mod mix;
 pub mod mlflow;
 pub mod prom;
 pub mod report;

@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod gpu_poll;
 mod inputs;
+mod mixes;
 mod phases;
 mod poll;
 pub mod scenarios;
@@ -388,6 +389,33 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             step_duration_s: cfg.steps.as_ref().map(|_| cfg.step_duration.as_secs_f64()),
             think: cfg.think.as_ref().map(ToString::to_string),
             scenario: cfg.scenario.clone(),
+            targets: match &cfg.mix {
+                Some(m) if m.kind == crate::mix::MixKind::Targets => m
+                    .members
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "name={},url={},model={},weight={}",
+                            t.name,
+                            redact_url(t.url.as_deref().unwrap_or_default()),
+                            t.model.as_deref().unwrap_or_default(),
+                            t.weight
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            lora_mix: cfg
+                .mix
+                .as_ref()
+                .filter(|m| m.kind == crate::mix::MixKind::Adapters)
+                .map(crate::mix::Mix::adapters_text),
+            base_model_weight: cfg.mix.as_ref().and_then(|m| {
+                m.members
+                    .iter()
+                    .find(|m| m.role == crate::mix::Role::Base)
+                    .map(|m| m.weight)
+            }),
             preconnect: cfg.preconnect,
             baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,
@@ -417,5 +445,6 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         thresholds: Vec::new(),
         steps: Vec::new(),
         probes: Vec::new(),
+        mix: None,
     }
 }

@@ -760,6 +760,16 @@ pub struct RunConfig {
     /// The `--scenario` preset under the flags, if any (its values are in the other fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
+    /// A target mix's `--target`s (`name=...,url=...,model=...,weight=...`, URLs without
+    /// credentials); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// A LoRA mix's adapters and weights (`--lora-mix`, e.g. `sql-a=3,sql-b=1`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_mix: Option<String>,
+    /// The weight of a LoRA mix's base-model control stream (`--base-model-weight`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model_weight: Option<f64>,
     /// Think time between a virtual user's requests (`--think-time`, e.g. `1s..3s`) or the
     /// user classes (`--user-class`, e.g. `standard=3,high=1`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -885,6 +895,69 @@ pub struct LoadTestResults {
     /// step's requests and `server` is absent: each step has its own server window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// A mix's members (`--target`, `--lora-mix`), each with its own client figures; the
+    /// top-level `client` pools them. Absent outside a mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<MixResults>,
+}
+
+/// The members of a mix and their figures under the shared load (seed 002's per-endpoint
+/// breakdown: each one's error rate and latency while the others load the same servers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MixResults {
+    /// `targets` (several servers) or `adapters` (several LoRA adapters on one vLLM).
+    pub kind: crate::mix::MixKind,
+    /// How the requests were split: `smooth weighted round robin` (deterministic).
+    pub split: String,
+    /// What the server-side figures cover (vLLM labels its metrics by base model, not by
+    /// adapter; a target mix has none).
+    pub server_note: String,
+    /// The members, in the order given.
+    pub members: Vec<MixMemberResult>,
+}
+
+/// One member of a mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MixMemberResult {
+    /// Its name (`target` in `requests.jsonl`).
+    pub name: String,
+    /// `target`, `adapter` or `base` (the base-model control stream).
+    pub role: crate::mix::Role,
+    /// Its server (a target), without credentials; absent: `--vllm-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The model its requests named.
+    pub model: String,
+    /// Its weight as given.
+    pub weight: f64,
+    /// Its share of the requests asked for: weight / total weight.
+    pub share_requested: f64,
+    /// Its share of the measured requests sent.
+    pub share_sent: Option<f64>,
+    /// Failed / sent, of its measured requests.
+    pub error_rate: Option<f64>,
+    /// Its requests' client figures (rates over the run's measured time).
+    pub client: ClientMetrics,
+    /// An adapter's first request, sent alone before the load (and before any warm-up): the
+    /// time vLLM took to load it, kept out of the percentiles. Absent for targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_load: Option<ColdLoad>,
+}
+
+/// A LoRA adapter's first request, alone, before the load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ColdLoad {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Its time to first token, seconds (includes loading the adapter, when vLLM had not).
+    pub ttft_s: Option<f64>,
+    /// Its end-to-end latency, seconds.
+    pub e2e_s: Option<f64>,
+    /// Its TTFT above the member's TTFT p50 under load, seconds: the cost of the first request.
+    pub extra_ttft_over_p50_s: Option<f64>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The GET requests of one `--task-mix` task (`health`: `GET /health`, `models`:

@@ -99,6 +99,27 @@ pub struct RunOptions {
     pub slo: Option<crate::results::Slo>,
     /// Where the aggregator publishes live figures (`--pushgateway-url`); `None`: nowhere.
     pub live_figures: Option<Arc<crate::telemetry::pushgateway::LiveFigures>>,
+    /// A mix of targets or adapters ([`DispatchMix`]); `None`: every request as listed.
+    pub mix: Option<Arc<DispatchMix>>,
+}
+
+/// How a mix's requests are dispatched: the request list holds every prompt once per member
+/// (prompt `p`'s body for member `m` at `p * members + m`), and each dispatch takes the next
+/// member of a smooth weighted round robin ([`crate::mix::Picker`]) with the next prompt.
+#[derive(Debug, Clone)]
+pub struct DispatchMix {
+    /// The members' names (stamped on their records as `target`).
+    pub names: Vec<Arc<str>>,
+    /// The members' weights.
+    pub weights: Vec<f64>,
+    /// Each member's own client (a target's server); `None`: the run's client.
+    pub clients: Vec<Option<Arc<VllmClient>>>,
+}
+
+impl DispatchMix {
+    fn members(&self) -> usize {
+        self.names.len()
+    }
 }
 
 /// What a run produced.
@@ -129,6 +150,11 @@ pub struct RunOutput {
     pub health: GeneratorHealth,
     /// How far the dispatches kept to an open loop's schedule (`None` for a closed loop).
     pub schedule_lag: Option<ScheduleLag>,
+    /// Seconds the rates are over: a timed load's measured window, else first issue to last
+    /// finish.
+    pub rate_span_s: f64,
+    /// A mix's measured requests per member (in [`DispatchMix`]'s order); empty without a mix.
+    pub members: Vec<Tally>,
     /// Problems that leave the figures sound (abandoned requests, a saturated generator).
     pub warnings: Vec<String>,
     /// Why the request records (`requests_path`) could not be written in full, if they
@@ -198,6 +224,17 @@ pub async fn run_load(
     if requests.is_empty() {
         return Err(RunError::Schedule("no requests to send".into()));
     }
+    let members = opts.mix.as_ref().map_or(1, |m| m.members());
+    if members == 0 || !requests.len().is_multiple_of(members) {
+        return Err(RunError::Schedule(format!(
+            "{} requests cannot be split among {members} mix members",
+            requests.len()
+        )));
+    }
+    let mut picker = opts
+        .mix
+        .as_ref()
+        .map(|m| crate::mix::Picker::new(m.weights.clone()));
     // the closed loop's level (requests in flight) or the open loop's (requests per second)
     let (profile, mut offsets, cap) = match opts.schedule {
         Schedule::Closed { concurrency } if concurrency > 0 => (
@@ -248,6 +285,7 @@ pub async fn run_load(
         slo: opts.slo,
         ab,
         figures: opts.live_figures.clone(),
+        members: opts.mix.as_ref().map_or(0, |m| m.members()),
     };
     let agg_live = live.clone();
     let aggregator = std::thread::Builder::new()
@@ -267,6 +305,8 @@ pub async fn run_load(
     // requests handed to a task, per tally: [candidate (or every request), baseline,
     // unmeasured]
     let mut dispatched = [0u64; 3];
+    // a mix's measured requests handed to a task, per member
+    let mut member_dispatched = vec![0u64; if opts.mix.is_some() { members } else { 0 }];
     // the GET tasks of a task mix, [health, models]: counted apart
     let mut probe_dispatched = [0u64; 2];
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
@@ -274,7 +314,8 @@ pub async fn run_load(
     let mut first_last: Option<(Instant, Instant)> = None;
     let mut last_offset = 0.0f64;
     let mut waited_for_slot = 0u64;
-    let len = requests.len();
+    // prompts (a mix lists each once per member)
+    let len = requests.len() / members;
     let total = if extent.duration.is_some() {
         usize::MAX
     } else {
@@ -375,14 +416,30 @@ pub async fn run_load(
             .think
             .as_ref()
             .map_or(Duration::ZERO, |t| t.pause(i as u64));
-        let k = i % len;
+        let member = picker.as_mut().map(crate::mix::Picker::next_member);
+        let k = (i % len) * members + member.unwrap_or(0);
         live.dispatched.fetch_add(1, Ordering::Relaxed);
         match requests[k].probe {
             Some(p) => probe_dispatched[usize::from(p == Probe::Models)] += 1,
-            None => dispatched[bucket(phase, requests[k].arm)] += 1,
+            None => {
+                let b = bucket(phase, requests[k].arm);
+                dispatched[b] += 1;
+                if let (0, Some(m)) = (b, member) {
+                    member_dispatched[m] += 1;
+                }
+            }
         }
+        let (client, target) = match (opts.mix.as_ref(), member) {
+            (Some(mix), Some(m)) => (
+                mix.clients[m].clone().unwrap_or(client),
+                Some(mix.names[m].clone()),
+            ),
+            _ => (client, None),
+        };
         tasks.spawn(async move {
             let mut rec = client.stream(&requests[k], timing).await;
+            rec.member = member.map(|m| m as u16);
+            rec.target = target;
             if pause.is_zero() {
                 drop(slot);
             } else {
@@ -453,6 +510,14 @@ pub async fn run_load(
     let mut baseline = agg.baseline;
     let mut unmeasured = agg.unmeasured;
     let mut probes = agg.probes;
+    let mut member_tallies = agg.members;
+    for (t, n) in member_tallies.iter_mut().zip(&member_dispatched) {
+        // as the pooled tally's: a request that left no record is a failure of its member
+        let missing = n.saturating_sub(t.total());
+        if missing > 0 {
+            t.add_failures("abandoned", missing);
+        }
+    }
     for (p, n) in [Probe::Health, Probe::Models]
         .into_iter()
         .zip(probe_dispatched)
@@ -533,6 +598,8 @@ pub async fn run_load(
         unmeasured,
         probes,
         baseline_tally: baseline,
+        members: member_tallies,
+        rate_span_s: rate_span,
         health,
         warnings,
         records_error: agg.write_error,

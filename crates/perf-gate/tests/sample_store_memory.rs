@@ -78,6 +78,8 @@ fn record(i: u64, ok: bool) -> RequestRecord {
             Vec::new()
         },
         traceparent: None,
+        target: None,
+        member: None,
     }
 }
 

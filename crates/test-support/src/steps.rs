@@ -46,6 +46,9 @@ const LOAD_TEST_ENV: &[&str] = &[
     "PUSHGATEWAY_USERNAME",
     "PUSHGATEWAY_PASSWORD",
     "PUSHGATEWAY_DELETE",
+    "LOAD_TEST_TARGETS",
+    "LORA_MIX",
+    "BASE_MODEL_WEIGHT",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

@@ -9,7 +9,7 @@ use clap::Parser;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::parse_duration;
 
-use crate::{CutMode, LatencyScale, LoraModule, SimConfig};
+use crate::{CutMode, LatencyScale, LoadTime, LoraModule, SimConfig};
 
 /// A vLLM 0.32-compatible simulator: OpenAI API with SSE streaming, Prometheus /metrics,
 /// a latency model, a FIFO queue and fault injection. Durations take seconds (0.05) or
@@ -70,6 +70,16 @@ pub struct Cli {
         value_name = "NAME=FACTOR"
     )]
     pub adapter_latency_scale: Vec<LatencyScale>,
+    /// An adapter loaded on its first request, as name=duration (e.g. sql-lora=400ms): the
+    /// first request to it (and any arriving while it loads) waits that much more for its
+    /// first token. Repeat the flag, or separate with commas.
+    #[arg(
+        long,
+        env = "VLLM_SIM_LORA_LOAD_TIME",
+        value_delimiter = ',',
+        value_name = "NAME=DURATION"
+    )]
+    pub lora_load_time: Vec<LoadTime>,
     /// k in itl * (1 + k * running / max-num-seqs): decode slows down with load.
     #[arg(long, env = "VLLM_SIM_DECODE_SLOWDOWN", default_value_t = 0.0)]
     pub decode_slowdown: f64,
@@ -137,6 +147,7 @@ impl TryFrom<&Cli> for SimConfig {
             seed: cli.seed,
             max_num_seqs: cli.max_num_seqs,
             adapter_latency_scale: cli.adapter_latency_scale.clone(),
+            lora_load_time: cli.lora_load_time.clone(),
             decode_slowdown: cli.decode_slowdown,
             stop_probability: cli.stop_probability,
             error_rate: cli.error_rate,

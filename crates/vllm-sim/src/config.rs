@@ -85,6 +85,35 @@ impl FromStr for LatencyScale {
     }
 }
 
+/// An adapter that is not loaded until its first request (`--lora-load-time name=duration`):
+/// the first request to it waits `time` more for its first token (vLLM loading the adapter's
+/// weights), and so does every request that arrives while it loads; later ones do not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadTime {
+    /// An adapter of `--lora-modules`.
+    pub name: String,
+    /// How long loading it takes.
+    pub time: std::time::Duration,
+}
+
+impl FromStr for LoadTime {
+    type Err = ConfigError;
+
+    /// Parses `name=duration` (`sql-lora=300ms`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::LoadTime(s.to_owned());
+        let (name, time) = s.split_once('=').ok_or_else(bad)?;
+        let time = perf_gate_cli::parse::parse_duration(time.trim()).map_err(|_| bad())?;
+        if name.trim().is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.trim().to_owned(),
+            time,
+        })
+    }
+}
+
 /// How a stream chosen by `--cut-rate` ends (`--cut-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CutMode {
@@ -148,6 +177,8 @@ pub struct SimConfig {
     /// inter-token delays are multiplied by `factor` (default none: every model at 1).
     /// Metrics stay labelled by the base model, as vLLM's.
     pub adapter_latency_scale: Vec<LatencyScale>,
+    /// Adapters loaded on their first request, and how long that takes (`--lora-load-time`).
+    pub lora_load_time: Vec<LoadTime>,
     /// `--decode-slowdown`: `k` in `itl * (1 + k * running / max_num_seqs)` (default 0).
     pub decode_slowdown: f64,
     /// `--stop-probability`: chance, per generated token, that the sequence ends there
@@ -188,6 +219,7 @@ impl Default for SimConfig {
             seed: 0,
             max_num_seqs: 256,
             adapter_latency_scale: Vec::new(),
+            lora_load_time: Vec::new(),
             decode_slowdown: 0.0,
             stop_probability: 0.0,
             error_rate: 0.0,
@@ -239,6 +271,14 @@ impl SimConfig {
             }
             names.push(&lora.name);
         }
+        for load in &self.lora_load_time {
+            if !self.lora_modules.iter().any(|m| m.name == load.name) {
+                return Err(ConfigError::LoadTime(format!(
+                    "{}={:?}",
+                    load.name, load.time
+                )));
+            }
+        }
         for (i, scale) in self.adapter_latency_scale.iter().enumerate() {
             if !(scale.factor.is_finite() && scale.factor > 0.0) {
                 return Err(ConfigError::LatencyScale(format!(
@@ -271,6 +311,11 @@ pub enum ConfigError {
         "invalid adapter latency scale `{0}`: expected name=factor with a factor greater than 0"
     )]
     LatencyScale(String),
+    /// A `--lora-load-time` entry not of the form `name=duration`, or naming no adapter.
+    #[error(
+        "invalid --lora-load-time `{0}`: expected ADAPTER=DURATION naming an adapter of --lora-modules"
+    )]
+    LoadTime(String),
     /// A `--adapter-latency-scale` naming a model that is not served.
     #[error(
         "--adapter-latency-scale names `{0}`, which is not served (not the base model nor in --lora-modules)"

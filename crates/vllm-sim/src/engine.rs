@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     /// Delay multipliers (`--adapter-latency-scale`): the base model's, then one per adapter
     /// in `--lora-modules` order.
     scales: Vec<f64>,
+    /// Per adapter (in `--lora-modules` order): how long its first request's loading takes
+    /// (`--lora-load-time`), and when it is loaded, set by that first request.
+    load_times: Vec<(Duration, std::sync::OnceLock<Instant>)>,
     rates: FaultRates,
     slots: Arc<Semaphore>,
     next_request: AtomicU64,
@@ -122,7 +125,20 @@ impl Shared {
         let scales = std::iter::once(scale_of(&config.served_model_name))
             .chain(config.lora_modules.iter().map(|m| scale_of(&m.name)))
             .collect();
+        let load_times = config
+            .lora_modules
+            .iter()
+            .map(|m| {
+                let t = config
+                    .lora_load_time
+                    .iter()
+                    .find(|l| l.name == m.name)
+                    .map_or(Duration::ZERO, |l| l.time);
+                (t, std::sync::OnceLock::new())
+            })
+            .collect();
         Self {
+            load_times,
             models: Models::new(&config, created),
             metrics,
             counters: Counters::default(),
@@ -292,6 +308,19 @@ impl Running {
             shared.latency.next_token(&mut self.job.rng, running)
         }
         .mul_f64(self.scale());
+        if self.emitted == 0
+            && let Some((time, loaded)) = self
+                .job
+                .req
+                .model
+                .lora
+                .and_then(|i| shared.load_times.get(i))
+            && !time.is_zero()
+        {
+            // the adapter's first request loads it; requests meanwhile wait for the load too
+            let ready = *loaded.get_or_init(|| self.deadline + *time);
+            self.deadline = self.deadline.max(ready);
+        }
         self.deadline += delay;
         tokio::time::sleep_until(self.deadline.into()).await;
         let now = Instant::now();

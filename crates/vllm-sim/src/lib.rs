@@ -40,7 +40,7 @@ mod tokenize;
 mod tokens;
 mod traces;
 
-pub use config::{ConfigError, CutMode, LatencyScale, LoraModule, SimConfig};
+pub use config::{ConfigError, CutMode, LatencyScale, LoadTime, LoraModule, SimConfig};
 pub use engine::SimStats;
 pub use metrics::FinishReason;
 pub use server::{SimHandle, VERSION, spawn};

@@ -135,6 +135,13 @@ pub struct RequestRecord {
     /// absent when none was sent (`--no-traceparent`, a GET task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The member of a mix (`--target`, `--lora-mix`) the request went to, by name; absent
+    /// outside a mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<std::sync::Arc<str>>,
+    /// The member's index in the mix (for the aggregator; not written).
+    #[serde(skip)]
+    pub member: Option<u16>,
 }
 
 impl RequestRecord {

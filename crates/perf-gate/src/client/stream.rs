@@ -131,6 +131,8 @@ pub(crate) async fn execute(
         itl_max_s: None,
         itl_gaps: Vec::new(),
         traceparent: traceparent.map(|t| t.as_str().to_owned()),
+        target: None,
+        member: None,
     };
     // The deadline is enforced twice: `timeout_at` ends the request while it waits (for the
     // answer, for a chunk), and `read_stream` checks the clock at every chunk, because a body
@@ -474,6 +476,8 @@ mod tests {
             finish_reason: None,
             itl_mean_s: None,
             itl_max_s: None,
+            target: None,
+            member: None,
             itl_gaps: Vec::new(),
             traceparent: None,
         }

@@ -141,6 +141,9 @@ pub struct LoadTestConfig {
     /// The flags' effective values and sources, written as `config.json` (built by the binary;
     /// holds no secret). `None`: no such file.
     pub effective_config: Option<serde_json::Value>,
+    /// A mix of targets (`--target`) or adapters (`--lora-mix`); `None`: one target, one
+    /// adapter. In a target mix `vllm_url` and `adapter_name` are the first target's.
+    pub mix: Option<crate::mix::Mix>,
 }
 
 impl LoadTestConfig {

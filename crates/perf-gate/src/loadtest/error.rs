@@ -20,6 +20,18 @@ pub enum LoadTestError {
     /// while it was checked.
     #[error("the baseline adapter (--baseline-adapter)")]
     BaselineAdapter(#[source] ClientError),
+    /// A member of a mix (`--target`, `--lora-mix`) cannot be used: its server is unreachable
+    /// or unhealthy, or its model is not served.
+    #[error("mix member {member:?} ({flag})")]
+    MixMember {
+        /// The member's name.
+        member: String,
+        /// The flag that named it.
+        flag: &'static str,
+        /// What failed.
+        #[source]
+        source: ClientError,
+    },
     /// Prometheus or vLLM's `/metrics`: a bad setting, or unreachable, erroring.
     #[error(transparent)]
     Metrics(Box<PromError>),
@@ -71,10 +83,14 @@ impl StepFailure for LoadTestError {
         match self {
             LoadTestError::Workload(_) | LoadTestError::OutputDir(_) => Exit::BadInput,
             LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey)
-            | LoadTestError::BaselineAdapter(ClientError::BadUrl(_) | ClientError::BadApiKey) => {
-                Exit::BadInput
-            }
-            LoadTestError::Vllm(_) | LoadTestError::BaselineAdapter(_) => Exit::Dependency,
+            | LoadTestError::BaselineAdapter(ClientError::BadUrl(_) | ClientError::BadApiKey)
+            | LoadTestError::MixMember {
+                source: ClientError::BadUrl(_) | ClientError::BadApiKey,
+                ..
+            } => Exit::BadInput,
+            LoadTestError::Vllm(_)
+            | LoadTestError::BaselineAdapter(_)
+            | LoadTestError::MixMember { .. } => Exit::Dependency,
             LoadTestError::Metrics(e) if e.is_bad_input() => Exit::BadInput,
             LoadTestError::Metrics(_) | LoadTestError::Scrape { .. } => Exit::Dependency,
             LoadTestError::Runner(RunError::Schedule(_)) => Exit::BadInput,

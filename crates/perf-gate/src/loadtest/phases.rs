@@ -72,14 +72,27 @@ pub(super) async fn execute(
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
         let baseline = preflight(cfg, &client, collector.as_ref(), results).await?;
+        let mix = match &cfg.mix {
+            Some(m) => Some((m, super::mixes::check(cfg, m, &client).await?)),
+            None => None,
+        };
         // synthetic prompts are sized with the server's tokenizer: after the health check
-        let requests = super::inputs::build(cfg, inputs, &client, results).await;
-        if cfg.warmup_requests > 0 {
-            results.warmup = Some(warm_up(cfg, &client, &requests, &cancel).await?);
+        let mut requests = super::inputs::build(cfg, inputs, &client, results).await;
+        let mut cold = Vec::new();
+        let mut dispatch = None;
+        if let Some((m, setup)) = &mix {
+            requests = super::mixes::expand(&requests, &setup.models);
+            // before any warm-up, which would load the adapters
+            cold = super::mixes::cold_loads(cfg, m, &client, &requests, &cancel).await?;
+            dispatch = Some(super::mixes::dispatch(m, setup));
         }
-        Ok::<_, LoadTestError>((baseline, requests))
+        if cfg.warmup_requests > 0 {
+            results.warmup =
+                Some(warm_up(cfg, &client, &requests, &cancel, dispatch.as_ref()).await?);
+        }
+        Ok::<_, LoadTestError>((baseline, requests, mix.map(|(m, s)| (m, s, cold, dispatch))))
     };
-    let (baseline_adapter, requests) = tokio::select! {
+    let (baseline_adapter, requests, mix) = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "before the load started" }),
         r = preflight => r?,
@@ -106,10 +119,27 @@ pub(super) async fn execute(
         poller.stop(results).await;
         return status;
     }
-    let server_side = open_window(cfg, &client, collector.as_ref(), &cancel).await?;
-    preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?;
+    // a target mix has no server side: Prometheus and /metrics describe one server
+    let targets = cfg
+        .mix
+        .as_ref()
+        .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
+    let server_side = if targets {
+        None
+    } else {
+        Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
+    };
+    match &mix {
+        Some((_, setup, ..)) if targets => {
+            for c in setup.clients.iter().flatten() {
+                preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
+            }
+        }
+        _ => preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?,
+    }
     let poller = super::poll::Poller::start(cfg, &client);
-    let out = measure(cfg, &client, requests, &cancel, results, None).await;
+    let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
+    let out = measure(cfg, &client, requests, &cancel, results, None, dispatch).await;
     poller.stop(results).await;
     let out = out?;
     results.timing = Some(RunTiming {
@@ -130,19 +160,30 @@ pub(super) async fn execute(
     results.schedule = out.schedule_lag.clone();
     results.unmeasured = unmeasured_info(cfg, &out.unmeasured);
     results.probes = out.probes.summaries();
+    let mix_results = mix
+        .as_ref()
+        .map(|(m, setup, cold, _)| super::mixes::results(m, setup, &out, cold, out.rate_span_s));
     records_kept(&out)?;
     if out.aborted {
+        if let Some(mr) = mix_results {
+            super::mixes::record(results, mr);
+        }
         return Ok(RunStatus::Aborted);
     }
-    let Some(server) = window_figures(server_side, &out, &cancel, results).await? else {
-        return Ok(RunStatus::Aborted);
-    };
-    results.server = Some(server);
-    let validity = crate::decision::validity::validity(results);
-    for r in &validity.reasons {
-        tracing::warn!("measurement not trustworthy: {r}");
+    if let Some(side) = server_side {
+        let Some(server) = window_figures(side, &out, &cancel, results).await? else {
+            return Ok(RunStatus::Aborted);
+        };
+        results.server = Some(server);
+        let validity = crate::decision::validity::validity(results);
+        for r in &validity.reasons {
+            tracing::warn!("measurement not trustworthy: {r}");
+        }
+        results.validity = Some(validity);
     }
-    results.validity = Some(validity);
+    if let Some(mr) = mix_results {
+        super::mixes::record(results, mr);
+    }
     Ok(RunStatus::Completed)
 }
 
@@ -307,9 +348,19 @@ async fn warm_up(
     client: &Arc<VllmClient>,
     requests: &[PreparedRequest],
     cancel: &CancellationToken,
+    mix: Option<&Arc<crate::runner::DispatchMix>>,
 ) -> Result<WarmupInfo, LoadTestError> {
     let arms = if cfg.baseline_adapter.is_some() { 2 } else { 1 };
-    let n = cfg.warmup_requests as usize * arms;
+    // a mix: as many to every member (equal weights take the members in turn, so the list
+    // holds members x members entries per round)
+    let members = mix.map_or(1, |m| m.names.len());
+    let n = cfg.warmup_requests as usize * arms * members * members;
+    let mix = mix.map(|m| {
+        Arc::new(crate::runner::DispatchMix {
+            weights: vec![1.0; members],
+            ..(**m).clone()
+        })
+    });
     let warm: Vec<_> = requests
         .iter()
         .cycle()
@@ -326,7 +377,7 @@ async fn warm_up(
         Arc::new(warm),
         RunOptions {
             schedule: Schedule::Closed {
-                concurrency: (cfg.concurrency as usize).min(n).max(1) as u32,
+                concurrency: (cfg.concurrency as usize).min(n / members).max(1) as u32,
             },
             profile: None,
             extent: Extent::default(),
@@ -338,6 +389,7 @@ async fn warm_up(
             requests_path: None,
             slo: None,
             live_figures: None,
+            mix,
         },
         cancel.clone(),
     )
@@ -385,6 +437,7 @@ pub(super) async fn measure(
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     step: Option<Step>,
+    mix: Option<Arc<crate::runner::DispatchMix>>,
 ) -> Result<RunOutput, LoadTestError> {
     let schedule = match cfg.rate {
         Some(r) => Schedule::Rate {
@@ -419,6 +472,7 @@ pub(super) async fn measure(
             requests_path: Some(partial.clone()),
             slo: cfg.slo,
             live_figures: cfg.pushgateway.as_ref().map(|p| p.figures.clone()),
+            mix,
         },
         cancel.clone(),
     )

@@ -120,6 +120,7 @@ async fn run_steps(
             cancel,
             results,
             Some(step),
+            None,
         )
         .await?;
         records_kept(&out)?;

@@ -279,6 +279,8 @@ pub struct AggregateOutput {
     pub probes: Probes,
     /// Error writing `requests.jsonl`, if any (the run itself is still valid).
     pub write_error: Option<String>,
+    /// A mix's measured requests per member ([`AggregatorConfig::members`] of them).
+    pub members: Vec<Tally>,
 }
 
 /// Aggregator settings.
@@ -298,6 +300,9 @@ pub struct AggregatorConfig {
     /// Where to publish live figures (`--pushgateway-url`), at most every
     /// [`LiveFigures::every`]; `None`: nowhere.
     pub figures: Option<Arc<LiveFigures>>,
+    /// Members of a mix: each measured record with a `member` also goes to that member's
+    /// tally; 0 without a mix.
+    pub members: usize,
 }
 
 /// The live figures' own histograms (HDR: constant memory, cheap percentiles) and when they
@@ -351,6 +356,7 @@ pub fn aggregate(
     let mut baseline = cfg.ab.then(|| Tally::with_slo(cfg.slo));
     let mut unmeasured = Tally::default();
     let mut probes = Probes::default();
+    let mut members: Vec<Tally> = (0..cfg.members).map(|_| Tally::with_slo(cfg.slo)).collect();
     let mut write_error = None;
     let mut out = match &cfg.requests_path {
         Some(p) => match std::fs::OpenOptions::new()
@@ -393,6 +399,9 @@ pub fn aggregate(
                     (Phase::Warmup | Phase::Cooldown, _, _) => unmeasured.add(&rec),
                     (Phase::Measured, Some(Arm::Baseline), Some(b)) => b.add(&rec),
                     _ => {
+                        if let Some(t) = rec.member.and_then(|m| members.get_mut(usize::from(m))) {
+                            t.add(&rec);
+                        }
                         tally.add(&rec);
                         if let Some(b) = board.as_mut() {
                             b.add(&rec);
@@ -467,6 +476,7 @@ pub fn aggregate(
         unmeasured,
         probes,
         write_error,
+        members,
     }
 }
 
@@ -500,6 +510,8 @@ mod tests {
             itl_max_s: None,
             itl_gaps: vec![0.1, 0.2],
             traceparent: None,
+            target: None,
+            member: None,
         }
     }
 
@@ -607,6 +619,47 @@ mod tests {
     }
 
     #[test]
+    fn a_mix_member_s_measured_records_also_go_to_its_tally() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: None,
+            progress_every: None,
+            append: false,
+            planned: 4,
+            slo: None,
+            ab: false,
+            figures: None,
+            members: 2,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        for (member, ok, phase) in [
+            (0u16, true, Phase::Measured),
+            (1, true, Phase::Measured),
+            (1, false, Phase::Measured),
+            // not measured: in neither the pooled nor the member's figures
+            (0, true, Phase::Warmup),
+        ] {
+            let mut r = rec(ok, 0.1, 1.0, Some(2));
+            r.member = Some(member);
+            r.phase = phase;
+            tx.send(r).unwrap();
+        }
+        drop(tx);
+        let out = h.join().unwrap();
+        assert_eq!(out.tally.total(), 3);
+        assert_eq!(out.members.len(), 2);
+        assert_eq!(
+            (out.members[0].total(), out.members[0].successful()),
+            (1, 1)
+        );
+        assert_eq!(
+            (out.members[1].total(), out.members[1].successful()),
+            (2, 1)
+        );
+        assert_eq!(out.unmeasured.total(), 1);
+    }
+
+    #[test]
     fn aggregator_writes_one_line_per_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("requests.jsonl.partial");
@@ -619,6 +672,7 @@ mod tests {
             slo: None,
             ab: false,
             figures: None,
+            members: 0,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
@@ -653,6 +707,7 @@ mod tests {
             slo: None,
             ab: true,
             figures: None,
+            members: 0,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         for (arm, e2e) in [
@@ -692,6 +747,7 @@ mod tests {
             slo: None,
             ab: false,
             figures: None,
+            members: 0,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();

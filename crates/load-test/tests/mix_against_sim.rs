@@ -1,0 +1,367 @@
+//! Mixes against `vllm-sim`: two simulators of different speeds in one target mix (seed 002's
+//! mixed warfare, from a config file), and three adapters of different speeds and load times
+//! plus the base model on one simulator (`--lora-mix`): the weights honoured, each member's
+//! figures its own, each adapter's cold load timed apart from its percentiles.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use test_support::sim::{Sim, eval_file};
+use test_support::steps::{
+    load_test, load_test_against, load_test_results, request_records, run, stderr,
+};
+use vllm_sim::{LatencyScale, LoadTime, LoraModule, SimConfig};
+
+fn member<'a>(results: &'a Value, name: &str) -> &'a Value {
+    results["mix"]["members"]
+        .as_array()
+        .expect("mix.members")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("member {name} in {}", results["mix"]))
+}
+
+fn ms(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("a number: {v}")) * 1e3
+}
+
+#[test]
+fn two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
+    let fast = Sim::start(SimConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(2),
+        ..Default::default()
+    });
+    let slow = Sim::start(SimConfig {
+        ttft: Duration::from_millis(80),
+        itl: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 20);
+    // seed 002's `servers:` list, as the config file's `target:` list of mappings
+    let config = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "target:\n  - {{name: Flash, url: '{}', model: candidate, weight: 0.75}}\n  - name: Thinker\n    url: '{}'\n    model: candidate\n    weight: 0.25\nconcurrency: 8\nmax_tokens: 8\nnum_requests: 80\npoll_interval: 0s\nprogress_interval: 0s\n",
+            fast.url, slow.url
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = run(load_test()
+        .arg("--config")
+        .arg(&config)
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["mix"]["kind"], "targets");
+    let (flash, thinker) = (member(&r, "Flash"), member(&r, "Thinker"));
+    // the smooth round robin: 60 and 20 of the 80 requests, exactly
+    assert_eq!(flash["client"]["total_requests"], 60);
+    assert_eq!(thinker["client"]["total_requests"], 20);
+    assert_eq!(flash["share_sent"], 0.75);
+    assert_eq!(flash["share_requested"], 0.75);
+    assert_eq!(thinker["error_rate"], 0.0);
+    // each server saw its share, and nothing else (no warm-up by default)
+    assert_eq!(fast.stats().accepted, 60);
+    assert_eq!(slow.stats().accepted, 20);
+    // each target's own latency: the slow server's TTFT is ~80 ms, the fast one's ~5 ms
+    let (f, s) = (
+        ms(&flash["client"]["ttft_s"]["p50"]),
+        ms(&thinker["client"]["ttft_s"]["p50"]),
+    );
+    assert!(f < 40.0, "Flash TTFT p50 {f} ms");
+    assert!(s >= 75.0, "Thinker TTFT p50 {s} ms");
+    // the pooled figures count both
+    assert_eq!(r["client"]["total_requests"], 80);
+    // no server figures for a target mix, and no gate measurement
+    assert!(r["server"].is_null(), "{}", r["server"]);
+    assert_eq!(r["validity"]["valid"], false);
+    assert!(
+        r["validity"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("target mix")
+    );
+    assert_eq!(r["config"]["targets"].as_array().unwrap().len(), 2);
+    assert!(
+        r["mix"]["server_note"]
+            .as_str()
+            .unwrap()
+            .contains("no server-side")
+    );
+    // every record names its target
+    let recs = request_records(&out);
+    assert_eq!(recs.len(), 80);
+    let to = |name: &str| recs.iter().filter(|r| r["target"] == name).count();
+    assert_eq!((to("Flash"), to("Thinker")), (60, 20));
+}
+
+#[test]
+fn three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apart() {
+    let adapters = ["fast-lora", "mid-lora", "slow-lora"];
+    let sim = Sim::start(SimConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(2),
+        lora_modules: adapters
+            .iter()
+            .map(|a| LoraModule::new(*a, format!("/models/{a}")))
+            .collect(),
+        adapter_latency_scale: vec![
+            LatencyScale::new("mid-lora", 3.0),
+            LatencyScale::new("slow-lora", 6.0),
+        ],
+        lora_load_time: vec![
+            LoadTime {
+                name: "fast-lora".into(),
+                time: Duration::from_millis(300),
+            },
+            LoadTime {
+                name: "slow-lora".into(),
+                time: Duration::from_millis(600),
+            },
+        ],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 10);
+    let out = dir.path().join("out");
+    let output = run(load_test()
+        .args(["--vllm-url", &sim.url])
+        .args(["--lora-mix", "fast-lora=2,mid-lora=1,slow-lora=1"])
+        .args(["--base-model-weight", "1"])
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args([
+            "--num-requests",
+            "100",
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "4",
+        ])
+        .args(["--progress-interval", "0", "--poll-interval", "0"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["mix"]["kind"], "adapters");
+    // the adapter under test defaults to the mix's first
+    assert_eq!(r["config"]["adapter_name"], "fast-lora");
+    assert_eq!(
+        r["config"]["lora_mix"],
+        "fast-lora=2,mid-lora=1,slow-lora=1"
+    );
+    let names: Vec<&str> = r["mix"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fast-lora", "mid-lora", "slow-lora", "base"]);
+    let base = member(&r, "base");
+    assert_eq!(base["role"], "base");
+    assert_eq!(base["model"], "tiny-base", "the adapters' parent");
+    assert!(base.get("cold_load").is_none());
+    for (name, n) in [
+        ("fast-lora", 40),
+        ("mid-lora", 20),
+        ("slow-lora", 20),
+        ("base", 20),
+    ] {
+        assert_eq!(member(&r, name)["client"]["total_requests"], n, "{name}");
+        assert_eq!(
+            member(&r, name)["client"]["successful_requests"],
+            n,
+            "{name}"
+        );
+    }
+    // each adapter's speed: TTFT 10 / 30 / 60 ms
+    let p50 = |name: &str| ms(&member(&r, name)["client"]["ttft_s"]["p50"]);
+    let (f, m, s) = (p50("fast-lora"), p50("mid-lora"), p50("slow-lora"));
+    assert!(f < m && m < s, "TTFT p50 {f} < {m} < {s} ms");
+    assert!(s >= 55.0, "slow-lora TTFT p50 {s} ms");
+    // the cold loads: the first request waited for the load; the load's requests did not
+    let cold = |name: &str| member(&r, name)["cold_load"].clone();
+    assert!(
+        ms(&cold("fast-lora")["ttft_s"]) >= 300.0,
+        "{}",
+        cold("fast-lora")
+    );
+    assert!(
+        ms(&cold("slow-lora")["ttft_s"]) >= 600.0,
+        "{}",
+        cold("slow-lora")
+    );
+    assert!(
+        ms(&cold("mid-lora")["ttft_s"]) < 200.0,
+        "no load time: {}",
+        cold("mid-lora")
+    );
+    assert!(ms(&cold("fast-lora")["extra_ttft_over_p50_s"]) >= 250.0);
+    for name in adapters {
+        assert_eq!(cold(name)["ok"], true);
+        let max = ms(&member(&r, name)["client"]["ttft_s"]["max"]);
+        assert!(
+            max < 250.0,
+            "{name}: the cold load is not in the figures (max {max} ms)"
+        );
+    }
+    // the server's figures pool every member (vLLM labels by base model), and say so
+    assert!(
+        r["mix"]["server_note"]
+            .as_str()
+            .unwrap()
+            .contains("base model")
+    );
+    assert_eq!(r["server"]["requests_finished"]["value"], 100.0);
+    // three cold loads before the window, 100 in it
+    assert_eq!(sim.stats().accepted, 103);
+    assert_eq!(r["validity"]["valid"], false);
+    let recs = request_records(&out);
+    assert_eq!(recs.iter().filter(|r| r["target"] == "base").count(), 20);
+}
+
+#[test]
+fn a_warm_up_warms_every_member() {
+    let sim = Sim::start(SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        lora_modules: vec![
+            LoraModule::new("a", "/models/a"),
+            LoraModule::new("b", "/models/b"),
+        ],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 4);
+    let out = dir.path().join("out");
+    let output = run(load_test()
+        .args(["--vllm-url", &sim.url, "--lora-mix", "a=9,b=1"])
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--num-requests", "10", "--warmup-requests", "2"])
+        .args([
+            "--max-tokens",
+            "2",
+            "--progress-interval",
+            "0",
+            "--poll-interval",
+            "0",
+        ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    // 2 cold loads, 2 warm-up requests per member, 10 measured
+    assert_eq!(r["warmup"]["requests"], 4, "{}", r["warmup"]);
+    assert_eq!(sim.stats().accepted, 2 + 4 + 10);
+    assert_eq!(member(&r, "a")["client"]["total_requests"], 9);
+}
+
+fn refused(args: &[&str], dir: &Path) -> String {
+    let out = run(load_test()
+        .args(args)
+        .arg("--output-dir")
+        .arg(dir.join("out"))
+        .args(["--prompt-text", "hi"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn bad_mixes_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (
+            &["--target", "name=a,url=http://u:secret@h:1"][..],
+            "--target #1: no model= given",
+        ),
+        (
+            &["--target", "url=http://h:1,model=m,weight=-2"],
+            "weight \"-2\" is not a number above 0",
+        ),
+        (
+            &[
+                "--target",
+                "url=http://h:1,model=m",
+                "--prometheus-url",
+                "http://p:9090",
+            ],
+            "--target cannot be used with --prometheus-url",
+        ),
+        (
+            &[
+                "--target",
+                "name=x,url=http://h:1,model=m;name=x,url=http://h:2,model=m",
+            ],
+            "\"x\" is named twice",
+        ),
+        (
+            &[
+                "--vllm-url",
+                "http://h:1",
+                "--lora-mix",
+                "a,b",
+                "--adapter-name",
+                "c",
+            ],
+            "--adapter-name \"c\" is not in --lora-mix",
+        ),
+        (
+            &["--vllm-url", "http://h:1", "--lora-mix", "a=0"],
+            "--lora-mix \"a=0\": a: weight \"0\" is not a number above 0",
+        ),
+        (
+            &[
+                "--vllm-url",
+                "http://h:1",
+                "--adapter-name",
+                "a",
+                "--base-model-weight",
+                "1",
+            ],
+            "--lora-mix",
+        ),
+    ] {
+        let text = refused(args, dir.path());
+        assert!(text.contains(want), "{args:?}: {text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
+
+#[test]
+fn an_adapter_of_the_mix_that_is_not_served_fails_naming_it() {
+    let sim = Sim::start(SimConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let run = load_test_against(
+        &sim.url,
+        dir.path(),
+        4,
+        &[
+            "--lora-mix",
+            "candidate=1,missing-lora=1",
+            "--poll-interval",
+            "0",
+        ],
+    );
+    assert_eq!(run.output.status.code(), Some(3), "{}", stderr(&run.output));
+    let text = stderr(&run.output);
+    assert!(
+        text.contains("mix member \"missing-lora\" (--lora-mix)") && text.contains("not served"),
+        "{text}"
+    );
+    assert_eq!(
+        sim.stats().accepted,
+        0,
+        "nothing sent before every member is checked"
+    );
+}

@@ -1,0 +1,336 @@
+//! A run over a mix ([`crate::mix`]): every member checked before the load, the prompts'
+//! bodies made once per member, each adapter's first request timed alone (its cold load), and
+//! the figures split per member after the load.
+//!
+//! - A target mix (`--target`, seed 002's mixed warfare): each target has its own client
+//!   (URL, the run's API key and TLS settings) and must serve its model. Server-side figures
+//!   are not collected: Prometheus and `/metrics` describe one server, and the point of the
+//!   mix is each target's client-side latency and errors under the shared load.
+//! - A LoRA mix (`--lora-mix`): every adapter must be served by `--vllm-url`; the base-model
+//!   control stream (`--base-model-weight`) names the adapters' `parent` from `/v1/models`.
+//!   The server-side figures are vLLM's, which it labels by base model: they pool every
+//!   adapter's requests, and say so.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{LoadTestConfig, LoadTestError};
+use crate::client::{ClientOptions, Timing, VllmClient};
+use crate::mix::{Mix, MixKind, Role};
+use crate::results::{ColdLoad, LoadTestResults, MixMemberResult, MixResults};
+use crate::runner::{DispatchMix, RunOutput};
+use crate::urls::redact_url;
+use crate::workload::PreparedRequest;
+
+/// What the preflight found for each member: its client (a target's own) and its model.
+pub(super) struct MixSetup {
+    /// Each member's own client; `None`: the run's.
+    pub clients: Vec<Option<Arc<VllmClient>>>,
+    /// The model each member's requests name.
+    pub models: Vec<String>,
+}
+
+/// The flag a member of `kind` comes from.
+fn flag(kind: MixKind, role: Role) -> &'static str {
+    match (kind, role) {
+        (MixKind::Targets, _) => "--target",
+        (_, Role::Base) => "--base-model-weight",
+        _ => "--lora-mix",
+    }
+}
+
+/// Checks every member before the load: a target's server is healthy and serves its model;
+/// an adapter is served by `client`; the base-model stream's model is the adapters' parent.
+pub(super) async fn check(
+    cfg: &LoadTestConfig,
+    mix: &Mix,
+    client: &Arc<VllmClient>,
+) -> Result<MixSetup, LoadTestError> {
+    let mut clients = Vec::with_capacity(mix.members.len());
+    let mut models = Vec::with_capacity(mix.members.len());
+    let mut parent = None;
+    for m in &mix.members {
+        let err = |source| LoadTestError::MixMember {
+            member: m.name.clone(),
+            flag: flag(mix.kind, m.role),
+            source,
+        };
+        match (m.role, m.url.as_deref(), m.model.as_deref()) {
+            (Role::Target, Some(url), Some(model)) => {
+                let own = Arc::new(
+                    VllmClient::new(
+                        url,
+                        cfg.api_key.as_deref(),
+                        ClientOptions {
+                            pool_size: cfg.peak_concurrency() as usize,
+                            tls: cfg.vllm_tls.clone(),
+                            traceparent: cfg.traceparent,
+                            ..ClientOptions::default()
+                        },
+                    )
+                    .map_err(err)?,
+                );
+                ready(cfg, &own, model).await.map_err(err)?;
+                tracing::info!(target = %m.name, url = %redact_url(url), model, "target is served");
+                clients.push(Some(own));
+                models.push(model.to_string());
+            }
+            (Role::Adapter, _, Some(model)) => {
+                let info = client.find_adapter(model).await.map_err(err)?;
+                tracing::info!(adapter = %info.name, parent = ?info.parent, "mix adapter is served");
+                parent = parent.or(info.parent);
+                clients.push(None);
+                models.push(model.to_string());
+            }
+            _ => {
+                // the base-model stream: the adapters' parent (members are checked in order,
+                // and the base member comes last)
+                let Some(base) = parent.clone() else {
+                    return Err(err(crate::client::ClientError::Models {
+                        url: client.display_url().to_string(),
+                        message: "no adapter of --lora-mix lists a parent (its base model), so the base-model control stream has no model to name".into(),
+                    }));
+                };
+                tracing::info!(model = %base, "base-model control stream");
+                clients.push(None);
+                models.push(base);
+            }
+        }
+    }
+    Ok(MixSetup { clients, models })
+}
+
+/// A target's server healthy (waiting up to `--wait-ready`) and serving `model`.
+async fn ready(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    model: &str,
+) -> Result<(), crate::client::ClientError> {
+    match cfg.wait_ready {
+        Some(t) if !t.is_zero() => client.wait_for_adapter(model, t).await.map(drop),
+        _ => {
+            client.health().await?;
+            client.find_adapter(model).await.map(drop)
+        }
+    }
+}
+
+/// The request list of a mix: each request once per member, in member order (request `p`'s
+/// body for member `m` at `p * members + m`, the layout [`DispatchMix`] reads), the body's
+/// `model` set to the member's. A GET task is the same for every member.
+pub(super) fn expand(requests: &[PreparedRequest], models: &[String]) -> Vec<PreparedRequest> {
+    let mut out = Vec::with_capacity(requests.len() * models.len());
+    for r in requests {
+        for model in models {
+            let mut copy = r.clone();
+            if r.probe.is_none() {
+                copy.body = with_model(&r.body, model);
+            }
+            out.push(copy);
+        }
+    }
+    out
+}
+
+/// `body` (a JSON object) with its `model` replaced.
+fn with_model(body: &[u8], model: &str) -> bytes::Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.insert("model".into(), serde_json::Value::String(model.into()));
+            bytes::Bytes::from(serde_json::to_vec(&o).unwrap_or_else(|_| body.to_vec()))
+        }
+        // the bodies are built by this crate as JSON objects; anything else is sent as built
+        _ => bytes::Bytes::copy_from_slice(body),
+    }
+}
+
+/// How the runner dispatches the mix.
+pub(super) fn dispatch(mix: &Mix, setup: &MixSetup) -> Arc<DispatchMix> {
+    Arc::new(DispatchMix {
+        names: mix
+            .members
+            .iter()
+            .map(|m| Arc::from(m.name.as_str()))
+            .collect(),
+        weights: mix.weights(),
+        clients: setup.clients.clone(),
+    })
+}
+
+/// An adapter mix's cold loads: each adapter's first request (its first prompt), sent alone
+/// and in order before the load and any warm-up, timed like any request. Targets and the
+/// base-model stream get `None`.
+pub(super) async fn cold_loads(
+    cfg: &LoadTestConfig,
+    mix: &Mix,
+    client: &Arc<VllmClient>,
+    expanded: &[PreparedRequest],
+    cancel: &CancellationToken,
+) -> Result<Vec<Option<crate::client::RequestRecord>>, LoadTestError> {
+    let members = mix.members.len();
+    let mut out = Vec::with_capacity(members);
+    for (i, m) in mix.members.iter().enumerate() {
+        if m.role != Role::Adapter {
+            out.push(None);
+            continue;
+        }
+        // the first generation of this member's bodies
+        let Some(req) = expanded
+            .iter()
+            .skip(i)
+            .step_by(members)
+            .find(|r| r.probe.is_none())
+        else {
+            out.push(None);
+            continue;
+        };
+        let now = Instant::now();
+        let timing = Timing {
+            seq: 0,
+            scheduled: now,
+            load_start: now,
+            timeout: cfg.request_timeout,
+        };
+        let rec = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while timing the adapters' first requests" }),
+            r = client.stream(req, timing) => r,
+        };
+        tracing::info!(adapter = %m.name, ok = rec.ok, ttft_s = ?rec.ttft_s, e2e_s = ?rec.e2e_s, "first request to the adapter (cold load)");
+        out.push(Some(rec));
+    }
+    Ok(out)
+}
+
+/// The per-member results of the load `out` (rates over `rate_span` seconds, as the pooled
+/// figures').
+pub(super) fn results(
+    mix: &Mix,
+    setup: &MixSetup,
+    out: &RunOutput,
+    cold: &[Option<crate::client::RequestRecord>],
+    rate_span: f64,
+) -> MixResults {
+    let sent_total: u64 = out.members.iter().map(|t| t.total()).sum();
+    let shares = mix.shares();
+    let members = mix
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let tally = out.members.get(i);
+            let client = tally.map_or_else(
+                || crate::runner::aggregate::Tally::default().metrics(rate_span),
+                |t| t.metrics(rate_span),
+            );
+            let sent = client.total_requests;
+            MixMemberResult {
+                name: m.name.clone(),
+                role: m.role,
+                url: m.url.as_deref().map(redact_url),
+                model: setup.models.get(i).cloned().unwrap_or_default(),
+                weight: m.weight,
+                share_requested: shares[i],
+                share_sent: (sent_total > 0).then(|| sent as f64 / sent_total as f64),
+                error_rate: (sent > 0).then(|| client.failed_requests as f64 / sent as f64),
+                cold_load: cold.get(i).and_then(Option::as_ref).map(|r| ColdLoad {
+                    ok: r.ok,
+                    ttft_s: r.ttft_s,
+                    e2e_s: r.e2e_s,
+                    extra_ttft_over_p50_s: match (r.ttft_s, client.ttft_s.p50) {
+                        (Some(first), Some(p50)) if r.ok => Some(first - p50),
+                        _ => None,
+                    },
+                    error: r.error.clone(),
+                }),
+                client,
+            }
+        })
+        .collect();
+    MixResults {
+        kind: mix.kind,
+        split: "smooth weighted round robin over the dispatched requests (deterministic: within one request of each member's share at every point of the run)".into(),
+        server_note: match mix.kind {
+            MixKind::Targets => "a target mix has no server-side figures: Prometheus and /metrics describe one server; each target's figures here are the client's".into(),
+            MixKind::Adapters => "vLLM labels its metrics by base model, not by adapter: the server-side figures pool every member's requests; the per-adapter figures here are the client's".into(),
+        },
+        members,
+    }
+}
+
+/// Records the mix in `results`: the per-member figures, and why the run is no gate
+/// measurement.
+pub(super) fn record(results: &mut LoadTestResults, mix: MixResults) {
+    for m in &mix.members {
+        if let Some(c) = &m.cold_load
+            && !c.ok
+        {
+            results.warnings.push(format!(
+                "the first request to adapter {:?} (its cold load) failed: {}",
+                m.name,
+                c.error.as_deref().unwrap_or("no detail")
+            ));
+        }
+    }
+    let reason = match mix.kind {
+        MixKind::Targets => {
+            "a target mix: each target's client figures are in `mix`; the gate compares one adapter on one server with its baseline"
+        }
+        MixKind::Adapters => {
+            "a LoRA mix: each adapter's client figures are in `mix` and the server's figures pool them; the gate compares one adapter with its baseline"
+        }
+    };
+    let validity = results
+        .validity
+        .get_or_insert_with(|| crate::results::Validity {
+            valid: false,
+            reasons: Vec::new(),
+        });
+    validity.valid = false;
+    validity.reasons.push(reason.into());
+    results.mix = Some(mix);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{Endpoint, Probe};
+
+    #[test]
+    fn each_request_is_listed_once_per_member_with_its_model() {
+        let req = |body: &str| PreparedRequest {
+            prompt_index: 0,
+            arm: None,
+            endpoint: Endpoint::Completions,
+            body: bytes::Bytes::from(body.to_string()),
+            probe: None,
+        };
+        let list = [
+            req(r#"{"model":"a","prompt":"x","max_tokens":4}"#),
+            Probe::Health.request(),
+            req(r#"{"model":"a","prompt":"y","max_tokens":4}"#),
+        ];
+        let models = ["a".to_string(), "b".to_string()];
+        let out = expand(&list, &models);
+        assert_eq!(out.len(), 6);
+        let model = |r: &PreparedRequest| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["model"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(model(&out[0]), "a");
+        assert_eq!(model(&out[1]), "b");
+        assert_eq!(out[2].probe, Some(Probe::Health));
+        assert_eq!(out[3].probe, Some(Probe::Health));
+        assert_eq!(model(&out[5]), "b");
+        // the rest of the body is unchanged
+        let v: serde_json::Value = serde_json::from_slice(&out[5].body).unwrap();
+        assert_eq!(
+            (v["prompt"].as_str(), v["max_tokens"].as_u64()),
+            (Some("y"), Some(4))
+        );
+    }
+}
