@@ -172,6 +172,10 @@ fn temperature(s: &str) -> Result<f64, String> {
 #[derive(Debug, Parser)]
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
+// where requests go: one server, or the targets of a mix
+#[command(group = clap::ArgGroup::new("server").required(true).args(["vllm_url", "targets"]))]
+// what they name: the adapter under test, a LoRA mix, or the targets' models
+#[command(group = clap::ArgGroup::new("model").required(true).multiple(true).args(["adapter_name", "targets", "lora_mix"]))]
 pub struct Cli {
     /// YAML file of flags (keys: long flag names, e.g. `max-tokens: 64`; lists for repeatable
     /// flags): command line > env var > file > default. Secrets (--api-key) are refused there.
@@ -192,13 +196,13 @@ pub struct Cli {
     pub list_scenarios: bool,
 
     /// Base URL of the vLLM OpenAI-compatible server (not needed with --target).
-    #[arg(long, env = "VLLM_URL", required_unless_present = "targets")]
+    #[arg(long, env = "VLLM_URL")]
     pub vllm_url: Option<String>,
 
     /// Model id requests are sent to (the candidate LoRA adapter); must be listed by
     /// /v1/models. Not needed with --target; with --lora-mix it defaults to the mix's first
     /// adapter and must be one of them.
-    #[arg(long, env = "ADAPTER_NAME", required_unless_present_any = ["targets", "lora_mix"])]
+    #[arg(long, env = "ADAPTER_NAME")]
     pub adapter_name: Option<String>,
 
     /// A target of a mixed run (seed 002's "mixed warfare"): several servers loaded at once,
