@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validate the deployment artifacts offline: workflows/ (Argo), deploy/ (Jobs, kustomize overlays,
-# ServiceMonitor/PodMonitor, Prometheus configs, compose, Grafana dashboard) and the Dockerfile.
+# ServiceMonitor/PodMonitor/PrometheusRule, Prometheus configs, alert rules and their promtool unit tests, the
+# monitoring stack as rendered, compose, Grafana dashboard) and the Dockerfile.
 #
 #   scripts/validate-deploy.sh                 validate everything, then the negative self-test
 #   scripts/validate-deploy.sh --self-test-only
@@ -8,7 +9,8 @@
 #
 # Tools come from a venv at ${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}/validate-venv, created on first
 # use from the pinned scripts/validate/requirements.txt (~15 s, ~300 MB; needs the package index once).
-# After that everything runs offline. promtool (Debian's prometheus package) is used when installed.
+# After that everything runs offline. promtool (Debian's prometheus package) is used when installed; with CI
+# set in the environment a missing promtool is a failure.
 # The flags and env vars the manifests pass to the binaries are checked by the Rust test
 # crates/test-support/tests/manifests.rs (against each binary's own command line), not here.
 # Prints one line per file and `N passed, N failed`; exits non-zero on any failure.

@@ -4,7 +4,8 @@ The file parses; schemaVersion, uid and title are set; panel ids are unique (row
 included) and every panel has a gridPos; every query panel has targets, every target an `expr` and a
 unique refId; every panel and target datasource uses the datasource template variable; every `$var` in an
 expression is a declared variable or a Grafana built-in; no metric uses a name vLLM has removed. When
-promtool exists, every expression (variables substituted) is parsed by Prometheus's own PromQL parser.
+promtool exists, every expression (variables substituted) is parsed by Prometheus's own PromQL parser, and a
+rejected one is named by its panel.
 """
 
 import json
@@ -119,15 +120,30 @@ def _substitute(expr, var_names):
     return _VAR_RE.sub(lambda m: "x" if m.group(1) in var_names else m.group(0), expr)
 
 
-def _promql_errors(exprs, var_names, promtool):
+def _promtool_check(exprs, promtool):
+    """promtool's complaint about a list of expressions (as recording rules), or None when it accepts them."""
     rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:expr_{i}", "expr": _substitute(e, var_names)} for i, (_, e) in enumerate(exprs)]}]}
+        {"record": f"dashboard:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
     with tempfile.TemporaryDirectory() as d:
         f = os.path.join(d, "rules.yml")
         with open(f, "w", encoding="utf-8") as fh:
             yaml.safe_dump(rules, fh)
         out = subprocess.run([promtool, "check", "rules", f], capture_output=True, text=True, timeout=60)
     if out.returncode == 0:
+        return None
+    text = [line.strip() for line in (out.stdout + out.stderr).strip().splitlines() if line.strip()]
+    return text[-1].split(": ", 1)[-1] if text else f"rc={out.returncode}"
+
+
+def _promql_errors(exprs, var_names, promtool):
+    """Every expression parsed by promtool: one call for all; when it fails, one per expression to name the
+    panels whose queries Prometheus rejects."""
+    subst = [(where, _substitute(e, var_names)) for where, e in exprs]
+    if _promtool_check([e for _, e in subst], promtool) is None:
         return []
-    text = (out.stdout + out.stderr).strip().splitlines()
-    return ["promtool rejects a query: " + " | ".join(line.strip() for line in text[-4:])]
+    errs = []
+    for where, e in subst:
+        why = _promtool_check([e], promtool)
+        if why is not None:
+            errs.append(f"{where}: promtool rejects the query {e!r}: {why}")
+    return errs or ["promtool rejects the queries together but none alone"]

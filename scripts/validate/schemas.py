@@ -2,8 +2,8 @@
 
 Core kinds (Job, ConfigMap, PVC, RBAC, ...) go through kubernetes-validate with --strict semantics (unknown
 fields are errors). Argo (WorkflowTemplate, Workflow, CronWorkflow) and prometheus-operator (ServiceMonitor,
-PodMonitor) have no bundled schema anywhere; their JSON Schema is generated from pydantic models (hera's,
-generated from Argo's swagger; cloudcoil's, from prometheus-operator's CRDs) and made strict:
+PodMonitor, PrometheusRule) have no bundled schema anywhere; their JSON Schema is generated from pydantic
+models (hera's, generated from Argo's swagger; cloudcoil's, from prometheus-operator's CRDs) and made strict:
 Optional[X] becomes X, every object that declares its properties rejects others, and a Quantity may be a
 string or a number (as Kubernetes accepts `cpu: 1`).
 """
@@ -23,6 +23,7 @@ CRD_MODELS = {
     ("argoproj.io/v1alpha1", "CronWorkflow"): "hera.workflows.models:CronWorkflow",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "cloudcoil.models.prometheus_operator.v1:ServiceMonitor",
     ("monitoring.coreos.com/v1", "PodMonitor"): "cloudcoil.models.prometheus_operator.v1:PodMonitor",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "cloudcoil.models.prometheus_operator.v1:PrometheusRule",
 }
 
 # Kinds that are build inputs, not cluster objects: validated by rendering them, not by a schema.

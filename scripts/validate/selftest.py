@@ -7,6 +7,7 @@ copies a real file, breaks one thing, and runs the same check the real file went
 import copy
 import json
 import os
+import shutil
 import tempfile
 
 import yaml
@@ -156,6 +157,54 @@ def _cases(root):
             f.write(text.replace("WORKDIR /src", "WORKDIR src").replace("USER 65532:65532", "USER root"))
         return vd.check_dockerfile, out
 
+    stack = os.path.join("deploy", "monitoring-stack")
+    rules_rel = os.path.join(stack, "base", "rules", "vllm-alerts.yml")
+    tests_rel = os.path.join(stack, "base", "rules", "vllm-alerts.test.yml")
+    cr_rel = os.path.join("deploy", "monitoring", "prometheusrule-vllm.yaml")
+
+    def copy_rel(tmp, rel, edit=None):
+        """Copies root/rel to tmp/rel, replacing edit=(old, new) once (the old text must be there)."""
+        with open(os.path.join(root, rel), encoding="utf-8") as f:
+            text = f.read()
+        if edit:
+            assert edit[0] in text, f"{rel} has no {edit[0]!r}"
+            text = text.replace(edit[0], edit[1], 1)
+        out = os.path.join(tmp, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+        return out
+
+    def rules_case(edit):
+        return lambda tmp: (vd.check_rules, copy_rel(tmp, rules_rel, edit))
+
+    def rule_tests_case(rules_edit=None, tests_edit=None):
+        def make(tmp):
+            copy_rel(tmp, rules_rel, rules_edit)
+            return vd.check_rule_tests, copy_rel(tmp, tests_rel, tests_edit)
+        return make
+
+    def stack_case(rel, old, new):
+        """The whole deploy/ tree copied with one edit, the vllm-monitoring overlay rendered and checked."""
+        def make(tmp):
+            d = tempfile.mkdtemp(dir=tmp)
+            shutil.copytree(os.path.join(root, "deploy"), os.path.join(d, "deploy"))
+            src = os.path.join(d, stack, rel)
+            with open(src, encoding="utf-8") as f:
+                text = f.read()
+            assert old in text, f"{rel} has no {old!r}"
+            with open(src, "w", encoding="utf-8") as f:
+                f.write(text.replace(old, new, 1))
+            return vd.check_kustomize, os.path.join(d, stack, "overlays", "vllm-monitoring")
+        return make
+
+    def manifest_case(rel, old, new):
+        return lambda tmp: (vd.check_manifest_file, copy_rel(tmp, rel, (old, new)))
+
+    def diverged_rule_cr(tmp):
+        copy_rel(tmp, rules_rel)
+        return vd.check_manifest_file, copy_rel(tmp, cr_rel, ("DCGM_FI_DEV_GPU_UTIL > 90", "DCGM_FI_DEV_GPU_UTIL > 80"))
+
     return [
         # (description, make, text the errors must contain; None = the unbroken control, which must pass)
         ("unbroken WorkflowTemplate copy (control)", wft_case(lambda docs: None), None),
@@ -179,7 +228,50 @@ def _cases(root):
         ("compose MLflow without --allowed-hosts", compose_without_allowed_hosts, "without --allowed-hosts"),
         ("Dockerfile with a relative WORKDIR (hadolint DL3000)", broken_dockerfile, "DL3000"),
         ("Dockerfile ending as USER root", broken_dockerfile, "non-root USER"),
+        ("unbroken monitoring stack copy (control)", stack_case("base/kustomization.yaml", "resources:", "resources:"),
+         None),
+        ("alert rule that does not parse (promtool check rules)",
+         rules_case(("expr: DCGM_FI_DEV_GPU_UTIL > 90", "expr: DCGM_FI_DEV_GPU_UTIL > (90")), "promtool check rules"),
+        ("alert without a severity label", rules_case(("          severity: warning\n", "")), "label severity is None"),
+        ("alert threshold moved under its unit tests (promtool test rules)",
+         rule_tests_case(rules_edit=("DCGM_FI_DEV_GPU_UTIL > 90", "DCGM_FI_DEV_GPU_UTIL > 95")),
+         "promtool test rules failed"),
+        ("alert with no unit test where it stays silent",
+         rule_tests_case(tests_edit=(
+             "      - eval_time: 4m\n        alertname: VLLMRequestsWaiting\n        exp_alerts: []\n", "")),
+         "alert VLLMRequestsWaiting: no test where it stays silent"),
+        ("Prometheus rule_files matching no mounted file",
+         stack_case("base/prometheus/prometheus.yml", "/etc/prometheus/rules/*.yml", "/etc/prometheus/alerts/*.yml"),
+         "matches no file the container mounts"),
+        ("Prometheus --config.file outside its ConfigMap mount",
+         stack_case("base/prometheus/deployment.yaml", "--config.file=/etc/prometheus/config/prometheus.yml",
+                    "--config.file=/etc/prometheus/prometheus.yml"),
+         "is in no ConfigMap the container mounts"),
+        ("Pushgateway port renamed: the scrape job keeps nothing",
+         stack_case("base/pushgateway/pushgateway.yaml", "    - name: http\n      port: 9091",
+                    "    - name: web\n      port: 9091"),
+         "scrape job pushgateway: its relabel rules keep no Service port"),
+        ("Grafana data source naming no Service",
+         stack_case("base/grafana/provisioning/datasources.yml", "http://prometheus:9090",
+                    "http://prometheus-server:9090"),
+         "names no Service of the render"),
+        ("Service targetPort that no pod names",
+         stack_case("base/dcgm-exporter/dcgm-exporter.yaml", "      targetPort: metrics", "      targetPort: http"),
+         "targetPort http is no named port"),
+        ("PrometheusRule diverging from the rules file", diverged_rule_cr, "spec.groups differs from"),
+        ("DCGM exporter made privileged",
+         manifest_case(os.path.join(stack, "base", "dcgm-exporter", "dcgm-exporter.yaml"),
+                       "            runAsUser: 0\n", "            runAsUser: 0\n            privileged: true\n"),
+         "privileged (root is allowed"),
+        ("Prometheus as root (only the DCGM exporter may be)",
+         manifest_case(os.path.join(stack, "base", "prometheus", "deployment.yaml"),
+                       "        runAsNonRoot: true\n", ""),
+         "runAsNonRoot is not set"),
     ]
+
+
+# Cases only promtool can catch (skipped without it; validate_deploy fails a CI run that lacks promtool).
+NEEDS_PROMTOOL = {"scrape_intervall", "promtool check rules", "promtool test rules failed"}
 
 
 def run(root, report):
@@ -192,7 +284,7 @@ def run(root, report):
                     ctx.wft_index[d["metadata"]["name"]] = copy.deepcopy(d)
         cases = _cases(root)
         for desc, make, expected in cases:
-            if expected == "scrape_intervall" and not ctx.promtool:
+            if expected in NEEDS_PROMTOOL and not ctx.promtool:
                 continue  # nothing to catch it without promtool
             checker, path = make(tmp)
             ctx.yamllint = vd.run_yamllint([path]) if path.endswith((".yaml", ".yml")) else {}

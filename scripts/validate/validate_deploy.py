@@ -25,6 +25,7 @@ import yaml
 
 import argo
 import grafana
+import monitoring
 import schemas
 
 # The shell scripts that belong to the deployment story.
@@ -77,6 +78,8 @@ class Context:
         self.root = root
         self.wft_index = {}
         self.promtool = tool("promtool")
+        # In CI (CI set, as every CI system does) a missing promtool fails the run instead of skipping its checks.
+        self.require_promtool = bool(os.environ.get("CI"))
         self.yamllint = {}
 
     def lint(self, path):
@@ -102,7 +105,40 @@ def _pod_containers(doc):
     return spec, list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
 
 
-def workload_errors(doc, ctx, used):
+# Images allowed to run as root, and why. Such a container still may not be privileged, may add no capability
+# but SYS_ADMIN, and its pod may not share the host's network or PIDs nor mount a host path writable.
+ROOT_IMAGES = {
+    "nvcr.io/nvidia/k8s/dcgm-exporter":
+        "DCGM's host engine refuses to run without root and SYS_ADMIN since 3.6 (NVIDIA/dcgm-exporter#402, #407)",
+}
+
+
+def _image_repo(image):
+    image = str(image or "").split("@")[0]
+    i = image.rfind(":")
+    return image[:i] if i > image.rfind("/") else image
+
+
+def root_container_errors(pod, c, where):
+    """The terms on which a container of ROOT_IMAGES runs as root."""
+    errs = []
+    csc = c.get("securityContext") or {}
+    if csc.get("privileged"):
+        errs.append(f"{where}: privileged (root is allowed for {_image_repo(c.get('image'))}, privileged is not)")
+    extra = set((csc.get("capabilities") or {}).get("add") or []) - {"SYS_ADMIN"}
+    if extra:
+        errs.append(f"{where}: adds capabilities {sorted(extra)} (only SYS_ADMIN is allowed)")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            errs.append(f"{where}: the pod sets {key}")
+    host_vols = {v.get("name") for v in pod.get("volumes") or [] if v.get("hostPath")}
+    for m in c.get("volumeMounts") or []:
+        if m.get("name") in host_vols and not m.get("readOnly"):
+            errs.append(f"{where}: host path volume {m.get('name')} is mounted writable")
+    return errs
+
+
+def workload_errors(doc, ctx, used, notes=None):
     """The pod policy of core workloads, and the gate's rule for load-test Jobs."""
     pod, containers = _pod_containers(doc)
     if pod is None:
@@ -115,7 +151,12 @@ def workload_errors(doc, ctx, used):
         if binary:
             used.add(binary)
         csc = c.get("securityContext") or {}
-        if not (csc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
+        repo = _image_repo(c.get("image"))
+        if repo in ROOT_IMAGES:
+            errs += root_container_errors(pod, c, where)
+            if notes is not None:
+                notes.append(f"{c.get('name')} runs as root (allowed: ROOT_IMAGES)")
+        elif not (csc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
             errs.append(f"{where}: runAsNonRoot is not set")
         if csc.get("allowPrivilegeEscalation") is not False:
             errs.append(f"{where}: allowPrivilegeEscalation must be false")
@@ -128,7 +169,7 @@ def workload_errors(doc, ctx, used):
 
 def docs_errors(docs, ctx):
     """(errors, labels, notes) for a stream of Kubernetes documents."""
-    errs, labels, used = [], [], set()
+    errs, labels, used, root_notes = [], [], set(), []
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict) or "kind" not in doc:
             errs.append(f"document {i}: not a Kubernetes object (no kind)")
@@ -144,9 +185,11 @@ def docs_errors(docs, ctx):
                 if binary:
                     used.add(binary)
         else:
-            derrs += workload_errors(doc, ctx, used)
+            derrs += workload_errors(doc, ctx, used, root_notes)
+        if doc.get("kind") == "PrometheusRule":
+            derrs += monitoring.prometheus_rule_errors(doc, ctx.root, ctx.promtool)
         errs += [f"{label}: {e}" for e in derrs]
-    notes = [f"runs {', '.join(sorted(used))}" if used else ""]
+    notes = [f"runs {', '.join(sorted(used))}" if used else ""] + sorted(set(root_notes))
     return errs, labels, notes
 
 
@@ -176,7 +219,8 @@ def check_kustomize(dirpath, ctx, report):
         return
     docs = load_yaml_docs(out.stdout)
     errs, labels, notes = docs_errors(docs, ctx)
-    report.add(f"{label} -> {len(docs)} objects", errs, notes)
+    serrs, snotes = monitoring.rendered_stack_errors(docs, ctx.promtool, _promtool_config)
+    report.add(f"{label} -> {len(docs)} objects", errs + serrs, notes + snotes)
 
 
 # ------------------------------------------------------------------------------------------ other files
@@ -293,6 +337,18 @@ def check_shell(path, ctx, report):
     report.add(f"{ctx.rel(path)}: shell script", errs, ["shellcheck"])
 
 
+def check_rules(path, ctx, report):
+    errs, notes = monitoring.rules_file_errors(path, ctx.promtool)
+    lint_errs, lint_notes = ctx.lint(path)
+    report.add(f"{ctx.rel(path)}: Prometheus alert rules", errs + lint_errs, notes + lint_notes)
+
+
+def check_rule_tests(path, ctx, report):
+    errs, notes = monitoring.rule_tests_errors(path, ctx.promtool)
+    lint_errs, lint_notes = ctx.lint(path)
+    report.add(f"{ctx.rel(path)}: promtool rule unit tests", errs + lint_errs, notes + lint_notes)
+
+
 def check_dashboard(path, ctx, report):
     errs, notes = grafana.dashboard_errors(path, ctx.promtool)
     report.add(f"{ctx.rel(path)}: Grafana dashboard", errs, notes)
@@ -322,11 +378,30 @@ def classify(path):
         return "prometheus"
     if base in ("kustomization.yaml", "kustomization.yml"):
         return "kustomization"
+    # Files without a `kind` (kustomize generator inputs and the like): by what they hold.
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = next(iter(yaml.safe_load_all(f)), None)
+    except (OSError, yaml.YAMLError, StopIteration):
+        return "manifest"  # reported by check_manifest_file
+    if isinstance(doc, dict) and "kind" not in doc:
+        if "tests" in doc and "rule_files" in doc:
+            return "rule-tests"
+        if "groups" in doc:
+            return "rules"
+        if "scrape_configs" in doc:
+            return "prometheus"
     return "manifest"
 
 
 def validate_tree(root, report):
     ctx = Context(root)
+    if not ctx.promtool:
+        missing = "promtool is not installed (Debian: apt-get install prometheus)"
+        if ctx.require_promtool:
+            report.add("promtool", [f"{missing}: CI (CI is set) needs its checks"])
+        else:
+            print(f"WARN {missing}: Prometheus configs, alert rules and dashboard queries are NOT checked")
     yamls = sorted(p for d in ("workflows", "deploy") for ext in ("yaml", "yml")
                    for p in glob.glob(os.path.join(root, d, "**", f"*.{ext}"), recursive=True))
     ctx.yamllint = run_yamllint(yamls) if yamls else {}
@@ -349,6 +424,10 @@ def validate_tree(root, report):
             check_plain_yaml(p, ctx, report, "Grafana provisioning")
         elif kind == "kustomization":
             check_plain_yaml(p, ctx, report, "kustomization (rendered below)")
+        elif kind == "rules":
+            check_rules(p, ctx, report)
+        elif kind == "rule-tests":
+            check_rule_tests(p, ctx, report)
         else:
             check_manifest_file(p, ctx, report)
     for k in sorted(glob.glob(os.path.join(root, "deploy", "**", "kustomization.y*ml"), recursive=True)):

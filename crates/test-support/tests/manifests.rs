@@ -166,6 +166,27 @@ fn every_flag_and_env_var_the_manifests_pass_is_declared_by_its_binary() {
     ] {
         assert!(foreign.contains(svc), "{foreign}");
     }
+    // The monitoring stack (deploy/monitoring-stack) is read, in each of its kustomizations, and runs
+    // none of the gate's binaries.
+    for kustomization in ["base", "overlays/dev", "overlays/vllm-monitoring"] {
+        for container in [
+            "Deployment/prometheus container prometheus (image prom/prometheus:",
+            "Deployment/pushgateway container pushgateway (image prom/pushgateway:",
+            "Deployment/grafana container grafana (image grafana/grafana:",
+            "DaemonSet/dcgm-exporter container dcgm-exporter (image nvcr.io/nvidia/k8s/dcgm-exporter:",
+        ] {
+            let line = scan.foreign.iter().find(|f| {
+                f.contains(&format!(
+                    "(kustomize {}/deploy/monitoring-stack/{kustomization})",
+                    root.display()
+                )) && f.contains(container)
+            });
+            assert!(
+                line.is_some(),
+                "{kustomization}: no {container:?} in:\n{foreign}"
+            );
+        }
+    }
 }
 
 /// Copies `workflows/` and `deploy/` into a temp dir, with `edits` (file, from, to) applied.
@@ -242,6 +263,12 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
             "- MAX_TOKENS=256",
             "- MAX_TOKEN=256",
         ),
+        // a misspelt optional env var in an overlay (the dev overlay's Pushgateway)
+        (
+            "deploy/kustomize/overlays/dev/kustomization.yaml",
+            "- PUSHGATEWAY_URL=",
+            "- PUSHGATEWAY=",
+        ),
         // an overlay value that does not parse
         (
             "deploy/kustomize/overlays/dev/kustomization.yaml",
@@ -274,6 +301,7 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
         "load-test: --concurrency=ten: invalid value 'ten': \"ten\" is not a positive integer".into(),
         "(kustomize ".into(),
         "load-test: env var MAX_TOKEN is not read by load-test".into(),
+        "overlays/dev): Job/vllm-perf-gate-load-test container load-test: load-test: env var PUSHGATEWAY is not read by load-test".into(),
         "overlays/dev): Job/vllm-perf-gate-load-test container load-test: load-test: env CONCURRENCY=0: invalid value '0': must be at least 1".into(),
         "deploy/compose/docker-compose.yml: service load-test: load-test: env var ADAPTER is not read by load-test".into(),
         "deploy/compose/docker-compose.yml: service load-test: load-test: the required --adapter-name or env ADAPTER_NAME is not given".into(),
