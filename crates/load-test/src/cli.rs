@@ -173,7 +173,7 @@ fn temperature(s: &str) -> Result<f64, String> {
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 // where requests go: one server, or the targets of a mix
-#[command(group = clap::ArgGroup::new("server").required(true).args(["vllm_url", "targets"]))]
+#[command(group = clap::ArgGroup::new("server").required(true).multiple(true).args(["vllm_url", "targets"]))]
 // what they name: the adapter under test, a LoRA mix, or the targets' models
 #[command(group = clap::ArgGroup::new("model").required(true).multiple(true).args(["adapter_name", "targets", "lora_mix"]))]
 pub struct Cli {
@@ -210,13 +210,14 @@ pub struct Cli {
     /// results). Repeat the flag (or separate targets with `;`): `--target
     /// name=Flash,url=http://h:8081,model=llama-7b,weight=0.7`. Keys: url and model
     /// (required), name (default: the URL's host:port), weight (default 1). Every target gets
-    /// --api-key and the --vllm-* TLS settings; no server-side figures are collected.
+    /// --api-key and the --vllm-* TLS settings; no server-side figures are collected. Targets
+    /// replace --vllm-url and --adapter-name (a VLLM_URL/ADAPTER_NAME in the environment is
+    /// not used).
     #[arg(
         long = "target",
         env = "LOAD_TEST_TARGETS",
         value_delimiter = ';',
-        value_name = "name=N,url=URL,model=M,weight=W",
-        conflicts_with_all = ["vllm_url", "adapter_name", "lora_mix"]
+        value_name = "name=N,url=URL,model=M,weight=W"
     )]
     pub targets: Vec<String>,
 
@@ -739,6 +740,14 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mix = Mix::targets(specs).context("--target")?;
+        if cli.lora_mix.is_some() {
+            anyhow::bail!("--target cannot be used with --lora-mix: a target names its model");
+        }
+        if cli.vllm_url.is_some() || cli.adapter_name.is_some() {
+            tracing::warn!(
+                "--target given: --vllm-url/VLLM_URL and --adapter-name/ADAPTER_NAME are not used (the first target stands for the run)"
+            );
+        }
         let first = &mix.members[0];
         let (url, model) = (
             first.url.clone().unwrap_or_default(),

@@ -27,7 +27,7 @@ fn ms(v: &Value) -> f64 {
 }
 
 #[test]
-fn two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
+fn serial_two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
     let fast = Sim::start(SimConfig {
         ttft: Duration::from_millis(5),
         itl: Duration::from_millis(2),
@@ -77,7 +77,7 @@ fn two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
         ms(&flash["client"]["ttft_s"]["p50"]),
         ms(&thinker["client"]["ttft_s"]["p50"]),
     );
-    assert!(f < 40.0, "Flash TTFT p50 {f} ms");
+    assert!(s > f + 50.0, "Flash TTFT p50 {f} ms, Thinker {s} ms");
     assert!(s >= 75.0, "Thinker TTFT p50 {s} ms");
     // the pooled figures count both
     assert_eq!(r["client"]["total_requests"], 80);
@@ -105,7 +105,7 @@ fn two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
 }
 
 #[test]
-fn three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apart() {
+fn serial_three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apart() {
     let adapters = ["fast-lora", "mid-lora", "slow-lora"];
     let sim = Sim::start(SimConfig {
         ttft: Duration::from_millis(10),
@@ -121,11 +121,11 @@ fn three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apar
         lora_load_time: vec![
             LoadTime {
                 name: "fast-lora".into(),
-                time: Duration::from_millis(300),
+                time: Duration::from_millis(1000),
             },
             LoadTime {
                 name: "slow-lora".into(),
-                time: Duration::from_millis(600),
+                time: Duration::from_millis(1500),
             },
         ],
         ..Default::default()
@@ -149,10 +149,20 @@ fn three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apar
             "--max-tokens",
             "4",
         ])
-        .args(["--progress-interval", "0", "--poll-interval", "0"]));
-    assert!(output.status.success(), "{}", stderr(&output));
+        .args(["--progress-interval", "0", "--poll-interval", "0"])
+        // the pooled TTFT p50 (most requests at 10 ms) meets it; slow-lora's (60 ms) does not
+        .args(["--threshold", "ttft_p50<45ms"]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let r = load_test_results(&out);
     assert_eq!(r["status"], "completed");
+    assert_eq!(r["thresholds"][0]["passed"], true, "{}", r["thresholds"]);
+    assert_eq!(member(&r, "slow-lora")["thresholds"][0]["passed"], false);
+    assert_eq!(member(&r, "fast-lora")["thresholds"][0]["passed"], true);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("adapter slow-lora (slow-lora, 20% asked, 20 sent)"),
+        "{stdout}"
+    );
     assert_eq!(r["mix"]["kind"], "adapters");
     // the adapter under test defaults to the mix's first
     assert_eq!(r["config"]["adapter_name"], "fast-lora");
@@ -190,31 +200,24 @@ fn three_adapters_and_the_base_model_share_one_server_with_their_cold_loads_apar
     assert!(f < m && m < s, "TTFT p50 {f} < {m} < {s} ms");
     assert!(s >= 55.0, "slow-lora TTFT p50 {s} ms");
     // the cold loads: the first request waited for the load; the load's requests did not
-    let cold = |name: &str| member(&r, name)["cold_load"].clone();
+    let cold = |name: &str| ms(&member(&r, name)["cold_load"]["ttft_s"]);
+    assert!(cold("fast-lora") >= 1000.0, "{}", cold("fast-lora"));
+    assert!(cold("slow-lora") >= 1500.0, "{}", cold("slow-lora"));
     assert!(
-        ms(&cold("fast-lora")["ttft_s"]) >= 300.0,
-        "{}",
-        cold("fast-lora")
+        cold("mid-lora") < cold("fast-lora"),
+        "mid-lora has no load time"
     );
-    assert!(
-        ms(&cold("slow-lora")["ttft_s"]) >= 600.0,
-        "{}",
-        cold("slow-lora")
-    );
-    assert!(
-        ms(&cold("mid-lora")["ttft_s"]) < 200.0,
-        "no load time: {}",
-        cold("mid-lora")
-    );
-    assert!(ms(&cold("fast-lora")["extra_ttft_over_p50_s"]) >= 250.0);
-    for name in adapters {
-        assert_eq!(cold(name)["ok"], true);
+    assert!(ms(&member(&r, "fast-lora")["cold_load"]["extra_ttft_over_p50_s"]) >= 900.0);
+    for (name, load_ms) in [("fast-lora", 1000.0), ("slow-lora", 1500.0)] {
+        assert_eq!(member(&r, name)["cold_load"]["ok"], true);
         let max = ms(&member(&r, name)["client"]["ttft_s"]["max"]);
         assert!(
-            max < 250.0,
+            max < load_ms,
             "{name}: the cold load is not in the figures (max {max} ms)"
         );
     }
+    // a member's figures carry no copy of the pooled samples
+    assert!(member(&r, "base")["client"].get("samples").is_none());
     // the server's figures pool every member (vLLM labels by base model), and say so
     assert!(
         r["mix"]["server_note"]
@@ -363,5 +366,80 @@ fn an_adapter_of_the_mix_that_is_not_served_fails_naming_it() {
         sim.stats().accepted,
         0,
         "nothing sent before every member is checked"
+    );
+}
+
+#[test]
+fn serial_an_open_loop_timed_mix_keeps_its_weights_and_no_target_credential() {
+    let fast = || {
+        Sim::start(SimConfig {
+            ttft: Duration::from_millis(2),
+            itl: Duration::from_millis(1),
+            ..Default::default()
+        })
+    };
+    let (a, b) = (fast(), fast());
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 3);
+    let out = dir.path().join("out");
+    // credentials in a target's URL (the simulator ignores them), targets from the env
+    let with_creds = |url: &str| url.replacen("http://", "http://user:Tgt-Secret-9@", 1);
+    let output = run(load_test()
+        .env(
+            "LOAD_TEST_TARGETS",
+            format!(
+                "name=a,url={},model=candidate,weight=3;name=b,url={},model=candidate",
+                with_creds(&a.url),
+                with_creds(&b.url)
+            ),
+        )
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--rate", "40", "--duration", "2s", "--max-tokens", "2"])
+        .args(["--progress-interval", "0", "--poll-interval", "0"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    let count = |name: &str| {
+        member(&r, name)["client"]["total_requests"]
+            .as_u64()
+            .unwrap()
+    };
+    let (na, nb) = (count("a"), count("b"));
+    // ~80 requests at 3:1
+    assert!((70..=90).contains(&(na + nb)), "{na} + {nb}");
+    assert!((na as f64 - 3.0 * nb as f64).abs() <= 4.0, "{na} vs {nb}");
+    assert_eq!(a.stats().accepted, na);
+    // every member walked the prompts: each saw all three
+    let recs = request_records(&out);
+    for name in ["a", "b"] {
+        let mut prompts: Vec<u64> = recs
+            .iter()
+            .filter(|r| r["target"] == name)
+            .map(|r| r["prompt_index"].as_u64().unwrap())
+            .collect();
+        prompts.sort_unstable();
+        prompts.dedup();
+        assert_eq!(prompts, [0, 1, 2], "{name}");
+    }
+    // the password is nowhere
+    let mut texts = vec![
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr(&output),
+    ];
+    for f in std::fs::read_dir(&out).unwrap() {
+        texts.push(std::fs::read_to_string(f.unwrap().path()).unwrap_or_default());
+    }
+    for t in &texts {
+        assert!(!t.contains("Tgt-Secret-9"), "{t}");
+    }
+    assert!(
+        r["config"]["targets"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("name=a,url=http://"),
+        "{}",
+        r["config"]["targets"]
     );
 }

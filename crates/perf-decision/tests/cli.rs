@@ -54,7 +54,7 @@ fn bad_results_files_exit_2_naming_the_file() {
         (
             "v99.json",
             Some(other_version.to_string()),
-            "has schema_version 99; this build reads versions 2 to 4",
+            "has schema_version 99; this build reads versions 2 to 5",
         ),
         (
             "notjson.json",

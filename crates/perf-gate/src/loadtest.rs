@@ -230,9 +230,28 @@ fn judge_thresholds(cfg: &LoadTestConfig, results: &mut LoadTestResults) -> bool
             tracing::warn!(threshold = %o.expression, value = ?o.value, "threshold crossed: {}", o.reason);
         }
     }
+    // a mix: every member must meet them too (a slow member is not hidden in the pool)
+    if let Some(mix) = results.mix.take() {
+        let mut judged = mix;
+        for m in &mut judged.members {
+            let mut alone = results.clone();
+            alone.client = Some(m.client.clone());
+            alone.server = None;
+            m.thresholds = thresholds::evaluate(&cfg.thresholds, &alone);
+            for o in m.thresholds.iter().filter(|o| !o.passed) {
+                tracing::warn!(member = %m.name, threshold = %o.expression, value = ?o.value, "threshold crossed by a mix member: {}", o.reason);
+            }
+        }
+        results.mix = Some(judged);
+    }
     // a sweep: every step must meet them too (a crossed step is a level the server cannot
     // carry, whatever the pooled figures say)
     results.thresholds.iter().any(|o| !o.passed)
+        || results.mix.as_ref().is_some_and(|m| {
+            m.members
+                .iter()
+                .any(|m| m.thresholds.iter().any(|o| !o.passed))
+        })
         || results
             .steps
             .iter()

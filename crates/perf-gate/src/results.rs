@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `load_test_results.json` schema. Bumped on any field change.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 /// The oldest schema version still read (its missing fields default): version 2 lacks
 /// `client.samples` (a baseline recorded by an older build is still judged by the seed's
 /// checks), version 3 lacks `steps` (a run of one step).
@@ -942,6 +942,10 @@ pub struct MixMemberResult {
     /// time vLLM took to load it, kept out of the percentiles. Absent for targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_load: Option<ColdLoad>,
+    /// The `--threshold`s judged on this member's figures (a crossed one fails the run as a
+    /// crossed pooled one does: a slow member is not hidden in the pool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdOutcome>,
 }
 
 /// A LoRA adapter's first request, alone, before the load.
@@ -1184,7 +1188,7 @@ mod tests {
         let e = LoadTestResults::from_slice(v.to_string().as_bytes(), "older.json").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "older.json has schema_version 1; this build reads versions 2 to 4"
+            "older.json has schema_version 1; this build reads versions 2 to 5"
         );
     }
 

@@ -280,7 +280,7 @@ pub async fn run_load(
         planned: if extent.duration.is_some() {
             0
         } else {
-            requests.len() as u64
+            (requests.len() / members) as u64
         },
         slo: opts.slo,
         ab,
@@ -307,6 +307,10 @@ pub async fn run_load(
     let mut dispatched = [0u64; 3];
     // a mix's measured requests handed to a task, per member
     let mut member_dispatched = vec![0u64; if opts.mix.is_some() { members } else { 0 }];
+    // each member's own walk through the prompts: every member sees every prompt in turn,
+    // whatever the round robin's period (a shared cursor would give a member of a 1:1 mix
+    // only the even prompts, for ever)
+    let mut member_cursor = vec![0usize; members];
     // the GET tasks of a task mix, [health, models]: counted apart
     let mut probe_dispatched = [0u64; 2];
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
@@ -417,7 +421,14 @@ pub async fn run_load(
             .as_ref()
             .map_or(Duration::ZERO, |t| t.pause(i as u64));
         let member = picker.as_mut().map(crate::mix::Picker::next_member);
-        let k = (i % len) * members + member.unwrap_or(0);
+        let k = match member {
+            Some(m) => {
+                let p = member_cursor[m] % len;
+                member_cursor[m] += 1;
+                p * members + m
+            }
+            None => i % len,
+        };
         live.dispatched.fetch_add(1, Ordering::Relaxed);
         match requests[k].probe {
             Some(p) => probe_dispatched[usize::from(p == Probe::Models)] += 1,

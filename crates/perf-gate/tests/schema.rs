@@ -26,7 +26,7 @@ fn check(name: &str, schema: schemars::Schema) {
 
 #[test]
 fn load_test_results_schema_is_current() {
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     check(
         "load_test_results.schema.json",
         schemars::schema_for!(LoadTestResults),

@@ -167,12 +167,18 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
         }
     } else if inv.rendered {
         // a required group (`one of --vllm-url, --target`) is named by its first member
-        let groups = cmd.get_groups().filter(|g| g.is_required_set()).filter_map(|g| {
-            let ids: Vec<&str> = g.get_args().map(|a| a.as_str()).collect();
-            (!ids.iter().any(|id| given.contains(id)))
-                .then(|| cmd.get_arguments().find(|a| Some(&a.get_id().as_str()) == ids.first()))
-                .flatten()
-        });
+        let groups = cmd
+            .get_groups()
+            .filter(|g| g.is_required_set())
+            .filter_map(|g| {
+                let ids: Vec<&str> = g.get_args().map(|a| a.as_str()).collect();
+                (!ids.iter().any(|id| given.contains(id)))
+                    .then(|| {
+                        cmd.get_arguments()
+                            .find(|a| Some(&a.get_id().as_str()) == ids.first())
+                    })
+                    .flatten()
+            });
         let required: Vec<&clap::Arg> = cmd
             .get_arguments()
             .filter(|a| a.is_required_set())

@@ -126,6 +126,20 @@ pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
 /// The reasons the measurement itself cannot be trusted, whatever figures are judged.
 pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
     let mut out = Vec::new();
+    // runs whose figures are not one adapter's load, whatever the server counted
+    if let Some(mix) = &results.mix {
+        out.push(format!(
+            "a {} mix: its figures pool {} members (each one's are in `mix`); the gate compares one adapter with its baseline",
+            match mix.kind {
+                crate::mix::MixKind::Targets => "target",
+                crate::mix::MixKind::Adapters => "LoRA",
+            },
+            mix.members.len()
+        ));
+    }
+    if !results.steps.is_empty() {
+        out.push("a step sweep: each step is its own load; the gate compares one load".into());
+    }
     let Some(server) = &results.server else {
         out.push("no server figures were collected".to_string());
         return out;
@@ -242,6 +256,21 @@ mod tests {
     fn a_clean_run_is_valid() {
         assert_eq!(measurement_problems(&confirmed()), Vec::<String>::new());
         assert!(invalid_reasons(&confirmed(), MetricsSource::Server).is_empty());
+    }
+
+    #[test]
+    fn a_mix_is_never_a_gate_measurement_even_with_a_clean_server_window() {
+        let mut r = confirmed();
+        r.mix = Some(crate::results::MixResults {
+            kind: crate::mix::MixKind::Adapters,
+            split: String::new(),
+            server_note: String::new(),
+            members: Vec::new(),
+        });
+        let p = invalid_reasons(&r, MetricsSource::Server);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("a LoRA mix"), "{p:?}");
+        assert!(!invalid_reasons(&r, MetricsSource::Client).is_empty());
     }
 
     #[test]

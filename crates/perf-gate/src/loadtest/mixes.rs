@@ -136,14 +136,11 @@ pub(super) fn expand(requests: &[PreparedRequest], models: &[String]) -> Vec<Pre
 
 /// `body` (a JSON object) with its `model` replaced.
 fn with_model(body: &[u8], model: &str) -> bytes::Bytes {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(mut o)) => {
-            o.insert("model".into(), serde_json::Value::String(model.into()));
-            bytes::Bytes::from(serde_json::to_vec(&o).unwrap_or_else(|_| body.to_vec()))
-        }
-        // the bodies are built by this crate as JSON objects; anything else is sent as built
-        _ => bytes::Bytes::copy_from_slice(body),
-    }
+    let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(body) else {
+        unreachable!("invariant: request bodies are built by this crate as JSON objects")
+    };
+    o.insert("model".into(), serde_json::Value::String(model.into()));
+    bytes::Bytes::from(serde_json::to_vec(&o).expect("invariant: a JSON value serializes"))
 }
 
 /// How the runner dispatches the mix.
@@ -245,13 +242,18 @@ pub(super) fn results(
                     },
                     error: r.error.clone(),
                 }),
-                client,
+                // the pooled `client.samples` hold every request already
+                client: crate::results::ClientMetrics {
+                    samples: None,
+                    ..client
+                },
+                thresholds: Vec::new(),
             }
         })
         .collect();
     MixResults {
         kind: mix.kind,
-        split: "smooth weighted round robin over the dispatched requests (deterministic: within one request of each member's share at every point of the run)".into(),
+        split: "smooth weighted round robin over the dispatched requests (deterministic: within two requests of each member's share at every point of the run); each member walks the prompts in order".into(),
         server_note: match mix.kind {
             MixKind::Targets => "a target mix has no server-side figures: Prometheus and /metrics describe one server; each target's figures here are the client's".into(),
             MixKind::Adapters => "vLLM labels its metrics by base model, not by adapter: the server-side figures pool every member's requests; the per-adapter figures here are the client's".into(),

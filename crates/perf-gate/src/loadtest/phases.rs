@@ -50,6 +50,11 @@ pub(super) async fn execute(
 ) -> Result<RunStatus, LoadTestError> {
     // Local inputs first: a bad file fails fast without touching the network.
     let inputs = super::inputs::plan(cfg, results)?;
+    if cfg.mix.is_some() && (cfg.steps.is_some() || cfg.baseline_adapter.is_some()) {
+        return Err(LoadTestError::Runner(crate::runner::RunError::Schedule(
+            "a mix splits one load among its members: it cannot be a sweep or an A/B run".into(),
+        )));
+    }
     let collector = match &cfg.prometheus_url {
         Some(url) => Some(PrometheusCollector::with_tls(
             url,
@@ -85,6 +90,16 @@ pub(super) async fn execute(
             // before any warm-up, which would load the adapters
             cold = super::mixes::cold_loads(cfg, m, &client, &requests, &cancel).await?;
             dispatch = Some(super::mixes::dispatch(m, setup));
+            // seed windows need a quiet gap before the load (a warm-up waits one itself)
+            if cfg.warmup_requests == 0
+                && cfg.prometheus_url.is_some()
+                && cfg.prom.window_mode == WindowMode::Seed
+            {
+                let gap = cfg.prom.scrape_interval.unwrap_or(DEFAULT_SCRAPE_INTERVAL)
+                    + Duration::from_secs(2);
+                tracing::info!(gap = ?gap, "quiet gap after the cold loads so they stay out of the window");
+                tokio::time::sleep(gap).await;
+            }
         }
         if cfg.warmup_requests > 0 {
             results.warmup =
@@ -371,7 +386,7 @@ async fn warm_up(
             ..r.clone()
         })
         .collect();
-    tracing::info!(requests = n, "warm-up (not measured)");
+    tracing::info!(requests = n / members, "warm-up (not measured)");
     let out = run_load(
         client.clone(),
         Arc::new(warm),
@@ -452,7 +467,8 @@ pub(super) async fn measure(
         },
     };
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
-    tracing::info!(requests = requests.len(), concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
+    let members = mix.as_ref().map_or(1, |m| m.names.len());
+    tracing::info!(requests = requests.len() / members, concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
     let out = run_load(
         client.clone(),
         Arc::new(requests),
