@@ -46,6 +46,9 @@ const LOAD_TEST_ENV: &[&str] = &[
     "PUSHGATEWAY_USERNAME",
     "PUSHGATEWAY_PASSWORD",
     "PUSHGATEWAY_DELETE",
+    "PROGRESS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).
