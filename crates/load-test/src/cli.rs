@@ -531,8 +531,8 @@ pub struct Cli {
     /// Live progress: `auto` draws a bar on stderr when it is a terminal and logs are text
     /// (requests done of planned or time elapsed, req/s, output tok/s, P90 end-to-end latency,
     /// error %, ETA; a sweep's step in front) and writes the plain progress lines every
-    /// --progress-interval otherwise (Kubernetes logs); `bar` draws the bar with JSON logs too;
-    /// `lines` never draws it; `off` shows neither.
+    /// --progress-interval otherwise (Kubernetes logs); `bar` draws the bar on a terminal with
+    /// JSON logs too; `lines` never draws it; `off` shows neither.
     #[arg(long, env = "PROGRESS", value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 

@@ -415,6 +415,7 @@ pub struct SpanExporter {
     task: JoinHandle<Counts>,
     dropped: Arc<AtomicU64>,
     shown: String,
+    run_id: String,
 }
 
 impl SpanExporter {
@@ -464,6 +465,7 @@ impl SpanExporter {
             task,
             dropped: settings.queue.dropped.clone(),
             shown,
+            run_id: settings.run_id.clone(),
         })
     }
 
@@ -495,7 +497,8 @@ impl SpanExporter {
             failed = counts.failed,
             dropped,
             endpoint = %self.shown,
-            "OTLP spans exported"
+            run_id = %self.run_id,
+            "OTLP spans exported (resource load_test.run_id)"
         );
         (counts.failed > 0 || dropped > 0 || counts.last_error.is_some()).then(|| {
             let mut w = format!(
