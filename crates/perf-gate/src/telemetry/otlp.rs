@@ -743,6 +743,42 @@ mod tests {
     }
 
     #[test]
+    fn an_a_b_run_s_baseline_span_names_the_baseline_adapter() {
+        let models = Models {
+            candidate: "cand".into(),
+            baseline: Some("base".into()),
+        };
+        let queue = SpanQueue::new(4);
+        let feed = SpanFeed::new(queue.clone(), std::time::UNIX_EPOCH, Arc::new(vec![]));
+        for arm in [Arm::Candidate, Arm::Baseline] {
+            let mut r = record(true);
+            r.arm = Some(arm);
+            feed.offer(&r);
+        }
+        let mut rx = queue.rx.lock().unwrap().take().unwrap();
+        let spans: Vec<RequestSpan> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let body = export_body(&spans, &models, "run1");
+        let got: Vec<(&Value, &Value)> = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    &attr(s, "gen_ai.request.model").unwrap()["stringValue"],
+                    &attr(s, "load_test.arm").unwrap()["stringValue"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&json!("cand"), &json!("candidate")),
+                (&json!("base"), &json!("baseline"))
+            ]
+        );
+    }
+
+    #[test]
     fn no_traceparent_no_span_and_a_full_queue_drops_and_counts() {
         let mut r = record(true);
         r.traceparent = None;
