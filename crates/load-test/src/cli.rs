@@ -16,7 +16,9 @@ use perf_gate::loadtest::{
 use perf_gate::mix::{Mix, TargetSpec};
 use perf_gate::prom::{DEFAULT_GPU_SELECTOR, DEFAULT_JOB, DEFAULT_QUERY_TIMEOUT, PromSettings};
 use perf_gate::results::WindowMode;
+use perf_gate::runner::progress::ProgressView;
 use perf_gate::runner::{Arrival, DEFAULT_MAX_IN_FLIGHT};
+use perf_gate::telemetry::otlp::{self, OtlpSettings};
 use perf_gate::telemetry::pushgateway::{self, PushgatewaySettings};
 use perf_gate::transport::{self, TlsSettings};
 use perf_gate::urls::{UrlError, parse_base_url};
@@ -26,6 +28,7 @@ use perf_gate::workload::mix::TaskMix;
 use perf_gate::workload::plan::InputSource;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::positive_u32;
+use perf_gate_cli::progress_bar::{Progress, ProgressMode, TerminalBar};
 use perf_gate_cli::seconds::{AutoSeconds, Seconds, positive_seconds};
 
 /// `--window-mode` values.
@@ -505,7 +508,8 @@ pub struct Cli {
     )]
     pub thresholds: Vec<String>,
 
-    /// Interval between progress log lines; 0 turns them off.
+    /// Interval between progress log lines (`--progress lines`, or `auto` without a
+    /// terminal); 0 turns them off.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value_t = Seconds(DEFAULT_PROGRESS_INTERVAL))]
     pub progress_interval: Seconds,
 
@@ -564,6 +568,35 @@ pub struct Cli {
     /// Log format: text for people, json for Kubernetes.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Live progress: `auto` draws a bar on stderr when it is a terminal and logs are text
+    /// (requests done of planned or time elapsed, req/s, output tok/s, P90 end-to-end latency,
+    /// error %, ETA; a sweep's step in front) and writes the plain progress lines every
+    /// --progress-interval otherwise (Kubernetes logs); `bar` draws the bar on a terminal with
+    /// JSON logs too; `lines` never draws it; `off` shows neither.
+    #[arg(long, env = "PROGRESS", value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// OTLP/HTTP endpoint to export one OpenTelemetry span per generation request to (JSON
+    /// encoding; `http://collector:4318` posts to /v1/traces, a URL with a path is used as it
+    /// is). The span's trace and span ids are those of the request's `traceparent`, so vLLM's
+    /// server span is its child; attributes: model, endpoint, tokens, TTFT, E2E, status and
+    /// error kind, phase, step. Needs --traceparent. A failed export is a warning in the
+    /// results, never a failed run.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// A header sent with each OTLP export, `name=value` (repeatable; the env var takes a
+    /// comma-separated list, values percent-encoded as the OpenTelemetry spec says). Values are
+    /// secrets: never logged or written (prefer the env var; refused in a --config file).
+    #[arg(
+        long = "otlp-header",
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        value_delimiter = ',',
+        value_name = "NAME=VALUE",
+        hide_env_values = true
+    )]
+    pub otlp_headers: Vec<String>,
 }
 
 impl TryFrom<Cli> for LoadTestConfig {
@@ -582,6 +615,8 @@ impl TryFrom<Cli> for LoadTestConfig {
             .map(|u| base_url("--prometheus-url", u))
             .transpose()?;
         let pushgateway = pushgateway_settings(&cli)?;
+        let otlp = otlp_settings(&cli)?;
+        let progress = cli.progress.resolve(cli.log_format);
         let vllm_tls = TlsSettings::load(
             &transport::VLLM,
             cli.vllm_ca_cert.as_deref(),
@@ -703,7 +738,14 @@ impl TryFrom<Cli> for LoadTestConfig {
                 gpu_selector: cli.gpu_selector,
                 query_timeout: cli.prometheus_timeout.into(),
             },
-            progress_every: Some(Duration::from(cli.progress_interval)).filter(|d| !d.is_zero()),
+            // the bar replaces the lines; `off` shows neither
+            progress_every: Some(Duration::from(cli.progress_interval))
+                .filter(|d| !d.is_zero() && progress == Progress::Lines),
+            progress_view: (progress == Progress::Bar).then(|| {
+                let bar: std::sync::Arc<dyn ProgressView> = TerminalBar::install();
+                bar
+            }),
+            otlp,
             drain_grace: cli.drain_grace.into(),
             poll_interval: Some(Duration::from(cli.poll_interval)).filter(|d| !d.is_zero()),
             gpu_poll_interval: Some(Duration::from(
@@ -829,6 +871,22 @@ fn pushgateway_settings(cli: &Cli) -> anyhow::Result<Option<PushgatewaySettings>
             interval.min(Duration::from_secs(1)),
         )),
     }))
+}
+
+/// `--otlp-endpoint` and `--otlp-header`: the traces URL checked, the header values
+/// registered with the scrubber.
+fn otlp_settings(cli: &Cli) -> anyhow::Result<Option<OtlpSettings>> {
+    // parsed first: a header's value is a secret even when no endpoint uses it
+    let headers = otlp::parse_headers(&cli.otlp_headers)?;
+    let Some(raw) = cli.otlp_endpoint.as_deref() else {
+        return Ok(None);
+    };
+    if !cli.traceparent {
+        anyhow::bail!(
+            "--otlp-endpoint exports the span of each request's traceparent: it needs --traceparent true"
+        );
+    }
+    Ok(Some(OtlpSettings::new(otlp::traces_url(raw)?, headers)))
 }
 
 /// `--think-time` or `--user-class`, seeded by `--seed`.

@@ -2,6 +2,9 @@
 //! per line with `--log-format json` (for Kubernetes). `RUST_LOG` overrides the level (default
 //! `info`); `NO_COLOR` or a non-terminal stderr turns colours off.
 //!
+//! While `load-test` draws its progress bar, each line is written with the bar lifted
+//! ([`crate::progress_bar::suspend`]), so lines and bar never garble each other.
+//!
 //! Every line goes through [`perf_gate::secrets::scrub`] on its way out ([`ScrubbedStderr`]):
 //! whatever a library, reqwest or hyper logs (at any level, `RUST_LOG=trace` included), no
 //! known secret reaches stderr.
@@ -17,9 +20,9 @@ pub struct ScrubbedStderr;
 impl Write for ScrubbedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr()
-            .lock()
-            .write_all(perf_gate::secrets::scrub(&text).as_bytes())?;
+        let clean = perf_gate::secrets::scrub(&text);
+        // above a progress bar, not through it
+        crate::progress_bar::suspend(|| std::io::stderr().lock().write_all(clean.as_bytes()))?;
         Ok(buf.len())
     }
 

@@ -116,6 +116,22 @@ pub async fn run(
             }
         }
     });
+    // one span per request: a failed export is a warning, never a failed step
+    let spans = cfg.otlp.as_ref().and_then(|o| {
+        let models = crate::telemetry::otlp::Models {
+            candidate: cfg.adapter_name.clone(),
+            baseline: cfg.baseline_adapter.clone(),
+        };
+        match crate::telemetry::otlp::SpanExporter::start(o, models) {
+            Ok(exporter) => Some(exporter),
+            Err(e) => {
+                results
+                    .warnings
+                    .push(format!("OTLP: no spans exported: {}", error_line(&e)));
+                None
+            }
+        }
+    });
     let mut exit = match phases::execute(&cfg, &mut results, cancel, started_wall).await {
         Ok(RunStatus::Aborted) => {
             results.status = RunStatus::Aborted;
@@ -147,6 +163,13 @@ pub async fn run(
     }
     if judge_thresholds(&cfg, &mut results) && exit == Exit::Done {
         exit = Exit::Rejected;
+    }
+    if let Some(w) = match spans {
+        Some(exporter) => exporter.finish().await,
+        None => None,
+    } {
+        tracing::warn!("{w}");
+        results.warnings.push(w);
     }
     if let Some(pusher) = pusher {
         let last = results

@@ -25,6 +25,7 @@ pub mod arrival;
 pub mod health;
 pub mod preconnect;
 pub mod profile;
+pub mod progress;
 pub mod think;
 
 use std::path::PathBuf;
@@ -101,6 +102,12 @@ pub struct RunOptions {
     pub live_figures: Option<Arc<crate::telemetry::pushgateway::LiveFigures>>,
     /// A mix of targets or adapters ([`DispatchMix`]); `None`: every request as listed.
     pub mix: Option<Arc<DispatchMix>>,
+    /// Where live progress is drawn (`--progress bar`); `None`: nowhere.
+    pub view: Option<Arc<dyn progress::ProgressView>>,
+    /// The sweep step as people read it, for the progress view (`step 2/5 at 8 in flight`).
+    pub step_label: Option<String>,
+    /// Where each request's OpenTelemetry span is queued (`--otlp-endpoint`); `None`: no spans.
+    pub spans: Option<crate::telemetry::otlp::SpanQueue>,
 }
 
 /// How a mix's requests are dispatched: the request list holds every prompt once per member
@@ -272,20 +279,35 @@ pub async fn run_load(
     let live = Arc::new(Live::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let ab = requests.iter().any(|r| r.arm.is_some());
+    // the load's clock starts here: the span feed turns its offsets into wall-clock times
+    let load_start_wall = Utc::now();
+    let load_start = Instant::now();
+    let planned = if extent.duration.is_some() {
+        0
+    } else {
+        (requests.len() / members) as u64
+    };
     let agg_cfg = AggregatorConfig {
         requests_path: opts.requests_path.clone(),
         progress_every: opts.progress_every,
         // a sweep's later steps add to the first one's records
         append: opts.step.is_some_and(|s| s > 0),
-        planned: if extent.duration.is_some() {
-            0
-        } else {
-            (requests.len() / members) as u64
-        },
+        planned,
         slo: opts.slo,
         ab,
         figures: opts.live_figures.clone(),
         members: opts.mix.as_ref().map_or(0, |m| m.members()),
+        view: opts.view.clone().map(|v| {
+            let shape = progress::LoadShape {
+                planned,
+                end_s,
+                step: opts.step_label.clone(),
+            };
+            (v, shape)
+        }),
+        spans: opts.spans.clone().map(|q| {
+            crate::telemetry::otlp::SpanFeed::new(q, load_start_wall.into(), requests.clone())
+        }),
     };
     let agg_live = live.clone();
     let aggregator = std::thread::Builder::new()
@@ -298,8 +320,6 @@ pub async fn run_load(
     let finished = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let probe = health::LagProbe::start();
-    let load_start_wall = Utc::now();
-    let load_start = Instant::now();
     let mut cancelled = false;
     let mut panicked = 0u64;
     // requests handed to a task, per tally: [candidate (or every request), baseline,

@@ -49,6 +49,9 @@ const LOAD_TEST_ENV: &[&str] = &[
     "LOAD_TEST_TARGETS",
     "LORA_MIX",
     "BASE_MODEL_WEIGHT",
+    "PROGRESS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

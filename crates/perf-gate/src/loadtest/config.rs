@@ -138,6 +138,11 @@ pub struct LoadTestConfig {
     /// Push the client's live figures to a Prometheus Pushgateway (`--pushgateway-url`, seed
     /// 002); `None`: no push.
     pub pushgateway: Option<crate::telemetry::pushgateway::PushgatewaySettings>,
+    /// Where live progress is drawn (`--progress bar`: the binary's terminal bar); `None`:
+    /// nowhere (progress lines, if `progress_every`).
+    pub progress_view: Option<std::sync::Arc<dyn crate::runner::progress::ProgressView>>,
+    /// Export one OpenTelemetry span per generation request (`--otlp-endpoint`); `None`: none.
+    pub otlp: Option<crate::telemetry::otlp::OtlpSettings>,
     /// The flags' effective values and sources, written as `config.json` (built by the binary;
     /// holds no secret). `None`: no such file.
     pub effective_config: Option<serde_json::Value>,
@@ -208,6 +213,7 @@ impl std::fmt::Debug for LoadTestConfig {
             .field("vllm_tls", &self.vllm_tls)
             .field("prometheus_tls", &self.prometheus_tls)
             .field("pushgateway", &self.pushgateway)
+            .field("otlp", &self.otlp)
             .finish_non_exhaustive()
     }
 }

@@ -405,6 +405,9 @@ async fn warm_up(
             slo: None,
             live_figures: None,
             mix,
+            view: None,
+            step_label: None,
+            spans: None,
         },
         cancel.clone(),
     )
@@ -442,6 +445,23 @@ pub(super) struct Step {
     pub index: u32,
     /// Whether no step follows.
     pub last: bool,
+    /// Steps in the sweep.
+    pub of: u32,
+    /// The step's level (requests in flight, or per second).
+    pub level: f64,
+}
+
+impl Step {
+    /// `step 2/5 at 8 in flight` (1-based, as people count).
+    fn label(&self, open: bool) -> String {
+        let unit = if open { "req/s" } else { "in flight" };
+        format!(
+            "step {}/{} at {} {unit}",
+            self.index + 1,
+            self.of,
+            self.level
+        )
+    }
 }
 
 /// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
@@ -489,6 +509,9 @@ pub(super) async fn measure(
             slo: cfg.slo,
             live_figures: cfg.pushgateway.as_ref().map(|p| p.figures.clone()),
             mix,
+            view: cfg.progress_view.clone(),
+            step_label: step.map(|s| s.label(cfg.rate.is_some())),
+            spans: cfg.otlp.as_ref().map(|o| o.queue()),
         },
         cancel.clone(),
     )

@@ -112,6 +112,8 @@ async fn run_steps(
         let step = Step {
             index: i as u32,
             last: i + 1 == levels.len(),
+            of: levels.len() as u32,
+            level,
         };
         let out = measure(
             &step_cfg,

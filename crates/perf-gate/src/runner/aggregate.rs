@@ -1,6 +1,8 @@
 //! The aggregator: the one place records go. It runs on its own OS thread, off the async runtime,
 //! receives records over a channel, appends them to `requests.jsonl`, keeps compact samples for
-//! exact percentiles, and logs live progress from an HDR histogram. In a same-server A/B run
+//! exact percentiles, and logs live progress from an HDR histogram (or hands it to a
+//! [`ProgressView`] at a fixed tick), and queues each request's OpenTelemetry span
+//! ([`SpanFeed`]) when spans are exported. In a same-server A/B run
 //! each arm has its own [`Tally`] (a record's `arm` says which), both timed from the same load
 //! start.
 
@@ -12,9 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use super::progress::{LoadShape, ProgressView, Snapshot, VIEW_TICK};
 use crate::client::{Phase, RequestRecord};
 use crate::results::{ClientMetrics, Slo, SloAttainment};
 use crate::stats::{LatencyHistogram, SampleStore};
+use crate::telemetry::otlp::SpanFeed;
 use crate::telemetry::pushgateway::{Figures, LiveFigures, contention_errors};
 use crate::workload::{Arm, Probe};
 
@@ -303,6 +307,11 @@ pub struct AggregatorConfig {
     /// Members of a mix: each measured record with a `member` also goes to that member's
     /// tally; 0 without a mix.
     pub members: usize,
+    /// Where to show live progress every [`VIEW_TICK`] (`--progress bar`), and what the load
+    /// is; `None`: nowhere.
+    pub view: Option<(Arc<dyn ProgressView>, LoadShape)>,
+    /// Where each record's span goes (`--otlp-endpoint`); `None`: no spans.
+    pub spans: Option<SpanFeed>,
 }
 
 /// The live figures' own histograms (HDR: constant memory, cheap percentiles) and when they
@@ -381,16 +390,25 @@ pub fn aggregate(
     let tick = cfg.progress_every.unwrap_or(Duration::from_secs(3600));
     let mut next_progress = started + tick;
     let mut line = Vec::with_capacity(512);
-    // the published live figures' percentiles: the candidate's measured requests only
-    let mut board = cfg.figures.as_ref().map(|f| Board {
-        next: started + f.every(),
+    // the published live figures' percentiles (the Pushgateway's and the progress view's):
+    // the candidate's measured requests only
+    let mut board = (cfg.figures.is_some() || cfg.view.is_some()).then(|| Board {
+        next: started + cfg.figures.as_ref().map_or(Duration::ZERO, |f| f.every()),
         ttft: LatencyHistogram::default(),
         e2e: LatencyHistogram::default(),
     });
+    let mut next_view = started + VIEW_TICK;
+    if let Some((view, shape)) = &cfg.view {
+        view.start(shape);
+    }
     loop {
-        let due = board
-            .as_ref()
-            .map_or(next_progress, |b| b.next.min(next_progress));
+        let mut due = next_progress;
+        if let (Some(b), Some(_)) = (board.as_ref(), cfg.figures.as_ref()) {
+            due = due.min(b.next);
+        }
+        if cfg.view.is_some() {
+            due = due.min(next_view);
+        }
         let wait = due.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(rec) => {
@@ -407,6 +425,9 @@ pub fn aggregate(
                             b.add(&rec);
                         }
                     }
+                }
+                if let Some(feed) = &cfg.spans {
+                    feed.offer(&rec);
                 }
                 if let Some(t) = rec.ttft_s {
                     ttft_hist.push(t);
@@ -442,6 +463,23 @@ pub fn aggregate(
             let in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done);
             f.publish(b.figures(&tally, in_flight, started.elapsed().as_secs_f64()));
         }
+        if let (Some(b), Some((view, _))) = (board.as_ref(), cfg.view.as_ref())
+            && Instant::now() >= next_view
+        {
+            // a fixed tick, not one per record: a slow terminal never holds the records up
+            next_view = Instant::now() + VIEW_TICK;
+            let done = tally.total()
+                + baseline.as_ref().map_or(0, Tally::total)
+                + unmeasured.total()
+                + probes.count();
+            let in_flight = live.dispatched.load(Ordering::Relaxed).saturating_sub(done);
+            let elapsed_s = started.elapsed().as_secs_f64();
+            view.update(&Snapshot {
+                done,
+                elapsed_s,
+                figures: b.figures(&tally, in_flight, elapsed_s),
+            });
+        }
         if cfg.progress_every.is_some() && Instant::now() >= next_progress {
             next_progress += tick;
             let done = tally.total()
@@ -464,6 +502,18 @@ pub fn aggregate(
                 "progress"
             );
         }
+    }
+    if let (Some(b), Some((view, _))) = (board.as_ref(), cfg.view.as_ref()) {
+        let done = tally.total()
+            + baseline.as_ref().map_or(0, Tally::total)
+            + unmeasured.total()
+            + probes.count();
+        let elapsed_s = started.elapsed().as_secs_f64();
+        view.finish(&Snapshot {
+            done,
+            elapsed_s,
+            figures: b.figures(&tally, 0, elapsed_s),
+        });
     }
     if let Some(mut w) = out
         && let Err(e) = w.flush().and_then(|()| w.get_ref().sync_all())
@@ -630,6 +680,8 @@ mod tests {
             ab: false,
             figures: None,
             members: 2,
+            view: None,
+            spans: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         for (member, ok, phase) in [
@@ -673,6 +725,8 @@ mod tests {
             ab: false,
             figures: None,
             members: 0,
+            view: None,
+            spans: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
@@ -708,6 +762,8 @@ mod tests {
             ab: true,
             figures: None,
             members: 0,
+            view: None,
+            spans: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         for (arm, e2e) in [
@@ -733,6 +789,76 @@ mod tests {
         assert_eq!(arms, [r#""candidate""#, r#""baseline""#, r#""baseline""#]);
     }
 
+    /// Records what the aggregator shows it.
+    #[derive(Default)]
+    struct Recorder {
+        seen: std::sync::Mutex<Vec<(&'static str, Option<LoadShape>, Snapshot)>>,
+    }
+
+    impl ProgressView for Recorder {
+        fn start(&self, shape: &LoadShape) {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(("start", Some(shape.clone()), Snapshot::default()));
+        }
+        fn update(&self, now: &Snapshot) {
+            self.seen.lock().unwrap().push(("update", None, *now));
+        }
+        fn finish(&self, last: &Snapshot) {
+            self.seen.lock().unwrap().push(("finish", None, *last));
+        }
+    }
+
+    #[test]
+    fn the_view_is_started_fed_on_its_tick_and_finished_with_every_request() {
+        let view = Arc::new(Recorder::default());
+        let shape = LoadShape {
+            planned: 4,
+            end_s: None,
+            step: Some("step 1/2 at 1 in flight".into()),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = AggregatorConfig {
+            requests_path: None,
+            progress_every: None,
+            append: false,
+            planned: 4,
+            slo: None,
+            ab: false,
+            figures: None,
+            view: Some((view.clone(), shape.clone())),
+            spans: None,
+            members: 0,
+        };
+        let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
+        tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
+        tx.send(rec(false, 0.0, 0.1, None)).unwrap();
+        // past a tick: at least one update with both records
+        std::thread::sleep(VIEW_TICK * 2);
+        let mut warm = rec(true, 0.1, 3.0, Some(2));
+        warm.phase = Phase::Warmup;
+        tx.send(warm).unwrap();
+        tx.send(rec(true, 0.1, 2.0, Some(2))).unwrap();
+        drop(tx);
+        h.join().unwrap();
+        let seen = view.seen.lock().unwrap();
+        assert_eq!(seen[0].0, "start");
+        assert_eq!(seen[0].1.as_ref(), Some(&shape));
+        let updates: Vec<&Snapshot> = seen
+            .iter()
+            .filter(|s| s.0 == "update")
+            .map(|s| &s.2)
+            .collect();
+        assert!(updates.iter().any(|u| u.done == 2), "{updates:?}");
+        let (kind, _, last) = seen.last().unwrap();
+        assert_eq!(*kind, "finish");
+        // every record is done; the figures are the measured ones (the warm-up's left out)
+        assert_eq!(last.done, 4);
+        assert_eq!((last.figures.requests, last.figures.failed), (3, 1));
+        assert_eq!(last.figures.output_tokens, 4);
+        let p90 = last.figures.e2e.p90.unwrap();
+        assert!((2.0..2.01).contains(&p90), "{p90}");
+    }
+
     /// A full disk (Linux's `/dev/full` answers every write with ENOSPC): the records are
     /// lost, the tally is not, and the error says so.
     #[cfg(target_os = "linux")]
@@ -748,6 +874,8 @@ mod tests {
             ab: false,
             figures: None,
             members: 0,
+            view: None,
+            spans: None,
         };
         let h = std::thread::spawn(move || aggregate(rx, Arc::new(Live::default()), cfg));
         tx.send(rec(true, 0.1, 1.0, Some(2))).unwrap();
