@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 13's benchmark in one command: every figure of its table for load-test and, side by
+# side on the same machine, Locust (installed from PyPI into a cached venv on first use), with
+# vllm-sim pinned to one core and the client to the other. Prints `figure | load-test | locust |
+# goal` rows (stable format) and the machine line. Takes ~10 min with the defaults.
+#   BENCH_RUNS (3), BENCH_SECONDS (20), BENCH_LOCUST (1; 0 skips Locust),
+#   BENCH_MEM_REQUESTS ("20000 200000"), LOCUST_VERSION (2.47.0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
+LOCUST_VERSION=${LOCUST_VERSION:-2.47.0}
+cargo build --locked --release -p vllm-sim -p load-test >&2
+if [ "${BENCH_LOCUST:-1}" != 0 ]; then
+  VENV=$CACHE/locust-venv
+  if [ "$("$VENV/bin/locust" --version 2>/dev/null | awk '{print $2}')" != "$LOCUST_VERSION" ]; then
+    echo "bench-compare: installing locust==$LOCUST_VERSION into $VENV" >&2
+    mkdir -p "$CACHE"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "locust==$LOCUST_VERSION" >&2
+  fi
+  export LOCUST_VENV=$VENV
+fi
+ulimit -n 65536 2>/dev/null || true
+exec python3 scripts/bench/compare.py
