@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
+use perf_gate::loadtest::Shard;
 use perf_gate::loadtest::thresholds::Threshold;
 use perf_gate::loadtest::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
@@ -527,6 +528,22 @@ pub struct Cli {
     #[arg(long, env = "DRAIN_GRACE", default_value_t = Seconds(DEFAULT_DRAIN_GRACE))]
     pub drain_grace: Seconds,
 
+    /// Scale-out: this process is shard I (0-based) of --shard-count, e.g. a Kubernetes
+    /// Indexed Job's pod (default: JOB_COMPLETION_INDEX). It sends every Nth request from I
+    /// at its share of --concurrency (or --rate), writes mergeable results, and does not query
+    /// Prometheus: `load-test merge` combines the shards and queries the union window once.
+    #[arg(long, env = "SHARD_INDEX", value_name = "I")]
+    pub shard_index: Option<u32>,
+
+    /// Scale-out: the number of shards (1: no sharding).
+    #[arg(long, env = "SHARD_COUNT", default_value_t = 1, value_parser = positive_u32, value_name = "N")]
+    pub shard_count: u32,
+
+    /// Start the load at this instant (RFC 3339, e.g. 2026-12-05T10:00:00Z), after the
+    /// preflight: shards given the same time start together.
+    #[arg(long, env = "START_AT", value_name = "TIME")]
+    pub start_at: Option<String>,
+
     /// Timeout of each Prometheus query (more than 0).
     #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value_t = Seconds(DEFAULT_QUERY_TIMEOUT), value_parser = positive_seconds)]
     pub prometheus_timeout: Seconds,
@@ -686,7 +703,19 @@ impl TryFrom<Cli> for LoadTestConfig {
         if matches!(&input, InputSource::PromptText(t) if t.trim().is_empty()) {
             anyhow::bail!("--prompt-text is empty");
         }
-        Ok(LoadTestConfig {
+        let shard = shard(&cli)?;
+        let start_at = cli
+            .start_at
+            .as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .with_context(|| {
+                        format!("--start-at {t:?}: expected RFC 3339, e.g. 2026-12-05T10:00:00Z")
+                    })
+            })
+            .transpose()?;
+        let mut config = LoadTestConfig {
             vllm_url,
             adapter_name,
             baseline_adapter: cli.baseline_adapter,
@@ -762,8 +791,66 @@ impl TryFrom<Cli> for LoadTestConfig {
             pushgateway,
             effective_config: None,
             mix,
-        })
+            shard,
+            start_at,
+        };
+        if let Some(s) = shard {
+            // this shard's share of the load: the first shards take the remainder
+            let share =
+                config.concurrency / s.count + u32::from(s.index < config.concurrency % s.count);
+            if share == 0 && config.rate.is_none() {
+                anyhow::bail!(
+                    "--shard-count {}: more shards than --concurrency {} (each shard needs a request in flight)",
+                    s.count,
+                    config.concurrency
+                );
+            }
+            config.concurrency = share.max(1);
+            config.rate = config.rate.map(|r| r / f64::from(s.count));
+            // each shard's own arrival stream, reproducibly
+            config.seed = config.seed.wrapping_add(u64::from(s.index));
+        }
+        Ok(config)
     }
+}
+
+/// `--shard-index` (default: the Indexed Job's JOB_COMPLETION_INDEX) of `--shard-count`.
+fn shard(cli: &Cli) -> anyhow::Result<Option<Shard>> {
+    if cli.shard_count <= 1 {
+        return Ok(None);
+    }
+    let index = match cli.shard_index {
+        Some(i) => i,
+        None => match std::env::var("JOB_COMPLETION_INDEX") {
+            Ok(v) => v.trim().parse().with_context(|| {
+                format!("JOB_COMPLETION_INDEX {v:?} (the default of --shard-index) is not an index")
+            })?,
+            Err(_) => anyhow::bail!(
+                "--shard-count {} needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets)",
+                cli.shard_count
+            ),
+        },
+    };
+    if index >= cli.shard_count {
+        anyhow::bail!(
+            "--shard-index {index} is not below --shard-count {}",
+            cli.shard_count
+        );
+    }
+    for (set, flag) in [
+        (!cli.steps.is_empty(), "--steps"),
+        (cli.baseline_adapter.is_some(), "--baseline-adapter"),
+        (!cli.targets.is_empty() || cli.lora_mix.is_some(), "a mix"),
+        (cli.stages.is_some(), "--stages"),
+    ] {
+        if set {
+            anyhow::bail!("--shard-count cannot be used with {flag} (yet): shard a plain load");
+        }
+    }
+    Ok(Some(Shard {
+        index,
+        count: cli.shard_count,
+    }))
 }
 
 /// `--target` / `--lora-mix`: the mix, and the URL and adapter the run's single-target parts

@@ -2,3 +2,4 @@
 //! in `workflows/` and `deploy/` against [`cli::Cli`].
 
 pub mod cli;
+pub mod merge_cli;

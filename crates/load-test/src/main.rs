@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         print!("{}", perf_gate::loadtest::scenarios::listing());
         return ExitCode::SUCCESS;
     }
+    // `load-test merge SHARD_DIR...`: the shards of a scaled-out load into one results file
+    if std::env::args_os().nth(1).is_some_and(|a| a == "merge") {
+        return merge_main();
+    }
     let (cli, effective): (Cli, _) =
         match config_file::try_parse_with(Some(&load_test::cli::SCENARIOS)) {
             Ok(parsed) => parsed,
@@ -56,6 +60,79 @@ async fn run(cli: Cli, effective: serde_json::Value) -> Result<Exit, (Exit, anyh
     print_summary(&outcome);
     print_thresholds(&outcome.results);
     Ok(outcome.exit)
+}
+
+fn merge_main() -> ExitCode {
+    use clap::Parser as _;
+    let cli = match load_test::merge_cli::MergeCli::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("load-test merge"))
+            .chain(std::env::args_os().skip(2)),
+    ) {
+        Ok(cli) => cli,
+        Err(e) => env::exit_with(e),
+    };
+    logging::init(cli.log_format);
+    let config = match perf_gate::loadtest::merge::MergeConfig::try_from(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "load-test merge: {}",
+                perf_gate::secrets::scrub(&format!("{e:#}"))
+            );
+            return Exit::BadInput.into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("load-test merge: cannot start the async runtime: {e}");
+            return Exit::Dependency.into();
+        }
+    };
+    let output_dir = config.output_dir.clone();
+    let outcome = runtime.block_on(async move {
+        let cancel = signals::cancel_on_signal(move || {
+            loadtest::mark_killed(&output_dir);
+            std::process::exit(Exit::Aborted.code().into())
+        });
+        perf_gate::loadtest::merge::merge(config, cancel).await
+    });
+    match outcome {
+        Ok(o) => {
+            println!("status: {}", o.status.as_str());
+            if let Some(e) = &o.error {
+                println!("error: {e}");
+            }
+            if let Some(c) = o.results.as_ref().and_then(|r| r.client.as_ref()) {
+                let fmt =
+                    |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}s"));
+                println!(
+                    "client (merged): {} requests, {} ok, {:.2} req/s, ttft p50 {} p95 {}, e2e p95 {}",
+                    c.total_requests,
+                    c.successful_requests,
+                    c.requests_per_s.unwrap_or(0.0),
+                    fmt(c.ttft_s.p50),
+                    fmt(c.ttft_s.p95),
+                    fmt(c.e2e_s.p95)
+                );
+            }
+            if o.results.is_some() {
+                println!("results: {}", o.results_path.display());
+            }
+            o.exit.into()
+        }
+        Err(e) => {
+            use perf_gate::step::StepFailure as _;
+            eprintln!(
+                "load-test merge: {}",
+                perf_gate::secrets::scrub(&format!("{e:#}"))
+            );
+            e.exit().into()
+        }
+    }
 }
 
 /// One line per `--threshold`, after the summary (seed 002's PASS/WARNING wording).

@@ -220,6 +220,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         steps: vec![],
         probes: vec![],
         mix: None,
+        shard: None,
     }
 }
 

@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod gpu_poll;
 mod inputs;
+pub mod merge;
 mod mixes;
 mod phases;
 mod poll;
@@ -30,7 +31,7 @@ pub mod thresholds;
 
 pub use config::{
     DEFAULT_CONCURRENCY, DEFAULT_DRAIN_GRACE, DEFAULT_MAX_TOKENS, DEFAULT_POLL_INTERVAL,
-    DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig,
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_REQUEST_TIMEOUT, LoadTestConfig, Shard,
 };
 pub use error::LoadTestError;
 pub use gpu_poll::{GPU_HEADER, QUERY as GPU_QUERY, SKIPPED as GPU_SKIPPED};
@@ -488,5 +489,6 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
         steps: Vec::new(),
         probes: Vec::new(),
         mix: None,
+        shard: None,
     }
 }

@@ -899,6 +899,31 @@ pub struct LoadTestResults {
     /// top-level `client` pools them. Absent outside a mix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mix: Option<MixResults>,
+    /// A shard of a scaled-out load (`--shard-index`/`--shard-count`), with what `load-test
+    /// merge` needs; or, in merged results, the shards merged. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// One shard of a load split over several `load-test` processes, or the merge of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardInfo {
+    /// This shard's index (0-based); absent in merged results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Shards in the load.
+    pub count: u32,
+    /// Seconds the shard's rates are over (its measured window, or first issue to last finish).
+    pub rate_span_s: f64,
+    /// The shard's measured requests, mergeable: counts, every request's exact sample, and
+    /// the pooled histograms (HDR V2, base64). Absent in merged results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub tally: Option<crate::runner::aggregate::TallyWire>,
+    /// The same for the requests of the warm-up and cool-down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub unmeasured: Option<crate::runner::aggregate::TallyWire>,
 }
 
 /// The members of a mix and their figures under the shared load (seed 002's per-endpoint

@@ -52,6 +52,10 @@ const LOAD_TEST_ENV: &[&str] = &[
     "PROGRESS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_HEADERS",
+    "SHARD_INDEX",
+    "SHARD_COUNT",
+    "START_AT",
+    "JOB_COMPLETION_INDEX",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

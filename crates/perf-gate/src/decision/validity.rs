@@ -137,6 +137,14 @@ pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
             mix.members.len()
         ));
     }
+    if let Some(s) = &results.shard
+        && let Some(i) = s.index
+    {
+        out.push(format!(
+            "shard {i} of {}: a part of the load; merge the shards with `load-test merge`",
+            s.count
+        ));
+    }
     if !results.steps.is_empty() {
         out.push("a step sweep: each step is its own load; the gate compares one load".into());
     }

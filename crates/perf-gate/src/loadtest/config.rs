@@ -149,6 +149,22 @@ pub struct LoadTestConfig {
     /// A mix of targets (`--target`) or adapters (`--lora-mix`); `None`: one target, one
     /// adapter. In a target mix `vllm_url` and `adapter_name` are the first target's.
     pub mix: Option<crate::mix::Mix>,
+    /// This process is shard `index` of `count` (`--shard-index`/`--shard-count`): it sends
+    /// every `count`-th request from `index`, at its share of the concurrency or rate (already
+    /// divided in `concurrency`/`rate`), and leaves the server figures to `load-test merge`.
+    pub shard: Option<Shard>,
+    /// When the load starts (`--start-at`): every shard waits for the same instant after its
+    /// preflight; `None`: at once.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Which shard of how many this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based index.
+    pub index: u32,
+    /// Shards in the load (more than 1).
+    pub count: u32,
 }
 
 impl LoadTestConfig {

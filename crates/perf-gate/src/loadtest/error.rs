@@ -67,6 +67,10 @@ pub enum LoadTestError {
         /// What failed.
         why: String,
     },
+    /// `load-test merge`: the shards cannot be merged (one missing, of another load, not
+    /// completed, unreadable).
+    #[error("cannot merge the shards: {0}")]
+    Shards(String),
     /// An output file could not be written after the work (a full disk).
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -81,7 +85,9 @@ impl From<PromError> for LoadTestError {
 impl StepFailure for LoadTestError {
     fn exit(&self) -> Exit {
         match self {
-            LoadTestError::Workload(_) | LoadTestError::OutputDir(_) => Exit::BadInput,
+            LoadTestError::Workload(_) | LoadTestError::OutputDir(_) | LoadTestError::Shards(_) => {
+                Exit::BadInput
+            }
             LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey)
             | LoadTestError::BaselineAdapter(ClientError::BadUrl(_) | ClientError::BadApiKey)
             | LoadTestError::MixMember {

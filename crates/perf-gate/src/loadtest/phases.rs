@@ -55,7 +55,9 @@ pub(super) async fn execute(
             "a mix splits one load among its members: it cannot be a sweep or an A/B run".into(),
         )));
     }
+    // a shard leaves the server's figures to `load-test merge` (one query over the union)
     let collector = match &cfg.prometheus_url {
+        Some(_) if cfg.shard.is_some() => None,
         Some(url) => Some(PrometheusCollector::with_tls(
             url,
             cfg.prom.clone(),
@@ -83,6 +85,9 @@ pub(super) async fn execute(
         };
         // synthetic prompts are sized with the server's tokenizer: after the health check
         let mut requests = super::inputs::build(cfg, inputs, &client, results).await;
+        if let Some(shard) = cfg.shard {
+            requests = shard_of(requests, shard);
+        }
         let mut cold = Vec::new();
         let mut dispatch = None;
         if let Some((m, setup)) = &mix {
@@ -139,7 +144,7 @@ pub(super) async fn execute(
         .mix
         .as_ref()
         .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
-    let server_side = if targets {
+    let server_side = if targets || cfg.shard.is_some() {
         None
     } else {
         Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
@@ -151,6 +156,9 @@ pub(super) async fn execute(
             }
         }
         _ => preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?,
+    }
+    if let Some(at) = cfg.start_at {
+        start_at(at, &cancel, results).await?;
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
@@ -199,7 +207,64 @@ pub(super) async fn execute(
     if let Some(mr) = mix_results {
         super::mixes::record(results, mr);
     }
+    if let Some(shard) = cfg.shard {
+        results.shard = Some(crate::results::ShardInfo {
+            index: Some(shard.index),
+            count: shard.count,
+            rate_span_s: out.rate_span_s,
+            tally: Some(out.tally.to_wire()),
+            unmeasured: Some(out.unmeasured.to_wire()),
+        });
+        results.validity = Some(crate::results::Validity {
+            valid: false,
+            reasons: vec![format!(
+                "shard {} of {}: its requests are a part of the load; `load-test merge` combines the shards and queries the server once",
+                shard.index, shard.count
+            )],
+        });
+    }
     Ok(RunStatus::Completed)
+}
+
+/// Shard `s`'s part of the request list: every `count`-th request from `index`, so the shards
+/// together send the list once; a list shorter than the shards is shared whole (a timed
+/// load cycles it anyway).
+fn shard_of(requests: Vec<PreparedRequest>, s: super::Shard) -> Vec<PreparedRequest> {
+    if requests.len() < s.count as usize {
+        return requests;
+    }
+    requests
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i % s.count as usize == s.index as usize)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Waits for `--start-at` (every shard starts its load at the same instant); a time already
+/// past is a warning, not a wait.
+async fn start_at(
+    at: chrono::DateTime<Utc>,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+) -> Result<(), LoadTestError> {
+    let now = Utc::now();
+    match (at - now).to_std() {
+        Ok(wait) => {
+            tracing::info!(start_at = %rfc3339(at), wait_s = wait.as_secs_f64(), "waiting for --start-at");
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for --start-at" }),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Err(_) => results.warnings.push(format!(
+            "--start-at {} had passed {:.1} s before the load could start: the shards did not start together",
+            rfc3339(at),
+            (now - at).num_milliseconds() as f64 / 1e3
+        )),
+    }
+    Ok(())
 }
 
 /// The requests a timed load sent but did not measure, when it had a warm-up or cool-down.

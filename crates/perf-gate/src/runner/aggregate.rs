@@ -180,6 +180,82 @@ impl Tally {
     }
 }
 
+/// A [`Tally`] as a shard writes it (`load-test --shard-count`) for `load-test merge`: the
+/// counts, every request's exact sample, and the pooled histograms, all mergeable.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TallyWire {
+    total: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    without_usage: u64,
+    zero_usage_with_content: u64,
+    output_tokens: u64,
+    prompt_tokens: u64,
+    requests: crate::results::PackedSamples,
+    /// HDR V2, base64, and the exact sum: (histogram, sum).
+    itl: (String, f64),
+    tpot: (String, f64),
+    queue: (String, f64),
+    slo: Option<Slo>,
+    slo_met: u64,
+}
+
+impl Tally {
+    /// The tally as a shard writes it.
+    pub fn to_wire(&self) -> TallyWire {
+        TallyWire {
+            total: self.total,
+            ok: self.ok,
+            errors: self.errors.clone(),
+            without_usage: self.without_usage,
+            zero_usage_with_content: self.zero_usage_with_content,
+            output_tokens: self.output_tokens,
+            prompt_tokens: self.prompt_tokens,
+            requests: self.requests.pack(),
+            itl: self.itl.to_wire(),
+            tpot: self.tpot.to_wire(),
+            queue: self.queue.to_wire(),
+            slo: self.slo,
+            slo_met: self.slo_met,
+        }
+    }
+
+    /// The tally a shard wrote, its finish times moved by `shift_s`; an error says what part
+    /// is unreadable or inconsistent.
+    pub fn from_wire(w: &TallyWire, shift_s: f64) -> Result<Tally, String> {
+        let mut requests =
+            SampleStore::unpack(&w.requests).map_err(|e| format!("requests: {e}"))?;
+        requests.shift(shift_s);
+        let failures: u64 = w.errors.values().sum();
+        if w.ok > w.total || w.total - w.ok != failures || requests.len() as u64 > w.total {
+            return Err(format!(
+                "counts do not add up: {} requests, {} ok, {failures} failures, {} samples",
+                w.total,
+                w.ok,
+                requests.len()
+            ));
+        }
+        let hist = |name: &str, (text, sum): &(String, f64)| {
+            LatencyHistogram::from_wire(text, *sum).map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(Tally {
+            total: w.total,
+            ok: w.ok,
+            errors: w.errors.clone(),
+            without_usage: w.without_usage,
+            zero_usage_with_content: w.zero_usage_with_content,
+            output_tokens: w.output_tokens,
+            prompt_tokens: w.prompt_tokens,
+            requests,
+            itl: hist("itl", &w.itl)?,
+            tpot: hist("tpot", &w.tpot)?,
+            queue: hist("queue", &w.queue)?,
+            slo: w.slo,
+            slo_met: w.slo_met,
+        })
+    }
+}
+
 /// The GET tasks of a `--task-mix` (health, model list), counted apart from the generations.
 #[derive(Debug, Clone, Default)]
 pub struct Probes {
@@ -666,6 +742,46 @@ mod tests {
         }
         a.merge(&b);
         assert_eq!(a.metrics(1.0), all.metrics(1.0));
+    }
+
+    #[test]
+    fn a_tally_written_by_a_shard_reads_back_the_same_and_merges_exactly() {
+        let mut a = Tally::with_slo(None);
+        let mut b = Tally::with_slo(None);
+        for i in 0..50 {
+            let mut r = rec(
+                i % 7 != 0,
+                0.01 * f64::from(i),
+                0.5 + 0.01 * f64::from(i),
+                Some(9),
+            );
+            r.total_s = r.e2e_s.unwrap_or(0.1);
+            if i % 2 == 0 { a.add(&r) } else { b.add(&r) }
+        }
+        a.add_failures("abandoned", 2);
+        let back = Tally::from_wire(&a.to_wire(), 0.0).unwrap();
+        assert_eq!(back.metrics(10.0), a.metrics(10.0));
+        // merging what two shards wrote equals merging the tallies themselves
+        let mut wired = Tally::from_wire(&a.to_wire(), 0.0).unwrap();
+        wired.merge(&Tally::from_wire(&b.to_wire(), 0.0).unwrap());
+        let mut direct = a.clone();
+        direct.merge(&b);
+        assert_eq!(wired.metrics(10.0), direct.metrics(10.0));
+        // inconsistent counts are refused
+        let mut bad = a.to_wire();
+        bad.ok += 1;
+        assert!(
+            Tally::from_wire(&bad, 0.0)
+                .unwrap_err()
+                .contains("do not add up")
+        );
+        let mut bad = a.to_wire();
+        bad.itl.0 = "%%%".into();
+        assert!(
+            Tally::from_wire(&bad, 0.0)
+                .unwrap_err()
+                .starts_with("itl: not base64")
+        );
     }
 
     #[test]

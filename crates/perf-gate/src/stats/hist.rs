@@ -73,6 +73,43 @@ impl LatencyHistogram {
         self.sum += other.sum;
     }
 
+    /// The histogram as text (HDR's V2 encoding, base64) and its exact sum, to be written by a
+    /// shard and read back by [`LatencyHistogram::from_wire`].
+    pub fn to_wire(&self) -> (String, f64) {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        hdrhistogram::serialization::Serializer::serialize(
+            &mut hdrhistogram::serialization::V2Serializer::new(),
+            &self.h,
+            &mut bytes,
+        )
+        .expect("invariant: a histogram serializes into memory");
+        (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            self.sum,
+        )
+    }
+
+    /// The histogram [`LatencyHistogram::to_wire`] wrote; an error names what is wrong.
+    pub fn from_wire(text: &str, sum: f64) -> Result<LatencyHistogram, String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| format!("not base64: {e}"))?;
+        let read: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("not an HDR histogram: {e:?}"))?;
+        let mut out = LatencyHistogram::default();
+        out.h
+            .add(&read)
+            .map_err(|e| format!("values outside the bounds: {e:?}"))?;
+        if !sum.is_finite() || sum < 0.0 {
+            return Err(format!("sum {sum} is not a latency sum"));
+        }
+        out.sum = sum;
+        Ok(out)
+    }
+
     /// The nearest-rank percentile `q`, as its bucket's upper edge (seconds).
     pub fn percentile(&self, q: f64) -> Option<f64> {
         let n = self.h.len();

@@ -146,6 +146,14 @@ impl SampleStore {
         Ok(SampleStore { requests })
     }
 
+    /// Moves every finish time by `by_s` seconds (a shard's load started `by_s` after the
+    /// union's start).
+    pub fn shift(&mut self, by_s: f64) {
+        for r in &mut self.requests {
+            r.finished_s = (f64::from(r.finished_s) + by_s) as f32;
+        }
+    }
+
     /// Appends another store's requests (a shard's): percentiles stay exact.
     pub fn merge(&mut self, other: &SampleStore) {
         self.requests.extend_from_slice(&other.requests);

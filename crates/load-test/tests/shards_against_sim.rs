@@ -1,0 +1,263 @@
+//! Scale-out against `vllm-sim`: four `load-test` shards started together (`--start-at`) and
+//! merged by `load-test merge` report what one process sending the same requests reports: the
+//! same request count, TTFT/E2E percentiles that are exactly the nearest-rank ones over every
+//! shard's records, ITL within the histogram's precision of a single run's, and the union of
+//! the shards' windows.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use test_support::sim::{Sim, eval_file};
+use test_support::steps::{load_test, load_test_results, request_records, run, stderr};
+
+fn sim() -> Sim {
+    Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(5),
+        ..Default::default()
+    })
+}
+
+/// `load-test` against `sim` with the common flags, then `args`.
+fn load(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = load_test();
+    c.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+        .arg("--eval-data-path")
+        .arg(eval)
+        .arg("--output-dir")
+        .arg(out)
+        .args([
+            "--num-requests",
+            "80",
+            "--concurrency",
+            "8",
+            "--max-tokens",
+            "8",
+        ])
+        .args(["--progress-interval", "0", "--poll-interval", "0"])
+        .args(args);
+    c
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> std::process::Output {
+    run(load_test()
+        .arg("merge")
+        .args(dirs)
+        .arg("--output-dir")
+        .arg(out))
+}
+
+/// The nearest-rank percentile `q` of `v` (sorted).
+fn rank(v: &[f64], q: f64) -> f64 {
+    let n = v.len();
+    let r = ((q * n as f64).ceil() as usize).clamp(1, n);
+    v[r - 1]
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("a number: {v}"))
+}
+
+#[test]
+fn serial_four_shards_merge_to_what_one_process_reports() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 40);
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..4)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    let children: Vec<_> = shard_dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut c = load(
+                &sim,
+                &eval,
+                d,
+                &["--shard-count", "4", "--start-at", &start_at],
+            );
+            // the index from an Indexed Job's env for one of them
+            if i == 3 {
+                c.env("JOB_COMPLETION_INDEX", "3");
+            } else {
+                c.args(["--shard-index", &i.to_string()]);
+            }
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("load-test starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut all_ttft = Vec::new();
+    let mut all_e2e = Vec::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for (i, d) in shard_dirs.iter().enumerate() {
+        let r = load_test_results(d);
+        assert_eq!(r["shard"]["index"], i as u64);
+        assert_eq!(r["config"]["concurrency"], 2, "a quarter of 8");
+        assert_eq!(r["client"]["total_requests"], 20, "every 4th of 80");
+        assert!(r["server"].is_null(), "a shard does not query the server");
+        assert_eq!(r["validity"]["valid"], false);
+        for rec in request_records(d) {
+            all_ttft.push(f(&rec["ttft_s"]));
+            all_e2e.push(f(&rec["e2e_s"]));
+        }
+        starts.push(r["timing"]["load_start"].as_str().unwrap().to_string());
+        ends.push(r["timing"]["load_end"].as_str().unwrap().to_string());
+    }
+    // the shards started together
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    let first = starts.iter().map(|s| parse(s)).min().unwrap();
+    let last = starts.iter().map(|s| parse(s)).max().unwrap();
+    assert!((last - first).num_milliseconds() < 500, "{starts:?}");
+
+    let merged_dir = dir.path().join("merged");
+    let out = merge(&shard_dirs, &merged_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = load_test_results(&merged_dir);
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["shard"]["count"], 4);
+    assert!(m["shard"].get("index").is_none());
+    assert_eq!(m["config"]["concurrency"], 8, "the shards' together");
+    let c = &m["client"];
+    assert_eq!(c["total_requests"], 80);
+    assert_eq!(c["successful_requests"], 80);
+    // exact: the nearest-rank percentiles over every shard's records (samples are f32)
+    all_ttft.sort_by(f64::total_cmp);
+    all_e2e.sort_by(f64::total_cmp);
+    for (q, key) in [(0.5, "p50"), (0.9, "p90"), (0.99, "p99")] {
+        let (t, e) = (rank(&all_ttft, q), rank(&all_e2e, q));
+        assert!(
+            (f(&c["ttft_s"][key]) - t).abs() < 1e-6,
+            "ttft {key}: {} vs {t}",
+            c["ttft_s"][key]
+        );
+        assert!(
+            (f(&c["e2e_s"][key]) - e).abs() < 1e-6,
+            "e2e {key}: {} vs {e}",
+            c["e2e_s"][key]
+        );
+    }
+    // the union window
+    let min_start = starts.iter().min_by_key(|s| parse(s)).unwrap();
+    let max_end = ends.iter().max_by_key(|s| parse(s)).unwrap();
+    assert_eq!(
+        parse(m["timing"]["load_start"].as_str().unwrap()),
+        parse(min_start)
+    );
+    assert_eq!(
+        parse(m["timing"]["load_end"].as_str().unwrap()),
+        parse(max_end)
+    );
+    // every record, once, each with its shard
+    let recs = request_records(&merged_dir);
+    assert_eq!(recs.len(), 80);
+    assert_eq!(recs.iter().filter(|r| r["shard"] == 2).count(), 20);
+    // no server figures without Prometheus: not a gate measurement
+    assert_eq!(m["validity"]["valid"], false);
+
+    // one process over the same requests
+    let single_dir = dir.path().join("single");
+    let out = run(&mut load(&sim, &eval, &single_dir, &[]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = load_test_results(&single_dir);
+    assert_eq!(s["client"]["total_requests"], c["total_requests"]);
+    assert_eq!(s["client"]["output_tokens"], c["output_tokens"]);
+    // the sim's delays are fixed: the same figures within scheduling noise
+    let near = |a: &Value, b: &Value, tol: f64| (f(a) - f(b)).abs() <= tol;
+    assert!(near(
+        &s["client"]["ttft_s"]["p50"],
+        &c["ttft_s"]["p50"],
+        0.015
+    ));
+    assert!(near(
+        &s["client"]["itl_s"]["p50"],
+        &c["itl_s"]["p50"],
+        0.003
+    ));
+    assert_eq!(sim.stats().accepted, 160);
+}
+
+#[test]
+fn shards_that_do_not_make_one_load_are_refused() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let shard = |i: u32, extra: &[&str]| {
+        let d = dir.path().join(format!("s{i}-{}", extra.len()));
+        let out = run(&mut load(
+            &sim,
+            &eval,
+            &d,
+            &[
+                &[
+                    "--shard-count",
+                    "2",
+                    "--shard-index",
+                    &i.to_string(),
+                    "--num-requests",
+                    "4",
+                ],
+                extra,
+            ]
+            .concat(),
+        ));
+        assert!(out.status.success(), "{}", stderr(&out));
+        d
+    };
+    let (a, b, other) = (
+        shard(0, &[]),
+        shard(1, &[]),
+        shard(1, &["--max-tokens", "4"]),
+    );
+    for (dirs, want) in [
+        (vec![a.clone()], "shard(s) 1 of 2 missing"),
+        (vec![a.clone(), a.clone()], "are both shard 0"),
+        (
+            vec![a.clone(), other],
+            "ran different loads (max_tokens differs)",
+        ),
+        (vec![a.clone(), dir.path().join("nowhere")], "nowhere"),
+    ] {
+        let out = merge(&dirs, &dir.path().join("m"));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(want), "{want}: {text}");
+        assert!(!dir.path().join("m/load_test_results.json").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("m/load_test_status.txt"))
+                .unwrap()
+                .trim(),
+            "failed"
+        );
+    }
+    let out = merge(&[a, b], &dir.path().join("m"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // bad shard flags
+    for (args, want) in [
+        (&["--shard-count", "2"][..], "needs --shard-index"),
+        (
+            &["--shard-count", "2", "--shard-index", "2"],
+            "not below --shard-count 2",
+        ),
+        (
+            &["--shard-count", "9", "--shard-index", "8"],
+            "more shards than --concurrency 8",
+        ),
+        (
+            &["--start-at", "tomorrow"],
+            "--start-at \"tomorrow\": expected RFC 3339",
+        ),
+    ] {
+        let out = run(&mut load(&sim, &eval, &dir.path().join("bad"), args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -1,0 +1,401 @@
+//! `load-test merge`: the shards of a scaled-out load (`--shard-index`/`--shard-count`, each
+//! in its own directory) combined into one `load_test_results.json`, as if one process had
+//! sent every request.
+//!
+//! - Client figures: the shards' tallies merged. Every request's exact sample is kept (finish
+//!   times moved onto the union's clock), so TTFT and E2E nearest-rank percentiles equal a
+//!   single run's over the same requests; ITL, TPOT and client queueing come from the merged
+//!   HDR histograms, within their stated relative error. Rates are over the shards' common
+//!   measured time (a timed load) or the union window (a list).
+//! - Server figures: queried once, from Prometheus over the union window (the seed's window:
+//!   the shards' edges were not confirmed), when `--prometheus-url` is given; otherwise none,
+//!   and the merged results are not a gate measurement.
+//! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::{DOCUMENTS, LoadTestError, rfc3339};
+use crate::prom::{LoadSpan, PromSettings, PrometheusCollector};
+use crate::results::{
+    LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunStatus, RunTiming, STATUS_FILE, ShardInfo,
+    Validity,
+};
+use crate::runner::aggregate::Tally;
+use crate::step::{Exit, StepOutputs, error_line};
+use crate::transport::TlsSettings;
+
+/// What `load-test merge` does.
+#[derive(Debug, Clone)]
+pub struct MergeConfig {
+    /// The shards' output directories, one per shard, in any order.
+    pub shard_dirs: Vec<PathBuf>,
+    /// Where the merged files go.
+    pub output_dir: PathBuf,
+    /// Prometheus for the server's figures over the union window; `None`: none.
+    pub prometheus_url: Option<String>,
+    /// Its settings (job, scrape interval, ...).
+    pub prom: PromSettings,
+    /// Its TLS settings.
+    pub prometheus_tls: TlsSettings,
+}
+
+/// A shard's results, read and checked.
+struct ShardRun {
+    dir: PathBuf,
+    results: LoadTestResults,
+    index: u32,
+    count: u32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+fn bad(why: String) -> LoadTestError {
+    LoadTestError::Shards(why)
+}
+
+fn read_shard(dir: &Path) -> Result<ShardRun, LoadTestError> {
+    let path = dir.join(RESULTS_FILE);
+    let results = LoadTestResults::read(&path).map_err(|e| bad(error_line(&e)))?;
+    let shown = path.display();
+    if results.status != RunStatus::Completed {
+        return Err(bad(format!(
+            "{shown}: the shard did not complete (status {}{}): the merged figures would miss its requests",
+            results.status.as_str(),
+            results
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )));
+    }
+    let Some(ShardInfo {
+        index: Some(index),
+        count,
+        tally: Some(_),
+        ..
+    }) = &results.shard
+    else {
+        return Err(bad(format!(
+            "{shown} is not a shard's results (run load-test with --shard-index and --shard-count)"
+        )));
+    };
+    let (index, count) = (*index, *count);
+    let timing = results
+        .timing
+        .as_ref()
+        .ok_or_else(|| bad(format!("{shown} has no timing")))?;
+    let time = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| bad(format!("{shown}: timing {s:?}: {e}")))
+    };
+    Ok(ShardRun {
+        start: time(&timing.load_start)?,
+        end: time(&timing.load_end)?,
+        dir: dir.to_path_buf(),
+        results,
+        index,
+        count,
+    })
+}
+
+/// The config fields every shard must share (all but the ones a shard divides or offsets).
+fn shared_config(r: &LoadTestResults) -> serde_json::Value {
+    let mut v = serde_json::to_value(&r.config).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["concurrency", "rate", "seed", "max_inflight"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+/// Reads, checks and orders the shards: one of each index, the same count and settings.
+fn shards(dirs: &[PathBuf]) -> Result<Vec<ShardRun>, LoadTestError> {
+    if dirs.is_empty() {
+        return Err(bad("no shard directory given".into()));
+    }
+    let mut runs = dirs
+        .iter()
+        .map(|d| read_shard(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    runs.sort_by_key(|r| r.index);
+    let count = runs[0].count;
+    if let Some(r) = runs.iter().find(|r| r.count != count) {
+        return Err(bad(format!(
+            "{} is shard {} of {}, but {} is of {count}",
+            r.dir.display(),
+            r.index,
+            r.count,
+            runs[0].dir.display()
+        )));
+    }
+    for w in runs.windows(2) {
+        if w[0].index == w[1].index {
+            return Err(bad(format!(
+                "{} and {} are both shard {}",
+                w[0].dir.display(),
+                w[1].dir.display(),
+                w[0].index
+            )));
+        }
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !runs.iter().any(|r| r.index == *i))
+        .map(|i| i.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(bad(format!(
+            "shard(s) {} of {count} missing: every shard's directory is needed",
+            missing.join(", ")
+        )));
+    }
+    let first = shared_config(&runs[0].results);
+    for r in &runs[1..] {
+        let other = shared_config(&r.results);
+        if other != first {
+            let differs = first
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(k, v)| other.get(k.as_str()) != Some(v))
+                .map_or("a setting", |(k, _)| k.as_str());
+            return Err(bad(format!(
+                "{} and {} ran different loads ({differs} differs)",
+                runs[0].dir.display(),
+                r.dir.display()
+            )));
+        }
+    }
+    Ok(runs)
+}
+
+/// How a merge ended.
+#[derive(Debug)]
+pub struct MergeOutcome {
+    /// The merged results, when the shards could be merged.
+    pub results: Option<LoadTestResults>,
+    /// `completed`, or `failed`/`aborted` with the reason.
+    pub status: RunStatus,
+    /// The one-line reason it did not complete.
+    pub error: Option<String>,
+    /// Exit code per the shared table.
+    pub exit: Exit,
+    /// Where the results went.
+    pub results_path: PathBuf,
+}
+
+/// Merges the shards of `cfg.shard_dirs` into `cfg.output_dir`. An error only when the output
+/// directory cannot be claimed; otherwise the status file says how it ended, and the merged
+/// results are written when it completed (a failed merge writes none: there is nothing to judge).
+pub async fn merge(
+    cfg: MergeConfig,
+    cancel: CancellationToken,
+) -> Result<MergeOutcome, LoadTestError> {
+    use crate::step::StepFailure as _;
+    let outputs = StepOutputs::claim(
+        &cfg.output_dir,
+        STATUS_FILE,
+        DOCUMENTS,
+        RunStatus::Failed.as_str(),
+    )?;
+    let results_path = outputs.path(RESULTS_FILE);
+    let failed = |e: &LoadTestError| {
+        let line = error_line(e);
+        tracing::error!("{line}");
+        let status = if e.exit() == Exit::Aborted {
+            RunStatus::Aborted
+        } else {
+            RunStatus::Failed
+        };
+        outputs.abandon(status.as_str());
+        MergeOutcome {
+            results: None,
+            status,
+            error: Some(line),
+            exit: e.exit(),
+            results_path: results_path.clone(),
+        }
+    };
+    let mut results = match merged(&cfg, &outputs, &cancel).await {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(&e)),
+    };
+    for w in results.warnings.iter_mut() {
+        crate::secrets::scrub_string(w);
+    }
+    if let Err(e) = outputs
+        .write_json(RESULTS_FILE, &results)
+        .and_then(|()| outputs.finish(results.status.as_str()))
+    {
+        return Ok(failed(&LoadTestError::Output(e)));
+    }
+    Ok(MergeOutcome {
+        status: results.status,
+        results: Some(results),
+        error: None,
+        exit: Exit::Done,
+        results_path,
+    })
+}
+
+async fn merged(
+    cfg: &MergeConfig,
+    outputs: &StepOutputs,
+    cancel: &CancellationToken,
+) -> Result<LoadTestResults, LoadTestError> {
+    let runs = shards(&cfg.shard_dirs)?;
+    let start = runs
+        .iter()
+        .map(|r| r.start)
+        .min()
+        .expect("at least one shard");
+    let end = runs
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .expect("at least one shard");
+    let mut tally = Tally::default();
+    let mut unmeasured = Tally::default();
+    let mut warnings = Vec::new();
+    let (mut concurrency, mut rate) = (0u32, None::<f64>);
+    for r in &runs {
+        let info = r.results.shard.as_ref().expect("checked: a shard");
+        let shift = (r.start - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        let wire = info.tally.as_ref().expect("checked: a tally");
+        let t = Tally::from_wire(wire, shift)
+            .map_err(|e| bad(format!("{}: shard tally: {e}", r.dir.display())))?;
+        tally.merge(&t);
+        if let Some(u) = &info.unmeasured {
+            let u = Tally::from_wire(u, shift)
+                .map_err(|e| bad(format!("{}: shard tally: {e}", r.dir.display())))?;
+            unmeasured.merge(&u);
+        }
+        concurrency += r.results.config.concurrency;
+        rate = match (rate, r.results.config.rate) {
+            (a, Some(b)) => Some(a.unwrap_or(0.0) + b),
+            (a, None) => a,
+        };
+        warnings.extend(
+            r.results
+                .warnings
+                .iter()
+                .map(|w| format!("shard {}: {w}", r.index)),
+        );
+    }
+    let count = runs[0].count;
+    let union_s = (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    // a timed load's rates are over its measured window (the same in every shard)
+    let rate_span = match runs[0].results.config.duration_s {
+        Some(_) => runs
+            .iter()
+            .filter_map(|r| r.results.shard.as_ref().map(|s| s.rate_span_s))
+            .fold(0.0, f64::max),
+        None => union_s,
+    };
+    let mut results = runs[0].results.clone();
+    results.config.concurrency = concurrency;
+    results.config.rate = rate;
+    results.client = Some(tally.metrics(rate_span));
+    results.unmeasured = results.unmeasured.map(|u| {
+        let m = unmeasured.metrics(0.0);
+        crate::results::UnmeasuredInfo {
+            requests: m.total_requests,
+            successful_requests: m.successful_requests,
+            errors_by_kind: m.errors_by_kind,
+            ..u
+        }
+    });
+    results.timing = Some(RunTiming {
+        started_at: runs
+            .iter()
+            .filter_map(|r| r.results.timing.as_ref().map(|t| t.started_at.clone()))
+            .min()
+            .unwrap_or_else(|| rfc3339(start)),
+        load_start: rfc3339(start),
+        load_end: rfc3339(end),
+        load_duration_s: union_s,
+        wall_clock_duration_s: 0.0,
+    });
+    results.shard = Some(ShardInfo {
+        index: None,
+        count,
+        rate_span_s: rate_span,
+        tally: None,
+        unmeasured: None,
+    });
+    results.load_generator = runs
+        .iter()
+        .filter_map(|r| r.results.load_generator.clone())
+        .max_by(|a, b| {
+            let lag = |h: &crate::results::GeneratorHealth| h.event_loop_lag_p99_s.unwrap_or(0.0);
+            (a.saturated, lag(a))
+                .partial_cmp(&(b.saturated, lag(b)))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    results.warnings = warnings;
+    results.thresholds.clear();
+    results.departures.push(format!(
+        "merged from {count} shards (load-test merge): client figures from every request's exact sample and the merged histograms; the window is the union of the shards' loads"
+    ));
+    concat_records(&runs, outputs)?;
+    results.server = None;
+    results.validity = None;
+    match &cfg.prometheus_url {
+        Some(url) => {
+            let collector =
+                PrometheusCollector::with_tls(url, cfg.prom.clone(), &cfg.prometheus_tls)?;
+            let span = LoadSpan { start, end };
+            tracing::info!("querying Prometheus over the union window");
+            let server = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
+                r = collector.collect_seed(&span) => r?,
+            };
+            let mut server = server;
+            super::accounting::require_client_successes(
+                &mut server,
+                tally.successful() + unmeasured.successful(),
+            );
+            results.server = Some(server);
+            let validity = crate::decision::validity::validity(&results);
+            results.validity = Some(validity);
+        }
+        None => {
+            results.validity = Some(Validity {
+                valid: false,
+                reasons: vec![
+                    "no server figures: give load-test merge --prometheus-url to query the union window".into(),
+                ],
+            });
+        }
+    }
+    results.status = RunStatus::Completed;
+    Ok(results)
+}
+
+/// `requests.jsonl` of every shard, shard after shard, each record with its `shard`.
+fn concat_records(runs: &[ShardRun], outputs: &StepOutputs) -> Result<(), LoadTestError> {
+    let mut text = String::new();
+    for r in runs {
+        let path = r.dir.join(REQUESTS_FILE);
+        let Ok(body) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let mut v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("shard".into(), r.index.into());
+            }
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+    }
+    outputs
+        .write(REQUESTS_FILE, text.as_bytes())
+        .map_err(LoadTestError::Output)
+}
