@@ -74,13 +74,23 @@ fn assert_sources(example: &Path, out: &Path, overridden: &[&str]) -> Value {
     record
 }
 
-/// The adapter names the load-test examples send to.
+/// The adapter names the load-test examples send to (`adapter_name`, a `lora_mix`'s).
 fn adapters(examples: &[PathBuf]) -> Vec<String> {
     let mut names: Vec<String> = examples
         .iter()
         .flat_map(|p| keys(p))
-        .filter(|(k, _)| k == "adapter-name")
-        .map(|(_, v)| v.as_str().expect("a name").to_string())
+        .flat_map(|(k, v)| {
+            let text = v.as_str().unwrap_or_default().to_string();
+            match k.as_str() {
+                "adapter-name" => vec![text],
+                // `sql-lora=3,chat-lora=1`: every adapter of a LoRA mix
+                "lora-mix" => text
+                    .split(',')
+                    .map(|p| p.split('=').next().unwrap_or_default().trim().to_string())
+                    .collect(),
+                _ => Vec::new(),
+            }
+        })
         .collect();
     names.sort();
     names.dedup();
