@@ -173,6 +173,9 @@ fn temperature(s: &str) -> Result<f64, String> {
 /// Fire concurrent streaming requests at a LoRA adapter served by vLLM, measure client-side
 /// TTFT / inter-token latency / e2e, collect server-side P50/P95/P99 from Prometheus (or vLLM's
 /// /metrics), and write load_test_results.json, load_test_status.txt and requests.jsonl.
+///
+/// `load-test merge SHARD_DIR...` combines the shards of a scaled-out load (--shard-count);
+/// see `load-test merge --help`.
 #[derive(Debug, Parser)]
 #[command(name = "load-test", version, args_override_self = true, allow_negative_numbers = true, after_help = perf_gate::step::EXIT_CODES_HELP)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
