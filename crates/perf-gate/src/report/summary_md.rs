@@ -111,6 +111,55 @@ fn step_row(s: &StepView<'_>, out: &mut String) {
     }
 }
 
+/// Seed 002's per-endpoint breakdown: one row per member of a mix, its thresholds after.
+fn mix_table(mix: &crate::results::MixResults, out: &mut String) {
+    out.push_str("**Mix members** (client figures; ");
+    out.push_str(&md(&mix.server_note));
+    out.push_str(")\n\n| member | role | model | share asked | requests | failed | error rate | req/s | tokens/s | TTFT P50 | TTFT P90 | TTFT P99 | E2E P50 | E2E P90 | E2E P99 | cold-load TTFT |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for m in &mix.members {
+        let c = &m.client;
+        let role = match m.role {
+            crate::mix::Role::Target => "target",
+            crate::mix::Role::Adapter => "adapter",
+            crate::mix::Role::Base => "base model",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {role} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md(&m.name),
+            md(&m.model),
+            percent(Some(m.share_requested)),
+            c.total_requests,
+            c.failed_requests,
+            percent(m.error_rate),
+            cell(c.requests_per_s),
+            cell(c.output_tokens_per_s),
+            cell(c.ttft_s.p50),
+            cell(c.ttft_s.p90),
+            cell(c.ttft_s.p99),
+            cell(c.e2e_s.p50),
+            cell(c.e2e_s.p90),
+            cell(c.e2e_s.p99),
+            cell(m.cold_load.as_ref().and_then(|l| l.ttft_s)),
+        );
+    }
+    out.push('\n');
+    let crossed: Vec<String> = mix
+        .members
+        .iter()
+        .flat_map(|m| {
+            m.thresholds
+                .iter()
+                .map(move |o| format!("- {}: {}", md(&m.name), &threshold_line(o)[2..]))
+        })
+        .collect();
+    if !crossed.is_empty() {
+        out.push_str("**Thresholds per member**\n\n");
+        out.extend(crossed);
+        out.push('\n');
+    }
+}
+
 fn threshold_line(o: &ThresholdOutcome) -> String {
     format!(
         "- {} `{}`: {}\n",
@@ -139,6 +188,9 @@ pub(crate) fn render(r: &LoadTestResults) -> String {
         out.push_str("**Server figures**\n\n");
         out.extend(notes);
         out.push('\n');
+    }
+    if let Some(mix) = &r.mix {
+        mix_table(mix, &mut out);
     }
     let sweep = !r.steps.is_empty();
     let step_lines: Vec<(u32, &ThresholdOutcome)> = if sweep {
@@ -214,6 +266,74 @@ mod tests {
         );
         assert!(
             text.contains("- step 1: FAIL `error_rate<1%`: 0.05 is not &lt; 0.01"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_mix_has_one_row_per_member_with_its_cold_load_and_thresholds() {
+        let mut r = fixtures::results();
+        let client = r.client.clone().unwrap();
+        let member =
+            |name: &str, role, cold: Option<f64>, passed: bool| crate::results::MixMemberResult {
+                name: name.into(),
+                role,
+                url: None,
+                model: format!("{name}-model"),
+                weight: 1.0,
+                share_requested: 0.5,
+                share_sent: Some(0.5),
+                error_rate: Some(0.0),
+                client: client.clone(),
+                cold_load: cold.map(|t| crate::results::ColdLoad {
+                    ok: true,
+                    ttft_s: Some(t),
+                    e2e_s: Some(t + 0.1),
+                    extra_ttft_over_p50_s: Some(t - 0.1),
+                    error: None,
+                }),
+                thresholds: vec![ThresholdOutcome {
+                    expression: "ttft_p50<1s".into(),
+                    metric: "ttft_p50".into(),
+                    op: "<".into(),
+                    limit: 1.0,
+                    value: Some(0.3),
+                    passed,
+                    reason: "reason".into(),
+                }],
+            };
+        r.mix = Some(crate::results::MixResults {
+            kind: crate::mix::MixKind::Adapters,
+            split: String::new(),
+            server_note: "pooled <by base model>".into(),
+            members: vec![
+                member("sql|lora", crate::mix::Role::Adapter, Some(1.25), false),
+                member("base", crate::mix::Role::Base, None, true),
+            ],
+        });
+        let text = render(&r);
+        assert!(
+            text.contains("**Mix members** (client figures; pooled &lt;by base model&gt;)"),
+            "{text}"
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| sql") || l.starts_with("| base"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(
+            rows[0].starts_with("| sql\\|lora | adapter | sql\\|lora-model | 50 % |"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[0].ends_with("| 1.25 |"), "{}", rows[0]);
+        assert!(
+            rows[1].starts_with("| base | base model |") && rows[1].ends_with("| – |"),
+            "{}",
+            rows[1]
+        );
+        assert!(
+            text.contains("- sql\\|lora: FAIL `ttft_p50<1s`: reason"),
             "{text}"
         );
     }
