@@ -27,6 +27,10 @@ use crate::runner::aggregate::Tally;
 use crate::runner::{DEFAULT_MAX_IN_FLIGHT, Extent, RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::PreparedRequest;
 
+/// Why a run with `--api llamacpp` has no server-side figures (recorded as a departure, a
+/// sweep step's `server_note`, and the validity reason).
+pub(super) const NO_SERVER_SIDE: &str = "--api llamacpp: no server-side figures: the server window reads vLLM's series (Prometheus or /metrics) and llama.cpp's llamacpp:* series are another set, so this run is a client-side measurement, not a vLLM gate measurement";
+
 /// Where server-side figures come from.
 pub(super) enum ServerSide {
     /// Prometheus, with the left edges confirmed before the load (end-anchored windows) or
@@ -65,6 +69,7 @@ pub(super) async fn execute(
             pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
             traceparent: cfg.traceparent,
+            api: cfg.api,
             ..ClientOptions::default()
         },
     )?);
@@ -106,7 +111,10 @@ pub(super) async fn execute(
         poller.stop(results).await;
         return status;
     }
-    let server_side = open_window(cfg, &client, collector.as_ref(), &cancel).await?;
+    let server_side = match cfg.api.has_vllm_metrics() {
+        true => Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?),
+        false => None,
+    };
     preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?;
     let poller = super::poll::Poller::start(cfg, &client);
     let out = measure(cfg, &client, requests, &cancel, results, None).await;
@@ -134,10 +142,12 @@ pub(super) async fn execute(
     if out.aborted {
         return Ok(RunStatus::Aborted);
     }
-    let Some(server) = window_figures(server_side, &out, &cancel, results).await? else {
-        return Ok(RunStatus::Aborted);
-    };
-    results.server = Some(server);
+    if let Some(side) = server_side {
+        let Some(server) = window_figures(side, &out, &cancel, results).await? else {
+            return Ok(RunStatus::Aborted);
+        };
+        results.server = Some(server);
+    }
     let validity = crate::decision::validity::validity(results);
     for r in &validity.reasons {
         tracing::warn!("measurement not trustworthy: {r}");
