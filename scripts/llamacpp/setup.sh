@@ -5,14 +5,14 @@
 #     (vendor/llama.cpp, with its converter convert_hf_to_gguf.py and the gguf package in gguf-py);
 #   - the build: cmake + g++ (Debian's, installed with apt-get when missing), only the llama-server target,
 #     CPU only, no curl/OpenSSL, no web UI download;
-#   - the model: the tiny Llama of scripts/vllm/make_tiny_model.py (made in the cached vLLM venv), converted
-#     to GGUF (f32) by scripts/llamacpp/convert_tiny.py with the vendored converter.
+#   - the model: the tiny Llama of scripts/vllm/make_tiny_model.py (made in the cached vLLM venv) and its LoRA
+#     adapter, converted to GGUF (f32) by scripts/llamacpp/convert_tiny.py with the vendored converters.
 #
 #   scripts/llamacpp/setup.sh            build what is missing, else print "cached"
 #   scripts/llamacpp/setup.sh --print    print the directory (nothing else) and exit
 #
 # Where: $LLAMACPP_DIR, else ${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}/llamacpp:
-#   bin/llama-server, tiny.gguf, and .vpg-complete (the recipe; change a pin and everything is rebuilt).
+#   bin/llama-server, tiny.gguf, candidate.gguf (the LoRA), and .vpg-complete (the recipe; change a pin and everything is rebuilt).
 # Cost of a first build: measured 16 min wall (9m50s CPU) on 2 cores shared with other builds, so ~5-6 min on
 # 2 free cores; then 0 s. Serialised with flock on $CACHE/llamacpp.lock.
 set -euo pipefail
@@ -36,10 +36,10 @@ case "${1:-}" in
   *) die "unknown argument: $1 (try --help)" ;;
 esac
 
-SPEC="llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION cmake=${CMAKE_FLAGS[*]} model=tiny-llama-f32 convert=1"
+SPEC="llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION cmake=${CMAKE_FLAGS[*]} model=tiny-llama-f32 lora=candidate-f32 convert=2"
 MARKER="$DIR/.vpg-complete"
 complete() {
-  [ -x "$DIR/bin/llama-server" ] && [ -s "$DIR/tiny.gguf" ] && [ "$(cat "$MARKER" 2>/dev/null)" = "$SPEC" ]
+  [ -x "$DIR/bin/llama-server" ] && [ -s "$DIR/tiny.gguf" ] && [ -s "$DIR/candidate.gguf" ] && [ "$(cat "$MARKER" 2>/dev/null)" = "$SPEC" ]
 }
 
 mkdir -p "$CACHE"
@@ -80,13 +80,15 @@ cmake --build "$WORK/build" --target llama-server -j "$JOBS" >>"$WORK/cmake.log"
 cp "$WORK/build/bin/llama-server" "$WORK/bin/"
 log "llama-server built in $(( $(date +%s) - start ))s"
 
-log "making the tiny model (cached vLLM venv) and converting it to GGUF"
+log "making the tiny model (cached vLLM venv) and converting it and its LoRA to GGUF"
 "$ROOT/scripts/vllm/setup-venv.sh" >&2
 VENV=$("$ROOT/scripts/vllm/setup-venv.sh" --print)
 MODEL="$CACHE/tiny-model"
 "$VENV/bin/python" "$ROOT/scripts/vllm/make_tiny_model.py" "$MODEL" >&2
-"$VENV/bin/python" "$ROOT/scripts/llamacpp/convert_tiny.py" "$SRC" "$MODEL/base" "$WORK/tiny.gguf" >"$WORK/convert.log" 2>&1 ||
+"$VENV/bin/python" "$ROOT/scripts/llamacpp/convert_tiny.py" base "$SRC" "$MODEL/base" "$WORK/tiny.gguf" >"$WORK/convert.log" 2>&1 ||
   { tail -30 "$WORK/convert.log" >&2; die "GGUF conversion failed"; }
+"$VENV/bin/python" "$ROOT/scripts/llamacpp/convert_tiny.py" lora "$SRC" "$MODEL/lora" "$MODEL/base" "$WORK/candidate.gguf" >>"$WORK/convert.log" 2>&1 ||
+  { tail -30 "$WORK/convert.log" >&2; die "LoRA GGUF conversion failed"; }
 
 # keep only what the tests use (the sources and objects are ~1 GiB)
 rm -rf "$WORK/build" "$WORK/sdist" "$WORK"/llama_cpp_python-*

@@ -709,7 +709,8 @@ impl TryFrom<Cli> for LoadTestConfig {
             ))
             .filter(|d| !d.is_zero()),
             warmup_requests: cli.warmup_requests,
-            preconnect: cli.preconnect,
+            // with llama.cpp no connection is kept between requests: nothing to open before
+            preconnect: cli.preconnect && api == perf_gate::api::Api::Openai,
             traceparent: cli.traceparent,
             slo: cli.slo,
             thresholds,

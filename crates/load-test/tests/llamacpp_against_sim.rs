@@ -34,6 +34,7 @@ fn llama_sim(lora: bool) -> Sim {
 fn assert_llamacpp_run(r: &Value, requests: u64) {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["config"]["api"], "llamacpp");
+    assert_eq!(r["config"]["preconnect"], false, "no connection outlives a request");
     let c = &r["client"];
     assert_eq!(c["total_requests"], requests, "{c}");
     assert_eq!(c["successful_requests"], requests, "{c}");

@@ -214,8 +214,16 @@ impl VllmClient {
                 "--vllm-url carries user:password and VLLM_API_KEY is set: only the API key is sent (as a bearer token), the URL's credentials are not"
             );
         }
+        // llama-server (cpp-httplib) closes connections it answered with `Keep-Alive`: a
+        // request sent on one fails ("connection closed before message completed"; seen on 1
+        // request in 8, with or without --threads-http), so with llama.cpp every request opens
+        // its own connection (its TTFT includes a TCP connect: ~0.1 ms on loopback)
+        let idle = match opts.api {
+            Api::Openai => opts.pool_size,
+            Api::Llamacpp => 0,
+        };
         let builder = reqwest::Client::builder()
-            .pool_max_idle_per_host(opts.pool_size)
+            .pool_max_idle_per_host(idle)
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .http1_only()

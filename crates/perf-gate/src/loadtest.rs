@@ -329,7 +329,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
     }
     if !cfg.api.has_vllm_metrics() {
         departures.push(phases::NO_SERVER_SIDE.to_string());
-        departures.push("--api llamacpp: requests go to llama-server's POST /completion (prompt, n_predict, stream); a stream ends at its \"stop\": true chunk, whose tokens_predicted and tokens_evaluated are the token counts and whose stop_type is the finish reason (eos, word: stop; limit: length)".to_string());
+        departures.push("--api llamacpp: requests go to llama-server's POST /completion (prompt, n_predict, stream); a stream ends at its \"stop\": true chunk, whose tokens_predicted and tokens_evaluated are the token counts and whose stop_type is the finish reason (eos, word: stop; limit: length); one event may carry several tokens (llama-server holds back a token that ends inside a UTF-8 character), so inter-token gaps are between events, as with vLLM; each request opens its own connection (llama-server closes connections it answered with Keep-Alive), so TTFT includes a TCP connect, and --preconnect does nothing".to_string());
     }
     if let Some(b) = &cfg.baseline_adapter {
         departures.push(format!(
