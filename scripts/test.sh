@@ -31,7 +31,7 @@ stage_end
 
 if [ "${SKIP_REAL_LLAMACPP:-0}" != 1 ]; then
   # the real llama-server for crates/load-test/tests/real_llamacpp.rs: built once into the cache from
-  # PyPI's llama-cpp-python sdist (measured 16 min cold on 2 busy cores, ~10 min CPU), then 0 s
+  # PyPI's llama-cpp-python sdist (measured 7m35s cold on 2 cores), then 0 s
   stage "llama.cpp llama-server + tiny GGUF model (cached)"
   scripts/llamacpp/setup.sh
   stage_end

@@ -34,7 +34,10 @@ fn llama_sim(lora: bool) -> Sim {
 fn assert_llamacpp_run(r: &Value, requests: u64) {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["config"]["api"], "llamacpp");
-    assert_eq!(r["config"]["preconnect"], false, "no connection outlives a request");
+    assert_eq!(
+        r["config"]["preconnect"], false,
+        "no connection outlives a request"
+    );
     let c = &r["client"];
     assert_eq!(c["total_requests"], requests, "{c}");
     assert_eq!(c["successful_requests"], requests, "{c}");
@@ -244,4 +247,35 @@ fn flags_llamacpp_cannot_honour_are_bad_input() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn serial_synthetic_prompts_are_sized_without_vllm_s_tokenize() {
+    let sim = llama_sim(false);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run(load_test()
+        .args([
+            "--vllm-url",
+            &sim.url,
+            "--adapter-name",
+            "tiny-llama",
+            "--api",
+            "llamacpp",
+        ])
+        .args([
+            "--input-size",
+            "12",
+            "--num-requests",
+            "4",
+            "--max-tokens",
+            "4",
+        ])
+        .args(["--progress-interval", "0"])
+        .arg("--output-dir")
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = load_test_results(&out);
+    assert_llamacpp_run(&r, 4);
+    assert_eq!(r["inputs"]["calibration"], "words", "{}", r["inputs"]);
 }

@@ -516,6 +516,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lora_is_named_by_its_path_its_file_name_or_its_stem() {
+        let l = LoraAdapter {
+            id: 0,
+            path: "/cache/llamacpp/candidate.gguf".into(),
+            scale: 1.0,
+        };
+        for name in [
+            "/cache/llamacpp/candidate.gguf",
+            "candidate.gguf",
+            "candidate",
+        ] {
+            assert!(l.is_named(name), "{name}");
+        }
+        for name in ["cand", "llamacpp", "candidate.gg", ""] {
+            assert!(!l.is_named(name), "{name}");
+        }
+    }
+
+    #[test]
     fn api_key_is_sensitive_and_not_in_debug() {
         let c =
             VllmClient::new("http://h:1", Some("sk-TOPSECRET"), ClientOptions::default()).unwrap();

@@ -381,8 +381,10 @@ pub struct PreparedRequest {
     pub probe: Option<Probe>,
 }
 
-/// Builds the streaming request body for each prompt in `api`'s form (see
-/// [`request_body`]).
+/// Builds the streaming request body for each prompt in `api`'s form. OpenAI (vLLM): `model`,
+/// the prompt or messages, `max_tokens`, `temperature`, `stream: true`,
+/// `stream_options.include_usage: true`. llama.cpp: `prompt`, `model`, `n_predict`,
+/// `temperature`, `stream: true`.
 pub fn prepare_requests(
     api: Api,
     prompts: &[Prompt],
@@ -696,6 +698,46 @@ mod tests {
         );
         let missing = load_eval_file(&dir.path().join("nope.jsonl"), None).unwrap_err();
         assert!(missing.to_string().contains("nope.jsonl: cannot read it"));
+    }
+
+    #[test]
+    fn a_llamacpp_body_asks_n_predict_of_slash_completion_and_chat_rows_are_refused() {
+        let prompts = vec![Prompt::Text("hello".into())];
+        let s = Sampling {
+            max_tokens: 7,
+            temperature: 0.5,
+        };
+        let reqs = prepare_requests(Api::Llamacpp, &prompts, "tiny", EndpointChoice::Auto, s);
+        let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+        assert_eq!(
+            body,
+            json!({"prompt": "hello", "model": "tiny", "n_predict": 7, "temperature": 0.5, "stream": true})
+        );
+        assert_eq!(
+            Api::Llamacpp.generation_path(reqs[0].endpoint),
+            "/completion"
+        );
+        let (_, eos) = request_body(
+            Api::Llamacpp,
+            &prompts[0],
+            "tiny",
+            EndpointChoice::Auto,
+            3,
+            0.0,
+            true,
+        );
+        let eos: Value = serde_json::from_slice(&eos).unwrap();
+        assert_eq!(eos["ignore_eos"], true);
+        let chat = vec![
+            Prompt::Text("a".into()),
+            Prompt::Messages(vec![json!({"role": "user", "content": "hi"})]),
+        ];
+        assert!(check_prompts_for(Api::Openai, &chat).is_ok());
+        let e = check_prompts_for(Api::Llamacpp, &chat).unwrap_err();
+        assert!(
+            e.to_string().starts_with("prompt 2 holds chat messages"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -120,18 +120,18 @@ struct CompletionBody {
     ignore_eos: Option<bool>,
 }
 
-/// Validates a `/completion` body into the engine's request (always the base model).
-fn parse(shared: &Shared, body: &[u8]) -> Result<GenRequest, Response> {
-    let bad = |message: String| error(StatusCode::BAD_REQUEST, &message, "invalid_request_error");
+/// Validates a `/completion` body into the engine's request (always the base model); the
+/// error is the message of a 400.
+fn parse(shared: &Shared, body: &[u8]) -> Result<GenRequest, String> {
     let b: CompletionBody =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
     let prompt_tokens = completion_prompt(&b.prompt)
-        .map_err(|_| bad("\"prompt\" must be a string or an array of tokens".into()))?;
+        .map_err(|_| "\"prompt\" must be a string or an array of tokens".to_string())?;
     let max_len = shared.config.max_model_len;
     if prompt_tokens >= max_len {
-        return Err(bad(format!(
+        return Err(format!(
             "the request exceeds the available context size ({prompt_tokens} prompt tokens, context {max_len})"
-        )));
+        ));
     }
     // -1 (the default) is "until the context is full"; 0 evaluates the prompt only, which
     // the simulator does not model: it generates one token.
@@ -162,7 +162,9 @@ async fn completion(
     let arrival = Instant::now();
     let req = match parse(&shared, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(message) => {
+            return error(StatusCode::BAD_REQUEST, &message, "invalid_request_error");
+        }
     };
     let (mut rng, plan) = shared.accept(&req);
     if plan.inject_error {

@@ -133,7 +133,8 @@ pub(super) async fn build(
         let built = synthetic::build(
             &plan.targets,
             cfg.seed,
-            Some(synthetic::Server {
+            // llama-server's /tokenize is not vLLM's: sized by --tokenizer-file or in words
+            (cfg.api == crate::api::Api::Openai).then_some(synthetic::Server {
                 client,
                 model: &cfg.adapter_name,
                 chat: cfg.endpoint == EndpointChoice::Chat,
