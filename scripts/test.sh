@@ -5,6 +5,8 @@
 #   SKIP_INSTALL=1 scripts/test.sh     when the deps are known to be there
 #   SKIP_REAL_VLLM=1 scripts/test.sh   without the real-vLLM end-to-end run (it installs a 6 GiB
 #                                      venv once, then takes about 2.5 min)
+#   SKIP_REAL_LLAMACPP=1 scripts/test.sh   without building llama.cpp's llama-server (then
+#                                      crates/load-test/tests/real_llamacpp.rs says SKIP)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0
@@ -26,6 +28,14 @@ counted() {
 stage "install test dependencies"
 [ "${SKIP_INSTALL:-0}" = 1 ] || scripts/install-test-deps.sh
 stage_end
+
+if [ "${SKIP_REAL_LLAMACPP:-0}" != 1 ]; then
+  # the real llama-server for crates/load-test/tests/real_llamacpp.rs: built once into the cache from
+  # PyPI's llama-cpp-python sdist (measured 7m35s cold on 2 cores), then 0 s
+  stage "llama.cpp llama-server + tiny GGUF model (cached)"
+  scripts/llamacpp/setup.sh
+  stage_end
+fi
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check

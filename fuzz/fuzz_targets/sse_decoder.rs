@@ -18,6 +18,7 @@ fn decode(parts: &[&[u8]]) -> (Vec<Vec<u8>>, Option<SseError>, u64) {
             match d.next_event() {
                 Ok(Some(ev)) => {
                     let _ = parse_item(&ev);
+                    let _ = perf_gate::api::parse_llamacpp_item(&ev);
                     events.push(ev.to_vec());
                 }
                 Ok(None) => break,

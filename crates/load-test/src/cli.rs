@@ -53,6 +53,16 @@ pub enum EndpointArg {
     Chat,
 }
 
+/// `--api` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ApiArg {
+    /// vLLM's OpenAI-compatible API (/v1/completions, /v1/chat/completions).
+    Openai,
+    /// llama.cpp's native llama-server API (POST /completion with n_predict and stream); no
+    /// server-side figures (they are vLLM's series), so not a vLLM gate measurement.
+    Llamacpp,
+}
+
 /// `ttft=2s,tpot=50ms,e2e=8s`: any of the three, each a positive duration.
 fn slo(s: &str) -> Result<perf_gate::results::Slo, String> {
     let mut slo = perf_gate::results::Slo::default();
@@ -380,6 +390,12 @@ pub struct Cli {
     /// Which OpenAI endpoint to call.
     #[arg(long, env = "ENDPOINT", value_enum, default_value_t = EndpointArg::Auto)]
     pub endpoint: EndpointArg,
+
+    /// The server's API: openai (vLLM) or llamacpp (llama.cpp's llama-server, POST
+    /// /completion; the adapter is its model alias or a LoRA of /lora-adapters; no server
+    /// figures, so the run is marked invalid for the gate).
+    #[arg(long, env = "LOAD_TEST_API", value_enum, default_value_t = ApiArg::Openai)]
+    pub api: ApiArg,
 
     /// Sampling temperature.
     #[arg(long, env = "TEMPERATURE", default_value = "0", value_parser = temperature)]
@@ -718,6 +734,32 @@ impl TryFrom<Cli> for LoadTestConfig {
                     })
             })
             .transpose()?;
+        let api = match cli.api {
+            ApiArg::Openai => perf_gate::api::Api::Openai,
+            ApiArg::Llamacpp => perf_gate::api::Api::Llamacpp,
+        };
+        if api == perf_gate::api::Api::Llamacpp {
+            if cli.endpoint == EndpointArg::Chat {
+                anyhow::bail!(
+                    "--endpoint chat needs --api openai: --api llamacpp sends text prompts to POST /completion"
+                );
+            }
+            if let Some(b) = &cli.baseline_adapter {
+                anyhow::bail!(
+                    "--baseline-adapter {b:?} needs --api openai: llama-server applies its LoRA adapters to every request, so two adapters cannot share one run"
+                );
+            }
+            if cli.prometheus_url.is_some() {
+                anyhow::bail!(
+                    "--prometheus-url needs --api openai: the server figures are read as vLLM's series, which llama-server does not export"
+                );
+            }
+            if cli.lora_mix.is_some() {
+                anyhow::bail!(
+                    "--lora-mix needs --api openai: llama-server applies its LoRA adapters to every request"
+                );
+            }
+        }
         let mut config = LoadTestConfig {
             vllm_url,
             adapter_name,
@@ -753,6 +795,7 @@ impl TryFrom<Cli> for LoadTestConfig {
                 EndpointArg::Chat => EndpointChoice::Chat,
             },
             prompt_field: cli.prompt_field,
+            api,
             input,
             max_tokens_dist: Some(cli.max_tokens).filter(|d| !d.is_fixed()),
             ignore_eos: cli.ignore_eos,
@@ -785,7 +828,8 @@ impl TryFrom<Cli> for LoadTestConfig {
             ))
             .filter(|d| !d.is_zero()),
             warmup_requests: cli.warmup_requests,
-            preconnect: cli.preconnect,
+            // with llama.cpp no connection is kept between requests: nothing to open before
+            preconnect: cli.preconnect && api == perf_gate::api::Api::Openai,
             traceparent: cli.traceparent,
             slo: cli.slo,
             thresholds,

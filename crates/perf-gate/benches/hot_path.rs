@@ -120,7 +120,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
                 .unwrap(),
         );
         let prompts: Vec<Prompt> = (0..64).map(|i| Prompt::Text(format!("bench prompt {i}"))).collect();
-        let base = prepare_requests(&prompts, "candidate", EndpointChoice::Auto, Sampling { max_tokens, temperature: 0.0 });
+        let base = prepare_requests(perf_gate::api::Api::Openai, &prompts, "candidate", EndpointChoice::Auto, Sampling { max_tokens, temperature: 0.0 });
         let reqs: Vec<_> = base.iter().cycle().take(requests).cloned().collect();
         let cpu0 = cpu_seconds();
         let out = run_load(

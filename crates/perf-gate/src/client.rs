@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
+use crate::api::Api;
 use crate::secrets::scrubbed;
 use crate::transport::{self, TlsSettings};
 
@@ -85,6 +86,27 @@ pub enum ClientError {
         /// What went wrong.
         message: String,
     },
+    /// llama.cpp's `/lora-adapters` failed or answered something unexpected.
+    #[error("llama-server at {url}: GET /lora-adapters failed: {message}")]
+    LoraAdapters {
+        /// Base URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A LoRA adapter `llama-server` loaded but applies to no request (global scale 0, e.g.
+    /// `--lora-init-without-apply`): the requests would measure the base model.
+    #[error(
+        "LoRA adapter {adapter:?} is loaded by llama-server at {url} (id {id}) but not applied: its scale is 0 (start it without --lora-init-without-apply, or POST /lora-adapters a scale)"
+    )]
+    LoraNotApplied {
+        /// The adapter asked for.
+        adapter: String,
+        /// Base URL.
+        url: String,
+        /// Its id in `/lora-adapters`.
+        id: i64,
+    },
     /// The adapter is not listed by `/v1/models`.
     #[error("adapter {adapter:?} is not served by vLLM at {url}; it serves: {}", listed.join(", "))]
     AdapterNotServed {
@@ -124,6 +146,29 @@ pub struct VllmClient {
     auth: Option<HeaderValue>,
     /// Hands out each generation request's `traceparent`; `None`: none is sent.
     trace: Option<std::sync::Arc<trace::TraceIds>>,
+    /// The serving API spoken.
+    api: Api,
+}
+
+/// One entry of llama.cpp's `GET /lora-adapters`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct LoraAdapter {
+    /// Its id (what a request's `lora` field names).
+    pub id: i64,
+    /// The GGUF file it was loaded from (`--lora PATH`).
+    pub path: String,
+    /// The global scale applied to every request that does not set its own (0: not applied).
+    #[serde(default)]
+    pub scale: f64,
+}
+
+impl LoraAdapter {
+    /// Whether `name` names this adapter: its path as given, its file name, or its file name
+    /// without the `.gguf` extension.
+    pub fn is_named(&self, name: &str) -> bool {
+        let file = self.path.rsplit(['/', '\\']).next().unwrap_or(&self.path);
+        self.path == name || file == name || file.strip_suffix(".gguf") == Some(name)
+    }
 }
 
 /// Connection settings.
@@ -137,6 +182,8 @@ pub struct ClientOptions {
     pub tls: TlsSettings,
     /// Send a W3C `traceparent` with each generation request (recorded in its record).
     pub traceparent: bool,
+    /// The serving API the server speaks (`--api`).
+    pub api: Api,
 }
 
 impl Default for ClientOptions {
@@ -146,6 +193,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
             traceparent: true,
+            api: Api::Openai,
         }
     }
 }
@@ -166,8 +214,16 @@ impl VllmClient {
                 "--vllm-url carries user:password and VLLM_API_KEY is set: only the API key is sent (as a bearer token), the URL's credentials are not"
             );
         }
+        // llama-server (cpp-httplib) closes connections it answered with `Keep-Alive`: a
+        // request sent on one fails ("connection closed before message completed"; seen on 1
+        // request in 8, with or without --threads-http), so with llama.cpp every request opens
+        // its own connection (its TTFT includes a TCP connect: ~0.1 ms on loopback)
+        let idle = match opts.api {
+            Api::Openai => opts.pool_size,
+            Api::Llamacpp => 0,
+        };
         let builder = reqwest::Client::builder()
-            .pool_max_idle_per_host(opts.pool_size)
+            .pool_max_idle_per_host(idle)
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .http1_only()
@@ -186,7 +242,13 @@ impl VllmClient {
             trace: opts
                 .traceparent
                 .then(|| std::sync::Arc::new(trace::TraceIds::random())),
+            api: opts.api,
         })
+    }
+
+    /// The serving API this client speaks.
+    pub fn api(&self) -> Api {
+        self.api
     }
 
     /// The base URL without credentials, for logs.
@@ -319,9 +381,44 @@ impl VllmClient {
         Ok(list.data)
     }
 
-    /// Checks that `adapter` is listed by `/v1/models` and returns how it is served.
+    /// `GET /lora-adapters` (llama.cpp): the LoRA adapters `llama-server` loaded.
+    pub async fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, ClientError> {
+        let lora_err = |message: String| ClientError::LoraAdapters {
+            url: self.shown.clone(),
+            message: scrubbed(message),
+        };
+        let resp = self
+            .get(crate::api::LLAMACPP_LORA_PATH)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| lora_err(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(lora_err(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                text.trim()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| lora_err(format!("unexpected body ({e})")))
+    }
+
+    /// Checks that `adapter` is served and returns how. vLLM (OpenAI API): an id listed by
+    /// `/v1/models`. llama.cpp: the model alias listed by `/v1/models` (`--alias`; served as
+    /// the base model, with whatever LoRA adapters the server applies), else a LoRA adapter of
+    /// `/lora-adapters` named by its path or file name, which must be applied (scale ≠ 0):
+    /// `llama-server` applies it to every request ([`AdapterInfo::root`] is its path,
+    /// [`AdapterInfo::parent`] the model alias).
     pub async fn find_adapter(&self, adapter: &str) -> Result<AdapterInfo, ClientError> {
         let models = self.models().await?;
+        if self.api == Api::Llamacpp && !models.iter().any(|m| m.id == adapter) {
+            return self.find_llamacpp_lora(adapter, models).await;
+        }
         match models.iter().find(|m| m.id == adapter) {
             Some(m) => Ok(AdapterInfo {
                 name: m.id.clone(),
@@ -336,16 +433,50 @@ impl VllmClient {
         }
     }
 
+    /// The llama.cpp side of [`Self::find_adapter`] for a name that is not the model alias.
+    async fn find_llamacpp_lora(
+        &self,
+        adapter: &str,
+        models: Vec<ModelCard>,
+    ) -> Result<AdapterInfo, ClientError> {
+        let loras = self.lora_adapters().await?;
+        match loras.iter().find(|l| l.is_named(adapter)) {
+            Some(l) if l.scale == 0.0 => Err(ClientError::LoraNotApplied {
+                adapter: adapter.to_string(),
+                url: self.shown.clone(),
+                id: l.id,
+            }),
+            Some(l) => Ok(AdapterInfo {
+                name: adapter.to_string(),
+                root: Some(l.path.clone()),
+                parent: models.first().map(|m| m.id.clone()),
+            }),
+            None => Err(ClientError::AdapterNotServed {
+                adapter: adapter.to_string(),
+                url: self.shown.clone(),
+                listed: models
+                    .into_iter()
+                    .map(|m| m.id)
+                    .chain(loras.into_iter().map(|l| format!("LoRA {}", l.path)))
+                    .collect(),
+            }),
+        }
+    }
+
     /// Sends one streaming request and measures it (see [`record::RequestRecord`]); its error
     /// text, which may quote the server, is scrubbed of every known secret.
     pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
-        let url = self.url(req.probe.map_or(req.endpoint.path(), |p| p.path()));
+        let url = self.url(
+            req.probe
+                .map_or(self.api.generation_path(req.endpoint), |p| p.path()),
+        );
         // a generation's own trace (a GET task is not traced)
         let traceparent = match (&self.trace, req.probe) {
             (Some(ids), None) => Some(ids.next()),
             _ => None,
         };
         let mut rec = stream::execute(
+            self.api,
             &self.http,
             &url,
             self.auth.as_ref(),
@@ -382,6 +513,25 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("invalid --vllm-url "), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn a_lora_is_named_by_its_path_its_file_name_or_its_stem() {
+        let l = LoraAdapter {
+            id: 0,
+            path: "/cache/llamacpp/candidate.gguf".into(),
+            scale: 1.0,
+        };
+        for name in [
+            "/cache/llamacpp/candidate.gguf",
+            "candidate.gguf",
+            "candidate",
+        ] {
+            assert!(l.is_named(name), "{name}");
+        }
+        for name in ["cand", "llamacpp", "candidate.gg", ""] {
+            assert!(!l.is_named(name), "{name}");
+        }
     }
 
     #[test]

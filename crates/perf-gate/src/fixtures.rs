@@ -108,6 +108,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             input_size: None,
             max_tokens_dist: None,
             ignore_eos: false,
+            api: crate::api::Api::Openai,
             task_mix: None,
             tokenizer_file: None,
             api_key_set: false,

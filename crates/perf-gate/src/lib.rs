@@ -8,6 +8,7 @@
 //! lives here. See `docs/architecture.md` for the module map and the data flow of one run.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod client;
 pub mod decide;
 pub mod decision;

@@ -371,6 +371,10 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
     if !(cfg.warmup.is_zero() && cfg.cooldown.is_zero()) {
         departures.push("--warmup/--cooldown by time: requests issued in them are sent but left out of the client's figures (`unmeasured`); the server's window spans the whole load, so its figures include them, and its finished count is reconciled with every request's".to_string());
     }
+    if !cfg.api.has_vllm_metrics() {
+        departures.push(phases::NO_SERVER_SIDE.to_string());
+        departures.push("--api llamacpp: requests go to llama-server's POST /completion (prompt, n_predict, stream); a stream ends at its \"stop\": true chunk, whose tokens_predicted and tokens_evaluated are the token counts and whose stop_type is the finish reason (eos, word: stop; limit: length); one event may carry several tokens (llama-server holds back a token that ends inside a UTF-8 character), so inter-token gaps are between events, as with vLLM; each request opens its own connection (llama-server closes connections it answered with Keep-Alive), so TTFT includes a TCP connect, and --preconnect does nothing".to_string());
+    }
     if let Some(b) = &cfg.baseline_adapter {
         departures.push(format!(
             "--baseline-adapter {b}: the baseline adapter is measured on the same vLLM in the same run, each candidate request with a baseline twin over the same prompt, dispatched interleaved (pairs AB, BA, AB, ...; --concurrency and --rate apply to both together); vLLM labels its metrics by base model, not adapter, so the server figures cover both adapters' requests, and the A/B comparison uses the client's figures (client against baseline_arm.client)"
@@ -391,6 +395,7 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
             concurrency: cfg.concurrency,
             max_tokens: cfg.max_tokens,
             endpoint: cfg.endpoint.as_str().to_string(),
+            api: cfg.api,
             temperature: cfg.temperature,
             prometheus_url: cfg.prometheus_url.as_deref().map(redact_url),
             prometheus_job: cfg.prom.job.clone(),

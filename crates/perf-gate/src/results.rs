@@ -703,6 +703,10 @@ pub struct RunConfig {
     /// a fixed number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens_dist: Option<String>,
+    /// The serving API spoken (`--api`): `openai` (vLLM), or `llamacpp` (llama.cpp's native
+    /// `/completion`: no server-side figures). `openai` in results written before `--api`.
+    #[serde(default)]
+    pub api: crate::api::Api,
     /// Whether requests asked vLLM to ignore end-of-sequence (`--ignore-eos`): every output
     /// runs to its `max_tokens`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

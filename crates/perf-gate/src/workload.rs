@@ -20,6 +20,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::api::Api;
+
 /// Fields tried in order when `--prompt-field` is not given.
 pub const DEFAULT_PROMPT_FIELDS: [&str; 4] = ["prompt_inference", "prompt", "text", "messages"];
 
@@ -35,6 +37,15 @@ pub enum Prompt {
 /// Errors reading the eval file. Each names the file, and the line where one is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
+    /// `--api llamacpp` sends text to `/completion`: a prompt made of chat messages has no
+    /// place in it.
+    #[error(
+        "prompt {index} holds chat messages, but --api llamacpp sends text prompts to POST /completion (give a text prompt field, or use --api openai against llama-server's /v1/chat/completions)"
+    )]
+    MessagesForLlamacpp {
+        /// 1-based index of the prompt (blank lines skipped).
+        index: usize,
+    },
     /// The file cannot be opened or read.
     #[error("eval file {path}: cannot read it")]
     Read {
@@ -370,9 +381,12 @@ pub struct PreparedRequest {
     pub probe: Option<Probe>,
 }
 
-/// Builds the streaming request body for each prompt: `model`, the prompt or messages,
-/// `max_tokens`, `temperature`, `stream: true`, `stream_options.include_usage: true`.
+/// Builds the streaming request body for each prompt in `api`'s form. OpenAI (vLLM): `model`,
+/// the prompt or messages, `max_tokens`, `temperature`, `stream: true`,
+/// `stream_options.include_usage: true`. llama.cpp: `prompt`, `model`, `n_predict`,
+/// `temperature`, `stream: true`.
 pub fn prepare_requests(
+    api: Api,
     prompts: &[Prompt],
     model: &str,
     choice: EndpointChoice,
@@ -383,6 +397,7 @@ pub fn prepare_requests(
         .enumerate()
         .map(|(i, p)| {
             let (endpoint, body) = request_body(
+                api,
                 p,
                 model,
                 choice,
@@ -401,9 +416,14 @@ pub fn prepare_requests(
         .collect()
 }
 
-/// One request's endpoint and serialized streaming body (see [`prepare_requests`]); with
-/// `ignore_eos`, vLLM's sampling extension `"ignore_eos": true` too.
+/// One request's endpoint and serialized streaming body. OpenAI (vLLM): `model`, the prompt
+/// or messages, `max_tokens`, `temperature`, `stream: true`,
+/// `stream_options.include_usage: true`. llama.cpp: `prompt`, `n_predict`, `temperature`,
+/// `stream: true` (its last chunk carries the token counts), and `model` (which a
+/// single-model `llama-server` ignores). With `ignore_eos`, `"ignore_eos": true` too (both
+/// servers take it).
 pub(crate) fn request_body(
+    api: Api,
     p: &Prompt,
     model: &str,
     choice: EndpointChoice,
@@ -411,6 +431,12 @@ pub(crate) fn request_body(
     temperature: f64,
     ignore_eos: bool,
 ) -> (Endpoint, Bytes) {
+    if api == Api::Llamacpp {
+        return (
+            Endpoint::Completions,
+            llamacpp_body(p, model, max_tokens, temperature, ignore_eos),
+        );
+    }
     let (endpoint, mut body) = match (p, choice) {
         (Prompt::Text(t), EndpointChoice::Chat) => (
             Endpoint::Chat,
@@ -434,6 +460,50 @@ pub(crate) fn request_body(
         endpoint,
         Bytes::from(serde_json::to_vec(&body).expect("invariant: JSON values serialize")),
     )
+}
+
+/// llama.cpp's `/completion` body (see [`request_body`]). Chat messages are refused before
+/// the load ([`check_prompts_for`]); should one reach here, its contents are sent as one text.
+fn llamacpp_body(
+    p: &Prompt,
+    model: &str,
+    max_tokens: u32,
+    temperature: f64,
+    ignore_eos: bool,
+) -> Bytes {
+    let prompt = match p {
+        Prompt::Text(t) => t.clone(),
+        Prompt::Messages(m) => m
+            .iter()
+            .filter_map(|msg| msg.get("content").and_then(|c| c.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let mut body = json!({
+        "prompt": prompt,
+        "model": model,
+        "n_predict": max_tokens,
+        "temperature": temperature,
+        "stream": true,
+    });
+    if ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
+    Bytes::from(serde_json::to_vec(&body).expect("invariant: JSON values serialize"))
+}
+
+/// Refuses prompts `api` cannot send: chat messages for llama.cpp's `/completion`.
+pub fn check_prompts_for(api: Api, prompts: &[Prompt]) -> Result<(), WorkloadError> {
+    if api != Api::Llamacpp {
+        return Ok(());
+    }
+    match prompts
+        .iter()
+        .position(|p| matches!(p, Prompt::Messages(_)))
+    {
+        Some(i) => Err(WorkloadError::MessagesForLlamacpp { index: i + 1 }),
+        None => Ok(()),
+    }
 }
 
 /// The dispatch list of a same-server A/B run: each candidate request followed or preceded by
@@ -470,8 +540,20 @@ mod tests {
             max_tokens: 8,
             temperature: 0.0,
         };
-        let a = prepare_requests(&prompts, "cand", EndpointChoice::Auto, sampling);
-        let b = prepare_requests(&prompts, "base", EndpointChoice::Auto, sampling);
+        let a = prepare_requests(
+            Api::Openai,
+            &prompts,
+            "cand",
+            EndpointChoice::Auto,
+            sampling,
+        );
+        let b = prepare_requests(
+            Api::Openai,
+            &prompts,
+            "base",
+            EndpointChoice::Auto,
+            sampling,
+        );
         let list = interleave_ab(a, b);
         let arms: Vec<Arm> = list.iter().map(|r| r.arm.unwrap()).collect();
         use Arm::{Baseline as B, Candidate as C};
@@ -619,6 +701,46 @@ mod tests {
     }
 
     #[test]
+    fn a_llamacpp_body_asks_n_predict_of_slash_completion_and_chat_rows_are_refused() {
+        let prompts = vec![Prompt::Text("hello".into())];
+        let s = Sampling {
+            max_tokens: 7,
+            temperature: 0.5,
+        };
+        let reqs = prepare_requests(Api::Llamacpp, &prompts, "tiny", EndpointChoice::Auto, s);
+        let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+        assert_eq!(
+            body,
+            json!({"prompt": "hello", "model": "tiny", "n_predict": 7, "temperature": 0.5, "stream": true})
+        );
+        assert_eq!(
+            Api::Llamacpp.generation_path(reqs[0].endpoint),
+            "/completion"
+        );
+        let (_, eos) = request_body(
+            Api::Llamacpp,
+            &prompts[0],
+            "tiny",
+            EndpointChoice::Auto,
+            3,
+            0.0,
+            true,
+        );
+        let eos: Value = serde_json::from_slice(&eos).unwrap();
+        assert_eq!(eos["ignore_eos"], true);
+        let chat = vec![
+            Prompt::Text("a".into()),
+            Prompt::Messages(vec![json!({"role": "user", "content": "hi"})]),
+        ];
+        assert!(check_prompts_for(Api::Openai, &chat).is_ok());
+        let e = check_prompts_for(Api::Llamacpp, &chat).unwrap_err();
+        assert!(
+            e.to_string().starts_with("prompt 2 holds chat messages"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn request_bodies_stream_with_usage_and_pick_endpoint() {
         let prompts = vec![
             Prompt::Text("hello".into()),
@@ -628,7 +750,7 @@ mod tests {
             max_tokens: 64,
             temperature: 0.0,
         };
-        let reqs = prepare_requests(&prompts, "cand", EndpointChoice::Auto, s);
+        let reqs = prepare_requests(Api::Openai, &prompts, "cand", EndpointChoice::Auto, s);
         assert_eq!(reqs[0].endpoint, Endpoint::Completions);
         assert_eq!(reqs[1].endpoint, Endpoint::Chat);
         let b0: Value = serde_json::from_slice(&reqs[0].body).unwrap();
@@ -637,7 +759,7 @@ mod tests {
         assert_eq!(b0["max_tokens"], 64);
         assert_eq!(b0["stream"], true);
         assert_eq!(b0["stream_options"]["include_usage"], true);
-        let chat = prepare_requests(&prompts[..1], "cand", EndpointChoice::Chat, s);
+        let chat = prepare_requests(Api::Openai, &prompts[..1], "cand", EndpointChoice::Chat, s);
         let b: Value = serde_json::from_slice(&chat[0].body).unwrap();
         assert_eq!(chat[0].endpoint, Endpoint::Chat);
         assert_eq!(b["messages"][0]["content"], "hello");

@@ -9,7 +9,7 @@ use clap::Parser;
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::parse::parse_duration;
 
-use crate::{CutMode, LatencyScale, LoadTime, LoraModule, SimConfig};
+use crate::{CutMode, LatencyScale, LoadTime, LoraModule, SimApi, SimConfig};
 
 /// A vLLM 0.32-compatible simulator: OpenAI API with SSE streaming, Prometheus /metrics,
 /// a latency model, a FIFO queue and fault injection. Durations take seconds (0.05) or
@@ -17,6 +17,11 @@ use crate::{CutMode, LatencyScale, LoadTime, LoraModule, SimConfig};
 #[derive(Debug, Parser)]
 #[command(name = "vllm-sim", version)]
 pub struct Cli {
+    /// Which server to be: vLLM's OpenAI API, or llama.cpp's native llama-server API
+    /// (/completion, /health, /v1/models, /props, /lora-adapters) on the same latency model.
+    #[arg(long, env = "VLLM_SIM_API", value_enum, default_value_t = SimApi::Openai)]
+    pub api: SimApi,
+
     /// Interface to listen on.
     #[arg(long, env = "VLLM_SIM_HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -135,6 +140,7 @@ impl TryFrom<&Cli> for SimConfig {
             .map(str::parse::<LoraModule>)
             .collect::<Result<Vec<_>, _>>()?;
         let config = SimConfig {
+            api: cli.api,
             addr,
             served_model_name: cli.served_model_name.clone(),
             model_root: cli.model_root.clone(),

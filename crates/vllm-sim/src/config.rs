@@ -147,6 +147,10 @@ impl FromStr for CutMode {
 /// queue time + `ttft`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
+    /// `--api`: which server to be. [`SimApi::Openai`] (default) is vLLM's OpenAI API;
+    /// [`SimApi::Llamacpp`] is llama.cpp's native `llama-server` API (`/completion`, `/health`,
+    /// `/v1/models`, `/props`, `/lora-adapters`; no `/metrics`), on the same engine.
+    pub api: SimApi,
     /// Address to bind (binary: `--host`/`--port`); default `127.0.0.1:0` (any free port).
     pub addr: SocketAddr,
     /// `--served-model-name`: the base model's name (default `tiny-base`); also the
@@ -204,9 +208,20 @@ pub struct SimConfig {
     pub tokenize: bool,
 }
 
+/// The API the simulator speaks (`--api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SimApi {
+    /// vLLM's OpenAI-compatible API.
+    #[default]
+    Openai,
+    /// llama.cpp's native `llama-server` API.
+    Llamacpp,
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            api: SimApi::Openai,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             served_model_name: "tiny-base".to_owned(),
             model_root: "/models/base".to_owned(),

@@ -22,7 +22,8 @@
 //! and name lookup), `openai` (request validation, error bodies), `tokens` (prompt counting,
 //! output text), `tokenize` (`/tokenize`), `faults` (seeded per-request plans), `latency` (delays), `engine` (queue,
 //! slots, token schedule), `sse` and `completions` (response framing), `metrics` (Prometheus
-//! exposition), `server` (routes, [`spawn`], [`SimHandle`]).
+//! exposition), `server` (routes, [`spawn`], [`SimHandle`]), `llamacpp` (`--api llamacpp`:
+//! llama.cpp's native API on the same engine).
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -31,6 +32,7 @@ mod config;
 mod engine;
 mod faults;
 mod latency;
+mod llamacpp;
 mod metrics;
 mod models;
 mod openai;
@@ -40,7 +42,7 @@ mod tokenize;
 mod tokens;
 mod traces;
 
-pub use config::{ConfigError, CutMode, LatencyScale, LoadTime, LoraModule, SimConfig};
+pub use config::{ConfigError, CutMode, LatencyScale, LoadTime, LoraModule, SimApi, SimConfig};
 pub use engine::SimStats;
 pub use metrics::FinishReason;
 pub use server::{SimHandle, VERSION, spawn};

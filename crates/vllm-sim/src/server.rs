@@ -115,7 +115,10 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
         }
     });
     let cancel = CancellationToken::new();
-    let app = router(Arc::clone(&shared));
+    let app = match shared.config.api {
+        crate::config::SimApi::Openai => router(Arc::clone(&shared)),
+        crate::config::SimApi::Llamacpp => crate::llamacpp::router(Arc::clone(&shared)),
+    };
     let shutdown = cancel.clone().cancelled_owned();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -120,3 +120,59 @@ fn invalid_flags_exit_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid adapter latency scale"));
 }
+
+#[tokio::test]
+async fn api_llamacpp_serves_llama_server_s_routes() {
+    let child = bin()
+        .args(["--port", "0", "--api", "llamacpp", "--ttft", "0.001"])
+        .args(["--served-model-name", "tiny-llama"])
+        .spawn()
+        .expect("binary starts");
+    let mut guard = Guard(child);
+    let stderr = guard.0.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("vllm-sim listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ready line on stderr");
+    let health = test_support::wire::get_text(&format!("{url}/health")).await;
+    assert_eq!(health, "{\"status\":\"ok\"}");
+    let props: Value =
+        serde_json::from_str(&test_support::wire::get_text(&format!("{url}/props")).await)
+            .expect("json");
+    assert_eq!(props["model_alias"], "tiny-llama");
+    let (status, _, body) = test_support::wire::post(
+        &format!("{url}/completion"),
+        &serde_json::json!({"prompt": "hi", "n_predict": 3, "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(
+        body.trim_end()
+            .rsplit("\n\n")
+            .next()
+            .and_then(|e| e.strip_prefix("data: "))
+            .expect("a last event"),
+    )
+    .expect("json");
+    assert_eq!(last["stop"], true, "{body}");
+    assert_eq!(last["tokens_predicted"], 3);
+    // a body llama.cpp would refuse is a 400 with its error shape; the OpenAI routes are gone
+    let (status, _, body) =
+        test_support::wire::post(&format!("{url}/completion"), &serde_json::json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["error"]["code"], 400);
+    let (status, _, _) = test_support::wire::post(
+        &format!("{url}/v1/completions"),
+        &serde_json::json!({"prompt": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

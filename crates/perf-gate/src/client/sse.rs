@@ -304,6 +304,9 @@ pub enum StreamItem {
     Done,
     /// A JSON chunk.
     Chunk(ChunkInfo),
+    /// The last chunk of a stream that ends without a sentinel (llama.cpp's `"stop": true`):
+    /// read as a chunk, then the stream is complete.
+    Final(ChunkInfo),
 }
 
 /// Errors parsing a stream chunk.

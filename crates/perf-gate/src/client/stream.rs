@@ -8,7 +8,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
 use super::record::{ErrorKind, NORMAL_FINISH_REASONS, RequestRecord};
-use super::sse::{SseDecoder, StreamItem, parse_item};
+use super::sse::{SseDecoder, StreamItem};
+use crate::api::Api;
 use crate::workload::PreparedRequest;
 
 /// Longest error detail kept per request.
@@ -95,9 +96,10 @@ fn classify(e: reqwest::Error, in_body: bool) -> Failure {
     Failure::new(kind, describe(e))
 }
 
-/// Sends `req` to `url` and reads its SSE stream to the end, timing each content chunk.
-/// Never fails: every outcome is a [`RequestRecord`], failures included.
+/// Sends `req` to `url` and reads its SSE stream (of `api`'s kind) to the end, timing each
+/// content chunk. Never fails: every outcome is a [`RequestRecord`], failures included.
 pub(crate) async fn execute(
+    api: Api,
     http: &reqwest::Client,
     url: &str,
     auth: Option<&HeaderValue>,
@@ -151,7 +153,7 @@ pub(crate) async fn execute(
         }
         None => tokio::time::timeout_at(
             clock.deadline.into(),
-            read_stream(http, url, auth, req, clock, &mut rec),
+            read_stream(api, http, url, auth, req, clock, &mut rec),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out(timing.timeout))),
@@ -202,6 +204,7 @@ fn judge_complete(rec: &RequestRecord) -> Result<(), Failure> {
 }
 
 async fn read_stream(
+    api: Api,
     http: &reqwest::Client,
     url: &str,
     auth: Option<&HeaderValue>,
@@ -230,7 +233,7 @@ async fn read_stream(
         ));
     }
     let mut body = std::pin::pin!(resp.bytes_stream().map_err(|e| classify(e, true)));
-    let outcome = read_events(&mut body, clock, rec).await;
+    let outcome = read_events(api, &mut body, clock, rec).await;
     if outcome.is_ok() {
         // the request ended at [DONE]; what follows only returns the connection to the pool
         rec.total_s = clock.start.elapsed().as_secs_f64();
@@ -301,6 +304,7 @@ async fn drain_after_done(
 /// Checks the deadline at every chunk: `execute`'s timer only runs while this waits, and a body
 /// whose chunks are always ready (a client slower than its server) never waits.
 async fn read_events(
+    api: Api,
     body: impl Stream<Item = Result<Bytes, Failure>>,
     clock: Clock,
     rec: &mut RequestRecord,
@@ -313,7 +317,8 @@ async fn read_events(
             return Err(Failure::new(
                 ErrorKind::StreamIncomplete,
                 format!(
-                    "stream ended before [DONE] after {} content chunks",
+                    "stream ended before {} after {} content chunks",
+                    api.end_marker(),
                     rec.content_chunks
                 ),
             ));
@@ -327,15 +332,17 @@ async fn read_events(
             .next_event()
             .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?
         {
-            let item =
-                parse_item(&data).map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
-            let info = match item {
+            let item = api
+                .parse_item(&data)
+                .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
+            let (info, last) = match item {
                 // Past the deadline the answer came too late, however complete it is.
                 StreamItem::Done if Instant::now() >= clock.deadline => {
                     return Err(timed_out(clock.timeout));
                 }
                 StreamItem::Done => return judge_complete(rec),
-                StreamItem::Chunk(info) => info,
+                StreamItem::Chunk(info) => (info, false),
+                StreamItem::Final(info) => (info, true),
             };
             if let Some(message) = info.error {
                 return Err(Failure::new(ErrorKind::StreamError, message));
@@ -355,6 +362,13 @@ async fn read_events(
             }
             if info.finish_reason.is_some() {
                 rec.finish_reason = info.finish_reason;
+            }
+            // a stream without a sentinel (llama.cpp) is complete at its last chunk
+            if last {
+                if Instant::now() >= clock.deadline {
+                    return Err(timed_out(clock.timeout));
+                }
+                return judge_complete(rec);
             }
         }
     }
@@ -450,7 +464,7 @@ mod tests {
             load_start: now,
             timeout,
         };
-        execute(&http, url, None, &request(), timing, None).await
+        execute(Api::Openai, &http, url, None, &request(), timing, None).await
     }
 
     fn empty_record() -> RequestRecord {
@@ -498,7 +512,8 @@ mod tests {
                 timeout,
             };
             let mut rec = empty_record();
-            let outcome = futures::executor::block_on(read_events(body, clock, &mut rec));
+            let outcome =
+                futures::executor::block_on(read_events(Api::Openai, body, clock, &mut rec));
             let _ = tx.send((outcome, rec, start.elapsed()));
         });
         rx.recv_timeout(Duration::from_secs(30))

@@ -647,7 +647,7 @@ fn param(key: &str, value: impl Into<String>) -> KeyValue {
 /// Params: model_name, candidate_adapter, candidate_version, candidate_alias, total_requests,
 /// mode, the load settings (eval_data_digest, concurrency, max_tokens, endpoint, temperature,
 /// rate, arrival, max_inflight, num_requests, window_mode, server_source, warmup_requests,
-/// preconnect, ab_interleaved, max_tokens_dist, ignore_eos, metrics_source: see
+/// preconnect, ab_interleaved, max_tokens_dist, ignore_eos, api, metrics_source: see
 /// [`crate::decision::comparability`]), every threshold (flag names),
 /// require_comparable_baseline, baseline_run_id (`none` in absolute mode), baseline_source,
 /// adapter_root, model_version_source, eval_dataset_name, tool_version. Metrics: every

@@ -24,6 +24,7 @@
 //! | `load_shape` | `list`, or the timed-load settings (`duration`, `steps`, `stages`, `warmup`, `cooldown`, `ramp_up`, `think`; e.g. `duration=60s,warmup=10s`); `list` when a run does not record it (runs before timed loads) | another load over time |
 //! | `max_tokens_dist` | `config.max_tokens_dist` (`none`: a fixed `max_tokens`, also when a run does not record it) | output lengths drawn from another distribution |
 //! | `ignore_eos` | `config.ignore_eos` (`false` when a run does not record it) | outputs run to `max_tokens` or stop at end-of-sequence |
+//! | `api` | `config.api` (`openai` when a run does not record it: runs before `--api`) | another server (vLLM or llama.cpp) and another API measured |
 //!
 //! A setting that differs, or that one side does not record (runs logged before these params
 //! existed), makes the baseline *not comparable*: one warning per difference (one for all the
@@ -46,7 +47,7 @@ struct Setting {
 }
 
 /// The settings that shape the load, in the order they are reported.
-const SETTINGS: [Setting; 17] = [
+const SETTINGS: [Setting; 18] = [
     Setting {
         key: keys::EVAL_DATA_DIGEST,
         label: "eval digest",
@@ -149,6 +150,12 @@ const SETTINGS: [Setting; 17] = [
         label: "ignore_eos",
         consequence: "with ignore_eos every output runs to max_tokens; without, outputs stop at end-of-sequence",
         absent: Some("false"),
+    },
+    Setting {
+        key: keys::API,
+        label: "serving API",
+        consequence: "vLLM's OpenAI API and llama.cpp's /completion are other servers, measured another way",
+        absent: Some("openai"),
     },
 ];
 

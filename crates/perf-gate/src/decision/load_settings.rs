@@ -48,12 +48,14 @@ pub mod keys {
     pub const MAX_TOKENS_DIST: &str = "max_tokens_dist";
     /// Whether requests ignored end-of-sequence (`--ignore-eos`): `true`/`false`.
     pub const IGNORE_EOS: &str = "ignore_eos";
+    /// The serving API spoken (`load-test --api`): `openai` (vLLM) or `llamacpp`.
+    pub const API: &str = "api";
     /// Which figures fed checks 1–3 (noted, not part of comparability).
     pub const METRICS_SOURCE: &str = "metrics_source";
 
     /// Every setting, in the order they are compared and reported (`metrics_source` last: it
     /// is only noted, see [`super::super::comparability`]).
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         EVAL_DATA_DIGEST,
         CONCURRENCY,
         MAX_TOKENS,
@@ -71,6 +73,7 @@ pub mod keys {
         LOAD_SHAPE,
         MAX_TOKENS_DIST,
         IGNORE_EOS,
+        API,
         METRICS_SOURCE,
     ];
 }
@@ -125,6 +128,7 @@ pub fn candidate_settings(results: &LoadTestResults, source: MetricsSource) -> L
         c.max_tokens_dist.clone().unwrap_or_else(|| NONE.into()),
     );
     put(keys::IGNORE_EOS, c.ignore_eos.to_string());
+    put(keys::API, c.api.as_str().into());
     put(keys::METRICS_SOURCE, source.as_str().into());
     out
 }

@@ -126,6 +126,13 @@ pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
 /// The reasons the measurement itself cannot be trusted, whatever figures are judged.
 pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
     let mut out = Vec::new();
+    if !results.config.api.has_vllm_metrics() {
+        out.push(format!(
+            "--api {}: the run has no server-side figures and is not a vLLM gate measurement",
+            results.config.api
+        ));
+        return out;
+    }
     // runs whose figures are not one adapter's load, whatever the server counted
     if let Some(mix) = &results.mix {
         out.push(format!(
@@ -279,6 +286,21 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("a LoRA mix"), "{p:?}");
         assert!(!invalid_reasons(&r, MetricsSource::Client).is_empty());
+    }
+
+    #[test]
+    fn a_llamacpp_run_is_never_a_valid_gate_measurement_whatever_figures_are_judged() {
+        let mut r = confirmed();
+        r.config.api = crate::api::Api::Llamacpp;
+        let p = measurement_problems(&r);
+        assert_eq!(
+            p,
+            [
+                "--api llamacpp: the run has no server-side figures and is not a vLLM gate measurement"
+            ]
+        );
+        assert!(!invalid_reasons(&r, MetricsSource::Client).is_empty());
+        assert!(!validity(&r).valid);
     }
 
     #[test]

@@ -81,8 +81,11 @@ pub struct LoadTestConfig {
     pub max_tokens: u32,
     /// Sampling temperature.
     pub temperature: f64,
-    /// Endpoint choice.
+    /// Endpoint choice (OpenAI API only: llama.cpp has one generation endpoint).
     pub endpoint: EndpointChoice,
+    /// The serving API the server speaks (`--api`): vLLM's OpenAI-compatible one, or
+    /// llama.cpp's native `/completion` (then no server-side figures: they are vLLM's).
+    pub api: crate::api::Api,
     /// Forced prompt field.
     pub prompt_field: Option<String>,
     /// Where the prompts come from; `EvalFile` (the seed's) reads `eval_data_path`, which is
@@ -221,6 +224,7 @@ impl std::fmt::Debug for LoadTestConfig {
             .field("eval_data_path", &self.eval_data_path)
             .field("input", &self.input)
             .field("concurrency", &self.concurrency)
+            .field("api", &self.api)
             .field(
                 "prometheus_url",
                 &self.prometheus_url.as_deref().map(redact_url),

@@ -81,6 +81,7 @@ pub(super) fn plan(
             plan::task_mix(mix, generated, &max, cfg.temperature, cfg.seed),
         ),
     };
+    crate::workload::check_prompts_for(cfg.api, &prompts)?;
     let info = InputsInfo {
         source: cfg.input.name().to_string(),
         prompts: prompts.len() as u64,
@@ -132,7 +133,8 @@ pub(super) async fn build(
         let built = synthetic::build(
             &plan.targets,
             cfg.seed,
-            Some(synthetic::Server {
+            // llama-server's /tokenize is not vLLM's: sized by --tokenizer-file or in words
+            (cfg.api == crate::api::Api::Openai).then_some(synthetic::Server {
                 client,
                 model: &cfg.adapter_name,
                 chat: cfg.endpoint == EndpointChoice::Chat,
@@ -180,8 +182,16 @@ pub(super) async fn build(
         });
     }
     results.inputs = Some(info);
-    let requests_to =
-        |model: &str| prepare_slots(&prompts, &plan.slots, model, cfg.endpoint, cfg.ignore_eos);
+    let requests_to = |model: &str| {
+        prepare_slots(
+            cfg.api,
+            &prompts,
+            &plan.slots,
+            model,
+            cfg.endpoint,
+            cfg.ignore_eos,
+        )
+    };
     let candidate = requests_to(&cfg.adapter_name);
     match &cfg.baseline_adapter {
         // --num-requests counts the candidate's requests; the baseline gets as many twins

@@ -67,6 +67,7 @@ pub(super) async fn check(
                             pool_size: cfg.peak_concurrency() as usize,
                             tls: cfg.vllm_tls.clone(),
                             traceparent: cfg.traceparent,
+                            api: cfg.api,
                             ..ClientOptions::default()
                         },
                     )

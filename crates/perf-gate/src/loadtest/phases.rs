@@ -27,6 +27,10 @@ use crate::runner::aggregate::Tally;
 use crate::runner::{DEFAULT_MAX_IN_FLIGHT, Extent, RunOptions, RunOutput, Schedule, run_load};
 use crate::workload::PreparedRequest;
 
+/// Why a run with `--api llamacpp` has no server-side figures (recorded as a departure, a
+/// sweep step's `server_note`, and the validity reason).
+pub(super) const NO_SERVER_SIDE: &str = "--api llamacpp: no server-side figures: the server window reads vLLM's series (Prometheus or /metrics) and llama.cpp's llamacpp:* series are another set, so this run is a client-side measurement, not a vLLM gate measurement";
+
 /// Where server-side figures come from.
 pub(super) enum ServerSide {
     /// Prometheus, with the left edges confirmed before the load (end-anchored windows) or
@@ -72,6 +76,7 @@ pub(super) async fn execute(
             pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
             traceparent: cfg.traceparent,
+            api: cfg.api,
             ..ClientOptions::default()
         },
     )?);
@@ -144,7 +149,7 @@ pub(super) async fn execute(
         .mix
         .as_ref()
         .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
-    let server_side = if targets || cfg.shard.is_some() {
+    let server_side = if targets || cfg.shard.is_some() || !cfg.api.has_vllm_metrics() {
         None
     } else {
         Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
@@ -198,6 +203,9 @@ pub(super) async fn execute(
             return Ok(RunStatus::Aborted);
         };
         results.server = Some(server);
+    }
+    // a run without a vLLM server side (a target mix, llama.cpp) is judged by what it lacks
+    if results.server.is_some() || !cfg.api.has_vllm_metrics() {
         let validity = crate::decision::validity::validity(results);
         for r in &validity.reasons {
             tracing::warn!("measurement not trustworthy: {r}");

@@ -91,7 +91,13 @@ impl Poller {
             departures: Vec::new(),
             warnings: Vec::new(),
         };
-        if let Some(every) = cfg.poll_interval {
+        if cfg.poll_interval.is_some() && !cfg.api.has_vllm_metrics() {
+            p.departures.push(format!(
+                "--api {}: {VLLM_METRICS_FILE} is not written (its columns are vLLM's /metrics series)",
+                cfg.api
+            ));
+        }
+        if let Some(every) = cfg.poll_interval.filter(|_| cfg.api.has_vllm_metrics()) {
             match MetricsScraper::new(client.http().clone(), &cfg.vllm_url, cfg.api_key.clone()) {
                 Ok(s) => match open(&cfg.output_dir, VLLM_METRICS_FILE, VLLM_HEADER) {
                     Ok(out) => {

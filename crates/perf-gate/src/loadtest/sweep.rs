@@ -93,7 +93,10 @@ async fn run_steps(
     let mut status = RunStatus::Completed;
     for (i, &level) in levels.iter().enumerate() {
         let step_cfg = cfg.for_step(level);
-        let side = open_window(&step_cfg, client, collector, cancel).await?;
+        let side = match cfg.api.has_vllm_metrics() {
+            true => Some(open_window(&step_cfg, client, collector, cancel).await?),
+            false => None,
+        };
         if i == 0 {
             preconnect(cfg, client, cancel, results, cfg.peak_concurrency()).await?;
         }
@@ -146,7 +149,7 @@ async fn run_steps(
                 None,
                 Some("stopped by a signal before the server was read".to_string()),
             )
-        } else {
+        } else if let Some(side) = side {
             match window_figures(side, &out, cancel, results).await? {
                 Some(s) => {
                     let note = (collector.is_some()
@@ -159,6 +162,8 @@ async fn run_steps(
                     Some("stopped by a signal while the server was read".into()),
                 ),
             }
+        } else {
+            (None, Some(super::phases::NO_SERVER_SIDE.to_string()))
         };
         let thresholds: Vec<_> = cfg
             .thresholds

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::distribution::SizeDist;
 use super::mix::TaskMix;
 use super::{Endpoint, EndpointChoice, PreparedRequest, Prompt, hex, request_body};
+use crate::api::Api;
 
 /// Requests of a generated source (`--prompt-text`, `--input-size`, `--task-mix`) when
 /// `--num-requests` is not given.
@@ -206,6 +207,7 @@ fn one_prompt_each(
 /// The request of each slot for `model`: bodies are serialized once per distinct
 /// (prompt, `max_tokens`, temperature) and shared (the hot path clones a reference).
 pub fn prepare_slots(
+    api: Api,
     prompts: &[Prompt],
     slots: &[Slot],
     model: &str,
@@ -220,6 +222,7 @@ pub fn prepare_slots(
                 .entry((s.prompt, s.max_tokens, s.temperature.to_bits()))
                 .or_insert_with(|| {
                     request_body(
+                        api,
                         &prompts[s.prompt as usize],
                         model,
                         choice,
@@ -349,14 +352,28 @@ mod tests {
     fn bodies_carry_each_slot_s_sizes_and_ignore_eos() {
         let prompts = vec![Prompt::Text("a".into()), Prompt::Text("b".into())];
         let plan = given(2, 4, &dist("uniform:1:1000"), 0.0, 2);
-        let reqs = prepare_slots(&prompts, &plan.slots, "m", EndpointChoice::Auto, true);
+        let reqs = prepare_slots(
+            Api::Openai,
+            &prompts,
+            &plan.slots,
+            "m",
+            EndpointChoice::Auto,
+            true,
+        );
         for (r, s) in reqs.iter().zip(&plan.slots) {
             let b: Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(b["max_tokens"], s.max_tokens);
             assert_eq!(b["ignore_eos"], true);
             assert_eq!(b["prompt"], ["a", "b"][s.prompt as usize]);
         }
-        let plain = prepare_slots(&prompts, &plan.slots, "m", EndpointChoice::Auto, false);
+        let plain = prepare_slots(
+            Api::Openai,
+            &prompts,
+            &plan.slots,
+            "m",
+            EndpointChoice::Auto,
+            false,
+        );
         let b: Value = serde_json::from_slice(&plain[0].body).unwrap();
         assert!(b.get("ignore_eos").is_none());
         assert_ne!(prompts_sha256(&prompts), prompts_sha256(&prompts[..1]));

@@ -38,6 +38,7 @@ fn the_candidate_settings_come_from_the_results() {
             ("load_shape", "list"),
             ("max_tokens_dist", "none"),
             ("ignore_eos", "false"),
+            ("api", "openai"),
             ("metrics_source", "server"),
         ])
     );
@@ -336,6 +337,7 @@ fn a_run_before_inputs_had_a_fixed_max_tokens_and_no_ignore_eos() {
     let mut old = c.clone();
     old.remove("max_tokens_dist");
     old.remove("ignore_eos");
+    old.remove("api");
     assert!(
         compare(&c, &old).comparable,
         "{:?}",
@@ -344,6 +346,7 @@ fn a_run_before_inputs_had_a_fixed_max_tokens_and_no_ignore_eos() {
     let mut eos = c.clone();
     eos.insert("ignore_eos".into(), "true".into());
     eos.insert("max_tokens_dist".into(), "uniform:8:64".into());
+    eos.insert("api".into(), "llamacpp".into());
     let got = compare(&eos, &old);
     assert!(!got.comparable);
     let all = got.reasons.join("\n");
@@ -354,5 +357,9 @@ fn a_run_before_inputs_had_a_fixed_max_tokens_and_no_ignore_eos() {
     assert!(
         all.contains("baseline used max_tokens distribution none, candidate uniform:8:64"),
         "{all}"
+    );
+    assert!(
+        all.contains("baseline used serving API openai, candidate llamacpp"),
+        "a run before --api spoke vLLM's OpenAI API: {all}"
     );
 }
