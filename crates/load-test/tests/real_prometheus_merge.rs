@@ -26,7 +26,9 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 20);
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let shards: Vec<_> = (0..2).map(|i| dir.path().join(format!("shard-{i}"))).collect();
+    let shards: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
     let children: Vec<_> = shards
         .iter()
         .enumerate()
@@ -40,7 +42,14 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
                 // given, but a shard leaves Prometheus to the merge
                 .args(["--prometheus-url", &prom.url()])
                 .args(["--shard-count", "2", "--shard-index", &i.to_string()])
-                .args(["--start-at", &start_at, "--concurrency", "6", "--max-tokens", "4"])
+                .args([
+                    "--start-at",
+                    &start_at,
+                    "--concurrency",
+                    "6",
+                    "--max-tokens",
+                    "4",
+                ])
                 .args(["--progress-interval", "0", "--poll-interval", "0"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -70,16 +79,25 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
     let s = &r["server"];
     assert_eq!(s["source"], "prometheus", "{s}");
     assert_eq!(s["window"]["mode"], "seed");
-    let p95 = s["ttft_s"]["p95"]["value"].as_f64().unwrap_or_else(|| panic!("{s}"));
+    let p95 = s["ttft_s"]["p95"]["value"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{s}"));
     assert!(p95 > 0.5 && p95 <= 0.75, "server TTFT p95 {p95}");
     // the server saw both shards' requests: the seed's rate over its 60 s window (which
     // extrapolates a little; Prometheus started under a minute ago, so the window holds all)
-    let rps = s["throughput_rps"]["value"].as_f64().unwrap_or_else(|| panic!("{s}"));
+    let rps = s["throughput_rps"]["value"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{s}"));
     let seen = rps * s["window"]["range_s"].as_f64().unwrap();
     assert!((seen - 20.0).abs() <= 3.0, "server counted {seen}");
     // the window spans the union of the shards' loads
     let start = r["timing"]["load_start"].as_str().unwrap();
     for d in &shards {
-        assert!(load_test_results(d)["timing"]["load_start"].as_str().unwrap() >= start);
+        assert!(
+            load_test_results(d)["timing"]["load_start"]
+                .as_str()
+                .unwrap()
+                >= start
+        );
     }
 }
