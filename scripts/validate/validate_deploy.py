@@ -27,6 +27,7 @@ import argo
 import grafana
 import monitoring
 import schemas
+import shards
 
 # The shell scripts that belong to the deployment story.
 SHELL_SCRIPTS = ("scripts/local-stack.sh", "scripts/validate-deploy.sh")
@@ -180,6 +181,7 @@ def docs_errors(docs, ctx):
         derrs = schemas.schema_errors(doc)
         if doc.get("apiVersion") == "argoproj.io/v1alpha1":
             derrs += argo.argo_errors(doc, ctx.wft_index)
+            derrs += shards.argo_errors(doc)
             for t in (doc.get("spec") or {}).get("templates") or []:
                 binary = gate_binary(t.get("container") or {})
                 if binary:
@@ -219,6 +221,7 @@ def check_kustomize(dirpath, ctx, report):
         return
     docs = load_yaml_docs(out.stdout)
     errs, labels, notes = docs_errors(docs, ctx)
+    errs += shards.kubernetes_errors(docs)  # the shard count, wherever it is written, agrees
     serrs, snotes = monitoring.rendered_stack_errors(docs, ctx.promtool, _promtool_config)
     report.add(f"{label} -> {len(docs)} objects", errs + serrs, notes + snotes)
 
