@@ -92,7 +92,7 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
                 if !given.contains(&pos.get_id().as_str()) {
                     given.push(pos.get_id().as_str());
                 }
-                if !pos.get_num_args().is_some_and(|n| n.max_values() > 1) {
+                if pos.get_num_args().is_none_or(|n| n.max_values() <= 1) {
                     next_positional += 1;
                 }
                 if inv.rendered
