@@ -1,7 +1,10 @@
 //! A kustomization as `kubectl kustomize` builds it, for the features the gate's use: resources
 //! (files and base directories), `configMapGenerator` literals and files with `behavior`
 //! create / merge / replace, and the fields that do not change a container's command line or
-//! environment (`namespace`, `labels`, `images`). Any other kustomize feature (patches,
+//! environment (`namespace`, `labels`, `images`). A container's env may come from a literal, an
+//! optional `secretKeyRef` (name only) or a `configMapKeyRef`: a key of a generated ConfigMap is
+//! its value, a ConfigMap the kustomization does not hold is created at deploy time (name only,
+//! [`RenderedStep::deploy_env`]). Any other kustomize feature (patches,
 //! replacements, secretGenerator, ...) is an error naming it, so a test never runs a Job that
 //! the real build would change.
 
