@@ -5,6 +5,9 @@ usage: python validate_deploy.py [--root DIR] [--no-self-test] [--self-test-only
 Prints one line per file (or rendered overlay) and a final `N passed, N failed` line; exits 1 on any
 failure. Run through scripts/validate-deploy.sh, which provides the pinned tools in a venv.
 
+The sharded gate's shard count must agree wherever it is written (shards.py: the Indexed Job, the merge
+Job's directory list, the Argo merge steps against the `shards` enum).
+
 The flags and env vars the manifests pass to the gate's binaries are not checked here: the Rust test
 crates/test-support/tests/manifests.rs checks them against each binary's own command line (clap).
 """
