@@ -205,8 +205,45 @@ def _cases(root):
         copy_rel(tmp, rules_rel)
         return vd.check_manifest_file, copy_rel(tmp, cr_rel, ("DCGM_FI_DEV_GPU_UTIL > 90", "DCGM_FI_DEV_GPU_UTIL > 80"))
 
+    sharded_wft_rel = os.path.join("workflows", "vllm-perf-gate-sharded.yaml")
+
+    def sharded_case(rel, old, new):
+        """deploy/ copied with one edit to the sharded kustomization, rendered and checked."""
+        def make(tmp):
+            d = tempfile.mkdtemp(dir=tmp)
+            shutil.copytree(os.path.join(root, "deploy"), os.path.join(d, "deploy"))
+            src = os.path.join(d, "deploy", "kustomize", "sharded", rel)
+            with open(src, encoding="utf-8") as f:
+                text = f.read()
+            assert old in text, f"{rel} has no {old!r}"
+            with open(src, "w", encoding="utf-8") as f:
+                f.write(text.replace(old, new, 1))
+            return vd.check_kustomize, os.path.join(d, "deploy", "kustomize", "sharded")
+        return make
+
     return [
         # (description, make, text the errors must contain; None = the unbroken control, which must pass)
+        ("unbroken sharded kustomization copy (control)", sharded_case("pvc.yaml", "storage:", "storage:"), None),
+        ("sharded merge Job missing a shard directory",
+         sharded_case("job-merge.yaml", "            - /results/shard-3\n", ""), "but Job/vllm-perf-gate-sharded-load-test"),
+        ("Indexed Job whose completions differ from SHARD_COUNT",
+         sharded_case("job-load-test-shards.yaml", "  completions: 4\n", "  completions: 3\n"),
+         "SHARD_COUNT 4 != completions 3"),
+        ("shards written to one directory (no $(JOB_COMPLETION_INDEX))",
+         sharded_case("job-load-test-shards.yaml", '          args: ["--output-dir=/results/shard-$(JOB_COMPLETION_INDEX)"]\n'
+                      '          envFrom:\n            - configMapRef:\n                name: vllm-perf-gate-sharded-load-test',
+                      '          args: ["--output-dir=/results/shards"]\n'
+                      '          envFrom:\n            - configMapRef:\n                name: vllm-perf-gate-sharded-load-test'),
+         "is not per shard"),
+        ("unbroken sharded WorkflowTemplate copy (control)",
+         lambda tmp: (vd.check_manifest_file, copy_rel(tmp, sharded_wft_rel)), None),
+        ("sharded template allowing a shard count no merge step handles",
+         manifest_case(sharded_wft_rel, 'enum: ["2", "4", "8"]', 'enum: ["2", "4", "6", "8"]'),
+         "allows 6, but no merge step runs for it"),
+        ("sharded merge template listing the wrong shard directories",
+         manifest_case(sharded_wft_rel, "          - /results/shard-3\n          - \"--output-dir=/results/merged\"",
+                       "          - \"--output-dir=/results/merged\""),
+         "runs with 4 shards but template merge-4 merges"),
         ("unbroken WorkflowTemplate copy (control)", wft_case(lambda docs: None), None),
         ("WorkflowTemplate with an unknown field", wft_case(unknown_field), "imagePullPolicyy"),
         ("WorkflowTemplate using an undeclared input parameter", wft_case(undeclared_param), "inputs.parameters.nope"),

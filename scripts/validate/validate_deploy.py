@@ -5,6 +5,9 @@ usage: python validate_deploy.py [--root DIR] [--no-self-test] [--self-test-only
 Prints one line per file (or rendered overlay) and a final `N passed, N failed` line; exits 1 on any
 failure. Run through scripts/validate-deploy.sh, which provides the pinned tools in a venv.
 
+The sharded gate's shard count must agree wherever it is written (shards.py: the Indexed Job, the merge
+Job's directory list, the Argo merge steps against the `shards` enum).
+
 The flags and env vars the manifests pass to the gate's binaries are not checked here: the Rust test
 crates/test-support/tests/manifests.rs checks them against each binary's own command line (clap).
 """
@@ -27,6 +30,7 @@ import argo
 import grafana
 import monitoring
 import schemas
+import shards
 
 # The shell scripts that belong to the deployment story.
 SHELL_SCRIPTS = ("scripts/local-stack.sh", "scripts/validate-deploy.sh")
@@ -180,6 +184,7 @@ def docs_errors(docs, ctx):
         derrs = schemas.schema_errors(doc)
         if doc.get("apiVersion") == "argoproj.io/v1alpha1":
             derrs += argo.argo_errors(doc, ctx.wft_index)
+            derrs += shards.argo_errors(doc)
             for t in (doc.get("spec") or {}).get("templates") or []:
                 binary = gate_binary(t.get("container") or {})
                 if binary:
@@ -219,6 +224,7 @@ def check_kustomize(dirpath, ctx, report):
         return
     docs = load_yaml_docs(out.stdout)
     errs, labels, notes = docs_errors(docs, ctx)
+    errs += shards.kubernetes_errors(docs)  # the shard count, wherever it is written, agrees
     serrs, snotes = monitoring.rendered_stack_errors(docs, ctx.promtool, _promtool_config)
     report.add(f"{label} -> {len(docs)} objects", errs + serrs, notes + snotes)
 

@@ -25,8 +25,24 @@ pub struct Binary {
 }
 
 /// The problems of one invocation (empty: fine). Each names the origin.
+///
+/// A subcommand the binary dispatches itself (`load-test merge DIR...`) is a [`Binary`] of its
+/// own, named `program subcommand`: an invocation whose first argument is such a word is
+/// checked against that command line, with the arguments after it.
 pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
-    let Some(bin) = binaries.iter().find(|b| b.name == inv.program) else {
+    let sub = inv.args.first().and_then(|first| {
+        binaries
+            .iter()
+            .find(|b| b.name.split_once(' ') == Some((inv.program.as_str(), first.as_str())))
+    });
+    let (bin, argv) = match sub {
+        Some(b) => (Some(b), &inv.args[1..]),
+        None => (
+            binaries.iter().find(|b| b.name == inv.program),
+            &inv.args[..],
+        ),
+    };
+    let Some(bin) = bin else {
         return vec![format!(
             "{}: runs `{}`, which is none of the gate's binaries ({})",
             inv.origin,
@@ -44,7 +60,10 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
     let mut given: Vec<&str> = Vec::new(); // ids of the arguments given
     let mut err = |e: String| errors.push(format!("{}: {}: {e}", inv.origin, bin.name));
 
-    let mut args = inv.args.iter();
+    // positional arguments, in order; one that takes many values takes every later one
+    let positionals: Vec<&clap::Arg> = cmd.get_positionals().collect();
+    let mut next_positional = 0;
+    let mut args = argv.iter();
     while let Some(a) = args.next() {
         let Some(flag) = a.strip_prefix("--") else {
             if a.starts_with('-') && a.len() > 1 {
@@ -68,6 +87,19 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
                         }
                     }
                     Err(e) => err(format!("cannot read {e}")),
+                }
+            } else if let Some(pos) = positionals.get(next_positional) {
+                if !given.contains(&pos.get_id().as_str()) {
+                    given.push(pos.get_id().as_str());
+                }
+                if pos.get_num_args().is_none_or(|n| n.max_values() <= 1) {
+                    next_positional += 1;
+                }
+                if inv.rendered
+                    && !a.contains("{{")
+                    && let Err(e) = parse_value(pos, a)
+                {
+                    err(format!("{}: {e}", pos.get_id()));
                 }
             } else {
                 err(format!("unexpected positional argument `{a}`"));
@@ -190,10 +222,15 @@ pub fn check(inv: &Invocation, binaries: &[Binary]) -> Vec<String> {
                     .get_env()
                     .map(|e| format!(" or env {}", e.to_string_lossy()))
                     .unwrap_or_default();
-                err(format!(
-                    "the required --{}{env} is not given",
-                    arg.get_long().unwrap_or_default()
-                ));
+                match arg.get_long() {
+                    Some(long) => err(format!("the required --{long}{env} is not given")),
+                    None => err(format!(
+                        "the required positional {} is not given",
+                        arg.get_value_names()
+                            .and_then(|v| v.first())
+                            .map_or(arg.get_id().as_str(), |v| v.as_str())
+                    )),
+                }
             }
         }
     }
@@ -325,6 +362,54 @@ mod tests {
             true,
         );
         assert_eq!(check(&later, &[bin()]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_subcommand_is_checked_against_its_own_command_line_with_its_positionals() {
+        let merge = Binary {
+            name: "tool merge",
+            command: clap::Command::new("tool merge")
+                .arg(
+                    clap::Arg::new("dirs")
+                        .value_name("DIR")
+                        .required(true)
+                        .num_args(1..)
+                        .value_parser(clap::value_parser!(u32)),
+                )
+                .arg(clap::Arg::new("out").long("out").env("OUT")),
+            extra_env: vec![],
+        };
+        let bins = [bin(), merge];
+        let ok = inv(
+            &["merge", "1", "2", "--out=x", "3"],
+            &[("OUT", Some("y"))],
+            true,
+        );
+        assert_eq!(check(&ok, &bins), Vec::<String>::new());
+        // the main command's flags and env are not the subcommand's
+        let bad = inv(&["merge", "--url=x", "two"], &[("N", Some("1"))], true);
+        let errors = check(&bad, &bins);
+        let want = [
+            "m.yaml: tool merge: unknown flag --url",
+            "m.yaml: tool merge: dirs: invalid value 'two'",
+            "m.yaml: tool merge: env var N is not read by tool merge",
+        ];
+        for w in want {
+            assert!(
+                errors.iter().any(|e| e.starts_with(w)),
+                "missing {w:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+        assert_eq!(
+            check(&inv(&["merge"], &[], true), &bins),
+            ["m.yaml: tool merge: the required positional DIR is not given"]
+        );
+        // without the subcommand word: the main command, which takes no positional
+        assert_eq!(
+            check(&inv(&["--url=x", "1"], &[], true), &bins),
+            ["m.yaml: tool: unexpected positional argument `1`"]
+        );
     }
 
     #[test]

@@ -254,6 +254,7 @@ mod tests {
                 argv: vec!["true".into()],
                 env: vec![],
                 secret_env: vec![],
+                deploy_env: vec![],
                 paths: vec![("volume output".into(), "/output".into())],
             },
             mounts: vec![

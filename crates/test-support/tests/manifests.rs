@@ -54,6 +54,12 @@ fn binaries() -> Vec<Binary> {
             command: load_test::cli::Cli::command(),
             extra_env: with(&[]),
         },
+        // `load-test merge SHARD_DIR...`: its own command line (load-test's main dispatches it)
+        Binary {
+            name: "load-test merge",
+            command: load_test::merge_cli::MergeCli::command(),
+            extra_env: with(&[]),
+        },
         Binary {
             name: "perf-decision",
             command: perf_decision::cli::Cli::command(),
@@ -154,10 +160,55 @@ fn every_flag_and_env_var_the_manifests_pass_is_declared_by_its_binary() {
             "{svc} rendered deploy/compose/docker-compose.yml: service {svc}"
         ));
     }
+    // The sharded gate: the Argo template's every container as written (one merge template per
+    // allowed shard count), and its kustomization's three Jobs rendered.
+    let sharded =
+        "workflows/vllm-perf-gate-sharded.yaml: WorkflowTemplate/vllm-perf-gate-sharded template";
+    for (program, template) in [
+        ("perf-decision", "resolve-candidate"),
+        ("load-test", "load-shard"),
+        ("load-test", "merge-2"),
+        ("load-test", "merge-4"),
+        ("load-test", "merge-8"),
+        ("perf-decision", "perf-decision"),
+    ] {
+        want.push(format!("{program} as written {sharded} {template}"));
+    }
+    let sharded_job = |program: &str, file: &str, job: &str, container: &str| {
+        format!(
+            "{program} rendered deploy/kustomize/sharded/{file}.yaml (kustomize deploy/kustomize/sharded): Job/vllm-perf-gate-sharded-{job} container {container}"
+        )
+    };
+    want.extend([
+        sharded_job(
+            "perf-decision",
+            "job-load-test-shards",
+            "load-test",
+            "resolve-candidate",
+        ),
+        sharded_job(
+            "load-test",
+            "job-load-test-shards",
+            "load-test",
+            "load-test",
+        ),
+        sharded_job("load-test", "job-merge", "merge", "merge"),
+        sharded_job(
+            "perf-decision",
+            "job-perf-decision",
+            "perf-decision",
+            "perf-decision",
+        ),
+    ]);
     want.sort_unstable();
     assert_eq!(got, want, "the scan found other invocations than expected");
     // The other containers are other people's images, listed rather than ignored silently.
     let foreign = scan.foreign.join("\n");
+    // The sharded template's start-at step runs busybox (the gate's image has no shell).
+    assert!(
+        foreign.contains("template start-at (image busybox:"),
+        "{foreign}"
+    );
     for svc in [
         "service prometheus",
         "service mlflow",
@@ -286,6 +337,34 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
             "- --gpu-util",
             "- --gpu-utilisation",
         ),
+        // the sharded gate: a misspelt shard flag, a merge flag, a merge without its directories,
+        // a load-test setting given to the merge (checked against `load-test merge`, not
+        // load-test), and the deploy-time START_AT renamed
+        (
+            "workflows/vllm-perf-gate-sharded.yaml",
+            "--shard-index={{",
+            "--shard-idx={{",
+        ),
+        (
+            "workflows/vllm-perf-gate-sharded.yaml",
+            "--prometheus-url={{",
+            "--prometheus-ulr={{",
+        ),
+        (
+            "deploy/kustomize/sharded/job-merge.yaml",
+            "            - merge\n            - /results/shard-0\n            - /results/shard-1\n            - /results/shard-2\n            - /results/shard-3\n",
+            "            - merge\n",
+        ),
+        (
+            "deploy/kustomize/sharded/kustomization.yaml",
+            "      - OUTPUT_DIR=/results/merged\n",
+            "      - OUTPUT_DIR=/results/merged\n      - MAX_TOKENS=64\n",
+        ),
+        (
+            "deploy/kustomize/sharded/job-load-test-shards.yaml",
+            "- name: START_AT",
+            "- name: START_TIME",
+        ),
     ]);
     let scan = manifest::scan(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let errors = problems(&scan).join("\n");
@@ -306,6 +385,11 @@ fn a_manifest_passing_an_unknown_flag_or_env_var_or_a_bad_value_fails_the_check(
         "deploy/compose/docker-compose.yml: service load-test: load-test: env var ADAPTER is not read by load-test".into(),
         "deploy/compose/docker-compose.yml: service load-test: load-test: the required --adapter-name or env ADAPTER_NAME is not given".into(),
         "deploy/compose/docker-compose.yml: service vllm-sim: vllm-sim: unknown flag --gpu-utilisation".into(),
+        "vllm-perf-gate-sharded template load-shard: load-test: unknown flag --shard-idx".into(),
+        "vllm-perf-gate-sharded template merge-2: load-test merge: unknown flag --prometheus-ulr".into(),
+        "Job/vllm-perf-gate-sharded-merge container merge: load-test merge: the required positional SHARD_DIR is not given".into(),
+        "Job/vllm-perf-gate-sharded-merge container merge: load-test merge: env var MAX_TOKENS is not read by load-test merge".into(),
+        "Job/vllm-perf-gate-sharded-load-test container load-test: load-test: env var START_TIME is not read by load-test".into(),
     ] {
         assert!(errors.contains(&want), "missing {want:?} in:\n{errors}");
     }
@@ -373,6 +457,20 @@ fn a_manifest_the_renderer_cannot_render_is_an_error_naming_file_and_expression(
         );
         assert!(text.contains(&format!("unknown field `{field}`")), "{text}");
     }
+
+    // a Workflow running the sharded template: the walk does not fan steps out
+    let tmp = broken_copy(&[(
+        "workflows/example-workflow.yaml",
+        "  workflowTemplateRef:\n    name: vllm-perf-gate\n",
+        "  workflowTemplateRef:\n    name: vllm-perf-gate-sharded\n",
+    )]);
+    let e = manifest::scan(tmp.path()).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "template perf-gate: step shard: withSequence (a fan-out) is not run by the walk"
+        ),
+        "{e}"
+    );
 
     let tmp = broken_copy(&[(
         "deploy/kustomize/overlays/prod/kustomization.yaml",

@@ -1,7 +1,10 @@
 //! A kustomization as `kubectl kustomize` builds it, for the features the gate's use: resources
 //! (files and base directories), `configMapGenerator` literals and files with `behavior`
 //! create / merge / replace, and the fields that do not change a container's command line or
-//! environment (`namespace`, `labels`, `images`). Any other kustomize feature (patches,
+//! environment (`namespace`, `labels`, `images`). A container's env may come from a literal, an
+//! optional `secretKeyRef` (name only) or a `configMapKeyRef`: a key of a generated ConfigMap is
+//! its value, a ConfigMap the kustomization does not hold is created at deploy time (name only,
+//! [`RenderedStep::deploy_env`]). Any other kustomize feature (patches,
 //! replacements, secretGenerator, ...) is an error naming it, so a test never runs a Job that
 //! the real build would change.
 
@@ -304,10 +307,15 @@ impl Build {
             )));
         }
         let mut secret_env = Vec::new();
+        let mut deploy_env = Vec::new();
         for e in &c.env {
-            match (&e.value, &e.value_from) {
-                (Some(v), None) => upsert(&mut env, &e.name, v),
-                (None, Some(from))
+            let cm_ref = e
+                .value_from
+                .as_ref()
+                .and_then(|f| f.config_map_key_ref.as_ref());
+            match (&e.value, &e.value_from, cm_ref) {
+                (Some(v), None, _) => upsert(&mut env, &e.name, v),
+                (None, Some(from), _)
                     if from
                         .secret_key_ref
                         .as_ref()
@@ -315,9 +323,25 @@ impl Build {
                 {
                     secret_env.push(e.name.clone());
                 }
+                // a key of a ConfigMap this kustomization generates: its value
+                (None, Some(_), Some(r)) if self.config_map(&r.name).is_some() => {
+                    let data = self.config_map(&r.name).unwrap_or_default();
+                    match data.iter().find(|(k, _)| *k == r.key) {
+                        Some((_, v)) => upsert(&mut env, &e.name, v),
+                        None if r.optional == Some(true) => {}
+                        None => {
+                            return Err(invalid(format!(
+                                "env {}: ConfigMap {} has no key {}",
+                                e.name, r.name, r.key
+                            )));
+                        }
+                    }
+                }
+                // a ConfigMap created when the gate is deployed: known at run time only
+                (None, Some(_), Some(_)) => deploy_env.push(e.name.clone()),
                 _ => {
                     return Err(invalid(format!(
-                        "env {} comes from a source this renderer cannot provide (only literal values and optional secretKeyRefs)",
+                        "env {} comes from a source this renderer cannot provide (only literal values, optional secretKeyRefs and configMapKeyRefs)",
                         e.name
                     )));
                 }
@@ -334,6 +358,7 @@ impl Build {
             argv: c.command.iter().chain(&c.args).cloned().collect(),
             env,
             secret_env,
+            deploy_env,
             paths: c
                 .volume_mounts
                 .iter()
@@ -391,6 +416,32 @@ mod tests {
             e.contains("no envFrom ConfigMap holds `NOPE` (has: A, B, D)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn config_map_key_refs_read_a_generated_map_or_are_known_at_deploy_time() {
+        let d = tree();
+        let job = d.path().join("base/job.yaml");
+        let text = std::fs::read_to_string(&job).unwrap().replace(
+            "env: [{name: C, value: '3'}]",
+            "env: [{name: C, valueFrom: {configMapKeyRef: {name: env, key: B}}}, {name: T, valueFrom: {configMapKeyRef: {name: made-later, key: T}}}]",
+        );
+        std::fs::write(&job, &text).unwrap();
+        let s = build(&d.path().join("overlay"))
+            .unwrap()
+            .render("step", &[])
+            .unwrap();
+        let env: Vec<_> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // C: the overlay's B; T: from a ConfigMap the kustomization does not generate
+        assert_eq!(env, ["A=1", "B=20", "D=4", "C=20"]);
+        assert_eq!(s.deploy_env, ["T"]);
+        std::fs::write(&job, text.replace("key: B}", "key: Z}")).unwrap();
+        let e = build(&d.path().join("overlay"))
+            .unwrap()
+            .render("step", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("env C: ConfigMap env has no key Z"), "{e}");
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct Invocation {
     pub program: String,
     /// The arguments after `argv[0]`.
     pub args: Vec<String>,
-    /// The environment: name, and value when the manifest gives one (`None`: from a Secret).
+    /// The environment: name, and value when the manifest gives one (`None`: from a Secret, or
+    /// from a ConfigMap created at deploy time).
     pub env: Vec<(String, Option<String>)>,
     /// `true`: arguments and values are final; `false`: they may hold `{{...}}` templates.
     pub rendered: bool,
@@ -49,6 +50,7 @@ impl From<RenderedStep> for Invocation {
                 .into_iter()
                 .map(|(k, v)| (k, Some(v)))
                 .chain(s.secret_env.into_iter().map(|k| (k, None)))
+                .chain(s.deploy_env.into_iter().map(|k| (k, None)))
                 .collect(),
             rendered: true,
         }

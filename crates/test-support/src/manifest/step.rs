@@ -18,6 +18,9 @@ pub struct RenderedStep {
     pub env: Vec<(String, String)>,
     /// Names of the variables from optional Secrets (left out of `env`).
     pub secret_env: Vec<String>,
+    /// Names of the variables from a ConfigMap the manifests do not hold (created when the gate is
+    /// deployed, e.g. the sharded Jobs' START_AT): set at run time, their values unknown here.
+    pub deploy_env: Vec<String>,
     /// Paths in the pod the step reads or writes (`what`, path): input artifacts, output
     /// parameters and artifacts, volume mounts.
     pub paths: Vec<(String, String)>,
@@ -119,6 +122,7 @@ mod tests {
             ],
             env: vec![("OUTPUT_DIR".into(), "/output/x".into())],
             secret_env: vec![],
+            deploy_env: vec![],
             paths: vec![
                 (
                     "input artifact eval-data at".into(),

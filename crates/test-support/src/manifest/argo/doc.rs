@@ -66,6 +66,11 @@ pub struct WorkflowSpec {
     pub ttl_strategy: Option<Value>,
     /// The pods' security context.
     pub security_context: Option<Value>,
+    /// Volumes the workflow creates for its steps to share (the sharded gate's results).
+    pub volume_claim_templates: Option<Value>,
+    /// When those volumes are deleted.
+    #[serde(rename = "volumeClaimGC")]
+    pub volume_claim_gc: Option<Value>,
 }
 
 /// `workflowTemplateRef`.
@@ -154,6 +159,9 @@ pub struct StepCall {
     pub when: Option<String>,
     /// `continueOn`: the group goes on when this step fails.
     pub continue_on: Option<ContinueOn>,
+    /// `withSequence`: the step fanned out over `{{item}}` = 0..count-1 (the sharded gate's shards).
+    /// Read so that each template's command line is checked as written; the walk refuses it.
+    pub with_sequence: Option<Value>,
 }
 
 /// `continueOn` (only `failed`: a step whose pod failed; `error` is not rendered).

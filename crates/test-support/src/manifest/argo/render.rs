@@ -252,6 +252,7 @@ impl ArgoFile {
             argv,
             env,
             secret_env,
+            deploy_env: vec![],
             paths,
         })
     }

@@ -209,6 +209,15 @@ impl<'a, 'e> Walker<'a, 'e> {
                     template: &tmpl.name,
                 };
                 let callee = self.file.template(&call.template)?;
+                if call.with_sequence.is_some() {
+                    return Err(self
+                        .file
+                        .invalid(format!(
+                            "template {}: step {}: withSequence (a fan-out) is not run by the walk",
+                            tmpl.name, call.name
+                        ))
+                        .into());
+                }
                 if let Some(cond) = &call.when {
                     let at = |e: String| {
                         self.file
