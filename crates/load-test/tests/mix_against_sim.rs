@@ -443,3 +443,66 @@ fn serial_an_open_loop_timed_mix_keeps_its_weights_and_no_target_credential() {
         r["config"]["targets"]
     );
 }
+
+#[test]
+fn a_target_mix_can_load_vllm_and_llama_cpp_together() {
+    let vllm = Sim::start(SimConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let llama = Sim::start(SimConfig {
+        api: vllm_sim::SimApi::Llamacpp,
+        served_model_name: "tiny-llama".into(),
+        lora_modules: Vec::new(),
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 4);
+    let out = dir.path().join("out");
+    let output = run(load_test()
+        .arg("--target")
+        .arg(format!("name=vllm,url={},model=candidate", vllm.url))
+        .arg("--target")
+        .arg(format!(
+            "name=llama,url={},model=tiny-llama,api=llamacpp",
+            llama.url
+        ))
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args([
+            "--num-requests",
+            "20",
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "3",
+        ])
+        .args(["--progress-interval", "0", "--poll-interval", "0"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    for (name, api) in [("vllm", "openai"), ("llama", "llamacpp")] {
+        let m = member(&r, name);
+        assert_eq!(m["api"], api);
+        assert_eq!(
+            m["client"]["successful_requests"], 10,
+            "{name}: {}",
+            m["client"]
+        );
+        assert_eq!(
+            m["client"]["output_tokens"], 30,
+            "{name}: the stream's own token counts"
+        );
+    }
+    assert_eq!((vllm.stats().accepted, llama.stats().accepted), (10, 10));
+    assert!(
+        r["config"]["targets"][1]
+            .as_str()
+            .unwrap()
+            .ends_with(",api=llamacpp")
+    );
+}

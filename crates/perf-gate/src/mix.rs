@@ -49,6 +49,8 @@ pub struct Member {
     pub weight: f64,
     /// What it is.
     pub role: Role,
+    /// Its serving API (a target's `api=`); `None`: the run's `--api`.
+    pub api: Option<crate::api::Api>,
 }
 
 /// A mix: its kind and members, in the order given.
@@ -77,6 +79,7 @@ impl Mix {
                 model: Some(s.model),
                 weight: s.weight,
                 role: Role::Target,
+                api: s.api,
             })
             .collect();
         distinct(&members)?;
@@ -106,6 +109,7 @@ impl Mix {
                 model: Some(name.to_string()),
                 weight,
                 role: Role::Adapter,
+                api: None,
             });
         }
         if members.is_empty() {
@@ -125,6 +129,7 @@ impl Mix {
                 model: None,
                 weight: w,
                 role: Role::Base,
+                api: None,
             });
         }
         distinct(&members)?;
@@ -178,8 +183,9 @@ fn parse_weight(name: &str, text: &str) -> Result<f64, MixError> {
     }
 }
 
-/// One `--target`: `name=Flash,url=http://host:8081,model=llama-7b,weight=0.7` (keys in any
-/// order; `weight` defaults to 1; `name` defaults to the URL's host:port).
+/// One `--target`: `name=Flash,url=http://host:8081,model=llama-7b,weight=0.7,api=llamacpp`
+/// (keys in any order; `weight` defaults to 1; `name` to the URL's host:port; `api` to the
+/// run's `--api`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// Its name.
@@ -190,13 +196,15 @@ pub struct TargetSpec {
     pub model: String,
     /// Its relative share of the requests.
     pub weight: f64,
+    /// Its serving API; `None`: the run's `--api`.
+    pub api: Option<crate::api::Api>,
 }
 
 impl FromStr for TargetSpec {
     type Err = MixError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (mut name, mut url, mut model, mut weight) = (None, None, None, None);
+        let (mut name, mut url, mut model, mut weight, mut api) = (None, None, None, None, None);
         // a part is never echoed: it may be a piece of a URL's password that held a comma
         for (n, part) in s
             .split(',')
@@ -206,7 +214,7 @@ impl FromStr for TargetSpec {
         {
             let Some((k, v)) = part.split_once('=') else {
                 return Err(MixError(format!(
-                    "item {} is not KEY=VALUE (KEY one of name, url, model, weight; a comma inside a URL must be written %2C)",
+                    "item {} is not KEY=VALUE (KEY one of name, url, model, weight, api; a comma inside a URL must be written %2C)",
                     n + 1
                 )));
             };
@@ -216,9 +224,10 @@ impl FromStr for TargetSpec {
                 "url" => &mut url,
                 "model" => &mut model,
                 "weight" => &mut weight,
+                "api" => &mut api,
                 _ => {
                     return Err(MixError(format!(
-                        "item {} has an unknown key: expected name, url, model or weight",
+                        "item {} has an unknown key: expected name, url, model, weight or api",
                         n + 1
                     )));
                 }
@@ -248,11 +257,18 @@ impl FromStr for TargetSpec {
             Some(w) => parse_weight(&name, &w)?,
             None => 1.0,
         };
+        let api = api
+            .map(|a| {
+                a.parse::<crate::api::Api>()
+                    .map_err(|e| MixError(format!("{name}: api: {e}")))
+            })
+            .transpose()?;
         Ok(TargetSpec {
             name,
             url,
             model,
             weight,
+            api,
         })
     }
 }
@@ -264,7 +280,11 @@ impl fmt::Display for TargetSpec {
             f,
             "name={},url={},model={},weight={}",
             self.name, self.url, self.model, self.weight
-        )
+        )?;
+        match self.api {
+            Some(a) => write!(f, ",api={a}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -323,9 +343,13 @@ mod tests {
                 name: "Flash".into(),
                 url: "http://127.0.0.1:8081/".into(),
                 model: "m".into(),
-                weight: 0.7
+                weight: 0.7,
+                api: None,
             }
         );
+        let t: TargetSpec = "url=http://h:1,model=m,api=llamacpp".parse().unwrap();
+        assert_eq!(t.api, Some(crate::api::Api::Llamacpp));
+        assert!(t.to_string().ends_with(",api=llamacpp"));
         let t: TargetSpec = "url=http://u:p@h:9/v,model=m".parse().unwrap();
         assert_eq!((t.name.as_str(), t.weight), ("h:9", 1.0));
         for (bad, why) in [
@@ -340,6 +364,7 @@ mod tests {
             ("url=http://u:pa,ss@h,model=m", "item 2 is not KEY=VALUE"),
             ("url=http://h,model=m,url=http://i", "given twice"),
             ("url=http://h,model=m,name=", "empty"),
+            ("url=http://h,model=m,api=grpc", "api: unknown API \"grpc\""),
             ("http://h", "item 1 is not KEY=VALUE"),
         ] {
             let e = bad.parse::<TargetSpec>().unwrap_err().0;

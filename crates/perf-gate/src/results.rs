@@ -952,6 +952,9 @@ pub struct MixMemberResult {
     pub name: String,
     /// `target`, `adapter` or `base` (the base-model control stream).
     pub role: crate::mix::Role,
+    /// Its serving API.
+    #[serde(default)]
+    pub api: crate::api::Api,
     /// Its server (a target), without credentials; absent: `--vllm-url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,

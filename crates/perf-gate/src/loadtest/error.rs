@@ -71,6 +71,9 @@ pub enum LoadTestError {
     /// completed, unreadable).
     #[error("cannot merge the shards: {0}")]
     Shards(String),
+    /// A mix that cannot be run as given (a member whose API cannot send the prompts).
+    #[error("{0}")]
+    Mix(String),
     /// An output file could not be written after the work (a full disk).
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -85,9 +88,10 @@ impl From<PromError> for LoadTestError {
 impl StepFailure for LoadTestError {
     fn exit(&self) -> Exit {
         match self {
-            LoadTestError::Workload(_) | LoadTestError::OutputDir(_) | LoadTestError::Shards(_) => {
-                Exit::BadInput
-            }
+            LoadTestError::Workload(_)
+            | LoadTestError::OutputDir(_)
+            | LoadTestError::Shards(_)
+            | LoadTestError::Mix(_) => Exit::BadInput,
             LoadTestError::Vllm(ClientError::BadUrl(_) | ClientError::BadApiKey)
             | LoadTestError::BaselineAdapter(ClientError::BadUrl(_) | ClientError::BadApiKey)
             | LoadTestError::MixMember {

@@ -30,6 +30,8 @@ pub(super) struct MixSetup {
     pub clients: Vec<Option<Arc<VllmClient>>>,
     /// The model each member's requests name.
     pub models: Vec<String>,
+    /// Each member's serving API (a target's `api=`, else the run's `--api`).
+    pub apis: Vec<crate::api::Api>,
 }
 
 /// The flag a member of `kind` comes from.
@@ -49,9 +51,14 @@ pub(super) async fn check(
     client: &Arc<VllmClient>,
 ) -> Result<MixSetup, LoadTestError> {
     let mut clients = Vec::with_capacity(mix.members.len());
+    let apis: Vec<crate::api::Api> = mix
+        .members
+        .iter()
+        .map(|m| m.api.unwrap_or(cfg.api))
+        .collect();
     let mut models = Vec::with_capacity(mix.members.len());
     let mut parent = None;
-    for m in &mix.members {
+    for (i, m) in mix.members.iter().enumerate() {
         let err = |source| LoadTestError::MixMember {
             member: m.name.clone(),
             flag: flag(mix.kind, m.role),
@@ -67,7 +74,7 @@ pub(super) async fn check(
                             pool_size: cfg.peak_concurrency() as usize,
                             tls: cfg.vllm_tls.clone(),
                             traceparent: cfg.traceparent,
-                            api: cfg.api,
+                            api: apis[i],
                             ..ClientOptions::default()
                         },
                     )
@@ -100,7 +107,11 @@ pub(super) async fn check(
             }
         }
     }
-    Ok(MixSetup { clients, models })
+    Ok(MixSetup {
+        clients,
+        models,
+        apis,
+    })
 }
 
 /// A target's server healthy (waiting up to `--wait-ready`) and serving `model`.
@@ -120,28 +131,84 @@ async fn ready(
 
 /// The request list of a mix: each request once per member, in member order (request `p`'s
 /// body for member `m` at `p * members + m`, the layout [`DispatchMix`] reads), the body's
-/// `model` set to the member's. A GET task is the same for every member.
-pub(super) fn expand(requests: &[PreparedRequest], models: &[String]) -> Vec<PreparedRequest> {
-    let mut out = Vec::with_capacity(requests.len() * models.len());
+/// `model` set to the member's, and its shape to the member's API when that is not the run's
+/// (`run_api`, which the bodies were built for). A GET task is the same for every member. An
+/// error names the member whose API cannot send a request (chat messages to llama.cpp).
+pub(super) fn expand(
+    requests: &[PreparedRequest],
+    mix: &Mix,
+    setup: &MixSetup,
+    run_api: crate::api::Api,
+) -> Result<Vec<PreparedRequest>, LoadTestError> {
+    let mut out = Vec::with_capacity(requests.len() * setup.models.len());
     for r in requests {
-        for model in models {
+        for (i, model) in setup.models.iter().enumerate() {
             let mut copy = r.clone();
             if r.probe.is_none() {
-                copy.body = with_model(&r.body, model);
+                let api = setup.apis.get(i).copied().unwrap_or(run_api);
+                let (endpoint, body) = for_member(&r.body, model, run_api, api).map_err(|why| {
+                    LoadTestError::Mix(format!(
+                        "{} {:?} (api {api}): {why}",
+                        flag(mix.kind, mix.members[i].role),
+                        mix.members[i].name
+                    ))
+                })?;
+                copy.body = body;
+                copy.endpoint = endpoint.unwrap_or(r.endpoint);
             }
             out.push(copy);
         }
     }
-    out
+    Ok(out)
 }
 
-/// `body` (a JSON object) with its `model` replaced.
-fn with_model(body: &[u8], model: &str) -> bytes::Bytes {
-    let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(body) else {
+/// A body built for `from` made for a member: its `model`, and its shape for `to` (OpenAI's
+/// completion fields and llama.cpp's `/completion` ones: `max_tokens` and `n_predict`); the
+/// endpoint when it changes.
+fn for_member(
+    body: &[u8],
+    model: &str,
+    from: crate::api::Api,
+    to: crate::api::Api,
+) -> Result<(Option<crate::workload::Endpoint>, bytes::Bytes), String> {
+    use crate::api::Api;
+    use serde_json::{Value, json};
+    let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(body) else {
         unreachable!("invariant: request bodies are built by this crate as JSON objects")
     };
-    o.insert("model".into(), serde_json::Value::String(model.into()));
-    bytes::Bytes::from(serde_json::to_vec(&o).expect("invariant: a JSON value serializes"))
+    o.insert("model".into(), Value::String(model.into()));
+    let endpoint = match (from, to) {
+        (a, b) if a == b => None,
+        (Api::Openai, Api::Llamacpp) => {
+            let Some(prompt) = o.remove("prompt") else {
+                return Err("chat messages cannot be sent to llama.cpp's /completion (give text prompts, or --endpoint completions)".into());
+            };
+            let mut l = serde_json::Map::new();
+            l.insert("prompt".into(), prompt);
+            l.insert("model".into(), Value::String(model.into()));
+            if let Some(n) = o.remove("max_tokens") {
+                l.insert("n_predict".into(), n);
+            }
+            for k in ["temperature", "ignore_eos"] {
+                if let Some(v) = o.remove(k) {
+                    l.insert(k.into(), v);
+                }
+            }
+            l.insert("stream".into(), json!(true));
+            o = l;
+            None
+        }
+        (Api::Llamacpp, Api::Openai) => {
+            if let Some(n) = o.remove("n_predict") {
+                o.insert("max_tokens".into(), n);
+            }
+            o.insert("stream_options".into(), json!({"include_usage": true}));
+            Some(crate::workload::Endpoint::Completions)
+        }
+        _ => None,
+    };
+    let bytes = serde_json::to_vec(&o).expect("invariant: a JSON value serializes");
+    Ok((endpoint, bytes::Bytes::from(bytes)))
 }
 
 /// How the runner dispatches the mix.
@@ -227,6 +294,7 @@ pub(super) fn results(
             MixMemberResult {
                 name: m.name.clone(),
                 role: m.role,
+                api: setup.apis.get(i).copied().unwrap_or_default(),
                 url: m.url.as_deref().map(redact_url),
                 model: setup.models.get(i).cloned().unwrap_or_default(),
                 weight: m.weight,
@@ -299,6 +367,7 @@ pub(super) fn record(results: &mut LoadTestResults, mix: MixResults) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
     use crate::workload::{Endpoint, Probe};
 
     #[test]
@@ -315,8 +384,13 @@ mod tests {
             Probe::Health.request(),
             req(r#"{"model":"a","prompt":"y","max_tokens":4}"#),
         ];
-        let models = ["a".to_string(), "b".to_string()];
-        let out = expand(&list, &models);
+        let mix = Mix::adapters("a,b", None).unwrap();
+        let setup = MixSetup {
+            clients: vec![None, None],
+            models: vec!["a".into(), "b".into()],
+            apis: vec![Api::Openai, Api::Openai],
+        };
+        let out = expand(&list, &mix, &setup, Api::Openai).unwrap();
         assert_eq!(out.len(), 6);
         let model = |r: &PreparedRequest| {
             serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["model"]
@@ -334,6 +408,63 @@ mod tests {
         assert_eq!(
             (v["prompt"].as_str(), v["max_tokens"].as_u64()),
             (Some("y"), Some(4))
+        );
+    }
+
+    #[test]
+    fn a_target_of_another_api_gets_its_own_body_shape() {
+        let openai = PreparedRequest {
+            prompt_index: 0,
+            arm: None,
+            endpoint: Endpoint::Completions,
+            body: bytes::Bytes::from_static(
+                br#"{"model":"m","prompt":"x","max_tokens":4,"temperature":0.5,"stream":true,"stream_options":{"include_usage":true}}"#,
+            ),
+            probe: None,
+        };
+        let mix = Mix::targets(vec![
+            "name=v,url=http://a:1,model=m".parse().unwrap(),
+            "name=l,url=http://b:1,model=tiny,api=llamacpp"
+                .parse()
+                .unwrap(),
+        ])
+        .unwrap();
+        let setup = MixSetup {
+            clients: vec![None, None],
+            models: vec!["m".into(), "tiny".into()],
+            apis: vec![Api::Openai, Api::Llamacpp],
+        };
+        let out = expand(std::slice::from_ref(&openai), &mix, &setup, Api::Openai).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out[1].body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"prompt": "x", "model": "tiny", "n_predict": 4, "temperature": 0.5, "stream": true})
+        );
+        // and back: a llama.cpp body for an OpenAI target
+        let back = for_member(&out[1].body, "m", Api::Llamacpp, Api::Openai).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&back.1).unwrap();
+        assert_eq!(
+            (
+                v["max_tokens"].as_u64(),
+                v["stream_options"]["include_usage"].as_bool()
+            ),
+            (Some(4), Some(true))
+        );
+        assert_eq!(back.0, Some(Endpoint::Completions));
+        // chat messages cannot go to llama.cpp: the error names the target
+        let chat = PreparedRequest {
+            endpoint: Endpoint::Chat,
+            body: bytes::Bytes::from_static(
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            ),
+            ..openai
+        };
+        let e = expand(&[chat], &mix, &setup, Api::Openai)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--target \"l\" (api llamacpp): chat messages"),
+            "{e}"
         );
     }
 }

@@ -96,7 +96,7 @@ pub(super) async fn execute(
         let mut cold = Vec::new();
         let mut dispatch = None;
         if let Some((m, setup)) = &mix {
-            requests = super::mixes::expand(&requests, &setup.models);
+            requests = super::mixes::expand(&requests, m, setup, cfg.api)?;
             // before any warm-up, which would load the adapters
             cold = super::mixes::cold_loads(cfg, m, &client, &requests, &cancel).await?;
             dispatch = Some(super::mixes::dispatch(m, setup));

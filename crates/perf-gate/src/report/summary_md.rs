@@ -278,6 +278,7 @@ mod tests {
             |name: &str, role, cold: Option<f64>, passed: bool| crate::results::MixMemberResult {
                 name: name.into(),
                 role,
+                api: Default::default(),
                 url: None,
                 model: format!("{name}-model"),
                 weight: 1.0,
