@@ -841,6 +841,14 @@ impl TryFrom<Cli> for LoadTestConfig {
             shard,
             start_at,
         };
+        // targets with their own concurrency: the run's level is their sum
+        if let Some(caps) = config
+            .mix
+            .as_ref()
+            .and_then(|m| m.members.iter().map(|m| m.concurrency).sum::<Option<u32>>())
+        {
+            config.concurrency = caps;
+        }
         if let Some(s) = shard {
             // this shard's share of the load: the first shards take the remainder
             let share =
@@ -916,6 +924,11 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mix = Mix::targets(specs).context("--target")?;
+        if mix.members.iter().any(|m| m.concurrency.is_some()) && cli.rate.is_some() {
+            anyhow::bail!(
+                "--target concurrency= is each target's own closed loop: it cannot be used with --rate"
+            );
+        }
         if cli.lora_mix.is_some() {
             anyhow::bail!("--target cannot be used with --lora-mix: a target names its model");
         }

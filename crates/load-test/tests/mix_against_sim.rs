@@ -506,3 +506,76 @@ fn a_target_mix_can_load_vllm_and_llama_cpp_together() {
             .ends_with(",api=llamacpp")
     );
 }
+
+/// The most requests of `records` in flight at once (from their start and total times).
+fn max_in_flight(records: &[&Value]) -> usize {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for r in records {
+        let start = r["start_s"].as_f64().unwrap();
+        edges.push((start, 1));
+        edges.push((start + r["total_s"].as_f64().unwrap(), -1));
+    }
+    // an end before a start at the same instant: a freed slot taken again
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn serial_targets_with_their_own_concurrency_keep_their_own_slots() {
+    let fast = Sim::start(SimConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(2),
+        ..Default::default()
+    });
+    let slow = Sim::start(SimConfig {
+        ttft: Duration::from_millis(150),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 4);
+    let out = dir.path().join("out");
+    let output = run(load_test()
+        .arg("--target")
+        .arg(format!(
+            "name=fast,url={},model=candidate,concurrency=2",
+            fast.url
+        ))
+        .arg("--target")
+        .arg(format!(
+            "name=slow,url={},model=candidate,concurrency=3",
+            slow.url
+        ))
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--duration", "2s", "--max-tokens", "4"])
+        .args(["--progress-interval", "0", "--poll-interval", "0"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let r = load_test_results(&out);
+    assert_eq!(r["config"]["concurrency"], 5, "the targets' sum");
+    let recs = request_records(&out);
+    let of = |name: &str| {
+        recs.iter()
+            .filter(|r| r["target"] == name)
+            .collect::<Vec<_>>()
+    };
+    let (f, s) = (of("fast"), of("slow"));
+    assert!(max_in_flight(&f) <= 2, "fast: {}", max_in_flight(&f));
+    assert!(max_in_flight(&s) <= 3, "slow: {}", max_in_flight(&s));
+    // the slow target's requests never hold the fast one's slots: the fast one completes
+    // many times more (~2 / 13 ms vs ~3 / 210 ms)
+    assert!(
+        f.len() > 5 * s.len(),
+        "fast {} vs slow {}",
+        f.len(),
+        s.len()
+    );
+    assert_eq!(member(&r, "fast")["concurrency"], 2);
+}

@@ -443,12 +443,15 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
                     .iter()
                     .map(|t| {
                         format!(
-                            "name={},url={},model={},weight={}{}",
+                            "name={},url={},model={},weight={}{}{}",
                             t.name,
                             redact_url(t.url.as_deref().unwrap_or_default()),
                             t.model.as_deref().unwrap_or_default(),
                             t.weight,
-                            t.api.map(|a| format!(",api={a}")).unwrap_or_default()
+                            t.api.map(|a| format!(",api={a}")).unwrap_or_default(),
+                            t.concurrency
+                                .map(|n| format!(",concurrency={n}"))
+                                .unwrap_or_default()
                         )
                     })
                     .collect(),

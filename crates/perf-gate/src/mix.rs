@@ -51,6 +51,8 @@ pub struct Member {
     pub role: Role,
     /// Its serving API (a target's `api=`); `None`: the run's `--api`.
     pub api: Option<crate::api::Api>,
+    /// Its own requests in flight (a target's `concurrency=`); `None`: a share of the run's.
+    pub concurrency: Option<u32>,
 }
 
 /// A mix: its kind and members, in the order given.
@@ -80,9 +82,16 @@ impl Mix {
                 weight: s.weight,
                 role: Role::Target,
                 api: s.api,
+                concurrency: s.concurrency,
             })
             .collect();
         distinct(&members)?;
+        let own = members.iter().filter(|m| m.concurrency.is_some()).count();
+        if own != 0 && own != members.len() {
+            return Err(MixError(
+                "give concurrency= to every target or to none (each target's own requests in flight, or a share of --concurrency)".into(),
+            ));
+        }
         Ok(Mix {
             kind: MixKind::Targets,
             members,
@@ -110,6 +119,7 @@ impl Mix {
                 weight,
                 role: Role::Adapter,
                 api: None,
+                concurrency: None,
             });
         }
         if members.is_empty() {
@@ -130,6 +140,7 @@ impl Mix {
                 weight: w,
                 role: Role::Base,
                 api: None,
+                concurrency: None,
             });
         }
         distinct(&members)?;
@@ -198,13 +209,16 @@ pub struct TargetSpec {
     pub weight: f64,
     /// Its serving API; `None`: the run's `--api`.
     pub api: Option<crate::api::Api>,
+    /// Its own requests in flight; `None`: a share of the run's `--concurrency` by weight.
+    pub concurrency: Option<u32>,
 }
 
 impl FromStr for TargetSpec {
     type Err = MixError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (mut name, mut url, mut model, mut weight, mut api) = (None, None, None, None, None);
+        let (mut name, mut url, mut model, mut weight, mut api, mut concurrency) =
+            (None, None, None, None, None, None);
         // a part is never echoed: it may be a piece of a URL's password that held a comma
         for (n, part) in s
             .split(',')
@@ -214,7 +228,7 @@ impl FromStr for TargetSpec {
         {
             let Some((k, v)) = part.split_once('=') else {
                 return Err(MixError(format!(
-                    "item {} is not KEY=VALUE (KEY one of name, url, model, weight, api; a comma inside a URL must be written %2C)",
+                    "item {} is not KEY=VALUE (KEY one of name, url, model, weight, api, concurrency; a comma inside a URL must be written %2C)",
                     n + 1
                 )));
             };
@@ -225,9 +239,10 @@ impl FromStr for TargetSpec {
                 "model" => &mut model,
                 "weight" => &mut weight,
                 "api" => &mut api,
+                "concurrency" => &mut concurrency,
                 _ => {
                     return Err(MixError(format!(
-                        "item {} has an unknown key: expected name, url, model, weight or api",
+                        "item {} has an unknown key: expected name, url, model, weight, api or concurrency",
                         n + 1
                     )));
                 }
@@ -263,12 +278,24 @@ impl FromStr for TargetSpec {
                     .map_err(|e| MixError(format!("{name}: api: {e}")))
             })
             .transpose()?;
+        let concurrency = match concurrency {
+            Some(c) => match c.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(MixError(format!(
+                        "{name}: concurrency {c:?} is not a whole number above 0"
+                    )));
+                }
+            },
+            None => None,
+        };
         Ok(TargetSpec {
             name,
             url,
             model,
             weight,
             api,
+            concurrency,
         })
     }
 }
@@ -281,8 +308,11 @@ impl fmt::Display for TargetSpec {
             "name={},url={},model={},weight={}",
             self.name, self.url, self.model, self.weight
         )?;
-        match self.api {
-            Some(a) => write!(f, ",api={a}"),
+        if let Some(a) = self.api {
+            write!(f, ",api={a}")?;
+        }
+        match self.concurrency {
+            Some(n) => write!(f, ",concurrency={n}"),
             None => Ok(()),
         }
     }
@@ -345,7 +375,21 @@ mod tests {
                 model: "m".into(),
                 weight: 0.7,
                 api: None,
+                concurrency: None,
             }
+        );
+        let t: TargetSpec = "url=http://h:1,model=m,concurrency=6".parse().unwrap();
+        assert_eq!(t.concurrency, Some(6));
+        assert!(t.to_string().ends_with(",concurrency=6"));
+        let half = vec![
+            "url=http://a:1,model=m,concurrency=2".parse().unwrap(),
+            "url=http://b:1,model=m".parse().unwrap(),
+        ];
+        assert!(
+            Mix::targets(half)
+                .unwrap_err()
+                .0
+                .contains("every target or to none")
         );
         let t: TargetSpec = "url=http://h:1,model=m,api=llamacpp".parse().unwrap();
         assert_eq!(t.api, Some(crate::api::Api::Llamacpp));
@@ -365,6 +409,10 @@ mod tests {
             ("url=http://h,model=m,url=http://i", "given twice"),
             ("url=http://h,model=m,name=", "empty"),
             ("url=http://h,model=m,api=grpc", "api: unknown API \"grpc\""),
+            (
+                "url=http://h,model=m,concurrency=0",
+                "not a whole number above 0",
+            ),
             ("http://h", "item 1 is not KEY=VALUE"),
         ] {
             let e = bad.parse::<TargetSpec>().unwrap_err().0;

@@ -962,6 +962,9 @@ pub struct MixMemberResult {
     pub model: String,
     /// Its weight as given.
     pub weight: f64,
+    /// Its own requests in flight (a target's `concurrency=`), if it has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// Its share of the requests asked for: weight / total weight.
     pub share_requested: f64,
     /// Its share of the measured requests sent.

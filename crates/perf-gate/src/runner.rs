@@ -121,6 +121,9 @@ pub struct DispatchMix {
     pub weights: Vec<f64>,
     /// Each member's own client (a target's server); `None`: the run's client.
     pub clients: Vec<Option<Arc<VllmClient>>>,
+    /// Each member's own cap on requests in flight (targets' `concurrency=`); `None`: the
+    /// members share the run's level by weight.
+    pub caps: Option<Vec<u32>>,
 }
 
 impl DispatchMix {
@@ -331,6 +334,18 @@ pub async fn run_load(
     // whatever the round robin's period (a shared cursor would give a member of a 1:1 mix
     // only the even prompts, for ever)
     let mut member_cursor = vec![0usize; members];
+    // a mix whose members have their own caps: each member's requests in flight
+    let caps: Option<Vec<u32>> = opts.mix.as_ref().and_then(|m| m.caps.clone());
+    let member_in_flight: Vec<Arc<AtomicU32>> =
+        (0..members).map(|_| Arc::new(AtomicU32::new(0))).collect();
+    // picks enough to go round every member's slots once
+    let rounds = caps.as_ref().map_or(0, |c| {
+        c.iter().map(|n| *n as usize).sum::<usize>() + members
+    });
+    let member_free = |m: usize| {
+        caps.as_ref()
+            .is_none_or(|c| member_in_flight[m].load(Ordering::Acquire) < c[m])
+    };
     // the GET tasks of a task mix, [health, models]: counted apart
     let mut probe_dispatched = [0u64; 2];
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
@@ -392,7 +407,7 @@ pub async fn run_load(
                 // the level ended at 0 for good: nothing more will be sent
                 break 'dispatch;
             }
-            if in_flight.load(Ordering::Acquire) < level {
+            if in_flight.load(Ordering::Acquire) < level && (0..members).any(member_free) {
                 break;
             }
             waited_for_slot += u64::from(open && first_look);
@@ -435,12 +450,29 @@ pub async fn run_load(
         let phase = extent.phase(issued_at);
         let step = opts.step;
         let (client, requests, tx) = (client.clone(), requests.clone(), tx.clone());
-        let slot = SlotGuard::take(&in_flight, &finished);
+        // the next member in the round robin that has a free slot of its own (its caps are its
+        // weights, so one comes up within a round)
+        let member = picker.as_mut().map(|p| {
+            let mut m = p.next_member();
+            for _ in 0..rounds {
+                if member_free(m) {
+                    break;
+                }
+                m = p.next_member();
+            }
+            m
+        });
+        let slot = SlotGuard::take(
+            &in_flight,
+            &finished,
+            member
+                .filter(|_| caps.is_some())
+                .map(|m| &member_in_flight[m]),
+        );
         let pause = opts
             .think
             .as_ref()
             .map_or(Duration::ZERO, |t| t.pause(i as u64));
-        let member = picker.as_mut().map(crate::mix::Picker::next_member);
         let k = match member {
             Some(m) => {
                 let p = member_cursor[m] % len;
@@ -664,20 +696,33 @@ fn split_missing(missing: [u64; 3], panicked: u64) -> [(u64, u64); 3] {
 struct SlotGuard {
     in_flight: Arc<AtomicU32>,
     finished: Arc<Notify>,
+    /// A capped mix member's own count, also freed on drop.
+    member: Option<Arc<AtomicU32>>,
 }
 
 impl SlotGuard {
-    fn take(in_flight: &Arc<AtomicU32>, finished: &Arc<Notify>) -> SlotGuard {
+    fn take(
+        in_flight: &Arc<AtomicU32>,
+        finished: &Arc<Notify>,
+        member: Option<&Arc<AtomicU32>>,
+    ) -> SlotGuard {
         in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Some(m) = member {
+            m.fetch_add(1, Ordering::AcqRel);
+        }
         SlotGuard {
             in_flight: in_flight.clone(),
             finished: finished.clone(),
+            member: member.cloned(),
         }
     }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
+        if let Some(m) = &self.member {
+            m.fetch_sub(1, Ordering::AcqRel);
+        }
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.finished.notify_one();
     }

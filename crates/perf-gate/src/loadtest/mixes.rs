@@ -213,14 +213,20 @@ fn for_member(
 
 /// How the runner dispatches the mix.
 pub(super) fn dispatch(mix: &Mix, setup: &MixSetup) -> Arc<DispatchMix> {
+    let caps: Option<Vec<u32>> = mix.members.iter().map(|m| m.concurrency).collect();
     Arc::new(DispatchMix {
         names: mix
             .members
             .iter()
             .map(|m| Arc::from(m.name.as_str()))
             .collect(),
-        weights: mix.weights(),
+        // own caps: the round robin offers each member in proportion to its slots
+        weights: caps.as_ref().map_or_else(
+            || mix.weights(),
+            |c| c.iter().map(|n| f64::from(*n)).collect(),
+        ),
         clients: setup.clients.clone(),
+        caps,
     })
 }
 
@@ -298,6 +304,7 @@ pub(super) fn results(
                 url: m.url.as_deref().map(redact_url),
                 model: setup.models.get(i).cloned().unwrap_or_default(),
                 weight: m.weight,
+                concurrency: m.concurrency,
                 share_requested: shares[i],
                 share_sent: (sent_total > 0).then(|| sent as f64 / sent_total as f64),
                 error_rate: (sent > 0).then(|| client.failed_requests as f64 / sent as f64),

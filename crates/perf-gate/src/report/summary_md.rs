@@ -279,6 +279,7 @@ mod tests {
                 name: name.into(),
                 role,
                 api: Default::default(),
+                concurrency: None,
                 url: None,
                 model: format!("{name}-model"),
                 weight: 1.0,
