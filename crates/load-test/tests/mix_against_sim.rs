@@ -22,22 +22,23 @@ fn member<'a>(results: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("member {name} in {}", results["mix"]))
 }
 
+/// A simulator with this TTFT and inter-token latency (ms), the rest default.
+fn sim(ttft_ms: u64, itl_ms: u64) -> Sim {
+    Sim::start(SimConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        ..Default::default()
+    })
+}
+
 fn ms(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("a number: {v}")) * 1e3
 }
 
 #[test]
 fn serial_two_servers_of_different_speeds_get_their_weights_and_their_own_figures() {
-    let fast = Sim::start(SimConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(2),
-        ..Default::default()
-    });
-    let slow = Sim::start(SimConfig {
-        ttft: Duration::from_millis(80),
-        itl: Duration::from_millis(10),
-        ..Default::default()
-    });
+    let fast = sim(5, 2);
+    let slow = sim(80, 10);
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 20);
     // seed 002's `servers:` list, as the config file's `target:` list of mappings
@@ -371,14 +372,7 @@ fn an_adapter_of_the_mix_that_is_not_served_fails_naming_it() {
 
 #[test]
 fn serial_an_open_loop_timed_mix_keeps_its_weights_and_no_target_credential() {
-    let fast = || {
-        Sim::start(SimConfig {
-            ttft: Duration::from_millis(2),
-            itl: Duration::from_millis(1),
-            ..Default::default()
-        })
-    };
-    let (a, b) = (fast(), fast());
+    let (a, b) = (sim(2, 1), sim(2, 1));
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 3);
     let out = dir.path().join("out");
@@ -446,11 +440,7 @@ fn serial_an_open_loop_timed_mix_keeps_its_weights_and_no_target_credential() {
 
 #[test]
 fn a_target_mix_can_load_vllm_and_llama_cpp_together() {
-    let vllm = Sim::start(SimConfig {
-        ttft: Duration::from_millis(2),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    });
+    let vllm = sim(2, 1);
     let llama = Sim::start(SimConfig {
         api: vllm_sim::SimApi::Llamacpp,
         served_model_name: "tiny-llama".into(),
@@ -527,16 +517,8 @@ fn max_in_flight(records: &[&Value]) -> usize {
 
 #[test]
 fn serial_targets_with_their_own_concurrency_keep_their_own_slots() {
-    let fast = Sim::start(SimConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(2),
-        ..Default::default()
-    });
-    let slow = Sim::start(SimConfig {
-        ttft: Duration::from_millis(150),
-        itl: Duration::from_millis(20),
-        ..Default::default()
-    });
+    let fast = sim(5, 2);
+    let slow = sim(150, 20);
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 4);
     let out = dir.path().join("out");

@@ -354,41 +354,34 @@ impl VllmClient {
 
     /// `GET /v1/models`.
     pub async fn models(&self) -> Result<Vec<ModelCard>, ClientError> {
-        let models_err = |message: String| ClientError::Models {
-            url: self.shown.clone(),
-            message: scrubbed(message),
-        };
-        let resp = self
-            .get("/v1/models")
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| models_err(e.without_url().to_string()))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            return Err(models_err(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                text.trim()
-            )));
-        }
-        let list: ModelList = serde_json::from_slice(&body)
-            .map_err(|e| models_err(format!("unexpected body ({e})")))?;
+        let list: ModelList = self
+            .get_json("/v1/models", |url, message| ClientError::Models {
+                url,
+                message,
+            })
+            .await?;
         Ok(list.data)
     }
 
     /// `GET /lora-adapters` (llama.cpp): the LoRA adapters `llama-server` loaded.
     pub async fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, ClientError> {
-        let lora_err = |message: String| ClientError::LoraAdapters {
-            url: self.shown.clone(),
-            message: scrubbed(message),
-        };
+        self.get_json(crate::api::LLAMACPP_LORA_PATH, |url, message| {
+            ClientError::LoraAdapters { url, message }
+        })
+        .await
+    }
+
+    /// `GET path` read as JSON: unreachable is [`ClientError::Unreachable`]; a failed read, a
+    /// non-2xx status (with the body's text) or an unexpected body is `err(url, message)`,
+    /// the message scrubbed of secrets.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        err: impl Fn(String, String) -> ClientError,
+    ) -> Result<T, ClientError> {
+        let fail = |message: String| err(self.shown.clone(), scrubbed(message));
         let resp = self
-            .get(crate::api::LLAMACPP_LORA_PATH)
+            .get(path)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -396,16 +389,12 @@ impl VllmClient {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| lora_err(e.without_url().to_string()))?;
+            .map_err(|e| fail(e.without_url().to_string()))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            return Err(lora_err(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                text.trim()
-            )));
+            return Err(fail(format!("HTTP {}: {}", status.as_u16(), text.trim())));
         }
-        serde_json::from_slice(&body).map_err(|e| lora_err(format!("unexpected body ({e})")))
+        serde_json::from_slice(&body).map_err(|e| fail(format!("unexpected body ({e})")))
     }
 
     /// Checks that `adapter` is served and returns how. vLLM (OpenAI API): an id listed by

@@ -287,18 +287,8 @@ async fn step(mut st: StreamState) -> Option<(Result<Bytes, io::Error>, StreamSt
         Phase::Done => return None,
     };
     if running.cut_due() {
-        running.finish(FinishReason::Abort);
-        drop(running);
-        return match st.cut_mode {
-            CutMode::Eof => None,
-            CutMode::Reset => Some((
-                Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "stream cut by vllm-sim --cut-rate",
-                )),
-                st,
-            )),
-        };
+        let mode = st.cut_mode;
+        return crate::sse::cut(running, mode, st);
     }
     let piece = running.next_token().await?;
     let mut out = BytesMut::with_capacity(256);

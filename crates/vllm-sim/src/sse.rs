@@ -192,6 +192,28 @@ pub(crate) fn body(
     futures::stream::unfold(state, step)
 }
 
+/// Ends a stream chosen by `--cut-rate` (its request finishes as aborted): the body just ends
+/// without its end marker (`eof`), or the connection breaks (`reset`). Shared by both APIs'
+/// streams.
+pub(crate) fn cut<S>(
+    mut running: Box<Running>,
+    mode: CutMode,
+    state: S,
+) -> Option<(Result<Bytes, io::Error>, S)> {
+    running.finish(FinishReason::Abort);
+    drop(running);
+    match mode {
+        CutMode::Eof => None,
+        CutMode::Reset => Some((
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "stream cut by vllm-sim --cut-rate",
+            )),
+            state,
+        )),
+    }
+}
+
 async fn step(mut st: StreamState) -> Option<(Result<Bytes, io::Error>, StreamState)> {
     let mut running = match std::mem::replace(&mut st.phase, Phase::Done) {
         Phase::Queued(job) => Box::new(job.admit().await),
@@ -199,18 +221,8 @@ async fn step(mut st: StreamState) -> Option<(Result<Bytes, io::Error>, StreamSt
         Phase::Done => return None,
     };
     if running.cut_due() {
-        running.finish(FinishReason::Abort);
-        drop(running);
-        return match st.cut_mode {
-            CutMode::Eof => None,
-            CutMode::Reset => Some((
-                Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "stream cut by vllm-sim --cut-rate",
-                )),
-                st,
-            )),
-        };
+        let mode = st.cut_mode;
+        return cut(running, mode, st);
     }
     let piece = running.next_token().await?;
     let req = &running.job.req;
