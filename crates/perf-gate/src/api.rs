@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::sse::{ChunkError, ChunkInfo, StreamItem, Usage};
+use crate::client::sse::{ChunkError, ChunkInfo, NonEmptyStr, StreamItem, Text, Usage};
 use crate::workload::Endpoint;
 
 /// The serving API of a target (`--api`).
@@ -106,15 +106,16 @@ impl std::str::FromStr for Api {
 /// without allocating.
 #[derive(Deserialize)]
 struct RawLlamaChunk<'a> {
-    #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
+    /// Read only for whether it is empty (never allocated).
+    #[serde(default)]
+    content: Option<NonEmptyStr>,
     /// Token ids of this chunk (sent in stream mode); skipped but for whether it is empty.
     #[serde(default)]
     tokens: Option<NonEmpty>,
     #[serde(default)]
     stop: bool,
     #[serde(default, borrow)]
-    stop_type: Option<std::borrow::Cow<'a, str>>,
+    stop_type: Option<Text<'a>>,
     #[serde(default)]
     tokens_predicted: Option<u32>,
     #[serde(default)]
@@ -177,7 +178,7 @@ fn finish_reason_of(stop_type: &str) -> &str {
 /// end-of-sequence (as vLLM's finish chunk is); an `error` object is a stream error.
 pub fn parse_llamacpp_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
     let raw: RawLlamaChunk<'_> = serde_json::from_slice(data.trim_ascii())?;
-    let has_text = raw.content.as_deref().is_some_and(|c| !c.is_empty());
+    let has_text = raw.content.is_some_and(|c| c.0);
     let has_ids = raw.tokens.as_ref().is_some_and(|t| t.0);
     let mut info = ChunkInfo {
         has_token: has_text || has_ids,
@@ -191,7 +192,7 @@ pub fn parse_llamacpp_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
     if !raw.stop {
         return Ok(StreamItem::Chunk(info));
     }
-    let stop_type = raw.stop_type.as_deref().unwrap_or("none");
+    let stop_type = raw.stop_type.as_ref().map_or("none", |t| &t.0);
     // an end-of-sequence token was generated at this chunk (vLLM's finish chunk counts too)
     info.has_token |= stop_type == "eos";
     info.finish_reason = Some(finish_reason_of(stop_type).to_string());

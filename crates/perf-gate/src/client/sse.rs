@@ -323,30 +323,30 @@ struct RawChunk<'a> {
     #[serde(default, borrow)]
     error: Option<RawError<'a>>,
     /// Older vLLM (and some forks) send a flat `{"object": "error", "message": ...}` chunk.
-    #[serde(default, borrow)]
-    object: Option<Cow<'a, str>>,
+    #[serde(default)]
+    object: Option<IsError>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct RawChoice<'a> {
+    #[serde(default)]
+    text: Option<NonEmptyStr>,
+    #[serde(default)]
+    delta: Option<RawDelta>,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    delta: Option<RawDelta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawDelta<'a> {
-    #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning: Option<Cow<'a, str>>,
+struct RawDelta {
+    #[serde(default)]
+    content: Option<NonEmptyStr>,
+    #[serde(default)]
+    reasoning_content: Option<NonEmptyStr>,
+    #[serde(default)]
+    reasoning: Option<NonEmptyStr>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
 }
@@ -380,8 +380,54 @@ where
     d.deserialize_any(First)
 }
 
-fn non_empty(s: &Option<Cow<'_, str>>) -> bool {
-    s.as_deref().is_some_and(|s| !s.is_empty())
+/// A string read in place (a borrowed slice of the event; owned only when it has escapes).
+///
+/// `#[serde(borrow)]` does not reach through `Option<Cow<str>>` (serde special-cases a bare
+/// `Cow<str>` field only), so an `Option<Cow<str>>` field is allocated on every event. A newtype
+/// around a borrowed `Cow` is not.
+#[derive(Deserialize)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
+/// A string field read only for whether it is non-empty: never allocated, escapes or not.
+///
+/// Read as the raw JSON text (`""` is the empty string): serde_json unescapes a string with
+/// `\n`, `\"` or `\u` escapes into a fresh scratch buffer, which token text often has.
+pub(crate) struct NonEmptyStr(pub(crate) bool);
+
+impl<'de> Deserialize<'de> for NonEmptyStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?.get();
+        if !raw.starts_with('"') {
+            return Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other(raw),
+                &"a string",
+            ));
+        }
+        Ok(NonEmptyStr(raw != "\"\""))
+    }
+}
+
+/// The chunk's `object` read only for whether it is `"error"`: never allocated.
+struct IsError(bool);
+
+impl<'de> Deserialize<'de> for IsError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IsError;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IsError, E> {
+                Ok(IsError(v == "error"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn non_empty(s: &Option<NonEmptyStr>) -> bool {
+    s.as_ref().is_some_and(|s| s.0)
 }
 
 /// Parses one event's data: `[DONE]` or a JSON chunk.
@@ -391,7 +437,7 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
         return Ok(StreamItem::Done);
     }
     let raw: RawChunk<'_> = serde_json::from_slice(trimmed)?;
-    let flat_error = (raw.object.as_deref() == Some("error")).then(|| {
+    let flat_error = raw.object.is_some_and(|o| o.0).then(|| {
         raw.message
             .clone()
             .map(Cow::into_owned)
@@ -422,7 +468,7 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
                 || d.tool_calls.is_some()
         });
         info.has_token = non_empty(&choice.text) || delta_token || choice.finish_reason.is_some();
-        info.finish_reason = choice.finish_reason.map(Cow::into_owned);
+        info.finish_reason = choice.finish_reason.map(|t| t.0.into_owned());
     }
     Ok(StreamItem::Chunk(info))
 }
