@@ -278,6 +278,47 @@ fn ignore_eos_reaches_the_wire_and_max_tokens_draws_are_recorded() {
 }
 
 #[test]
+fn more_requests_than_prompts_cycle_the_prompts_in_order() {
+    // a plain load keeps one pass over the prompts and cycles it: the count and the order
+    // must be those of the full list
+    let sim = sim(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompts.txt");
+    std::fs::write(&file, "first\nsecond\nthird\n").unwrap();
+    let (r, recs) = load(
+        &sim,
+        dir.path(),
+        "cycled",
+        &[
+            "--prompt-file",
+            file.to_str().unwrap(),
+            "--num-requests",
+            "11",
+            "--concurrency",
+            "1",
+            "--max-tokens",
+            "2",
+        ],
+    );
+    assert_eq!(recs.len(), 11);
+    let mut by_seq: Vec<(u64, u64)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["seq"].as_u64().unwrap(),
+                r["prompt_index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    by_seq.sort();
+    let expected: Vec<(u64, u64)> = (0..11).map(|k| (k, k % 3)).collect();
+    assert_eq!(by_seq, expected);
+    assert_eq!(r["inputs"]["requests"], 11);
+    assert_eq!(r["client"]["total_requests"], 11, "{}", r["client"]);
+    assert_eq!(sim.stats().accepted, 11);
+}
+
+#[test]
 fn prompt_files_and_the_task_mix_run_and_are_recorded() {
     let sim = sim(Default::default());
     let dir = tempfile::tempdir().unwrap();

@@ -195,6 +195,10 @@ pub struct Extent {
     /// Time at the end of a timed load whose requests are sent but not measured: the
     /// measured window's last requests finish under the same load as the rest.
     pub cooldown: Duration,
+    /// Without `duration`: how many requests to send, the list cycled (`None`: each request of
+    /// the list once). A plain load passes one pass over its prompts and the count, so the
+    /// list does not grow with the run.
+    pub count: Option<u64>,
 }
 
 impl Extent {
@@ -288,7 +292,7 @@ pub async fn run_load(
     let planned = if extent.duration.is_some() {
         0
     } else {
-        (requests.len() / members) as u64
+        extent.count.unwrap_or((requests.len() / members) as u64)
     };
     let agg_cfg = AggregatorConfig {
         requests_path: opts.requests_path.clone(),
@@ -358,7 +362,9 @@ pub async fn run_load(
     let total = if extent.duration.is_some() {
         usize::MAX
     } else {
-        len
+        extent
+            .count
+            .map_or(len, |c| usize::try_from(c).unwrap_or(usize::MAX))
     };
     // A closed loop sending a list: every request is due at the start (the seed submits them
     // all at once). A timed, ramped or thinking closed loop: a request is due when its slot

@@ -85,7 +85,7 @@ pub(super) fn plan(
     let info = InputsInfo {
         source: cfg.input.name().to_string(),
         prompts: prompts.len() as u64,
-        requests: plan.slots.len() as u64,
+        requests: plan.requests,
         calibration: None,
         calibration_note: None,
         tokens_per_word: None,
@@ -115,6 +115,26 @@ pub(super) fn plan(
     })
 }
 
+/// The load's requests: `count` of them, request `i` being `list[i % list.len()]`.
+pub(super) struct Requests {
+    /// One cycle of the requests (or all of them).
+    pub list: Vec<PreparedRequest>,
+    /// How many requests the load sends (at least `list.len()`).
+    pub count: u64,
+}
+
+impl Requests {
+    /// Every request in its own entry: for the modes that split or rearrange the list
+    /// (shards, mixes, sweeps).
+    pub fn expanded(self) -> Vec<PreparedRequest> {
+        let Requests { list, count } = self;
+        if count as usize == list.len() {
+            return list;
+        }
+        list.iter().cycle().take(count as usize).cloned().collect()
+    }
+}
+
 /// Generates the synthetic prompts (calibrated on `client` when it offers `/tokenize`) and
 /// serializes every request body; in an A/B run, the baseline's twins interleaved.
 pub(super) async fn build(
@@ -122,7 +142,7 @@ pub(super) async fn build(
     inputs: Inputs,
     client: &VllmClient,
     results: &mut LoadTestResults,
-) -> Vec<PreparedRequest> {
+) -> Requests {
     let Inputs {
         mut prompts,
         tokenizer,
@@ -193,7 +213,16 @@ pub(super) async fn build(
         )
     };
     let candidate = requests_to(&cfg.adapter_name);
-    match &cfg.baseline_adapter {
+    let count = plan.requests;
+    if cfg.baseline_adapter.is_none() && plan.probes.is_empty() {
+        return Requests {
+            list: candidate,
+            count,
+        };
+    }
+    let full = |list| Requests { list, count }.expanded();
+    let candidate = full(candidate);
+    let list = match &cfg.baseline_adapter {
         // --num-requests counts the candidate's requests; the baseline gets as many twins
         Some(b) => {
             if !plan.probes.is_empty() {
@@ -202,8 +231,12 @@ pub(super) async fn build(
                     plan.probes.len()
                 ));
             }
-            interleave_ab(candidate, requests_to(b))
+            interleave_ab(candidate, full(requests_to(b)))
         }
         None => plan::with_probes(candidate, &plan.probes),
+    };
+    Requests {
+        count: list.len() as u64,
+        list,
     }
 }

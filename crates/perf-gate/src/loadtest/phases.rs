@@ -89,7 +89,15 @@ pub(super) async fn execute(
             None => None,
         };
         // synthetic prompts are sized with the server's tokenizer: after the health check
-        let mut requests = super::inputs::build(cfg, inputs, &client, results).await;
+        let built = super::inputs::build(cfg, inputs, &client, results).await;
+        // a plain load cycles one pass over the prompts in place (memory does not grow with
+        // --num-requests); shards, mixes and sweeps split or rearrange every request
+        let (mut requests, count) =
+            if cfg.shard.is_some() || cfg.mix.is_some() || cfg.steps.is_some() {
+                (built.expanded(), None)
+            } else {
+                (built.list, Some(built.count))
+            };
         if let Some(shard) = cfg.shard {
             requests = shard_of(requests, shard);
         }
@@ -115,9 +123,14 @@ pub(super) async fn execute(
             results.warmup =
                 Some(warm_up(cfg, &client, &requests, &cancel, dispatch.as_ref()).await?);
         }
-        Ok::<_, LoadTestError>((baseline, requests, mix.map(|(m, s)| (m, s, cold, dispatch))))
+        Ok::<_, LoadTestError>((
+            baseline,
+            requests,
+            count,
+            mix.map(|(m, s)| (m, s, cold, dispatch)),
+        ))
     };
-    let (baseline_adapter, requests, mix) = tokio::select! {
+    let (baseline_adapter, requests, count, mix) = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "before the load started" }),
         r = preflight => r?,
@@ -167,9 +180,18 @@ pub(super) async fn execute(
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
-    let out = measure(cfg, &client, requests, &cancel, results, None, dispatch).await;
+    let out = measure(
+        cfg,
+        &client,
+        (requests, count),
+        &cancel,
+        results,
+        None,
+        dispatch,
+    )
+    .await;
     poller.stop(results).await;
-    let out = out?;
+    let mut out = out?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),
         load_start: rfc3339(out.load_start),
@@ -177,7 +199,12 @@ pub(super) async fn execute(
         load_duration_s: out.duration.as_secs_f64(),
         wall_clock_duration_s: 0.0,
     });
-    results.client = Some(out.client.clone());
+    // moved, not copied: the packed samples are 16 bytes a request
+    let samples = out.client.samples.take();
+    results.client = Some(crate::results::ClientMetrics {
+        samples,
+        ..out.client.clone()
+    });
     if let (Some(adapter), Some(client)) = (baseline_adapter, &out.baseline_client) {
         results.baseline_arm = Some(BaselineArm {
             adapter,
@@ -538,10 +565,13 @@ impl Step {
 }
 
 /// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
+///
+/// `requests`: the list and, when it is one cycle of the load, how many requests to send
+/// (`None`: the list once, or cycled for `--duration`).
 pub(super) async fn measure(
     cfg: &LoadTestConfig,
     client: &Arc<VllmClient>,
-    requests: Vec<PreparedRequest>,
+    (requests, count): (Vec<PreparedRequest>, Option<u64>),
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     step: Option<Step>,
@@ -561,7 +591,7 @@ pub(super) async fn measure(
     };
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
     let members = mix.as_ref().map_or(1, |m| m.names.len());
-    tracing::info!(requests = requests.len() / members, concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
+    tracing::info!(requests = count.unwrap_or((requests.len() / members) as u64), concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
     let out = run_load(
         client.clone(),
         Arc::new(requests),
@@ -572,6 +602,7 @@ pub(super) async fn measure(
                 duration: cfg.duration,
                 warmup: cfg.warmup,
                 cooldown: cfg.cooldown,
+                count: count.filter(|_| cfg.duration.is_none()),
             },
             think: cfg.think.clone(),
             step: step.map(|s| s.index),

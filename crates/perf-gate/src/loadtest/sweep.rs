@@ -121,7 +121,7 @@ async fn run_steps(
         let out = measure(
             &step_cfg,
             client,
-            requests.clone(),
+            (requests.clone(), None),
             cancel,
             results,
             Some(step),

@@ -69,8 +69,12 @@ pub struct Slot {
 /// The requests of a load, before any text is generated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// One per request, in dispatch order.
+    /// The slots of the requests in dispatch order, cycled: request `i` is
+    /// `slots[i % slots.len()]`. One per request, or (given prompts, fixed `max_tokens`) one
+    /// pass over the prompts, so a run of a million requests plans a few slots, not a million.
     pub slots: Vec<Slot>,
+    /// How many generation requests the plan has (at least `slots.len()`).
+    pub requests: u64,
     /// Target token length of each synthetic prompt (slot `i` uses prompt `i`); empty for a
     /// source whose prompts are given.
     pub targets: Vec<u32>,
@@ -93,11 +97,17 @@ fn max_tokens(d: &SizeDist, n: u64, seed: u64) -> impl Iterator<Item = u32> {
     (0..n).map(move |_| d.sample(&mut rng))
 }
 
-/// `requests` requests over `prompts` given prompts, cycled in order.
+/// `requests` requests over `prompts` given prompts, cycled in order. With a fixed
+/// `max_tokens` the plan holds one pass over the prompts (the rest repeat it).
 pub fn given(prompts: usize, requests: u64, max: &SizeDist, temperature: f64, seed: u64) -> Plan {
     let n = prompts.max(1) as u64;
+    let planned = if max.is_fixed() {
+        requests.min(n)
+    } else {
+        requests
+    };
     Plan {
-        slots: max_tokens(max, requests, seed)
+        slots: max_tokens(max, planned, seed)
             .enumerate()
             .map(|(i, max_tokens)| Slot {
                 prompt: u32::try_from(i as u64 % n).unwrap_or(u32::MAX),
@@ -105,6 +115,7 @@ pub fn given(prompts: usize, requests: u64, max: &SizeDist, temperature: f64, se
                 temperature,
             })
             .collect(),
+        requests,
         targets: Vec::new(),
         tasks: BTreeMap::new(),
         probes: Vec::new(),
@@ -123,6 +134,7 @@ pub fn synthetic(
     let targets = (0..requests).map(|_| size.sample(&mut rng)).collect();
     Plan {
         slots: one_prompt_each(max_tokens(max, requests, seed), |_| temperature),
+        requests,
         targets,
         tasks: BTreeMap::new(),
         probes: Vec::new(),
@@ -150,6 +162,7 @@ pub fn task_mix(mix: &TaskMix, requests: u64, max: &SizeDist, temperature: f64, 
         .collect();
     let generation: Vec<_> = drawn.into_iter().filter(|t| t.probe().is_none()).collect();
     Plan {
+        requests: generation.len() as u64,
         slots: one_prompt_each(max_tokens(max, generation.len() as u64, seed), |i| {
             generation[i].temperature().unwrap_or(temperature)
         }),
@@ -290,8 +303,19 @@ mod tests {
     #[test]
     fn given_prompts_cycle_in_order_with_fixed_max_tokens() {
         let p = given(3, 7, &dist("32"), 0.5, 1);
-        let idx: Vec<u32> = p.slots.iter().map(|s| s.prompt).collect();
+        // one pass over the prompts, cycled to the 7 requests: memory is the prompts', not
+        // the run's
+        assert_eq!(p.requests, 7);
+        let idx: Vec<u32> = (0..p.requests)
+            .map(|i| p.slots[i as usize % p.slots.len()].prompt)
+            .collect();
         assert_eq!(idx, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(p.slots.len(), 3);
+        let fewer = given(3, 2, &dist("32"), 0.5, 1);
+        assert_eq!((fewer.slots.len(), fewer.requests), (2, 2));
+        // drawn sizes are one per request
+        let drawn = given(3, 7, &dist("uniform:1:1000"), 0.5, 1);
+        assert_eq!((drawn.slots.len(), drawn.requests), (7, 7));
         assert!(
             p.slots
                 .iter()
