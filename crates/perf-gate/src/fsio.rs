@@ -19,11 +19,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Serializes `value` as pretty JSON (with a trailing newline) and writes it atomically.
+/// Serializes `value` as pretty JSON (with a trailing newline) and writes it atomically,
+/// streamed to the temp file (a results file with a million requests' samples is not first
+/// built in memory).
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The temp path used for `path`: same directory, `.tmp` appended.

@@ -290,22 +290,71 @@ fn scrub_results(results: &mut LoadTestResults) -> Option<serde_json::Value> {
     for text in results.error.iter_mut().chain(results.warnings.iter_mut()) {
         crate::secrets::scrub_string(text);
     }
+    // the packed samples are numbers in base64 (16 bytes a request): kept out of the copies
+    // below, which would otherwise hold them three times over at the end of a long run
+    let samples = take_samples(results);
     let Ok(mut doc) = serde_json::to_value(&*results) else {
         // plain data always converts; if not, writing it fails the same way and says so
+        put_samples(results, samples);
         return None;
     };
     let original = doc.clone();
     crate::secrets::scrub_json(&mut doc);
     if doc == original {
+        put_samples(results, samples);
         return None;
     }
     match serde_json::from_value(doc.clone()) {
         Ok(clean) => {
             *results = clean;
+            put_samples(results, samples);
             None
         }
-        Err(_) => Some(doc),
+        Err(_) => {
+            // written as the scrubbed document (rare): scrubbed again with its samples
+            put_samples(results, samples);
+            let mut doc = serde_json::to_value(&*results).ok()?;
+            crate::secrets::scrub_json(&mut doc);
+            Some(doc)
+        }
     }
+}
+
+/// The packed samples of every client section (the run's, the baseline arm's, each step's),
+/// taken out of `results` in a fixed order.
+fn take_samples(results: &mut LoadTestResults) -> SamplesTaken {
+    SamplesTaken {
+        client: results.client.as_mut().and_then(|c| c.samples.take()),
+        baseline: results
+            .baseline_arm
+            .as_mut()
+            .and_then(|b| b.client.samples.take()),
+        steps: results
+            .steps
+            .iter_mut()
+            .map(|s| s.client.samples.take())
+            .collect(),
+    }
+}
+
+/// Puts back what [`take_samples`] took.
+fn put_samples(results: &mut LoadTestResults, taken: SamplesTaken) {
+    if let Some(c) = results.client.as_mut() {
+        c.samples = taken.client;
+    }
+    if let Some(b) = results.baseline_arm.as_mut() {
+        b.client.samples = taken.baseline;
+    }
+    for (s, samples) in results.steps.iter_mut().zip(taken.steps) {
+        s.client.samples = samples;
+    }
+}
+
+/// The samples of [`take_samples`], held aside while the results are scrubbed.
+struct SamplesTaken {
+    client: Option<crate::results::PackedSamples>,
+    baseline: Option<crate::results::PackedSamples>,
+    steps: Vec<Option<crate::results::PackedSamples>>,
 }
 
 /// What a second SIGINT/SIGTERM leaves before the process exits at once (the first one lets

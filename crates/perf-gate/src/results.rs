@@ -456,7 +456,97 @@ pub struct PackedSamples {
     /// Requests packed.
     pub count: u64,
     /// The packed requests.
-    pub data: String,
+    #[schemars(with = "String")]
+    pub data: PackedData,
+}
+
+/// The base64 text of [`PackedSamples`]: as read from a file, or a live
+/// [`crate::stats::store::SampleStore`] encoded only as it is written (a run's results never
+/// hold a second, 16-bytes-a-request copy of its samples).
+#[derive(Clone)]
+pub struct PackedData(PackedRepr);
+
+#[derive(Clone)]
+enum PackedRepr {
+    Text(String),
+    Store(crate::stats::store::SampleStore),
+}
+
+impl PackedData {
+    /// Samples not yet encoded: the text is made when written or asked for.
+    pub fn from_store(store: crate::stats::store::SampleStore) -> Self {
+        PackedData(PackedRepr::Store(store))
+    }
+
+    /// The base64 text (encoded now for a live store).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0 {
+            PackedRepr::Text(t) => std::borrow::Cow::Borrowed(t),
+            PackedRepr::Store(s) => std::borrow::Cow::Owned(s.encoded().to_string()),
+        }
+    }
+
+    /// Length of the base64 text.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            PackedRepr::Text(t) => t.len(),
+            // 12 bytes a request: whole base64 quanta, 16 characters
+            PackedRepr::Store(s) => s.len() * 16,
+        }
+    }
+
+    /// True when there is no text.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The live store, when this was made from one.
+    pub(crate) fn store(&self) -> Option<&crate::stats::store::SampleStore> {
+        match &self.0 {
+            PackedRepr::Text(_) => None,
+            PackedRepr::Store(s) => Some(s),
+        }
+    }
+}
+
+impl From<String> for PackedData {
+    fn from(text: String) -> Self {
+        PackedData(PackedRepr::Text(text))
+    }
+}
+
+impl From<&str> for PackedData {
+    fn from(text: &str) -> Self {
+        PackedData(PackedRepr::Text(text.to_string()))
+    }
+}
+
+impl PartialEq for PackedData {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.text() == other.text()
+    }
+}
+
+impl std::fmt::Debug for PackedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedData({} base64 characters)", self.len())
+    }
+}
+
+impl Serialize for PackedData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            PackedRepr::Text(t) => s.serialize_str(t),
+            // streamed into the writer a block at a time
+            PackedRepr::Store(store) => s.collect_str(&store.encoded()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(PackedData::from)
+    }
 }
 
 /// Whether the load generator could keep up (see `runner::health`).

@@ -65,7 +65,7 @@ impl<'a> ArmView<'a> {
 /// An arm with its requests unpacked (or why there are none).
 struct Arm<'a> {
     view: ArmView<'a>,
-    requests: Result<Vec<RequestSample>, String>,
+    requests: Result<SampleStore, String>,
 }
 
 fn unpack(view: ArmView<'_>) -> Arm<'_> {
@@ -79,14 +79,12 @@ fn unpack(view: ArmView<'_>) -> Arm<'_> {
                 "the {}'s results carry no per-request samples (written before schema version 3): its distributions and over-time plots cannot be drawn",
                 view.role
             )),
-            Some(packed) => SampleStore::unpack(packed)
-                .map(|s| s.requests().to_vec())
-                .map_err(|e| {
-                    format!(
-                        "the {}'s per-request samples cannot be read: {e}",
-                        view.role
-                    )
-                }),
+            Some(packed) => SampleStore::unpack(packed).map_err(|e| {
+                format!(
+                    "the {}'s per-request samples cannot be read: {e}",
+                    view.role
+                )
+            }),
         },
     };
     Arm { view, requests }
@@ -106,7 +104,7 @@ pub(crate) fn sections(arms: &[ArmView<'_>], concurrency: Option<u32>) -> String
     out.push_str(&gaps);
     let drawn: Vec<(&Arm, &[RequestSample])> = arms
         .iter()
-        .filter_map(|a| Some((a, a.requests.as_deref().ok()?)))
+        .filter_map(|a| Some((a, a.requests.as_ref().ok()?.requests())))
         .collect();
     if drawn.is_empty() {
         out.push_str(&missing(

@@ -11,7 +11,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::{adjusted_sorted, distribution_sorted};
-use crate::results::{AdjustedPercentiles, Distribution, PackedSamples, SAMPLES_ENCODING};
+use std::sync::Arc;
+
+use crate::results::{
+    AdjustedPercentiles, Distribution, PackedData, PackedSamples, SAMPLES_ENCODING,
+};
 
 /// Why packed samples cannot be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -44,9 +48,35 @@ pub struct RequestSample {
 }
 
 /// Every request's [`RequestSample`], in the order they finished.
+///
+/// Shared on clone (copied only when a shared store is added to): [`SampleStore::pack`] hands
+/// the results the same samples, not a copy.
 #[derive(Debug, Clone, Default)]
 pub struct SampleStore {
-    requests: Vec<RequestSample>,
+    requests: Arc<Vec<RequestSample>>,
+}
+
+/// A store's base64 text as [`std::fmt::Display`], encoded a block at a time.
+pub struct Encoded<'a>(&'a [RequestSample]);
+
+impl std::fmt::Display for Encoded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // 256 requests: 3,072 bytes (a multiple of 3, so no padding inside) -> 4,096 characters
+        let mut raw = [0u8; 256 * 12];
+        let mut text = [0u8; 256 * 16];
+        for block in self.0.chunks(256) {
+            for (r, out) in block.iter().zip(raw.chunks_exact_mut(12)) {
+                out[0..4].copy_from_slice(&r.finished_s.to_le_bytes());
+                out[4..8].copy_from_slice(&r.ttft_s.to_le_bytes());
+                out[8..12].copy_from_slice(&r.e2e_s.to_le_bytes());
+            }
+            let n = BASE64
+                .encode_slice(&raw[..block.len() * 12], &mut text)
+                .map_err(|_| std::fmt::Error)?;
+            f.write_str(std::str::from_utf8(&text[..n]).map_err(|_| std::fmt::Error)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// `Some(v)` as `f32` when it is a latency, else `NaN`.
@@ -58,23 +88,32 @@ fn compact(v: Option<f64>) -> f32 {
 }
 
 impl SampleStore {
+    /// An empty store with room for `requests` (a load of known length allocates once:
+    /// a store grown by doubling leaves the copies it outgrew in the heap).
+    pub fn with_capacity(requests: usize) -> Self {
+        SampleStore {
+            requests: Arc::new(Vec::with_capacity(requests)),
+        }
+    }
+
     /// Adds one finished request (`ttft_s`/`e2e_s` `None` for a failure).
     pub fn push(&mut self, finished_s: f64, ttft_s: Option<f64>, e2e_s: Option<f64>) {
-        self.requests.push(RequestSample {
+        let requests = Arc::make_mut(&mut self.requests);
+        requests.push(RequestSample {
             finished_s: compact(Some(finished_s)),
             ttft_s: compact(ttft_s),
             e2e_s: compact(e2e_s),
         });
         // records reach the store nearly in finish order: one that overtook a later finish
         // moves back a step or two, so the store stays sorted by finish time at O(1) a push
-        let mut i = self.requests.len() - 1;
+        let mut i = requests.len() - 1;
         while i > 0
-            && self.requests[i - 1]
+            && requests[i - 1]
                 .finished_s
-                .total_cmp(&self.requests[i].finished_s)
+                .total_cmp(&requests[i].finished_s)
                 .is_gt()
         {
-            self.requests.swap(i - 1, i);
+            requests.swap(i - 1, i);
             i -= 1;
         }
     }
@@ -94,25 +133,19 @@ impl SampleStore {
         self.requests.is_empty()
     }
 
-    /// The requests packed for the results file (see [`PackedSamples`]), in finish order,
-    /// encoded straight into the base64 text (no intermediate copy: 16 bytes a request).
+    /// The requests packed for the results file (see [`PackedSamples`]), in finish order. The
+    /// text is encoded only as the results are written (no second copy: the store is shared).
     pub fn pack(&self) -> PackedSamples {
-        use std::io::Write as _;
-        let text = String::with_capacity(self.requests.len() * 16);
-        let mut w = base64::write::EncoderStringWriter::from_consumer(text, &BASE64);
-        for r in &self.requests {
-            let mut one = [0u8; 12];
-            one[0..4].copy_from_slice(&r.finished_s.to_le_bytes());
-            one[4..8].copy_from_slice(&r.ttft_s.to_le_bytes());
-            one[8..12].copy_from_slice(&r.e2e_s.to_le_bytes());
-            w.write_all(&one)
-                .expect("invariant: writing into a String cannot fail");
-        }
         PackedSamples {
             encoding: SAMPLES_ENCODING.to_string(),
             count: self.requests.len() as u64,
-            data: w.into_inner(),
+            data: PackedData::from_store(self.clone()),
         }
+    }
+
+    /// The base64 text of the requests, in finish order.
+    pub fn encoded(&self) -> Encoded<'_> {
+        Encoded(&self.requests)
     }
 
     /// The store a [`SampleStore::pack`] wrote; an error when the encoding, the data or its
@@ -121,8 +154,17 @@ impl SampleStore {
         if packed.encoding != SAMPLES_ENCODING {
             return Err(UnpackError::Encoding(packed.encoding.clone()));
         }
+        if let Some(store) = packed.data.store() {
+            if store.len() as u64 != packed.count {
+                return Err(UnpackError::Length {
+                    bytes: store.len() * 12,
+                    count: packed.count,
+                });
+            }
+            return Ok(store.clone());
+        }
         let bytes = BASE64
-            .decode(packed.data.as_bytes())
+            .decode(packed.data.text().as_bytes())
             .map_err(|e| UnpackError::Base64(e.to_string()))?;
         if Some(bytes.len())
             != usize::try_from(packed.count)
@@ -143,23 +185,25 @@ impl SampleStore {
                 e2e_s: f(&c[8..12]),
             })
             .collect();
-        Ok(SampleStore { requests })
+        Ok(SampleStore {
+            requests: Arc::new(requests),
+        })
     }
 
     /// Moves every finish time by `by_s` seconds (a shard's load started `by_s` after the
     /// union's start).
     pub fn shift(&mut self, by_s: f64) {
-        for r in &mut self.requests {
+        for r in Arc::make_mut(&mut self.requests) {
             r.finished_s = (f64::from(r.finished_s) + by_s) as f32;
         }
     }
 
     /// Appends another store's requests (a shard's): percentiles stay exact.
     pub fn merge(&mut self, other: &SampleStore) {
-        self.requests.extend_from_slice(&other.requests);
+        let requests = Arc::make_mut(&mut self.requests);
+        requests.extend_from_slice(&other.requests);
         // shards interleave in time: back to finish order (stable)
-        self.requests
-            .sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
+        requests.sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
     }
 
     /// The TTFTs present, ascending, with their exact sum.
@@ -222,6 +266,42 @@ mod tests {
         let back = SampleStore::unpack(&store.pack()).unwrap();
         assert_eq!(back.requests().len(), 8);
         assert_eq!(back.requests()[0].finished_s, 0.1);
+    }
+
+    #[test]
+    fn a_live_store_is_written_as_the_same_base64_across_blocks_and_reads_back() {
+        // 600 requests: two whole blocks of 256 and a partial one
+        let mut store = SampleStore::default();
+        for i in 0..600u32 {
+            let t = f64::from(i) * 0.01;
+            store.push(t, (i % 7 != 0).then_some(t / 3.0), Some(t + 0.5));
+        }
+        let packed = store.pack();
+        let mut raw = Vec::new();
+        for r in store.requests() {
+            raw.extend_from_slice(&r.finished_s.to_le_bytes());
+            raw.extend_from_slice(&r.ttft_s.to_le_bytes());
+            raw.extend_from_slice(&r.e2e_s.to_le_bytes());
+        }
+        let json = serde_json::to_string(&packed).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["data"], BASE64.encode(&raw));
+        assert_eq!(packed.data.len(), 600 * 16);
+        let read: PackedSamples = serde_json::from_str(&json).unwrap();
+        assert!(read.data.store().is_none(), "read from text");
+        assert_eq!(read, packed, "the text and the live store compare equal");
+        let back = SampleStore::unpack(&read).unwrap();
+        assert_eq!(back.requests().len(), 600);
+        for (a, b) in back.requests().iter().zip(store.requests()) {
+            assert_eq!(a.finished_s.to_bits(), b.finished_s.to_bits());
+            assert_eq!(a.ttft_s.to_bits(), b.ttft_s.to_bits());
+            assert_eq!(a.e2e_s.to_bits(), b.e2e_s.to_bits());
+        }
+        // the store keeps growing after packing; the packed samples do not
+        let mut more = store.clone();
+        more.push(99.0, Some(0.1), Some(1.0));
+        assert_eq!(SampleStore::unpack(&packed).unwrap().len(), 600);
+        assert_eq!(more.len(), 601);
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl ArmSamples {
             duration_s,
             total: client.total_requests,
             successes: client.successful_requests,
-            digest: Sha256::digest(packed.data.as_bytes()).into(),
+            digest: Sha256::digest(packed.data.text().as_bytes()).into(),
         })
     }
 
