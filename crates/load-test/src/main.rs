@@ -7,34 +7,7 @@ use perf_gate::loadtest::{self, LoadTestConfig, LoadTestOutcome};
 use perf_gate::step::Exit;
 use perf_gate_cli::{config_file, env, logging, signals};
 
-/// One glibc malloc arena (unless `MALLOC_ARENA_MAX` says otherwise): glibc gives every thread
-/// that allocates its own arena (up to 8 a core), and the runtime's workers, the aggregator and
-/// the blocking pool each fragment one. Measured at 1,024 streams: peak RSS 50.6 MB with the
-/// default, 47.4 MB with one arena, the same throughput (each thread's tcache still serves its
-/// small allocations without the arena's lock).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[expect(
-    unsafe_code,
-    reason = "mallopt(3) is glibc's only interface to its arena count; called once, before any thread starts"
-)]
-fn one_malloc_arena() {
-    const M_ARENA_MAX: std::ffi::c_int = -8;
-    unsafe extern "C" {
-        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt takes two ints and only changes malloc's tuning; no thread runs yet.
-        unsafe {
-            mallopt(M_ARENA_MAX, 1);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_malloc_arena() {}
-
 fn main() -> ExitCode {
-    one_malloc_arena();
     // before the parse: the listing needs none of the run's flags
     if std::env::args_os().skip(1).any(|a| a == "--list-scenarios") {
         print!("{}", perf_gate::loadtest::scenarios::listing());
