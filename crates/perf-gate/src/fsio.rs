@@ -26,7 +26,8 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io
     let tmp = tmp_path(path);
     let result = (|| {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::other)?;
+        // an I/O error (a full disk) keeps its kind
+        serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::from)?;
         w.write_all(b"\n")?;
         let f = w
             .into_inner()

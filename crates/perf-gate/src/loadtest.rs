@@ -313,9 +313,14 @@ fn scrub_results(results: &mut LoadTestResults) -> Option<serde_json::Value> {
         Err(_) => {
             // written as the scrubbed document (rare): scrubbed again with its samples
             put_samples(results, samples);
-            let mut doc = serde_json::to_value(&*results).ok()?;
-            crate::secrets::scrub_json(&mut doc);
-            Some(doc)
+            match serde_json::to_value(&*results) {
+                Ok(mut with_samples) => {
+                    crate::secrets::scrub_json(&mut with_samples);
+                    Some(with_samples)
+                }
+                // never unscrubbed: the scrubbed document without its samples
+                Err(_) => Some(doc),
+            }
         }
     }
 }

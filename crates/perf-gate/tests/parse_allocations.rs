@@ -87,6 +87,42 @@ fn token_chunks_are_parsed_without_allocating() {
 }
 
 #[test]
+fn what_the_raw_read_accepts_and_refuses_is_what_a_string_read_did() {
+    // null is no text; a role-only chat chunk is no token; a non-string is refused, named by
+    // its type (the value may be megabytes) and never echoed
+    let cases: &[(&str, Option<bool>)] = &[
+        (
+            r#"{"choices":[{"index":0,"text":null,"finish_reason":null}]}"#,
+            Some(false),
+        ),
+        (
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            Some(false),
+        ),
+        (
+            r#"{"choices":[{"index":0,"text": "spaced" ,"finish_reason":null}]}"#,
+            Some(true),
+        ),
+        (r#"{"choices":[{"index":0,"text":12345}]}"#, None),
+        (r#"{"choices":[{"index":0,"text":{"secret":"x"}}]}"#, None),
+        (r#"{"choices":[{"index":0,"text":"bad \q escape"}]}"#, None),
+    ];
+    for (chunk, want) in cases {
+        match (Api::Openai.parse_item(chunk.as_bytes()), want) {
+            (Ok(StreamItem::Chunk(c)), Some(token)) => assert_eq!(c.has_token, *token, "{chunk}"),
+            (Err(e), None) => {
+                let text = e.to_string();
+                assert!(
+                    !text.contains("secret") && !text.contains("12345"),
+                    "{text}"
+                );
+            }
+            (got, _) => panic!("{chunk}: {got:?}"),
+        }
+    }
+}
+
+#[test]
 fn the_counter_sees_an_allocation() {
     // the other test's zero means something only if a copy is counted
     let n = allocations(|| {

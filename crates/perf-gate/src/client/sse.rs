@@ -391,15 +391,25 @@ pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 /// A string field read only for whether it is non-empty: never allocated, escapes or not.
 ///
 /// Read as the raw JSON text (`""` is the empty string): serde_json unescapes a string with
-/// `\n`, `\"` or `\u` escapes into a fresh scratch buffer, which token text often has.
+/// `\n`, `\"` or `\u` escapes into a fresh scratch buffer, which token text often has. The
+/// text is checked as JSON string syntax (escapes, control characters, UTF-8), but a `\u`
+/// escape of a lone UTF-16 surrogate is not decoded, so it counts as text rather than failing
+/// the request: the server did send a token.
 pub(crate) struct NonEmptyStr(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for NonEmptyStr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = <&'de serde_json::value::RawValue>::deserialize(d)?.get();
         if !raw.starts_with('"') {
+            // named by its type: the value itself may be megabytes
+            let kind = match raw.as_bytes().first() {
+                Some(b'{') => "an object",
+                Some(b'[') => "an array",
+                Some(b't' | b'f') => "a boolean",
+                _ => "a number",
+            };
             return Err(serde::de::Error::invalid_type(
-                serde::de::Unexpected::Other(raw),
+                serde::de::Unexpected::Other(kind),
                 &"a string",
             ));
         }

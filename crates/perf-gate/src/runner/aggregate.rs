@@ -437,11 +437,15 @@ pub fn aggregate(
     live: Arc<Live>,
     cfg: AggregatorConfig,
 ) -> AggregateOutput {
-    let mut tally = Tally::with_slo(cfg.slo);
-    // a load of known length: its samples in one allocation (bounded: 16 M requests, 192 MB
-    // of address space, touched only as requests finish)
-    tally.requests = SampleStore::with_capacity(cfg.planned.min(1 << 24) as usize);
-    let mut baseline = cfg.ab.then(|| Tally::with_slo(cfg.slo));
+    // a load of known length: each arm's samples in one allocation (bounded: 16 M requests,
+    // 192 MB of address space, touched only as requests finish)
+    let per_arm = (cfg.planned / if cfg.ab { 2 } else { 1 }).min(1 << 24) as usize;
+    let reserved = |slo| Tally {
+        requests: SampleStore::with_capacity(per_arm),
+        ..Tally::with_slo(slo)
+    };
+    let mut tally = reserved(cfg.slo);
+    let mut baseline = cfg.ab.then(|| reserved(cfg.slo));
     let mut unmeasured = Tally::default();
     let mut probes = Probes::default();
     let mut members: Vec<Tally> = (0..cfg.members).map(|_| Tally::with_slo(cfg.slo)).collect();
@@ -762,7 +766,9 @@ mod tests {
             if i % 2 == 0 { a.add(&r) } else { b.add(&r) }
         }
         a.add_failures("abandoned", 2);
-        let back = Tally::from_wire(&a.to_wire(), 0.0).unwrap();
+        // through the JSON a shard writes: the samples as base64 text, not the live store
+        let json = serde_json::to_string(&a.to_wire()).unwrap();
+        let back = Tally::from_wire(&serde_json::from_str(&json).unwrap(), 0.0).unwrap();
         assert_eq!(back.metrics(10.0), a.metrics(10.0));
         // merging what two shards wrote equals merging the tallies themselves
         let mut wired = Tally::from_wire(&a.to_wire(), 0.0).unwrap();
