@@ -177,7 +177,8 @@ fn finish_reason_of(stop_type: &str) -> &str {
 /// (`tokens_predicted`, `tokens_evaluated`), and a token itself when it ended on
 /// end-of-sequence (as vLLM's finish chunk is); an `error` object is a stream error.
 pub fn parse_llamacpp_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
-    let raw: RawLlamaChunk<'_> = serde_json::from_slice(data.trim_ascii())?;
+    let raw: RawLlamaChunk<'_> =
+        serde_json::from_str(crate::client::sse::chunk_text(data.trim_ascii())?)?;
     let has_text = raw.content.is_some_and(|c| c.0);
     let has_ids = raw.tokens.as_ref().is_some_and(|t| t.0);
     let mut info = ChunkInfo {
