@@ -6,53 +6,15 @@
 //! percentiles need it); the request list, the packed samples and the results' copies used to
 //! add ~80 more.
 
-#![expect(
-    unsafe_code,
-    reason = "a global allocator that counts and forwards to System: the only way to count live bytes"
-)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use clap::Parser as _;
 use load_test::cli::Cli;
 use perf_gate::loadtest::LoadTestConfig;
+use test_support::alloc;
 use test_support::sim::SimProcess;
 use test_support::steps::bin;
 
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn count(delta: isize) {
-    let now = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 /// Peak live heap bytes above the start of one in-process run of `requests` requests.
 fn peak_of_run(sim: &SimProcess, dir: &std::path::Path, requests: u64) -> isize {
@@ -86,15 +48,15 @@ fn peak_of_run(sim: &SimProcess, dir: &std::path::Path, requests: u64) -> isize 
         .enable_all()
         .build()
         .unwrap();
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = alloc::live();
+    alloc::reset_peak();
     let outcome = rt
         .block_on(perf_gate::loadtest::run(
             cfg,
             tokio_util::sync::CancellationToken::new(),
         ))
         .unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = alloc::peak() - base;
     drop(rt);
     let client = outcome.results.client.expect("the run has client figures");
     assert_eq!(client.total_requests, requests);

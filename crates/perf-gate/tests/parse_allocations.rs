@@ -4,53 +4,12 @@
 //! was copied). Token text with escapes (`\n`, `\"`, `\u00e9`) is the case a borrowed string
 //! cannot take, so it is here too.
 
-#![expect(
-    unsafe_code,
-    reason = "a global allocator that counts and forwards to System: the only way to count allocations"
-)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use perf_gate::api::Api;
 use perf_gate::client::sse::StreamItem;
-
-thread_local! {
-    /// Allocations made by this thread (the test's own; libtest's threads are not counted).
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use test_support::alloc::{self, allocations_by as allocations};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Allocations `f` makes on this thread.
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCS.with(Cell::get);
-    f();
-    ALLOCS.with(Cell::get) - before
-}
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 /// vLLM's completion, chat and reasoning token chunks (shapes from `../shared/notes`), with
 /// and without escapes in the text.

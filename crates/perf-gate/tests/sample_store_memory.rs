@@ -2,52 +2,12 @@
 //! of 128 tokens each (127 inter-token gaps) must leave a few bytes a request behind, not the
 //! ~0.5 KB that keeping every gap cost. The benchmark reports the process's RSS.
 
-#![expect(
-    unsafe_code,
-    reason = "a global allocator that counts and forwards to System: the only way to count retained bytes"
-)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use perf_gate::client::RequestRecord;
 use perf_gate::runner::aggregate::Tally;
-
-/// Bytes currently allocated by this test process.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-/// The most [`LIVE`] has been since it was last reset.
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn count(delta: isize) {
-    let now = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use test_support::alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 fn record(i: u64, ok: bool) -> RequestRecord {
     RequestRecord {
@@ -91,11 +51,11 @@ fn a_request_leaves_a_few_bytes_behind_not_its_token_gaps() {
     for i in 0..1000 {
         tally.add(&record(i, true));
     }
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = alloc::live();
     for i in 1000..1000 + N {
         tally.add(&record(i, i % 50 != 0));
     }
-    let retained = LIVE.load(Ordering::Relaxed) - before;
+    let retained = alloc::live() - before;
     let per_request = retained as f64 / N as f64;
     println!("retained {retained} bytes for {N} requests: {per_request:.1} bytes a request");
     // 12 bytes a request, and a Vec that doubles may hold up to twice that: never the 127 gaps
@@ -103,10 +63,10 @@ fn a_request_leaves_a_few_bytes_behind_not_its_token_gaps() {
     assert!(per_request <= 30.0, "{per_request:.1} bytes a request");
     // the figures at the end, with every request packed for the results (16 base64 characters
     // a request): sorted copies and the packed text come and go, nothing else a request large
-    let at_end = LIVE.load(Ordering::Relaxed);
-    PEAK.store(at_end, Ordering::Relaxed);
+    let at_end = alloc::live();
+    alloc::reset_peak();
     let m = tally.metrics(100.0);
-    let transient = (PEAK.load(Ordering::Relaxed) - at_end) as f64 / (1000 + N) as f64;
+    let transient = (alloc::peak() - at_end) as f64 / (1000 + N) as f64;
     println!(
         "computing the figures and packing the samples peaked at {transient:.1} bytes a request more"
     );

@@ -19,6 +19,7 @@
 //!
 //! Missing binaries are an error, never a silent skip: `scripts/install-test-deps.sh` installs them.
 
+pub mod alloc;
 pub mod backfill;
 pub mod chromium;
 pub mod clicheck;
