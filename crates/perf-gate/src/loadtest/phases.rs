@@ -191,7 +191,7 @@ pub(super) async fn execute(
     )
     .await;
     poller.stop(results).await;
-    let mut out = out?;
+    let out = out?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),
         load_start: rfc3339(out.load_start),
@@ -199,12 +199,8 @@ pub(super) async fn execute(
         load_duration_s: out.duration.as_secs_f64(),
         wall_clock_duration_s: 0.0,
     });
-    // moved, not copied: the packed samples are 16 bytes a request
-    let samples = out.client.samples.take();
-    results.client = Some(crate::results::ClientMetrics {
-        samples,
-        ..out.client.clone()
-    });
+    // the packed samples are the run's store, shared: this copies no sample
+    results.client = Some(out.client.clone());
     if let (Some(adapter), Some(client)) = (baseline_adapter, &out.baseline_client) {
         results.baseline_arm = Some(BaselineArm {
             adapter,
