@@ -123,3 +123,37 @@ fn unknown_scenarios_are_refused_and_the_list_needs_no_flags() {
         assert!(text.contains(name), "{text}");
     }
 }
+
+/// `config.json` records a switch as the run read it: `IGNORE_EOS=y` is on (clap's boolish
+/// words), not only `true`, so the record and the results agree.
+#[test]
+fn a_switch_set_by_a_boolish_env_word_is_recorded_on() {
+    let sim = Sim::start(vllm_sim::SimConfig::default());
+    for (word, on) in [("y", true), ("Yes", true), ("off", false), ("0", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let o = run(load_test()
+            .env("IGNORE_EOS", word)
+            .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+            .arg("--eval-data-path")
+            .arg(eval_file(dir.path(), 2))
+            .arg("--output-dir")
+            .arg(&out)
+            .args(["--num-requests", "2", "--max-tokens", "2"])
+            .args(["--progress-interval", "0"]));
+        assert!(o.status.success(), "{word}: {}", stderr(&o));
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            config["values"]["ignore-eos"]["value"], on,
+            "{word}: {config}"
+        );
+        assert_eq!(source(&config, "ignore-eos"), "env", "{word}");
+        // the results leave a switch that is off out
+        let used = results(&out)["config"]["ignore_eos"]
+            .as_bool()
+            .unwrap_or(false);
+        assert_eq!(used, on, "{word}");
+    }
+}

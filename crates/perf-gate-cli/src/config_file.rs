@@ -627,10 +627,8 @@ pub fn effective(
         } else {
             match arg.get_action() {
                 ArgAction::SetTrue | ArgAction::SetFalse => {
-                    json!(
-                        raw.last()
-                            .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "yes" | "on"))
-                    )
+                    // the parsed switch, not its text: `IGNORE_EOS=y` is as on as `true`
+                    json!(matches.get_flag(id))
                 }
                 ArgAction::Count => json!(raw.len()),
                 ArgAction::Append => Value::Array(raw.iter().map(|v| json!(clean(v))).collect()),
