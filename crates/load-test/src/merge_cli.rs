@@ -12,6 +12,8 @@ use perf_gate::transport::{self, TlsSettings};
 use perf_gate_cli::logging::LogFormat;
 use perf_gate_cli::seconds::{AutoSeconds, Seconds, positive_seconds};
 
+use crate::cli::WindowArg;
+
 /// Combines the shards of a scaled-out load (`load-test --shard-index I --shard-count N`, each
 /// in its own output directory) into one `load_test_results.json`: client figures from every
 /// request's exact sample and the merged histograms (as one process sending every request
@@ -27,8 +29,8 @@ pub struct MergeCli {
     #[arg(long, env = "OUTPUT_DIR", default_value = ".")]
     pub output_dir: PathBuf,
 
-    /// Prometheus base URL for the server's figures over the union window (the seed's
-    /// window: the shards' edges were not confirmed); without it there are none.
+    /// Prometheus base URL for the server's figures over the union window; without it there
+    /// are none.
     #[arg(long, env = "PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
 
@@ -40,9 +42,18 @@ pub struct MergeCli {
     #[arg(long, env = "SCRAPE_INTERVAL", default_value_t = AutoSeconds(None))]
     pub scrape_interval: AutoSeconds,
 
-    /// The wait after the union window before querying (`auto`: 20s, the seed's).
+    /// end-anchored: the longest wait for the confirmed sample after the union window (`auto`:
+    /// two scrape intervals + 5 s). seed: the fixed wait after it (`auto`: 20s, the seed's).
     #[arg(long, env = "SCRAPE_WAIT", default_value_t = AutoSeconds(None))]
     pub scrape_wait: AutoSeconds,
+
+    /// How the PromQL window is chosen. end-anchored: on confirmed scrape samples, each
+    /// target's last quiet sample before the union's start (newer than every shard's
+    /// pre-flight and warm-up: give --start-at at least one scrape interval after the shards
+    /// are ready) and the first scrape after its end that has counted every request. seed:
+    /// the seed's rule, duration rounded up to the minute, after --scrape-wait.
+    #[arg(long, env = "WINDOW_MODE", value_enum, default_value_t = WindowArg::EndAnchored)]
+    pub window_mode: WindowArg,
 
     /// Label selector of the DCGM GPU series.
     #[arg(long, env = "GPU_SELECTOR", default_value = DEFAULT_GPU_SELECTOR)]
@@ -82,7 +93,10 @@ impl TryFrom<MergeCli> for MergeConfig {
                 job: cli.prometheus_job,
                 scrape_interval: cli.scrape_interval.into(),
                 scrape_wait: cli.scrape_wait.into(),
-                window_mode: WindowMode::Seed,
+                window_mode: match cli.window_mode {
+                    WindowArg::EndAnchored => WindowMode::EndAnchored,
+                    WindowArg::Seed => WindowMode::Seed,
+                },
                 gpu_selector: cli.gpu_selector,
                 query_timeout: cli.prometheus_timeout.into(),
             },

@@ -1,17 +1,29 @@
 //! `load-test merge` against a REAL Prometheus (Debian's, on a free loopback port, scraping
-//! `vllm-sim` every second): two shards that do not query Prometheus themselves, merged with
-//! `--prometheus-url`, get the server's figures over the union window, queried once: the P95
-//! TTFT falls in the bucket holding the sim's configured TTFT, and the server's rate counts
-//! every request of both shards.
+//! `vllm-sim`): two shards that do not query Prometheus themselves, merged with
+//! `--prometheus-url`, get the server's figures over the union window, queried once.
+//!
+//! - At a 30 s scrape (production's), end-anchored (the default): the window rests on
+//!   confirmed samples, so the server's finished count equals the client's successes exactly
+//!   and the measurement is valid. The seed's rate window counted 36 of 20 requests at a 15 s
+//!   scrape (extrapolated edges), which failed a healthy adapter.
+//! - At a 1 s scrape with `--window-mode seed`: the P95 TTFT falls in the bucket holding the
+//!   sim's configured TTFT, and the server's rate counts every request of both shards.
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use test_support::prometheus::PrometheusServer;
 use test_support::sim::{Sim, eval_file};
 use test_support::steps::{load_test, load_test_results, run, stderr};
 
-#[test]
-fn merged_shards_get_the_server_s_figures_over_the_union_window() {
+const JOB: &str = "vllm-service";
+const REQUESTS: u64 = 20;
+
+/// Two shards of `REQUESTS` prompts against a sim scraped every `interval` s, starting together
+/// `lead` from now, then `load-test merge` with `merge_args`: the merged results, and the
+/// shards' directories in `dir`.
+fn merged(dir: &Path, interval: u64, lead: Duration, merge_args: &[&str]) -> (Value, Vec<PathBuf>) {
     // TTFT 0.6 s: in vLLM's (0.5, 0.75] bucket
     let sim = Sim::start(vllm_sim::SimConfig {
         ttft: Duration::from_millis(600),
@@ -19,16 +31,12 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
         ..Default::default()
     });
     let target = sim.url.trim_start_matches("http://").to_string();
-    let prom = PrometheusServer::start("vllm-service", &[&target], Duration::from_secs(1));
-    prom.wait_for_targets_up("vllm-service", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(1500));
+    let prom = PrometheusServer::start(JOB, &[&target], Duration::from_secs(interval));
+    prom.wait_for_targets_up(JOB, Duration::from_secs(30 + interval));
 
-    let dir = tempfile::tempdir().unwrap();
-    let eval = eval_file(dir.path(), 20);
-    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let shards: Vec<_> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
+    let eval = eval_file(dir, REQUESTS as usize);
+    let start_at = (chrono::Utc::now() + lead).to_rfc3339();
+    let shards: Vec<_> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
     let children: Vec<_> = shards
         .iter()
         .enumerate()
@@ -62,34 +70,37 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     for d in &shards {
-        assert!(load_test_results(d)["server"].is_null());
+        let r = load_test_results(d);
+        assert!(r["server"].is_null());
+        assert!(
+            r["timing"]["ready_at"].as_str().unwrap()
+                <= r["timing"]["load_start"].as_str().unwrap()
+        );
     }
-    let merged = dir.path().join("merged");
+    let out_dir = dir.join("merged");
+    let started = Instant::now();
     let out = run(load_test()
         .arg("merge")
         .args(&shards)
         .arg("--output-dir")
-        .arg(&merged)
-        .args(["--prometheus-url", &prom.url(), "--scrape-interval", "1s"])
-        .args(["--scrape-wait", "3s"]));
+        .arg(&out_dir)
+        .args(["--prometheus-url", &prom.url()])
+        .args(merge_args));
     assert!(out.status.success(), "{}", stderr(&out));
-    let r = load_test_results(&merged);
+    let r = load_test_results(&out_dir);
+    println!(
+        "{interval} s scrape: merge took {:.1} s; window {}",
+        started.elapsed().as_secs_f64(),
+        r["server"]["window"]
+    );
     assert_eq!(r["status"], "completed");
-    assert_eq!(r["client"]["successful_requests"], 20);
+    assert_eq!(r["client"]["successful_requests"], REQUESTS);
     let s = &r["server"];
     assert_eq!(s["source"], "prometheus", "{s}");
-    assert_eq!(s["window"]["mode"], "seed");
     let p95 = s["ttft_s"]["p95"]["value"]
         .as_f64()
         .unwrap_or_else(|| panic!("{s}"));
     assert!(p95 > 0.5 && p95 <= 0.75, "server TTFT p95 {p95}");
-    // the server saw both shards' requests: the seed's rate over its 60 s window (which
-    // extrapolates a little; Prometheus started under a minute ago, so the window holds all)
-    let rps = s["throughput_rps"]["value"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{s}"));
-    let seen = rps * s["window"]["range_s"].as_f64().unwrap();
-    assert!((seen - 20.0).abs() <= 3.0, "server counted {seen}");
     // the window spans the union of the shards' loads
     let start = r["timing"]["load_start"].as_str().unwrap();
     for d in &shards {
@@ -100,4 +111,61 @@ fn merged_shards_get_the_server_s_figures_over_the_union_window() {
                 >= start
         );
     }
+    (r, shards)
+}
+
+#[test]
+fn serial_merged_shards_are_counted_exactly_at_a_30_s_scrape() {
+    // the shards start a scrape interval after they are ready: a quiet sample falls between
+    let dir = tempfile::tempdir().unwrap();
+    let (r, shards) = merged(dir.path(), 30, Duration::from_secs(34), &[]);
+    let s = &r["server"];
+    assert_eq!(s["window"]["mode"], "end_anchored", "{s}");
+    assert_eq!(s["window"]["scrape_interval_source"], "prometheus", "{s}");
+    assert_eq!(s["window"]["scrape_interval_s"], 30.0, "{s}");
+    assert_eq!(s["requests_finished"]["value"], REQUESTS as f64, "{s}");
+    assert_eq!(s["integrity"]["edges_confirmed"], true, "{s}");
+    assert_eq!(r["validity"]["valid"], true, "{}", r["validity"]);
+    // the left edge is newer than the last shard's pre-flight, which the merge records
+    let ready = shards
+        .iter()
+        .map(|d| {
+            load_test_results(d)["timing"]["ready_at"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(r["timing"]["ready_at"], ready.as_str());
+}
+
+#[test]
+fn merged_shards_in_the_seed_window_at_a_1_s_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = merged(
+        dir.path(),
+        1,
+        Duration::from_secs(3),
+        &[
+            "--window-mode",
+            "seed",
+            "--scrape-interval",
+            "1s",
+            "--scrape-wait",
+            "3s",
+        ],
+    );
+    let s = &r["server"];
+    assert_eq!(s["window"]["mode"], "seed");
+    // the server saw both shards' requests: the seed's rate over its 60 s window (which
+    // extrapolates a little; Prometheus started under a minute ago, so the window holds all)
+    let rps = s["throughput_rps"]["value"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{s}"));
+    let seen = rps * s["window"]["range_s"].as_f64().unwrap();
+    assert!(
+        (seen - REQUESTS as f64).abs() <= 3.0,
+        "server counted {seen}"
+    );
 }

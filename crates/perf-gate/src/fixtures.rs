@@ -151,6 +151,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
         inputs: None,
         timing: Some(RunTiming {
             started_at: "2026-01-01T00:00:00Z".into(),
+            ready_at: None,
             load_start: "2026-01-01T00:00:01Z".into(),
             load_end: "2026-01-01T00:00:21Z".into(),
             load_duration_s: duration,
@@ -301,6 +302,7 @@ pub fn two_step_results() -> LoadTestResults {
     r.config.concurrency = 2;
     r.timing = Some(RunTiming {
         started_at: "2026-01-01T00:00:00Z".into(),
+        ready_at: None,
         load_start: "2026-01-01T00:00:01Z".into(),
         load_end: "2026-01-01T00:00:21Z".into(),
         load_duration_s: 20.0,

@@ -638,6 +638,10 @@ pub struct PreconnectInfo {
 pub struct RunTiming {
     /// When `load-test` started (RFC 3339).
     pub started_at: String,
+    /// When the pre-flight and any warm-up ended (RFC 3339): the server's last quiet sample
+    /// before the load must be newer. `load-test merge` checks the shards' left edges with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<String>,
     /// When the first request was sent (RFC 3339).
     pub load_start: String,
     /// When the last request finished (RFC 3339).

@@ -7,9 +7,14 @@
 //!   single run's over the same requests; ITL, TPOT and client queueing come from the merged
 //!   HDR histograms, within their stated relative error. Rates are over the shards' common
 //!   measured time (a timed load) or the union window (a list).
-//! - Server figures: queried once, from Prometheus over the union window (the seed's window:
-//!   the shards' edges were not confirmed), when `--prometheus-url` is given; otherwise none,
-//!   and the merged results are not a gate measurement.
+//! - Server figures: queried once, from Prometheus over the union window, when
+//!   `--prometheus-url` is given; otherwise none, and the merged results are not a gate
+//!   measurement. End-anchored (the default), the window rests on confirmed samples as a
+//!   single run's does: each target's last quiet sample before the union's start, newer than
+//!   the last shard's pre-flight and warm-up (so `--start-at` must leave at least one scrape
+//!   interval after the shards are ready), and the first scrape after the union's end at which
+//!   the servers have counted every request; the counts are exact at any scrape interval.
+//!   `--window-mode seed` uses the seed's rate window instead.
 //! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +26,7 @@ use super::{DOCUMENTS, LoadTestError, rfc3339};
 use crate::prom::{LoadSpan, PromSettings, PrometheusCollector};
 use crate::results::{
     LoadTestResults, REQUESTS_FILE, RESULTS_FILE, RunStatus, RunTiming, STATUS_FILE, ShardInfo,
-    Validity,
+    Validity, WindowMode,
 };
 use crate::runner::aggregate::Tally;
 use crate::step::{Exit, StepOutputs, error_line};
@@ -50,6 +55,8 @@ struct ShardRun {
     count: u32,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    /// When its pre-flight and warm-up ended (see [`shards_ready`]).
+    ready: DateTime<Utc>,
 }
 
 fn bad(why: String) -> LoadTestError {
@@ -92,8 +99,18 @@ fn read_shard(dir: &Path) -> Result<ShardRun, LoadTestError> {
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| bad(format!("{shown}: timing {s:?}: {e}")))
     };
+    let start = time(&timing.load_start)?;
+    let ready = match &timing.ready_at {
+        Some(t) => time(t)?,
+        // written by a load-test without `ready_at`: a warm-up may have ended just before the
+        // load (no left edge can then be confirmed: fails closed); a pre-flight alone sends
+        // nothing the server counts
+        None if results.warmup.is_some() => start,
+        None => time(&timing.started_at)?,
+    };
     Ok(ShardRun {
-        start: time(&timing.load_start)?,
+        start,
+        ready,
         end: time(&timing.load_end)?,
         dir: dir.to_path_buf(),
         results,
@@ -315,6 +332,7 @@ async fn merged(
             .filter_map(|r| r.results.timing.as_ref().map(|t| t.started_at.clone()))
             .min()
             .unwrap_or_else(|| rfc3339(start)),
+        ready_at: Some(rfc3339(shards_ready(&runs))),
         load_start: rfc3339(start),
         load_end: rfc3339(end),
         load_duration_s: union_s,
@@ -349,17 +367,25 @@ async fn merged(
             let collector =
                 PrometheusCollector::with_tls(url, cfg.prom.clone(), &cfg.prometheus_tls)?;
             let span = LoadSpan { start, end };
+            let successes = tally.successful() + unmeasured.successful();
             tracing::info!("querying Prometheus over the union window");
-            let server = tokio::select! {
+            let collect = async {
+                match cfg.prom.window_mode {
+                    WindowMode::EndAnchored => {
+                        let pre = collector
+                            .left_edges_of_past_load(shards_ready(&runs), start)
+                            .await?;
+                        collector.collect_confirmed(&pre, &span, successes).await
+                    }
+                    WindowMode::Seed => collector.collect_seed(&span).await,
+                }
+            };
+            let mut server = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
-                r = collector.collect_seed(&span) => r?,
+                r = collect => r?,
             };
-            let mut server = server;
-            super::accounting::require_client_successes(
-                &mut server,
-                tally.successful() + unmeasured.successful(),
-            );
+            super::accounting::require_client_successes(&mut server, successes);
             results.server = Some(server);
             let validity = crate::decision::validity::validity(&results);
             results.validity = Some(validity);
@@ -375,6 +401,15 @@ async fn merged(
     }
     results.status = RunStatus::Completed;
     Ok(results)
+}
+
+/// When the last shard's pre-flight and warm-up ended: every target's last sample before the
+/// union's start must be newer, or a warm-up's requests could fall inside the window.
+fn shards_ready(runs: &[ShardRun]) -> DateTime<Utc> {
+    runs.iter()
+        .map(|r| r.ready)
+        .max()
+        .expect("at least one shard")
 }
 
 /// `requests.jsonl` of every shard, shard after shard, each record with its `shard`.

@@ -140,6 +140,8 @@ pub(super) async fn execute(
             phase: "during the warm-up",
         });
     }
+    // the pre-flight and warm-up are over: the server's left edge must be newer
+    let ready_wall = Utc::now();
     if cfg.steps.is_some() {
         // polled across every step (and the reads of the server between them)
         let poller = super::poll::Poller::start(cfg, &client);
@@ -194,6 +196,7 @@ pub(super) async fn execute(
     let out = out?;
     results.timing = Some(RunTiming {
         started_at: rfc3339(started_wall),
+        ready_at: Some(rfc3339(ready_wall)),
         load_start: rfc3339(out.load_start),
         load_end: rfc3339(out.load_end),
         load_duration_s: out.duration.as_secs_f64(),

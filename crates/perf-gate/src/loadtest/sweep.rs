@@ -202,6 +202,7 @@ async fn run_steps(
     if let Some((start, end)) = span {
         results.timing = Some(RunTiming {
             started_at: rfc3339(started_wall),
+            ready_at: None,
             load_start: rfc3339(start),
             load_end: rfc3339(end),
             load_duration_s: (end - start).num_milliseconds() as f64 / 1e3,

@@ -178,6 +178,35 @@ impl PrometheusCollector {
         Ok((tl.targets.len(), problems))
     }
 
+    /// For a load read after it ran (`load-test merge`: the shards do not query Prometheus):
+    /// what [`await_left_edges`](Self::await_left_edges) would have found just before it
+    /// started at `start`, from the samples Prometheus still holds, without waiting (the load
+    /// is over). `ready` is when the last pre-load request (a warm-up's) ended. Edges that are
+    /// not confirmed (no quiet sample between `ready` and `start`) are in
+    /// [`PreLoad::unconfirmed`] and make the measurement invalid.
+    pub async fn left_edges_of_past_load(
+        &self,
+        ready: DateTime<Utc>,
+        start: DateTime<Utc>,
+    ) -> Result<PreLoad, PromError> {
+        let (interval, interval_source, _) = self.resolve_interval().await?;
+        let lookback = interval.saturating_mul(3) + Duration::from_secs(10);
+        let (_, unconfirmed) = self.left_edges_at(ready, lookback, ms(start)).await?;
+        if !unconfirmed.is_empty() {
+            tracing::warn!(
+                problems = ?unconfirmed,
+                "no confirmed sample before the load: the measurement will be invalid"
+            );
+        }
+        Ok(PreLoad {
+            ready,
+            interval,
+            interval_source,
+            waited: Duration::ZERO,
+            unconfirmed,
+        })
+    }
+
     /// After the load: waits (bounded as before it) for the right edge, then reads every
     /// figure at `T` (see the module docs). `client_successes` is the requests the client saw
     /// succeed: `T` waits until the servers have counted at least that many.
