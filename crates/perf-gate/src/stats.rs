@@ -16,6 +16,7 @@
 use crate::results::{AdjustedPercentiles, Distribution, Latency};
 
 pub mod hist;
+pub mod select;
 pub mod store;
 
 pub use hist::LatencyHistogram;
@@ -83,12 +84,12 @@ impl Samples {
 
     /// Summary with nearest-rank percentiles.
     pub fn distribution(&self) -> Distribution {
-        distribution_sorted(&self.sorted(), self.sum)
+        distribution_sorted(self.sorted().as_slice(), self.sum)
     }
 
     /// Error-adjusted percentiles: these samples plus `failures` samples of `+Inf`.
     pub fn adjusted(&self, failures: u64) -> AdjustedPercentiles {
-        adjusted_sorted(&self.sorted(), failures)
+        adjusted_sorted(self.sorted().as_slice(), failures)
     }
 
     fn sorted(&self) -> Vec<f32> {
@@ -98,40 +99,94 @@ impl Samples {
     }
 }
 
+/// Samples whose `i`-th smallest (0-based) can be read: a sorted slice, or the few ranks
+/// [`select::OrderStatistics`] counted out of a store ([`ranks_wanted`] lists them).
+pub(crate) trait Ranked {
+    /// How many samples.
+    fn count(&self) -> usize;
+    /// The `i`-th smallest.
+    fn at(&self, i: usize) -> f32;
+}
+
+impl Ranked for [f32] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> f32 {
+        self[i]
+    }
+}
+
+/// The quantiles of a [`Distribution`] and of [`AdjustedPercentiles`].
+const DISTRIBUTION_QS: [f64; 4] = [0.50, 0.90, 0.95, 0.99];
+const ADJUSTED_QS: [f64; 3] = [0.50, 0.95, 0.99];
+
+/// The 0-based ranks [`distribution_sorted`] reads of `n` samples, and (with `failures`)
+/// [`adjusted_sorted`]: every rank of those two an [`Ranked`] must answer.
+pub(crate) fn ranks_wanted(n: usize, failures: Option<u64>) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut ranks: Vec<usize> = [0, n - 1]
+        .into_iter()
+        .chain(DISTRIBUTION_QS.iter().map(|&q| nearest_rank(q, n) - 1))
+        .collect();
+    if let Some(f) = failures {
+        let total = n + f as usize;
+        ranks.extend(
+            ADJUSTED_QS
+                .iter()
+                .map(|&q| nearest_rank(q, total) - 1)
+                .filter(|&r| r < n),
+        );
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    ranks
+}
+
 /// Exact nearest-rank summary of `sorted` (ascending) whose values add up to `sum`.
-pub(crate) fn distribution_sorted(sorted: &[f32], sum: f64) -> Distribution {
-    let n = sorted.len();
+pub(crate) fn distribution_sorted<R: Ranked + ?Sized>(sorted: &R, sum: f64) -> Distribution {
+    let n = sorted.count();
+    let at = |q: f64| (n > 0).then(|| f64::from(sorted.at(nearest_rank(q, n) - 1)));
+    let [p50, p90, p95, p99] = DISTRIBUTION_QS.map(at);
     Distribution {
         count: n as u64,
-        min: sorted.first().map(|v| f64::from(*v)),
+        min: (n > 0).then(|| f64::from(sorted.at(0))),
         mean: (n > 0).then(|| sum / n as f64),
-        p50: percentile_sorted(sorted, 0.50),
-        p90: percentile_sorted(sorted, 0.90),
-        p95: percentile_sorted(sorted, 0.95),
-        p99: percentile_sorted(sorted, 0.99),
-        max: sorted.last().map(|v| f64::from(*v)),
+        p50,
+        p90,
+        p95,
+        p99,
+        max: (n > 0).then(|| f64::from(sorted.at(n - 1))),
         relative_error: None,
     }
 }
 
 /// Nearest-rank percentiles of `sorted` (ascending) plus `failures` samples of `+Inf`.
-pub(crate) fn adjusted_sorted(sorted: &[f32], failures: u64) -> AdjustedPercentiles {
-    let total = sorted.len() + failures as usize;
+pub(crate) fn adjusted_sorted<R: Ranked + ?Sized>(
+    sorted: &R,
+    failures: u64,
+) -> AdjustedPercentiles {
+    let n = sorted.count();
+    let total = n + failures as usize;
     let at = |q: f64| -> Option<Latency> {
         if total == 0 {
             return None;
         }
         let rank = nearest_rank(q, total);
-        Some(match sorted.get(rank - 1) {
-            Some(v) => Latency::Finite(f64::from(*v)),
-            None => Latency::Inf,
+        Some(if rank <= n {
+            Latency::Finite(f64::from(sorted.at(rank - 1)))
+        } else {
+            Latency::Inf
         })
     };
+    let [p50, p95, p99] = ADJUSTED_QS.map(at);
     AdjustedPercentiles {
         count: total as u64,
-        p50: at(0.50),
-        p95: at(0.95),
-        p99: at(0.99),
+        p50,
+        p95,
+        p99,
     }
 }
 

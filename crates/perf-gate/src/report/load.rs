@@ -224,21 +224,21 @@ fn distribution(
     let mut series = Vec::new();
     let mut notes = Vec::new();
     for (arm, requests) in drawn {
-        let sorted = series::sorted(requests, which);
+        let spread = series::spread(requests, which);
         let color = arm.view.color();
-        let p95 = series::quantile(&sorted, 0.95);
+        let p95 = spread.p95;
         notes.push(format!(
             "{}: {} successes, P50 {} s, P95 {} s",
             arm.view.role,
-            sorted.len(),
-            opt_num(series::quantile(&sorted, 0.50)),
+            spread.count,
+            opt_num(spread.p50),
             opt_num(p95)
         ));
         series.push(Series {
             label: format!("{} ({})", arm.view.role, arm.view.adapter),
             color,
             draw: Draw::Line(2),
-            points: series::ecdf(&sorted),
+            points: spread.ecdf,
         });
         if let Some(p) = p95 {
             series.push(Series {

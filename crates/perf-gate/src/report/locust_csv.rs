@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::steps::{StepView, endpoint_name, steps};
 use crate::results::{ClientMetrics, LoadTestResults};
-use crate::stats::{SampleStore, percentile_sorted};
+use crate::stats::SampleStore;
 
 /// Locust's percentiles, as fractions, in column order.
 pub(crate) const PERCENTILES: [f64; 11] = [
@@ -80,19 +80,19 @@ impl Times {
         }
     }
 
-    /// From the successful requests' E2E latencies, sorted ascending (exact).
-    pub(crate) fn of_sorted(sorted: &[f32]) -> Self {
-        if sorted.is_empty() {
+    /// From the successful requests' E2E latencies (exact, counted out of the store).
+    fn of_store(store: &SampleStore) -> Self {
+        let mut qs = vec![0.5];
+        qs.extend(PERCENTILES);
+        let Some(e2e) = store.e2e_quantiles(&qs) else {
             return Times::none();
-        }
-        let at = |q: f64| percentile_sorted(sorted, q).expect("invariant: not empty");
-        let sum: f64 = sorted.iter().map(|v| f64::from(*v)).sum();
+        };
         Times {
-            median: whole_ms(at(0.5)),
-            average: ms(sum / sorted.len() as f64),
-            min: ms(f64::from(sorted[0])),
-            max: ms(f64::from(sorted[sorted.len() - 1])),
-            percentiles: PERCENTILES.iter().map(|&q| whole_ms(at(q))).collect(),
+            median: whole_ms(e2e.at[0]),
+            average: ms(e2e.sum / e2e.count as f64),
+            min: ms(e2e.min),
+            max: ms(e2e.max),
+            percentiles: e2e.at[1..].iter().map(|&v| whole_ms(v)).collect(),
         }
     }
 
@@ -100,14 +100,7 @@ impl Times {
     /// (the percentiles it lacks are `N/A`).
     fn of(c: &ClientMetrics) -> Self {
         if let Some(store) = c.samples.as_ref().and_then(|p| SampleStore::unpack(p).ok()) {
-            let mut e2e: Vec<f32> = store
-                .requests()
-                .iter()
-                .map(|r| r.e2e_s)
-                .filter(|v| !v.is_nan())
-                .collect();
-            e2e.sort_unstable_by(f32::total_cmp);
-            return Times::of_sorted(&e2e);
+            return Times::of_store(&store);
         }
         let d = &c.e2e_s;
         if d.count == 0 {

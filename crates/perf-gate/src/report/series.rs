@@ -3,6 +3,7 @@
 //! (at most [`ECDF_POINTS`], [`SCATTER_POINTS`] or a few hundred time bins), so a 100 000-request
 //! load renders as fast as a small one.
 
+use crate::stats::select::OrderStatistics;
 use crate::stats::{RequestSample, nearest_rank};
 
 /// Most points of a distribution curve (quantiles taken at even steps beyond that).
@@ -11,6 +12,8 @@ pub(crate) const ECDF_POINTS: usize = 500;
 pub(crate) const SCATTER_POINTS: usize = 2000;
 /// About how many bins the over-time plots cut a load into.
 pub(crate) const TIME_BINS: f64 = 60.0;
+/// How many time bins [`binned_percentiles`] counts in one go (8 KB each).
+const BINS_COUNTED_AT_ONCE: usize = 64;
 
 /// Which latency of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,37 +38,68 @@ fn present(v: f32) -> Option<f64> {
     (v.is_finite() && v >= 0.0).then_some(f64::from(v))
 }
 
-/// The sorted latencies of the successes.
-pub(crate) fn sorted(requests: &[RequestSample], which: Latency) -> Vec<f64> {
-    let mut v: Vec<f64> = requests
-        .iter()
-        .filter_map(|r| present(which.of(r)))
-        .collect();
-    v.sort_unstable_by(f64::total_cmp);
-    v
+/// The successes' latency, ranked for the distribution plot: how many, P50, P95 and the
+/// curve, counted out of the samples without a sorted copy (a million-request load adds no
+/// memory to the report but its bounded points).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spread {
+    /// Successes.
+    pub(crate) count: usize,
+    /// Nearest-rank P50.
+    pub(crate) p50: Option<f64>,
+    /// Nearest-rank P95.
+    pub(crate) p95: Option<f64>,
+    /// The empirical distribution function as `(latency, fraction of requests at or below
+    /// it)`: every sample up to [`ECDF_POINTS`], else the nearest-rank quantiles at even
+    /// steps. Starts at `(min, 0)`.
+    pub(crate) ecdf: Vec<(f64, f64)>,
 }
 
-/// The empirical distribution function of `sorted` (ascending) as `(latency, fraction of
-/// requests at or below it)`: every sample up to [`ECDF_POINTS`], else the nearest-rank
-/// quantiles at even steps. Starts at `(min, 0)`.
-pub(crate) fn ecdf(sorted: &[f64]) -> Vec<(f64, f64)> {
-    let n = sorted.len();
-    let Some(&first) = sorted.first() else {
-        return Vec::new();
+/// The [`Spread`] of the successes' `which` latency.
+pub(crate) fn spread(requests: &[RequestSample], which: Latency) -> Spread {
+    let visit = |sink: &mut dyn FnMut(usize, f32)| {
+        for r in requests {
+            let v = which.of(r);
+            if present(v).is_some() {
+                sink(0, v);
+            }
+        }
     };
-    let steps = n.min(ECDF_POINTS);
-    let mut out = Vec::with_capacity(steps + 1);
-    out.push((first, 0.0));
-    for j in 1..=steps {
-        let q = j as f64 / steps as f64;
-        out.push((sorted[nearest_rank(q, n) - 1], q));
+    let stats = OrderStatistics::new(1, &visit);
+    let n = stats.count(0);
+    if n == 0 {
+        return Spread {
+            count: 0,
+            p50: None,
+            p95: None,
+            ecdf: Vec::new(),
+        };
     }
-    out
-}
-
-/// Nearest-rank quantile `q` of `sorted` (ascending).
-pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    (!sorted.is_empty()).then(|| sorted[nearest_rank(q, sorted.len()) - 1])
+    let steps = n.min(ECDF_POINTS);
+    let curve: Vec<(usize, f64)> = std::iter::once((0, 0.0))
+        .chain((1..=steps).map(|j| {
+            let q = j as f64 / steps as f64;
+            (nearest_rank(q, n) - 1, q)
+        }))
+        .collect();
+    let (r50, r95) = (nearest_rank(0.50, n) - 1, nearest_rank(0.95, n) - 1);
+    let wanted: Vec<(usize, usize)> = curve
+        .iter()
+        .map(|&(r, _)| r)
+        .chain([r50, r95])
+        .map(|r| (0, r))
+        .collect();
+    let values: Vec<f64> = stats.ranks(&wanted).into_iter().map(f64::from).collect();
+    Spread {
+        count: n,
+        p50: Some(values[curve.len()]),
+        p95: Some(values[curve.len() + 1]),
+        ecdf: curve
+            .iter()
+            .zip(&values)
+            .map(|(&(_, q), &v)| (v, q))
+            .collect(),
+    }
 }
 
 /// The successes as `(finished_s, latency)`, every `stride`-th of them so that at most
@@ -168,19 +202,41 @@ pub(crate) fn binned_percentiles(
     which: Latency,
     bins: Bins,
 ) -> Vec<(f64, f64, f64)> {
-    let mut per: Vec<Vec<f64>> = vec![Vec::new(); bins.count];
-    for r in requests {
-        if let (Some(i), Some(v)) = (bins.index(f64::from(r.finished_s)), present(which.of(r))) {
-            per[i].push(v);
-        }
+    let mut out = Vec::new();
+    // counted a few dozen bins at a time: 8 KB a bin, whatever the number of requests
+    for first in (0..bins.count).step_by(BINS_COUNTED_AT_ONCE) {
+        let last = (first + BINS_COUNTED_AT_ONCE).min(bins.count);
+        let visit = |sink: &mut dyn FnMut(usize, f32)| {
+            for r in requests {
+                let v = which.of(r);
+                if let (Some(i), Some(_)) = (bins.index(f64::from(r.finished_s)), present(v))
+                    && (first..last).contains(&i)
+                {
+                    sink(i - first, v);
+                }
+            }
+        };
+        let stats = OrderStatistics::new(last - first, &visit);
+        let filled: Vec<usize> = (0..last - first).filter(|&g| stats.count(g) > 0).collect();
+        let wanted: Vec<(usize, usize)> = filled
+            .iter()
+            .flat_map(|&g| {
+                let n = stats.count(g);
+                [
+                    (g, nearest_rank(0.50, n) - 1),
+                    (g, nearest_rank(0.95, n) - 1),
+                ]
+            })
+            .collect();
+        let values = stats.ranks(&wanted);
+        out.extend(
+            filled
+                .iter()
+                .zip(values.chunks_exact(2))
+                .map(|(&g, v)| (bins.mid(first + g), f64::from(v[0]), f64::from(v[1]))),
+        );
     }
-    per.into_iter()
-        .enumerate()
-        .filter_map(|(i, mut v)| {
-            v.sort_unstable_by(f64::total_cmp);
-            Some((bins.mid(i), quantile(&v, 0.50)?, quantile(&v, 0.95)?))
-        })
-        .collect()
+    out
 }
 
 /// Requests in flight: per bin `(start, end, mean number in flight over it)`, counted from the
@@ -240,21 +296,48 @@ mod tests {
 
     #[test]
     fn the_distribution_curve_is_exact_when_small_and_bounded_when_large() {
-        let small = [0.1, 0.2, 0.3, 0.4];
+        // failures (NaN, negative, infinite) are left out
+        let small: Vec<RequestSample> = [0.375, f32::NAN, 0.125, 0.5, -1.0, 0.25, f32::INFINITY]
+            .into_iter()
+            .map(|e| req(1.0, 0.1, e))
+            .collect();
         assert_eq!(
-            ecdf(&small),
-            vec![(0.1, 0.0), (0.1, 0.25), (0.2, 0.5), (0.3, 0.75), (0.4, 1.0)]
+            spread(&small, Latency::E2e),
+            Spread {
+                count: 4,
+                p50: Some(0.25),
+                p95: Some(0.5),
+                ecdf: vec![
+                    (0.125, 0.0),
+                    (0.125, 0.25),
+                    (0.25, 0.5),
+                    (0.375, 0.75),
+                    (0.5, 1.0)
+                ],
+            }
         );
-        let large: Vec<f64> = (1..=100_000).map(|i| f64::from(i) / 1000.0).collect();
-        let curve = ecdf(&large);
-        assert_eq!(curve.len(), ECDF_POINTS + 1);
-        assert_eq!(curve.last(), Some(&(100.0, 1.0)));
+        // the curve's points and quantiles are the sorted copy's, nearest rank
+        let large: Vec<RequestSample> = (1..=100_000)
+            .rev()
+            .map(|i| req(1.0, i as f32 / 1000.0, 0.0))
+            .collect();
+        let mut sorted: Vec<f64> = large.iter().map(|r| f64::from(r.ttft_s)).collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let s = spread(&large, Latency::Ttft);
+        assert_eq!(s.ecdf.len(), ECDF_POINTS + 1);
+        assert_eq!(s.ecdf.last(), Some(&(100.0, 1.0)));
+        assert_eq!(s.ecdf[0], (sorted[0], 0.0));
+        for &(v, q) in &s.ecdf[1..] {
+            assert_eq!(v, sorted[nearest_rank(q, sorted.len()) - 1], "{q}");
+        }
         assert!(
-            curve
+            s.ecdf
                 .windows(2)
                 .all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1)
         );
-        assert!(ecdf(&[]).is_empty());
+        assert_eq!(s.p95, Some(sorted[94_999]));
+        assert_eq!(s.p50, Some(sorted[49_999]));
+        assert_eq!(spread(&[], Latency::Ttft).ecdf, vec![]);
     }
 
     #[test]
@@ -335,5 +418,29 @@ mod tests {
             binned_percentiles(&rs, Latency::E2e, bins),
             vec![(0.5, 50.0, 95.0)]
         );
+        // more bins than are counted at once: each bin's own requests, in order
+        let bins = Bins {
+            width: 1.0,
+            count: 150,
+        };
+        let rs: Vec<RequestSample> = (0..150 * 20)
+            .map(|i| {
+                req(
+                    (i % 150) as f32 + 0.5,
+                    0.1,
+                    (i % 150 * 100 + i / 150) as f32,
+                )
+            })
+            .collect();
+        let got = binned_percentiles(&rs, Latency::E2e, bins);
+        assert_eq!(got.len(), 150);
+        for (b, &(mid, p50, p95)) in got.iter().enumerate() {
+            let base = (b * 100) as f64;
+            assert_eq!(
+                (mid, p50, p95),
+                (b as f64 + 0.5, base + 9.0, base + 18.0),
+                "{b}"
+            );
+        }
     }
 }

@@ -10,7 +10,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{adjusted_sorted, distribution_sorted};
+use super::select::OrderStatistics;
+use super::{Ranked, adjusted_sorted, distribution_sorted, ranks_wanted};
 use std::sync::Arc;
 
 use crate::results::{
@@ -206,39 +207,119 @@ impl SampleStore {
         requests.sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
     }
 
-    /// The TTFTs present, ascending, with their exact sum.
-    fn sorted(&self, pick: fn(&RequestSample) -> f32) -> (Vec<f32>, f64) {
-        let mut v: Vec<f32> = self
+    /// The ranks of one latency that its distribution (and with `failures`, its adjusted
+    /// percentiles) read, counted out of the store without a sorted copy, and its exact sum.
+    fn ranked(&self, pick: fn(&RequestSample) -> f32, failures: Option<u64>) -> (Picked, f64) {
+        let visit = |sink: &mut dyn FnMut(usize, f32)| {
+            for r in self.requests.iter() {
+                sink(0, pick(r));
+            }
+        };
+        let stats = OrderStatistics::new(1, &visit);
+        let n = stats.count(0);
+        let ranks = ranks_wanted(n, failures);
+        let wanted: Vec<(usize, usize)> = ranks.iter().map(|&r| (0, r)).collect();
+        let values = ranks.into_iter().zip(stats.ranks(&wanted)).collect();
+        let sum = self
             .requests
             .iter()
             .map(pick)
             .filter(|x| !x.is_nan())
+            .map(f64::from)
+            .sum();
+        (Picked { n, values }, sum)
+    }
+
+    /// Nearest-rank quantiles `qs` of the E2E latencies present, with their count, sum and
+    /// extremes, counted out of the store without a sorted copy; `None` when no request has
+    /// one.
+    pub fn e2e_quantiles(&self, qs: &[f64]) -> Option<Quantiles> {
+        let pick = |r: &RequestSample| r.e2e_s;
+        let visit = |sink: &mut dyn FnMut(usize, f32)| {
+            for r in self.requests.iter() {
+                sink(0, pick(r));
+            }
+        };
+        let stats = OrderStatistics::new(1, &visit);
+        let n = stats.count(0);
+        if n == 0 {
+            return None;
+        }
+        let wanted: Vec<(usize, usize)> = [0, n - 1]
+            .into_iter()
+            .chain(qs.iter().map(|&q| super::nearest_rank(q, n) - 1))
+            .map(|r| (0, r))
             .collect();
-        v.sort_unstable_by(f32::total_cmp);
-        let sum = v.iter().map(|x| f64::from(*x)).sum();
-        (v, sum)
+        let values: Vec<f64> = stats.ranks(&wanted).into_iter().map(f64::from).collect();
+        let sum = self
+            .requests
+            .iter()
+            .map(pick)
+            .filter(|x| !x.is_nan())
+            .map(f64::from)
+            .sum();
+        Some(Quantiles {
+            count: n,
+            sum,
+            min: values[0],
+            max: values[1],
+            at: values[2..].to_vec(),
+        })
     }
 
     /// Exact nearest-rank distribution of the TTFTs present.
     pub fn ttft(&self) -> Distribution {
-        let (v, sum) = self.sorted(|r| r.ttft_s);
+        let (v, sum) = self.ranked(|r| r.ttft_s, None);
         distribution_sorted(&v, sum)
     }
 
     /// Exact nearest-rank distribution of the E2E latencies present.
     pub fn e2e(&self) -> Distribution {
-        let (v, sum) = self.sorted(|r| r.e2e_s);
+        let (v, sum) = self.ranked(|r| r.e2e_s, None);
         distribution_sorted(&v, sum)
     }
 
     /// TTFT percentiles with `failures` more requests counted as `+Inf`.
     pub fn ttft_adjusted(&self, failures: u64) -> AdjustedPercentiles {
-        adjusted_sorted(&self.sorted(|r| r.ttft_s).0, failures)
+        adjusted_sorted(&self.ranked(|r| r.ttft_s, Some(failures)).0, failures)
     }
 
     /// E2E percentiles with `failures` more requests counted as `+Inf`.
     pub fn e2e_adjusted(&self, failures: u64) -> AdjustedPercentiles {
-        adjusted_sorted(&self.sorted(|r| r.e2e_s).0, failures)
+        adjusted_sorted(&self.ranked(|r| r.e2e_s, Some(failures)).0, failures)
+    }
+}
+
+/// Some quantiles of a latency ([`SampleStore::e2e_quantiles`]), seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantiles {
+    /// Requests with the latency.
+    pub count: usize,
+    /// Its sum.
+    pub sum: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+    /// The nearest-rank quantile of each `q` asked for, in order.
+    pub at: Vec<f64>,
+}
+
+/// The ranks of `n` samples that [`ranks_wanted`] lists, by rank.
+struct Picked {
+    n: usize,
+    values: std::collections::BTreeMap<usize, f32>,
+}
+
+impl Ranked for Picked {
+    fn count(&self) -> usize {
+        self.n
+    }
+    fn at(&self, i: usize) -> f32 {
+        *self
+            .values
+            .get(&i)
+            .expect("invariant: ranks_wanted lists every rank the summaries read")
     }
 }
 
@@ -389,7 +470,15 @@ mod tests {
         assert_eq!((got.min, got.max), (want.min, want.max));
         assert!((got.mean.unwrap() - want.mean.unwrap()).abs() < 1e-6);
         assert_eq!(store.ttft().count, 900);
-        assert_eq!(store.ttft_adjusted(100), ttft.adjusted(100));
+        // counted out of the store, as ranked in a sorted copy, whether the failures' +Inf
+        // reach the P50, only the P99, or none
+        for failures in [0, 1, 9, 100, 899, 900, 5000] {
+            assert_eq!(
+                store.ttft_adjusted(failures),
+                ttft.adjusted(failures),
+                "{failures}"
+            );
+        }
         assert_eq!(store.requests()[0].ttft_s.to_bits(), f32::NAN.to_bits());
         assert_eq!(store.requests()[999].finished_s, 999.0);
     }
