@@ -261,3 +261,68 @@ fn shards_that_do_not_make_one_load_are_refused() {
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// Open-loop shards with `--arrival constant` interleave: shard `i` of `n` starts `i / n` of a
+/// gap later, so the union is one constant schedule at the whole rate (20/s: every 50 ms), not
+/// `n` requests at every `n / rate` instant.
+#[test]
+fn constant_arrivals_of_shards_interleave_into_one_schedule() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let dirs: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("s{i}"))).collect();
+    let children: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            load(
+                &sim,
+                &eval,
+                d,
+                &[
+                    "--shard-count",
+                    "4",
+                    "--shard-index",
+                    &i.to_string(),
+                    "--rate",
+                    "20",
+                    "--arrival",
+                    "constant",
+                    "--num-requests",
+                    "24",
+                    "--start-at",
+                    &start_at,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("load-test starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut scheduled: Vec<(f64, usize)> = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let records = request_records(d);
+        assert_eq!(records.len(), 6, "shard {i}");
+        scheduled.extend(records.iter().map(|r| (f(&r["scheduled_s"]), i)));
+    }
+    scheduled.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (k, &(at, shard)) in scheduled.iter().enumerate() {
+        assert!(
+            (at - k as f64 / 20.0).abs() < 1e-9,
+            "request {k} at {at}: {scheduled:?}"
+        );
+        assert_eq!(shard, k % 4, "request {k}: {scheduled:?}");
+    }
+    let out = merge(&dirs, &dir.path().join("m"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        load_test_results(&dir.path().join("m"))["client"]["total_requests"],
+        24
+    );
+}

@@ -69,6 +69,10 @@ pub enum Schedule {
         arrival: Arrival,
         /// Seed of the arrival process.
         seed: u64,
+        /// Where the arrival process starts, in mean gaps (0 <= phase < 1): 0 for one process;
+        /// shard `i` of `n` starts at `i / n`, so the shards' constant schedules interleave into
+        /// one at the whole rate instead of all firing at the same instants.
+        phase: f64,
     },
 }
 
@@ -263,6 +267,7 @@ pub async fn run_load(
             max_in_flight,
             arrival,
             seed,
+            phase,
         } if per_second.is_finite() && per_second >= 1e-3 && max_in_flight > 0 => {
             let profile = opts
                 .profile
@@ -274,8 +279,13 @@ pub async fn run_load(
                 .offsets(1.0, seed)
                 .map_err(|e| RunError::Schedule(e.to_string()))?;
             let mapped = profile.clone();
+            let phase = if (0.0..1.0).contains(&phase) {
+                phase
+            } else {
+                0.0
+            };
             let offsets: Box<dyn Iterator<Item = f64> + Send> =
-                Box::new(unit.map_while(move |u| mapped.time_of(u)));
+                Box::new(unit.map_while(move |u| mapped.time_of(u + phase)));
             (profile, Some(offsets), Some(max_in_flight))
         }
         other => return Err(RunError::Schedule(format!("{other:?}"))),

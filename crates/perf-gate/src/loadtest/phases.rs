@@ -583,6 +583,9 @@ pub(super) async fn measure(
             max_in_flight: cfg.max_inflight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             arrival: cfg.arrival,
             seed: cfg.seed,
+            phase: cfg
+                .shard
+                .map_or(0.0, |s| f64::from(s.index) / f64::from(s.count)),
         },
         None => Schedule::Closed {
             concurrency: cfg.concurrency,
