@@ -851,14 +851,25 @@ impl TryFrom<Cli> for LoadTestConfig {
         }
         if let Some(s) = shard {
             // this shard's share of the load: the first shards take the remainder
+            // (a staged closed loop: of each stage's level, in LoadTestConfig::profile)
             let share =
                 config.concurrency / s.count + u32::from(s.index < config.concurrency % s.count);
-            if share == 0 && config.rate.is_none() {
-                anyhow::bail!(
+            match (&config.stages, config.rate) {
+                (Some(stages), None) => {
+                    let peak = stages.iter().map(|st| st.target).fold(0.0, f64::max);
+                    if peak.round() < f64::from(s.count) {
+                        anyhow::bail!(
+                            "--shard-count {}: more shards than the --stages peak of {peak} requests in flight (each shard needs a request in flight)",
+                            s.count
+                        );
+                    }
+                }
+                (None, None) if share == 0 => anyhow::bail!(
                     "--shard-count {}: more shards than --concurrency {} (each shard needs a request in flight)",
                     s.count,
                     config.concurrency
-                );
+                ),
+                _ => {}
             }
             config.concurrency = share.max(1);
             config.rate = config.rate.map(|r| r / f64::from(s.count));
@@ -896,7 +907,6 @@ fn shard(cli: &Cli) -> anyhow::Result<Option<Shard>> {
         (!cli.steps.is_empty(), "--steps"),
         (cli.baseline_adapter.is_some(), "--baseline-adapter"),
         (!cli.targets.is_empty() || cli.lora_mix.is_some(), "a mix"),
-        (cli.stages.is_some(), "--stages"),
     ] {
         if set {
             anyhow::bail!("--shard-count cannot be used with {flag} (yet): shard a plain load");

@@ -19,22 +19,27 @@ fn sim() -> Sim {
     })
 }
 
-/// `load-test` against `sim` with the common flags, then `args`.
+/// `load-test` against `sim` with the common flags, 80 requests, then `args`.
 fn load(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = staged(
+        sim,
+        eval,
+        out,
+        &["--num-requests", "80", "--concurrency", "8"],
+    );
+    c.args(args);
+    c
+}
+
+/// `load-test` against `sim` with the common flags but the load's length, then `args`.
+fn staged(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Command {
     let mut c = load_test();
     c.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
         .arg("--eval-data-path")
         .arg(eval)
         .arg("--output-dir")
         .arg(out)
-        .args([
-            "--num-requests",
-            "80",
-            "--concurrency",
-            "8",
-            "--max-tokens",
-            "8",
-        ])
+        .args(["--max-tokens", "8"])
         .args(["--progress-interval", "0", "--poll-interval", "0"])
         .args(args);
     c
@@ -324,5 +329,105 @@ fn constant_arrivals_of_shards_interleave_into_one_schedule() {
     assert_eq!(
         load_test_results(&dir.path().join("m"))["client"]["total_requests"],
         24
+    );
+}
+
+/// The most requests of `records` in flight at once, from their start and total times.
+fn most_in_flight(records: &[Value]) -> usize {
+    let mut edges: Vec<(f64, i32)> = records
+        .iter()
+        .flat_map(|r| {
+            let start = f(&r["start_s"]);
+            [(start, 1), (start + f(&r["total_s"]), -1)]
+        })
+        .collect();
+    // an end before a start at the same instant: a slot handed on is not two in flight
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// `--stages` as the results record it.
+const STAGES: &str = "10ms:5,1s 500ms:5";
+
+/// `--stages` in shards: each runs its part of every stage's level (5 in flight over 2 shards:
+/// 3 and 2), the shards' results and the merge keep the whole load's stages.
+#[test]
+fn staged_shards_run_their_part_of_each_stage() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("s{i}"))).collect();
+    let children: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            staged(
+                &sim,
+                &eval,
+                d,
+                &[
+                    "--shard-count",
+                    "2",
+                    "--shard-index",
+                    &i.to_string(),
+                    "--stages",
+                    "10ms:5,1500ms:5",
+                    "--start-at",
+                    &start_at,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("load-test starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for (d, part) in dirs.iter().zip([3, 2]) {
+        let r = load_test_results(d);
+        assert_eq!(r["config"]["stages"], STAGES, "{}", r["config"]);
+        let records = request_records(d);
+        // 20 ms + 7 x 5 ms a request: dozens of requests per slot in 1.5 s
+        assert!(records.len() > 10 * part, "{}", records.len());
+        assert_eq!(most_in_flight(&records), part, "{}", d.display());
+    }
+    let merged = dir.path().join("m");
+    let out = merge(&dirs, &merged);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = load_test_results(&merged);
+    assert_eq!(r["config"]["stages"], STAGES);
+    let all: Vec<Value> = request_records(&merged);
+    assert_eq!(
+        r["client"]["total_requests"].as_u64(),
+        Some(all.len() as u64)
+    );
+    // more shards than the stages' peak of requests in flight: refused before the network
+    let out = run(&mut staged(
+        &sim,
+        &eval,
+        &dir.path().join("x"),
+        &[
+            "--shard-count",
+            "6",
+            "--shard-index",
+            "0",
+            "--stages",
+            "1s:5",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more shards than the --stages peak of 5"),
+        "{}",
+        stderr(&out)
     );
 }

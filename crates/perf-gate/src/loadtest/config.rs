@@ -170,6 +170,20 @@ pub struct Shard {
     pub count: u32,
 }
 
+impl Shard {
+    /// This shard's part of a level of the whole load: a rate divided evenly (`open`), or
+    /// requests in flight split whole, the first shards taking the remainder, so the shards'
+    /// parts add up to the level (rounded to a whole number of requests).
+    pub fn share(self, level: f64, open: bool) -> f64 {
+        if open {
+            return level / f64::from(self.count);
+        }
+        let whole = level.round().max(0.0) as u64;
+        let (n, i) = (u64::from(self.count), u64::from(self.index));
+        (whole / n + u64::from(i < whole % n)) as f64
+    }
+}
+
 impl LoadTestConfig {
     /// How the load's level moves over time (`--stages`, `--ramp-up`), `None` when constant.
     /// Closed loops start from 1 request in flight, open loops from 0 per second.
@@ -180,9 +194,20 @@ impl LoadTestConfig {
             None => (1.0, f64::from(self.concurrency)),
         };
         if let Some(stages) = &self.stages {
+            // a shard runs its share of every level; the results keep the whole load's stages
+            let share = |level: f64| {
+                self.shard
+                    .map_or(level, |s| s.share(level, self.rate.is_some()))
+            };
             return Some(Profile {
-                start,
-                stages: stages.clone(),
+                start: share(start),
+                stages: stages
+                    .iter()
+                    .map(|st| crate::runner::Stage {
+                        target: share(st.target),
+                        ..st.clone()
+                    })
+                    .collect(),
             });
         }
         self.ramp_up
@@ -235,5 +260,32 @@ impl std::fmt::Debug for LoadTestConfig {
             .field("pushgateway", &self.pushgateway)
             .field("otlp", &self.otlp)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn the_shards_parts_of_a_level_add_up_to_it() {
+        for count in 2..=5u32 {
+            for level in 0..=23u32 {
+                let parts: Vec<f64> = (0..count)
+                    .map(|index| Shard { index, count }.share(f64::from(level), false))
+                    .collect();
+                assert_eq!(
+                    parts.iter().sum::<f64>(),
+                    f64::from(level),
+                    "{level}/{count}"
+                );
+                // whole requests, the first shards taking the remainder
+                assert!(parts.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1.0));
+                assert!(parts.iter().all(|p| p.fract() == 0.0));
+            }
+        }
+        let s = Shard { index: 1, count: 4 };
+        assert_eq!(s.share(10.0, true), 2.5);
+        assert_eq!(s.share(6.4, false), 2.0, "6 in flight: 2, 2, 1, 1");
     }
 }
