@@ -205,7 +205,7 @@ impl LoadTestConfig {
                     .iter()
                     .map(|st| crate::runner::Stage {
                         target: share(st.target),
-                        ..st.clone()
+                        ..*st
                     })
                     .collect(),
             });
