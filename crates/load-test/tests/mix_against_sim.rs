@@ -103,6 +103,17 @@ fn serial_two_servers_of_different_speeds_get_their_weights_and_their_own_figure
     assert_eq!(recs.len(), 80);
     let to = |name: &str| recs.iter().filter(|r| r["target"] == name).count();
     assert_eq!((to("Flash"), to("Thinker")), (60, 20));
+    // the pooled figures are named for the mix, never for its first member alone
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let summary: Value = serde_json::from_str(&read("step_summary.json")).unwrap();
+    assert_eq!(summary["adapter"], "mix:Flash+Thinker");
+    assert!(read("summary.md").contains("Adapter **mix:Flash+Thinker**"));
+    let html = read("load_test_report.html");
+    assert!(
+        html.contains("candidate (mix:Flash+Thinker)"),
+        "report labels"
+    );
+    assert!(!html.contains("candidate (Flash)"));
 }
 
 #[test]

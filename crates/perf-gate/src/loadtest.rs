@@ -107,7 +107,11 @@ pub async fn run(
     }
     // seed 002's live figures: a failed push is a warning, never a failed step
     let pusher = cfg.pushgateway.as_ref().and_then(|p| {
-        match crate::telemetry::pushgateway::Pusher::start(p, &cfg.adapter_name) {
+        let measured = cfg
+            .mix
+            .as_ref()
+            .map_or_else(|| cfg.adapter_name.clone(), crate::mix::Mix::label);
+        match crate::telemetry::pushgateway::Pusher::start(p, &measured) {
             Ok(pusher) => Some(pusher),
             Err(e) => {
                 results

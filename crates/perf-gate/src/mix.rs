@@ -70,7 +70,19 @@ pub struct Mix {
 #[error("{0}")]
 pub struct MixError(pub String);
 
+/// What a mix's pooled figures are named in titles, labels and the Pushgateway's `adapter`
+/// label: `mix:` and its members' names joined by `+` (`mix:sql-lora+chat-lora`). The pooled
+/// figures are no one member's, so they never carry the first member's name alone.
+pub fn label<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    format!("mix:{}", names.into_iter().collect::<Vec<_>>().join("+"))
+}
+
 impl Mix {
+    /// The name of its pooled figures ([`label`]).
+    pub fn label(&self) -> String {
+        label(self.members.iter().map(|m| m.name.as_str()))
+    }
+
     /// A target mix from `--target` specs; names must be distinct.
     pub fn targets(specs: Vec<TargetSpec>) -> Result<Mix, MixError> {
         let members: Vec<Member> = specs

@@ -1039,6 +1039,17 @@ pub struct MixResults {
     pub members: Vec<MixMemberResult>,
 }
 
+impl LoadTestResults {
+    /// What the client figures measured, for titles and labels: the adapter, or a mix's
+    /// [`crate::mix::label`] (the pooled figures are no one member's).
+    pub fn measured(&self) -> std::borrow::Cow<'_, str> {
+        match &self.mix {
+            Some(m) => crate::mix::label(m.members.iter().map(|m| m.name.as_str())).into(),
+            None => self.config.adapter_name.as_str().into(),
+        }
+    }
+}
+
 /// One member of a mix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MixMemberResult {

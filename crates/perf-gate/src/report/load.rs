@@ -12,12 +12,12 @@ use crate::results::{AdjustedPercentiles, ClientMetrics, Distribution, LoadTestR
 use crate::stats::{RequestSample, SampleStore};
 
 /// One arm of a load, as the report shows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ArmView<'a> {
     /// `candidate` or `baseline`.
     pub(crate) role: &'static str,
-    /// The adapter measured.
-    pub(crate) adapter: &'a str,
+    /// The adapter measured (a mix's label: [`LoadTestResults::measured`]).
+    pub(crate) adapter: std::borrow::Cow<'a, str>,
     /// Its client figures (absent: the load never started).
     pub(crate) client: Option<&'a ClientMetrics>,
     /// The load's duration, seconds.
@@ -29,7 +29,7 @@ impl<'a> ArmView<'a> {
     pub(crate) fn candidate(r: &'a LoadTestResults) -> Self {
         ArmView {
             role: "candidate",
-            adapter: &r.config.adapter_name,
+            adapter: r.measured(),
             client: r.client.as_ref(),
             duration_s: r.timing.as_ref().map(|t| t.load_duration_s),
         }
@@ -39,7 +39,7 @@ impl<'a> ArmView<'a> {
     pub(crate) fn same_run_baseline(r: &'a LoadTestResults) -> Option<Self> {
         r.baseline_arm.as_ref().map(|b| ArmView {
             role: "baseline",
-            adapter: &b.adapter.name,
+            adapter: b.adapter.name.as_str().into(),
             client: Some(&b.client),
             duration_s: r.timing.as_ref().map(|t| t.load_duration_s),
         })
@@ -92,7 +92,7 @@ fn unpack(view: ArmView<'_>) -> Arm<'_> {
 
 /// The client tables and every plot drawn from the samples, for these arms.
 pub(crate) fn sections(arms: &[ArmView<'_>], concurrency: Option<u32>) -> String {
-    let arms: Vec<Arm> = arms.iter().copied().map(unpack).collect();
+    let arms: Vec<Arm> = arms.iter().cloned().map(unpack).collect();
     let mut out = String::from("<section id=\"client\">\n<h2>Client figures</h2>\n");
     out.push_str(&client_table(&arms));
     out.push_str("</section>\n<section id=\"distributions\">\n<h2>Latency distributions</h2>\n");

@@ -25,10 +25,10 @@ pub(crate) fn render(r: &LoadTestResults) -> String {
         ("aborted", _) => "inconclusive",
         _ => "failed",
     };
-    let adapter = &r.config.adapter_name;
+    let adapter = r.measured();
     let mut body = format!(
         "<header class=\"banner {class}\">\n<h1>load-test: {status}</h1>\n<p>adapter {}{}</p>\n",
-        esc(adapter),
+        esc(&adapter),
         r.config
             .baseline_adapter
             .as_ref()

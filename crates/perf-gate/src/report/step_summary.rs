@@ -210,7 +210,7 @@ pub(crate) fn render(results: &LoadTestResults) -> StepSummary {
     StepSummary {
         version: STEP_SUMMARY_VERSION,
         status: results.status.as_str().to_string(),
-        adapter: results.config.adapter_name.clone(),
+        adapter: results.measured().into_owned(),
         steps: steps(results).iter().map(line).collect(),
     }
 }

@@ -34,7 +34,7 @@ fn header(r: &LoadTestResults, out: &mut String) {
         out,
         "## {icon} load-test: {}\n\nAdapter **{}** at {}",
         r.status.as_str(),
-        md(&r.config.adapter_name),
+        md(&r.measured()),
         md(&r.config.vllm_url)
     );
     if let Some(parent) = r.adapter.as_ref().and_then(|a| a.parent.as_deref()) {
