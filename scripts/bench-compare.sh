@@ -2,7 +2,8 @@
 # Issue 13's benchmark in one command: every figure of its table for load-test and, side by
 # side on the same machine, Locust (installed from PyPI into a cached venv on first use), with
 # vllm-sim pinned to one core and the client to the other. Prints `figure | load-test | locust |
-# goal` rows (stable format) and the machine line. Takes ~10 min with the defaults.
+# goal` rows (stable format), the machine line and notes (the sim's load; the ceiling without
+# hyper, examples/raw_sse_ceiling). Takes ~12 min with the defaults.
 #   BENCH_RUNS (3), BENCH_SECONDS (20), BENCH_LOCUST (1; 0 skips Locust),
 #   BENCH_MEM_REQUESTS ("20000 200000"), LOCUST_VERSION (2.47.0)
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
 LOCUST_VERSION=${LOCUST_VERSION:-2.47.0}
 cargo build --locked --release -p vllm-sim -p load-test >&2
+cargo build --locked --release -p perf-gate --example raw_sse_ceiling >&2
 if [ "${BENCH_LOCUST:-1}" != 0 ]; then
   VENV=$CACHE/locust-venv
   if [ "$("$VENV/bin/locust" --version 2>/dev/null | awk '{print $2}')" != "$LOCUST_VERSION" ]; then

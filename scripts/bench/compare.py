@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_TEST = os.environ.get("LOAD_TEST", str(ROOT / "target/release/load-test"))
 VLLM_SIM = os.environ.get("VLLM_SIM", str(ROOT / "target/release/vllm-sim"))
+RAW = os.environ.get("RAW_SSE_CEILING", str(ROOT / "target/release/examples/raw_sse_ceiling"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 WITH_LOCUST = os.environ.get("BENCH_LOCUST", "1") != "0"
@@ -228,6 +229,32 @@ def locust(sim, users, seconds):
     }
 
 
+def raw_ceiling(sim, concurrency, seconds):
+    """examples/raw_sse_ceiling against `sim`: the same streams read without hyper, in each
+    request's own task (what a lower-level body reader would cost): streams/s, CPU ms a
+    request."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(pinned(0, [RAW, f"127.0.0.1:{sim.port}", str(concurrency), str(seconds)]),
+                         capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        sys.stderr.write(out.stdout[-2000:] + out.stderr[-4000:])
+        raise SystemExit(f"{RAW} failed ({out.returncode})")
+    fields = dict(kv.split("=") for kv in out.stdout.split())
+    n, wall = int(fields["requests"]), float(fields["wall_s"])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"streams_s": n / wall, "cpu_ms_per_request": cpu * 1000 / max(n, 1)}
+
+
+def raw_ceiling_runs(ttft_ms, itl_ms, concurrency):
+    """RUNS runs of raw_ceiling on a fresh sim with these delays."""
+    sim = Sim(ttft_ms, itl_ms)
+    try:
+        return [raw_ceiling(sim, concurrency, SECONDS) for _ in range(RUNS)]
+    finally:
+        sim.stop()
+
+
 def median(runs, key):
     vals = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(vals) if vals else None
@@ -268,6 +295,7 @@ def main():
     row("peak RSS at 1,024 streams (MB)", fmt(rss_lt), "-", "<= 50")
     note.append(f"vllm-sim used at most {sim_share * 100:.0f} % of its core at 1,024 streams"
                 + (" (the server may be the limit)" if sim_share > 0.9 else " (not the limit)"))
+    raw_busy = raw_ceiling_runs(20, 5, 1024)
 
     # zero-delay server, 256 streams
     sim = Sim(0, 0)
@@ -287,6 +315,11 @@ def main():
     note.append(f"vllm-sim used at most {sim_share * 100:.0f} % of its core at zero delay"
                 + (" (the server, not the client, is the limit)" if sim_share > 0.9 else
                    " (not the limit)"))
+    raw_zero = raw_ceiling_runs(0, 0, 256)
+    note.append("without hyper (examples/raw_sse_ceiling: each stream read from its socket in "
+                "its own task, same decoder and parser, no records): "
+                f"{fmt(median(raw_busy, 'cpu_ms_per_request'))} ms CPU a request at 1,024, "
+                f"{fmt(median(raw_zero, 'streams_s'))} streams/s at zero delay")
 
     # TTFT error against the server's truth at 1 / 64 / 512 streams
     sim = Sim(20, 5)
