@@ -48,10 +48,10 @@ pub struct MergeCli {
     pub scrape_wait: AutoSeconds,
 
     /// How the PromQL window is chosen. end-anchored: on confirmed scrape samples, each
-    /// target's last quiet sample before the union's start (newer than every shard's
-    /// pre-flight and warm-up: give --start-at at least one scrape interval after the shards
-    /// are ready) and the first scrape after its end that has counted every request. seed:
-    /// the seed's rule, duration rounded up to the minute, after --scrape-wait.
+    /// target's last quiet sample before the union's start (newer than every shard's start
+    /// and warm-up: give --start-at at least one scrape interval after the shards start, two
+    /// after their warm-up) and the first scrape after its end that has counted every request.
+    /// seed: the seed's rule, duration rounded up to the minute, after --scrape-wait.
     #[arg(long, env = "WINDOW_MODE", value_enum, default_value_t = WindowArg::EndAnchored)]
     pub window_mode: WindowArg,
 

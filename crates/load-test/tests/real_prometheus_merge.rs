@@ -95,6 +95,11 @@ fn merged(dir: &Path, interval: u64, lead: Duration, merge_args: &[&str]) -> (Va
     );
     assert_eq!(r["status"], "completed");
     assert_eq!(r["client"]["successful_requests"], REQUESTS);
+    // the server side is the merge's, not the shards' (launched without Prometheus's window)
+    assert_eq!(r["config"]["window_mode"], r["server"]["window"]["mode"]);
+    assert!(r["config"]["prometheus_url"].is_string());
+    let departures = r["departures"].to_string();
+    assert!(!departures.contains("no --prometheus-url"), "{departures}");
     let s = &r["server"];
     assert_eq!(s["source"], "prometheus", "{s}");
     let p95 = s["ttft_s"]["p95"]["value"]
@@ -126,11 +131,12 @@ fn serial_merged_shards_are_counted_exactly_at_a_30_s_scrape() {
     assert_eq!(s["requests_finished"]["value"], REQUESTS as f64, "{s}");
     assert_eq!(s["integrity"]["edges_confirmed"], true, "{s}");
     assert_eq!(r["validity"]["valid"], true, "{}", r["validity"]);
-    // the left edge is newer than the last shard's pre-flight, which the merge records
+    // the left edge is newer than the last shard's start (no warm-up: a pre-flight sends
+    // nothing the server counts), which the merge records
     let ready = shards
         .iter()
         .map(|d| {
-            load_test_results(d)["timing"]["ready_at"]
+            load_test_results(d)["timing"]["started_at"]
                 .as_str()
                 .unwrap()
                 .to_string()
@@ -158,6 +164,13 @@ fn merged_shards_in_the_seed_window_at_a_1_s_scrape() {
     );
     let s = &r["server"];
     assert_eq!(s["window"]["mode"], "seed");
+    // the shards were launched end-anchored; the merge's window is the seed's, and says so
+    let departures = r["departures"].to_string();
+    assert!(departures.contains("--window-mode seed"), "{departures}");
+    assert!(
+        !departures.contains("confirmed scrape samples"),
+        "{departures}"
+    );
     // the server saw both shards' requests: the seed's rate over its 60 s window (which
     // extrapolates a little; Prometheus started under a minute ago, so the window holds all)
     let rps = s["throughput_rps"]["value"]

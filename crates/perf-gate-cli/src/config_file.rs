@@ -624,12 +624,12 @@ pub fn effective(
             }
         } else if arg.is_hide_env_values_set() {
             json!(REDACTED)
+        } else if let Ok(Some(on)) = matches.try_get_one::<bool>(id) {
+            // a switch or a boolean flag as parsed, not its text: `IGNORE_EOS=y` and
+            // `--preconnect=no` are recorded as what the run used
+            json!(on)
         } else {
             match arg.get_action() {
-                ArgAction::SetTrue | ArgAction::SetFalse => {
-                    // the parsed switch, not its text: `IGNORE_EOS=y` is as on as `true`
-                    json!(matches.get_flag(id))
-                }
                 ArgAction::Count => json!(raw.len()),
                 ArgAction::Append => Value::Array(raw.iter().map(|v| json!(clean(v))).collect()),
                 _ => json!(clean(raw.last().map(String::as_str).unwrap_or_default())),
@@ -731,10 +731,7 @@ mod tests {
         assert_eq!(v["max-tokens"], json!({"value": "32", "source": "file"}));
         assert_eq!(v["url"], json!({"value": "http://cli:2", "source": "cli"}));
         assert_eq!(v["from-env"]["source"], "env");
-        assert_eq!(
-            v["preconnect"],
-            json!({"value": "true", "source": "default"})
-        );
+        assert_eq!(v["preconnect"], json!({"value": true, "source": "default"}));
         assert_eq!(v["insecure"], json!({"value": false, "source": "default"}));
         assert_eq!(v["api-key"], json!({"value": null, "source": "default"}));
         assert_eq!(v["threshold"], json!({"value": [], "source": "default"}));
@@ -756,7 +753,7 @@ mod tests {
         assert_eq!(d.thresholds, ["ttft_p95<2s", "error_rate<5%"]);
         let v = &e["values"];
         assert_eq!(v["insecure"], json!({"value": true, "source": "file"}));
-        assert_eq!(v["preconnect"], json!({"value": "false", "source": "file"}));
+        assert_eq!(v["preconnect"], json!({"value": false, "source": "file"}));
         assert_eq!(
             v["threshold"],
             json!({"value": ["ttft_p95<2s", "error_rate<5%"], "source": "file"})

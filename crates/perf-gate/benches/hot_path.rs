@@ -129,6 +129,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
             RunOptions {
                 schedule: Schedule::Closed { concurrency },
                 profile: None,
+                part: None,
                 extent: Default::default(),
                 think: None,
                 step: None,

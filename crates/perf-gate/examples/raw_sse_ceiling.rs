@@ -33,7 +33,11 @@ impl Conn {
             self.buf.copy_within(self.pos..self.filled, 0);
             (self.filled, self.pos) = (self.filled - self.pos, 0);
         }
-        let n = self.stream.read(&mut self.buf[self.filled..]).await.unwrap();
+        let n = self
+            .stream
+            .read(&mut self.buf[self.filled..])
+            .await
+            .unwrap();
         assert!(n > 0, "the server closed the connection");
         self.filled += n;
     }
@@ -150,7 +154,10 @@ async fn worker(addr: String, request: Arc<Vec<u8>>, stop: Instant, done: Arc<At
         conn.head().await;
         let mut t = Timing::default();
         body(&mut conn, start, &mut t).await;
-        assert!(t.done && t.ttft_s > 0.0, "an answer without [DONE] or tokens");
+        assert!(
+            t.done && t.ttft_s > 0.0,
+            "an answer without [DONE] or tokens"
+        );
         std::hint::black_box(&t.gaps);
         tokens += t.tokens;
         done.fetch_add(1, Ordering::Relaxed);

@@ -413,19 +413,30 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// How the server side is read, as `departures` lines: with or without Prometheus, and in
+/// which window mode (the merge of shards replaces its first shard's with its own).
+pub(crate) fn prometheus_departures(prometheus: bool, mode: WindowMode) -> Vec<String> {
+    let mut departures = Vec::new();
+    match (prometheus, mode) {
+        (true, WindowMode::EndAnchored) => departures.push("the window rests on confirmed scrape samples, not on the clock: the load starts once every target of the job shows a sample newer than the pre-flight and warm-up with nothing running and its counts unchanged, and T is the first scrape after the load at which every target is quiet and has counted the load (the seed waits a fixed 20 s and takes W = the duration rounded up to the minute, which misses the start of long loads and under-reports short ones; --window-mode seed restores it)".to_string()),
+        (true, WindowMode::Seed) => departures.push("--window-mode seed: the seed's window (W = the duration rounded up to the minute, at least 1m, evaluated --scrape-wait after the load) and its throughput sum(rate(vllm:request_success_total[W])) over every finish reason; its edges and counts are not checked, only restarts".to_string()),
+        (false, _) => departures.push("no --prometheus-url: server figures come from vLLM /metrics deltas taken before and after the load (seed 001); both scrapes must come from one process".to_string()),
+    }
+    if prometheus && mode == WindowMode::EndAnchored {
+        departures.push("counters and histograms are read at the load's start and at T and subtracted series by series: exact counts with no extrapolation to the window's edges (increase() and rate() extrapolate), a series born during the load counted from 0; throughput = requests finished with stop or length / the load's duration".to_string());
+    }
+    departures
+}
+
 fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
     let mut departures = vec![
         "requests are streamed (stream_options.include_usage) so the client also measures TTFT, inter-token latency and e2e".to_string(),
         "PromQL aggregates with sum by (le) before histogram_quantile and carries the job selector on every query".to_string(),
     ];
-    match (cfg.prometheus_url.is_some(), cfg.prom.window_mode) {
-        (true, WindowMode::EndAnchored) => departures.push("the window rests on confirmed scrape samples, not on the clock: the load starts once every target of the job shows a sample newer than the pre-flight and warm-up with nothing running and its counts unchanged, and T is the first scrape after the load at which every target is quiet and has counted the load (the seed waits a fixed 20 s and takes W = the duration rounded up to the minute, which misses the start of long loads and under-reports short ones; --window-mode seed restores it)".to_string()),
-        (true, WindowMode::Seed) => departures.push("--window-mode seed: the seed's window (W = the duration rounded up to the minute, at least 1m, evaluated --scrape-wait after the load) and its throughput sum(rate(vllm:request_success_total[W])) over every finish reason; its edges and counts are not checked, only restarts".to_string()),
-        (false, _) => departures.push("no --prometheus-url: server figures come from vLLM /metrics deltas taken before and after the load (seed 001); both scrapes must come from one process".to_string()),
-    }
-    if cfg.prometheus_url.is_some() && cfg.prom.window_mode == WindowMode::EndAnchored {
-        departures.push("counters and histograms are read at the load's start and at T and subtracted series by series: exact counts with no extrapolation to the window's edges (increase() and rate() extrapolate), a series born during the load counted from 0; throughput = requests finished with stop or length / the load's duration".to_string());
-    }
+    departures.extend(prometheus_departures(
+        cfg.prometheus_url.is_some(),
+        cfg.prom.window_mode,
+    ));
     if !(cfg.warmup.is_zero() && cfg.cooldown.is_zero()) {
         departures.push("--warmup/--cooldown by time: requests issued in them are sent but left out of the client's figures (`unmeasured`); the server's window spans the whole load, so its figures include them, and its finished count is reconciled with every request's".to_string());
     }

@@ -76,6 +76,12 @@ pub enum Schedule {
     },
 }
 
+/// Shard `index` of `count`'s part of `level` requests in flight: split whole, the first
+/// shards taking the remainder, so the parts add up to `level`.
+pub fn part_of_level(level: u32, index: u32, count: u32) -> u32 {
+    level / count + u32::from(index < level % count)
+}
+
 /// Runner settings.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -84,6 +90,10 @@ pub struct RunOptions {
     /// How the schedule's level (requests in flight, or per second) moves over time
     /// (`--ramp-up`, `--stages`); `None`: constant at the schedule's.
     pub profile: Option<Profile>,
+    /// `(index, count)`: this process is shard `index` of `count` and keeps in flight its part
+    /// of the closed loop's level at each instant ([`part_of_level`]), so the shards' parts add
+    /// up to the whole load's level throughout a ramp; `None`: the whole level.
+    pub part: Option<(u32, u32)>,
     /// How long the load lasts and which requests count.
     pub extent: Extent,
     /// A closed loop's pause after each request before its slot sends the next (think time,
@@ -365,7 +375,9 @@ pub async fn run_load(
     // open loop: (first, last) actual dispatch, last scheduled offset, requests that found
     // every slot taken
     let mut first_last: Option<(Instant, Instant)> = None;
-    let mut last_offset = 0.0f64;
+    // the scheduled offsets of the first and last dispatch (a shard's schedule starts at its
+    // phase, not at 0)
+    let (mut first_offset, mut last_offset) = (None::<f64>, 0.0f64);
     let mut waited_for_slot = 0u64;
     // prompts (a mix lists each once per member)
     let len = requests.len() / members;
@@ -415,11 +427,13 @@ pub async fn run_load(
             if end_s.is_some_and(|e| now >= e) {
                 break 'dispatch;
             }
-            let level = match cap {
-                Some(c) => c,
-                None => profile.at(now).round().max(0.0) as u32,
+            let whole = profile.at(now).round().max(0.0) as u32;
+            let level = match (cap, opts.part) {
+                (Some(c), _) => c,
+                (None, Some((index, count))) => part_of_level(whole, index, count),
+                (None, None) => whole,
             };
-            if level == 0 && cap.is_none() && profile.next_change(now).is_none() {
+            if whole == 0 && cap.is_none() && profile.next_change(now).is_none() {
                 // the level ended at 0 for good: nothing more will be sent
                 break 'dispatch;
             }
@@ -449,6 +463,7 @@ pub async fn run_load(
             load_start.elapsed().as_secs_f64()
         };
         if open {
+            first_offset.get_or_insert(at);
             last_offset = at;
             let now = Instant::now();
             first_last = Some((first_last.map_or(now, |(f, _)| f), now));
@@ -547,7 +562,7 @@ pub async fn run_load(
         } => Some(ScheduleLag::new(
             per_second,
             sent,
-            last_offset,
+            last_offset - first_offset.unwrap_or(0.0),
             first_last.map_or(0.0, |(f, l)| (l - f).as_secs_f64()),
             waited_for_slot,
             max_in_flight,

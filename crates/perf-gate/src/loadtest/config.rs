@@ -178,9 +178,8 @@ impl Shard {
         if open {
             return level / f64::from(self.count);
         }
-        let whole = level.round().max(0.0) as u64;
-        let (n, i) = (u64::from(self.count), u64::from(self.index));
-        (whole / n + u64::from(i < whole % n)) as f64
+        let whole = level.round().clamp(0.0, f64::from(u32::MAX)) as u32;
+        f64::from(crate::runner::part_of_level(whole, self.index, self.count))
     }
 }
 
@@ -194,10 +193,12 @@ impl LoadTestConfig {
             None => (1.0, f64::from(self.concurrency)),
         };
         if let Some(stages) = &self.stages {
-            // a shard runs its share of every level; the results keep the whole load's stages
-            let share = |level: f64| {
-                self.shard
-                    .map_or(level, |s| s.share(level, self.rate.is_some()))
+            // a shard runs its part of every level (an open loop's rate divided here; a closed
+            // loop's requests in flight split at each instant by the runner); the results keep
+            // the whole load's stages
+            let share = |level: f64| match (self.shard, self.rate) {
+                (Some(s), Some(_)) => s.share(level, true),
+                _ => level,
             };
             return Some(Profile {
                 start: share(start),
@@ -221,7 +222,15 @@ impl LoadTestConfig {
             return levels.iter().fold(1.0, |a: f64, &b| a.max(b)).round() as u32;
         }
         match (&self.rate, self.profile()) {
-            (None, Some(p)) => (p.peak().round() as u32).max(1),
+            (None, Some(p)) => {
+                let peak = p.peak().round() as u32;
+                // a shard's part of a staged load's peak (its --concurrency is already its part)
+                let peak = match (self.shard, &self.stages) {
+                    (Some(s), Some(_)) => crate::runner::part_of_level(peak, s.index, s.count),
+                    _ => peak,
+                };
+                peak.max(1)
+            }
             _ => self.concurrency,
         }
     }

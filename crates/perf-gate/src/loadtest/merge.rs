@@ -11,8 +11,8 @@
 //!   `--prometheus-url` is given; otherwise none, and the merged results are not a gate
 //!   measurement. End-anchored (the default), the window rests on confirmed samples as a
 //!   single run's does: each target's last quiet sample before the union's start, newer than
-//!   the last shard's pre-flight and warm-up (so `--start-at` must leave at least one scrape
-//!   interval after the shards are ready), and the first scrape after the union's end at which
+//!   every shard's start and warm-up (so `--start-at` must leave one scrape interval after the
+//!   shards start, two after a warm-up), and the first scrape after the union's end at which
 //!   the servers have counted every request; the counts are exact at any scrape interval.
 //!   `--window-mode seed` uses the seed's rate window instead.
 //! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
@@ -55,7 +55,7 @@ struct ShardRun {
     count: u32,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    /// When its pre-flight and warm-up ended (see [`shards_ready`]).
+    /// When its last request before its load ended ([`ready_text`]).
     ready: DateTime<Utc>,
 }
 
@@ -100,14 +100,7 @@ fn read_shard(dir: &Path) -> Result<ShardRun, LoadTestError> {
             .map_err(|e| bad(format!("{shown}: timing {s:?}: {e}")))
     };
     let start = time(&timing.load_start)?;
-    let ready = match &timing.ready_at {
-        Some(t) => time(t)?,
-        // written by a load-test without `ready_at`: a warm-up may have ended just before the
-        // load (no left edge can then be confirmed: fails closed); a pre-flight alone sends
-        // nothing the server counts
-        None if results.warmup.is_some() => start,
-        None => time(&timing.started_at)?,
-    };
+    let ready = time(ready_text(&results))?;
     Ok(ShardRun {
         start,
         ready,
@@ -117,6 +110,22 @@ fn read_shard(dir: &Path) -> Result<ShardRun, LoadTestError> {
         index,
         count,
     })
+}
+
+/// When a shard's last request before its load ended (its left edges must be newer): a
+/// pre-flight alone sends nothing the server counts, so without a warm-up any quiet sample
+/// after the shard started will do (a shard that started late spoils nothing); after a
+/// warm-up, `ready_at`. A warm-up recorded by a load-test without `ready_at` may have ended
+/// just before the load: the load's start, where no left edge can be confirmed (fails closed).
+fn ready_text(results: &LoadTestResults) -> &str {
+    let Some(timing) = &results.timing else {
+        return "";
+    };
+    match (&results.warmup, &timing.ready_at) {
+        (None, _) => &timing.started_at,
+        (Some(_), Some(t)) => t,
+        (Some(_), None) => &timing.load_start,
+    }
 }
 
 /// The config fields every shard must share (all but the ones a shard divides or offsets).
@@ -316,6 +325,23 @@ async fn merged(
     let mut results = runs[0].results.clone();
     results.config.concurrency = concurrency;
     results.config.rate = rate;
+    // the server side is the merge's, not how the first shard was launched
+    let shard_side = super::prometheus_departures(
+        results.config.prometheus_url.is_some(),
+        results.config.window_mode,
+    );
+    results.departures.retain(|d| !shard_side.contains(d));
+    if cfg.prometheus_url.is_some() {
+        results
+            .departures
+            .extend(super::prometheus_departures(true, cfg.prom.window_mode));
+    }
+    results.config.prometheus_url = cfg.prometheus_url.as_deref().map(crate::urls::redact_url);
+    results.config.prometheus_job = cfg.prom.job.clone();
+    results.config.scrape_interval_s = cfg.prom.scrape_interval.map(|d| d.as_secs_f64());
+    results.config.scrape_wait_s = cfg.prom.scrape_wait.map(|d| d.as_secs_f64());
+    results.config.window_mode = cfg.prom.window_mode;
+    results.config.gpu_selector = cfg.prom.gpu_selector.clone();
     results.client = Some(tally.metrics(rate_span));
     results.unmeasured = results.unmeasured.map(|u| {
         let m = unmeasured.metrics(0.0);
@@ -403,8 +429,8 @@ async fn merged(
     Ok(results)
 }
 
-/// When the last shard's pre-flight and warm-up ended: every target's last sample before the
-/// union's start must be newer, or a warm-up's requests could fall inside the window.
+/// The latest of the shards' ready times ([`ready_text`]): every target's last sample before
+/// the union's start must be newer, or a warm-up's requests could fall inside the window.
 fn shards_ready(runs: &[ShardRun]) -> DateTime<Utc> {
     runs.iter()
         .map(|r| r.ready)
@@ -433,4 +459,31 @@ fn concat_records(runs: &[ShardRun], outputs: &StepOutputs) -> Result<(), LoadTe
     outputs
         .write(REQUESTS_FILE, text.as_bytes())
         .map_err(LoadTestError::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{RunTiming, WarmupInfo};
+
+    #[test]
+    fn a_shard_is_ready_when_its_last_counted_request_before_the_load_ended() {
+        let mut r = crate::fixtures::results();
+        r.timing = Some(RunTiming {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            ready_at: Some("2026-01-01T00:00:05Z".into()),
+            load_start: "2026-01-01T00:01:00Z".into(),
+            load_end: "2026-01-01T00:02:00Z".into(),
+            load_duration_s: 60.0,
+            wall_clock_duration_s: 0.0,
+        });
+        // no warm-up: the pre-flight counts nothing, any sample since the start will do
+        assert_eq!(ready_text(&r), "2026-01-01T00:00:00Z");
+        r.warmup = Some(WarmupInfo::default());
+        assert_eq!(ready_text(&r), "2026-01-01T00:00:05Z");
+        // a warm-up without its end recorded: only the load's start, which no sample before
+        // the load can be newer than
+        r.timing.as_mut().unwrap().ready_at = None;
+        assert_eq!(ready_text(&r), "2026-01-01T00:01:00Z");
+    }
 }

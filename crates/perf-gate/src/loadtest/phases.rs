@@ -494,6 +494,7 @@ async fn warm_up(
                 concurrency: (cfg.concurrency as usize).min(n / members).max(1) as u32,
             },
             profile: None,
+            part: None,
             extent: Extent::default(),
             think: None,
             step: None,
@@ -600,6 +601,12 @@ pub(super) async fn measure(
         RunOptions {
             schedule,
             profile: cfg.profile(),
+            // a staged closed loop's profile is the whole load's (a plain shard's level is
+            // already its part of --concurrency)
+            part: match (cfg.shard, cfg.rate, &cfg.stages) {
+                (Some(s), None, Some(_)) => Some((s.index, s.count)),
+                _ => None,
+            },
             extent: Extent {
                 duration: cfg.duration,
                 warmup: cfg.warmup,

@@ -32,13 +32,16 @@ fn header(r: &LoadTestResults, out: &mut String) {
     };
     let _ = write!(
         out,
-        "## {icon} load-test: {}\n\nAdapter **{}** at {}",
+        "## {icon} load-test: {}\n\nAdapter **{}**",
         r.status.as_str(),
         md(&r.measured()),
-        md(&r.config.vllm_url)
     );
-    if let Some(parent) = r.adapter.as_ref().and_then(|a| a.parent.as_deref()) {
-        let _ = write!(out, " (base model {})", md(parent));
+    // a mix's members each have their own server and model (its table lists them)
+    if r.mix.is_none() {
+        let _ = write!(out, " at {}", md(&r.config.vllm_url));
+        if let Some(parent) = r.adapter.as_ref().and_then(|a| a.parent.as_deref()) {
+            let _ = write!(out, " (base model {})", md(parent));
+        }
     }
     let _ = write!(out, "; endpoint {}", md(&r.config.endpoint));
     if let Some(t) = &r.timing {

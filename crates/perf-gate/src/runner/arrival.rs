@@ -116,8 +116,8 @@ impl Arrival {
 const BEHIND: f64 = 0.9;
 
 impl ScheduleLag {
-    /// Figures of a run: `sent` dispatches, the last at scheduled offset `last_offset_s`, the
-    /// first to last actual dispatch `span_s` apart (the queue P99 is filled in later).
+    /// Figures of a run: `sent` dispatches, the first to last `last_offset_s` apart on the
+    /// schedule and `span_s` apart in fact (the queue P99 is filled in later).
     pub(crate) fn new(
         requested_rate: f64,
         sent: u64,

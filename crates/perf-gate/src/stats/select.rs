@@ -88,9 +88,9 @@ impl<'a> OrderStatistics<'a> {
         self.counts[group]
     }
 
-    /// The sample at each wanted `(group, rank)`: 0-based ranks in ascending order, each below
-    /// its group's [`count`](Self::count) (else this panics: the caller computes ranks from
-    /// the count). Exact: the same value a sorted copy holds at that index.
+    /// The sample at each wanted `(group, rank)`, in the order asked: `rank` is 0-based in the
+    /// group's ascending order and below its [`count`](Self::count) (else this panics: the
+    /// caller computes ranks from the count). Exact: the value a sorted copy holds there.
     pub fn ranks(&self, wanted: &[(usize, usize)]) -> Vec<f32> {
         if wanted.is_empty() {
             return Vec::new();
