@@ -871,7 +871,12 @@ impl TryFrom<Cli> for LoadTestConfig {
                 ),
                 _ => {}
             }
-            config.concurrency = share.max(1);
+            // a staged closed loop's level comes from its stages: its part of --concurrency is
+            // only recorded, and may be 0, so the merge's sum is the flag's value
+            config.concurrency = match (&config.stages, config.rate) {
+                (Some(_), None) => share,
+                _ => share.max(1),
+            };
             config.rate = config.rate.map(|r| r / f64::from(s.count));
             // each shard's own arrival stream, reproducibly
             config.seed = config.seed.wrapping_add(u64::from(s.index));

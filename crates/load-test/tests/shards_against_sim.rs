@@ -378,6 +378,9 @@ fn staged_shards_run_their_part_of_each_stage() {
                     &i.to_string(),
                     "--stages",
                     "10ms:5,1500ms:5",
+                    // fewer than the shards: the stages set the level, the flag is recorded
+                    "--concurrency",
+                    "1",
                     "--start-at",
                     &start_at,
                 ],
@@ -405,6 +408,10 @@ fn staged_shards_run_their_part_of_each_stage() {
     assert!(out.status.success(), "{}", stderr(&out));
     let r = load_test_results(&merged);
     assert_eq!(r["config"]["stages"], STAGES);
+    assert_eq!(
+        r["config"]["concurrency"], 1,
+        "the flag's value, not a sum of 1s"
+    );
     let all: Vec<Value> = request_records(&merged);
     assert_eq!(
         r["client"]["total_requests"].as_u64(),

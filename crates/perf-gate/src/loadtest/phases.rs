@@ -589,7 +589,8 @@ pub(super) async fn measure(
                 .map_or(0.0, |s| f64::from(s.index) / f64::from(s.count)),
         },
         None => Schedule::Closed {
-            concurrency: cfg.concurrency,
+            // (a staged shard's part of --concurrency may be 0: its stages set the level)
+            concurrency: cfg.concurrency.max(1),
         },
     };
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
