@@ -45,6 +45,24 @@ fn staged(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Co
     c
 }
 
+/// Starts every shard's command at once (they wait for their common `--start-at`), then
+/// waits for each to succeed.
+fn run_together(shards: Vec<std::process::Command>) {
+    let children: Vec<_> = shards
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("load-test starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
 fn merge(dirs: &[PathBuf], out: &Path) -> std::process::Output {
     run(load_test()
         .arg("merge")
@@ -89,16 +107,10 @@ fn serial_four_shards_merge_to_what_one_process_reports() {
             } else {
                 c.args(["--shard-index", &i.to_string()]);
             }
-            c.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("load-test starts")
+            c
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_together(children);
     let mut all_ttft = Vec::new();
     let mut all_e2e = Vec::new();
     let mut starts = Vec::new();
@@ -300,16 +312,9 @@ fn constant_arrivals_of_shards_interleave_into_one_schedule() {
                     &start_at,
                 ],
             )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("load-test starts")
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_together(children);
     let mut scheduled: Vec<(f64, usize)> = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         let records = request_records(d);
@@ -385,16 +390,9 @@ fn staged_shards_run_their_part_of_each_stage() {
                     &start_at,
                 ],
             )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("load-test starts")
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_together(children);
     for (d, part) in dirs.iter().zip([3, 2]) {
         let r = load_test_results(d);
         assert_eq!(r["config"]["stages"], STAGES, "{}", r["config"]);

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::select::OrderStatistics;
 use super::{Ranked, adjusted_sorted, distribution_sorted, ranks_wanted};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::results::{
@@ -207,9 +208,13 @@ impl SampleStore {
         requests.sort_by(|a, b| a.finished_s.total_cmp(&b.finished_s));
     }
 
-    /// The ranks of one latency that its distribution (and with `failures`, its adjusted
-    /// percentiles) read, counted out of the store without a sorted copy, and its exact sum.
-    fn ranked(&self, pick: fn(&RequestSample) -> f32, failures: Option<u64>) -> (Picked, f64) {
+    /// One latency (`pick`) counted out of the store without a sorted copy: how many requests
+    /// have it, the value at each 0-based rank `ranks(count)` lists, and its exact sum.
+    fn counted(
+        &self,
+        pick: fn(&RequestSample) -> f32,
+        ranks: impl FnOnce(usize) -> Vec<usize>,
+    ) -> (usize, BTreeMap<usize, f32>, f64) {
         let visit = |sink: &mut dyn FnMut(usize, f32)| {
             for r in self.requests.iter() {
                 sink(0, pick(r));
@@ -217,7 +222,7 @@ impl SampleStore {
         };
         let stats = OrderStatistics::new(1, &visit);
         let n = stats.count(0);
-        let ranks = ranks_wanted(n, failures);
+        let ranks = ranks(n);
         let wanted: Vec<(usize, usize)> = ranks.iter().map(|&r| (0, r)).collect();
         let values = ranks.into_iter().zip(stats.ranks(&wanted)).collect();
         let sum = self
@@ -227,6 +232,13 @@ impl SampleStore {
             .filter(|x| !x.is_nan())
             .map(f64::from)
             .sum();
+        (n, values, sum)
+    }
+
+    /// The ranks of one latency that its distribution (and with `failures`, its adjusted
+    /// percentiles) read, and its exact sum.
+    fn ranked(&self, pick: fn(&RequestSample) -> f32, failures: Option<u64>) -> (Picked, f64) {
+        let (n, values, sum) = self.counted(pick, |n| ranks_wanted(n, failures));
         (Picked { n, values }, sum)
     }
 
@@ -234,36 +246,24 @@ impl SampleStore {
     /// extremes, counted out of the store without a sorted copy; `None` when no request has
     /// one.
     pub fn e2e_quantiles(&self, qs: &[f64]) -> Option<Quantiles> {
-        let pick = |r: &RequestSample| r.e2e_s;
-        let visit = |sink: &mut dyn FnMut(usize, f32)| {
-            for r in self.requests.iter() {
-                sink(0, pick(r));
-            }
-        };
-        let stats = OrderStatistics::new(1, &visit);
-        let n = stats.count(0);
-        if n == 0 {
-            return None;
-        }
-        let wanted: Vec<(usize, usize)> = [0, n - 1]
-            .into_iter()
-            .chain(qs.iter().map(|&q| super::nearest_rank(q, n) - 1))
-            .map(|r| (0, r))
-            .collect();
-        let values: Vec<f64> = stats.ranks(&wanted).into_iter().map(f64::from).collect();
-        let sum = self
-            .requests
-            .iter()
-            .map(pick)
-            .filter(|x| !x.is_nan())
-            .map(f64::from)
-            .sum();
-        Some(Quantiles {
+        let rank = |q: f64, n: usize| super::nearest_rank(q, n) - 1;
+        let (n, values, sum) = self.counted(
+            |r| r.e2e_s,
+            |n| match n {
+                0 => Vec::new(),
+                _ => [0, n - 1]
+                    .into_iter()
+                    .chain(qs.iter().map(|&q| rank(q, n)))
+                    .collect(),
+            },
+        );
+        let at = |r: usize| f64::from(values[&r]);
+        (n > 0).then(|| Quantiles {
             count: n,
             sum,
-            min: values[0],
-            max: values[1],
-            at: values[2..].to_vec(),
+            min: at(0),
+            max: at(n - 1),
+            at: qs.iter().map(|&q| at(rank(q, n))).collect(),
         })
     }
 
@@ -308,7 +308,7 @@ pub struct Quantiles {
 /// The ranks of `n` samples that [`ranks_wanted`] lists, by rank.
 struct Picked {
     n: usize,
-    values: std::collections::BTreeMap<usize, f32>,
+    values: BTreeMap<usize, f32>,
 }
 
 impl Ranked for Picked {
