@@ -56,6 +56,12 @@ const LOAD_TEST_ENV: &[&str] = &[
     "SHARD_COUNT",
     "START_AT",
     "JOB_COMPLETION_INDEX",
+    "HTTP_CLIENT",
+    // a proxy would carry the streaming requests (and the tests' loopback traffic) elsewhere
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
+use super::h1::{self, H1Client};
 use super::record::{ErrorKind, NORMAL_FINISH_REASONS, RequestRecord};
 use super::sse::{SseDecoder, StreamItem};
 use crate::api::Api;
@@ -96,12 +97,77 @@ fn classify(e: reqwest::Error, in_body: bool) -> Failure {
     Failure::new(kind, describe(e))
 }
 
+/// The failure of a request on the load's own HTTP/1.1 client, of the kind reqwest's would be.
+fn classify_h1(e: h1::H1Error) -> Failure {
+    let kind = match e.stage {
+        h1::Stage::Connect => ErrorKind::Connect,
+        h1::Stage::ConnectTimeout => ErrorKind::Timeout,
+        h1::Stage::Head => ErrorKind::Transport,
+        h1::Stage::Body => ErrorKind::StreamIncomplete,
+    };
+    Failure::new(kind, e.message)
+}
+
+/// How a request reaches the server.
+#[derive(Clone, Copy)]
+pub(crate) enum Via<'a> {
+    /// reqwest, to this full URL.
+    Reqwest(&'a reqwest::Client, &'a str),
+    /// The load's own HTTP/1.1 client (plain `http`), to this request target.
+    Native(&'a H1Client, &'a str),
+}
+
+/// An answer's body as its bytes arrive.
+trait Body {
+    /// The next bytes of the body; `None` at its end.
+    async fn next_bytes(&mut self) -> Result<Option<&[u8]>, Failure>;
+}
+
+/// A body that is a stream of `Bytes` (reqwest's, or a test's).
+struct StreamBody<S> {
+    stream: S,
+    last: Bytes,
+}
+
+impl<S: Stream<Item = Result<Bytes, Failure>> + Unpin> StreamBody<S> {
+    fn new(stream: S) -> Self {
+        StreamBody {
+            stream,
+            last: Bytes::new(),
+        }
+    }
+}
+
+impl<S: Stream<Item = Result<Bytes, Failure>> + Unpin> Body for StreamBody<S> {
+    async fn next_bytes(&mut self) -> Result<Option<&[u8]>, Failure> {
+        match self.stream.next().await.transpose()? {
+            Some(b) => {
+                self.last = b;
+                Ok(Some(&self.last))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Body for h1::Response<'_> {
+    async fn next_bytes(&mut self) -> Result<Option<&[u8]>, Failure> {
+        self.chunk().await.map_err(classify_h1)
+    }
+}
+
+/// The body of a reqwest answer.
+fn reqwest_body(
+    resp: reqwest::Response,
+) -> StreamBody<impl Stream<Item = Result<Bytes, Failure>> + Unpin> {
+    StreamBody::new(Box::pin(resp.bytes_stream().map_err(|e| classify(e, true))))
+}
+
 /// Sends `req` to `url` and reads its SSE stream (of `api`'s kind) to the end, timing each
 /// content chunk. Never fails: every outcome is a [`RequestRecord`], failures included.
 pub(crate) async fn execute(
     api: Api,
-    http: &reqwest::Client,
-    url: &str,
+    via: Via<'_>,
     auth: Option<&HeaderValue>,
     req: &PreparedRequest,
     timing: Timing,
@@ -145,15 +211,25 @@ pub(crate) async fn execute(
         timeout: timing.timeout,
     };
     rec.probe = req.probe;
-    let outcome = match req.probe {
-        Some(_) => {
+    let outcome = match (req.probe, via) {
+        (Some(_), Via::Reqwest(http, url)) => {
             tokio::time::timeout_at(clock.deadline.into(), get_probe(http, url, auth, &mut rec))
                 .await
                 .unwrap_or_else(|_| Err(timed_out(timing.timeout)))
         }
-        None => tokio::time::timeout_at(
+        (Some(_), Via::Native(..)) => Err(Failure::new(
+            ErrorKind::Transport,
+            "a GET task is sent with reqwest",
+        )),
+        (None, Via::Reqwest(http, url)) => tokio::time::timeout_at(
             clock.deadline.into(),
             read_stream(api, http, url, auth, req, clock, &mut rec),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(timing.timeout))),
+        (None, Via::Native(h1, target)) => tokio::time::timeout_at(
+            clock.deadline.into(),
+            read_stream_h1(api, h1, target, auth, req, clock, &mut rec),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out(timing.timeout))),
@@ -222,22 +298,73 @@ async fn read_stream(
     if let Some(t) = rec.traceparent.as_deref() {
         builder = builder.header("traceparent", t);
     }
-    let mut resp = builder.send().await.map_err(|e| classify(e, false))?;
+    let resp = builder.send().await.map_err(|e| classify(e, false))?;
     let status = resp.status();
     rec.http_status = Some(status.as_u16());
     if !status.is_success() {
-        let body = error_excerpt(&mut resp).await;
+        let body = excerpt(&mut reqwest_body(resp)).await;
         return Err(Failure::new(
             ErrorKind::Http,
             format!("HTTP {}: {}", status.as_u16(), body.trim()),
         ));
     }
-    let mut body = std::pin::pin!(resp.bytes_stream().map_err(|e| classify(e, true)));
+    let mut body = reqwest_body(resp);
     let outcome = read_events(api, &mut body, clock, rec).await;
     if outcome.is_ok() {
         // the request ended at [DONE]; what follows only returns the connection to the pool
         rec.total_s = clock.start.elapsed().as_secs_f64();
-        drain_after_done(body, clock.deadline).await;
+        drain_after_done(&mut body, clock.deadline).await;
+    }
+    outcome
+}
+
+/// [`read_stream`] on the load's own HTTP/1.1 client: the same request, headers and outcomes.
+async fn read_stream_h1(
+    api: Api,
+    h1: &H1Client,
+    target: &str,
+    auth: Option<&HeaderValue>,
+    req: &PreparedRequest,
+    clock: Clock,
+    rec: &mut RequestRecord,
+) -> Result<(), Failure> {
+    let mut headers: [(&str, &[u8]); 4] = [
+        ("content-type", b"application/json"),
+        ("accept", b"*/*"),
+        ("", b""),
+        ("", b""),
+    ];
+    let mut n = 2;
+    if let Some(a) = auth {
+        headers[n] = ("authorization", a.as_bytes());
+        n += 1;
+    }
+    if let Some(t) = rec.traceparent.as_deref() {
+        headers[n] = ("traceparent", t.as_bytes());
+        n += 1;
+    }
+    let request = h1::Request {
+        method: "POST",
+        target,
+        headers: &headers[..n],
+        body: &req.body,
+    };
+    let mut resp = h1.send(&request, false).await.map_err(classify_h1)?;
+    let status = resp.status();
+    rec.http_status = Some(status);
+    if !(200..300).contains(&status) {
+        let body = excerpt(&mut resp).await;
+        return Err(Failure::new(
+            ErrorKind::Http,
+            format!("HTTP {status}: {}", body.trim()),
+        ));
+    }
+    let outcome = read_events(api, &mut resp, clock, rec).await;
+    if outcome.is_ok() {
+        rec.total_s = clock.start.elapsed().as_secs_f64();
+        if drain_after_done(&mut resp, clock.deadline).await {
+            resp.finish();
+        }
     }
     outcome
 }
@@ -253,11 +380,11 @@ async fn get_probe(
     if let Some(a) = auth {
         builder = builder.header(AUTHORIZATION, a.clone());
     }
-    let mut resp = builder.send().await.map_err(|e| classify(e, false))?;
+    let resp = builder.send().await.map_err(|e| classify(e, false))?;
     let status = resp.status();
     rec.http_status = Some(status.as_u16());
     if !status.is_success() {
-        let body = error_excerpt(&mut resp).await;
+        let body = excerpt(&mut reqwest_body(resp)).await;
         return Err(Failure::new(
             ErrorKind::Http,
             format!("HTTP {}: {}", status.as_u16(), body.trim()),
@@ -276,28 +403,28 @@ const DRAIN_TIME: Duration = Duration::from_millis(100);
 /// the next request on that slot paid a TCP (and TLS) handshake inside its TTFT (seen: 71 new
 /// connections during a 512-request load at 128 slots, all opened before the load). Bounded
 /// in bytes and time, and never past the request's deadline (the answer is already judged).
-async fn drain_after_done(
-    body: impl futures::Stream<Item = Result<Bytes, Failure>>,
-    deadline: Instant,
-) {
+/// Whether the body was read to its end (an error ends it too: then the connection is not
+/// reused).
+async fn drain_after_done(body: &mut impl Body, deadline: Instant) -> bool {
     let budget = deadline
         .saturating_duration_since(Instant::now())
         .saturating_sub(Duration::from_millis(5))
         .min(DRAIN_TIME);
     if budget.is_zero() {
-        return;
+        return false;
     }
-    let mut body = std::pin::pin!(body);
-    let _ = tokio::time::timeout(budget, async {
+    let drained = tokio::time::timeout(budget, async {
         let mut read = 0usize;
-        while let Some(Ok(chunk)) = body.next().await {
+        while let Ok(Some(chunk)) = body.next_bytes().await {
             read += chunk.len();
             if read > DRAIN_BYTES {
-                break;
+                return false;
             }
         }
+        true
     })
     .await;
+    drained == Ok(true)
 }
 
 /// Reads the SSE events of a 2xx answer's `body` to `[DONE]`, timing each content chunk.
@@ -305,15 +432,14 @@ async fn drain_after_done(
 /// whose chunks are always ready (a client slower than its server) never waits.
 async fn read_events(
     api: Api,
-    body: impl Stream<Item = Result<Bytes, Failure>>,
+    body: &mut impl Body,
     clock: Clock,
     rec: &mut RequestRecord,
 ) -> Result<(), Failure> {
-    let mut body = std::pin::pin!(body);
     let mut decoder = SseDecoder::new();
     let mut last_token: Option<Instant> = None;
     loop {
-        let Some(chunk) = body.next().await.transpose()? else {
+        let Some(chunk) = body.next_bytes().await? else {
             return Err(Failure::new(
                 ErrorKind::StreamIncomplete,
                 format!(
@@ -327,7 +453,7 @@ async fn read_events(
         if now >= clock.deadline {
             return Err(timed_out(clock.timeout));
         }
-        decoder.push(&chunk);
+        decoder.push(chunk);
         while let Some(data) = decoder
             .next_event()
             .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?
@@ -376,10 +502,10 @@ async fn read_events(
 
 /// The first [`MAX_ERROR_BODY`] bytes of an error answer's body, as text; a body that breaks
 /// off gives what arrived. The caller drops the response, and the connection with it.
-async fn error_excerpt(resp: &mut reqwest::Response) -> String {
+async fn excerpt(body: &mut impl Body) -> String {
     let mut head = Vec::new();
     while head.len() < MAX_ERROR_BODY {
-        match resp.chunk().await {
+        match body.next_bytes().await {
             Ok(Some(chunk)) => {
                 let room = MAX_ERROR_BODY - head.len();
                 head.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -455,8 +581,11 @@ mod tests {
         }
     }
 
-    async fn send(url: &str, timeout: Duration) -> RequestRecord {
+    /// Sends [`request`] to `url` with reqwest, or with the load's own client (`native`).
+    async fn send(url: &str, timeout: Duration, native: bool) -> RequestRecord {
         let http = reqwest::Client::builder().http1_only().build().unwrap();
+        let parsed = url::Url::parse(url).unwrap();
+        let h1 = H1Client::new(&parsed, 4, Duration::from_secs(5)).unwrap();
         let now = Instant::now();
         let timing = Timing {
             seq: 0,
@@ -464,7 +593,12 @@ mod tests {
             load_start: now,
             timeout,
         };
-        execute(Api::Openai, &http, url, None, &request(), timing, None).await
+        let via = if native {
+            Via::Native(&h1, parsed.path())
+        } else {
+            Via::Reqwest(&http, url)
+        };
+        execute(Api::Openai, via, None, &request(), timing, None).await
     }
 
     fn empty_record() -> RequestRecord {
@@ -512,8 +646,9 @@ mod tests {
                 timeout,
             };
             let mut rec = empty_record();
+            let mut body = StreamBody::new(Box::pin(body));
             let outcome =
-                futures::executor::block_on(read_events(Api::Openai, body, clock, &mut rec));
+                futures::executor::block_on(read_events(Api::Openai, &mut body, clock, &mut rec));
             let _ = tx.send((outcome, rec, start.elapsed()));
         });
         rx.recv_timeout(Duration::from_secs(30))
@@ -557,13 +692,16 @@ mod tests {
         assert_eq!(rec.content_chunks, 4);
     }
 
+    #[rstest::rstest]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_a_stream_that_never_ends_fails_as_a_timeout_at_its_deadline() {
+    async fn serial_a_stream_that_never_ends_fails_as_a_timeout_at_its_deadline(
+        #[values(false, true)] native: bool,
+    ) {
         // Tokens as fast as the socket takes them, never [DONE]: the client is the slower side,
         // so a chunk is always ready and the timer alone would never get to fire.
         let block: Vec<u8> = TOKEN.repeat(64 * 1024 / TOKEN.len());
         let (url, server) = serve(OK_HEAD, move |_| Some(block.clone()));
-        let rec = send(&url, Duration::from_secs(1)).await;
+        let rec = send(&url, Duration::from_secs(1), native).await;
         assert_eq!(rec.error_kind, Some(ErrorKind::Timeout), "{rec:?}");
         assert!(rec.content_chunks > 0, "tokens were read: {rec:?}");
         // Generous: the deadline is 1 s, a loaded 2-core machine may add a lot.
@@ -572,8 +710,11 @@ mod tests {
         server.join().unwrap();
     }
 
+    #[rstest::rstest]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_a_line_longer_than_the_cap_is_malformed_without_reading_it_all() {
+    async fn serial_a_line_longer_than_the_cap_is_malformed_without_reading_it_all(
+        #[values(false, true)] native: bool,
+    ) {
         // A 64 MiB line: refused once 16 MiB of it are buffered.
         let total = 64u64 << 20;
         let (url, server) = serve(OK_HEAD, move |written| {
@@ -585,7 +726,7 @@ mod tests {
                 None
             }
         });
-        let rec = send(&url, Duration::from_secs(120)).await;
+        let rec = send(&url, Duration::from_secs(120), native).await;
         assert_eq!(rec.error_kind, Some(ErrorKind::Malformed), "{rec:?}");
         let error = rec.error.as_deref().unwrap();
         assert!(
@@ -597,8 +738,11 @@ mod tests {
         assert!(written < total, "the client stopped reading: {written}");
     }
 
+    #[rstest::rstest]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_a_long_line_below_the_cap_is_read_well_within_the_timeout() {
+    async fn serial_a_long_line_below_the_cap_is_read_well_within_the_timeout(
+        #[values(false, true)] native: bool,
+    ) {
         // One 12 MiB token line, then the end: linear decoding reads it in well under a
         // second; the old rescanning decoder took minutes and finished "ok" after its deadline.
         let text = "a".repeat(12 << 20);
@@ -614,15 +758,18 @@ mod tests {
             .collect::<Vec<_>>();
         parts.reverse();
         let (url, server) = serve(OK_HEAD, move |_| parts.pop());
-        let rec = send(&url, Duration::from_secs(30)).await;
+        let rec = send(&url, Duration::from_secs(30), native).await;
         assert!(rec.ok, "{rec:?}");
         assert_eq!(rec.content_chunks, 2);
         assert!(rec.total_s < 30.0);
         server.join().unwrap();
     }
 
+    #[rstest::rstest]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_an_error_body_is_read_only_as_far_as_its_excerpt() {
+    async fn serial_an_error_body_is_read_only_as_far_as_its_excerpt(
+        #[values(false, true)] native: bool,
+    ) {
         // A 500 announcing 1 GiB of body: the excerpt is kept, the rest never read.
         const HEAD: &[u8] =
             b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 1073741824\r\n\r\n";
@@ -633,7 +780,7 @@ mod tests {
             }
             (written < 1 << 30).then_some(chunk)
         });
-        let rec = send(&url, Duration::from_secs(120)).await;
+        let rec = send(&url, Duration::from_secs(120), native).await;
         assert_eq!(rec.error_kind, Some(ErrorKind::Http), "{rec:?}");
         assert_eq!(rec.http_status, Some(500));
         let error = rec.error.as_deref().unwrap();
@@ -647,8 +794,11 @@ mod tests {
         );
     }
 
+    #[rstest::rstest]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_an_endless_chunked_error_body_ends_with_its_excerpt() {
+    async fn serial_an_endless_chunked_error_body_ends_with_its_excerpt(
+        #[values(false, true)] native: bool,
+    ) {
         const HEAD: &[u8] =
             b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n";
         let (url, server) = serve(HEAD, |_| {
@@ -657,7 +807,7 @@ mod tests {
             chunk.extend_from_slice(b"\r\n");
             Some(chunk)
         });
-        let rec = send(&url, Duration::from_secs(120)).await;
+        let rec = send(&url, Duration::from_secs(120), native).await;
         assert_eq!(rec.error_kind, Some(ErrorKind::Http), "{rec:?}");
         assert_eq!(rec.http_status, Some(503));
         assert!(rec.error.as_deref().unwrap().starts_with("HTTP 503: xxxx"));

@@ -128,6 +128,8 @@ pub struct LoadTestConfig {
     pub preconnect: bool,
     /// Send a W3C `traceparent` with each generation request (recorded per request).
     pub traceparent: bool,
+    /// Which HTTP client sends the streaming requests (`--http-client`).
+    pub http_client: crate::client::HttpClient,
     /// Per-request objectives whose attainment (goodput) is reported.
     pub slo: Option<crate::results::Slo>,
     /// Criteria judged on the client's figures when the run completes (`--threshold`); a

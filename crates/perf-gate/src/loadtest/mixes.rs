@@ -74,6 +74,7 @@ pub(super) async fn check(
                             pool_size: cfg.peak_concurrency() as usize,
                             tls: cfg.vllm_tls.clone(),
                             traceparent: cfg.traceparent,
+                            http_client: cfg.http_client,
                             api: apis[i],
                             ..ClientOptions::default()
                         },

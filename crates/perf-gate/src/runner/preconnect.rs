@@ -19,7 +19,10 @@ pub async fn preconnect(client: &VllmClient, n: u32) -> PreconnectInfo {
     let started = Instant::now();
     let attempts = (0..n).map(|_| async {
         let t = Instant::now();
-        client.health().await.map(|()| t.elapsed().as_secs_f64())
+        client
+            .open_connection()
+            .await
+            .map(|()| t.elapsed().as_secs_f64())
     });
     let outcomes = futures::future::join_all(attempts).await;
     let mut times = Samples::new();
