@@ -109,6 +109,17 @@ fn a_sweep_has_one_summary_per_step_and_per_step_server_counts() {
         assert_eq!(s["thresholds"][0]["passed"], true, "{s}");
         assert_eq!(s["server"]["source"], "vllm_metrics", "{s}");
     }
+    // each step opened its 4 connections (the peak's) just before its load: the pause for a
+    // step's window outlasts vLLM's 5 s idle timeout, after which the kept ones are closed
+    let stats = sim.stats();
+    assert!(
+        (3 * 4 + 1..=3 * 4 + 3).contains(&stats.connections),
+        "{stats:?}"
+    );
+    assert_eq!(
+        r["preconnect"]["connections"], 4,
+        "the first opening is recorded"
+    );
 }
 
 #[test]

@@ -76,6 +76,7 @@ pub(super) async fn execute(
             pool_size: cfg.peak_concurrency() as usize,
             tls: cfg.vllm_tls.clone(),
             traceparent: cfg.traceparent,
+            http_client: cfg.http_client,
             api: cfg.api,
             ..ClientOptions::default()
         },
@@ -373,6 +374,20 @@ pub(super) async fn preconnect(
     results: &mut LoadTestResults,
     slots: u32,
 ) -> Result<(), LoadTestError> {
+    preconnect_before(cfg, client, cancel, results, slots, None).await
+}
+
+/// [`preconnect`] before `step` of a sweep (`None`: the first load): a later step's
+/// connections are opened again, since the pause for its window outlasts a server's idle
+/// timeout (vLLM: 5 s); only the first opening is recorded in the results.
+pub(super) async fn preconnect_before(
+    cfg: &LoadTestConfig,
+    client: &VllmClient,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+    slots: u32,
+    step: Option<usize>,
+) -> Result<(), LoadTestError> {
     if !cfg.preconnect {
         return Ok(());
     }
@@ -381,13 +396,16 @@ pub(super) async fn preconnect(
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
         p = crate::runner::preconnect::preconnect(client, slots) => p,
     };
+    let before = step.map_or("the load".to_string(), |i| format!("step {i}"));
     if opened.failed > 0 {
         results.warnings.push(format!(
-            "{} of {} connections could not be opened before the load: the first requests on them include a handshake",
+            "{} of {} connections could not be opened before {before}: the first requests on them include a handshake",
             opened.failed, opened.connections
         ));
     }
-    results.preconnect = Some(opened);
+    if step.is_none() {
+        results.preconnect = Some(opened);
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::phases::{Step, measure, open_window, preconnect, records_kept, window_figures};
+use super::phases::{Step, measure, open_window, preconnect_before, records_kept, window_figures};
 use super::{LoadTestConfig, LoadTestError, PARTIAL_REQUESTS_FILE, rfc3339};
 use crate::client::VllmClient;
 use crate::prom::PrometheusCollector;
@@ -97,9 +97,8 @@ async fn run_steps(
             true => Some(open_window(&step_cfg, client, collector, cancel).await?),
             false => None,
         };
-        if i == 0 {
-            preconnect(cfg, client, cancel, results, cfg.peak_concurrency()).await?;
-        }
+        let step = (i > 0).then_some(i);
+        preconnect_before(cfg, client, cancel, results, cfg.peak_concurrency(), step).await?;
         tracing::info!(
             step = i,
             level,
