@@ -3,7 +3,7 @@
 # side on the same machine, Locust (installed from PyPI into a cached venv on first use), with
 # vllm-sim pinned to one core and the client to the other. Prints `figure | load-test | locust |
 # goal` rows (stable format), the machine line and notes (the sim's load; the ceiling without
-# hyper, examples/raw_sse_ceiling). Takes ~12 min with the defaults.
+# hyper, examples/raw_sse_ceiling; load-test on reqwest). Takes ~14 min with the defaults.
 #   BENCH_RUNS (3), BENCH_SECONDS (20), BENCH_LOCUST (1; 0 skips Locust),
 #   BENCH_MEM_REQUESTS ("20000 200000"), LOCUST_VERSION (2.47.0)
 set -euo pipefail

@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_TEST = os.environ.get("LOAD_TEST", str(ROOT / "target/release/load-test"))
 VLLM_SIM = os.environ.get("VLLM_SIM", str(ROOT / "target/release/vllm-sim"))
+# load-test on reqwest (hyper) instead of its own HTTP/1.1 client, for the note comparing them
+HYPER = ["--http-client", "reqwest"]
 RAW = os.environ.get("RAW_SSE_CEILING", str(ROOT / "target/release/examples/raw_sse_ceiling"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
@@ -127,20 +129,20 @@ def peak_rss_mb(argv):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def lt_argv(sim, concurrency, seconds, requests, d):
+def lt_argv(sim, concurrency, seconds, requests, d, extra=()):
     """load-test's command line for a run of `seconds` (or `requests`) into `d`."""
     argv = [LOAD_TEST, "--vllm-url", sim.url, "--adapter-name", "candidate",
             "--prompt-text", "Say something long.", "--max-tokens", str(TOKENS),
             "--ignore-eos", "--concurrency", str(concurrency), "--output-dir", d,
             "--progress-interval", "0", "--poll-interval", "0", "--traceparent", "false"]
     argv += ["--duration", f"{seconds}s"] if seconds else ["--num-requests", str(requests)]
-    return argv
+    return argv + list(extra)
 
 
-def load_test(sim, concurrency, seconds=None, requests=None):
-    """One load-test run; returns a dict of figures."""
+def load_test(sim, concurrency, seconds=None, requests=None, extra=()):
+    """One load-test run (`extra`: more flags); returns a dict of figures."""
     d = tempfile.mkdtemp(prefix="bench-lt-")
-    argv = lt_argv(sim, concurrency, seconds, requests, d)
+    argv = lt_argv(sim, concurrency, seconds, requests, d, extra)
     s0, c0 = sim.ttft()
     sim_cpu0 = sim.cpu_s()
     wall, cpu, _ = child_run(argv)
@@ -281,6 +283,7 @@ def main():
     try:
         lt = [load_test(sim, 1024, SECONDS) for _ in range(RUNS)]
         lc = [locust(sim, 1024, SECONDS) for _ in range(RUNS)] if WITH_LOCUST else []
+        hyper_busy = [load_test(sim, 1024, SECONDS, extra=HYPER) for _ in range(RUNS)]
         rss_lt = peak_rss_mb(lt[0]["argv"])
         sim_share = max(r["sim_cpu_share"] for r in lt)
     finally:
@@ -302,6 +305,7 @@ def main():
     try:
         lt = [load_test(sim, 256, SECONDS) for _ in range(RUNS)]
         lc = [locust(sim, 256, SECONDS) for _ in range(RUNS)] if WITH_LOCUST else []
+        hyper_zero = [load_test(sim, 256, SECONDS, extra=HYPER) for _ in range(RUNS)]
         mem = [peak_rss_mb(lt_argv(sim, 256, None, n, tempfile.mkdtemp(prefix="bench-mem-")))
                for n in MEM_REQUESTS]
         sim_share = max(r["sim_cpu_share"] for r in lt)
@@ -316,6 +320,9 @@ def main():
                 + (" (the server, not the client, is the limit)" if sim_share > 0.9 else
                    " (not the limit)"))
     raw_zero = raw_ceiling_runs(0, 0, 256)
+    note.append("load-test --http-client reqwest (hyper reads each connection in a task of its "
+                f"own): {fmt(median(hyper_busy, 'cpu_ms_per_request'))} ms CPU a request at "
+                f"1,024, {fmt(median(hyper_zero, 'streams_s'))} streams/s at zero delay")
     note.append("without hyper (examples/raw_sse_ceiling: each stream read from its socket in "
                 "its own task, same decoder and parser, no records): "
                 f"{fmt(median(raw_busy, 'cpu_ms_per_request'))} ms CPU a request at 1,024, "
