@@ -62,6 +62,9 @@ const LOAD_TEST_ENV: &[&str] = &[
     "HTTP_PROXY",
     "all_proxy",
     "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "REQUEST_METHOD",
 ];
 
 /// The path of the workspace binary `name` (built by the test run).

@@ -10,9 +10,9 @@
 //!
 //! What a load needs of a client and no more: keep-alive connections in a pool per client
 //! (sized to the concurrency), a pooled connection found closed is dropped at check-out, and a
-//! request whose reused connection closes before one byte of the answer is sent again once on
-//! a new connection (the server closed an idle connection, e.g. it was restarted). Everything
-//! else — `https`, a proxy from the environment, a `GET` task — stays with reqwest.
+//! request is sent again on a new connection only when its kept connection proved closed
+//! before the server could act on it (as hyper and Go's client do). `https` and a proxy from
+//! the environment stay with reqwest.
 
 use std::io;
 use std::net::SocketAddr;
@@ -281,14 +281,30 @@ impl H1Client {
                     )
                 })?
                 .collect();
+            // each address gets its share of the timeout: one that never answers (an
+            // unroutable IPv6 address) leaves time for the next
+            let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(1);
             let mut last = None;
             for addr in &addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = Some(e),
+                match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                    Ok(Ok(s)) => return Ok(s),
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => {
+                        last = Some(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no answer from {addr} within {share:?}"),
+                        ))
+                    }
                 }
             }
             Err(match last {
+                Some(e) if e.kind() == io::ErrorKind::TimedOut => H1Error::new(
+                    Stage::ConnectTimeout,
+                    format!(
+                        "no connection to {} within {:?}",
+                        o.authority, self.connect_timeout
+                    ),
+                ),
                 Some(e) => H1Error::io(
                     Stage::Connect,
                     &format!("error connecting to {}", o.authority),
@@ -349,38 +365,39 @@ impl H1Client {
         out
     }
 
-    /// Sends `req` and reads the answer's head. On a pooled connection that the server closed
-    /// before answering (not one byte came back), the request is sent again, once, on a new
-    /// connection. `fresh` opens a new connection whatever the pool holds.
+    /// Sends `req` and reads the answer's head; `fresh` opens a new connection whatever the
+    /// pool holds. A request is sent again, once, on a new connection only when its pooled
+    /// connection proved closed before the server could have acted on it: writing it failed,
+    /// or the answer was a `408` (a server timing out an idle connection says so, then
+    /// closes). A request written in full is never sent twice (as hyper and Go's client): the
+    /// server may have acted on it, and a close after it is a failure of the request.
     pub async fn send(&self, req: &Request<'_>, fresh: bool) -> Result<Response<'_>, H1Error> {
         let bytes = self.encode(req);
+        let head_request = req.method == "HEAD";
         let pooled = if fresh { None } else { self.checkout() };
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect().await?,
+        let first = match pooled {
+            Some(c) => exchange(c, &bytes, head_request).await,
+            None => exchange(self.connect().await?, &bytes, head_request).await,
         };
-        match exchange(conn, &bytes, req.method == "HEAD").await {
-            Ok(head) => Ok(Response::new(self, head)),
-            Err(Exchange::Stale) => {
-                let conn = self.connect().await?;
-                match exchange(conn, &bytes, req.method == "HEAD").await {
-                    Ok(head) => Ok(Response::new(self, head)),
-                    Err(Exchange::Stale) => Err(H1Error::new(
-                        Stage::Head,
-                        "connection closed before an answer began",
-                    )),
-                    Err(Exchange::Failed(e)) => Err(e),
+        let head = match first {
+            Err(Exchange::Stale(_)) => {
+                match exchange(self.connect().await?, &bytes, head_request).await {
+                    Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(e),
+                    Ok(head) => head,
                 }
             }
-            Err(Exchange::Failed(e)) => Err(e),
-        }
+            Err(Exchange::Failed(e)) => return Err(e),
+            Ok(head) => head,
+        };
+        Ok(Response::new(self, head))
     }
 }
 
 /// Why [`exchange`] did not get an answer's head.
 enum Exchange {
-    /// A reused connection closed before one byte of the answer: worth one more try.
-    Stale,
+    /// A reused connection proved closed before the server could act on the request: worth
+    /// one more try on a new one.
+    Stale(H1Error),
     Failed(H1Error),
 }
 
@@ -394,20 +411,13 @@ struct Head {
 
 /// Writes `bytes` on `conn` and reads the answer's head (skipping `1xx` answers).
 async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<Head, Exchange> {
-    let reused = conn.reused;
-    let stale_or = |e: H1Error| {
-        if reused {
-            Exchange::Stale
+    if let Err(e) = conn.io.write_all(bytes).await {
+        let e = H1Error::io(Stage::Head, "error sending the request", &e);
+        return Err(if conn.reused {
+            Exchange::Stale(e)
         } else {
             Exchange::Failed(e)
-        }
-    };
-    if let Err(e) = conn.io.write_all(bytes).await {
-        return Err(stale_or(H1Error::io(
-            Stage::Head,
-            "error sending the request",
-            &e,
-        )));
+        });
     }
     let mut answered = false;
     loop {
@@ -415,7 +425,14 @@ async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<He
             Ok(Some((len, status, framing, keep_alive))) => {
                 conn.pos += len;
                 if (100..200).contains(&status) {
+                    answered = true;
                     continue; // an interim answer: the final one follows
+                }
+                if status == 408 && conn.reused && !answered {
+                    return Err(Exchange::Stale(H1Error::new(
+                        Stage::Head,
+                        "the server closed a kept connection (HTTP 408)",
+                    )));
                 }
                 return Ok(Head {
                     conn,
@@ -427,9 +444,10 @@ async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<He
             Ok(None) => {}
             Err(message) => return Err(Exchange::Failed(H1Error::new(Stage::Head, message))),
         }
+        let had = conn.end - conn.pos;
         match conn.fill().await {
-            Ok(0) if !answered => {
-                return Err(stale_or(H1Error::new(
+            Ok(0) if had == 0 && !answered => {
+                return Err(Exchange::Failed(H1Error::new(
                     Stage::Head,
                     "connection closed before an answer began",
                 )));
@@ -440,14 +458,7 @@ async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<He
                     "connection closed in the middle of the answer's head",
                 )));
             }
-            Ok(_) => answered = true,
-            Err(e) if !answered && is_reset(&e) => {
-                return Err(stale_or(H1Error::io(
-                    Stage::Head,
-                    "error reading the answer",
-                    &e,
-                )));
-            }
+            Ok(_) => {}
             Err(e) => {
                 return Err(Exchange::Failed(H1Error::io(
                     Stage::Head,
@@ -457,16 +468,6 @@ async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<He
             }
         }
     }
-}
-
-/// A connection the server tore down (as a restarted server does to an idle one).
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
 }
 
 /// Parses a complete answer head at the start of `bytes`: its length, status, body framing and
@@ -533,7 +534,11 @@ fn parse_head(
     } else {
         Framing::Close
     };
-    let keep_alive = framing != Framing::Close && if http11 { !close } else { keep_alive_token };
+    // a message framed both ways, or chunked under HTTP/1.0, may be a smuggling attempt or a
+    // broken proxy: its connection is not trusted with another request (RFC 9112 §6.1, §6.3)
+    let ambiguous = encoded && (length.is_some() || !http11);
+    let keep_alive =
+        framing != Framing::Close && !ambiguous && if http11 { !close } else { keep_alive_token };
     Ok(Some((len, status, framing, keep_alive)))
 }
 
@@ -745,6 +750,20 @@ mod tests {
         assert!(keep);
         let (_, status, framing, keep) = head("HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!((status, framing, keep), (204, Framing::Done, true));
+        for ambiguous in [
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n",
+        ] {
+            let (_, _, framing, keep) = head(ambiguous);
+            assert_eq!(framing, Framing::Chunked(Chunked::Size), "{ambiguous:?}");
+            assert!(!keep, "{ambiguous:?}");
+        }
+        let (_, _, framing, keep) = head("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n");
+        assert_eq!((framing, keep), (Framing::Done, true));
+        let (_, _, framing, _) = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(framing, Framing::Done, "the answer to a HEAD has no body");
         let (_, _, framing, _) =
             head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n");
         assert_eq!(
@@ -925,25 +944,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pooled_connection_the_server_closed_is_replaced_and_the_request_sent_again_once() {
-        // Every connection answers one request; a second request on it is read, then the
-        // connection is closed unanswered (as a restarted server does to kept connections).
+    async fn a_kept_connection_the_server_closed_is_replaced_and_no_request_is_sent_twice() {
+        // The server closes each connection right after its answer (an idle timeout): once
+        // the close has arrived, the next request finds it at check-out and opens a new one.
+        let (url, accepted, received) = server(|_, _| Act::AnswerThenClose);
+        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        for _ in 0..4 {
+            assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!((count(&accepted), count(&received)), (4, 4));
+        // A second request on a kept connection is read, then the connection closes
+        // unanswered: the server may have acted on it, so it fails and is not sent again.
         let (url, accepted, received) =
             server(|_, n| if n == 0 { Act::Answer } else { Act::Close });
         let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
-        for _ in 0..4 {
-            assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
-        }
-        // request k>0 went out on the kept connection, met the close, went out again on a new one
-        assert_eq!(count(&accepted), 4);
-        assert_eq!(count(&received), 7);
-        // a server that closes idle connections right after answering: never a failure
-        let (url, accepted, _) = server(|_, _| Act::AnswerThenClose);
+        assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
+        let e = post(&c).await.unwrap_err();
+        assert_eq!(e.stage, Stage::Head, "{e:?}");
+        assert_eq!(e.message, "connection closed before an answer began");
+        assert_eq!((count(&accepted), count(&received)), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_408_on_a_kept_connection_sends_the_request_again_on_a_new_one() {
+        use std::io::{Read, Write};
+        // The kept connection answers 408 (the server timed it out before reading anything)
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let mut s = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    for n in 0.. {
+                        if matches!(s.read(&mut buf), Ok(0) | Err(_)) {
+                            return;
+                        }
+                        let answer: &[u8] = if i == 0 && n == 1 {
+                            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        s.write_all(answer).unwrap();
+                    }
+                });
+            }
+        });
         let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
-        for _ in 0..4 {
-            assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
-        }
-        assert_eq!(count(&accepted), 4);
+        assert_eq!(post(&c).await.unwrap(), b"ok");
+        assert_eq!(
+            post(&c).await.unwrap(),
+            b"ok",
+            "sent again on a new connection"
+        );
+        // a 408 on a new connection is the answer
+        let url = one_answer(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n");
+        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let req = Request {
+            method: "POST",
+            target: "/",
+            headers: &[],
+            body: b"{}",
+        };
+        assert_eq!(c.send(&req, false).await.unwrap().status(), 408);
     }
 
     /// Opens a new connection and sends one request on it, as `--preconnect` does.

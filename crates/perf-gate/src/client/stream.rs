@@ -217,10 +217,12 @@ pub(crate) async fn execute(
                 .await
                 .unwrap_or_else(|_| Err(timed_out(timing.timeout)))
         }
-        (Some(_), Via::Native(..)) => Err(Failure::new(
-            ErrorKind::Transport,
-            "a GET task is sent with reqwest",
-        )),
+        (Some(_), Via::Native(h1, target)) => tokio::time::timeout_at(
+            clock.deadline.into(),
+            get_probe_h1(h1, target, auth, &mut rec),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(timing.timeout))),
         (None, Via::Reqwest(http, url)) => tokio::time::timeout_at(
             clock.deadline.into(),
             read_stream(api, http, url, auth, req, clock, &mut rec),
@@ -391,6 +393,42 @@ async fn get_probe(
         ));
     }
     resp.bytes().await.map_err(|e| classify(e, true))?;
+    Ok(())
+}
+
+/// [`get_probe`] on the load's own HTTP/1.1 client.
+async fn get_probe_h1(
+    h1: &H1Client,
+    target: &str,
+    auth: Option<&HeaderValue>,
+    rec: &mut RequestRecord,
+) -> Result<(), Failure> {
+    let mut headers: [(&str, &[u8]); 2] = [("accept", b"*/*"), ("", b"")];
+    let n = match auth {
+        Some(a) => {
+            headers[1] = ("authorization", a.as_bytes());
+            2
+        }
+        None => 1,
+    };
+    let request = h1::Request {
+        method: "GET",
+        target,
+        headers: &headers[..n],
+        body: b"",
+    };
+    let mut resp = h1.send(&request, false).await.map_err(classify_h1)?;
+    let status = resp.status();
+    rec.http_status = Some(status);
+    if !(200..300).contains(&status) {
+        let body = excerpt(&mut resp).await;
+        return Err(Failure::new(
+            ErrorKind::Http,
+            format!("HTTP {status}: {}", body.trim()),
+        ));
+    }
+    while resp.next_bytes().await?.is_some() {}
+    resp.finish();
     Ok(())
 }
 
@@ -690,6 +728,47 @@ mod tests {
         let (outcome, rec, _) = read_on_a_thread(body, Duration::from_secs(5));
         assert!(outcome.is_ok(), "{outcome:?}");
         assert_eq!(rec.content_chunks, 4);
+    }
+
+    #[rstest::rstest]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_clients_name_a_refused_connection_a_close_and_a_cut_body_alike(
+        #[values(false, true)] native: bool,
+    ) {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let rec = send(
+            &format!("http://127.0.0.1:{port}/v1/completions"),
+            Duration::from_secs(5),
+            native,
+        )
+        .await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Connect), "{rec:?}");
+        assert_eq!(rec.http_status, None);
+        // the server reads the request and closes without a word
+        let (url, server) = serve(b"", |_| None);
+        let rec = send(&url, Duration::from_secs(5), native).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::Transport), "{rec:?}");
+        server.join().unwrap();
+        // a chunked body cut inside a chunk, after a token
+        const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let mut sent = false;
+        let (url, server) = serve(CHUNKED, move |_| {
+            let first = !sent;
+            sent = true;
+            first.then(|| {
+                let mut c = format!("{:x}\r\n", TOKEN.len() + 10).into_bytes();
+                c.extend_from_slice(TOKEN);
+                c
+            })
+        });
+        let rec = send(&url, Duration::from_secs(5), native).await;
+        assert_eq!(rec.error_kind, Some(ErrorKind::StreamIncomplete), "{rec:?}");
+        assert_eq!(rec.content_chunks, 1, "{rec:?}");
+        assert_eq!(rec.http_status, Some(200));
+        server.join().unwrap();
     }
 
     #[rstest::rstest]
