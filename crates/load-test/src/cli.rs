@@ -509,10 +509,11 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub preconnect: bool,
 
-    /// The HTTP client of the streaming requests. `native`: load-test's own HTTP/1.1 client,
-    /// which reads each answer in its request's task (a fifth less client CPU a request) over
-    /// plain `http` without a proxy in the environment, and reqwest otherwise (`https`,
-    /// `HTTP_PROXY`/`ALL_PROXY`, `GET` tasks). `reqwest`: reqwest (hyper) for everything.
+    /// The HTTP client of the load's requests. `native`: load-test's own HTTP/1.1 client,
+    /// which reads each answer in its request's task (less client CPU a request, half the
+    /// memory), over plain `http` that reqwest would not send through a proxy (`HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`), and reqwest otherwise (`https`, a proxy). `reqwest`: reqwest
+    /// (hyper) for everything. Recorded as `config.http_client`.
     #[arg(
         long,
         env = "HTTP_CLIENT",

@@ -131,6 +131,7 @@ pub fn results_with(f: Figures, adapter: &str) -> LoadTestResults {
             lora_mix: None,
             base_model_weight: None,
             preconnect: true,
+            http_client: None,
             baseline_adapter: None,
             slo: None,
             wait_ready_s: 0.0,

@@ -538,6 +538,12 @@ fn skeleton(cfg: &LoadTestConfig) -> LoadTestResults {
                     .map(|m| m.weight)
             }),
             preconnect: cfg.preconnect,
+            http_client: Some(
+                cfg.http_client
+                    .effective(&cfg.vllm_url)
+                    .as_str()
+                    .to_string(),
+            ),
             baseline_adapter: cfg.baseline_adapter.clone(),
             slo: cfg.slo,
             wait_ready_s: cfg.wait_ready.map_or(0.0, |d| d.as_secs_f64()),

@@ -876,6 +876,11 @@ pub struct RunConfig {
     /// client TTFT includes a handshake; results without the field did not.
     #[serde(default)]
     pub preconnect: bool,
+    /// The HTTP client that sent the load's requests (`--http-client` after its fallbacks):
+    /// `native` (load-test's own HTTP/1.1 client) or `reqwest`; absent: reqwest (runs before
+    /// the option). Recorded, not compared: the server sees the same requests either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_client: Option<String>,
     /// The baseline adapter measured alongside (`--baseline-adapter`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_adapter: Option<String>,

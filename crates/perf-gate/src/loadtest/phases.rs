@@ -81,6 +81,10 @@ pub(super) async fn execute(
             ..ClientOptions::default()
         },
     )?);
+    tracing::info!(
+        http_client = cfg.http_client.effective(&cfg.vllm_url).as_str(),
+        "HTTP client of the load's requests"
+    );
 
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
@@ -170,15 +174,24 @@ pub(super) async fn execute(
     } else {
         Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
     };
-    match &mix {
-        Some((_, setup, ..)) if targets => {
-            for c in setup.clients.iter().flatten() {
-                preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
-            }
-        }
-        _ => preconnect(cfg, &client, &cancel, results, cfg.peak_concurrency()).await?,
+    let pooled: Vec<&VllmClient> = match &mix {
+        Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
+        _ => vec![&*client],
+    };
+    for c in &pooled {
+        preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
     }
     if let Some(at) = cfg.start_at {
+        // a wait that outlasts a server's idle timeout (vLLM: 5 s) would leave the pool
+        // closed: its connections are opened again 2 s before the start
+        let reopen = at - chrono::Duration::seconds(2);
+        if cfg.preconnect && reopen - Utc::now() > chrono::Duration::seconds(2) {
+            start_at(reopen, &cancel, results).await?;
+            for c in &pooled {
+                let slots = cfg.peak_concurrency();
+                preconnect_before(cfg, c, &cancel, results, slots, Some("--start-at")).await?;
+            }
+        }
         start_at(at, &cancel, results).await?;
     }
     let poller = super::poll::Poller::start(cfg, &client);
@@ -377,16 +390,16 @@ pub(super) async fn preconnect(
     preconnect_before(cfg, client, cancel, results, slots, None).await
 }
 
-/// [`preconnect`] before `step` of a sweep (`None`: the first load): a later step's
-/// connections are opened again, since the pause for its window outlasts a server's idle
-/// timeout (vLLM: 5 s); only the first opening is recorded in the results.
+/// [`preconnect`] again, before `again` (a sweep's later step, `--start-at`), after a pause
+/// that outlasts a server's idle timeout (vLLM: 5 s) closed the kept connections; `None`: the
+/// first opening, the only one recorded in the results.
 pub(super) async fn preconnect_before(
     cfg: &LoadTestConfig,
     client: &VllmClient,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
     slots: u32,
-    step: Option<usize>,
+    again: Option<&str>,
 ) -> Result<(), LoadTestError> {
     if !cfg.preconnect {
         return Ok(());
@@ -396,14 +409,14 @@ pub(super) async fn preconnect_before(
         _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while opening connections before the load" }),
         p = crate::runner::preconnect::preconnect(client, slots) => p,
     };
-    let before = step.map_or("the load".to_string(), |i| format!("step {i}"));
+    let before = again.unwrap_or("the load");
     if opened.failed > 0 {
         results.warnings.push(format!(
             "{} of {} connections could not be opened before {before}: the first requests on them include a handshake",
             opened.failed, opened.connections
         ));
     }
-    if step.is_none() {
+    if again.is_none() {
         results.preconnect = Some(opened);
     }
     Ok(())

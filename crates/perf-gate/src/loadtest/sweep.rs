@@ -97,8 +97,9 @@ async fn run_steps(
             true => Some(open_window(&step_cfg, client, collector, cancel).await?),
             false => None,
         };
-        let step = (i > 0).then_some(i);
-        preconnect_before(cfg, client, cancel, results, cfg.peak_concurrency(), step).await?;
+        let step = format!("step {i}");
+        let again = (i > 0).then_some(step.as_str());
+        preconnect_before(cfg, client, cancel, results, cfg.peak_concurrency(), again).await?;
         tracing::info!(
             step = i,
             level,
