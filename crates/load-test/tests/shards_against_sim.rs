@@ -436,3 +436,42 @@ fn staged_shards_run_their_part_of_each_stage() {
         stderr(&out)
     );
 }
+
+/// A wait for `--start-at` longer than vLLM's 5 s idle timeout would leave the shard's pool
+/// closed by the server: its connections are opened again 2 s before the start, and the load
+/// opens none (the first opening is the one recorded).
+#[test]
+fn serial_a_long_wait_for_the_start_opens_the_pool_again_before_it() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 16);
+    let out = dir.path().join("s0");
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(6)).to_rfc3339();
+    run_together(vec![load(
+        &sim,
+        &eval,
+        &out,
+        &[
+            "--shard-count",
+            "1",
+            "--shard-index",
+            "0",
+            "--start-at",
+            &start_at,
+        ],
+    )]);
+    let stats = sim.stats();
+    // the pre-flight's connection, the 8 slots' twice, and none during the load
+    assert_eq!(
+        stats.connections_before_first_generation,
+        Some(stats.connections),
+        "{stats:?}"
+    );
+    assert!(
+        (2 * 8 + 1..=2 * 8 + 2).contains(&stats.connections),
+        "{stats:?}"
+    );
+    let r = load_test_results(&out);
+    assert_eq!(r["preconnect"]["connections"], 8);
+    assert_eq!(r["config"]["http_client"], "native");
+}
