@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use test_support::sim::{Sim, eval_file};
 use test_support::steps::{
-    load_test, load_test_against, load_test_results, request_records, run, stderr,
+    load_test, load_test_against, load_test_results, most_in_flight, request_records, run, stderr,
 };
 use vllm_sim::{LatencyScale, LoadTime, LoraModule, SimConfig};
 
@@ -508,24 +508,6 @@ fn a_target_mix_can_load_vllm_and_llama_cpp_together() {
     );
 }
 
-/// The most requests of `records` in flight at once (from their start and total times).
-fn max_in_flight(records: &[&Value]) -> usize {
-    let mut edges: Vec<(f64, i32)> = Vec::new();
-    for r in records {
-        let start = r["start_s"].as_f64().unwrap();
-        edges.push((start, 1));
-        edges.push((start + r["total_s"].as_f64().unwrap(), -1));
-    }
-    // an end before a start at the same instant: a freed slot taken again
-    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
-}
-
 #[test]
 fn serial_targets_with_their_own_concurrency_keep_their_own_slots() {
     let fast = sim(5, 2);
@@ -560,8 +542,16 @@ fn serial_targets_with_their_own_concurrency_keep_their_own_slots() {
             .collect::<Vec<_>>()
     };
     let (f, s) = (of("fast"), of("slow"));
-    assert!(max_in_flight(&f) <= 2, "fast: {}", max_in_flight(&f));
-    assert!(max_in_flight(&s) <= 3, "slow: {}", max_in_flight(&s));
+    assert!(
+        most_in_flight(f.iter().copied()) <= 2,
+        "fast: {}",
+        most_in_flight(f.iter().copied())
+    );
+    assert!(
+        most_in_flight(s.iter().copied()) <= 3,
+        "slow: {}",
+        most_in_flight(s.iter().copied())
+    );
     // the slow target's requests never hold the fast one's slots: the fast one completes
     // many times more (~2 / 13 ms vs ~3 / 210 ms)
     assert!(

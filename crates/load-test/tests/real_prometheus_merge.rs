@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use test_support::prometheus::PrometheusServer;
 use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, load_test_results, run, stderr};
+use test_support::steps::{load_test, load_test_results, run, run_together, stderr};
 
 const JOB: &str = "vllm-service";
 const REQUESTS: u64 = 20;
@@ -37,12 +37,12 @@ fn merged(dir: &Path, interval: u64, lead: Duration, merge_args: &[&str]) -> (Va
     let eval = eval_file(dir, REQUESTS as usize);
     let start_at = (chrono::Utc::now() + lead).to_rfc3339();
     let shards: Vec<_> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
-    let children: Vec<_> = shards
+    let commands: Vec<_> = shards
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            load_test()
-                .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+            let mut c = load_test();
+            c.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
                 .arg("--eval-data-path")
                 .arg(&eval)
                 .arg("--output-dir")
@@ -58,17 +58,11 @@ fn merged(dir: &Path, interval: u64, lead: Duration, merge_args: &[&str]) -> (Va
                     "--max-tokens",
                     "4",
                 ])
-                .args(["--progress-interval", "0", "--poll-interval", "0"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("load-test starts")
+                .args(["--progress-interval", "0", "--poll-interval", "0"]);
+            c
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_together(commands);
     for d in &shards {
         let r = load_test_results(d);
         assert!(r["server"].is_null());

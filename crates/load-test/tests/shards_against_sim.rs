@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use test_support::sim::{Sim, eval_file};
-use test_support::steps::{load_test, load_test_results, request_records, run, stderr};
+use test_support::steps::{
+    load_test, load_test_results, most_in_flight, request_records, run, run_together, stderr,
+};
 
 fn sim() -> Sim {
     Sim::start(vllm_sim::SimConfig {
@@ -43,24 +45,6 @@ fn staged(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Co
         .args(["--progress-interval", "0", "--poll-interval", "0"])
         .args(args);
     c
-}
-
-/// Starts every shard's command at once (they wait for their common `--start-at`), then
-/// waits for each to succeed.
-fn run_together(shards: Vec<std::process::Command>) {
-    let children: Vec<_> = shards
-        .into_iter()
-        .map(|mut c| {
-            c.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("load-test starts")
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
 }
 
 fn merge(dirs: &[PathBuf], out: &Path) -> std::process::Output {
@@ -335,25 +319,6 @@ fn constant_arrivals_of_shards_interleave_into_one_schedule() {
         load_test_results(&dir.path().join("m"))["client"]["total_requests"],
         24
     );
-}
-
-/// The most requests of `records` in flight at once, from their start and total times.
-fn most_in_flight(records: &[Value]) -> usize {
-    let mut edges: Vec<(f64, i32)> = records
-        .iter()
-        .flat_map(|r| {
-            let start = f(&r["start_s"]);
-            [(start, 1), (start + f(&r["total_s"]), -1)]
-        })
-        .collect();
-    // an end before a start at the same instant: a slot handed on is not two in flight
-    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
 }
 
 /// `--stages` as the results record it.

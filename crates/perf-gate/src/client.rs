@@ -554,27 +554,25 @@ impl VllmClient {
     /// Sends one streaming request and measures it (see [`record::RequestRecord`]); its error
     /// text, which may quote the server, is scrubbed of every known secret.
     pub async fn stream(&self, req: &PreparedRequest, timing: Timing) -> RequestRecord {
-        let url = self.url(
-            req.probe
-                .map_or(self.api.generation_path(req.endpoint), |p| p.path()),
-        );
+        let path = req
+            .probe
+            .map_or(self.api.generation_path(req.endpoint), |p| p.path());
         // a generation's own trace (a GET task is not traced)
         let traceparent = match (&self.trace, req.probe) {
             (Some(ids), None) => Some(ids.next()),
             _ => None,
         };
-        let target;
+        // the own client takes the request target, reqwest the whole URL
+        let address;
         let via = match &self.native {
             Some(h1) => {
-                target = format!(
-                    "{}{}",
-                    self.base_path,
-                    req.probe
-                        .map_or(self.api.generation_path(req.endpoint), |p| p.path())
-                );
-                stream::Via::Native(h1, &target)
+                address = format!("{}{path}", self.base_path);
+                stream::Via::Native(h1, &address)
             }
-            None => stream::Via::Reqwest(&self.http, &url),
+            None => {
+                address = self.url(path);
+                stream::Via::Reqwest(&self.http, &address)
+            }
         };
         let mut rec =
             stream::execute(self.api, via, self.auth.as_ref(), req, timing, traceparent).await;

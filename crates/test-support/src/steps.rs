@@ -235,3 +235,39 @@ pub fn measure_sim(
     assert!(o.status.success(), "{}", stderr(&o));
     out.join("load_test_results.json")
 }
+
+/// The most requests in flight at once among `records` (request records: `start_s`,
+/// `total_s`); a request ending at the instant another starts frees its slot first.
+pub fn most_in_flight<'a>(records: impl IntoIterator<Item = &'a Value>) -> usize {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for r in records {
+        let start = r["start_s"].as_f64().expect("start_s");
+        edges.push((start, 1));
+        edges.push((start + r["total_s"].as_f64().expect("total_s"), -1));
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// Starts every command at once (shards that wait for their common `--start-at`), then waits
+/// for each to succeed.
+pub fn run_together(commands: Vec<std::process::Command>) {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("load-test starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}

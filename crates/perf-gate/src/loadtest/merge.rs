@@ -128,6 +128,16 @@ fn ready_text(results: &LoadTestResults) -> &str {
     }
 }
 
+/// Why a shard's warm-up leaves the merge no window: it warmed up but does not record when
+/// that ended (`timing.ready_at`, written since 2026-12-06), so only a sample newer than its
+/// load's start would do, and none is.
+fn unrecorded_ready(results: &LoadTestResults) -> Option<String> {
+    let timing = results.timing.as_ref()?;
+    (results.warmup.is_some() && timing.ready_at.is_none()).then(|| {
+        "it warmed up but does not record when its warm-up ended (timing.ready_at: it was written by an older load-test), so the server window cannot start before its load and the merged server figures are invalid; run the shards again with this load-test".to_string()
+    })
+}
+
 /// The config fields every shard must share (all but the ones a shard divides or offsets).
 fn shared_config(r: &LoadTestResults) -> serde_json::Value {
     let mut v = serde_json::to_value(&r.config).unwrap_or_default();
@@ -311,6 +321,7 @@ async fn merged(
                 .iter()
                 .map(|w| format!("shard {}: {w}", r.index)),
         );
+        warnings.extend(unrecorded_ready(&r.results).map(|w| format!("shard {}: {w}", r.index)));
     }
     let count = runs[0].count;
     let union_s = (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -483,7 +494,11 @@ mod tests {
         assert_eq!(ready_text(&r), "2026-01-01T00:00:05Z");
         // a warm-up without its end recorded: only the load's start, which no sample before
         // the load can be newer than
+        assert_eq!(unrecorded_ready(&r), None);
         r.timing.as_mut().unwrap().ready_at = None;
         assert_eq!(ready_text(&r), "2026-01-01T00:01:00Z");
+        assert!(unrecorded_ready(&r).unwrap().contains("timing.ready_at"));
+        r.warmup = None;
+        assert_eq!(unrecorded_ready(&r), None);
     }
 }
