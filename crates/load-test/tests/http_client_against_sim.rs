@@ -121,18 +121,17 @@ fn relay(upstream: String) -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
-#[test]
-fn a_proxy_in_the_environment_carries_the_streaming_requests() {
-    let sim = sim();
-    let upstream = sim.url.trim_start_matches("http://").to_string();
-    let (proxy, relayed) = relay(upstream);
+/// Runs 40 requests at 4 in flight against `sim` with `env`; the results.
+fn run_with_env(sim: &Sim, env: &[(&str, &str)]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let eval = test_support::sim::eval_file(dir.path(), 8);
     let out = dir.path().join("out");
+    let mut cmd = test_support::steps::load_test();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let output = test_support::steps::run(
-        test_support::steps::load_test()
-            .env("HTTP_PROXY", &proxy)
-            .args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+        cmd.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
             .arg("--eval-data-path")
             .arg(&eval)
             .arg("--output-dir")
@@ -150,8 +149,37 @@ fn a_proxy_in_the_environment_carries_the_streaming_requests() {
     assert!(output.status.success(), "{}", stderr(&output));
     let r = load_test_results(&out);
     assert_eq!(r["client"]["successful_requests"], 40);
+    r
+}
+
+#[test]
+fn a_proxy_in_the_environment_carries_the_streaming_requests() {
+    let sim = sim();
+    let upstream = sim.url.trim_start_matches("http://").to_string();
+    let (proxy, relayed) = relay(upstream);
+    let r = run_with_env(&sim, &[("HTTP_PROXY", &proxy)]);
     // every connection went through the proxy: the slots' (one may be the pre-flight's)
     let through = relayed.load(Ordering::SeqCst);
     assert!(through >= 4, "{through} connections through the proxy");
     assert_eq!(sim.stats().connections as usize, through);
+    assert_eq!(r["config"]["http_client"], "reqwest");
+    let warned = r["warnings"].as_array().unwrap();
+    assert!(
+        warned.iter().any(|w| w.as_str().unwrap().contains("proxy")),
+        "{warned:?}"
+    );
+    // NO_PROXY spares the server: nothing through the proxy, the own client, no warning
+    let sim = self::sim();
+    let r = run_with_env(&sim, &[("HTTP_PROXY", &proxy), ("NO_PROXY", "127.0.0.1")]);
+    assert_eq!(
+        relayed.load(Ordering::SeqCst),
+        through,
+        "no new connection relayed"
+    );
+    assert_eq!(r["config"]["http_client"], "native");
+    let warned = r["warnings"].as_array().unwrap();
+    assert!(
+        !warned.iter().any(|w| w.as_str().unwrap().contains("proxy")),
+        "{warned:?}"
+    );
 }

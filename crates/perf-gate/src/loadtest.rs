@@ -96,7 +96,7 @@ pub async fn run(
         RunStatus::Failed.as_str(),
     )?;
     let mut results = skeleton(&cfg);
-    warn_about_proxies(&mut results);
+    warn_about_proxies(&cfg.vllm_url, &mut results);
     // what was asked, first: it stands even when the run fails (an extra, as the report is)
     if let Some(record) = &cfg.effective_config
         && let Err(e) = outputs.write_json(crate::step::CONFIG_RECORD_FILE, record)
@@ -389,7 +389,11 @@ pub fn mark_killed(output_dir: &std::path::Path) {
 }
 
 /// A proxy between the client and vLLM can buffer the SSE stream and make TTFT look like e2e.
-fn warn_about_proxies(results: &mut LoadTestResults) {
+/// Said when reqwest's own matcher sends vLLM's URL through one (not when `NO_PROXY` spares it).
+fn warn_about_proxies(vllm_url: &str, results: &mut LoadTestResults) {
+    if !crate::client::proxied_url(vllm_url) {
+        return;
+    }
     let set: Vec<&str> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",

@@ -266,8 +266,15 @@ pub fn run_together(commands: Vec<std::process::Command>) {
                 .expect("load-test starts")
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
+    // each drained on a thread of its own: one that fills its pipe must not wait for another
+    let outputs: Vec<Output> = std::thread::scope(|s| {
+        let waiting: Vec<_> = children
+            .into_iter()
+            .map(|c| s.spawn(move || c.wait_with_output().unwrap()))
+            .collect();
+        waiting.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for out in outputs {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }

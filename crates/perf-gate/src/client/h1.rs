@@ -369,19 +369,19 @@ impl H1Client {
     /// pool holds. A request is sent again, once, on a new connection only when its pooled
     /// connection proved closed before the server could have acted on it: writing it failed,
     /// or the answer was a `408` (a server timing out an idle connection says so, then
-    /// closes). A request written in full is never sent twice (as hyper and Go's client): the
-    /// server may have acted on it, and a close after it is a failure of the request.
+    /// closes); a `GET` also when the connection closed before an answer began (it changes
+    /// nothing on the server). A `POST` written in full is never sent twice (as hyper and Go's
+    /// client): the server may have acted on it, and a close after it is a failure.
     pub async fn send(&self, req: &Request<'_>, fresh: bool) -> Result<Response<'_>, H1Error> {
         let bytes = self.encode(req);
-        let head_request = req.method == "HEAD";
         let pooled = if fresh { None } else { self.checkout() };
         let first = match pooled {
-            Some(c) => exchange(c, &bytes, head_request).await,
-            None => exchange(self.connect().await?, &bytes, head_request).await,
+            Some(c) => exchange(c, &bytes, req.method).await,
+            None => exchange(self.connect().await?, &bytes, req.method).await,
         };
         let head = match first {
             Err(Exchange::Stale(_)) => {
-                match exchange(self.connect().await?, &bytes, head_request).await {
+                match exchange(self.connect().await?, &bytes, req.method).await {
                     Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(e),
                     Ok(head) => head,
                 }
@@ -410,7 +410,10 @@ struct Head {
 }
 
 /// Writes `bytes` on `conn` and reads the answer's head (skipping `1xx` answers).
-async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<Head, Exchange> {
+async fn exchange(mut conn: Conn, bytes: &[u8], method: &str) -> Result<Head, Exchange> {
+    let head_request = method == "HEAD";
+    // a GET or HEAD the server may have read changes nothing there: sent again, as Go does
+    let idempotent = matches!(method, "GET" | "HEAD");
     if let Err(e) = conn.io.write_all(bytes).await {
         let e = H1Error::io(Stage::Head, "error sending the request", &e);
         return Err(if conn.reused {
@@ -447,10 +450,12 @@ async fn exchange(mut conn: Conn, bytes: &[u8], head_request: bool) -> Result<He
         let had = conn.end - conn.pos;
         match conn.fill().await {
             Ok(0) if had == 0 && !answered => {
-                return Err(Exchange::Failed(H1Error::new(
-                    Stage::Head,
-                    "connection closed before an answer began",
-                )));
+                let e = H1Error::new(Stage::Head, "connection closed before an answer began");
+                return Err(if conn.reused && idempotent {
+                    Exchange::Stale(e)
+                } else {
+                    Exchange::Failed(e)
+                });
             }
             Ok(0) => {
                 return Err(Exchange::Failed(H1Error::new(
@@ -964,6 +969,21 @@ mod tests {
         assert_eq!(e.stage, Stage::Head, "{e:?}");
         assert_eq!(e.message, "connection closed before an answer began");
         assert_eq!((count(&accepted), count(&received)), (1, 2));
+        // a GET there is sent again on a new connection (it changes nothing on the server)
+        let (url, accepted, received) =
+            server(|_, n| if n == 0 { Act::Answer } else { Act::Close });
+        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        post_fresh(&c).await;
+        let req = Request {
+            method: "GET",
+            target: "/v1/models",
+            headers: &[],
+            body: b"",
+        };
+        let mut resp = c.send(&req, false).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        while resp.chunk().await.unwrap().is_some() {}
+        assert_eq!((count(&accepted), count(&received)), (2, 3));
     }
 
     #[tokio::test]

@@ -142,7 +142,8 @@ fn unrecorded_ready(results: &LoadTestResults) -> Option<String> {
 fn shared_config(r: &LoadTestResults) -> serde_json::Value {
     let mut v = serde_json::to_value(&r.config).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in ["concurrency", "rate", "seed", "max_inflight"] {
+        // the HTTP client is recorded, not compared (the server saw the same requests)
+        for k in ["concurrency", "rate", "seed", "max_inflight", "http_client"] {
             o.remove(k);
         }
     }
@@ -321,7 +322,11 @@ async fn merged(
                 .iter()
                 .map(|w| format!("shard {}: {w}", r.index)),
         );
-        warnings.extend(unrecorded_ready(&r.results).map(|w| format!("shard {}: {w}", r.index)));
+        // only an end-anchored window on Prometheus needs each shard's ready time
+        if cfg.prometheus_url.is_some() && cfg.prom.window_mode == WindowMode::EndAnchored {
+            warnings
+                .extend(unrecorded_ready(&r.results).map(|w| format!("shard {}: {w}", r.index)));
+        }
     }
     let count = runs[0].count;
     let union_s = (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -336,6 +341,11 @@ async fn merged(
     let mut results = runs[0].results.clone();
     results.config.concurrency = concurrency;
     results.config.rate = rate;
+    // one client if every shard ran on it (an absent field: reqwest, before the option)
+    let client = |r: &ShardRun| r.results.config.http_client.clone();
+    if runs.iter().any(|r| client(r) != client(&runs[0])) {
+        results.config.http_client = Some("mixed".to_string());
+    }
     // the server side is the merge's, not how the first shard was launched
     let shard_side = super::prometheus_departures(
         results.config.prometheus_url.is_some(),

@@ -81,10 +81,6 @@ pub(super) async fn execute(
             ..ClientOptions::default()
         },
     )?);
-    tracing::info!(
-        http_client = cfg.http_client.effective(&cfg.vllm_url).as_str(),
-        "HTTP client of the load's requests"
-    );
 
     // Everything before the load can take long (--wait-ready): a signal ends it at once.
     let preflight = async {
@@ -178,20 +174,20 @@ pub(super) async fn execute(
         Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
         _ => vec![&*client],
     };
+    // which client sends the load (a mix's targets may differ: https, a proxy)
+    let used: std::collections::BTreeSet<_> =
+        pooled.iter().map(|c| c.http_client().as_str()).collect();
+    let used = match used.len() {
+        1 => used.into_iter().next().unwrap_or("reqwest"),
+        _ => "mixed",
+    };
+    tracing::info!(http_client = used, "HTTP client of the load's requests");
+    results.config.http_client = Some(used.to_string());
     for c in &pooled {
         preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
     }
     if let Some(at) = cfg.start_at {
-        // a wait that outlasts a server's idle timeout (vLLM: 5 s) would leave the pool
-        // closed: its connections are opened again 2 s before the start
-        let reopen = at - chrono::Duration::seconds(2);
-        if cfg.preconnect && reopen - Utc::now() > chrono::Duration::seconds(2) {
-            start_at(reopen, &cancel, results).await?;
-            for c in &pooled {
-                let slots = cfg.peak_concurrency();
-                preconnect_before(cfg, c, &cancel, results, slots, Some("--start-at")).await?;
-            }
-        }
+        reopen_before_start(cfg, &pooled, at, &cancel, results).await?;
         start_at(at, &cancel, results).await?;
     }
     let poller = super::poll::Poller::start(cfg, &client);
@@ -291,6 +287,61 @@ fn shard_of(requests: Vec<PreparedRequest>, s: super::Shard) -> Vec<PreparedRequ
 
 /// Waits for `--start-at` (every shard starts its load at the same instant); a time already
 /// past is a warning, not a wait.
+/// A wait for `--start-at` that outlasts a server's idle timeout (vLLM: 5 s) would leave the
+/// pool closed: the connections are opened again (every target's at once) 2 s before the
+/// start, and given up at the start itself (the start is kept, the rest open in the load).
+async fn reopen_before_start(
+    cfg: &LoadTestConfig,
+    pooled: &[&VllmClient],
+    at: chrono::DateTime<Utc>,
+    cancel: &CancellationToken,
+    results: &mut LoadTestResults,
+) -> Result<(), LoadTestError> {
+    let reopen = at - chrono::Duration::seconds(2);
+    let Ok(wait) = (reopen - Utc::now()).to_std() else {
+        return Ok(());
+    };
+    if !cfg.preconnect || wait < Duration::from_secs(2) {
+        return Ok(());
+    }
+    let aborted = LoadTestError::Aborted {
+        phase: "while waiting for --start-at",
+    };
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(aborted),
+        _ = tokio::time::sleep(wait) => {}
+    }
+    tracing::info!("opening the connections again before --start-at");
+    let slots = cfg.peak_concurrency();
+    let all = futures::future::join_all(
+        pooled
+            .iter()
+            .map(|c| crate::runner::preconnect::preconnect(c, slots)),
+    );
+    let left = (at - Utc::now()).to_std().unwrap_or_default();
+    let opened = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(aborted),
+        o = tokio::time::timeout(left, all) => o,
+    };
+    match opened {
+        Ok(infos) => {
+            let failed: u64 = infos.iter().map(|i| i.failed).sum();
+            if failed > 0 {
+                results.warnings.push(format!(
+                    "{failed} of {} connections could not be opened again before --start-at: the first requests on them include a handshake",
+                    u64::from(slots) * infos.len() as u64
+                ));
+            }
+        }
+        Err(_) => results.warnings.push(
+            "the connections were still being opened again at --start-at: the first requests on the rest include a handshake".to_string(),
+        ),
+    }
+    Ok(())
+}
+
 async fn start_at(
     at: chrono::DateTime<Utc>,
     cancel: &CancellationToken,
