@@ -351,16 +351,7 @@ async fn read_stream_h1(
         headers: &headers[..n],
         body: &req.body,
     };
-    let mut resp = h1.send(&request, false).await.map_err(classify_h1)?;
-    let status = resp.status();
-    rec.http_status = Some(status);
-    if !(200..300).contains(&status) {
-        let body = excerpt(&mut resp).await;
-        return Err(Failure::new(
-            ErrorKind::Http,
-            format!("HTTP {status}: {}", body.trim()),
-        ));
-    }
+    let mut resp = send_h1(h1, &request, &mut rec.http_status).await?;
     let outcome = read_events(api, &mut resp, clock, rec).await;
     if outcome.is_ok() {
         rec.total_s = clock.start.elapsed().as_secs_f64();
@@ -369,6 +360,27 @@ async fn read_stream_h1(
         }
     }
     outcome
+}
+
+/// Sends `request` on the load's own client and records the answer's status in `http_status`:
+/// a 2xx answer whose body is still to be read, else an [`ErrorKind::Http`] failure with its
+/// excerpt.
+async fn send_h1<'c>(
+    h1: &'c H1Client,
+    request: &h1::Request<'_>,
+    http_status: &mut Option<u16>,
+) -> Result<h1::Response<'c>, Failure> {
+    let mut resp = h1.send(request, false).await.map_err(classify_h1)?;
+    let status = resp.status();
+    *http_status = Some(status);
+    if !(200..300).contains(&status) {
+        let body = excerpt(&mut resp).await;
+        return Err(Failure::new(
+            ErrorKind::Http,
+            format!("HTTP {status}: {}", body.trim()),
+        ));
+    }
+    Ok(resp)
 }
 
 /// A GET task of `--task-mix` (`/health`, `/v1/models`): a 2xx answer read to its end.
@@ -417,16 +429,7 @@ async fn get_probe_h1(
         headers: &headers[..n],
         body: b"",
     };
-    let mut resp = h1.send(&request, false).await.map_err(classify_h1)?;
-    let status = resp.status();
-    rec.http_status = Some(status);
-    if !(200..300).contains(&status) {
-        let body = excerpt(&mut resp).await;
-        return Err(Failure::new(
-            ErrorKind::Http,
-            format!("HTTP {status}: {}", body.trim()),
-        ));
-    }
+    let mut resp = send_h1(h1, &request, &mut rec.http_status).await?;
     while resp.next_bytes().await?.is_some() {}
     resp.finish();
     Ok(())
