@@ -12,6 +12,7 @@ mod h1;
 pub mod record;
 pub mod sse;
 mod stream;
+mod timed_socket;
 pub mod trace;
 
 use std::time::{Duration, Instant};

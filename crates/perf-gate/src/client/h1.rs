@@ -18,10 +18,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::timed_socket::TimedSocket;
 
 /// Size of a connection's read buffer; a response head may grow it to [`MAX_HEAD`].
 const BUFFER: usize = 8 * 1024;
@@ -79,21 +80,24 @@ struct Origin {
 
 /// A connection and the bytes read from it but not consumed yet.
 struct Conn {
-    io: TcpStream,
+    io: TimedSocket,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// When the newest buffered bytes arrived, if the kernel said.
+    arrived: Option<Instant>,
     /// Came from the pool (a request on it may meet a close the server made while it idled).
     reused: bool,
 }
 
 impl Conn {
-    fn new(io: TcpStream) -> Self {
+    fn new(io: TimedSocket) -> Self {
         Conn {
             io,
             buf: vec![0; BUFFER],
             pos: 0,
             end: 0,
+            arrived: None,
             reused: false,
         }
     }
@@ -121,8 +125,9 @@ impl Conn {
             }
             self.buf.resize(self.buf.len() * 2, 0);
         }
-        let n = self.io.read(&mut self.buf[self.end..]).await?;
+        let (n, arrived) = self.io.read(&mut self.buf[self.end..]).await?;
         self.end += n;
+        self.arrived = arrived;
         Ok(n)
     }
 
@@ -329,6 +334,8 @@ impl H1Client {
             })??;
         io.set_nodelay(true)
             .map_err(|e| H1Error::io(Stage::Connect, "cannot set TCP_NODELAY", &e))?;
+        let io = TimedSocket::new(io)
+            .map_err(|e| H1Error::io(Stage::Connect, "cannot register the connection", &e))?;
         Ok(Conn::new(io))
     }
 
@@ -570,6 +577,12 @@ impl<'c> Response<'c> {
     /// The answer's status code.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// When the bytes [`Response::chunk`] gave last arrived (the kernel's receive time of the
+    /// newest bytes read), or `None` where the system gives no receive times.
+    pub fn arrived(&self) -> Option<Instant> {
+        self.conn.arrived
     }
 
     /// The next piece of the body as it arrived (`None` at its end). The bytes are the

@@ -121,6 +121,12 @@ pub(crate) enum Via<'a> {
 trait Body {
     /// The next bytes of the body; `None` at its end.
     async fn next_bytes(&mut self) -> Result<Option<&[u8]>, Failure>;
+
+    /// When the bytes `next_bytes` gave last arrived, where the client knows better than its
+    /// clock read now (the own client's kernel receive times).
+    fn arrived(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// A body that is a stream of `Bytes` (reqwest's, or a test's).
@@ -153,6 +159,10 @@ impl<S: Stream<Item = Result<Bytes, Failure>> + Unpin> Body for StreamBody<S> {
 impl Body for h1::Response<'_> {
     async fn next_bytes(&mut self) -> Result<Option<&[u8]>, Failure> {
         self.chunk().await.map_err(classify_h1)
+    }
+
+    fn arrived(&self) -> Option<Instant> {
+        h1::Response::arrived(self)
     }
 }
 
@@ -490,11 +500,16 @@ async fn read_events(
                 ),
             ));
         };
-        let now = Instant::now();
+        decoder.push(chunk);
+        // the bytes' arrival where the kernel gave it (not delayed by the time this task
+        // waited to run), never before the request was sent or the previous token
+        let now = match body.arrived() {
+            Some(at) => at.max(last_token.unwrap_or(clock.start)),
+            None => Instant::now(),
+        };
         if now >= clock.deadline {
             return Err(timed_out(clock.timeout));
         }
-        decoder.push(chunk);
         while let Some(data) = decoder
             .next_event()
             .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?
@@ -894,5 +909,49 @@ mod tests {
         assert_eq!(rec.http_status, Some(503));
         assert!(rec.error.as_deref().unwrap().starts_with("HTTP 503: xxxx"));
         assert!(server.join().unwrap() < 64 << 20);
+    }
+
+    /// A token that arrives while the client's thread is busy (a pod throttled, a core shared)
+    /// is timed at its arrival by the own client (the kernel's receive time), and at the read
+    /// by reqwest. The server answers at once, sends its first token 20 ms later and the rest
+    /// after 300 ms; the client's only thread is blocked from 5 ms to 205 ms.
+    #[rstest::rstest]
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_token_that_waits_for_a_busy_client_is_timed_at_its_arrival_on_the_own_client(
+        #[values(false, true)] native: bool,
+    ) {
+        let (url, server) = serve(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 130\r\n\r\n",
+            |written| {
+                let (wait, chunk): (u64, &[u8]) = match written {
+                    0 => (20, TOKEN),
+                    57 => (
+                        280,
+                        b"data: {\"choices\":[{\"text\":\"!\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n",
+                    ),
+                    _ => return None,
+                };
+                std::thread::sleep(Duration::from_millis(wait));
+                Some(chunk.to_vec())
+            },
+        );
+        let busy = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (rec, ()) = tokio::join!(send(&url, Duration::from_secs(10), native), busy);
+        assert!(rec.ok, "{rec:?}");
+        assert_eq!(rec.content_chunks, 2);
+        let ttft = rec.ttft_s.unwrap();
+        if native {
+            assert!(
+                (0.015..0.1).contains(&ttft),
+                "TTFT {ttft} s: not the arrival"
+            );
+        } else {
+            assert!(ttft >= 0.2, "TTFT {ttft} s");
+        }
+        assert!(rec.e2e_s.unwrap() >= 0.29, "{rec:?}");
+        assert_eq!(server.join().unwrap(), 130);
     }
 }

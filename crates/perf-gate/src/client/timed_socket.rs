@@ -1,0 +1,285 @@
+//! A TCP connection whose reads say when their bytes arrived: the kernel's receive time of the
+//! newest segment read (`SO_TIMESTAMPNS`), not the time the reading task got round to it.
+//!
+//! A client timing a stream with the clock it reads when its task runs adds its own scheduling
+//! delay to every figure: at 512 streams on one core a burst of tokens queues behind the ones
+//! read before it, and the last stream of the burst records its token a few milliseconds late
+//! (the tail of the TTFT and inter-token figures). The kernel stamps each segment as it enters
+//! the socket, before any task runs, so the time recorded is the arrival whatever the client's
+//! load. Linux only; elsewhere, or where the option is refused, a read gives no receive time
+//! and the caller reads its clock as before (so do the segments that arrive in the moment after
+//! the first socket asks, while the kernel turns stamping on for the system).
+//!
+//! The stamp is on the realtime clock; it becomes an [`Instant`] as "now minus its age", with
+//! both clocks read right after the read, so a step of the realtime clock in between is the only
+//! way to get it wrong, and an age that makes no sense (negative, or over [`MAX_AGE`]) gives
+//! now instead.
+
+use std::io::{self, Read as _, Write as _};
+use std::net::TcpStream as StdStream;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// Oldest receive time believed: older means the realtime clock was set forward in between.
+const MAX_AGE: Duration = Duration::from_secs(10);
+
+/// A connected, non-blocking TCP socket read with receive times where the system gives them.
+pub(crate) struct TimedSocket {
+    fd: AsyncFd<StdStream>,
+    /// Room for one timestamp control message; empty when reads give no receive time.
+    control: Vec<u8>,
+}
+
+impl TimedSocket {
+    /// Takes over a connected tokio stream and asks the kernel for receive times.
+    pub fn new(stream: tokio::net::TcpStream) -> io::Result<Self> {
+        let stream = stream.into_std()?;
+        let control = receive_times(&stream);
+        Ok(TimedSocket {
+            fd: register(stream)?,
+            control,
+        })
+    }
+
+    /// Whether reads give the kernel's receive time.
+    #[cfg(test)]
+    pub fn stamps(&self) -> bool {
+        !self.control.is_empty()
+    }
+
+    /// Reads into `buf`: how many bytes (0 at the end of the stream) and when the newest of them
+    /// arrived, if the kernel said.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+        let len = buf.len();
+        loop {
+            // polled as tokio's own streams poll (no `Readiness` future to register and drop)
+            let mut guard = std::future::poll_fn(|cx| self.fd.poll_read_ready(cx)).await?;
+            let control = &mut self.control;
+            match guard.try_io(|fd| recv(fd.get_ref(), &mut *buf, control)) {
+                Ok(Ok((n, at))) => {
+                    // a read that did not fill the buffer emptied the socket (epoll, as tokio's
+                    // own streams assume): the next read waits for the reactor instead of
+                    // costing a system call that would only say "empty"
+                    if n > 0 && n < len {
+                        guard.clear_ready();
+                    }
+                    return Ok((n, at.map(arrival)));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// Writes all of `bytes`. The first attempt goes straight to the socket: a connection just
+    /// handed over has no readiness recorded yet, and waiting for the reactor to report it
+    /// would delay a request's first write.
+    pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        match self.fd.get_ref().write(bytes) {
+            Ok(0) if !bytes.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        while !bytes.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| fd.get_ref().write(bytes)) {
+                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => bytes = &bytes[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads without waiting, and without a system call unless the reactor saw the socket
+    /// readable (`WouldBlock` then).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd
+            .try_io(Interest::READABLE, |s| (&*s).read(&mut *buf))
+    }
+}
+
+/// Registers `stream` with the reactor.
+#[expect(unsafe_code, reason = "tokio's only sound way to register a descriptor")]
+fn register(stream: StdStream) -> io::Result<AsyncFd<StdStream>> {
+    // SAFETY: `register` needs the descriptor to stay open and the same while the `AsyncFd`
+    // lives. A std `TcpStream` owns its descriptor, closes it only when dropped (which the
+    // `AsyncFd`, owning it, does after deregistering), and `as_raw_fd` always gives that one;
+    // nothing here takes the stream out or swaps it (no `get_mut`, no `into_inner`).
+    unsafe { AsyncFd::register(stream) }.map_err(io::Error::from)
+}
+
+/// The instant a receive time on the realtime clock stands for.
+fn arrival(at: SystemTime) -> Instant {
+    let now = Instant::now();
+    match SystemTime::now().duration_since(at) {
+        Ok(age) if age <= MAX_AGE => now.checked_sub(age).unwrap_or(now),
+        _ => now,
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod os {
+    use std::io::{self, IoSliceMut, Read as _};
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, SystemTime};
+
+    use nix::sys::socket::{
+        ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns,
+    };
+    use nix::sys::time::TimeSpec;
+
+    /// Turns receive times on; the control-message room reads need (empty if refused).
+    pub(super) fn receive_times(s: &TcpStream) -> Vec<u8> {
+        match setsockopt(s, ReceiveTimestampns, &true) {
+            Ok(()) => nix::cmsg_space!(TimeSpec),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// One read, with the receive time of the newest segment in it if `control` has room.
+    pub(super) fn recv(
+        s: &TcpStream,
+        buf: &mut [u8],
+        control: &mut [u8],
+    ) -> io::Result<(usize, Option<SystemTime>)> {
+        if control.is_empty() {
+            return (&*s).read(buf).map(|n| (n, None));
+        }
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(control), MsgFlags::empty())?;
+        let mut at = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                    at = u64::try_from(ts.tv_sec()).ok().map(|s| {
+                        SystemTime::UNIX_EPOCH
+                            + Duration::new(s, u32::try_from(ts.tv_nsec()).unwrap_or(0))
+                    });
+                }
+            }
+        }
+        Ok((msg.bytes, at))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod os {
+    use std::io::{self, Read as _};
+    use std::net::TcpStream;
+    use std::time::SystemTime;
+
+    /// This system gives no receive times here.
+    pub(super) fn receive_times(_: &TcpStream) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// A plain read.
+    pub(super) fn recv(
+        s: &TcpStream,
+        buf: &mut [u8],
+        _: &mut [u8],
+    ) -> io::Result<(usize, Option<SystemTime>)> {
+        (&*s).read(buf).map(|n| (n, None))
+    }
+}
+
+use os::{receive_times, recv};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TimedSocket, tokio::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (
+            TimedSocket::new(client.unwrap()).unwrap(),
+            server.unwrap().0,
+        )
+    }
+
+    /// The receive time is when the bytes arrived, not when the task read them: a read 200 ms
+    /// after the write still dates them to the write. Reading the clock at the read (what the
+    /// client did before) gives 200 ms later.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn a_late_read_dates_the_bytes_to_their_arrival() {
+        let (mut client, server) = pair().await;
+        assert!(client.stamps());
+        // the kernel turns stamping on for the whole system in a deferred work item when the
+        // first socket asks (segments received before it carry no time): give it a moment
+        std::thread::sleep(Duration::from_millis(50));
+        let server = server.into_std().unwrap();
+        let written = Instant::now();
+        (&server).write_all(b"data: token\n\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 64];
+        let (n, at) = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"data: token\n\n");
+        let at = at.expect("a receive time");
+        let late = at.saturating_duration_since(written);
+        assert!(
+            late < Duration::from_millis(50),
+            "dated {late:?} after the write"
+        );
+        assert!(Instant::now().duration_since(at) >= Duration::from_millis(200));
+
+        // the newest segment of a read decides its time
+        (&server).write_all(b"one").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let second = Instant::now();
+        (&server).write_all(b"two").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let (n, at) = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"onetwo");
+        let at = at.unwrap();
+        assert!(at >= second && at < second + Duration::from_millis(50));
+
+        // the end of the stream, and writes both ways
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        (&server).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+        drop(server);
+        assert_eq!(client.read(&mut buf).await.unwrap().0, 0);
+    }
+
+    /// An idle socket is not read: `try_read` says `WouldBlock` with nothing sent, and reads
+    /// what was sent once the reactor saw it.
+    #[tokio::test]
+    async fn try_read_reads_only_what_arrived() {
+        let (client, server) = pair().await;
+        let mut probe = [0u8; 1];
+        assert_eq!(
+            client.try_read(&mut probe).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let server = server.into_std().unwrap();
+        (&server).write_all(b"x").unwrap();
+        let fd = &client.fd;
+        fd.readable().await.unwrap().retain_ready();
+        assert_eq!(client.try_read(&mut probe).unwrap(), 1);
+    }
+
+    /// A receive time from the future, or too far back, gives now.
+    #[test]
+    fn ages_that_make_no_sense_give_now() {
+        let before = Instant::now();
+        let future = arrival(SystemTime::now() + Duration::from_secs(5));
+        assert!(future >= before);
+        let stale = arrival(SystemTime::now() - MAX_AGE - Duration::from_secs(1));
+        assert!(stale >= before);
+        let recent = arrival(SystemTime::now() - Duration::from_millis(300));
+        assert!(recent + Duration::from_millis(250) < Instant::now());
+    }
+}
