@@ -25,6 +25,8 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // --batch-window: lets network events gather before a worker sleeps (while the load runs)
+        .on_thread_park(perf_gate::client::batch_window::before_park)
         .build()
     {
         Ok(rt) => rt,

@@ -46,7 +46,14 @@ fn run(client: &str) -> (Value, vllm_sim::SimStats) {
             client,
         ],
     );
-    assert!(run.output.status.success(), "{}", stderr(&run.output));
+    let log = stderr(&run.output);
+    assert!(run.output.status.success(), "{log}");
+    // the batch window opens only where chunks carry the kernel's receive time
+    let window = match client {
+        "native" => "batch_window=Some(200µs)",
+        _ => "batch_window=None",
+    };
+    assert!(log.contains(window), "{client}: {log}");
     assert_eq!(run.records.len(), REQUESTS);
     for r in &run.records {
         assert_eq!(r["ok"], true, "{r}");

@@ -8,6 +8,7 @@
 //! that comes from the server (error bodies, stream errors) is scrubbed
 //! ([`crate::secrets::scrub`]) before it is stored in a record or an error.
 
+pub mod batch_window;
 mod h1;
 pub mod record;
 pub mod sse;

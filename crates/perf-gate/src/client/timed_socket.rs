@@ -104,7 +104,10 @@ impl TimedSocket {
 }
 
 /// Registers `stream` with the reactor.
-#[expect(unsafe_code, reason = "tokio's only sound way to register a descriptor")]
+#[expect(
+    unsafe_code,
+    reason = "tokio's only sound way to register a descriptor"
+)]
 fn register(stream: StdStream) -> io::Result<AsyncFd<StdStream>> {
     // SAFETY: `register` needs the descriptor to stay open and the same while the `AsyncFd`
     // lives. A std `TcpStream` owns its descriptor, closes it only when dropped (which the
@@ -138,7 +141,10 @@ mod os {
     pub(super) fn receive_times(s: &TcpStream) -> Vec<u8> {
         match setsockopt(s, ReceiveTimestampns, &true) {
             Ok(()) => nix::cmsg_space!(TimeSpec),
-            Err(_) => Vec::new(),
+            Err(_) => {
+                super::super::batch_window::unstamped_socket();
+                Vec::new()
+            }
         }
     }
 
@@ -176,6 +182,7 @@ mod os {
 
     /// This system gives no receive times here.
     pub(super) fn receive_times(_: &TcpStream) -> Vec<u8> {
+        super::super::batch_window::unstamped_socket();
         Vec::new()
     }
 

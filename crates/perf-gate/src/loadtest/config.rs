@@ -130,6 +130,9 @@ pub struct LoadTestConfig {
     pub traceparent: bool,
     /// Which HTTP client sends the streaming requests (`--http-client`).
     pub http_client: crate::client::HttpClient,
+    /// How long the runtime lets network events gather before sleeping, while the load runs
+    /// (`--batch-window`; [`crate::client::batch_window`]).
+    pub batch_window: std::time::Duration,
     /// Per-request objectives whose attainment (goodput) is reported.
     pub slo: Option<crate::results::Slo>,
     /// Criteria judged on the client's figures when the run completes (`--threshold`); a

@@ -14,7 +14,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::{LoadTestConfig, LoadTestError, PARTIAL_REQUESTS_FILE, rfc3339};
-use crate::client::{ClientOptions, VllmClient};
+use crate::client::batch_window::BatchWindow;
+use crate::client::{ClientOptions, HttpClient, VllmClient};
 use crate::prom::{
     DEFAULT_SCRAPE_INTERVAL, LoadSpan, MetricsScraper, MetricsSnapshot, PreLoad,
     PrometheusCollector, server_metrics_from_deltas,
@@ -143,9 +144,20 @@ pub(super) async fn execute(
     }
     // the pre-flight and warm-up are over: the server's left edge must be newer
     let ready_wall = Utc::now();
+    // a target mix has no server side: Prometheus and /metrics describe one server
+    let targets = cfg
+        .mix
+        .as_ref()
+        .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
+    let pooled: Vec<&VllmClient> = match &mix {
+        Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
+        _ => vec![&*client],
+    };
+    let batching = record_http_client(cfg, &pooled, results);
     if cfg.steps.is_some() {
         // polled across every step (and the reads of the server between them)
         let poller = super::poll::Poller::start(cfg, &client);
+        let _window = batching.map(BatchWindow::open);
         let status = super::sweep::run(
             cfg,
             &client,
@@ -160,29 +172,11 @@ pub(super) async fn execute(
         poller.stop(results).await;
         return status;
     }
-    // a target mix has no server side: Prometheus and /metrics describe one server
-    let targets = cfg
-        .mix
-        .as_ref()
-        .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
     let server_side = if targets || cfg.shard.is_some() || !cfg.api.has_vllm_metrics() {
         None
     } else {
         Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
     };
-    let pooled: Vec<&VllmClient> = match &mix {
-        Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
-        _ => vec![&*client],
-    };
-    // which client sends the load (a mix's targets may differ: https, a proxy)
-    let used: std::collections::BTreeSet<_> =
-        pooled.iter().map(|c| c.http_client().as_str()).collect();
-    let used = match used.len() {
-        1 => used.into_iter().next().unwrap_or("reqwest"),
-        _ => "mixed",
-    };
-    tracing::info!(http_client = used, "HTTP client of the load's requests");
-    results.config.http_client = Some(used.to_string());
     for c in &pooled {
         preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
     }
@@ -192,6 +186,7 @@ pub(super) async fn execute(
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
+    let window = batching.map(BatchWindow::open);
     let out = measure(
         cfg,
         &client,
@@ -202,6 +197,7 @@ pub(super) async fn execute(
         dispatch,
     )
     .await;
+    drop(window);
     poller.stop(results).await;
     let out = out?;
     results.timing = Some(RunTiming {
@@ -644,6 +640,30 @@ impl Step {
             self.level
         )
     }
+}
+
+/// Records (and logs) which HTTP client sends the load: `native`, `reqwest`, or `mixed` when a
+/// mix's targets differ (https, a proxy). Gives the batch window to open while the load runs:
+/// `--batch-window` where every target is read by the own client with the kernel's receive
+/// times, else none.
+fn record_http_client(
+    cfg: &LoadTestConfig,
+    pooled: &[&VllmClient],
+    results: &mut LoadTestResults,
+) -> Option<Duration> {
+    let used: std::collections::BTreeSet<_> =
+        pooled.iter().map(|c| c.http_client().as_str()).collect();
+    let used = match used.len() {
+        1 => used.into_iter().next().unwrap_or("reqwest"),
+        _ => "mixed",
+    };
+    let window = (used == HttpClient::Native.as_str()
+        && crate::client::batch_window::receive_times()
+        && !cfg.batch_window.is_zero())
+    .then_some(cfg.batch_window);
+    tracing::info!(http_client = used, batch_window = ?window, "HTTP client of the load's requests");
+    results.config.http_client = Some(used.to_string());
+    window
 }
 
 /// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
