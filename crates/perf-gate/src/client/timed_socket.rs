@@ -11,9 +11,15 @@
 //! the first socket asks, while the kernel turns stamping on for the system).
 //!
 //! The stamp is on the realtime clock; it becomes an [`Instant`] as "now minus its age", with
-//! both clocks read right after the read, so a step of the realtime clock in between is the only
-//! way to get it wrong, and an age that makes no sense (negative, or over [`MAX_AGE`]) gives
-//! now instead.
+//! both clocks read right after the read (the realtime one first, so a pause between the two
+//! makes the arrival later, never earlier). An age that makes no sense (negative, or over
+//! [`MAX_AGE`]) gives now instead.
+//!
+//! A read's stamp is that of the last segment (in sequence order) it took. After a loss, data
+//! held out of order keeps the stamp of its first arrival and becomes readable only when the
+//! gap is filled, so a stamp can be older than the moment its bytes could be read. The
+//! arrival is therefore never put before the last time this socket was seen empty (a read
+//! that did not fill the buffer): bytes read later became readable after it.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream as StdStream;
@@ -30,7 +36,18 @@ pub(crate) struct TimedSocket {
     fd: AsyncFd<StdStream>,
     /// Room for one timestamp control message; empty when reads give no receive time.
     control: Vec<u8>,
+    /// The last time a read found this socket emptied (no arrival is put before it).
+    emptied: Option<Instant>,
+    /// Reads that brought bytes with a receive time, and without one.
+    stamped: u32,
+    unstamped: u32,
 }
+
+/// Reads with bytes but no receive time, on a socket that never gave one, after which the
+/// system is taken not to give them (a sandboxed kernel): the batch window closes. The first
+/// segments after stamping is first asked for can come without one (it is turned on for the
+/// system in a deferred work item).
+const UNSTAMPED_READS: u32 = 16;
 
 impl TimedSocket {
     /// Takes over a connected tokio stream and asks the kernel for receive times.
@@ -40,6 +57,9 @@ impl TimedSocket {
         Ok(TimedSocket {
             fd: register(stream)?,
             control,
+            emptied: None,
+            stamped: 0,
+            unstamped: 0,
         })
     }
 
@@ -62,10 +82,30 @@ impl TimedSocket {
                     // a read that did not fill the buffer emptied the socket (epoll, as tokio's
                     // own streams assume): the next read waits for the reactor instead of
                     // costing a system call that would only say "empty"
-                    if n > 0 && n < len {
+                    let emptied = n > 0 && n < len;
+                    if emptied {
                         guard.clear_ready();
                     }
-                    return Ok((n, at.map(arrival)));
+                    let arrived = match at {
+                        Some(at) => {
+                            self.stamped = self.stamped.saturating_add(1);
+                            let (now, arrived) = arrival(at, self.emptied);
+                            if emptied {
+                                self.emptied = Some(now);
+                            }
+                            Some(arrived)
+                        }
+                        None => {
+                            if n > 0 && !self.control.is_empty() && self.stamped == 0 {
+                                self.unstamped += 1;
+                                if self.unstamped == UNSTAMPED_READS {
+                                    super::batch_window::unstamped_socket();
+                                }
+                            }
+                            None
+                        }
+                    };
+                    return Ok((n, arrived));
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => {}
@@ -116,13 +156,18 @@ fn register(stream: StdStream) -> io::Result<AsyncFd<StdStream>> {
     unsafe { AsyncFd::register(stream) }.map_err(io::Error::from)
 }
 
-/// The instant a receive time on the realtime clock stands for.
-fn arrival(at: SystemTime) -> Instant {
+/// Now, and the instant a receive time on the realtime clock stands for, never before
+/// `floor`.
+fn arrival(at: SystemTime, floor: Option<Instant>) -> (Instant, Instant) {
+    // the realtime clock first: a pause before the monotonic read makes the age smaller (the
+    // arrival later), never larger
+    let real = SystemTime::now();
     let now = Instant::now();
-    match SystemTime::now().duration_since(at) {
+    let arrived = match real.duration_since(at) {
         Ok(age) if age <= MAX_AGE => now.checked_sub(age).unwrap_or(now),
         _ => now,
-    }
+    };
+    (now, floor.map_or(arrived, |f| arrived.max(f)))
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -141,7 +186,8 @@ mod os {
     pub(super) fn receive_times(s: &TcpStream) -> Vec<u8> {
         match setsockopt(s, ReceiveTimestampns, &true) {
             Ok(()) => nix::cmsg_space!(TimeSpec),
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!("SO_TIMESTAMPNS refused: {e}");
                 super::super::batch_window::unstamped_socket();
                 Vec::new()
             }
@@ -180,9 +226,9 @@ mod os {
     use std::net::TcpStream;
     use std::time::SystemTime;
 
-    /// This system gives no receive times here.
+    /// This system gives no receive times here ([`super::super::batch_window::receive_times`]
+    /// says so for it).
     pub(super) fn receive_times(_: &TcpStream) -> Vec<u8> {
-        super::super::batch_window::unstamped_socket();
         Vec::new()
     }
 
@@ -261,8 +307,8 @@ mod tests {
         assert_eq!(client.read(&mut buf).await.unwrap().0, 0);
     }
 
-    /// An idle socket is not read: `try_read` says `WouldBlock` with nothing sent, and reads
-    /// what was sent once the reactor saw it.
+    /// `try_read` says `WouldBlock` with nothing sent, and reads what was sent once the
+    /// reactor saw it.
     #[tokio::test]
     async fn try_read_reads_only_what_arrived() {
         let (client, server) = pair().await;
@@ -278,15 +324,23 @@ mod tests {
         assert_eq!(client.try_read(&mut probe).unwrap(), 1);
     }
 
-    /// A receive time from the future, or too far back, gives now.
+    /// A receive time from the future, or too far back, gives now; none is put before the
+    /// floor (the last time the socket was seen empty).
     #[test]
-    fn ages_that_make_no_sense_give_now() {
+    fn ages_that_make_no_sense_give_now_and_the_floor_holds() {
         let before = Instant::now();
-        let future = arrival(SystemTime::now() + Duration::from_secs(5));
+        let (now, future) = arrival(SystemTime::now() + Duration::from_secs(5), None);
+        assert_eq!(future, now);
         assert!(future >= before);
-        let stale = arrival(SystemTime::now() - MAX_AGE - Duration::from_secs(1));
-        assert!(stale >= before);
-        let recent = arrival(SystemTime::now() - Duration::from_millis(300));
-        assert!(recent + Duration::from_millis(250) < Instant::now());
+        let (now, stale) = arrival(SystemTime::now() - MAX_AGE - Duration::from_secs(1), None);
+        assert_eq!(stale, now);
+        let (now, recent) = arrival(SystemTime::now() - Duration::from_millis(300), None);
+        assert!(recent + Duration::from_millis(250) < now);
+        // a segment held out of order keeps its first arrival's stamp: the floor wins
+        let floor = Instant::now() - Duration::from_millis(100);
+        let (_, held) = arrival(SystemTime::now() - Duration::from_millis(300), Some(floor));
+        assert_eq!(held, floor);
+        let (_, later) = arrival(SystemTime::now() - Duration::from_millis(50), Some(floor));
+        assert!(later > floor);
     }
 }

@@ -153,11 +153,10 @@ pub(super) async fn execute(
         Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
         _ => vec![&*client],
     };
-    let batching = record_http_client(cfg, &pooled, results);
+    record_http_client(cfg, &pooled, results);
     if cfg.steps.is_some() {
         // polled across every step (and the reads of the server between them)
         let poller = super::poll::Poller::start(cfg, &client);
-        let _window = batching.map(BatchWindow::open);
         let status = super::sweep::run(
             cfg,
             &client,
@@ -186,7 +185,6 @@ pub(super) async fn execute(
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
-    let window = batching.map(BatchWindow::open);
     let out = measure(
         cfg,
         &client,
@@ -197,7 +195,6 @@ pub(super) async fn execute(
         dispatch,
     )
     .await;
-    drop(window);
     poller.stop(results).await;
     let out = out?;
     results.timing = Some(RunTiming {
@@ -643,27 +640,26 @@ impl Step {
 }
 
 /// Records (and logs) which HTTP client sends the load: `native`, `reqwest`, or `mixed` when a
-/// mix's targets differ (https, a proxy). Gives the batch window to open while the load runs:
-/// `--batch-window` where every target is read by the own client with the kernel's receive
-/// times, else none.
-fn record_http_client(
-    cfg: &LoadTestConfig,
-    pooled: &[&VllmClient],
-    results: &mut LoadTestResults,
-) -> Option<Duration> {
+/// mix's targets differ (https, a proxy).
+fn record_http_client(cfg: &LoadTestConfig, pooled: &[&VllmClient], results: &mut LoadTestResults) {
     let used: std::collections::BTreeSet<_> =
         pooled.iter().map(|c| c.http_client().as_str()).collect();
     let used = match used.len() {
         1 => used.into_iter().next().unwrap_or("reqwest"),
         _ => "mixed",
     };
-    let window = (used == HttpClient::Native.as_str()
+    results.config.http_client = Some(used.to_string());
+    let window = batch_window(cfg, results);
+    tracing::info!(http_client = used, batch_window = ?window, "HTTP client of the load's requests");
+}
+
+/// The batch window to open while the load runs: `--batch-window` where every target is read
+/// by the own client with the kernel's receive times, else none.
+fn batch_window(cfg: &LoadTestConfig, results: &LoadTestResults) -> Option<Duration> {
+    (results.config.http_client.as_deref() == Some(HttpClient::Native.as_str())
         && crate::client::batch_window::receive_times()
         && !cfg.batch_window.is_zero())
-    .then_some(cfg.batch_window);
-    tracing::info!(http_client = used, batch_window = ?window, "HTTP client of the load's requests");
-    results.config.http_client = Some(used.to_string());
-    window
+    .then_some(cfg.batch_window)
 }
 
 /// The measured load; `requests.jsonl` is written as `.partial` and renamed when complete.
@@ -698,6 +694,8 @@ pub(super) async fn measure(
     let partial = cfg.output_dir.join(PARTIAL_REQUESTS_FILE);
     let members = mix.as_ref().map_or(1, |m| m.names.len());
     tracing::info!(requests = count.unwrap_or((requests.len() / members) as u64), concurrency = cfg.concurrency, rate = ?cfg.rate, arrival = %cfg.arrival, max_inflight = ?cfg.max_inflight, seed = cfg.seed, "load starting");
+    // open while the requests run, after the preconnect (whose times it would add to)
+    let window = batch_window(cfg, results).map(BatchWindow::open);
     let out = run_load(
         client.clone(),
         Arc::new(requests),
@@ -732,6 +730,7 @@ pub(super) async fn measure(
         cancel.clone(),
     )
     .await;
+    drop(window);
     let mut out = match out {
         Ok(out) => out,
         Err(e) => {
