@@ -9,7 +9,7 @@
 //! window, 0.53 ms with 200 µs; an earlier trial gave 0.55, 0.49 and 0.48 ms with 500 µs).
 //!
 //! Arrival times do not move where every chunk is dated by the kernel's receive time (the own
-//! client on Linux, [`super::timed_socket`]): when a chunk is handled no longer changes when it
+//! client on Linux, `client::timed_socket`): when a chunk is handled no longer changes when it
 //! is recorded to have arrived. So the window is open only while the requests run and only
 //! when every target is read by the own client; it closes for good if sockets come without
 //! receive times. What the wait does change: a request due meanwhile goes out up to the window
