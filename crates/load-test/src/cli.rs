@@ -1194,6 +1194,19 @@ mod tests {
         Cli::try_parse_from(all).unwrap()
     }
 
+    /// The error `arg` gets beside a URL and the required flags: its first line, and all of it.
+    fn refused(url: &str, arg: &str) -> (String, String) {
+        let all = [
+            "load-test",
+            "--adapter-name=a",
+            "--eval-data-path=e",
+            url,
+            arg,
+        ];
+        let e = Cli::try_parse_from(all).unwrap_err().to_string();
+        (e.lines().next().unwrap_or_default().to_owned(), e)
+    }
+
     #[test]
     fn arrival_flags_parse_and_need_rate() {
         let url = "--vllm-url=http://h:8000";
@@ -1225,15 +1238,7 @@ mod tests {
             ),
             ("--max-inflight=0", "--max-inflight"),
         ] {
-            let all = [
-                "load-test",
-                "--adapter-name=a",
-                "--eval-data-path=e",
-                url,
-                arg,
-            ];
-            let e = Cli::try_parse_from(all).unwrap_err().to_string();
-            let line = e.lines().next().unwrap_or_default();
+            let (line, e) = refused(url, arg);
             assert!(
                 line.contains(want) && line.contains(arg.split('=').next().unwrap()),
                 "{e}"
@@ -1263,15 +1268,7 @@ mod tests {
             "--batch-window=-1",
             "--batch-window=soon",
         ] {
-            let all = [
-                "load-test",
-                "--adapter-name=a",
-                "--eval-data-path=e",
-                url,
-                arg,
-            ];
-            let e = Cli::try_parse_from(all).unwrap_err().to_string();
-            let line = e.lines().next().unwrap_or_default();
+            let (line, e) = refused(url, arg);
             assert!(line.contains("--batch-window"), "{e}");
         }
         let e = Cli::try_parse_from(["load-test", "--batch-window=6ms"])
