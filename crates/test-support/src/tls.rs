@@ -202,6 +202,9 @@ async fn serve(
                 Err(_) => continue,
             },
         };
+        // as an ingress (nginx's `tcp_nodelay on`): each token goes out when relayed, not held
+        // back by Nagle until the client acknowledges the last one
+        let _ = socket.set_nodelay(true);
         let (acceptor, upstream, counts) = (acceptor.clone(), upstream.clone(), counts.clone());
         tasks.spawn(async move {
             let mut tls = match acceptor.accept(socket).await {
