@@ -3,7 +3,8 @@
 # side on the same machine, Locust (installed from PyPI into a cached venv on first use), with
 # vllm-sim pinned to one core and the client to the other. Prints `figure | load-test | locust |
 # goal` rows (stable format), the machine line and notes (the sim's load; the ceiling without
-# hyper, examples/raw_sse_ceiling; load-test on reqwest). Takes ~14 min with the defaults.
+# hyper, examples/raw_sse_ceiling; load-test on reqwest; over https behind examples/tls_front).
+# Takes ~15 min with the defaults.
 #   BENCH_RUNS (3), BENCH_SECONDS (20), BENCH_LOCUST (1; 0 skips Locust),
 #   BENCH_MEM_REQUESTS ("20000 200000"), LOCUST_VERSION (2.47.0)
 set -euo pipefail
@@ -12,6 +13,7 @@ CACHE=${VPG_CACHE_DIR:-$HOME/.cache/vllm-perf-gate}
 LOCUST_VERSION=${LOCUST_VERSION:-2.47.0}
 cargo build --locked --release -p vllm-sim -p load-test >&2
 cargo build --locked --release -p perf-gate --example raw_sse_ceiling >&2
+cargo build --locked --release -p test-support --example tls_front >&2
 if [ "${BENCH_LOCUST:-1}" != 0 ]; then
   VENV=$CACHE/locust-venv
   if [ "$("$VENV/bin/locust" --version 2>/dev/null | awk '{print $2}')" != "$LOCUST_VERSION" ]; then

@@ -33,6 +33,7 @@ VLLM_SIM = os.environ.get("VLLM_SIM", str(ROOT / "target/release/vllm-sim"))
 # load-test on reqwest (hyper) instead of its own HTTP/1.1 client, for the note comparing them
 HYPER = ["--http-client", "reqwest"]
 RAW = os.environ.get("RAW_SSE_CEILING", str(ROOT / "target/release/examples/raw_sse_ceiling"))
+TLS_FRONT = os.environ.get("TLS_FRONT", str(ROOT / "target/release/examples/tls_front"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 WITH_LOCUST = os.environ.get("BENCH_LOCUST", "1") != "0"
@@ -98,6 +99,29 @@ class Sim:
         self.proc.terminate()
         self.proc.wait(timeout=30)
         self.log.close()
+
+
+class TlsFront:
+    """`sim` behind examples/tls_front (a TLS-terminating relay with a CA of its own) on the
+    sim's core, as an ingress in front of vLLM: load_test() takes it for a sim, with
+    `flags` trusting its CA. The truth stays the sim's own TTFT."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.proc = subprocess.Popen(pinned(1, [TLS_FRONT, f"127.0.0.1:{sim.port}"]),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url, ca = self.proc.stdout.readline().split()
+        self.flags = ["--vllm-ca-cert", ca]
+
+    def ttft(self):
+        return self.sim.ttft()
+
+    def cpu_s(self):
+        return self.sim.cpu_s()
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 def child_run(argv, cwd=None):
@@ -327,6 +351,23 @@ def main():
                 "its own task, same decoder and parser, no records): "
                 f"{fmt(median(raw_busy, 'cpu_ms_per_request'))} ms CPU a request at 1,024, "
                 f"{fmt(median(raw_zero, 'streams_s'))} streams/s at zero delay")
+
+    # https: the own client (rustls over its timed sockets) against reqwest, 256 streams
+    sim = Sim(20, 5)
+    front = TlsFront(sim)
+    try:
+        tls = [load_test(front, 256, SECONDS, extra=front.flags) for _ in range(RUNS)]
+        tls_hyper = [load_test(front, 256, SECONDS, extra=front.flags + HYPER)
+                     for _ in range(RUNS)]
+    finally:
+        front.stop()
+        sim.stop()
+    note.append("over https at 256 streams (examples/tls_front, a TLS relay on the sim's core): "
+                f"{fmt(median(tls, 'cpu_ms_per_request'))} ms CPU a request on the own client "
+                f"(rustls), {fmt(median(tls_hyper, 'cpu_ms_per_request'))} ms on --http-client "
+                f"reqwest; TTFT p50 error {fmt(median(tls, 'ttft_p50_err_ms'))} / "
+                f"{fmt(median(tls_hyper, 'ttft_p50_err_ms'))} ms (the relay's own delay: "
+                "the truth is the sim's)")
 
     # TTFT error against the server's truth at 1 / 64 / 512 streams
     sim = Sim(20, 5)

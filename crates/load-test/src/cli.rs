@@ -522,9 +522,10 @@ pub struct Cli {
 
     /// The HTTP client of the load's requests. `native`: load-test's own HTTP/1.1 client,
     /// which reads each answer in its request's task (less client CPU a request, half the
-    /// memory), over plain `http` that reqwest would not send through a proxy (`HTTP_PROXY`,
-    /// `ALL_PROXY`, `NO_PROXY`), and reqwest otherwise (`https`, a proxy). `reqwest`: reqwest
-    /// (hyper) for everything. Recorded as `config.http_client`.
+    /// memory) and dates each chunk by the kernel's receive time, over `http` and `https`
+    /// (rustls, trusting what reqwest trusts) that reqwest would not send through a proxy
+    /// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), and reqwest through a proxy.
+    /// `reqwest`: reqwest (hyper) for everything. Recorded as `config.http_client`.
     #[arg(
         long,
         env = "HTTP_CLIENT",

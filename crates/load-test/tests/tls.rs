@@ -2,8 +2,9 @@
 //! every second) each behind a TLS front whose certificate a CA made here signed. Without the
 //! CA a call fails at once, naming the server and the certificate problem; with
 //! `--vllm-ca-cert` / `--prometheus-ca-cert` the run completes over the pooled keep-alive
-//! client (a handful of TLS handshakes for the whole load); with `--*-insecure-tls` it completes
-//! too, and a warning says the certificates were not checked.
+//! client (a handful of TLS handshakes for the whole load), on the own client and on reqwest;
+//! with `--*-insecure-tls` it completes too, and a warning says the certificates were not
+//! checked.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -91,6 +92,19 @@ fn vllm_over_tls_needs_its_ca_or_the_insecure_flag() {
         "{handshakes} TLS handshakes for {REQUESTS} requests: the pool is not reused"
     );
     assert!(!stderr(&o).contains("not checked"), "{}", stderr(&o));
+    // sent by the own client (rustls over its timed sockets), not reqwest
+    assert_eq!(r["config"]["http_client"], "native", "{r}");
+    // reqwest, asked for, reaches the same server with the same CA
+    let (o, out) = load(
+        front.url(),
+        dir.path(),
+        "ca-reqwest",
+        &["--vllm-ca-cert", ca_arg, "--http-client", "reqwest"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["client"]["successful_requests"], REQUESTS, "{r}");
+    assert_eq!(r["config"]["http_client"], "reqwest", "{r}");
 
     // the same through the env var
     let o = run(load_test()
@@ -111,6 +125,7 @@ fn vllm_over_tls_needs_its_ca_or_the_insecure_flag() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(results(&out)["client"]["successful_requests"], REQUESTS);
+    assert_eq!(results(&out)["config"]["http_client"], "native");
     let warning = stderr(&o)
         .lines()
         .find(|l| {
@@ -211,5 +226,50 @@ fn a_real_prometheus_over_tls_needs_its_ca_or_the_insecure_flag() {
         let warned = stderr(&o)
             .contains("Prometheus: TLS certificates are not checked (--prometheus-insecure-tls)");
         assert_eq!(warned, name == "insecure", "{name}: {}", stderr(&o));
+    }
+}
+
+/// Over `https` a stream the server cuts is never a success, on either client: cut cleanly
+/// (the chunked body ends without `[DONE]`) or reset mid-body (the TLS session then ends
+/// without `close_notify`, which the own client reads as the end of the stream: the HTTP
+/// framing then shows the body incomplete, as on plain `http`).
+#[test]
+fn over_tls_a_cut_stream_is_incomplete_on_both_clients() {
+    let ca = TestCa::new();
+    let ca_path = ca.ca_path();
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [vllm_sim::CutMode::Eof, vllm_sim::CutMode::Reset] {
+        let sim = Sim::start(vllm_sim::SimConfig {
+            ttft: Duration::from_millis(2),
+            itl: Duration::from_millis(1),
+            cut_rate: 1.0,
+            cut_mode: mode,
+            ..Default::default()
+        });
+        let front = TlsFront::start(&sim.url, &ca);
+        for client in ["native", "reqwest"] {
+            let name = format!("{mode:?}-{client}");
+            let (o, out) = load(
+                front.url(),
+                dir.path(),
+                &name,
+                &[
+                    "--vllm-ca-cert",
+                    ca_path.to_str().unwrap(),
+                    "--http-client",
+                    client,
+                    "--max-tokens",
+                    "16",
+                ],
+            );
+            assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+            let r = results(&out);
+            assert_eq!(r["config"]["http_client"], client, "{name}: {r}");
+            assert_eq!(r["client"]["successful_requests"], 0, "{name}: {r}");
+            assert_eq!(
+                r["client"]["errors_by_kind"]["stream_incomplete"], REQUESTS,
+                "{name}: {r}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod batch_window;
 mod h1;
+mod link;
 pub mod record;
 pub mod sse;
 mod stream;
@@ -151,8 +152,8 @@ pub struct VllmClient {
     trace: Option<std::sync::Arc<trace::TraceIds>>,
     /// The serving API spoken.
     api: Api,
-    /// The load's own HTTP/1.1 client for the load's requests (plain `http` without a proxy);
-    /// `None`: reqwest sends them.
+    /// The load's own HTTP/1.1 client for the load's requests (`http` or `https` without a
+    /// proxy); `None`: reqwest sends them.
     native: Option<std::sync::Arc<h1::H1Client>>,
     /// The base URL's path (no trailing `/`), which request targets start with.
     base_path: String,
@@ -201,8 +202,9 @@ pub struct ClientOptions {
 #[serde(rename_all = "lowercase")]
 pub enum HttpClient {
     /// The load's own HTTP/1.1 client, which reads each answer in its request's task (less
-    /// client CPU a request, half the memory), where it applies: plain `http` that reqwest
-    /// would not send through a proxy; reqwest otherwise.
+    /// client CPU a request, half the memory) and dates each read by the kernel's receive
+    /// time, where it applies: `http` or `https` that reqwest would not send through a proxy;
+    /// reqwest otherwise.
     #[default]
     Native,
     /// reqwest (hyper) for every request.
@@ -211,14 +213,14 @@ pub enum HttpClient {
 
 impl HttpClient {
     /// The client that sends the load's requests to `base_url` when this one is asked for:
-    /// [`HttpClient::Native`] only for a plain-`http` URL that reqwest would not send through
-    /// a proxy (its own decision: `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, and the system's
-    /// settings on macOS and Windows).
+    /// [`HttpClient::Native`] only for an `http` or `https` URL that reqwest would not send
+    /// through a proxy (its own decision: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
+    /// `NO_PROXY`, and the system's settings on macOS and Windows).
     pub fn effective(self, base_url: &str) -> HttpClient {
         let direct = || {
             base_url
                 .parse::<http::Uri>()
-                .is_ok_and(|u| u.scheme_str() == Some("http") && !proxied(&u))
+                .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && !proxied(&u))
         };
         match self {
             HttpClient::Native if direct() => HttpClient::Native,
@@ -246,6 +248,27 @@ fn proxied(uri: &http::Uri) -> bool {
     hyper_util::client::proxy::matcher::Matcher::from_system()
         .intercept(uri)
         .is_some()
+}
+
+/// The own client's TLS configuration for `base`: `Some(None)` for `http`, `Some(Some(_))` for
+/// `https`; `None` when it cannot be built (reqwest, which built the same verifier without
+/// fault, then sends the load: logged).
+fn native_tls(
+    base: &url::Url,
+    tls: &TlsSettings,
+) -> Option<Option<std::sync::Arc<rustls::ClientConfig>>> {
+    if base.scheme() != "https" {
+        return Some(None);
+    }
+    match tls.rustls_config() {
+        Ok(config) => Some(Some(config)),
+        Err(e) => {
+            tracing::warn!(
+                "the own HTTP client cannot verify TLS here ({e}): reqwest sends the load's requests"
+            );
+            None
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -298,9 +321,9 @@ impl VllmClient {
             .build()
             .map_err(ClientError::Build)?;
         let native = match opts.http_client.effective(base.as_str()) {
-            HttpClient::Native => {
-                h1::H1Client::new(&base, idle, opts.connect_timeout).map(std::sync::Arc::new)
-            }
+            HttpClient::Native => native_tls(&base, &opts.tls).and_then(|tls| {
+                h1::H1Client::new(&base, idle, opts.connect_timeout, tls).map(std::sync::Arc::new)
+            }),
             HttpClient::Reqwest => None,
         };
         Ok(VllmClient {
@@ -701,11 +724,14 @@ mod tests {
             assert_eq!(rec.http_status, Some(404), "{http_client:?}: {rec:?}");
             assert_eq!(rec.error_kind, Some(ErrorKind::Http));
         }
-        // https is left to reqwest
-        assert_eq!(
-            HttpClient::Native.effective("https://vllm:8000"),
-            HttpClient::Reqwest
-        );
+        // https too (unless a proxy in this machine's environment takes it)
+        let https = "https://vllm:8000";
+        let expected = match proxied_url(https) {
+            true => HttpClient::Reqwest,
+            false => HttpClient::Native,
+        };
+        assert_eq!(HttpClient::Native.effective(https), expected);
+        assert_eq!(HttpClient::Reqwest.effective(https), HttpClient::Reqwest);
     }
 
     #[test]

@@ -18,7 +18,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use reqwest::header::HeaderValue;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::secrets;
 
@@ -97,6 +102,8 @@ pub enum TlsError {
 pub struct CaCertificates {
     path: PathBuf,
     certs: Vec<reqwest::Certificate>,
+    /// The same certificates as DER, for the own client's sessions.
+    der: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for CaCertificates {
@@ -131,9 +138,13 @@ impl CaCertificates {
         if certs.is_empty() {
             return Err(bad("holds no PEM certificate (BEGIN CERTIFICATE)".into()));
         }
+        let der = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
         Ok(CaCertificates {
             path: path.to_path_buf(),
             certs,
+            der,
         })
     }
 
@@ -187,6 +198,70 @@ impl TlsSettings {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         builder
+    }
+}
+
+impl TlsSettings {
+    /// A rustls client configuration trusting what these settings say, as reqwest's is built
+    /// (the platform verifier with the extra certificates, or no check), offering HTTP/1.1
+    /// only: the own client's `https` sessions. Logs nothing ([`TlsSettings::apply`] warns of
+    /// an insecure client once).
+    pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous();
+        let builder = if self.insecure {
+            builder.with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        } else {
+            let extra = self.ca.iter().flat_map(|ca| ca.der.iter().cloned());
+            let verifier =
+                rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)?;
+            builder.with_custom_certificate_verifier(Arc::new(verifier))
+        };
+        let mut config = builder.with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Accepts any certificate and signature (`--vllm-insecure-tls`): the session is encrypted
+/// but not authenticated, as reqwest's `danger_accept_invalid_certs`.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 client for the load's streaming requests over plain `http`: the answer is
-//! read straight from the socket in the request's own task.
+//! A small HTTP/1.1 client for the load's streaming requests over `http` or `https`: the answer
+//! is read straight from the socket (or its TLS session) in the request's own task.
 //!
 //! reqwest (hyper) reads every connection in a task of its own and hands the body over a
 //! channel: two wake-ups and a task switch per network read. At 1,024 streams that hop cost
@@ -11,8 +11,10 @@
 //! What a load needs of a client and no more: keep-alive connections in a pool per client
 //! (sized to the concurrency), a pooled connection found closed is dropped at check-out, and a
 //! request is sent again on a new connection only when its kept connection proved closed
-//! before the server could act on it (as hyper and Go's client do). `https` and a proxy from
-//! the environment stay with reqwest.
+//! before the server could act on it (as hyper and Go's client do). `https` runs rustls over
+//! the same timed socket ([`super::link`]), trusting what reqwest trusts; its handshake is part
+//! of opening a connection (bounded by the connect timeout, and done before the load by the
+//! preconnect). A proxy from the environment stays with reqwest.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use super::link::{Link, TlsOrigin};
 use super::timed_socket::TimedSocket;
 
 /// Size of a connection's read buffer; a response head may grow it to [`MAX_HEAD`].
@@ -80,7 +83,7 @@ struct Origin {
 
 /// A connection and the bytes read from it but not consumed yet.
 struct Conn {
-    io: TimedSocket,
+    io: Link,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
@@ -91,7 +94,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(io: TimedSocket) -> Self {
+    fn new(io: Link) -> Self {
         Conn {
             io,
             buf: vec![0; BUFFER],
@@ -134,8 +137,7 @@ impl Conn {
     /// Whether an idle connection still looks usable: the server has not closed it or sent
     /// anything unasked. Costs no system call unless the reactor saw the socket readable.
     fn looks_open(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.io.looks_open()
     }
 }
 
@@ -175,10 +177,12 @@ enum Step {
     More,
 }
 
-/// Pooled plain-HTTP/1.1 connections to one server.
+/// Pooled HTTP/1.1 connections to one server.
 #[derive(Debug)]
 pub(crate) struct H1Client {
     origin: Origin,
+    /// `https`: how its sessions open.
+    tls: Option<TlsOrigin>,
     idle: Mutex<Vec<PooledConn>>,
     max_idle: usize,
     connect_timeout: Duration,
@@ -207,23 +211,36 @@ pub(crate) struct Request<'a> {
 }
 
 impl H1Client {
-    /// A client for the plain-`http` server of `url` keeping at most `max_idle` idle
-    /// connections; `None` when the URL is not plain `http` (or has no host).
-    pub fn new(url: &url::Url, max_idle: usize, connect_timeout: Duration) -> Option<Self> {
-        if url.scheme() != "http" {
-            return None;
-        }
+    /// A client for the server of `url` keeping at most `max_idle` idle connections, speaking
+    /// TLS under `tls` to an `https` one; `None` when the URL is neither `http` nor `https`
+    /// with a `tls` configuration (or has no host).
+    pub fn new(
+        url: &url::Url,
+        max_idle: usize,
+        connect_timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Option<Self> {
+        let tls_config = match (url.scheme(), tls) {
+            ("http", _) => None,
+            ("https", Some(config)) => Some(config),
+            _ => return None,
+        };
         let (host, authority) = match url.host()? {
             url::Host::Domain(d) => (d.to_string(), d.to_string()),
             url::Host::Ipv4(a) => (a.to_string(), a.to_string()),
             url::Host::Ipv6(a) => (a.to_string(), format!("[{a}]")),
         };
         let port = url.port_or_known_default()?;
+        let tls = match tls_config {
+            Some(config) => Some(TlsOrigin::new(&host, config)?),
+            None => None,
+        };
         let authority = match url.port() {
             Some(p) => format!("{authority}:{p}"),
             None => authority,
         };
         Some(H1Client {
+            tls,
             origin: Origin {
                 host,
                 port,
@@ -272,9 +289,11 @@ impl H1Client {
         idle.push(PooledConn(conn));
     }
 
-    /// Opens a new connection (with `TCP_NODELAY`: a request goes out at once).
+    /// Opens a new connection (with `TCP_NODELAY`: a request goes out at once), and its TLS
+    /// session for `https`; both within the connect timeout.
     async fn connect(&self) -> Result<Conn, H1Error> {
         let o = &self.origin;
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let open = async {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((o.host.as_str(), o.port))
                 .await
@@ -321,7 +340,7 @@ impl H1Client {
                 ),
             })
         };
-        let io = tokio::time::timeout(self.connect_timeout, open)
+        let io = tokio::time::timeout_at(deadline, open)
             .await
             .map_err(|_| {
                 H1Error::new(
@@ -336,6 +355,27 @@ impl H1Client {
             .map_err(|e| H1Error::io(Stage::Connect, "cannot set TCP_NODELAY", &e))?;
         let io = TimedSocket::new(io)
             .map_err(|e| H1Error::io(Stage::Connect, "cannot register the connection", &e))?;
+        let io = match &self.tls {
+            None => Link::Plain(io),
+            Some(tls) => tokio::time::timeout_at(deadline, tls.handshake(io))
+                .await
+                .map_err(|_| {
+                    H1Error::new(
+                        Stage::ConnectTimeout,
+                        format!(
+                            "no TLS session with {} within {:?}",
+                            o.authority, self.connect_timeout
+                        ),
+                    )
+                })?
+                .map_err(|e| {
+                    H1Error::io(
+                        Stage::Connect,
+                        &format!("TLS handshake with {} failed", o.authority),
+                        &e,
+                    )
+                })?,
+        };
         Ok(Conn::new(io))
     }
 
@@ -806,7 +846,7 @@ mod tests {
     #[test]
     fn requests_carry_host_headers_length_and_body_in_one_buffer() {
         let url = url::Url::parse("http://[::1]:8000/prefix").unwrap();
-        let c = H1Client::new(&url, 4, Duration::from_secs(1)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(1), None).unwrap();
         let bytes = c.encode(&Request {
             method: "POST",
             target: "/prefix/v1/completions",
@@ -821,7 +861,7 @@ mod tests {
             "POST /prefix/v1/completions HTTP/1.1\r\nhost: [::1]:8000\r\ncontent-type: application/json\r\ntraceparent: 00-x\r\ncontent-length: 2\r\n\r\n{}"
         );
         let default_port = url::Url::parse("http://vllm/").unwrap();
-        let c = H1Client::new(&default_port, 4, Duration::from_secs(1)).unwrap();
+        let c = H1Client::new(&default_port, 4, Duration::from_secs(1), None).unwrap();
         assert_eq!(c.origin.authority, "vllm");
         assert_eq!(c.origin.port, 80);
         let get = c.encode(&Request {
@@ -835,7 +875,8 @@ mod tests {
             H1Client::new(
                 &url::Url::parse("https://vllm/").unwrap(),
                 4,
-                Duration::from_secs(1)
+                Duration::from_secs(1),
+                None
             )
             .is_none()
         );
@@ -953,7 +994,7 @@ mod tests {
     #[tokio::test]
     async fn a_kept_connection_carries_every_request_and_chunked_bodies_decode() {
         let (url, accepted, received) = server(|_, _| Act::Answer);
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         for _ in 0..5 {
             assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
         }
@@ -961,12 +1002,96 @@ mod tests {
         assert_eq!(c.idle_count(), 1);
     }
 
+    /// `url`'s test server behind a TLS front, and an `https` client for it under `tls`
+    /// (`None`: trusting the front's CA).
+    fn over_tls(
+        url: &url::Url,
+        tls: Option<crate::transport::TlsSettings>,
+    ) -> (
+        H1Client,
+        test_support::tls::TlsFront,
+        test_support::tls::TestCa,
+    ) {
+        use crate::transport::{TlsSettings, VLLM};
+        let ca = test_support::tls::TestCa::new();
+        let front = test_support::tls::TlsFront::start(url.as_str(), &ca);
+        let tls =
+            tls.unwrap_or_else(|| TlsSettings::load(&VLLM, Some(&ca.ca_path()), false).unwrap());
+        let https = url::Url::parse(front.url()).unwrap();
+        let config = tls.rustls_config().unwrap();
+        let c = H1Client::new(&https, 4, Duration::from_secs(5), Some(config)).unwrap();
+        (c, front, ca)
+    }
+
+    /// Over `https` a kept TLS session carries every request (one handshake: the session
+    /// tickets the server sends after it do not make the idle connection look closed), and a
+    /// session the server closed is replaced at check-out, no request sent twice.
+    #[tokio::test]
+    async fn over_tls_a_kept_session_carries_every_request_and_a_closed_one_is_replaced() {
+        let (url, accepted, received) = server(|_, _| Act::Answer);
+        let (c, front, _ca) = over_tls(&url, None);
+        assert_eq!(
+            c.origin.port,
+            front
+                .url()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse::<u16>()
+                .unwrap()
+        );
+        for _ in 0..5 {
+            assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(front.handshakes(), 1);
+        assert_eq!((count(&accepted), count(&received)), (1, 5));
+
+        let (url, accepted, received) = server(|_, _| Act::AnswerThenClose);
+        let (c, front, _ca) = over_tls(&url, None);
+        for _ in 0..3 {
+            assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(front.handshakes(), 3);
+        assert_eq!((count(&accepted), count(&received)), (3, 3));
+    }
+
+    /// A certificate the client does not trust fails the connect, naming the server and
+    /// rustls's reason (the error's words are those a user then acts on); with certificate
+    /// checks off the same server answers.
+    #[tokio::test]
+    async fn over_tls_an_untrusted_certificate_fails_the_connect_and_insecure_accepts_it() {
+        use crate::transport::TlsSettings;
+        let (url, _, received) = server(|_, _| Act::Answer);
+        let (c, front, _ca) = over_tls(&url, Some(TlsSettings::default()));
+        let e = post(&c).await.unwrap_err();
+        assert_eq!(e.stage, Stage::Connect, "{e:?}");
+        let authority = front.url().trim_start_matches("https://");
+        assert!(
+            e.message
+                .starts_with(&format!("TLS handshake with {authority} failed: "))
+                && e.message.contains("invalid peer certificate"),
+            "{}",
+            e.message
+        );
+        assert_eq!((front.handshakes(), count(&received)), (0, 0));
+
+        let insecure = TlsSettings {
+            ca: None,
+            insecure: true,
+        };
+        let (c, front, _ca) = over_tls(&url, Some(insecure));
+        assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
+        assert_eq!((front.handshakes(), count(&received)), (1, 1));
+    }
+
     #[tokio::test]
     async fn a_kept_connection_the_server_closed_is_replaced_and_no_request_is_sent_twice() {
         // The server closes each connection right after its answer (an idle timeout): once
         // the close has arrived, the next request finds it at check-out and opens a new one.
         let (url, accepted, received) = server(|_, _| Act::AnswerThenClose);
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         for _ in 0..4 {
             assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -976,7 +1101,7 @@ mod tests {
         // unanswered: the server may have acted on it, so it fails and is not sent again.
         let (url, accepted, received) =
             server(|_, n| if n == 0 { Act::Answer } else { Act::Close });
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         assert_eq!(post(&c).await.unwrap(), SSE.as_bytes());
         let e = post(&c).await.unwrap_err();
         assert_eq!(e.stage, Stage::Head, "{e:?}");
@@ -985,7 +1110,7 @@ mod tests {
         // a GET there is sent again on a new connection (it changes nothing on the server)
         let (url, accepted, received) =
             server(|_, n| if n == 0 { Act::Answer } else { Act::Close });
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         post_fresh(&c).await;
         let req = Request {
             method: "GET",
@@ -1024,7 +1149,7 @@ mod tests {
                 });
             }
         });
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         assert_eq!(post(&c).await.unwrap(), b"ok");
         assert_eq!(
             post(&c).await.unwrap(),
@@ -1033,7 +1158,7 @@ mod tests {
         );
         // a 408 on a new connection is the answer
         let url = one_answer(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n");
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         let req = Request {
             method: "POST",
             target: "/",
@@ -1068,7 +1193,7 @@ mod tests {
                 Act::Answer
             }
         });
-        let c = H1Client::new(&url, 3, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 3, Duration::from_secs(5), None).unwrap();
         futures::future::join_all((0..3).map(|_| post_fresh(&c))).await;
         assert_eq!(count(&accepted), 3);
         tokio::time::sleep(Duration::from_millis(100)).await; // the closes arrive
@@ -1086,7 +1211,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_connection_closed_unanswered_fails_without_a_retry() {
         let (url, accepted, received) = server(|_, _| Act::Close);
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         let e = post(&c).await.unwrap_err();
         assert_eq!(e.stage, Stage::Head, "{e:?}");
         assert_eq!(e.message, "connection closed before an answer began");
@@ -1101,7 +1226,7 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         let e = post(&c).await.unwrap_err();
         assert_eq!(e.stage, Stage::Connect, "{e:?}");
         assert!(
@@ -1127,7 +1252,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_end_by_length_by_close_or_fail_when_cut() {
-        let c = |url: &url::Url| H1Client::new(url, 4, Duration::from_secs(5)).unwrap();
+        let c = |url: &url::Url| H1Client::new(url, 4, Duration::from_secs(5), None).unwrap();
         let url = one_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
         let client = c(&url);
         assert_eq!(post(&client).await.unwrap(), b"hello");
@@ -1179,14 +1304,14 @@ mod tests {
         let url = one_answer(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         );
-        let c = H1Client::new(&url, 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&url, 4, Duration::from_secs(5), None).unwrap();
         assert_eq!(post(&c).await.unwrap(), b"ok");
         let huge: &'static [u8] = Box::leak(
             format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD))
                 .into_bytes()
                 .into_boxed_slice(),
         );
-        let c = H1Client::new(&one_answer(huge), 4, Duration::from_secs(5)).unwrap();
+        let c = H1Client::new(&one_answer(huge), 4, Duration::from_secs(5), None).unwrap();
         let e = post(&c).await.unwrap_err();
         assert_eq!(e.stage, Stage::Head, "{e:?}");
         assert!(e.message.contains("longer than 64 KiB"), "{e:?}");

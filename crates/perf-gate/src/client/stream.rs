@@ -113,7 +113,7 @@ fn classify_h1(e: h1::H1Error) -> Failure {
 pub(crate) enum Via<'a> {
     /// reqwest, to this full URL.
     Reqwest(&'a reqwest::Client, &'a str),
-    /// The load's own HTTP/1.1 client (plain `http`), to this request target.
+    /// The load's own HTTP/1.1 client (`http` or `https`), to this request target.
     Native(&'a H1Client, &'a str),
 }
 
@@ -652,7 +652,7 @@ mod tests {
     async fn send(url: &str, timeout: Duration, native: bool) -> RequestRecord {
         let http = reqwest::Client::builder().http1_only().build().unwrap();
         let parsed = url::Url::parse(url).unwrap();
-        let h1 = H1Client::new(&parsed, 4, Duration::from_secs(5)).unwrap();
+        let h1 = H1Client::new(&parsed, 4, Duration::from_secs(5), None).unwrap();
         let now = Instant::now();
         let timing = Timing {
             seq: 0,

@@ -23,10 +23,12 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream as StdStream;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// Oldest receive time believed: older means the realtime clock was set forward in between.
 const MAX_AGE: Duration = Duration::from_secs(10);
@@ -38,6 +40,8 @@ pub(crate) struct TimedSocket {
     control: Vec<u8>,
     /// The last time a read found this socket emptied (no arrival is put before it).
     emptied: Option<Instant>,
+    /// When the bytes of the last read that brought any arrived.
+    last: Option<Instant>,
     /// Reads that brought bytes with a receive time, and without one.
     stamped: u32,
     unstamped: u32,
@@ -58,6 +62,7 @@ impl TimedSocket {
             fd: register(stream)?,
             control,
             emptied: None,
+            last: None,
             stamped: 0,
             unstamped: 0,
         })
@@ -72,10 +77,25 @@ impl TimedSocket {
     /// Reads into `buf`: how many bytes (0 at the end of the stream) and when the newest of them
     /// arrived, if the kernel said.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+        std::future::poll_fn(|cx| self.poll_read_at(cx, &mut *buf)).await
+    }
+
+    /// When the bytes of the last read that brought any arrived, if the kernel said: the time
+    /// of the bytes a TLS session decrypted from it.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last
+    }
+
+    /// [`TimedSocket::read`] as a poll.
+    fn poll_read_at(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, Option<Instant>)>> {
         let len = buf.len();
         loop {
             // polled as tokio's own streams poll (no `Readiness` future to register and drop)
-            let mut guard = std::future::poll_fn(|cx| self.fd.poll_read_ready(cx)).await?;
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             let control = &mut self.control;
             match guard.try_io(|fd| recv(fd.get_ref(), &mut *buf, control)) {
                 Ok(Ok((n, at))) => {
@@ -105,9 +125,12 @@ impl TimedSocket {
                             None
                         }
                     };
-                    return Ok((n, arrived));
+                    if n > 0 {
+                        self.last = arrived;
+                    }
+                    return Poll::Ready(Ok((n, arrived)));
                 }
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => {}
             }
         }
@@ -140,6 +163,45 @@ impl TimedSocket {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.fd
             .try_io(Interest::READABLE, |s| (&*s).read(&mut *buf))
+    }
+}
+
+/// The socket as a byte stream, for a TLS session on top ([`TimedSocket::last_arrival`] then
+/// says when the bytes of its last read arrived).
+impl AsyncRead for TimedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let (n, _) = ready!(this.poll_read_at(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for TimedSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| fd.get_ref().write(bytes)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.fd.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
