@@ -369,6 +369,36 @@ mod tests {
         assert_eq!(client.read(&mut buf).await.unwrap().0, 0);
     }
 
+    /// A socket whose reads never carry a receive time (a kernel that takes the option and
+    /// gives none: room for a stamp, none asked for here) closes the batch window after
+    /// [`UNSTAMPED_READS`] reads with data, not before; its reads give no arrival.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn reads_that_never_carry_a_receive_time_close_the_window() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let mut client = TimedSocket {
+            fd: register(client.unwrap().into_std().unwrap()).unwrap(),
+            control: nix::cmsg_space!(nix::sys::time::TimeSpec),
+            emptied: None,
+            last: None,
+            stamped: 0,
+            unstamped: 0,
+        };
+        let server = server.unwrap().0.into_std().unwrap();
+        let mut buf = [0u8; 16];
+        for i in 1..=UNSTAMPED_READS {
+            assert!(super::super::batch_window::receive_times(), "closed after {i} reads");
+            (&server).write_all(b"x").unwrap();
+            let (n, at) = client.read(&mut buf).await.unwrap();
+            assert_eq!((n, at), (1, None));
+        }
+        assert!(!super::super::batch_window::receive_times());
+        assert_eq!(client.last_arrival(), None);
+    }
+
     /// `try_read` says `WouldBlock` with nothing sent, and reads what was sent once the
     /// reactor saw it.
     #[tokio::test]
