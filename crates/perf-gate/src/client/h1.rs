@@ -9,9 +9,11 @@
 //! chunked, or to the close) from one buffer per connection, with no copy and no channel.
 //!
 //! What a load needs of a client and no more: keep-alive connections in a pool per client
-//! (sized to the concurrency), a pooled connection found closed is dropped at check-out, and a
-//! request is sent again on a new connection only when its kept connection proved closed
-//! before the server could act on it (as hyper and Go's client do). `https` runs rustls over
+//! (sized to the concurrency), the server's name resolved once for a burst of new connections
+//! (reused for [`RESOLVED_FOR`], forgotten when no address takes a connection), a pooled
+//! connection found closed is dropped at check-out, and a request is sent again on a new
+//! connection only when its kept connection proved closed before the server could act on it
+//! (as hyper and Go's client do). `https` runs rustls over
 //! the same timed socket ([`super::link`]), trusting what reqwest trusts; its handshake is part
 //! of opening a connection (bounded by the connect timeout, and done before the load by the
 //! preconnect). A proxy from the environment stays with reqwest.
@@ -35,6 +37,9 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4 * 1024;
+/// How long the server's resolved addresses serve new connections before the name is looked up
+/// again (a failed connect forgets them at once).
+const RESOLVED_FOR: Duration = Duration::from_secs(5);
 
 /// Where a request failed, which decides its [`super::ErrorKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +191,20 @@ pub(crate) struct H1Client {
     idle: Mutex<Vec<PooledConn>>,
     max_idle: usize,
     connect_timeout: Duration,
+    /// The server's addresses as last resolved: the preconnect's burst of connections (one
+    /// per stream) makes one lookup, not one each (each a `getaddrinfo` on a blocking thread,
+    /// and in Kubernetes a query or more to the cluster's DNS).
+    resolved: tokio::sync::Mutex<Option<Resolved>>,
+    /// Lookups made.
+    #[cfg(test)]
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+/// A name's addresses and when they were looked up.
+#[derive(Debug)]
+struct Resolved {
+    at: Instant,
+    addrs: std::sync::Arc<[SocketAddr]>,
 }
 
 /// An idle connection (its `Debug` shows nothing: it holds only a socket and a buffer).
@@ -247,6 +266,9 @@ impl H1Client {
                 authority,
             },
             idle: Mutex::new(Vec::new()),
+            resolved: tokio::sync::Mutex::new(None),
+            #[cfg(test)]
+            lookups: std::sync::atomic::AtomicUsize::new(0),
             max_idle,
             connect_timeout,
         })
@@ -289,27 +311,56 @@ impl H1Client {
         idle.push(PooledConn(conn));
     }
 
+    /// The server's addresses: those resolved in the last [`RESOLVED_FOR`], else looked up now
+    /// (connections opened meanwhile wait for this lookup instead of making their own).
+    async fn addresses(&self) -> io::Result<std::sync::Arc<[SocketAddr]>> {
+        let mut cached = self.resolved.lock().await;
+        if let Some(r) = cached.as_ref()
+            && r.at.elapsed() < RESOLVED_FOR
+        {
+            return Ok(r.addrs.clone());
+        }
+        let o = &self.origin;
+        let addrs: std::sync::Arc<[SocketAddr]> =
+            tokio::net::lookup_host((o.host.as_str(), o.port))
+                .await?
+                .collect();
+        #[cfg(test)]
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *cached = (!addrs.is_empty()).then(|| Resolved {
+            at: Instant::now(),
+            addrs: addrs.clone(),
+        });
+        Ok(addrs)
+    }
+
+    /// Forgets the resolved addresses (none of them took a connection: the server may have
+    /// moved).
+    fn forget_addresses(&self) {
+        if let Ok(mut cached) = self.resolved.try_lock() {
+            *cached = None;
+        }
+    }
+
     /// Opens a new connection (with `TCP_NODELAY`: a request goes out at once), and its TLS
     /// session for `https`; both within the connect timeout.
     async fn connect(&self) -> Result<Conn, H1Error> {
         let o = &self.origin;
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let open = async {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((o.host.as_str(), o.port))
-                .await
-                .map_err(|e| {
-                    H1Error::io(
-                        Stage::Connect,
-                        &format!("cannot resolve {}", o.authority),
-                        &e,
-                    )
-                })?
-                .collect();
+            let addrs = self.addresses().await.map_err(|e| {
+                H1Error::io(
+                    Stage::Connect,
+                    &format!("cannot resolve {}", o.authority),
+                    &e,
+                )
+            })?;
             // each address gets its share of the timeout: one that never answers (an
             // unroutable IPv6 address) leaves time for the next
             let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(1);
             let mut last = None;
-            for addr in &addrs {
+            for addr in addrs.iter() {
                 match tokio::time::timeout(share, TcpStream::connect(addr)).await {
                     Ok(Ok(s)) => return Ok(s),
                     Ok(Err(e)) => last = Some(e),
@@ -321,6 +372,7 @@ impl H1Client {
                     }
                 }
             }
+            self.forget_addresses();
             Err(match last {
                 Some(e) if e.kind() == io::ErrorKind::TimedOut => H1Error::new(
                     Stage::ConnectTimeout,
@@ -343,6 +395,7 @@ impl H1Client {
         let io = tokio::time::timeout_at(deadline, open)
             .await
             .map_err(|_| {
+                self.forget_addresses();
                 H1Error::new(
                     Stage::ConnectTimeout,
                     format!(
@@ -1179,6 +1232,37 @@ mod tests {
         let mut resp = c.send(&req, true).await.unwrap();
         while resp.chunk().await.unwrap().is_some() {}
         resp.finish();
+    }
+
+    /// A burst of new connections (the preconnect's, one per stream) resolves the server's
+    /// name once; a connect that no address takes forgets the addresses, so the next one looks
+    /// the name up again (the server may have moved).
+    #[tokio::test]
+    async fn a_burst_of_connections_resolves_the_name_once_and_a_failed_connect_forgets_it() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (url, accepted, _) = server(|_, _| Act::Answer);
+        let mut by_name = url.clone();
+        by_name.set_host(Some("localhost")).unwrap();
+        let c = H1Client::new(&by_name, 16, Duration::from_secs(5), None).unwrap();
+        futures::future::join_all((0..16).map(|_| post_fresh(&c))).await;
+        assert_eq!((count(&accepted), c.lookups.load(SeqCst)), (16, 1));
+
+        // nothing listens there any more: the failed connect forgets, the next resolves again
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let c = H1Client::new(
+            &url::Url::parse(&format!("http://localhost:{port}/")).unwrap(),
+            4,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
+        for lookups in 1..=2 {
+            let e = c.connect().await.err().unwrap();
+            assert_eq!(e.stage, Stage::Connect, "{e:?}");
+            assert_eq!(c.lookups.load(SeqCst), lookups);
+        }
     }
 
     #[tokio::test]

@@ -390,7 +390,10 @@ mod tests {
         let server = server.unwrap().0.into_std().unwrap();
         let mut buf = [0u8; 16];
         for i in 1..=UNSTAMPED_READS {
-            assert!(super::super::batch_window::receive_times(), "closed after {i} reads");
+            assert!(
+                super::super::batch_window::receive_times(),
+                "closed after {i} reads"
+            );
             (&server).write_all(b"x").unwrap();
             let (n, at) = client.read(&mut buf).await.unwrap();
             assert_eq!((n, at), (1, None));
