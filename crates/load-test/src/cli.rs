@@ -45,7 +45,7 @@ pub enum WindowArg {
 /// `--http-client` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum HttpClientArg {
-    /// load-test's own HTTP/1.1 client where it applies (plain http, no proxy), else reqwest.
+    /// load-test's own HTTP/1.1 client where it applies (http or https, no proxy), else reqwest.
     Native,
     /// reqwest (hyper) for every request.
     Reqwest,

@@ -1,4 +1,4 @@
-//! `--http-client`: load-test's own HTTP/1.1 client (`native`, the default over plain `http`)
+//! `--http-client`: load-test's own HTTP/1.1 client (`native`, the default over `http` and `https`)
 //! and reqwest measure the same load the same way, each keeping one connection per slot, and
 //! a proxy named in the environment carries the streaming requests (they are left to reqwest).
 

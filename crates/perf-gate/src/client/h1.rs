@@ -688,6 +688,13 @@ impl<'c> Response<'c> {
                 Step::More => {}
             }
             match self.conn.fill().await {
+                // a TLS session cut without `close_notify` may have cut the body too
+                Ok(0) if self.framing == Framing::Close && self.conn.io.cut() => {
+                    return Err(H1Error::new(
+                        Stage::Body,
+                        "the TLS session ended without close_notify before the end of the body",
+                    ));
+                }
                 Ok(0) if self.framing == Framing::Close => self.framing = Framing::Done,
                 Ok(0) => {
                     return Err(H1Error::new(
@@ -1115,9 +1122,12 @@ mod tests {
     /// checks off the same server answers.
     #[tokio::test]
     async fn over_tls_an_untrusted_certificate_fails_the_connect_and_insecure_accepts_it() {
-        use crate::transport::TlsSettings;
+        use crate::transport::{TlsSettings, VLLM};
         let (url, _, received) = server(|_, _| Act::Answer);
-        let (c, front, _ca) = over_tls(&url, Some(TlsSettings::default()));
+        // trusting another CA (and the system's roots, if the machine has any)
+        let other = test_support::tls::TestCa::new();
+        let elsewhere = TlsSettings::load(&VLLM, Some(&other.ca_path()), false).unwrap();
+        let (c, front, _ca) = over_tls(&url, Some(elsewhere));
         let e = post(&c).await.unwrap_err();
         assert_eq!(e.stage, Stage::Connect, "{e:?}");
         let authority = front.url().trim_start_matches("https://");
@@ -1332,6 +1342,42 @@ mod tests {
             let _ = s.write_all(answer);
         });
         url
+    }
+
+    /// Over `https` a body that runs to the close is whole only when the session ends with
+    /// `close_notify`; a session cut without it (the TLS front's upstream reset) fails the body
+    /// instead of passing what came as the whole answer.
+    #[tokio::test]
+    async fn over_tls_a_body_to_the_close_needs_close_notify() {
+        use std::io::{Read, Write};
+        for reset in [false, true] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url =
+                url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+            std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let _ = s.read(&mut [0u8; 4096]);
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nto the end");
+                std::thread::sleep(Duration::from_millis(100));
+                if reset {
+                    let abort = nix::libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &abort)
+                        .unwrap();
+                }
+            });
+            let (c, _front, _ca) = over_tls(&url, None);
+            let got = post(&c).await;
+            if reset {
+                let e = got.unwrap_err();
+                assert_eq!(e.stage, Stage::Body, "{e:?}");
+                assert!(e.message.contains("without close_notify"), "{}", e.message);
+            } else {
+                assert_eq!(got.unwrap(), b"to the end");
+            }
+        }
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, ReadBuf};
 use tokio_rustls::client::TlsStream;
 
 use super::timed_socket::TimedSocket;
@@ -22,7 +22,12 @@ pub(crate) enum Link {
     /// Plain `http`.
     Plain(TimedSocket),
     /// A TLS session (boxed: its state is some kilobytes, a plain link's a few words).
-    Tls(Box<TlsStream<TimedSocket>>),
+    Tls {
+        stream: Box<TlsStream<TimedSocket>>,
+        /// The session ended without `close_notify` (a body that runs to the close may be
+        /// cut short).
+        cut: bool,
+    },
 }
 
 /// How the own client opens TLS sessions to one server.
@@ -51,37 +56,59 @@ impl TlsOrigin {
         })
     }
 
-    /// Runs the handshake on `socket`. A refused certificate is an error whose source is
-    /// rustls's own ([`crate::transport::is_certificate_error`] finds it).
+    /// Runs the handshake on `socket`. A refused certificate is an error whose message is
+    /// rustls's own ("invalid peer certificate: UnknownIssuer").
     pub async fn handshake(&self, socket: TimedSocket) -> io::Result<Link> {
         let tls = self.connector.connect(self.name.clone(), socket).await?;
-        Ok(Link::Tls(Box::new(tls)))
+        Ok(Link::Tls {
+            stream: Box::new(tls),
+            cut: false,
+        })
     }
 }
 
 impl Link {
     /// Reads into `buf`: how many bytes (0 at the end of the stream) and when the newest of them
-    /// arrived, if the kernel said. A TLS peer that closes without `close_notify` ends the
-    /// stream as a plain close would (HTTP's own framing says whether the answer was whole,
-    /// as on plain `http`).
+    /// arrived, if the kernel said. Under TLS a read takes the plaintext one socket read gave
+    /// (never a second read in the same call, which would date the first's bytes by the
+    /// second's arrival). A TLS peer that closes without `close_notify` ends the stream as a
+    /// plain close would, and [`Link::cut`] says so (HTTP's framing says whether the answer
+    /// was whole, as on plain `http`).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
         match self {
             Link::Plain(s) => s.read(buf).await,
-            Link::Tls(t) => match t.read(buf).await {
-                Ok(n) => Ok((n, t.get_ref().0.last_arrival())),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((0, None)),
-                Err(e) => Err(e),
-            },
+            Link::Tls { stream, cut } => {
+                let n = match stream.fill_buf().await {
+                    Ok(data) => {
+                        let n = data.len().min(buf.len());
+                        buf[..n].copy_from_slice(&data[..n]);
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        *cut = true;
+                        return Ok((0, None));
+                    }
+                    Err(e) => return Err(e),
+                };
+                stream.consume(n);
+                Ok((n, stream.get_ref().0.last_arrival()))
+            }
         }
+    }
+
+    /// Whether the stream ended without the TLS `close_notify` that says the server meant to
+    /// end it (never, on plain `http`).
+    pub fn cut(&self) -> bool {
+        matches!(self, Link::Tls { cut: true, .. })
     }
 
     /// Writes all of `bytes` (under TLS, as one or more records sent at once).
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Link::Plain(s) => TimedSocket::write_all(s, bytes).await,
-            Link::Tls(t) => {
-                t.write_all(bytes).await?;
-                t.flush().await
+            Link::Tls { stream, .. } => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
             }
         }
     }
@@ -96,12 +123,12 @@ impl Link {
             Link::Plain(s) => {
                 matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
-            Link::Tls(t) => {
+            Link::Tls { stream, .. } => {
                 // polled once without a task to wake: `Pending` means nothing to read
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut buf = ReadBuf::new(&mut probe);
                 matches!(
-                    std::pin::Pin::new(&mut **t).poll_read(&mut cx, &mut buf),
+                    std::pin::Pin::new(&mut **stream).poll_read(&mut cx, &mut buf),
                     Poll::Pending
                 )
             }
@@ -138,13 +165,21 @@ mod tests {
         let front = TlsFront::start(&upstream.local_addr().unwrap().to_string(), &ca);
         let mut link = session(&front, &ca).await;
         let (mut server, _) = upstream.accept().unwrap();
-        assert!(matches!(link, Link::Tls(_)));
+        let data_reads = |link: &Link| match link {
+            Link::Tls { stream, .. } => stream.get_ref().0.reads_with_data(),
+            Link::Plain(_) => panic!("not a TLS link"),
+        };
         // stamping is turned on for the system in a deferred work item; the session tickets
-        // arrive meanwhile
-        std::thread::sleep(Duration::from_millis(100));
+        // arrive meanwhile, and this thread's reactor sees them
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = data_reads(&link);
         assert!(
             link.looks_open(),
             "a session ticket made the session look closed"
+        );
+        assert!(
+            data_reads(&link) > before,
+            "the probe read no session ticket"
         );
 
         let written = Instant::now();
@@ -167,7 +202,6 @@ mod tests {
         std::io::Read::read_exact(&mut server, &mut got).unwrap();
         assert_eq!(&got, b"ping");
         drop(server);
-        std::thread::sleep(Duration::from_millis(100));
         tokio::time::timeout(Duration::from_secs(5), async {
             while link.looks_open() {
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -74,6 +74,13 @@ impl TimedSocket {
         !self.control.is_empty()
     }
 
+    /// Reads that brought bytes (counted until the first with a receive time, then those with
+    /// one).
+    #[cfg(test)]
+    pub fn reads_with_data(&self) -> u32 {
+        self.stamped + self.unstamped
+    }
+
     /// Reads into `buf`: how many bytes (0 at the end of the stream) and when the newest of them
     /// arrived, if the kernel said.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
@@ -194,6 +201,25 @@ impl AsyncWrite for TimedSocket {
                 Err(_would_block) => {}
             }
         }
+    }
+
+    /// rustls hands its records over as one vector: one `writev` sends them all.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| fd.get_ref().write_vectored(bufs)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -640,7 +640,7 @@ impl Step {
 }
 
 /// Records (and logs) which HTTP client sends the load: `native`, `reqwest`, or `mixed` when a
-/// mix's targets differ (https, a proxy).
+/// mix's targets differ (one behind a proxy).
 fn record_http_client(cfg: &LoadTestConfig, pooled: &[&VllmClient], results: &mut LoadTestResults) {
     let used: std::collections::BTreeSet<_> =
         pooled.iter().map(|c| c.http_client().as_str()).collect();
