@@ -273,3 +273,50 @@ fn over_tls_a_cut_stream_is_incomplete_on_both_clients() {
         }
     }
 }
+
+/// A target mix with one server behind TLS and one on plain `http`: both sent by the own
+/// client (rustls for the first, trusting `--vllm-ca-cert`), each getting its weight, with the
+/// TLS member's connections kept (a handful of handshakes for all its requests).
+#[test]
+fn a_target_mix_over_https_and_http_runs_on_the_own_client() {
+    let tls_sim = quick_sim();
+    let plain_sim = quick_sim();
+    let ca = TestCa::new();
+    let front = TlsFront::start(&tls_sim.url, &ca);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mix.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "target:\n  - {{name: Secure, url: '{}', model: candidate, weight: 0.5}}\n  - {{name: Plain, url: '{}', model: candidate, weight: 0.5}}\nconcurrency: 4\nmax_tokens: 4\nnum_requests: 40\npoll_interval: 0s\nprogress_interval: 0s\n",
+            front.url(),
+            plain_sim.url
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = run(load_test()
+        .arg("--config")
+        .arg(&config)
+        .arg("--vllm-ca-cert")
+        .arg(ca.ca_path())
+        .arg("--eval-data-path")
+        .arg(eval_file(dir.path(), 10))
+        .arg("--output-dir")
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["config"]["http_client"], "native", "{r}");
+    assert_eq!(r["client"]["successful_requests"], 40, "{r}");
+    let members = r["mix"]["members"].as_array().unwrap();
+    for m in members {
+        assert_eq!(m["client"]["successful_requests"], 20, "{m}");
+    }
+    assert_eq!(tls_sim.stats().accepted, 20);
+    assert_eq!(plain_sim.stats().accepted, 20);
+    let handshakes = front.handshakes();
+    assert!(
+        (1..=2 * CONCURRENCY + 2).contains(&handshakes),
+        "{handshakes} TLS handshakes for 20 requests: the pool is not reused"
+    );
+}
