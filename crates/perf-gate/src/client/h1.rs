@@ -9,11 +9,11 @@
 //! chunked, or to the close) from one buffer per connection, with no copy and no channel.
 //!
 //! What a load needs of a client and no more: keep-alive connections in a pool per client
-//! (sized to the concurrency), the server's name resolved once for a burst of new connections
-//! (reused for [`RESOLVED_FOR`], forgotten when no address takes a connection), a pooled
-//! connection found closed is dropped at check-out, and a request is sent again on a new
-//! connection only when its kept connection proved closed before the server could act on it
-//! (as hyper and Go's client do). `https` runs rustls over
+//! (sized to the concurrency); the server's name resolved once for a burst of new connections
+//! (reused for [`RESOLVED_FOR`], forgotten when no address takes a connection; connects start
+//! at each address in turn); a pooled connection found closed is dropped at check-out; and a
+//! request is sent again on a new connection only when its kept connection proved closed
+//! before the server could act on it (as hyper and Go's client do). `https` runs rustls over
 //! the same timed socket ([`super::link`]), trusting what reqwest trusts; its handshake is part
 //! of opening a connection (bounded by the connect timeout, and done before the load by the
 //! preconnect). A proxy from the environment stays with reqwest.
@@ -193,8 +193,14 @@ pub(crate) struct H1Client {
     connect_timeout: Duration,
     /// The server's addresses as last resolved: the preconnect's burst of connections (one
     /// per stream) makes one lookup, not one each (each a `getaddrinfo` on a blocking thread,
-    /// and in Kubernetes a query or more to the cluster's DNS).
-    resolved: tokio::sync::Mutex<Option<Resolved>>,
+    /// and in Kubernetes several queries to the cluster's DNS: A and AAAA, per search domain).
+    resolved: Mutex<Option<Resolved>>,
+    /// One lookup at a time: the connects of a burst wait for the first one's answer.
+    lookup: tokio::sync::Mutex<()>,
+    /// Connects started: each tries the addresses from the next one on, so the connections to
+    /// a name with several (a headless service's pods, round-robin DNS) spread over them, as
+    /// the shuffled answers of a lookup per connection spread them.
+    turn: std::sync::atomic::AtomicUsize,
     /// Lookups made.
     #[cfg(test)]
     lookups: std::sync::atomic::AtomicUsize,
@@ -266,7 +272,9 @@ impl H1Client {
                 authority,
             },
             idle: Mutex::new(Vec::new()),
-            resolved: tokio::sync::Mutex::new(None),
+            resolved: Mutex::new(None),
+            lookup: tokio::sync::Mutex::new(()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
             #[cfg(test)]
             lookups: std::sync::atomic::AtomicUsize::new(0),
             max_idle,
@@ -311,14 +319,26 @@ impl H1Client {
         idle.push(PooledConn(conn));
     }
 
+    /// The addresses resolved in the last [`RESOLVED_FOR`], if any.
+    fn cached_addresses(&self) -> Option<std::sync::Arc<[SocketAddr]>> {
+        let cached = self.resolved.lock().ok()?;
+        cached
+            .as_ref()
+            .filter(|r| r.at.elapsed() < RESOLVED_FOR)
+            .map(|r| r.addrs.clone())
+    }
+
     /// The server's addresses: those resolved in the last [`RESOLVED_FOR`], else looked up now
-    /// (connections opened meanwhile wait for this lookup instead of making their own).
+    /// (connections opened meanwhile wait for this lookup instead of making their own; each
+    /// waits within its own connect timeout).
     async fn addresses(&self) -> io::Result<std::sync::Arc<[SocketAddr]>> {
-        let mut cached = self.resolved.lock().await;
-        if let Some(r) = cached.as_ref()
-            && r.at.elapsed() < RESOLVED_FOR
-        {
-            return Ok(r.addrs.clone());
+        if let Some(addrs) = self.cached_addresses() {
+            return Ok(addrs);
+        }
+        let _one = self.lookup.lock().await;
+        // the lookup this one waited for may have answered
+        if let Some(addrs) = self.cached_addresses() {
+            return Ok(addrs);
         }
         let o = &self.origin;
         let addrs: std::sync::Arc<[SocketAddr]> =
@@ -328,17 +348,25 @@ impl H1Client {
         #[cfg(test)]
         self.lookups
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        *cached = (!addrs.is_empty()).then(|| Resolved {
-            at: Instant::now(),
-            addrs: addrs.clone(),
-        });
+        if !addrs.is_empty()
+            && let Ok(mut cached) = self.resolved.lock()
+        {
+            *cached = Some(Resolved {
+                at: Instant::now(),
+                addrs: addrs.clone(),
+            });
+        }
         Ok(addrs)
     }
 
-    /// Forgets the resolved addresses (none of them took a connection: the server may have
-    /// moved).
-    fn forget_addresses(&self) {
-        if let Ok(mut cached) = self.resolved.try_lock() {
+    /// Forgets the resolved addresses `tried` (none of them took a connection: the server may
+    /// have moved), unless a newer lookup already replaced them.
+    fn forget_addresses(&self, tried: &std::sync::Arc<[SocketAddr]>) {
+        if let Ok(mut cached) = self.resolved.lock()
+            && cached
+                .as_ref()
+                .is_some_and(|r| std::sync::Arc::ptr_eq(&r.addrs, tried))
+        {
             *cached = None;
         }
     }
@@ -356,11 +384,13 @@ impl H1Client {
                     &e,
                 )
             })?;
-            // each address gets its share of the timeout: one that never answers (an
+            // each address left gets its share of the time left: one that never answers (an
             // unroutable IPv6 address) leaves time for the next
-            let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(1);
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut last = None;
-            for addr in addrs.iter() {
+            for (i, addr) in rotated(&addrs, turn).enumerate() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
                 match tokio::time::timeout(share, TcpStream::connect(addr)).await {
                     Ok(Ok(s)) => return Ok(s),
                     Ok(Err(e)) => last = Some(e),
@@ -372,7 +402,7 @@ impl H1Client {
                     }
                 }
             }
-            self.forget_addresses();
+            self.forget_addresses(&addrs);
             Err(match last {
                 Some(e) if e.kind() == io::ErrorKind::TimedOut => H1Error::new(
                     Stage::ConnectTimeout,
@@ -395,7 +425,6 @@ impl H1Client {
         let io = tokio::time::timeout_at(deadline, open)
             .await
             .map_err(|_| {
-                self.forget_addresses();
                 H1Error::new(
                     Stage::ConnectTimeout,
                     format!(
@@ -491,6 +520,13 @@ impl H1Client {
         };
         Ok(Response::new(self, head))
     }
+}
+
+/// `addrs` from the one at `turn` (modulo their number) on, wrapping round: each in turn
+/// first.
+fn rotated(addrs: &[SocketAddr], turn: usize) -> impl Iterator<Item = &SocketAddr> {
+    let start = turn % addrs.len().max(1);
+    addrs[start..].iter().chain(&addrs[..start])
 }
 
 /// Why [`exchange`] did not get an answer's head.
@@ -1275,6 +1311,28 @@ mod tests {
         }
     }
 
+    /// Connects take the addresses in turns, each first as often as the others (a headless
+    /// service's pods each get their share of a burst), every address tried once.
+    #[test]
+    fn connects_start_at_each_address_in_turn() {
+        let addrs: Vec<SocketAddr> = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mut first = [0usize; 3];
+        for turn in 0..9 {
+            let order: Vec<_> = rotated(&addrs, turn).copied().collect();
+            assert_eq!(order.len(), 3);
+            for a in &addrs {
+                assert!(order.contains(a), "{order:?}");
+            }
+            first[addrs.iter().position(|a| *a == order[0]).unwrap()] += 1;
+        }
+        assert_eq!(first, [3, 3, 3]);
+        assert_eq!(rotated(&addrs[..1], 7).count(), 1);
+        assert_eq!(rotated(&[], 3).count(), 0);
+    }
+
     #[tokio::test]
     async fn connections_opened_again_replace_the_pooled_ones_the_server_closed() {
         // A pool of 3 whose connections the server then closes (an idle timeout during a pause
@@ -1356,7 +1414,14 @@ mod tests {
                 url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
             std::thread::spawn(move || {
                 let (mut s, _) = listener.accept().unwrap();
-                let _ = s.read(&mut [0u8; 4096]);
+                // the whole request (unread bytes at the close would reset the connection)
+                let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+                while !got.ends_with(b"{\"prompt\":\"hi\"}") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nto the end");
                 std::thread::sleep(Duration::from_millis(100));
                 if reset {

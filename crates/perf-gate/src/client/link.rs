@@ -69,9 +69,9 @@ impl TlsOrigin {
 
 impl Link {
     /// Reads into `buf`: how many bytes (0 at the end of the stream) and when the newest of them
-    /// arrived, if the kernel said. Under TLS a read takes the plaintext one socket read gave
-    /// (never a second read in the same call, which would date the first's bytes by the
-    /// second's arrival). A TLS peer that closes without `close_notify` ends the stream as a
+    /// arrived, if the kernel said. Under TLS a read takes the decrypted bytes waiting, and
+    /// reads the socket only while none wait (until a record is complete): the bytes are dated
+    /// by the read that completed their record, never by a later one. A TLS peer that closes without `close_notify` ends the stream as a
     /// plain close would, and [`Link::cut`] says so (HTTP's framing says whether the answer
     /// was whole, as on plain `http`).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
