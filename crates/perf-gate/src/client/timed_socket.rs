@@ -188,19 +188,29 @@ impl AsyncRead for TimedSocket {
     }
 }
 
+impl TimedSocket {
+    /// Runs `write` once the socket is writable, again whenever it would block.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&StdStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|fd| write(fd.get_ref())) {
+                return Poll::Ready(result);
+            }
+        }
+    }
+}
+
 impl AsyncWrite for TimedSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|fd| fd.get_ref().write(bytes)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => {}
-            }
-        }
+        self.poll_write_with(cx, |s| (&*s).write(bytes))
     }
 
     /// rustls hands its records over as one vector: one `writev` sends them all.
@@ -209,13 +219,7 @@ impl AsyncWrite for TimedSocket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|fd| fd.get_ref().write_vectored(bufs)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => {}
-            }
-        }
+        self.poll_write_with(cx, |s| (&*s).write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -229,6 +233,19 @@ impl AsyncWrite for TimedSocket {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.fd.get_ref().shutdown(std::net::Shutdown::Write))
     }
+}
+
+/// Asserts that a read `after` its bytes were written (at `written`) dated them to the write:
+/// within 50 ms of it, and at least `after` before now (a time taken at the read would not be).
+#[cfg(test)]
+pub(crate) fn assert_dated_at_the_write(at: Option<Instant>, written: Instant, after: Duration) {
+    let at = at.expect("a receive time");
+    let late = at.saturating_duration_since(written);
+    assert!(
+        late < Duration::from_millis(50),
+        "dated {late:?} after the write"
+    );
+    assert!(Instant::now().duration_since(at) >= after);
 }
 
 /// Registers `stream` with the reactor.
@@ -367,13 +384,7 @@ mod tests {
         let mut buf = [0u8; 64];
         let (n, at) = client.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"data: token\n\n");
-        let at = at.expect("a receive time");
-        let late = at.saturating_duration_since(written);
-        assert!(
-            late < Duration::from_millis(50),
-            "dated {late:?} after the write"
-        );
-        assert!(Instant::now().duration_since(at) >= Duration::from_millis(200));
+        assert_dated_at_the_write(at, written, Duration::from_millis(200));
 
         // the newest segment of a read decides its time
         (&server).write_all(b"one").unwrap();
