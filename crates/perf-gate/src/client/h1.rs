@@ -11,7 +11,8 @@
 //! What a load needs of a client and no more: keep-alive connections in a pool per client
 //! (sized to the concurrency); the server's name resolved once for a burst of new connections
 //! (reused for [`RESOLVED_FOR`], forgotten when no address takes a connection; connects start
-//! at each address in turn); a pooled connection found closed is dropped at check-out; and a
+//! at each address in turn; a failed lookup fails the connects that waited for it, each with
+//! its cause); a pooled connection found closed is dropped at check-out; and a
 //! request is sent again on a new connection only when its kept connection proved closed
 //! before the server could act on it (as hyper and Go's client do). `https` runs rustls over
 //! the same timed socket ([`super::link`]), trusting what reqwest trusts; its handshake is part
@@ -204,13 +205,24 @@ pub(crate) struct H1Client {
     /// Lookups made.
     #[cfg(test)]
     lookups: std::sync::atomic::AtomicUsize,
+    /// Lookups take this long and then fail with this kind of error, instead of asking the
+    /// system's resolver (a DNS outage, on demand).
+    #[cfg(test)]
+    failing_lookup: Option<(Duration, io::ErrorKind)>,
 }
 
-/// A name's addresses and when they were looked up.
+/// The last lookup of the server's name: when it answered, and its answer.
 #[derive(Debug)]
 struct Resolved {
     at: Instant,
-    addrs: std::sync::Arc<[SocketAddr]>,
+    answer: Result<std::sync::Arc<[SocketAddr]>, LookupFailure>,
+}
+
+/// A lookup that failed, kept for the connects that waited for it.
+#[derive(Debug, Clone)]
+struct LookupFailure {
+    kind: io::ErrorKind,
+    message: String,
 }
 
 /// An idle connection (its `Debug` shows nothing: it holds only a socket and a buffer).
@@ -277,6 +289,8 @@ impl H1Client {
             turn: std::sync::atomic::AtomicUsize::new(0),
             #[cfg(test)]
             lookups: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(test)]
+            failing_lookup: None,
             max_idle,
             connect_timeout,
         })
@@ -319,53 +333,82 @@ impl H1Client {
         idle.push(PooledConn(conn));
     }
 
-    /// The addresses resolved in the last [`RESOLVED_FOR`], if any.
-    fn cached_addresses(&self) -> Option<std::sync::Arc<[SocketAddr]>> {
+    /// The answer a connect that asked at `asked` takes without a lookup of its own: the
+    /// addresses resolved in the last [`RESOLVED_FOR`], or the failure of a lookup that ended
+    /// after it asked (it waited for that one: a burst of connects during a DNS outage fails
+    /// at once, each with the cause, instead of each retrying the lookup in turn).
+    fn answer_since(&self, asked: Instant) -> Option<io::Result<std::sync::Arc<[SocketAddr]>>> {
         let cached = self.resolved.lock().ok()?;
-        cached
-            .as_ref()
-            .filter(|r| r.at.elapsed() < RESOLVED_FOR)
-            .map(|r| r.addrs.clone())
+        let r = cached.as_ref()?;
+        match &r.answer {
+            Ok(addrs) => (r.at.elapsed() < RESOLVED_FOR).then(|| Ok(addrs.clone())),
+            Err(f) => (r.at >= asked).then(|| Err(io::Error::new(f.kind, f.message.clone()))),
+        }
     }
 
     /// The server's addresses: those resolved in the last [`RESOLVED_FOR`], else looked up now
-    /// (connections opened meanwhile wait for this lookup instead of making their own; each
-    /// waits within its own connect timeout).
+    /// (connections opened meanwhile wait for this lookup instead of making their own, and
+    /// share its answer or its failure; each waits within its own connect timeout).
     async fn addresses(&self) -> io::Result<std::sync::Arc<[SocketAddr]>> {
-        if let Some(addrs) = self.cached_addresses() {
-            return Ok(addrs);
+        let asked = Instant::now();
+        if let Some(answer) = self.answer_since(asked) {
+            return answer;
         }
         let _one = self.lookup.lock().await;
-        // the lookup this one waited for may have answered
-        if let Some(addrs) = self.cached_addresses() {
-            return Ok(addrs);
+        // the lookup this one waited for may have answered, or failed
+        if let Some(answer) = self.answer_since(asked) {
+            return answer;
         }
-        let o = &self.origin;
-        let addrs: std::sync::Arc<[SocketAddr]> =
-            tokio::net::lookup_host((o.host.as_str(), o.port))
-                .await?
-                .collect();
+        let answer = self
+            .look_up()
+            .await
+            .and_then(|addrs| match addrs.is_empty() {
+                true => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the name has no address",
+                )),
+                false => Ok(addrs),
+            });
         #[cfg(test)]
         self.lookups
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if !addrs.is_empty()
-            && let Ok(mut cached) = self.resolved.lock()
-        {
+        if let Ok(mut cached) = self.resolved.lock() {
             *cached = Some(Resolved {
                 at: Instant::now(),
-                addrs: addrs.clone(),
+                answer: match &answer {
+                    Ok(addrs) => Ok(addrs.clone()),
+                    Err(e) => Err(LookupFailure {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    }),
+                },
             });
         }
-        Ok(addrs)
+        answer
+    }
+
+    /// Asks the system's resolver for the server's addresses.
+    async fn look_up(&self) -> io::Result<std::sync::Arc<[SocketAddr]>> {
+        #[cfg(test)]
+        if let Some((takes, kind)) = self.failing_lookup {
+            tokio::time::sleep(takes).await;
+            return Err(io::Error::new(kind, "no answer from the name server"));
+        }
+        let o = &self.origin;
+        Ok(tokio::net::lookup_host((o.host.as_str(), o.port))
+            .await?
+            .collect())
     }
 
     /// Forgets the resolved addresses `tried` (none of them took a connection: the server may
     /// have moved), unless a newer lookup already replaced them.
     fn forget_addresses(&self, tried: &std::sync::Arc<[SocketAddr]>) {
         if let Ok(mut cached) = self.resolved.lock()
-            && cached
-                .as_ref()
-                .is_some_and(|r| std::sync::Arc::ptr_eq(&r.addrs, tried))
+            && cached.as_ref().is_some_and(|r| {
+                r.answer
+                    .as_ref()
+                    .is_ok_and(|a| std::sync::Arc::ptr_eq(a, tried))
+            })
         {
             *cached = None;
         }
@@ -376,6 +419,8 @@ impl H1Client {
     async fn connect(&self) -> Result<Conn, H1Error> {
         let o = &self.origin;
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        // whether the time ran out while the name was still being looked up
+        let resolved = std::sync::atomic::AtomicBool::new(false);
         let open = async {
             let addrs = self.addresses().await.map_err(|e| {
                 H1Error::io(
@@ -384,6 +429,7 @@ impl H1Client {
                     &e,
                 )
             })?;
+            resolved.store(true, std::sync::atomic::Ordering::Relaxed);
             // each address left gets its share of the time left: one that never answers (an
             // unroutable IPv6 address) leaves time for the next
             let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -425,12 +471,13 @@ impl H1Client {
         let io = tokio::time::timeout_at(deadline, open)
             .await
             .map_err(|_| {
+                let what = match resolved.load(std::sync::atomic::Ordering::Relaxed) {
+                    true => "no connection to",
+                    false => "no address from the resolver for",
+                };
                 H1Error::new(
                     Stage::ConnectTimeout,
-                    format!(
-                        "no connection to {} within {:?}",
-                        o.authority, self.connect_timeout
-                    ),
+                    format!("{what} {} within {:?}", o.authority, self.connect_timeout),
                 )
             })??;
         io.set_nodelay(true)
@@ -451,11 +498,16 @@ impl H1Client {
                     )
                 })?
                 .map_err(|e| {
-                    H1Error::io(
+                    let mut failed = H1Error::io(
                         Stage::Connect,
                         &format!("TLS handshake with {} failed", o.authority),
                         &e,
-                    )
+                    );
+                    if crate::transport::is_certificate_error(&e) {
+                        failed.message =
+                            format!("{} ({})", failed.message, crate::transport::VLLM.hint());
+                    }
+                    failed
                 })?,
         };
         Ok(Conn::new(io))
@@ -1153,9 +1205,9 @@ mod tests {
         assert_eq!((count(&accepted), count(&received)), (3, 3));
     }
 
-    /// A certificate the client does not trust fails the connect, naming the server and
-    /// rustls's reason (the error's words are those a user then acts on); with certificate
-    /// checks off the same server answers.
+    /// A certificate the client does not trust fails the connect, naming the server, rustls's
+    /// reason and the flags that fix it (the error's words are those a user then acts on);
+    /// with certificate checks off the same server answers.
     #[tokio::test]
     async fn over_tls_an_untrusted_certificate_fails_the_connect_and_insecure_accepts_it() {
         use crate::transport::{TlsSettings, VLLM};
@@ -1170,7 +1222,8 @@ mod tests {
         assert!(
             e.message
                 .starts_with(&format!("TLS handshake with {authority} failed: "))
-                && e.message.contains("invalid peer certificate"),
+                && e.message.contains("invalid peer certificate")
+                && e.message.ends_with(&format!("({})", VLLM.hint())),
             "{}",
             e.message
         );
@@ -1309,6 +1362,43 @@ mod tests {
             assert_eq!(e.stage, Stage::Connect, "{e:?}");
             assert_eq!(c.lookups.load(SeqCst), lookups);
         }
+    }
+
+    /// During a DNS outage a burst of connects makes one lookup and each fails with its cause
+    /// (not as a connect timeout after lookups made one after another); the next connect
+    /// looks the name up again.
+    #[tokio::test]
+    async fn a_failed_lookup_fails_every_connect_that_waited_for_it_and_the_next_looks_again() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let url = url::Url::parse("http://vllm.test:8000/").unwrap();
+        let mut c = H1Client::new(&url, 16, Duration::from_secs(10), None).unwrap();
+        c.failing_lookup = Some((Duration::from_millis(200), io::ErrorKind::TimedOut));
+        let errors = futures::future::join_all((0..16).map(|_| c.connect())).await;
+        assert_eq!(c.lookups.load(SeqCst), 1);
+        for e in errors {
+            let e = e.err().unwrap();
+            assert_eq!(e.stage, Stage::Connect, "{e:?}");
+            assert_eq!(
+                e.message,
+                "cannot resolve vllm.test:8000: no answer from the name server"
+            );
+        }
+        assert!(c.connect().await.is_err());
+        assert_eq!(c.lookups.load(SeqCst), 2);
+    }
+
+    /// A connect whose time runs out while the name is still being looked up says so.
+    #[tokio::test]
+    async fn a_connect_that_times_out_in_the_lookup_names_the_resolver() {
+        let url = url::Url::parse("http://vllm.test:8000/").unwrap();
+        let mut c = H1Client::new(&url, 1, Duration::from_millis(100), None).unwrap();
+        c.failing_lookup = Some((Duration::from_secs(30), io::ErrorKind::TimedOut));
+        let e = c.connect().await.err().unwrap();
+        assert_eq!(e.stage, Stage::ConnectTimeout, "{e:?}");
+        assert_eq!(
+            e.message,
+            "no address from the resolver for vllm.test:8000 within 100ms"
+        );
     }
 
     /// Connects take the addresses in turns, each first as often as the others (a headless
