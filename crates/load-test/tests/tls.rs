@@ -320,3 +320,76 @@ fn a_target_mix_over_https_and_http_runs_on_the_own_client() {
         "{handshakes} TLS handshakes for 20 requests: the pool is not reused"
     );
 }
+
+/// The server behind `https` restarts in the middle of the load (its process goes away: every
+/// TLS session ends without `close_notify`, then it listens again on the same port). On either
+/// client only the streams in flight at that moment fail (and a connect that meets the port
+/// closed); the kept sessions it closed are not used again (no request fails on a dead
+/// session), new sessions open, and the rest of the load completes on them, kept.
+#[test]
+fn over_tls_a_server_restarted_mid_load_fails_only_the_streams_in_flight() {
+    const TOTAL: usize = 240;
+    let ca = TestCa::new();
+    let ca_path = ca.ca_path();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), TOTAL);
+    for client in ["native", "reqwest"] {
+        let sim = Sim::start(vllm_sim::SimConfig {
+            ttft: Duration::from_millis(5),
+            itl: Duration::from_millis(2),
+            ..Default::default()
+        });
+        let mut front = TlsFront::start(&sim.url, &ca);
+        let out = dir.path().join(client);
+        let child = load_test()
+            .args(["--vllm-url", front.url(), "--adapter-name", "candidate"])
+            .arg("--eval-data-path")
+            .arg(&eval)
+            .arg("--output-dir")
+            .arg(&out)
+            .args(["--concurrency", &CONCURRENCY.to_string()])
+            .args(["--max-tokens", "16", "--progress-interval", "0"])
+            .args(["--http-client", client, "--vllm-ca-cert"])
+            .arg(&ca_path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sim.stats().accepted < 60 {
+            assert!(std::time::Instant::now() < deadline, "{client}: no load");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = front.handshakes();
+        front.restart();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{client}: {}", stderr(&o));
+        let r = results(&out);
+        assert_eq!(r["config"]["http_client"], client, "{client}: {r}");
+        let c = &r["client"];
+        let (ok, failed) = (
+            c["successful_requests"].as_u64().unwrap(),
+            c["failed_requests"].as_u64().unwrap(),
+        );
+        assert_eq!((ok + failed) as usize, TOTAL, "{client}: {c}");
+        // the streams in flight when the server went away, and connects it refused while down
+        let errors = c["errors_by_kind"].as_object().unwrap();
+        let cut = errors
+            .get("stream_incomplete")
+            .map_or(0, |n| n.as_u64().unwrap());
+        let refused = errors.get("connect").map_or(0, |n| n.as_u64().unwrap());
+        assert_eq!(cut + refused, failed, "{client}: {c}");
+        assert!(cut <= CONCURRENCY, "{client}: {cut} cut streams: {c}");
+        assert!(failed <= 2 * CONCURRENCY, "{client}: {failed} failed: {c}");
+        assert!(
+            ok as usize > TOTAL - 60 - CONCURRENCY as usize,
+            "{client}: the load did not go on after the restart: {c}"
+        );
+        // new sessions for the rest of the load, kept
+        let after = front.handshakes() - before;
+        assert!(
+            (1..=2 * CONCURRENCY + 2).contains(&after),
+            "{client}: {after} TLS handshakes after the restart: the pool is not reused"
+        );
+    }
+}

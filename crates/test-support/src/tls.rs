@@ -112,6 +112,9 @@ struct Counts {
 /// connection, so keep-alive passes through). Stopped when dropped.
 pub struct TlsFront {
     url: String,
+    port: u16,
+    upstream: String,
+    acceptor: TlsAcceptor,
     counts: Arc<Counts>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -124,19 +127,37 @@ impl TlsFront {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_string();
-        let acceptor = TlsAcceptor::from(Arc::new(ca.server_config()));
-        let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port can be bound");
+        let mut front = TlsFront {
+            url: String::new(),
+            port: 0,
+            upstream,
+            acceptor: TlsAcceptor::from(Arc::new(ca.server_config())),
+            counts: Arc::new(Counts::default()),
+            shutdown: None,
+            thread: None,
+        };
+        front.listen();
+        front.url = format!("https://127.0.0.1:{}", front.port);
+        front
+    }
+
+    /// Listens on `self.port` (a free port when 0) and serves there from a thread of its own.
+    fn listen(&mut self) {
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .expect("a loopback port can be bound");
         std_listener
             .set_nonblocking(true)
             .expect("invariant: a socket can be non-blocking");
-        let port = std_listener
+        self.port = std_listener
             .local_addr()
             .expect("invariant: a bound socket has an address")
             .port();
-        let counts = Arc::new(Counts::default());
         let (tx, rx) = oneshot::channel();
-        let thread_counts = counts.clone();
+        let (acceptor, upstream, counts) = (
+            self.acceptor.clone(),
+            self.upstream.clone(),
+            self.counts.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("tls-front".into())
             .spawn(move || {
@@ -145,14 +166,26 @@ impl TlsFront {
                     .enable_all()
                     .build()
                     .expect("a runtime for the TLS front");
-                rt.block_on(serve(std_listener, acceptor, upstream, thread_counts, rx));
+                rt.block_on(serve(std_listener, acceptor, upstream, counts, rx));
             })
             .expect("the TLS front's thread starts");
-        TlsFront {
-            url: format!("https://127.0.0.1:{port}"),
-            counts,
-            shutdown: Some(tx),
-            thread: Some(thread),
+        self.shutdown = Some(tx);
+        self.thread = Some(thread);
+    }
+
+    /// Stops serving and closes every connection (no `close_notify`: the process went away,
+    /// as a restarted server's does), then serves again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.listen();
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -161,7 +194,8 @@ impl TlsFront {
         &self.url
     }
 
-    /// TLS connections established so far (a pooled keep-alive client makes few).
+    /// TLS connections established so far, over every restart (a pooled keep-alive client
+    /// makes few).
     pub fn handshakes(&self) -> u64 {
         self.counts.handshakes.load(Ordering::SeqCst)
     }
@@ -174,12 +208,7 @@ impl TlsFront {
 
 impl Drop for TlsFront {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop();
     }
 }
 
