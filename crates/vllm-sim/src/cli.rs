@@ -112,6 +112,11 @@ pub struct Cli {
     /// Do not serve POST /tokenize (answer 404, as a server without the route).
     #[arg(long, env = "VLLM_SIM_NO_TOKENIZE")]
     pub no_tokenize: bool,
+    /// Close a kept connection after this long without a request, as vLLM's server (uvicorn)
+    /// does after its keep-alive timeout (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s); 0 keeps idle
+    /// connections open.
+    #[arg(long, env = "VLLM_SIM_KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_alive_timeout: Duration,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "VLLM_SIM_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -163,6 +168,8 @@ impl TryFrom<&Cli> for SimConfig {
             gpu_util: cli.gpu_util,
             api_key: cli.api_key.clone().filter(|k| !k.is_empty()),
             tokenize: !cli.no_tokenize,
+            keep_alive_timeout: (!cli.keep_alive_timeout.is_zero())
+                .then_some(cli.keep_alive_timeout),
         };
         config.validate()?;
         Ok(config)

@@ -206,6 +206,11 @@ pub struct SimConfig {
     /// `POST /tokenize` served (default `true`; binary: `--no-tokenize` turns it off, for a
     /// server without the route: a 404).
     pub tokenize: bool,
+    /// `--keep-alive-timeout`: a kept connection with no request for this long is closed, as
+    /// uvicorn closes it after its `timeout_keep_alive` (vLLM's `VLLM_HTTP_TIMEOUT_KEEP_ALIVE`,
+    /// default 5 s); it also bounds the wait for the first request of a new connection.
+    /// `None` keeps connections open however long they idle.
+    pub keep_alive_timeout: Option<Duration>,
 }
 
 /// The API the simulator speaks (`--api`).
@@ -244,6 +249,7 @@ impl Default for SimConfig {
             gpu_util: false,
             api_key: None,
             tokenize: true,
+            keep_alive_timeout: Some(Duration::from_secs(5)),
         }
     }
 }

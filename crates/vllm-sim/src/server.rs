@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -99,32 +98,13 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
-    // Each SSE chunk is a small write that must leave at once: with Nagle's algorithm a chunk
-    // waits for the ACK of the previous segment, which a client on a reused keep-alive
-    // connection delays by ~40 ms, so the tokens of every request after the first arrived
-    // bunched and late.
     let shared = Arc::new(Shared::new(config, unix_secs()));
-    let counted = Arc::clone(&shared);
-    let listener = listener.tap_io(move |stream| {
-        counted
-            .counters
-            .connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
     let cancel = CancellationToken::new();
     let app = match shared.config.api {
         crate::config::SimApi::Openai => router(Arc::clone(&shared)),
         crate::config::SimApi::Llamacpp => crate::llamacpp::router(Arc::clone(&shared)),
     };
-    let shutdown = cancel.clone().cancelled_owned();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let task = tokio::spawn(serve(listener, app, Arc::clone(&shared), cancel.clone()));
     tracing::info!(%addr, "vllm-sim serving");
     Ok(SimHandle {
         addr,
@@ -132,6 +112,60 @@ pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
         cancel,
         task: Some(task),
     })
+}
+
+/// Accepts connections until `cancel`, each served as HTTP/1.1 (uvicorn, vLLM's server, speaks
+/// nothing else) and closed after [`SimConfig::keep_alive_timeout`] idle; then waits for the
+/// requests in flight while idle connections close.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's header read timeout runs from the end of an answer (or the accept) until the
+    // next request's head is read: uvicorn's `timeout_keep_alive`, which vLLM sets
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.config.keep_alive_timeout);
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // out of descriptors, or a connection reset before it was accepted: go on, as
+            // axum::serve does, after a pause that lets descriptors free up
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        shared
+            .counters
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Each SSE chunk is a small write that must leave at once: with Nagle's algorithm a
+        // chunk waits for the ACK of the previous segment, which a client on a reused
+        // keep-alive connection delays by ~40 ms, so the tokens of every request after the
+        // first arrived bunched and late.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // a client gone, or idle past the keep-alive timeout: the connection just ends
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 fn router(shared: Arc<Shared>) -> Router {
