@@ -95,6 +95,56 @@ fn both_clients_measure_every_request_on_one_kept_connection_per_slot() {
     }
 }
 
+/// Users who think longer than the server keeps an idle connection (vLLM's uvicorn closes it
+/// after 5 s; here 150 ms): every request after a pause finds its slot's kept connection
+/// closed by the server. Neither client sends on such a connection: every request succeeds,
+/// each pause costing a new connection.
+#[test]
+fn users_thinking_past_the_servers_keep_alive_timeout_lose_no_request() {
+    const USERS: u64 = 4;
+    const EACH: u64 = 4;
+    for client in ["native", "reqwest"] {
+        let sim = Sim::start(vllm_sim::SimConfig {
+            ttft: Duration::from_millis(3),
+            itl: Duration::from_millis(1),
+            keep_alive_timeout: Some(Duration::from_millis(150)),
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let run = load_test_against(
+            &sim.url,
+            dir.path(),
+            20,
+            &[
+                "--num-requests",
+                &(USERS * EACH).to_string(),
+                "--concurrency",
+                &USERS.to_string(),
+                "--max-tokens",
+                "4",
+                "--think-time",
+                "400ms",
+                "--poll-interval",
+                "0",
+                "--http-client",
+                client,
+            ],
+        );
+        assert!(run.output.status.success(), "{}", stderr(&run.output));
+        let r = load_test_results(&run.out);
+        let c = &r["client"];
+        assert_eq!(c["successful_requests"], USERS * EACH, "{client}: {c}");
+        assert_eq!(c["failed_requests"], 0, "{client}: {c}");
+        // the server closed each user's connection in each pause: one new connection per
+        // request after the first wave (more than the pool would need without the timeout)
+        let stats = sim.stats();
+        assert!(
+            stats.connections >= USERS * EACH,
+            "{client}: kept connections survived the server's timeout: {stats:?}"
+        );
+    }
+}
+
 /// A forward proxy for plain `http` (a byte relay to `upstream`, which reads the absolute-form
 /// request targets it is sent); counts the connections it relayed.
 fn relay(upstream: String) -> (String, Arc<AtomicUsize>) {

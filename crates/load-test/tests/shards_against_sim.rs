@@ -427,16 +427,13 @@ fn serial_a_long_wait_for_the_start_opens_the_pool_again_before_it() {
         ],
     )]);
     let stats = sim.stats();
-    // the pre-flight's connection, the 8 slots' twice, and none during the load
-    assert_eq!(
-        stats.connections_before_first_generation,
-        Some(stats.connections),
-        "{stats:?}"
-    );
-    assert!(
-        (2 * 8 + 1..=2 * 8 + 2).contains(&stats.connections),
-        "{stats:?}"
-    );
+    // the pre-flight's connection and the 8 slots' twice before the load; after its start at
+    // most one more: the /metrics scrape after the load, whose pre-flight connection the sim
+    // closed during the wait (as vLLM closes one idle for 5 s). A pool not opened again would
+    // open 8 during the load.
+    let before = stats.connections_before_first_generation.unwrap();
+    assert!((2 * 8 + 1..=2 * 8 + 2).contains(&before), "{stats:?}");
+    assert!(stats.connections - before <= 1, "{stats:?}");
     let r = load_test_results(&out);
     assert_eq!(r["preconnect"]["connections"], 8);
     assert_eq!(r["config"]["http_client"], "native");

@@ -321,11 +321,12 @@ fn a_target_mix_over_https_and_http_runs_on_the_own_client() {
     );
 }
 
-/// The server behind `https` restarts in the middle of the load (its process goes away: every
-/// TLS session ends without `close_notify`, then it listens again on the same port). On either
-/// client only the streams in flight at that moment fail (and a connect that meets the port
-/// closed); the kept sessions it closed are not used again (no request fails on a dead
-/// session), new sessions open, and the rest of the load completes on them, kept.
+/// The server behind `https` restarts in the middle of the load, behind a load balancer:
+/// every TLS session ends at once without `close_notify`, and new connections reach the new
+/// server. On either client only the streams in flight at that moment fail (and at most one
+/// request a slot sent on a session in the instant it was dropped); the kept sessions that
+/// ended are not used again, new sessions open, and the rest of the load completes on them,
+/// kept.
 #[test]
 fn over_tls_a_server_restarted_mid_load_fails_only_the_streams_in_flight() {
     const TOTAL: usize = 240;
@@ -339,7 +340,7 @@ fn over_tls_a_server_restarted_mid_load_fails_only_the_streams_in_flight() {
             itl: Duration::from_millis(2),
             ..Default::default()
         });
-        let mut front = TlsFront::start(&sim.url, &ca);
+        let front = TlsFront::start(&sim.url, &ca);
         let out = dir.path().join(client);
         let child = load_test()
             .args(["--vllm-url", front.url(), "--adapter-name", "candidate"])
@@ -361,30 +362,23 @@ fn over_tls_a_server_restarted_mid_load_fails_only_the_streams_in_flight() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let before = front.handshakes();
-        front.restart();
+        front.drop_connections();
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{client}: {}", stderr(&o));
         let r = results(&out);
         assert_eq!(r["config"]["http_client"], client, "{client}: {r}");
         let c = &r["client"];
-        let (ok, failed) = (
-            c["successful_requests"].as_u64().unwrap(),
-            c["failed_requests"].as_u64().unwrap(),
-        );
-        assert_eq!((ok + failed) as usize, TOTAL, "{client}: {c}");
-        // the streams in flight when the server went away, and connects it refused while down
+        assert_eq!(c["total_requests"], TOTAL, "{client}: {c}");
+        // the streams in flight when the sessions ended; at most one more a slot: a request
+        // its slot sent on a kept session in the instant the server dropped it (the session
+        // looked open; reqwest meets this race now and then)
+        let failed = c["failed_requests"].as_u64().unwrap();
         let errors = c["errors_by_kind"].as_object().unwrap();
-        let cut = errors
-            .get("stream_incomplete")
-            .map_or(0, |n| n.as_u64().unwrap());
-        let refused = errors.get("connect").map_or(0, |n| n.as_u64().unwrap());
-        assert_eq!(cut + refused, failed, "{client}: {c}");
-        assert!(cut <= CONCURRENCY, "{client}: {cut} cut streams: {c}");
-        assert!(failed <= 2 * CONCURRENCY, "{client}: {failed} failed: {c}");
-        assert!(
-            ok as usize > TOTAL - 60 - CONCURRENCY as usize,
-            "{client}: the load did not go on after the restart: {c}"
-        );
+        let count = |k: &str| errors.get(k).map_or(0, |n| n.as_u64().unwrap());
+        let cut = count("stream_incomplete");
+        assert!((1..=CONCURRENCY).contains(&cut), "{client}: {c}");
+        assert_eq!(cut + count("transport"), failed, "{client}: {c}");
+        assert!(failed <= 2 * CONCURRENCY, "{client}: {c}");
         // new sessions for the rest of the load, kept
         let after = front.handshakes() - before;
         assert!(

@@ -112,10 +112,9 @@ struct Counts {
 /// connection, so keep-alive passes through). Stopped when dropped.
 pub struct TlsFront {
     url: String,
-    port: u16,
-    upstream: String,
-    acceptor: TlsAcceptor,
     counts: Arc<Counts>,
+    /// Drops every connection (the front keeps listening).
+    cut: Arc<tokio::sync::Notify>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -127,37 +126,20 @@ impl TlsFront {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_string();
-        let mut front = TlsFront {
-            url: String::new(),
-            port: 0,
-            upstream,
-            acceptor: TlsAcceptor::from(Arc::new(ca.server_config())),
-            counts: Arc::new(Counts::default()),
-            shutdown: None,
-            thread: None,
-        };
-        front.listen();
-        front.url = format!("https://127.0.0.1:{}", front.port);
-        front
-    }
-
-    /// Listens on `self.port` (a free port when 0) and serves there from a thread of its own.
-    fn listen(&mut self) {
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
-            .expect("a loopback port can be bound");
+        let acceptor = TlsAcceptor::from(Arc::new(ca.server_config()));
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port can be bound");
         std_listener
             .set_nonblocking(true)
             .expect("invariant: a socket can be non-blocking");
-        self.port = std_listener
+        let port = std_listener
             .local_addr()
             .expect("invariant: a bound socket has an address")
             .port();
+        let counts = Arc::new(Counts::default());
+        let cut = Arc::new(tokio::sync::Notify::new());
         let (tx, rx) = oneshot::channel();
-        let (acceptor, upstream, counts) = (
-            self.acceptor.clone(),
-            self.upstream.clone(),
-            self.counts.clone(),
-        );
+        let (thread_counts, thread_cut) = (counts.clone(), cut.clone());
         let thread = std::thread::Builder::new()
             .name("tls-front".into())
             .spawn(move || {
@@ -166,26 +148,22 @@ impl TlsFront {
                     .enable_all()
                     .build()
                     .expect("a runtime for the TLS front");
-                rt.block_on(serve(std_listener, acceptor, upstream, counts, rx));
+                rt.block_on(serve(
+                    std_listener,
+                    acceptor,
+                    upstream,
+                    thread_counts,
+                    thread_cut,
+                    rx,
+                ));
             })
             .expect("the TLS front's thread starts");
-        self.shutdown = Some(tx);
-        self.thread = Some(thread);
-    }
-
-    /// Stops serving and closes every connection (no `close_notify`: the process went away,
-    /// as a restarted server's does), then serves again on the same port.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.listen();
-    }
-
-    fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        TlsFront {
+            url: format!("https://127.0.0.1:{port}"),
+            counts,
+            cut,
+            shutdown: Some(tx),
+            thread: Some(thread),
         }
     }
 
@@ -194,8 +172,7 @@ impl TlsFront {
         &self.url
     }
 
-    /// TLS connections established so far, over every restart (a pooled keep-alive client
-    /// makes few).
+    /// TLS connections established so far (a pooled keep-alive client makes few).
     pub fn handshakes(&self) -> u64 {
         self.counts.handshakes.load(Ordering::SeqCst)
     }
@@ -204,11 +181,22 @@ impl TlsFront {
     pub fn refused(&self) -> u64 {
         self.counts.refused.load(Ordering::SeqCst)
     }
+
+    /// Drops every connection at once, without `close_notify`, and goes on accepting: the
+    /// server behind a load balancer restarted (its process gone, a new one serving).
+    pub fn drop_connections(&self) {
+        self.cut.notify_one();
+    }
 }
 
 impl Drop for TlsFront {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -217,6 +205,7 @@ async fn serve(
     acceptor: TlsAcceptor,
     upstream: String,
     counts: Arc<Counts>,
+    cut: Arc<tokio::sync::Notify>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let Ok(listener) = TcpListener::from_std(listener) else {
@@ -226,6 +215,10 @@ async fn serve(
     loop {
         let (socket, _) = tokio::select! {
             _ = &mut shutdown => break,
+            _ = cut.notified() => {
+                tasks.abort_all();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(_) => continue,
