@@ -27,6 +27,7 @@ pub mod preconnect;
 pub mod profile;
 pub mod progress;
 pub mod think;
+mod unrecorded;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -348,7 +349,8 @@ pub async fn run_load(
     let mut tasks = JoinSet::new();
     let probe = health::LagProbe::start();
     let mut cancelled = false;
-    let mut panicked = 0u64;
+    // tasks that panicked, counted where their requests count
+    let unrecorded = unrecorded::Unrecorded::new(if opts.mix.is_some() { members } else { 0 });
     // requests handed to a task, per tally: [candidate (or every request), baseline,
     // unmeasured]
     let mut dispatched = [0u64; 3];
@@ -396,9 +398,7 @@ pub async fn run_load(
     'dispatch: for i in 0..total {
         let waiting_since = Instant::now();
         // Free finished tasks as we go: memory follows the concurrency, not the request count.
-        while let Some(res) = tasks.try_join_next() {
-            panicked += u64::from(res.is_err_and(|e| e.is_panic()));
-        }
+        while tasks.try_join_next().is_some() {}
         // Closed loop: every request is due at the start (the seed submits them all at once),
         // so the wait for a free slot shows as client queue time. Open loop: the arrival's offset.
         let at = match offsets.as_mut() {
@@ -513,16 +513,26 @@ pub async fn run_load(
             None => i % len,
         };
         live.dispatched.fetch_add(1, Ordering::Relaxed);
-        match requests[k].probe {
-            Some(p) => probe_dispatched[usize::from(p == Probe::Models)] += 1,
+        let place = match requests[k].probe {
+            Some(p) => {
+                let p = usize::from(p == Probe::Models);
+                probe_dispatched[p] += 1;
+                unrecorded::Place::Probe(p)
+            }
             None => {
                 let b = bucket(phase, requests[k].arm);
                 dispatched[b] += 1;
-                if let (0, Some(m)) = (b, member) {
+                let counted_in = member.filter(|_| b == 0 && opts.mix.is_some());
+                if let Some(m) = counted_in {
                     member_dispatched[m] += 1;
                 }
+                unrecorded::Place::Tally {
+                    tally: b,
+                    member: counted_in,
+                }
             }
-        }
+        };
+        let witness = unrecorded.witness(place);
         let (client, target) = match (opts.mix.as_ref(), member) {
             (Some(mix), Some(m)) => (
                 mix.clients[m].clone().unwrap_or(client),
@@ -531,6 +541,10 @@ pub async fn run_load(
             _ => (client, None),
         };
         tasks.spawn(async move {
+            #[cfg(test)]
+            if requests[k].body.as_ref() == PANIC_IN_TASK {
+                panic!("a request task panics, as a test asked");
+            }
             let mut rec = client.stream(&requests[k], timing).await;
             rec.member = member.map(|m| m as u16);
             rec.target = target;
@@ -549,6 +563,7 @@ pub async fn run_load(
             // The aggregator outlives every task; a closed channel only means it died, which
             // is reported when it is joined.
             let _ = tx.send(rec);
+            witness.sent();
         });
     }
     drop(tx);
@@ -574,12 +589,12 @@ pub async fn run_load(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => aborted = true,
-            _ = drain(&mut tasks, &mut panicked) => {}
+            _ = drain(&mut tasks) => {}
         }
     }
     if aborted {
         tracing::warn!(in_flight = tasks.len(), grace = ?opts.drain_grace, "stopping: no new requests; draining in-flight ones");
-        if tokio::time::timeout(opts.drain_grace, drain(&mut tasks, &mut panicked))
+        if tokio::time::timeout(opts.drain_grace, drain(&mut tasks))
             .await
             .is_err()
         {
@@ -587,6 +602,7 @@ pub async fn run_load(
                 abandoned = tasks.len(),
                 "grace period over: abandoning in-flight requests"
             );
+            unrecorded.abort();
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
@@ -605,57 +621,63 @@ pub async fn run_load(
     let mut unmeasured = agg.unmeasured;
     let mut probes = agg.probes;
     let mut member_tallies = agg.members;
-    for (t, n) in member_tallies.iter_mut().zip(&member_dispatched) {
+    // Every dispatched request left a record or counts as a failure, in its own tally: per
+    // tally, exactly dispatched - recorded are missing; of those, the ones whose task panicked
+    // are `lost`, the rest were cut off after the grace period (`abandoned`).
+    let (mut lost, mut abandoned) = (0u64, 0u64);
+    // splits one tally's missing requests, adding each kind to it under `add`
+    let split = |missing: u64, panicked: u64, add: &mut dyn FnMut(&str, u64)| {
+        let (l, a) = unrecorded::split(missing, panicked);
+        for (kind, n) in [("abandoned", a), ("lost", l)] {
+            if n > 0 {
+                add(kind, n);
+            }
+        }
+        (l, a)
+    };
+    for (m, (t, n)) in member_tallies
+        .iter_mut()
+        .zip(&member_dispatched)
+        .enumerate()
+    {
         // as the pooled tally's: a request that left no record is a failure of its member
         let missing = n.saturating_sub(t.total());
-        if missing > 0 {
-            t.add_failures("abandoned", missing);
-        }
+        split(missing, unrecorded.member(m), &mut |k, n| {
+            t.add_failures(k, n)
+        });
     }
     for (p, n) in [Probe::Health, Probe::Models]
         .into_iter()
         .zip(probe_dispatched)
     {
         let missing = n.saturating_sub(probes.total(p));
-        if missing > 0 {
-            probes.add_failures(p, "abandoned", missing);
-        }
+        let panicked = unrecorded.probe(usize::from(p == Probe::Models));
+        let (l, a) = split(missing, panicked, &mut |k, n| probes.add_failures(p, k, n));
+        lost += l;
+        abandoned += a;
     }
-    // Every dispatched request left a record or counts as a failure, in its own tally: per
-    // tally, exactly dispatched - recorded are missing; of those, the panicked are `lost`
-    // (which tally a panic hit is not known: the candidate's are taken first), the rest
-    // `abandoned`.
-    let recorded = [
-        tally.total(),
-        baseline.as_ref().map_or(0, Tally::total),
-        unmeasured.total(),
-    ];
-    let missing = [0, 1, 2].map(|a| dispatched[a].saturating_sub(recorded[a]));
-    let split = split_missing(missing, panicked);
-    for (t, (lost, cut)) in [Some(&mut tally), baseline.as_mut(), Some(&mut unmeasured)]
+    for (i, t) in [Some(&mut tally), baseline.as_mut(), Some(&mut unmeasured)]
         .into_iter()
-        .zip(split)
+        .enumerate()
     {
         let Some(t) = t else { continue };
-        if cut > 0 {
-            t.add_failures("abandoned", cut);
-        }
-        if lost > 0 {
-            t.add_failures("lost", lost);
-        }
+        let missing = dispatched[i].saturating_sub(t.total());
+        let (l, a) = split(missing, unrecorded.tally(i), &mut |k, n| {
+            t.add_failures(k, n)
+        });
+        lost += l;
+        abandoned += a;
     }
-    let abandoned: u64 = split.iter().map(|s| s.1).sum();
-    let panicked: u64 = split.iter().map(|s| s.0).sum();
     if abandoned > 0 {
         // Cut off by the grace period: they count, as failures, so the totals add up.
         warnings.push(format!(
             "{abandoned} in-flight request(s) abandoned after the grace period; counted as `abandoned` failures"
         ));
     }
-    if panicked > 0 {
+    if lost > 0 {
         // Fail closed: a request whose record vanished counts as a failure.
         warnings.push(format!(
-            "{panicked} request task(s) panicked; counted as `lost` failures"
+            "{lost} request task(s) panicked; counted as `lost` failures"
         ));
     }
     if health.saturated {
@@ -710,18 +732,6 @@ fn bucket(phase: Phase, arm: Option<Arm>) -> usize {
     }
 }
 
-/// Splits the requests of each tally (`[candidate, baseline, unmeasured]`) that left no
-/// record into `(lost, abandoned)`: `panicked` of them are `lost`, taken from the first
-/// tallies first, the rest were cut off after the grace period.
-fn split_missing(missing: [u64; 3], panicked: u64) -> [(u64, u64); 3] {
-    let mut left = panicked;
-    missing.map(|m| {
-        let lost = left.min(m);
-        left -= lost;
-        (lost, m - lost)
-    })
-}
-
 /// A request's place in flight: taken at dispatch, freed (the count decremented, the
 /// dispatcher woken) when dropped, so a task that panics or is aborted frees its slot too.
 struct SlotGuard {
@@ -767,31 +777,163 @@ async fn sleep_until_or_never(at: Option<Instant>) {
     }
 }
 
-/// Joins every task, counting the ones that panicked (their records never reached the aggregator).
-async fn drain(tasks: &mut JoinSet<()>, panicked: &mut u64) {
-    while let Some(res) = tasks.join_next().await {
-        *panicked += u64::from(res.is_err_and(|e| e.is_panic()));
-    }
+/// Joins every task (one that panicked is counted by its [`unrecorded::Witness`]).
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
 }
+
+/// A request body that makes its task panic, in tests (a panic in a request's task is a bug;
+/// its request must still count as a failure, where it counts).
+#[cfg(test)]
+const PANIC_IN_TASK: &[u8] = b"{\"panic_in_task\": true}";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn missing_requests_stay_in_their_arm() {
-        // nothing missing
-        assert_eq!(split_missing([0, 0, 0], 0), [(0, 0), (0, 0), (0, 0)]);
-        // 3 cut off in the candidate's arm, 2 in the baseline's, 1 unmeasured
-        assert_eq!(split_missing([3, 2, 1], 0), [(0, 3), (0, 2), (0, 1)]);
-        // one panic: the candidate's arm takes it first
-        assert_eq!(split_missing([3, 2, 0], 1), [(1, 2), (0, 2), (0, 0)]);
-        // panics in every tally
-        assert_eq!(split_missing([1, 2, 1], 4), [(1, 0), (2, 0), (1, 0)]);
-        // a count of panics above the missing never makes more failures than missing requests
-        assert_eq!(split_missing([1, 0, 0], 5), [(1, 0), (0, 0), (0, 0)]);
+    fn requests_count_in_their_phase_and_arm() {
         assert_eq!(bucket(Phase::Warmup, Some(Arm::Baseline)), 2);
         assert_eq!(bucket(Phase::Measured, Some(Arm::Baseline)), 1);
         assert_eq!(bucket(Phase::Measured, None), 0);
+    }
+
+    fn options(mix: Option<Arc<DispatchMix>>) -> RunOptions {
+        RunOptions {
+            schedule: Schedule::Closed { concurrency: 2 },
+            profile: None,
+            part: None,
+            extent: Extent::default(),
+            think: None,
+            step: None,
+            request_timeout: Duration::from_secs(10),
+            drain_grace: Duration::from_secs(5),
+            progress_every: None,
+            requests_path: None,
+            slo: None,
+            live_figures: None,
+            mix,
+            view: None,
+            step_label: None,
+            spans: None,
+        }
+    }
+
+    /// Prepared requests for `n` prompts; `panics(i)` makes request `i`'s task panic.
+    fn requests(n: usize, panics: impl Fn(usize) -> bool) -> Vec<PreparedRequest> {
+        let prompts: Vec<crate::workload::Prompt> = (0..n)
+            .map(|i| crate::workload::Prompt::Text(format!("prompt {i}")))
+            .collect();
+        let mut list = crate::workload::prepare_requests(
+            crate::api::Api::Openai,
+            &prompts,
+            "candidate",
+            crate::workload::EndpointChoice::Auto,
+            crate::workload::Sampling {
+                max_tokens: 2,
+                temperature: 0.0,
+            },
+        );
+        for (i, r) in list.iter_mut().enumerate() {
+            if panics(i) {
+                r.body = bytes::Bytes::from_static(PANIC_IN_TASK);
+            }
+        }
+        list
+    }
+
+    async fn sim_client() -> (vllm_sim::SimHandle, Arc<VllmClient>) {
+        let sim = vllm_sim::spawn(vllm_sim::SimConfig {
+            ttft: Duration::from_millis(1),
+            itl: Duration::from_millis(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let client = VllmClient::new(
+            &sim.base_url(),
+            None,
+            crate::client::ClientOptions::default(),
+        )
+        .unwrap();
+        (sim, Arc::new(client))
+    }
+
+    /// A request whose task panics is a `lost` failure of the arm it belongs to (the join
+    /// error of a panicked task does not say which request it ran: counting panics apart
+    /// charged them to the candidate's arm first).
+    #[tokio::test]
+    async fn a_panicked_task_is_lost_in_its_own_arm() {
+        let (_sim, client) = sim_client().await;
+        // candidate and baseline in turn; two of the baseline's panic
+        let mut list = requests(8, |i| i == 1 || i == 5);
+        for (i, r) in list.iter_mut().enumerate() {
+            r.arm = Some(if i % 2 == 0 {
+                Arm::Candidate
+            } else {
+                Arm::Baseline
+            });
+        }
+        let out = run_load(
+            client,
+            Arc::new(list),
+            options(None),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.client.successful_requests, 4, "{:?}", out.client);
+        assert!(out.client.errors_by_kind.is_empty(), "{:?}", out.client);
+        let b = out.baseline_client.unwrap();
+        assert_eq!(b.successful_requests, 2, "{b:?}");
+        assert_eq!(b.errors_by_kind.get("lost"), Some(&2), "{b:?}");
+        assert_eq!(b.errors_by_kind.len(), 1, "{b:?}");
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.starts_with("2 request task(s) panicked")),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    /// In a mix, a panicked task is a `lost` failure of its own member, not `abandoned`.
+    #[tokio::test]
+    async fn a_panicked_task_is_lost_in_its_own_mix_member() {
+        let (_sim, client) = sim_client().await;
+        // a mix lists each prompt once per member: entry p * 2 + m; two of member 1's panic
+        let list = requests(8, |i| i == 3 || i == 7);
+        let mix = DispatchMix {
+            names: vec!["a".into(), "b".into()],
+            weights: vec![1.0, 1.0],
+            clients: vec![None, None],
+            caps: None,
+        };
+        let out = run_load(
+            client,
+            Arc::new(list),
+            RunOptions {
+                extent: Extent {
+                    count: Some(8),
+                    ..Extent::default()
+                },
+                ..options(Some(Arc::new(mix)))
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let members: Vec<_> = out.members.iter().map(|t| t.metrics(1.0)).collect();
+        assert_eq!(members.len(), 2);
+        assert!(members[0].errors_by_kind.is_empty(), "{:?}", members[0]);
+        assert_eq!(members[0].successful_requests, 4, "{:?}", members[0]);
+        assert_eq!(members[1].successful_requests, 2, "{:?}", members[1]);
+        assert_eq!(
+            members[1].errors_by_kind,
+            [("lost".to_string(), 2)].into(),
+            "{:?}",
+            members[1]
+        );
+        assert_eq!(out.client.errors_by_kind.get("lost"), Some(&2));
     }
 }
