@@ -310,6 +310,9 @@ impl VllmClient {
         };
         let builder = reqwest::Client::builder()
             .pool_max_idle_per_host(idle)
+            // the own client's limit, for the same reason: a request (or a /metrics poll every
+            // 5 s) on a connection vLLM closes at 5 s idle would meet the close
+            .pool_idle_timeout(h1::KEEP_IDLE_FOR)
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .http1_only()

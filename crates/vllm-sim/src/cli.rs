@@ -112,8 +112,9 @@ pub struct Cli {
     /// Do not serve POST /tokenize (answer 404, as a server without the route).
     #[arg(long, env = "VLLM_SIM_NO_TOKENIZE")]
     pub no_tokenize: bool,
-    /// Close a kept connection after this long without a request, as vLLM's server (uvicorn)
-    /// does after its keep-alive timeout (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s); 0 keeps idle
+    /// Close a kept connection after this long without a request since its last answer, as
+    /// vLLM's server (uvicorn) does after its keep-alive timeout (VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
+    /// 5 s); a new connection must send its first request within it too. 0 keeps idle
     /// connections open.
     #[arg(long, env = "VLLM_SIM_KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub keep_alive_timeout: Duration,

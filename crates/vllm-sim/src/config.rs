@@ -206,10 +206,13 @@ pub struct SimConfig {
     /// `POST /tokenize` served (default `true`; binary: `--no-tokenize` turns it off, for a
     /// server without the route: a 404).
     pub tokenize: bool,
-    /// `--keep-alive-timeout`: a kept connection with no request for this long is closed, as
-    /// uvicorn closes it after its `timeout_keep_alive` (vLLM's `VLLM_HTTP_TIMEOUT_KEEP_ALIVE`,
-    /// default 5 s); it also bounds the wait for the first request of a new connection.
-    /// `None` keeps connections open however long they idle.
+    /// `--keep-alive-timeout`: a kept connection with no request for this long after its last
+    /// answer is closed, as uvicorn closes it after its `timeout_keep_alive` (vLLM's
+    /// `VLLM_HTTP_TIMEOUT_KEEP_ALIVE`, default 5 s). Unlike uvicorn's, the time also runs
+    /// until the next request's head is complete (not just its first byte) and bounds the wait
+    /// for a new connection's first request (hyper's header read timeout); no client here
+    /// connects without sending at once. `None` keeps connections open however long they
+    /// idle; zero is refused.
     pub keep_alive_timeout: Option<Duration>,
 }
 
@@ -281,6 +284,10 @@ impl SimConfig {
         }
         if self.kv_cache_tokens == 0 {
             return Err(ConfigError::Zero("kv-cache-tokens"));
+        }
+        if self.keep_alive_timeout.is_some_and(|t| t.is_zero()) {
+            // hyper would close every connection whose request is not in at its accept
+            return Err(ConfigError::Zero("keep-alive-timeout"));
         }
         if self.served_model_name.is_empty() {
             return Err(ConfigError::EmptyModelName);
@@ -395,6 +402,7 @@ mod tests {
         assert!(bad(|c| c.cut_rate = -0.1));
         assert!(bad(|c| c.jitter = 1.0));
         assert!(bad(|c| c.max_num_seqs = 0));
+        assert!(bad(|c| c.keep_alive_timeout = Some(Duration::ZERO)));
         assert!(bad(|c| c.decode_slowdown = f64::NAN));
         assert!(bad(|c| c
             .lora_modules

@@ -136,11 +136,12 @@ async fn serve(
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
-            // out of descriptors, or a connection reset before it was accepted: go on, as
-            // axum::serve does, after a pause that lets descriptors free up
+            // a connection gone before it was accepted: the next one
+            Err(e) if is_connection_error(&e) => continue,
+            // out of descriptors, say: as axum::serve, a pause that lets some free up
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tracing::warn!(error = %e, "accept failed; accepting again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
         };
@@ -166,6 +167,17 @@ async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// An accept error of the one connection (it was reset or aborted before it was accepted),
+/// not of the listener.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }
 
 fn router(shared: Arc<Shared>) -> Router {

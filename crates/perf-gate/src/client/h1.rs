@@ -42,6 +42,12 @@ const MAX_LINE: usize = 4 * 1024;
 /// again (a failed connect forgets them at once).
 const RESOLVED_FOR: Duration = Duration::from_secs(5);
 
+/// How long a connection may idle in the pool and still be used. vLLM's server (uvicorn)
+/// closes a connection idle for 5 s (`timeout_keep_alive`): a request sent on one near that
+/// moment meets the close and fails (it cannot be sent again: the server may have acted on
+/// it), so the pool lets connections go a second before.
+pub(crate) const KEEP_IDLE_FOR: Duration = Duration::from_secs(4);
+
 /// Where a request failed, which decides its [`super::ErrorKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -191,6 +197,8 @@ pub(crate) struct H1Client {
     tls: Option<TlsOrigin>,
     idle: Mutex<Vec<PooledConn>>,
     max_idle: usize,
+    /// How long a pooled connection may idle and still be used ([`KEEP_IDLE_FOR`]).
+    keep_idle_for: Duration,
     connect_timeout: Duration,
     /// The server's addresses as last resolved: the preconnect's burst of connections (one
     /// per stream) makes one lookup, not one each (each a `getaddrinfo` on a blocking thread,
@@ -225,8 +233,9 @@ struct LookupFailure {
     message: String,
 }
 
-/// An idle connection (its `Debug` shows nothing: it holds only a socket and a buffer).
-struct PooledConn(Conn);
+/// An idle connection and when it went idle (its `Debug` shows nothing: it holds only a
+/// socket and a buffer).
+struct PooledConn(Conn, Instant);
 
 impl std::fmt::Debug for PooledConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -292,6 +301,7 @@ impl H1Client {
             #[cfg(test)]
             failing_lookup: None,
             max_idle,
+            keep_idle_for: KEEP_IDLE_FOR,
             connect_timeout,
         })
     }
@@ -302,10 +312,14 @@ impl H1Client {
         self.idle.lock().map_or(0, |v| v.len())
     }
 
-    /// An idle connection that still looks open, if the pool has one.
+    /// An idle connection that still looks open and has idled less than
+    /// [`H1Client::keep_idle_for`], if the pool has one.
     fn checkout(&self) -> Option<Conn> {
         loop {
-            let PooledConn(mut c) = self.idle.lock().ok()?.pop()?;
+            let PooledConn(mut c, since) = self.idle.lock().ok()?.pop()?;
+            if since.elapsed() >= self.keep_idle_for {
+                continue; // the server may be closing it: a new one is safer
+            }
             if c.looks_open() {
                 return Some(c);
             }
@@ -325,12 +339,14 @@ impl H1Client {
             return;
         };
         if idle.len() >= self.max_idle {
-            idle.retain_mut(|PooledConn(c)| c.looks_open());
+            idle.retain_mut(|PooledConn(c, since)| {
+                since.elapsed() < self.keep_idle_for && c.looks_open()
+            });
         }
         if idle.len() >= self.max_idle {
             idle.remove(0);
         }
-        idle.push(PooledConn(conn));
+        idle.push(PooledConn(conn, Instant::now()));
     }
 
     /// The answer a connect that asked at `asked` takes without a lookup of its own: the
@@ -1448,6 +1464,23 @@ mod tests {
         // a full pool of open connections keeps the newest
         post_fresh(&c).await;
         assert_eq!((count(&accepted), c.idle_count()), (7, 3));
+    }
+
+    /// A connection idle in the pool for [`H1Client::keep_idle_for`] is let go, not used: the
+    /// server (vLLM's uvicorn, at 5 s) may be closing it as the request goes out. A younger
+    /// one is used.
+    #[tokio::test]
+    async fn a_connection_idle_past_the_limit_is_not_used() {
+        let (url, accepted, _) = server(|_, _| Act::Answer);
+        let mut c = H1Client::new(&url, 2, Duration::from_secs(5), None).unwrap();
+        c.keep_idle_for = Duration::from_millis(200);
+        post(&c).await.unwrap();
+        post(&c).await.unwrap();
+        assert_eq!(count(&accepted), 1, "a young connection is kept");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        post(&c).await.unwrap();
+        assert_eq!(count(&accepted), 2, "an old one was used");
+        assert_eq!(c.idle_count(), 1);
     }
 
     #[tokio::test]
