@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use perf_gate::client::sse::{SseDecoder, StreamItem, parse_item};
 use perf_gate::client::{ClientOptions, VllmClient};
-use perf_gate::runner::{RunOptions, Schedule, run_load};
+use perf_gate::runner::{RunOptions, run_load};
 use perf_gate::workload::{EndpointChoice, Prompt, Sampling, prepare_requests};
 
 struct Counting;
@@ -126,24 +126,7 @@ fn end_to_end(sim_url: &str, concurrency: u32, requests: usize, max_tokens: u32,
         let out = run_load(
             client,
             Arc::new(reqs),
-            RunOptions {
-                schedule: Schedule::Closed { concurrency },
-                profile: None,
-                part: None,
-                extent: Default::default(),
-                think: None,
-                step: None,
-                request_timeout: Duration::from_secs(120),
-                drain_grace: Duration::from_secs(1),
-                progress_every: None,
-                requests_path: None,
-                slo: None,
-                live_figures: None,
-                mix: None,
-                view: None,
-                step_label: None,
-                spans: None,
-            },
+            RunOptions::closed(concurrency, Duration::from_secs(120), Duration::from_secs(1)),
             tokio_util::sync::CancellationToken::new(),
         )
         .await

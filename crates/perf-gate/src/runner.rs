@@ -125,6 +125,32 @@ pub struct RunOptions {
     pub spans: Option<crate::telemetry::otlp::SpanQueue>,
 }
 
+impl RunOptions {
+    /// A closed loop of `concurrency` sending its list once, with nothing besides the
+    /// tallies: no records file, progress, objectives, spans or mix (set those with struct
+    /// update syntax).
+    pub fn closed(concurrency: u32, request_timeout: Duration, drain_grace: Duration) -> Self {
+        RunOptions {
+            schedule: Schedule::Closed { concurrency },
+            profile: None,
+            part: None,
+            extent: Extent::default(),
+            think: None,
+            step: None,
+            request_timeout,
+            drain_grace,
+            progress_every: None,
+            requests_path: None,
+            slo: None,
+            live_figures: None,
+            mix: None,
+            view: None,
+            step_label: None,
+            spans: None,
+        }
+    }
+}
+
 /// How a mix's requests are dispatched: the request list holds every prompt once per member
 /// (prompt `p`'s body for member `m` at `p * members + m`), and each dispatch takes the next
 /// member of a smooth weighted round robin ([`crate::mix::Picker`]) with the next prompt.
@@ -800,22 +826,8 @@ mod tests {
 
     fn options(mix: Option<Arc<DispatchMix>>) -> RunOptions {
         RunOptions {
-            schedule: Schedule::Closed { concurrency: 2 },
-            profile: None,
-            part: None,
-            extent: Extent::default(),
-            think: None,
-            step: None,
-            request_timeout: Duration::from_secs(10),
-            drain_grace: Duration::from_secs(5),
-            progress_every: None,
-            requests_path: None,
-            slo: None,
-            live_figures: None,
             mix,
-            view: None,
-            step_label: None,
-            spans: None,
+            ..RunOptions::closed(2, Duration::from_secs(10), Duration::from_secs(5))
         }
     }
 

@@ -473,14 +473,11 @@ impl H1Client {
                         o.authority, self.connect_timeout
                     ),
                 ),
-                Some(e) => H1Error::io(
+                // `addresses` answers at least one: `last` is set
+                e => H1Error::io(
                     Stage::Connect,
                     &format!("error connecting to {}", o.authority),
-                    &e,
-                ),
-                None => H1Error::new(
-                    Stage::Connect,
-                    format!("{} resolves to no address", o.authority),
+                    &e.unwrap_or_else(|| io::ErrorKind::NotFound.into()),
                 ),
             })
         };

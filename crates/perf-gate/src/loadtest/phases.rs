@@ -565,24 +565,12 @@ async fn warm_up(
         client.clone(),
         Arc::new(warm),
         RunOptions {
-            schedule: Schedule::Closed {
-                concurrency: (cfg.concurrency as usize).min(n / members).max(1) as u32,
-            },
-            profile: None,
-            part: None,
-            extent: Extent::default(),
-            think: None,
-            step: None,
-            request_timeout: cfg.request_timeout,
-            drain_grace: cfg.drain_grace,
-            progress_every: None,
-            requests_path: None,
-            slo: None,
-            live_figures: None,
             mix,
-            view: None,
-            step_label: None,
-            spans: None,
+            ..RunOptions::closed(
+                (cfg.concurrency as usize).min(n / members).max(1) as u32,
+                cfg.request_timeout,
+                cfg.drain_grace,
+            )
         },
         cancel.clone(),
     )
