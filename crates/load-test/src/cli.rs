@@ -958,8 +958,13 @@ fn shard(cli: &Cli) -> anyhow::Result<Option<Shard>> {
     }
     for (set, flag) in [
         (!cli.steps.is_empty(), "--steps"),
-        (cli.baseline_adapter.is_some(), "--baseline-adapter"),
-        (!cli.targets.is_empty() || cli.lora_mix.is_some(), "a mix"),
+        (
+            cli.targets.iter().any(|t| {
+                t.parse::<TargetSpec>()
+                    .is_ok_and(|spec| spec.concurrency.is_some())
+            }),
+            "--target concurrency= (each target's own closed loop is not split among shards)",
+        ),
     ] {
         if set {
             anyhow::bail!("--shard-count cannot be used with {flag} (yet): shard a plain load");
@@ -1007,7 +1012,6 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
         );
         let bad_with = [
             (cli.prometheus_url.is_some(), "--prometheus-url"),
-            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
             (!cli.steps.is_empty(), "--steps"),
         ];
         if let Some((_, flag)) = bad_with.iter().find(|(set, _)| *set) {
@@ -1030,10 +1034,7 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
         ),
         None => mix.members[0].name.clone(),
     };
-    for (set, flag) in [
-        (cli.baseline_adapter.is_some(), "--baseline-adapter"),
-        (!cli.steps.is_empty(), "--steps"),
-    ] {
+    for (set, flag) in [(!cli.steps.is_empty(), "--steps")] {
         if set {
             anyhow::bail!(
                 "--lora-mix cannot be used with {flag}: a LoRA mix splits one load among its adapters"
@@ -1128,7 +1129,6 @@ fn check_timing(cli: &Cli) -> anyhow::Result<()> {
             (cli.duration.is_some(), "--duration"),
             (cli.stages.is_some(), "--stages"),
             (cli.num_requests.is_some(), "--num-requests"),
-            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
         ] {
             if given {
                 anyhow::bail!(

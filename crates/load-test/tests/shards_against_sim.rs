@@ -186,6 +186,290 @@ fn serial_four_shards_merge_to_what_one_process_reports() {
     assert_eq!(sim.stats().accepted, 160);
 }
 
+/// The nearest-rank p50 / p95 of the `key` of the records of `arm` in `recs` (sorted).
+fn arm_ranks(recs: &[Value], arm: &str, key: &str) -> (usize, f64, f64) {
+    let mut v: Vec<f64> = recs
+        .iter()
+        .filter(|r| r["arm"] == arm)
+        .map(|r| f(&r[key]))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    (v.len(), rank(&v, 0.5), rank(&v, 0.95))
+}
+
+/// An A/B load (`--baseline-adapter`) in three shards: the merge keeps both arms, each with
+/// every one of its requests (percentiles exact over the shards' records), as one process
+/// sending the same requests reports them; a shard without its baseline tally is refused.
+#[test]
+fn serial_ab_shards_merge_both_arms() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(2),
+        lora_modules: vec![
+            vllm_sim::LoraModule::new("candidate", "/models/lora"),
+            vllm_sim::LoraModule::new("baseline", "/models/lora-prod"),
+        ],
+        max_loras: 2,
+        adapter_latency_scale: vec![vllm_sim::LatencyScale::new("baseline", 3.0)],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 30);
+    let ab = [
+        "--baseline-adapter",
+        "baseline",
+        "--num-requests",
+        "30",
+        "--concurrency",
+        "6",
+    ];
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    run_together(
+        shard_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let index = i.to_string();
+                let shard = [
+                    "--shard-count",
+                    "3",
+                    "--shard-index",
+                    &index,
+                    "--start-at",
+                    &start_at,
+                ];
+                staged(&sim, &eval, d, &[&ab[..], &shard[..]].concat())
+            })
+            .collect(),
+    );
+    let mut recs = Vec::new();
+    for d in &shard_dirs {
+        let r = load_test_results(d);
+        assert_eq!(r["client"]["total_requests"], 10, "every 3rd of 30");
+        assert_eq!(r["baseline_arm"]["client"]["total_requests"], 10);
+        assert!(r["shard"]["baseline"].is_object(), "{}", r["shard"]);
+        recs.extend(request_records(d));
+    }
+    let merged_dir = dir.path().join("merged");
+    let out = merge(&shard_dirs, &merged_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = load_test_results(&merged_dir);
+    assert_eq!(m["status"], "completed");
+    assert!(m["shard"].get("baseline").is_none());
+    let (c, b) = (&m["client"], &m["baseline_arm"]["client"]);
+    assert_eq!(m["baseline_arm"]["adapter"]["name"], "baseline");
+    for (arm, figures) in [("candidate", c), ("baseline", b)] {
+        assert_eq!(figures["total_requests"], 30, "{arm}");
+        assert_eq!(figures["successful_requests"], 30, "{arm}");
+        for key in ["ttft_s", "e2e_s"] {
+            let (n, p50, p95) = arm_ranks(&recs, arm, key);
+            assert_eq!(n, 30, "{arm}");
+            assert!(
+                (f(&figures[key]["p50"]) - p50).abs() < 1e-6,
+                "{arm} {key} p50"
+            );
+            assert!(
+                (f(&figures[key]["p95"]) - p95).abs() < 1e-6,
+                "{arm} {key} p95"
+            );
+        }
+    }
+    // the arms kept apart: the baseline is 3x slower to its first token
+    assert!(
+        f(&b["ttft_s"]["p50"]) > 2.0 * f(&c["ttft_s"]["p50"]),
+        "{b} vs {c}"
+    );
+    assert_eq!(request_records(&merged_dir).len(), 60, "both arms' records");
+
+    // one process over the same requests
+    let single_dir = dir.path().join("single");
+    let out = run(&mut staged(&sim, &eval, &single_dir, &ab));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = load_test_results(&single_dir);
+    for arm in ["client", "baseline_arm"] {
+        let (single, merged) = match arm {
+            "client" => (&s["client"], c),
+            _ => (&s["baseline_arm"]["client"], b),
+        };
+        assert_eq!(single["total_requests"], merged["total_requests"], "{arm}");
+        assert_eq!(single["output_tokens"], merged["output_tokens"], "{arm}");
+    }
+
+    // a shard of an A/B load whose results lack the baseline tally (an older load-test)
+    let path = shard_dirs[1].join("load_test_results.json");
+    let mut r = load_test_results(&shard_dirs[1]);
+    r["shard"].as_object_mut().unwrap().remove("baseline");
+    std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+    let out = merge(&shard_dirs, &dir.path().join("refused"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shard-1: an A/B shard"), "{text}");
+}
+
+/// A LoRA mix in two shards: each member's merged figures hold every one of its requests
+/// (percentiles exact over the shards' records) and its count equals one process's; the cold
+/// load kept is the slowest of the shards'.
+#[test]
+fn serial_mix_shards_merge_each_member() {
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(2),
+        lora_modules: vec![
+            vllm_sim::LoraModule::new("sql-a", "/models/a"),
+            vllm_sim::LoraModule::new("sql-b", "/models/b"),
+        ],
+        max_loras: 2,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 20);
+    let mix = [
+        "--lora-mix",
+        "sql-a=3,sql-b=1",
+        "--num-requests",
+        "40",
+        "--concurrency",
+        "4",
+    ];
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    let mut commands = Vec::new();
+    for (i, d) in shard_dirs.iter().enumerate() {
+        let index = i.to_string();
+        let shard = [
+            "--shard-count",
+            "2",
+            "--shard-index",
+            &index,
+            "--start-at",
+            &start_at,
+        ];
+        let mut c = load_test();
+        c.args(["--vllm-url", &sim.url])
+            .arg("--eval-data-path")
+            .arg(&eval)
+            .arg("--output-dir")
+            .arg(d)
+            .args([
+                "--max-tokens",
+                "8",
+                "--progress-interval",
+                "0",
+                "--poll-interval",
+                "0",
+            ])
+            .args(mix)
+            .args(shard);
+        commands.push(c);
+    }
+    run_together(commands);
+    let mut recs = Vec::new();
+    let mut sent = [0u64; 2];
+    let mut colds = [Vec::new(), Vec::new()];
+    for d in &shard_dirs {
+        let r = load_test_results(d);
+        assert_eq!(r["shard"]["members"].as_array().map(Vec::len), Some(2));
+        for (i, m) in r["mix"]["members"].as_array().unwrap().iter().enumerate() {
+            sent[i] += m["client"]["total_requests"].as_u64().unwrap();
+            colds[i].push(f(&m["cold_load"]["ttft_s"]));
+        }
+        recs.extend(request_records(d));
+    }
+    let merged_dir = dir.path().join("merged");
+    let out = merge(&shard_dirs, &merged_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = load_test_results(&merged_dir);
+    assert!(m["shard"].get("members").is_none());
+    let members = m["mix"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let total: u64 = sent.iter().sum();
+    assert_eq!(m["client"]["total_requests"], total);
+    for (i, (member, name)) in members.iter().zip(["sql-a", "sql-b"]).enumerate() {
+        assert_eq!(member["name"], name);
+        let c = &member["client"];
+        assert_eq!(c["total_requests"], sent[i], "{name}");
+        let share = sent[i] as f64 / total as f64;
+        assert!((f(&member["share_sent"]) - share).abs() < 1e-9, "{name}");
+        let mut ttft: Vec<f64> = recs
+            .iter()
+            .filter(|r| r["target"] == name)
+            .map(|r| f(&r["ttft_s"]))
+            .collect();
+        ttft.sort_by(f64::total_cmp);
+        assert_eq!(ttft.len() as u64, sent[i], "{name}");
+        for (q, key) in [(0.5, "p50"), (0.95, "p95")] {
+            assert!(
+                (f(&c["ttft_s"][key]) - rank(&ttft, q)).abs() < 1e-6,
+                "{name} {key}"
+            );
+        }
+        let slowest = colds[i].iter().copied().fold(f64::MIN, f64::max);
+        let cold = &member["cold_load"];
+        assert_eq!(f(&cold["ttft_s"]), slowest, "{name}");
+        let over = f(&cold["extra_ttft_over_p50_s"]);
+        assert!(
+            (over - (slowest - f(&c["ttft_s"]["p50"]))).abs() < 1e-9,
+            "{name}"
+        );
+    }
+    assert_eq!(m["validity"]["valid"], false);
+
+    // one process over the same requests: the same count for each member
+    let single_dir = dir.path().join("single");
+    let out = run(load_test()
+        .args(["--vllm-url", &sim.url])
+        .arg("--eval-data-path")
+        .arg(&eval)
+        .arg("--output-dir")
+        .arg(&single_dir)
+        .args([
+            "--max-tokens",
+            "8",
+            "--progress-interval",
+            "0",
+            "--poll-interval",
+            "0",
+        ])
+        .args(mix));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = load_test_results(&single_dir);
+    for (single, merged) in s["mix"]["members"].as_array().unwrap().iter().zip(members) {
+        assert_eq!(
+            single["client"]["total_requests"], merged["client"]["total_requests"],
+            "{}",
+            single["name"]
+        );
+    }
+
+    // a target mix has no server side: a merge asked to query Prometheus for one is refused
+    for d in &shard_dirs {
+        let mut r = load_test_results(d);
+        r["mix"]["kind"] = "targets".into();
+        std::fs::write(
+            d.join("load_test_results.json"),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+    }
+    let out = run(load_test()
+        .arg("merge")
+        .args(&shard_dirs)
+        .args(["--prometheus-url", "http://127.0.0.1:9"])
+        .arg("--output-dir")
+        .arg(dir.path().join("refused")));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("a target mix has no server-side figures"),
+        "{text}"
+    );
+}
+
 #[test]
 fn shards_that_do_not_make_one_load_are_refused() {
     let sim = sim();
@@ -251,6 +535,17 @@ fn shards_that_do_not_make_one_load_are_refused() {
         (
             &["--shard-count", "9", "--shard-index", "8"],
             "more shards than --concurrency 8",
+        ),
+        (
+            &[
+                "--shard-count",
+                "2",
+                "--shard-index",
+                "0",
+                "--target",
+                "name=a,url=http://127.0.0.1:9,model=m,concurrency=2",
+            ],
+            "--target concurrency= (each target's own closed loop is not split among shards)",
         ),
         (
             &["--start-at", "tomorrow"],

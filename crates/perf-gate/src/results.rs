@@ -1027,6 +1027,16 @@ pub struct ShardInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub unmeasured: Option<crate::runner::aggregate::TallyWire>,
+    /// The same for the measured requests of the baseline arm (`--baseline-adapter`); absent
+    /// without one, and in merged results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub baseline: Option<crate::runner::aggregate::TallyWire>,
+    /// The same for each member of a mix (`--target`, `--lora-mix`), in the mix's order;
+    /// empty without one, and in merged results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub members: Vec<crate::runner::aggregate::TallyWire>,
 }
 
 /// The members of a mix and their figures under the shared load (seed 002's per-endpoint

@@ -15,6 +15,11 @@
 //!   shards start, two after a warm-up), and the first scrape after the union's end at which
 //!   the servers have counted every request; the counts are exact at any scrape interval.
 //!   `--window-mode seed` uses the seed's rate window instead.
+//! - An A/B load (`--baseline-adapter`): the baseline arm's figures merged the same way from
+//!   each shard's baseline tally; the server's figures count both arms, as a single run's.
+//! - A mix (`--lora-mix`, `--target`): each member's figures merged from its tallies; its cold
+//!   load is the slowest of the shards' (the one that loaded the adapter). A target mix has no
+//!   server figures (`--prometheus-url` is refused).
 //! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
 
 use std::path::{Path, PathBuf};
@@ -297,6 +302,20 @@ async fn merged(
         .expect("at least one shard");
     let mut tally = Tally::default();
     let mut unmeasured = Tally::default();
+    // the baseline arm's measured requests, in an A/B load (every shard has the same
+    // `baseline_adapter`: checked with the rest of the settings)
+    let ab = runs[0].results.config.baseline_adapter.is_some();
+    let mut baseline = ab.then(Tally::default);
+    // a mix's members, each merged apart (every shard ran the same mix: checked likewise)
+    let mix = runs[0].results.mix.as_ref();
+    let mut members: Vec<Tally> = mix
+        .map(|m| m.members.iter().map(|_| Tally::default()).collect())
+        .unwrap_or_default();
+    if mix.is_some_and(|m| m.kind == crate::mix::MixKind::Targets) && cfg.prometheus_url.is_some() {
+        return Err(bad(
+            "a target mix has no server-side figures (Prometheus describes one server): merge it without --prometheus-url".into(),
+        ));
+    }
     let mut warnings = Vec::new();
     let (mut concurrency, mut rate) = (0u32, None::<f64>);
     for r in &runs {
@@ -310,6 +329,40 @@ async fn merged(
             let u = Tally::from_wire(u, shift)
                 .map_err(|e| bad(format!("{}: shard tally: {e}", r.dir.display())))?;
             unmeasured.merge(&u);
+        }
+        if let Some(first) = mix {
+            if r.results.mix.as_ref().map(|m| m.members.len()) != Some(first.members.len())
+                || info.members.len() != first.members.len()
+            {
+                return Err(bad(format!(
+                    "{}: a shard of a mix without its members' tallies (written by an older load-test): run the shards again with this one",
+                    r.dir.display()
+                )));
+            }
+            for (t, wire) in members.iter_mut().zip(&info.members) {
+                let m = Tally::from_wire(wire, shift)
+                    .map_err(|e| bad(format!("{}: member tally: {e}", r.dir.display())))?;
+                t.merge(&m);
+            }
+        }
+        if let Some(b) = baseline.as_mut() {
+            let (Some(wire), Some(arm)) = (&info.baseline, &r.results.baseline_arm) else {
+                return Err(bad(format!(
+                    "{}: an A/B shard (--baseline-adapter) without its baseline arm's tally (written by an older load-test): run the shards again with this one",
+                    r.dir.display()
+                )));
+            };
+            let t = Tally::from_wire(wire, shift)
+                .map_err(|e| bad(format!("{}: baseline tally: {e}", r.dir.display())))?;
+            b.merge(&t);
+            if let Some(first) = &runs[0].results.baseline_arm
+                && first.adapter != arm.adapter
+            {
+                warnings.push(format!(
+                    "shard {}: the baseline adapter was served otherwise than to shard {} (the merged results keep shard {}'s)",
+                    r.index, runs[0].index, runs[0].index
+                ));
+            }
         }
         concurrency += r.results.config.concurrency;
         rate = match (rate, r.results.config.rate) {
@@ -364,6 +417,17 @@ async fn merged(
     results.config.window_mode = cfg.prom.window_mode;
     results.config.gpu_selector = cfg.prom.gpu_selector.clone();
     results.client = Some(tally.metrics(rate_span));
+    if let Some(first) = mix {
+        let shards: Vec<_> = runs.iter().filter_map(|r| r.results.mix.as_ref()).collect();
+        results.mix = Some(super::mixes::merged(first, &shards, &members, rate_span));
+    }
+    results.baseline_arm = match (&baseline, results.baseline_arm.take()) {
+        (Some(b), Some(arm)) => Some(crate::results::BaselineArm {
+            client: b.metrics(rate_span),
+            ..arm
+        }),
+        _ => None,
+    };
     results.unmeasured = results.unmeasured.map(|u| {
         let m = unmeasured.metrics(0.0);
         crate::results::UnmeasuredInfo {
@@ -391,6 +455,8 @@ async fn merged(
         rate_span_s: rate_span,
         tally: None,
         unmeasured: None,
+        baseline: None,
+        members: Vec::new(),
     });
     results.load_generator = runs
         .iter()
@@ -414,7 +480,11 @@ async fn merged(
             let collector =
                 PrometheusCollector::with_tls(url, cfg.prom.clone(), &cfg.prometheus_tls)?;
             let span = LoadSpan { start, end };
-            let successes = tally.successful() + unmeasured.successful();
+            // every request the server saw succeed: both arms' (vLLM labels its series by
+            // base model), the warm-ups' and cool-downs'
+            let successes = tally.successful()
+                + baseline.as_ref().map_or(0, Tally::successful)
+                + unmeasured.successful();
             tracing::info!("querying Prometheus over the union window");
             let collect = async {
                 match cfg.prom.window_mode {
@@ -433,6 +503,7 @@ async fn merged(
                 r = collect => r?,
             };
             super::accounting::require_client_successes(&mut server, successes);
+            super::phases::reconcile(&mut results, &server, successes);
             results.server = Some(server);
             let validity = crate::decision::validity::validity(&results);
             results.validity = Some(validity);

@@ -20,6 +20,7 @@ use super::{LoadTestConfig, LoadTestError};
 use crate::client::{ClientOptions, Timing, VllmClient};
 use crate::mix::{Mix, MixKind, Role};
 use crate::results::{ColdLoad, LoadTestResults, MixMemberResult, MixResults};
+use crate::runner::aggregate::Tally;
 use crate::runner::{DispatchMix, RunOutput};
 use crate::urls::redact_url;
 use crate::workload::PreparedRequest;
@@ -292,12 +293,8 @@ pub(super) fn results(
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let tally = out.members.get(i);
-            let client = tally.map_or_else(
-                || crate::runner::aggregate::Tally::default().metrics(rate_span),
-                |t| t.metrics(rate_span),
-            );
-            let sent = client.total_requests;
+            let (client, share_sent, error_rate) =
+                member_figures(out.members.get(i), sent_total, rate_span);
             MixMemberResult {
                 name: m.name.clone(),
                 role: m.role,
@@ -307,23 +304,16 @@ pub(super) fn results(
                 weight: m.weight,
                 concurrency: m.concurrency,
                 share_requested: shares[i],
-                share_sent: (sent_total > 0).then(|| sent as f64 / sent_total as f64),
-                error_rate: (sent > 0).then(|| client.failed_requests as f64 / sent as f64),
+                share_sent,
+                error_rate,
                 cold_load: cold.get(i).and_then(Option::as_ref).map(|r| ColdLoad {
                     ok: r.ok,
                     ttft_s: r.ttft_s,
                     e2e_s: r.e2e_s,
-                    extra_ttft_over_p50_s: match (r.ttft_s, client.ttft_s.p50) {
-                        (Some(first), Some(p50)) if r.ok => Some(first - p50),
-                        _ => None,
-                    },
+                    extra_ttft_over_p50_s: over_p50(r.ok, r.ttft_s, &client),
                     error: r.error.clone(),
                 }),
-                // the pooled `client.samples` hold every request already
-                client: crate::results::ClientMetrics {
-                    samples: None,
-                    ..client
-                },
+                client,
                 thresholds: Vec::new(),
             }
         })
@@ -336,6 +326,84 @@ pub(super) fn results(
             MixKind::Adapters => "vLLM labels its metrics by base model, not by adapter: the server-side figures pool every member's requests; the per-adapter figures here are the client's".into(),
         },
         members,
+    }
+}
+
+/// The mix of a load run in shards (`load-test merge`): `first`, the first shard's, with each
+/// member's figures from its merged `tallies`, and its cold load the one of the shards' that
+/// paid for loading the adapter (the slowest; a failed one first). The members' thresholds
+/// are left out, as the merged run's are.
+pub(super) fn merged(
+    first: &MixResults,
+    shards: &[&MixResults],
+    tallies: &[Tally],
+    rate_span: f64,
+) -> MixResults {
+    let sent_total: u64 = tallies.iter().map(Tally::total).sum();
+    let members = first
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (client, share_sent, error_rate) =
+                member_figures(tallies.get(i), sent_total, rate_span);
+            let cold_load = shards
+                .iter()
+                .filter_map(|s| s.members.get(i)?.cold_load.as_ref())
+                .max_by(|a, b| {
+                    (!a.ok, a.ttft_s.unwrap_or(0.0))
+                        .partial_cmp(&(!b.ok, b.ttft_s.unwrap_or(0.0)))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .map(|c| ColdLoad {
+                    extra_ttft_over_p50_s: over_p50(c.ok, c.ttft_s, &client),
+                    ..c.clone()
+                });
+            MixMemberResult {
+                share_sent,
+                error_rate,
+                cold_load,
+                client,
+                thresholds: Vec::new(),
+                ..m.clone()
+            }
+        })
+        .collect();
+    MixResults {
+        members,
+        ..first.clone()
+    }
+}
+
+/// A member's client figures (without samples: the pooled `client.samples` hold every
+/// request already), its share of the `sent_total` measured requests, and its error rate.
+fn member_figures(
+    tally: Option<&Tally>,
+    sent_total: u64,
+    rate_span: f64,
+) -> (crate::results::ClientMetrics, Option<f64>, Option<f64>) {
+    let client = tally.map_or_else(
+        || Tally::default().metrics(rate_span),
+        |t| t.metrics(rate_span),
+    );
+    let sent = client.total_requests;
+    let share = (sent_total > 0).then(|| sent as f64 / sent_total as f64);
+    let error_rate = (sent > 0).then(|| client.failed_requests as f64 / sent as f64);
+    (
+        crate::results::ClientMetrics {
+            samples: None,
+            ..client
+        },
+        share,
+        error_rate,
+    )
+}
+
+/// A cold load's TTFT above the member's TTFT p50 under load, when it succeeded.
+fn over_p50(ok: bool, ttft: Option<f64>, member: &crate::results::ClientMetrics) -> Option<f64> {
+    match (ttft, member.ttft_s.p50) {
+        (Some(first), Some(p50)) if ok => Some(first - p50),
+        _ => None,
     }
 }
 

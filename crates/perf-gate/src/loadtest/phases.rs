@@ -251,6 +251,8 @@ pub(super) async fn execute(
             rate_span_s: out.rate_span_s,
             tally: Some(out.tally.to_wire()),
             unmeasured: Some(out.unmeasured.to_wire()),
+            baseline: out.baseline_tally.as_ref().map(Tally::to_wire),
+            members: out.members.iter().map(Tally::to_wire).collect(),
         });
         results.validity = Some(crate::results::Validity {
             valid: false,
@@ -818,7 +820,7 @@ async fn server_figures(
 
 /// Server-side finished count should match the client's `successes` (both arms' in an A/B
 /// run); a gap means wrong labels, a wrong window, or foreign traffic on the server.
-fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, successes: u64) {
+pub(super) fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, successes: u64) {
     if let Some(n) = server.requests_finished.get() {
         let ok = successes as f64;
         if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {
