@@ -505,6 +505,14 @@ pub struct Cli {
     #[arg(long, env = "STEP_DURATION", default_value_t = Seconds(Duration::from_secs(60)), value_parser = positive_seconds, value_name = "DURATION")]
     pub step_duration: Seconds,
 
+    /// Shards of a sweep (--steps with --shard-count): the pause between a step's end (its
+    /// cool-down) and the next step's start, in which its last requests finish and Prometheus
+    /// takes the quiet samples `load-test merge` rests each step's window on. Every shard
+    /// starts step i at --start-at + i x (--warmup + --step-duration + --cooldown + this).
+    /// The default covers a 15 s drain and two 30 s scrapes. Unused without shards.
+    #[arg(long, env = "STEP_GAP", default_value_t = Seconds(Duration::from_secs(75)), value_name = "DURATION")]
+    pub step_gap: Seconds,
+
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
     /// counts them; seed windows wait a quiet gap of one scrape interval + 2 s. With
@@ -602,7 +610,8 @@ pub struct Cli {
     pub shard_count: u32,
 
     /// Start the load at this instant (RFC 3339, e.g. 2026-12-05T10:00:00Z), after the
-    /// preflight: shards given the same time start together.
+    /// preflight: shards given the same time start together. A sweep starts its first step
+    /// then; shards of a sweep start every step on one clock from it (see --step-gap).
     #[arg(long, env = "START_AT", value_name = "TIME")]
     pub start_at: Option<String>,
 
@@ -830,6 +839,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             think,
             scenario: cli.scenario.clone(),
             step_duration: cli.step_duration.into(),
+            step_gap: cli.step_gap.into(),
             max_tokens: cli.max_tokens.max(),
             temperature: cli.temperature,
             endpoint: match cli.endpoint {
@@ -912,12 +922,26 @@ impl TryFrom<Cli> for LoadTestConfig {
                         );
                     }
                 }
-                (None, None) if share == 0 => anyhow::bail!(
+                (None, None) if share == 0 && config.steps.is_none() => anyhow::bail!(
                     "--shard-count {}: more shards than --concurrency {} (each shard needs a request in flight)",
                     s.count,
                     config.concurrency
                 ),
                 _ => {}
+            }
+            if let Some(levels) = &config.steps {
+                let low = levels.iter().copied().fold(f64::INFINITY, f64::min);
+                if config.rate.is_none() && low.round() < f64::from(s.count) {
+                    anyhow::bail!(
+                        "--shard-count {}: more shards than the lowest --steps level, {low} requests in flight (each shard needs a request in flight at every step)",
+                        s.count
+                    );
+                }
+                if config.start_at.is_none() {
+                    anyhow::bail!(
+                        "--shard-count with --steps needs --start-at: every shard's steps follow one clock from it (step i starts at --start-at + i x (--warmup + --step-duration + --cooldown + --step-gap))"
+                    );
+                }
             }
             // a staged closed loop's level comes from its stages: its part of --concurrency is
             // only recorded, and may be 0, so the merge's sum is the flag's value
@@ -956,16 +980,13 @@ fn shard(cli: &Cli) -> anyhow::Result<Option<Shard>> {
             cli.shard_count
         );
     }
-    for (set, flag) in [
-        (!cli.steps.is_empty(), "--steps"),
-        (
-            cli.targets.iter().any(|t| {
-                t.parse::<TargetSpec>()
-                    .is_ok_and(|spec| spec.concurrency.is_some())
-            }),
-            "--target concurrency= (each target's own closed loop is not split among shards)",
-        ),
-    ] {
+    for (set, flag) in [(
+        cli.targets.iter().any(|t| {
+            t.parse::<TargetSpec>()
+                .is_ok_and(|spec| spec.concurrency.is_some())
+        }),
+        "--target concurrency= (each target's own closed loop is not split among shards)",
+    )] {
         if set {
             anyhow::bail!("--shard-count cannot be used with {flag} (yet): shard a plain load");
         }
@@ -1012,6 +1033,7 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
         );
         let bad_with = [
             (cli.prometheus_url.is_some(), "--prometheus-url"),
+            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
             (!cli.steps.is_empty(), "--steps"),
         ];
         if let Some((_, flag)) = bad_with.iter().find(|(set, _)| *set) {
@@ -1034,7 +1056,10 @@ fn mix(cli: &Cli) -> anyhow::Result<(Option<Mix>, String, String)> {
         ),
         None => mix.members[0].name.clone(),
     };
-    for (set, flag) in [(!cli.steps.is_empty(), "--steps")] {
+    for (set, flag) in [
+        (cli.baseline_adapter.is_some(), "--baseline-adapter"),
+        (!cli.steps.is_empty(), "--steps"),
+    ] {
         if set {
             anyhow::bail!(
                 "--lora-mix cannot be used with {flag}: a LoRA mix splits one load among its adapters"
@@ -1129,6 +1154,7 @@ fn check_timing(cli: &Cli) -> anyhow::Result<()> {
             (cli.duration.is_some(), "--duration"),
             (cli.stages.is_some(), "--stages"),
             (cli.num_requests.is_some(), "--num-requests"),
+            (cli.baseline_adapter.is_some(), "--baseline-adapter"),
         ] {
             if given {
                 anyhow::bail!(
@@ -1206,6 +1232,33 @@ mod tests {
         ];
         let e = Cli::try_parse_from(all).unwrap_err().to_string();
         (e.lines().next().unwrap_or_default().to_owned(), e)
+    }
+
+    #[test]
+    fn an_ab_run_is_no_sweep_and_no_mix_sharded_or_not() {
+        let url = "--vllm-url=http://h:8000";
+        let target = "--target=name=t,url=http://h:8000,model=m";
+        for (args, want) in [
+            (
+                &["--steps=1,2", "--baseline-adapter=b"][..],
+                "--steps and --baseline-adapter cannot be combined",
+            ),
+            (
+                &["--lora-mix=a=1,y=1", "--baseline-adapter=b"],
+                "--lora-mix cannot be used with --baseline-adapter",
+            ),
+            (
+                &[target, "--baseline-adapter=b"],
+                "--target cannot be used with --baseline-adapter",
+            ),
+        ] {
+            for shards in [&[][..], &["--shard-count=2", "--shard-index=0"]] {
+                let e = LoadTestConfig::try_from(parse(&[&[url][..], args, shards].concat()))
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(want), "{args:?} {shards:?}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -176,3 +176,79 @@ fn merged_shards_in_the_seed_window_at_a_1_s_scrape() {
         "server counted {seen}"
     );
 }
+
+/// A sweep in two shards at a 15 s scrape: each step's server figures come from its own union
+/// window, its left edge confirmed in the gap after the previous step (`--step-gap`), and the
+/// server's finished count of each step equals the client's successes of that step exactly.
+#[test]
+fn serial_a_sharded_sweep_is_counted_step_by_step_at_a_15_s_scrape() {
+    let interval = 15;
+    let sim = Sim::start(vllm_sim::SimConfig {
+        ttft: Duration::from_millis(100),
+        itl: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let target = sim.url.trim_start_matches("http://").to_string();
+    let prom = PrometheusServer::start(JOB, &[&target], Duration::from_secs(interval));
+    prom.wait_for_targets_up(JOB, Duration::from_secs(30 + interval));
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 10);
+    // a scrape interval after the shards are ready, and a gap of two scrapes after each step
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(19)).to_rfc3339();
+    let shards: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    let commands: Vec<_> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut c = load_test();
+            c.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+                .arg("--eval-data-path")
+                .arg(&eval)
+                .arg("--output-dir")
+                .arg(d)
+                .args(["--shard-count", "2", "--shard-index", &i.to_string()])
+                .args(["--start-at", &start_at, "--max-tokens", "4"])
+                .args([
+                    "--steps",
+                    "2,4",
+                    "--step-duration",
+                    "2s",
+                    "--step-gap",
+                    "33s",
+                ])
+                .args(["--progress-interval", "0", "--poll-interval", "0"]);
+            c
+        })
+        .collect();
+    run_together(commands);
+    let out_dir = dir.path().join("merged");
+    let started = Instant::now();
+    let out = run(load_test()
+        .arg("merge")
+        .args(&shards)
+        .arg("--output-dir")
+        .arg(&out_dir)
+        .args(["--prometheus-url", &prom.url()]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = load_test_results(&out_dir);
+    println!(
+        "sharded sweep: merge took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(r["status"], "completed");
+    let steps = r["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (i, step) in steps.iter().enumerate() {
+        let ok = step["client"]["successful_requests"].as_f64().unwrap();
+        assert!(ok > 0.0, "step {i}");
+        let s = &step["server"];
+        assert_eq!(s["source"], "prometheus", "step {i}: {s}");
+        assert_eq!(s["window"]["mode"], "end_anchored", "step {i}: {s}");
+        assert_eq!(s["integrity"]["edges_confirmed"], true, "step {i}: {s}");
+        // exact: the step's own requests, none of the other step's
+        assert_eq!(s["requests_finished"]["value"], ok, "step {i}: {s}");
+    }
+    assert_eq!(steps[1]["concurrency"], 4);
+}

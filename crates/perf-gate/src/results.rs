@@ -1037,6 +1037,23 @@ pub struct ShardInfo {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub members: Vec<crate::runner::aggregate::TallyWire>,
+    /// The same for each step of a sweep (`--steps`), in order; empty without one, and in
+    /// merged results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ShardStep>,
+}
+
+/// One step of a shard's sweep, mergeable (see [`ShardInfo`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardStep {
+    /// Seconds the step's rates are over (its measured window, or what ran of it).
+    pub rate_span_s: f64,
+    /// The step's measured requests (finish times from the step's own start).
+    #[schemars(with = "serde_json::Value")]
+    pub tally: crate::runner::aggregate::TallyWire,
+    /// The step's warm-up and cool-down requests.
+    #[schemars(with = "serde_json::Value")]
+    pub unmeasured: crate::runner::aggregate::TallyWire,
 }
 
 /// The members of a mix and their figures under the shared load (seed 002's per-endpoint

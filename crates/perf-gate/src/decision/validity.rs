@@ -123,6 +123,18 @@ pub fn client_counts(results: &LoadTestResults) -> Option<ClientCounts> {
     Some(counts)
 }
 
+/// Why a mix is no gate measurement, whatever the server counted.
+pub fn mix_reason(mix: &crate::results::MixResults) -> String {
+    format!(
+        "a {} mix: its figures pool {} members (each one's are in `mix`); the gate compares one adapter with its baseline",
+        match mix.kind {
+            crate::mix::MixKind::Targets => "target",
+            crate::mix::MixKind::Adapters => "LoRA",
+        },
+        mix.members.len()
+    )
+}
+
 /// The reasons the measurement itself cannot be trusted, whatever figures are judged.
 pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
     let mut out = Vec::new();
@@ -135,14 +147,7 @@ pub fn measurement_problems(results: &LoadTestResults) -> Vec<String> {
     }
     // runs whose figures are not one adapter's load, whatever the server counted
     if let Some(mix) = &results.mix {
-        out.push(format!(
-            "a {} mix: its figures pool {} members (each one's are in `mix`); the gate compares one adapter with its baseline",
-            match mix.kind {
-                crate::mix::MixKind::Targets => "target",
-                crate::mix::MixKind::Adapters => "LoRA",
-            },
-            mix.members.len()
-        ));
+        out.push(mix_reason(mix));
     }
     if let Some(s) = &results.shard
         && let Some(i) = s.index

@@ -164,6 +164,10 @@ pub struct LoadTestConfig {
     /// When the load starts (`--start-at`): every shard waits for the same instant after its
     /// preflight; `None`: at once.
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A sharded sweep's pause between one step's end (its cool-down) and the next step's
+    /// start (`--step-gap`): its requests drain and Prometheus takes the quiet samples the
+    /// merge's step windows rest on. Every shard's steps follow one clock ([`Self::step_start`]).
+    pub step_gap: Duration,
 }
 
 /// Which shard of how many this process is.
@@ -224,7 +228,12 @@ impl LoadTestConfig {
     /// highest step, the stages' peak, or `concurrency`.
     pub fn peak_concurrency(&self) -> u32 {
         if let (None, Some(levels)) = (&self.rate, &self.steps) {
-            return levels.iter().fold(1.0, |a: f64, &b| a.max(b)).round() as u32;
+            let peak = levels.iter().fold(1.0, |a: f64, &b| a.max(b));
+            return self
+                .shard
+                .map_or(peak, |s| s.share(peak, false))
+                .round()
+                .max(1.0) as u32;
         }
         match (&self.rate, self.profile()) {
             (None, Some(p)) => {
@@ -241,9 +250,12 @@ impl LoadTestConfig {
     }
 
     /// The configuration of one step of a sweep at `level` (requests in flight, or per second
-    /// with `rate`): a timed load of `step_duration`.
+    /// with `rate`): a timed load of `step_duration`; a shard's part of the level.
     pub fn for_step(&self, level: f64) -> LoadTestConfig {
         let mut c = self.clone();
+        let level = self
+            .shard
+            .map_or(level, |s| s.share(level, self.rate.is_some()));
         match c.rate {
             Some(_) => c.rate = Some(level),
             None => c.concurrency = level.round().max(1.0) as u32,
@@ -251,6 +263,20 @@ impl LoadTestConfig {
         c.duration = Some(self.step_duration);
         c.steps = None;
         c
+    }
+}
+
+impl LoadTestConfig {
+    /// When step `index` of a sharded sweep starts: `--start-at` plus, per step before it, its
+    /// warm-up, measured time, cool-down and `--step-gap`, so every shard's steps run together.
+    /// `None` outside a sharded sweep with `--start-at`.
+    pub fn step_start(&self, index: u32) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (Some(at), Some(_), Some(_)) = (self.start_at, self.shard, &self.steps) else {
+            return None;
+        };
+        let period = self.warmup + self.step_duration + self.cooldown + self.step_gap;
+        let offset = chrono::Duration::from_std(period * index).ok()?;
+        Some(at + offset)
     }
 }
 

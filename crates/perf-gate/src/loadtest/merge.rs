@@ -20,7 +20,11 @@
 //! - A mix (`--lora-mix`, `--target`): each member's figures merged from its tallies; its cold
 //!   load is the slowest of the shards' (the one that loaded the adapter). A target mix has no
 //!   server figures (`--prometheus-url` is refused).
+//! - A sweep (`--steps`): each step merged apart, with the server's figures over that step's
+//!   union window ([`steps`]); none for the whole, as a sweep of one process.
 //! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
+
+mod steps;
 
 use std::path::{Path, PathBuf};
 
@@ -118,19 +122,30 @@ fn read_shard(dir: &Path) -> Result<ShardRun, LoadTestError> {
 }
 
 /// When a shard's last request before its load ended (its left edges must be newer): a
-/// pre-flight alone sends nothing the server counts, so without a warm-up any quiet sample
-/// after the shard started will do (a shard that started late spoils nothing); after a
-/// warm-up, `ready_at`. A warm-up recorded by a load-test without `ready_at` may have ended
-/// just before the load: the load's start, where no left edge can be confirmed (fails closed).
+/// pre-flight alone sends nothing the server counts, so without a warm-up or a mix's cold
+/// loads any quiet sample after the shard started will do (a shard that started late spoils
+/// nothing); after them, `ready_at`. Requests recorded by a load-test without `ready_at` may
+/// have ended just before the load: the load's start, where no left edge can be confirmed
+/// (fails closed).
 fn ready_text(results: &LoadTestResults) -> &str {
     let Some(timing) = &results.timing else {
         return "";
     };
-    match (&results.warmup, &timing.ready_at) {
-        (None, _) => &timing.started_at,
-        (Some(_), Some(t)) => t,
-        (Some(_), None) => &timing.load_start,
+    match (sent_before_the_load(results), &timing.ready_at) {
+        (false, _) => &timing.started_at,
+        (true, Some(t)) => t,
+        (true, None) => &timing.load_start,
     }
+}
+
+/// Whether a shard sent requests the server counts before its load: a warm-up, or a mix's
+/// cold loads (each adapter's first request, alone).
+fn sent_before_the_load(results: &LoadTestResults) -> bool {
+    let cold = results
+        .mix
+        .as_ref()
+        .is_some_and(|m| m.members.iter().any(|m| m.cold_load.is_some()));
+    results.warmup.is_some() || cold
 }
 
 /// Why a shard's warm-up leaves the merge no window: it warmed up but does not record when
@@ -307,7 +322,20 @@ async fn merged(
     let ab = runs[0].results.config.baseline_adapter.is_some();
     let mut baseline = ab.then(Tally::default);
     // a mix's members, each merged apart (every shard ran the same mix: checked likewise)
-    let mix = runs[0].results.mix.as_ref();
+    let config = &runs[0].results.config;
+    let mix = match (
+        config.lora_mix.is_some() || !config.targets.is_empty(),
+        &runs[0].results.mix,
+    ) {
+        (false, _) => None,
+        (true, Some(m)) => Some(m),
+        (true, None) => {
+            return Err(bad(format!(
+                "{}: a shard of a mix without its members' figures (`mix`)",
+                runs[0].dir.display()
+            )));
+        }
+    };
     let mut members: Vec<Tally> = mix
         .map(|m| m.members.iter().map(|_| Tally::default()).collect())
         .unwrap_or_default();
@@ -457,6 +485,7 @@ async fn merged(
         unmeasured: None,
         baseline: None,
         members: Vec::new(),
+        steps: Vec::new(),
     });
     results.load_generator = runs
         .iter()
@@ -475,50 +504,91 @@ async fn merged(
     concat_records(&runs, outputs)?;
     results.server = None;
     results.validity = None;
+    if results.config.steps.is_some() {
+        // a sweep: each step its own figures and server window; none for the whole
+        results.steps = steps::merged(cfg, &runs, cancel).await?;
+        results.validity = Some(Validity {
+            valid: false,
+            reasons: vec![super::sweep::SWEEP.into()],
+        });
+        results.status = RunStatus::Completed;
+        return Ok(results);
+    }
     match &cfg.prometheus_url {
         Some(url) => {
             let collector =
                 PrometheusCollector::with_tls(url, cfg.prom.clone(), &cfg.prometheus_tls)?;
-            let span = LoadSpan { start, end };
             // every request the server saw succeed: both arms' (vLLM labels its series by
             // base model), the warm-ups' and cool-downs'
             let successes = tally.successful()
                 + baseline.as_ref().map_or(0, Tally::successful)
                 + unmeasured.successful();
             tracing::info!("querying Prometheus over the union window");
-            let collect = async {
-                match cfg.prom.window_mode {
-                    WindowMode::EndAnchored => {
-                        let pre = collector
-                            .left_edges_of_past_load(shards_ready(&runs), start)
-                            .await?;
-                        collector.collect_confirmed(&pre, &span, successes).await
-                    }
-                    WindowMode::Seed => collector.collect_seed(&span).await,
-                }
-            };
-            let mut server = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
-                r = collect => r?,
-            };
-            super::accounting::require_client_successes(&mut server, successes);
+            let server = union_server(
+                &collector,
+                cfg.prom.window_mode,
+                shards_ready(&runs),
+                LoadSpan { start, end },
+                successes,
+                cancel,
+            )
+            .await?;
             super::phases::reconcile(&mut results, &server, successes);
             results.server = Some(server);
             let validity = crate::decision::validity::validity(&results);
             results.validity = Some(validity);
         }
         None => {
+            let mut reasons: Vec<String> = results
+                .mix
+                .iter()
+                .map(crate::decision::validity::mix_reason)
+                .collect();
+            if !results
+                .mix
+                .as_ref()
+                .is_some_and(|m| m.kind == crate::mix::MixKind::Targets)
+            {
+                reasons.push(
+                    "no server figures: give load-test merge --prometheus-url to query the union window".into(),
+                );
+            }
             results.validity = Some(Validity {
                 valid: false,
-                reasons: vec![
-                    "no server figures: give load-test merge --prometheus-url to query the union window".into(),
-                ],
+                reasons,
             });
         }
     }
     results.status = RunStatus::Completed;
     Ok(results)
+}
+
+/// The server's figures over the union window `span`, its left edge (end-anchored) newer than
+/// `ready`, checked against the `successes` the shards counted in it.
+async fn union_server(
+    collector: &PrometheusCollector,
+    mode: WindowMode,
+    ready: DateTime<Utc>,
+    span: LoadSpan,
+    successes: u64,
+    cancel: &CancellationToken,
+) -> Result<crate::results::ServerMetrics, LoadTestError> {
+    let collect = async {
+        match mode {
+            WindowMode::EndAnchored => {
+                let pre = collector.left_edges_of_past_load(ready, span.start).await?;
+                collector.collect_confirmed(&pre, &span, successes).await
+            }
+            WindowMode::Seed => collector.collect_seed(&span).await,
+        }
+    };
+    let mut server = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
+        r = collect => r?,
+    };
+    super::accounting::require_client_successes(&mut server, successes);
+    Ok(server)
 }
 
 /// The latest of the shards' ready times ([`ready_text`]): every target's last sample before
@@ -581,5 +651,51 @@ mod tests {
         assert!(unrecorded_ready(&r).unwrap().contains("timing.ready_at"));
         r.warmup = None;
         assert_eq!(unrecorded_ready(&r), None);
+    }
+
+    #[test]
+    fn a_mix_shard_is_ready_after_its_cold_loads() {
+        let mut r = crate::fixtures::results();
+        r.timing = Some(RunTiming {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            ready_at: Some("2026-01-01T00:00:05Z".into()),
+            load_start: "2026-01-01T00:01:00Z".into(),
+            load_end: "2026-01-01T00:02:00Z".into(),
+            load_duration_s: 60.0,
+            wall_clock_duration_s: 0.0,
+        });
+        let member = |cold| crate::results::MixMemberResult {
+            name: "a".into(),
+            role: crate::mix::Role::Adapter,
+            api: Default::default(),
+            url: None,
+            model: "a".into(),
+            weight: 1.0,
+            concurrency: None,
+            share_requested: 1.0,
+            share_sent: None,
+            error_rate: None,
+            client: Default::default(),
+            cold_load: cold,
+            thresholds: Vec::new(),
+        };
+        let mix = |cold| crate::results::MixResults {
+            kind: crate::mix::MixKind::Adapters,
+            split: String::new(),
+            server_note: String::new(),
+            members: vec![member(cold)],
+        };
+        // a target mix sends nothing before its load: any sample since the start will do
+        r.mix = Some(mix(None));
+        assert_eq!(ready_text(&r), "2026-01-01T00:00:00Z");
+        // an adapter's cold load is a request the server counts
+        r.mix = Some(mix(Some(crate::results::ColdLoad {
+            ok: true,
+            ttft_s: Some(1.0),
+            e2e_s: Some(1.5),
+            extra_ttft_over_p50_s: None,
+            error: None,
+        })));
+        assert_eq!(ready_text(&r), "2026-01-01T00:00:05Z");
     }
 }

@@ -181,7 +181,7 @@ pub(super) async fn execute(
     }
     if let Some(at) = cfg.start_at {
         reopen_before_start(cfg, &pooled, at, &cancel, results).await?;
-        start_at(at, &cancel, results).await?;
+        start_at(at, "--start-at", &cancel, results).await?;
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
@@ -253,6 +253,7 @@ pub(super) async fn execute(
             unmeasured: Some(out.unmeasured.to_wire()),
             baseline: out.baseline_tally.as_ref().map(Tally::to_wire),
             members: out.members.iter().map(Tally::to_wire).collect(),
+            steps: Vec::new(),
         });
         results.validity = Some(crate::results::Validity {
             valid: false,
@@ -267,25 +268,42 @@ pub(super) async fn execute(
 
 /// Shard `s`'s part of the request list: every `count`-th request from `index`, so the shards
 /// together send the list once; a list shorter than the shards is shared whole (a timed
-/// load cycles it anyway).
+/// load cycles it anyway). An A/B list is dealt in pairs (a candidate request and its baseline
+/// twin stay in one shard), each shard's pairs counterbalanced again (AB, BA, AB, ...).
 fn shard_of(requests: Vec<PreparedRequest>, s: super::Shard) -> Vec<PreparedRequest> {
-    if requests.len() < s.count as usize {
+    let ab = requests.first().is_some_and(|r| r.arm.is_some());
+    let unit = if ab { 2 } else { 1 };
+    let count = s.count as usize;
+    if requests.len() < count * unit {
         return requests;
     }
-    requests
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i % s.count as usize == s.index as usize)
-        .map(|(_, r)| r)
-        .collect()
+    let mut mine = Vec::with_capacity(requests.len() / count + unit);
+    let mut pair = Vec::with_capacity(2);
+    for (i, r) in requests.into_iter().enumerate() {
+        if (i / unit) % count != s.index as usize {
+            continue;
+        }
+        if !ab {
+            mine.push(r);
+            continue;
+        }
+        pair.push(r);
+        if pair.len() == 2 {
+            // the shard's j-th pair: candidate first when j is even
+            let candidate_first = (mine.len() / 2) % 2 == 0;
+            if (pair[0].arm == Some(crate::workload::Arm::Candidate)) != candidate_first {
+                pair.swap(0, 1);
+            }
+            mine.append(&mut pair);
+        }
+    }
+    mine
 }
 
-/// Waits for `--start-at` (every shard starts its load at the same instant); a time already
-/// past is a warning, not a wait.
 /// A wait for `--start-at` that outlasts a server's idle timeout (vLLM: 5 s) would leave the
 /// pool closed: the connections are opened again (every target's at once) 2 s before the
 /// start, and given up at the start itself (the start is kept, the rest open in the load).
-async fn reopen_before_start(
+pub(super) async fn reopen_before_start(
     cfg: &LoadTestConfig,
     pooled: &[&VllmClient],
     at: chrono::DateTime<Utc>,
@@ -337,15 +355,18 @@ async fn reopen_before_start(
     Ok(())
 }
 
-async fn start_at(
+/// Waits for `at` (`what`: `--start-at`, or a sharded sweep's step start); a time already past
+/// is a warning, not a wait.
+pub(super) async fn start_at(
     at: chrono::DateTime<Utc>,
+    what: &str,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
 ) -> Result<(), LoadTestError> {
     let now = Utc::now();
     match (at - now).to_std() {
         Ok(wait) => {
-            tracing::info!(start_at = %rfc3339(at), wait_s = wait.as_secs_f64(), "waiting for --start-at");
+            tracing::info!(start_at = %rfc3339(at), wait_s = wait.as_secs_f64(), "waiting for {what}");
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for --start-at" }),
@@ -353,7 +374,7 @@ async fn start_at(
             }
         }
         Err(_) => results.warnings.push(format!(
-            "--start-at {} had passed {:.1} s before the load could start: the shards did not start together",
+            "{what} {} had passed {:.1} s before the load could start: the shards did not start together",
             rfc3339(at),
             (now - at).num_milliseconds() as f64 / 1e3
         )),
@@ -828,5 +849,54 @@ pub(super) fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, s
                 "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{Arm, Endpoint};
+
+    fn req(prompt: u32, arm: Option<Arm>) -> PreparedRequest {
+        PreparedRequest {
+            prompt_index: prompt,
+            arm,
+            endpoint: Endpoint::Completions,
+            body: bytes::Bytes::new(),
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn an_ab_list_is_dealt_to_the_shards_in_pairs_counterbalanced_in_each() {
+        let candidate = (0..8).map(|p| req(p, None)).collect();
+        let baseline = (0..8).map(|p| req(p, None)).collect();
+        let list = crate::workload::interleave_ab(candidate, baseline);
+        let mut seen = Vec::new();
+        for index in 0..4 {
+            let mine = shard_of(list.clone(), super::super::Shard { index, count: 4 });
+            assert_eq!(mine.len(), 4, "two pairs each");
+            for (j, pair) in mine.chunks(2).enumerate() {
+                assert_eq!(pair[0].prompt_index, pair[1].prompt_index, "twins together");
+                let first = if j % 2 == 0 {
+                    Arm::Candidate
+                } else {
+                    Arm::Baseline
+                };
+                assert_eq!(pair[0].arm, Some(first), "shard {index} pair {j}");
+                assert_ne!(pair[0].arm, pair[1].arm);
+            }
+            seen.extend(mine.iter().map(|r| (r.prompt_index, r.arm)));
+        }
+        seen.sort_by_key(|(p, a)| (*p, *a == Some(Arm::Baseline)));
+        let all: Vec<_> = (0..8)
+            .flat_map(|p| [(p, Some(Arm::Candidate)), (p, Some(Arm::Baseline))])
+            .collect();
+        assert_eq!(seen, all, "every request once");
+        // a plain list: every 4th
+        let plain: Vec<_> = (0..8).map(|p| req(p, None)).collect();
+        let mine = shard_of(plain, super::super::Shard { index: 1, count: 4 });
+        let prompts: Vec<u32> = mine.iter().map(|r| r.prompt_index).collect();
+        assert_eq!(prompts, [1, 5]);
     }
 }

@@ -9,6 +9,11 @@
 //! include the previous step's requests, and say so (`server_note`); without Prometheus, vLLM
 //! `/metrics` is read before and after each step.
 //!
+//! Sharded (`--shard-count`, with `--start-at`), each step runs the shard's part of its level
+//! and starts on one clock shared by every shard ([`LoadTestConfig::step_start`]): no shard
+//! opens a window; each writes its steps' tallies and `load-test merge` queries the server
+//! once per step over the union of the shards' step windows.
+//!
 //! The top-level `client` pools every step's measured requests; the top-level `server` is
 //! absent and the run is marked not valid as a gate measurement: the gate compares one load
 //! with another, not sweeps.
@@ -91,15 +96,30 @@ async fn run_steps(
     let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
     let mut health: Option<GeneratorHealth> = None;
     let mut status = RunStatus::Completed;
+    let mut shard_steps = Vec::new();
     for (i, &level) in levels.iter().enumerate() {
         let step_cfg = cfg.for_step(level);
-        let side = match cfg.api.has_vllm_metrics() {
+        // a shard leaves each step's server figures to `load-test merge`
+        let side = match cfg.api.has_vllm_metrics() && cfg.shard.is_none() {
             true => Some(open_window(&step_cfg, client, collector, cancel).await?),
             false => None,
         };
         let step = format!("step {i}");
         let again = (i > 0).then_some(step.as_str());
         preconnect_before(cfg, client, cancel, results, cfg.peak_concurrency(), again).await?;
+        // a sharded sweep's steps follow one clock from --start-at; a sweep of one process
+        // waits for --start-at before its first step only
+        let start = cfg.step_start(i as u32).or(cfg.start_at.filter(|_| i == 0));
+        if let Some(at) = start {
+            super::phases::reopen_before_start(cfg, &[&**client], at, cancel, results).await?;
+            let late = match i {
+                0 => "--start-at".to_string(),
+                _ => format!(
+                    "step {i}'s start (--start-at + {i} x (--warmup + --step-duration + --cooldown + --step-gap))"
+                ),
+            };
+            super::phases::start_at(at, &late, cancel, results).await?;
+        }
         tracing::info!(
             step = i,
             level,
@@ -129,6 +149,13 @@ async fn run_steps(
         )
         .await?;
         records_kept(&out)?;
+        if cfg.shard.is_some() {
+            shard_steps.push(crate::results::ShardStep {
+                rate_span_s: out.rate_span_s,
+                tally: out.tally.to_wire(),
+                unmeasured: out.unmeasured.to_wire(),
+            });
+        }
         pooled.merge(&out.tally);
         unmeasured.merge(&out.unmeasured);
         probes.merge(&out.probes);
@@ -152,9 +179,8 @@ async fn run_steps(
         } else if let Some(side) = side {
             match window_figures(side, &out, cancel, results).await? {
                 Some(s) => {
-                    let note = (collector.is_some()
-                        && cfg.prom.window_mode == WindowMode::Seed)
-                        .then(|| "--window-mode seed: the window is the step's duration rounded up to the minute, so it can include the previous step's requests".to_string());
+                    let note = (collector.is_some() && cfg.prom.window_mode == WindowMode::Seed)
+                        .then(|| SEED_STEP.to_string());
                     (Some(s), note)
                 }
                 None => (
@@ -162,6 +188,8 @@ async fn run_steps(
                     Some("stopped by a signal while the server was read".into()),
                 ),
             }
+        } else if cfg.shard.is_some() && cfg.api.has_vllm_metrics() {
+            (None, Some(SHARD_STEP.to_string()))
         } else {
             (None, Some(super::phases::NO_SERVER_SIDE.to_string()))
         };
@@ -213,14 +241,38 @@ async fn run_steps(
     results.load_generator = health;
     results.unmeasured = super::phases::unmeasured_info(cfg, &unmeasured);
     results.probes = probes.summaries();
+    let mut reasons = vec![SWEEP.to_string()];
+    if let Some(shard) = cfg.shard {
+        results.shard = Some(crate::results::ShardInfo {
+            index: Some(shard.index),
+            count: shard.count,
+            rate_span_s: measured_s,
+            tally: Some(pooled.to_wire()),
+            unmeasured: Some(unmeasured.to_wire()),
+            baseline: None,
+            members: Vec::new(),
+            steps: shard_steps,
+        });
+        reasons.push(format!(
+            "shard {} of {}: its requests are a part of the load; `load-test merge` combines the shards and queries the server once per step",
+            shard.index, shard.count
+        ));
+    }
     results.validity = Some(Validity {
         valid: false,
-        reasons: vec![
-            "a step sweep: each step has its own client and server figures in `steps`; the gate compares one load with another".into(),
-        ],
+        reasons,
     });
     Ok(status)
 }
+
+/// A step's note when its window is the seed's.
+pub(super) const SEED_STEP: &str = "--window-mode seed: the window is the step's duration rounded up to the minute, so it can include the previous step's requests";
+
+/// Why a sweep is no gate measurement.
+pub(super) const SWEEP: &str = "a step sweep: each step has its own client and server figures in `steps`; the gate compares one load with another";
+
+/// A sharded sweep's step: why it has no server figures of its own.
+const SHARD_STEP: &str = "a shard's step: `load-test merge` queries the server over the union of the shards' step windows";
 
 /// The less healthy of two steps' generator figures (saturated if either was).
 fn worse(a: GeneratorHealth, b: GeneratorHealth) -> GeneratorHealth {

@@ -1,0 +1,113 @@
+//! The steps of a sharded sweep (`--steps` with `--shard-count`), merged: step by step, the
+//! shards' tallies of that step combined (finish times moved onto the step's union clock) and,
+//! with `--prometheus-url`, the server's figures over the union of the shards' windows of that
+//! step, its left edge confirmed newer than the previous step's last request (as a sweep of one
+//! process opens each step's window).
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::{MergeConfig, ShardRun, bad};
+use crate::loadtest::{LoadTestError, rfc3339};
+use crate::prom::{LoadSpan, PrometheusCollector};
+use crate::results::{StepResult, WindowMode};
+use crate::runner::aggregate::Tally;
+
+/// A merged step's note when the merge queried no server.
+const NO_PROMETHEUS: &str =
+    "no server figures: give load-test merge --prometheus-url to query each step's union window";
+
+/// Every step of the sweep the shards `runs` ran, merged.
+pub(super) async fn merged(
+    cfg: &MergeConfig,
+    runs: &[ShardRun],
+    cancel: &CancellationToken,
+) -> Result<Vec<StepResult>, LoadTestError> {
+    let n = runs[0].results.steps.len();
+    for r in runs {
+        let info = r.results.shard.as_ref().expect("checked: a shard");
+        if r.results.steps.len() != n || info.steps.len() != n {
+            return Err(bad(format!(
+                "{}: a shard of a sweep without the tallies of its {n} steps (written by an older load-test, or it ran another sweep): run the shards again with this load-test",
+                r.dir.display()
+            )));
+        }
+    }
+    let collector = match &cfg.prometheus_url {
+        Some(url) => Some(PrometheusCollector::with_tls(
+            url,
+            cfg.prom.clone(),
+            &cfg.prometheus_tls,
+        )?),
+        None => None,
+    };
+    let mut steps = Vec::with_capacity(n);
+    // the left edge of step 0's window is newer than every shard's warm-up; of a later step's,
+    // than the previous step's last request
+    let mut ready = super::shards_ready(runs);
+    for i in 0..n {
+        let time = |r: &ShardRun, s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| bad(format!("{}: step {i}: {s:?}: {e}", r.dir.display())))
+        };
+        let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+        let mut starts = Vec::with_capacity(runs.len());
+        for r in runs {
+            let step = &r.results.steps[i];
+            let (s, e) = (time(r, &step.load_start)?, time(r, &step.load_end)?);
+            starts.push(s);
+            span = Some(span.map_or((s, e), |(a, b)| (a.min(s), b.max(e))));
+        }
+        let (start, end) = span.expect("at least one shard");
+        let mut tally = Tally::default();
+        let mut unmeasured = Tally::default();
+        let mut rate_span = 0.0f64;
+        let (mut concurrency, mut rate) = (None::<u32>, None::<f64>);
+        for (r, shard_start) in runs.iter().zip(&starts) {
+            let wire = &r.results.shard.as_ref().expect("checked").steps[i];
+            let shift = (*shard_start - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            let read = |w| {
+                Tally::from_wire(w, shift)
+                    .map_err(|e| bad(format!("{}: step {i} tally: {e}", r.dir.display())))
+            };
+            tally.merge(&read(&wire.tally)?);
+            unmeasured.merge(&read(&wire.unmeasured)?);
+            rate_span = rate_span.max(wire.rate_span_s);
+            let step = &r.results.steps[i];
+            if let Some(c) = step.concurrency {
+                concurrency = Some(concurrency.unwrap_or(0) + c);
+            }
+            if let Some(q) = step.rate {
+                rate = Some(rate.unwrap_or(0.0) + q);
+            }
+        }
+        let (server, server_note) = match &collector {
+            None => (None, Some(NO_PROMETHEUS.to_string())),
+            Some(c) => {
+                let successes = tally.successful() + unmeasured.successful();
+                tracing::info!(step = i, "querying Prometheus over the step's union window");
+                let span = LoadSpan { start, end };
+                let mode = cfg.prom.window_mode;
+                let server = super::union_server(c, mode, ready, span, successes, cancel).await?;
+                let note = (cfg.prom.window_mode == WindowMode::Seed)
+                    .then(|| crate::loadtest::sweep::SEED_STEP.to_string());
+                (Some(server), note)
+            }
+        };
+        ready = end;
+        steps.push(StepResult {
+            index: i as u32,
+            concurrency,
+            rate,
+            load_start: rfc3339(start),
+            load_end: rfc3339(end),
+            duration_s: (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6,
+            client: tally.metrics(rate_span),
+            server,
+            server_note,
+            thresholds: Vec::new(),
+        });
+    }
+    Ok(steps)
+}
