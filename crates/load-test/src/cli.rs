@@ -510,7 +510,7 @@ pub struct Cli {
     /// takes the quiet samples `load-test merge` rests each step's window on. Every shard
     /// starts step i at --start-at + i x (--warmup + --step-duration + --cooldown + this).
     /// The default covers a 15 s drain and two 30 s scrapes. Unused without shards.
-    #[arg(long, env = "STEP_GAP", default_value_t = Seconds(Duration::from_secs(75)), value_name = "DURATION")]
+    #[arg(long, env = "STEP_GAP", default_value_t = Seconds(Duration::from_secs(75)), value_parser = positive_seconds, value_name = "DURATION")]
     pub step_gap: Seconds,
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
@@ -940,6 +940,12 @@ impl TryFrom<Cli> for LoadTestConfig {
                 if config.start_at.is_none() {
                     anyhow::bail!(
                         "--shard-count with --steps needs --start-at: every shard's steps follow one clock from it (step i starts at --start-at + i x (--warmup + --step-duration + --cooldown + --step-gap))"
+                    );
+                }
+                let last = u32::try_from(levels.len().saturating_sub(1)).unwrap_or(u32::MAX);
+                if config.step_start(last).is_none() {
+                    anyhow::bail!(
+                        "--steps: the last step would start past the calendar's end (--start-at + {last} x (--warmup + --step-duration + --cooldown + --step-gap)): shorten them"
                     );
                 }
             }

@@ -177,8 +177,9 @@ fn merged_shards_in_the_seed_window_at_a_1_s_scrape() {
     );
 }
 
-/// A sweep in two shards at a 15 s scrape: each step's server figures come from its own union
-/// window, its left edge confirmed in the gap after the previous step (`--step-gap`), and the
+/// A sweep in two shards that warm up, at a 15 s scrape: each step's server figures come from
+/// its own union window, its left edge confirmed after the warm-ups (step 0) or in the gap
+/// after the previous step (`--step-gap`), its right edge before the next step, and the
 /// server's finished count of each step equals the client's successes of that step exactly.
 #[test]
 fn serial_a_sharded_sweep_is_counted_step_by_step_at_a_15_s_scrape() {
@@ -193,8 +194,9 @@ fn serial_a_sharded_sweep_is_counted_step_by_step_at_a_15_s_scrape() {
     prom.wait_for_targets_up(JOB, Duration::from_secs(30 + interval));
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 10);
-    // a scrape interval after the shards are ready, and a gap of two scrapes after each step
-    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(19)).to_rfc3339();
+    // two scrape intervals after the shards' warm-up (a quiet sample must follow a sample
+    // that already counts it), and a gap of two scrapes after each step
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(36)).to_rfc3339();
     let shards: Vec<_> = (0..2)
         .map(|i| dir.path().join(format!("shard-{i}")))
         .collect();
@@ -210,6 +212,9 @@ fn serial_a_sharded_sweep_is_counted_step_by_step_at_a_15_s_scrape() {
                 .arg(d)
                 .args(["--shard-count", "2", "--shard-index", &i.to_string()])
                 .args(["--start-at", &start_at, "--max-tokens", "4"])
+                // the first request to a LoRA adapter loads it: the usual warm-up, which the
+                // first step's window must start after
+                .args(["--warmup-requests", "1"])
                 .args([
                     "--steps",
                     "2,4",

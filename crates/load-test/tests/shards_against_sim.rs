@@ -691,6 +691,141 @@ fn serial_sweep_shards_move_from_step_to_step_together() {
     }
 }
 
+/// An open-loop sweep in two shards with a warm-up and a cool-down in every step: each shard
+/// sends half of each step's rate, step 1 starts on the clock that counts them
+/// (`--start-at` + 0.5 + 1 + 0.5 + 1 s), and the merged rates are over the measured steps, as
+/// one process's (not over the union, gaps and all).
+#[test]
+fn serial_a_rate_sweep_in_shards_keeps_the_clock_with_warmup_and_cooldown() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 20);
+    let start_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let at = start_at.to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    run_together(
+        shard_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let index = i.to_string();
+                staged(
+                    &sim,
+                    &eval,
+                    d,
+                    &[
+                        "--rate",
+                        "1",
+                        "--steps",
+                        "20,40",
+                        "--step-duration",
+                        "1s",
+                        "--warmup",
+                        "500ms",
+                        "--cooldown",
+                        "500ms",
+                        "--step-gap",
+                        "1s",
+                        "--shard-count",
+                        "2",
+                        "--shard-index",
+                        &index,
+                        "--start-at",
+                        &at,
+                    ],
+                )
+            })
+            .collect(),
+    );
+    let parse = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    for d in &shard_dirs {
+        let r = load_test_results(d);
+        let steps = r["steps"].as_array().unwrap();
+        assert_eq!(steps[0]["rate"], 10.0, "half of 20/s");
+        assert_eq!(steps[1]["rate"], 20.0, "half of 40/s");
+        let late = (parse(&steps[1]["load_start"]) - (start_at + chrono::Duration::seconds(3)))
+            .num_milliseconds();
+        assert!(
+            (0..500).contains(&late),
+            "step 1 started {late} ms after its time"
+        );
+    }
+    let merged_dir = dir.path().join("merged");
+    let out = merge(&shard_dirs, &merged_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = load_test_results(&merged_dir);
+    let steps = m["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["rate"], 20.0);
+    assert_eq!(steps[1]["rate"], 40.0);
+    // 20/s and 40/s for 1 s each: about 60 measured requests over 2 measured seconds; the
+    // union from the first step's warm-up to the last one's end is over 5 s
+    let c = &m["client"];
+    let total = f(&c["total_requests"]);
+    assert!((50.0..=70.0).contains(&total), "{total}");
+    let rps = f(&c["requests_per_s"]);
+    assert!(
+        (rps - total / 2.0).abs() <= 0.1 * total / 2.0,
+        "{rps} for {total} requests"
+    );
+}
+
+/// Shards given different step clocks (here, gaps) ran no step together: the merge says which
+/// shard started a step after another had ended it, and writes no results.
+#[test]
+fn sweep_shards_on_different_clocks_are_refused() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 8);
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    run_together(
+        shard_dirs
+            .iter()
+            .zip(["1s", "3s"])
+            .enumerate()
+            .map(|(i, (d, gap))| {
+                let index = i.to_string();
+                staged(
+                    &sim,
+                    &eval,
+                    d,
+                    &[
+                        "--steps",
+                        "2,2",
+                        "--step-duration",
+                        "500ms",
+                        "--step-gap",
+                        gap,
+                        "--shard-count",
+                        "2",
+                        "--shard-index",
+                        &index,
+                        "--start-at",
+                        &at,
+                    ],
+                )
+            })
+            .collect(),
+    );
+    let out = merge(&shard_dirs, &dir.path().join("merged"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("step 1:") && text.contains("shard-1 started it"),
+        "{text}"
+    );
+    assert!(text.contains("did not run their steps together"), "{text}");
+    assert!(!dir.path().join("merged/load_test_results.json").exists());
+}
+
 #[test]
 fn shards_that_do_not_make_one_load_are_refused() {
     let sim = sim();

@@ -269,14 +269,19 @@ impl LoadTestConfig {
 impl LoadTestConfig {
     /// When step `index` of a sharded sweep starts: `--start-at` plus, per step before it, its
     /// warm-up, measured time, cool-down and `--step-gap`, so every shard's steps run together.
-    /// `None` outside a sharded sweep with `--start-at`.
+    /// `None` outside a sharded sweep with `--start-at`, and past the calendar's end (the
+    /// command line refuses a sweep whose last step would start there).
     pub fn step_start(&self, index: u32) -> Option<chrono::DateTime<chrono::Utc>> {
         let (Some(at), Some(_), Some(_)) = (self.start_at, self.shard, &self.steps) else {
             return None;
         };
-        let period = self.warmup + self.step_duration + self.cooldown + self.step_gap;
-        let offset = chrono::Duration::from_std(period * index).ok()?;
-        Some(at + offset)
+        let period = self
+            .warmup
+            .checked_add(self.step_duration)?
+            .checked_add(self.cooldown)?
+            .checked_add(self.step_gap)?;
+        let offset = chrono::Duration::from_std(period.checked_mul(index)?).ok()?;
+        at.checked_add_signed(offset)
     }
 }
 

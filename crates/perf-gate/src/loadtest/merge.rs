@@ -412,7 +412,9 @@ async fn merged(
     let count = runs[0].count;
     let union_s = (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
     // a timed load's rates are over its measured window (the same in every shard)
-    let rate_span = match runs[0].results.config.duration_s {
+    // (a sweep's: each shard's measured steps together, as a sweep of one process)
+    let config = &runs[0].results.config;
+    let rate_span = match config.duration_s.or(config.step_duration_s) {
         Some(_) => runs
             .iter()
             .filter_map(|r| r.results.shard.as_ref().map(|s| s.rate_span_s))
@@ -506,7 +508,7 @@ async fn merged(
     results.validity = None;
     if results.config.steps.is_some() {
         // a sweep: each step its own figures and server window; none for the whole
-        results.steps = steps::merged(cfg, &runs, cancel).await?;
+        results.steps = steps::merged(cfg, &runs, cancel, &mut results.warnings).await?;
         results.validity = Some(Validity {
             valid: false,
             reasons: vec![super::sweep::SWEEP.into()],
@@ -527,13 +529,13 @@ async fn merged(
             let server = union_server(
                 &collector,
                 cfg.prom.window_mode,
-                shards_ready(&runs),
+                (shards_ready(&runs), None),
                 LoadSpan { start, end },
                 successes,
                 cancel,
             )
             .await?;
-            super::phases::reconcile(&mut results, &server, successes);
+            super::phases::reconcile(&mut results.warnings, &server, successes);
             results.server = Some(server);
             let validity = crate::decision::validity::validity(&results);
             results.validity = Some(validity);
@@ -564,11 +566,12 @@ async fn merged(
 }
 
 /// The server's figures over the union window `span`, its left edge (end-anchored) newer than
-/// `ready`, checked against the `successes` the shards counted in it.
+/// `ready` and its right edge, if `before` is given, older than it (a sweep's next step),
+/// checked against the `successes` the shards counted in it.
 async fn union_server(
     collector: &PrometheusCollector,
     mode: WindowMode,
-    ready: DateTime<Utc>,
+    (ready, before): (DateTime<Utc>, Option<DateTime<Utc>>),
     span: LoadSpan,
     successes: u64,
     cancel: &CancellationToken,
@@ -577,7 +580,16 @@ async fn union_server(
         match mode {
             WindowMode::EndAnchored => {
                 let pre = collector.left_edges_of_past_load(ready, span.start).await?;
-                collector.collect_confirmed(&pre, &span, successes).await
+                match before {
+                    // only the samples before it: a right edge past it would count its requests
+                    Some(t) => {
+                        let at_ms = t.timestamp_millis() - 1;
+                        collector
+                            .confirmed_figures_at(&pre, &span, successes, at_ms)
+                            .await
+                    }
+                    None => collector.collect_confirmed(&pre, &span, successes).await,
+                }
             }
             WindowMode::Seed => collector.collect_seed(&span).await,
         }

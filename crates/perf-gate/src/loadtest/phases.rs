@@ -164,7 +164,7 @@ pub(super) async fn execute(
             requests,
             &cancel,
             results,
-            started_wall,
+            (started_wall, ready_wall),
             &poller,
         )
         .await;
@@ -369,12 +369,12 @@ pub(super) async fn start_at(
             tracing::info!(start_at = %rfc3339(at), wait_s = wait.as_secs_f64(), "waiting for {what}");
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for --start-at" }),
+                _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while waiting for the load's start" }),
                 _ = tokio::time::sleep(wait) => {}
             }
         }
         Err(_) => results.warnings.push(format!(
-            "{what} {} had passed {:.1} s before the load could start: the shards did not start together",
+            "{what} {} had passed {:.1} s before the load could start (shards given it did not start together)",
             rfc3339(at),
             (now - at).num_milliseconds() as f64 / 1e3
         )),
@@ -505,7 +505,7 @@ pub(super) async fn window_figures(
         return Ok(None);
     };
     super::accounting::require_client_successes(&mut server, successes);
-    reconcile(results, &server, successes);
+    reconcile(&mut results.warnings, &server, successes);
     Ok(Some(server))
 }
 
@@ -841,11 +841,11 @@ async fn server_figures(
 
 /// Server-side finished count should match the client's `successes` (both arms' in an A/B
 /// run); a gap means wrong labels, a wrong window, or foreign traffic on the server.
-pub(super) fn reconcile(results: &mut LoadTestResults, server: &ServerMetrics, successes: u64) {
+pub(super) fn reconcile(warnings: &mut Vec<String>, server: &ServerMetrics, successes: u64) {
     if let Some(n) = server.requests_finished.get() {
         let ok = successes as f64;
         if ok > 0.0 && ((n - ok).abs() / ok) > 0.10 {
-            results.warnings.push(format!(
+            warnings.push(format!(
                 "server counted {n:.0} finished requests but the client saw {ok:.0} succeed: check --prometheus-job, the window, or other traffic on this vLLM"
             ));
         }

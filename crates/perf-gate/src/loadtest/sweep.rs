@@ -48,7 +48,7 @@ pub(super) async fn run(
     requests: Vec<PreparedRequest>,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
-    started_wall: DateTime<Utc>,
+    (started_wall, ready_wall): (DateTime<Utc>, DateTime<Utc>),
     poller: &super::poll::Poller,
 ) -> Result<RunStatus, LoadTestError> {
     let outcome = run_steps(
@@ -58,7 +58,7 @@ pub(super) async fn run(
         requests,
         cancel,
         results,
-        started_wall,
+        (started_wall, ready_wall),
         poller,
     )
     .await;
@@ -85,7 +85,7 @@ async fn run_steps(
     requests: Vec<PreparedRequest>,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
-    started_wall: DateTime<Utc>,
+    (started_wall, ready_wall): (DateTime<Utc>, DateTime<Utc>),
     poller: &super::poll::Poller,
 ) -> Result<RunStatus, LoadTestError> {
     let levels = cfg.steps.as_deref().unwrap_or_default();
@@ -230,7 +230,9 @@ async fn run_steps(
     if let Some((start, end)) = span {
         results.timing = Some(RunTiming {
             started_at: rfc3339(started_wall),
-            ready_at: None,
+            // when the pre-flight and any warm-up ended: a merge of shards starts the first
+            // step's window after it
+            ready_at: Some(rfc3339(ready_wall)),
             load_start: rfc3339(start),
             load_end: rfc3339(end),
             load_duration_s: (end - start).num_milliseconds() as f64 / 1e3,

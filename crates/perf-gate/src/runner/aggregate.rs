@@ -122,6 +122,8 @@ impl Tally {
         self.prompt_tokens += other.prompt_tokens;
         self.requests.merge(&other.requests);
         self.slo_met += other.slo_met;
+        // a merge into an empty tally (a shard's, a step's) keeps the objectives judged
+        self.slo = self.slo.or(other.slo);
         self.itl.merge(&other.itl);
         self.tpot.merge(&other.tpot);
         self.queue.merge(&other.queue);

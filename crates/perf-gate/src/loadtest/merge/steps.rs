@@ -22,6 +22,7 @@ pub(super) async fn merged(
     cfg: &MergeConfig,
     runs: &[ShardRun],
     cancel: &CancellationToken,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<StepResult>, LoadTestError> {
     let n = runs[0].results.steps.len();
     for r in runs {
@@ -41,30 +42,22 @@ pub(super) async fn merged(
         )?),
         None => None,
     };
+    let spans = (0..n)
+        .map(|i| step_spans(runs, i))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut steps = Vec::with_capacity(n);
     // the left edge of step 0's window is newer than every shard's warm-up; of a later step's,
     // than the previous step's last request
     let mut ready = super::shards_ready(runs);
-    for i in 0..n {
-        let time = |r: &ShardRun, s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| bad(format!("{}: step {i}: {s:?}: {e}", r.dir.display())))
-        };
-        let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
-        let mut starts = Vec::with_capacity(runs.len());
-        for r in runs {
-            let step = &r.results.steps[i];
-            let (s, e) = (time(r, &step.load_start)?, time(r, &step.load_end)?);
-            starts.push(s);
-            span = Some(span.map_or((s, e), |(a, b)| (a.min(s), b.max(e))));
-        }
-        let (start, end) = span.expect("at least one shard");
+    for (i, StepSpan { starts, start, end }) in spans.iter().enumerate() {
+        let (start, end) = (*start, *end);
+        // the right edge before the next step starts, so no step counts the next one's
+        let next = spans.get(i + 1).map(|s| s.start);
         let mut tally = Tally::default();
         let mut unmeasured = Tally::default();
         let mut rate_span = 0.0f64;
         let (mut concurrency, mut rate) = (None::<u32>, None::<f64>);
-        for (r, shard_start) in runs.iter().zip(&starts) {
+        for (r, shard_start) in runs.iter().zip(starts) {
             let wire = &r.results.shard.as_ref().expect("checked").steps[i];
             let shift = (*shard_start - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
             let read = |w| {
@@ -89,7 +82,9 @@ pub(super) async fn merged(
                 tracing::info!(step = i, "querying Prometheus over the step's union window");
                 let span = LoadSpan { start, end };
                 let mode = cfg.prom.window_mode;
-                let server = super::union_server(c, mode, ready, span, successes, cancel).await?;
+                let server =
+                    super::union_server(c, mode, (ready, next), span, successes, cancel).await?;
+                crate::loadtest::phases::reconcile(warnings, &server, successes);
                 let note = (cfg.prom.window_mode == WindowMode::Seed)
                     .then(|| crate::loadtest::sweep::SEED_STEP.to_string());
                 (Some(server), note)
@@ -110,4 +105,56 @@ pub(super) async fn merged(
         });
     }
     Ok(steps)
+}
+
+/// One step of the shards: each shard's start of it (in the shards' order), and the union of
+/// their windows of it.
+struct StepSpan {
+    starts: Vec<DateTime<Utc>>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// Step `i` of the shards. The windows must overlap (every shard started before every other
+/// ended): shards that did not share one step clock (the same `--start-at` and `--step-gap`)
+/// ran no step together.
+fn step_spans(runs: &[ShardRun], i: usize) -> Result<StepSpan, LoadTestError> {
+    let mut starts = Vec::with_capacity(runs.len());
+    let mut ends = Vec::with_capacity(runs.len());
+    for r in runs {
+        let step = &r.results.steps[i];
+        for (text, into) in [(&step.load_start, &mut starts), (&step.load_end, &mut ends)] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .map_err(|e| bad(format!("{}: step {i}: {text:?}: {e}", r.dir.display())))?;
+            into.push(t.with_timezone(&Utc));
+        }
+    }
+    let (first, last) = (
+        *starts.iter().min().expect("a shard"),
+        *ends.iter().max().expect("a shard"),
+    );
+    let latest = starts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, t)| **t)
+        .expect("a shard");
+    let earliest_end = ends
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, t)| **t)
+        .expect("a shard");
+    if latest.1 >= earliest_end.1 {
+        return Err(bad(format!(
+            "step {i}: {} started it at {} after {} had ended it at {}: the shards did not run their steps together (give them the same --start-at and --step-gap)",
+            runs[latest.0].dir.display(),
+            rfc3339(*latest.1),
+            runs[earliest_end.0].dir.display(),
+            rfc3339(*earliest_end.1)
+        )));
+    }
+    Ok(StepSpan {
+        starts,
+        start: first,
+        end: last,
+    })
 }
