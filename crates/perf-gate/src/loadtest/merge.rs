@@ -21,7 +21,7 @@
 //!   load is the slowest of the shards' (the one that loaded the adapter). A target mix has no
 //!   server figures (`--prometheus-url` is refused).
 //! - A sweep (`--steps`): each step merged apart, with the server's figures over that step's
-//!   union window ([`steps`]); none for the whole, as a sweep of one process.
+//!   union window (`merge::steps`); none for the whole, as a sweep of one process.
 //! - `requests.jsonl`: the shards' records, shard after shard, each line with its `shard`.
 
 mod steps;
