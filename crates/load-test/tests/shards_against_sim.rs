@@ -55,6 +55,43 @@ fn merge(dirs: &[PathBuf], out: &Path) -> std::process::Output {
         .arg(out))
 }
 
+/// Two shards of a load against `sim`, started together at `at`, each with the common flags,
+/// `args(index)` and its shard flags: their directories under `dir`.
+fn two_shards(
+    sim: &Sim,
+    eval: &Path,
+    dir: &Path,
+    at: &str,
+    args: &dyn Fn(usize) -> Vec<&'static str>,
+) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
+    run_together(
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let index = i.to_string();
+                let shard = [
+                    "--shard-count",
+                    "2",
+                    "--shard-index",
+                    &index,
+                    "--start-at",
+                    at,
+                ];
+                staged(sim, eval, d, &[&args(i)[..], &shard[..]].concat())
+            })
+            .collect(),
+    );
+    dirs
+}
+
+/// An RFC 3339 time of the results.
+fn utc(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
 /// The nearest-rank percentile `q` of `v` (sorted).
 fn rank(v: &[f64], q: f64) -> f64 {
     let n = v.len();
@@ -558,42 +595,17 @@ fn serial_sweep_shards_move_from_step_to_step_together() {
     let lead = chrono::Duration::seconds(3);
     let start_at = chrono::Utc::now() + lead;
     let at = start_at.to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    run_together(
-        shard_dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let index = i.to_string();
-                staged(
-                    &sim,
-                    &eval,
-                    d,
-                    &[
-                        "--steps",
-                        "2,4",
-                        "--step-duration",
-                        "1s",
-                        "--step-gap",
-                        "1s",
-                        "--shard-count",
-                        "2",
-                        "--shard-index",
-                        &index,
-                        "--start-at",
-                        &at,
-                    ],
-                )
-            })
-            .collect(),
-    );
-    let parse = |v: &Value| {
-        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
+    let shard_dirs = two_shards(&sim, &eval, dir.path(), &at, &|_| {
+        vec![
+            "--steps",
+            "2,4",
+            "--step-duration",
+            "1s",
+            "--step-gap",
+            "1s",
+        ]
+    });
+
     let mut recs = Vec::new();
     let mut totals = [0u64; 2];
     let mut spans: Vec<Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>> =
@@ -613,7 +625,7 @@ fn serial_sweep_shards_move_from_step_to_step_together() {
                     .contains("load-test merge")
             );
             totals[i] += step["client"]["total_requests"].as_u64().unwrap();
-            spans[i].push((parse(&step["load_start"]), parse(&step["load_end"])));
+            spans[i].push((utc(&step["load_start"]), utc(&step["load_end"])));
         }
         recs.extend(request_records(d));
     }
@@ -653,8 +665,8 @@ fn serial_sweep_shards_move_from_step_to_step_together() {
         // the union of the shards' windows of this step
         let first = spans[i].iter().map(|s| s.0).min().unwrap();
         let last = spans[i].iter().map(|s| s.1).max().unwrap();
-        assert_eq!(parse(&step["load_start"]), first, "step {i}");
-        assert_eq!(parse(&step["load_end"]), last, "step {i}");
+        assert_eq!(utc(&step["load_start"]), first, "step {i}");
+        assert_eq!(utc(&step["load_end"]), last, "step {i}");
         assert!(step["server"].is_null());
         assert!(
             step["server_note"]
@@ -702,54 +714,29 @@ fn serial_a_rate_sweep_in_shards_keeps_the_clock_with_warmup_and_cooldown() {
     let eval = eval_file(dir.path(), 20);
     let start_at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let at = start_at.to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    run_together(
-        shard_dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let index = i.to_string();
-                staged(
-                    &sim,
-                    &eval,
-                    d,
-                    &[
-                        "--rate",
-                        "1",
-                        "--steps",
-                        "20,40",
-                        "--step-duration",
-                        "1s",
-                        "--warmup",
-                        "500ms",
-                        "--cooldown",
-                        "500ms",
-                        "--step-gap",
-                        "1s",
-                        "--shard-count",
-                        "2",
-                        "--shard-index",
-                        &index,
-                        "--start-at",
-                        &at,
-                    ],
-                )
-            })
-            .collect(),
-    );
-    let parse = |v: &Value| {
-        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
+    let shard_dirs = two_shards(&sim, &eval, dir.path(), &at, &|_| {
+        vec![
+            "--rate",
+            "1",
+            "--steps",
+            "20,40",
+            "--step-duration",
+            "1s",
+            "--warmup",
+            "500ms",
+            "--cooldown",
+            "500ms",
+            "--step-gap",
+            "1s",
+        ]
+    });
+
     for d in &shard_dirs {
         let r = load_test_results(d);
         let steps = r["steps"].as_array().unwrap();
         assert_eq!(steps[0]["rate"], 10.0, "half of 20/s");
         assert_eq!(steps[1]["rate"], 20.0, "half of 40/s");
-        let late = (parse(&steps[1]["load_start"]) - (start_at + chrono::Duration::seconds(3)))
+        let late = (utc(&steps[1]["load_start"]) - (start_at + chrono::Duration::seconds(3)))
             .num_milliseconds();
         assert!(
             (0..500).contains(&late),
@@ -783,38 +770,17 @@ fn sweep_shards_on_different_clocks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 8);
     let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    run_together(
-        shard_dirs
-            .iter()
-            .zip(["1s", "3s"])
-            .enumerate()
-            .map(|(i, (d, gap))| {
-                let index = i.to_string();
-                staged(
-                    &sim,
-                    &eval,
-                    d,
-                    &[
-                        "--steps",
-                        "2,2",
-                        "--step-duration",
-                        "500ms",
-                        "--step-gap",
-                        gap,
-                        "--shard-count",
-                        "2",
-                        "--shard-index",
-                        &index,
-                        "--start-at",
-                        &at,
-                    ],
-                )
-            })
-            .collect(),
-    );
+    let shard_dirs = two_shards(&sim, &eval, dir.path(), &at, &|i| {
+        let gap = ["1s", "3s"][i];
+        vec![
+            "--steps",
+            "2,2",
+            "--step-duration",
+            "500ms",
+            "--step-gap",
+            gap,
+        ]
+    });
     let out = merge(&shard_dirs, &dir.path().join("merged"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);

@@ -640,8 +640,8 @@ mod tests {
     use super::*;
     use crate::results::{RunTiming, WarmupInfo};
 
-    #[test]
-    fn a_shard_is_ready_when_its_last_counted_request_before_the_load_ended() {
+    /// Results started at 0 s, ready at 5 s, loaded from 60 to 120 s.
+    fn started_ready_loaded() -> LoadTestResults {
         let mut r = crate::fixtures::results();
         r.timing = Some(RunTiming {
             started_at: "2026-01-01T00:00:00Z".into(),
@@ -651,6 +651,12 @@ mod tests {
             load_duration_s: 60.0,
             wall_clock_duration_s: 0.0,
         });
+        r
+    }
+
+    #[test]
+    fn a_shard_is_ready_when_its_last_counted_request_before_the_load_ended() {
+        let mut r = started_ready_loaded();
         // no warm-up: the pre-flight counts nothing, any sample since the start will do
         assert_eq!(ready_text(&r), "2026-01-01T00:00:00Z");
         r.warmup = Some(WarmupInfo::default());
@@ -667,15 +673,7 @@ mod tests {
 
     #[test]
     fn a_mix_shard_is_ready_after_its_cold_loads() {
-        let mut r = crate::fixtures::results();
-        r.timing = Some(RunTiming {
-            started_at: "2026-01-01T00:00:00Z".into(),
-            ready_at: Some("2026-01-01T00:00:05Z".into()),
-            load_start: "2026-01-01T00:01:00Z".into(),
-            load_end: "2026-01-01T00:02:00Z".into(),
-            load_duration_s: 60.0,
-            wall_clock_duration_s: 0.0,
-        });
+        let mut r = started_ready_loaded();
         let member = |cold| crate::results::MixMemberResult {
             name: "a".into(),
             role: crate::mix::Role::Adapter,
