@@ -910,8 +910,27 @@ impl TryFrom<Cli> for LoadTestConfig {
         if let Some(s) = shard {
             // this shard's share of the load: the first shards take the remainder
             // (a staged closed loop: of each stage's level, in LoadTestConfig::profile)
-            let share =
+            let mut share =
                 config.concurrency / s.count + u32::from(s.index < config.concurrency % s.count);
+            // targets with their own concurrency: each target's closed loop split among the
+            // shards, this shard's level their parts' sum
+            if let Some(m) = &config.mix
+                && m.members.iter().all(|m| m.concurrency.is_some())
+            {
+                if let Some(t) = m
+                    .members
+                    .iter()
+                    .find(|t| t.concurrency.is_some_and(|c| c < s.count))
+                {
+                    anyhow::bail!(
+                        "--shard-count {}: more shards than target {:?}'s concurrency={} (each shard needs one of its requests in flight)",
+                        s.count,
+                        t.name,
+                        t.concurrency.unwrap_or_default()
+                    );
+                }
+                share = config.member_caps().unwrap_or_default().iter().sum();
+            }
             match (&config.stages, config.rate) {
                 (Some(stages), None) => {
                     let peak = stages.iter().map(|st| st.target).fold(0.0, f64::max);
@@ -985,17 +1004,6 @@ fn shard(cli: &Cli) -> anyhow::Result<Option<Shard>> {
             "--shard-index {index} is not below --shard-count {}",
             cli.shard_count
         );
-    }
-    for (set, flag) in [(
-        cli.targets.iter().any(|t| {
-            t.parse::<TargetSpec>()
-                .is_ok_and(|spec| spec.concurrency.is_some())
-        }),
-        "--target concurrency= (each target's own closed loop is not split among shards)",
-    )] {
-        if set {
-            anyhow::bail!("--shard-count cannot be used with {flag} (yet): shard a plain load");
-        }
     }
     Ok(Some(Shard {
         index,

@@ -583,6 +583,96 @@ fn target_mix_shards_merge_each_target() {
     assert!(!reasons.contains("--prometheus-url"), "{reasons}");
 }
 
+/// Targets with their own `concurrency=` in two shards: each target's closed loop is split
+/// whole among the shards (3 -> 2 + 1, 2 -> 1 + 1), each shard keeps no more of a target's
+/// requests in flight than its part, and the merge adds the parts up again.
+#[test]
+fn serial_target_concurrency_is_split_among_shards() {
+    // slow enough that every slot stays taken: the caps bind
+    let slow = || {
+        Sim::start(vllm_sim::SimConfig {
+            ttft: Duration::from_millis(40),
+            itl: Duration::from_millis(10),
+            ..Default::default()
+        })
+    };
+    let (one, two) = (slow(), slow());
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 12);
+    let targets = [
+        format!(
+            "--target=name=one,url={},model=candidate,concurrency=3",
+            one.url
+        ),
+        format!(
+            "--target=name=two,url={},model=candidate,concurrency=2",
+            two.url
+        ),
+    ];
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let shard_dirs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    let commands = shard_dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut c = load_test();
+            c.args(&targets)
+                .arg("--eval-data-path")
+                .arg(&eval)
+                .arg("--output-dir")
+                .arg(d)
+                .args(["--max-tokens", "4", "--duration", "2s"])
+                .args(["--progress-interval", "0", "--poll-interval", "0"])
+                .args(["--shard-count", "2", "--shard-index", &i.to_string()])
+                .args(["--start-at", &start_at]);
+            c
+        })
+        .collect();
+    run_together(commands);
+    let parts = [[2, 1], [1, 1]];
+    let mut sent = [0u64; 2];
+    for (d, part) in shard_dirs.iter().zip(parts) {
+        let r = load_test_results(d);
+        assert_eq!(
+            r["config"]["concurrency"],
+            part[0] + part[1],
+            "{}: the shard's level is its parts' sum",
+            d.display()
+        );
+        let recs = request_records(d);
+        for (i, name) in ["one", "two"].into_iter().enumerate() {
+            let mine: Vec<&Value> = recs.iter().filter(|r| r["target"] == name).collect();
+            let most = most_in_flight(mine.iter().copied());
+            assert_eq!(
+                most,
+                part[i] as usize,
+                "{}: target {name} kept {most} in flight, its part is {}",
+                d.display(),
+                part[i]
+            );
+            sent[i] += r["mix"]["members"][i]["client"]["total_requests"]
+                .as_u64()
+                .unwrap();
+        }
+        // the flag's value is kept as given, as --stages are
+        assert_eq!(r["mix"]["members"][0]["concurrency"], 3);
+    }
+    let merged_dir = dir.path().join("merged");
+    let out = merge(&shard_dirs, &merged_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = load_test_results(&merged_dir);
+    assert_eq!(m["config"]["concurrency"], 5, "the targets' sum");
+    let members = m["mix"]["members"].as_array().unwrap();
+    assert_eq!(members[0]["concurrency"], 3);
+    assert_eq!(members[1]["concurrency"], 2);
+    assert_eq!(members[0]["client"]["total_requests"], sent[0]);
+    assert_eq!(members[1]["client"]["total_requests"], sent[1]);
+    assert_eq!(one.stats().accepted, sent[0]);
+    assert_eq!(two.stats().accepted, sent[1]);
+}
+
 /// A sweep in two shards: every shard runs its part of each step's level and starts each step
 /// on the shared clock (`--start-at` + i x (step + gap)); the merge keeps the steps apart, each
 /// with every one of its requests (percentiles exact over the shards' records of that step)
@@ -865,9 +955,9 @@ fn shards_that_do_not_make_one_load_are_refused() {
                 "--shard-index",
                 "0",
                 "--target",
-                "name=a,url=http://127.0.0.1:9,model=m,concurrency=2",
+                "name=a,url=http://127.0.0.1:9,model=m,concurrency=1",
             ],
-            "--target concurrency= (each target's own closed loop is not split among shards)",
+            "more shards than target \"a\"'s concurrency=1",
         ),
         (
             &["--start-at", "tomorrow"],

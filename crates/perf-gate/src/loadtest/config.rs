@@ -224,6 +224,23 @@ impl LoadTestConfig {
             .map(|over| Profile::ramp(start.min(level), level, over))
     }
 
+    /// A mix's members' own requests in flight (every target's `concurrency=`), a shard's
+    /// part of each (split whole, as a closed loop's level); `None` when the members share the
+    /// run's.
+    pub fn member_caps(&self) -> Option<Vec<u32>> {
+        let mix = self.mix.as_ref()?;
+        mix.members
+            .iter()
+            .map(|m| {
+                let c = m.concurrency?;
+                Some(
+                    self.shard
+                        .map_or(c, |s| crate::runner::part_of_level(c, s.index, s.count)),
+                )
+            })
+            .collect()
+    }
+
     /// The most requests a closed loop keeps in flight (the connection pool's size): the
     /// highest step, the stages' peak, or `concurrency`.
     pub fn peak_concurrency(&self) -> u32 {

@@ -214,8 +214,9 @@ fn for_member(
 }
 
 /// How the runner dispatches the mix.
-pub(super) fn dispatch(mix: &Mix, setup: &MixSetup) -> Arc<DispatchMix> {
-    let caps: Option<Vec<u32>> = mix.members.iter().map(|m| m.concurrency).collect();
+pub(super) fn dispatch(cfg: &LoadTestConfig, mix: &Mix, setup: &MixSetup) -> Arc<DispatchMix> {
+    // a shard's part of each member's own requests in flight
+    let caps = cfg.member_caps();
     Arc::new(DispatchMix {
         names: mix
             .members

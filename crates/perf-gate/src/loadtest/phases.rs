@@ -109,7 +109,7 @@ pub(super) async fn execute(
             requests = super::mixes::expand(&requests, m, setup, cfg.api)?;
             // before any warm-up, which would load the adapters
             cold = super::mixes::cold_loads(cfg, m, &client, &requests, &cancel).await?;
-            dispatch = Some(super::mixes::dispatch(m, setup));
+            dispatch = Some(super::mixes::dispatch(cfg, m, setup));
             // seed windows need a quiet gap before the load (a warm-up waits one itself)
             if cfg.warmup_requests == 0
                 && cfg.prometheus_url.is_some()
