@@ -126,6 +126,9 @@ fn arrival(s: &str) -> Result<Arrival, String> {
     s.parse::<Arrival>().map_err(|e| e.to_string())
 }
 
+/// `--step-gap`'s default: a 15 s drain and two 30 s scrapes.
+const DEFAULT_STEP_GAP: Duration = Duration::from_secs(75);
+
 /// `--scenario`'s presets, layered under the config file (see
 /// [`perf_gate_cli::config_file::Presets`]).
 pub const SCENARIOS: perf_gate_cli::config_file::Presets = perf_gate_cli::config_file::Presets {
@@ -509,9 +512,10 @@ pub struct Cli {
     /// cool-down) and the next step's start, in which its last requests finish and Prometheus
     /// takes the quiet samples `load-test merge` rests each step's window on. Every shard
     /// starts step i at --start-at + i x (--warmup + --step-duration + --cooldown + this).
-    /// The default covers a 15 s drain and two 30 s scrapes. Unused without shards.
-    #[arg(long, env = "STEP_GAP", default_value_t = Seconds(Duration::from_secs(75)), value_parser = positive_seconds, value_name = "DURATION")]
-    pub step_gap: Seconds,
+    /// The default covers a 15 s drain and two 30 s scrapes. Unused (with a warning) without
+    /// shards. [default: 75s]
+    #[arg(long, env = "STEP_GAP", value_parser = positive_seconds, value_name = "DURATION")]
+    pub step_gap: Option<Seconds>,
 
     /// Requests sent before the measurement and left out of it (the first request to a LoRA
     /// adapter loads it). End-anchored windows start after a confirmed sample that already
@@ -775,6 +779,11 @@ impl TryFrom<Cli> for LoadTestConfig {
             anyhow::bail!("--prompt-text is empty");
         }
         let shard = shard(&cli)?;
+        if cli.step_gap.is_some() && (shard.is_none() || cli.steps.is_empty()) {
+            tracing::warn!(
+                "--step-gap/STEP_GAP given but not used: it spaces the steps of a sweep in shards (--steps with --shard-count)"
+            );
+        }
         let start_at = cli
             .start_at
             .as_deref()
@@ -839,7 +848,7 @@ impl TryFrom<Cli> for LoadTestConfig {
             think,
             scenario: cli.scenario.clone(),
             step_duration: cli.step_duration.into(),
-            step_gap: cli.step_gap.into(),
+            step_gap: cli.step_gap.map_or(DEFAULT_STEP_GAP, Duration::from),
             max_tokens: cli.max_tokens.max(),
             temperature: cli.temperature,
             endpoint: match cli.endpoint {

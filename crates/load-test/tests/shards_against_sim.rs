@@ -673,6 +673,27 @@ fn serial_target_concurrency_is_split_among_shards() {
     assert_eq!(two.stats().accepted, sent[1]);
 }
 
+/// `--step-gap` spaces a sharded sweep's steps: given to a plain load it is named unused, and
+/// the load runs.
+#[test]
+fn a_step_gap_without_shards_is_named_unused() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_file(dir.path(), 4);
+    let out = run(&mut load(
+        &sim,
+        &eval,
+        &dir.path().join("out"),
+        &["--num-requests", "4", "--step-gap", "5s"],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--step-gap/STEP_GAP given but not used"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A sweep in two shards: every shard runs its part of each step's level and starts each step
 /// on the shared clock (`--start-at` + i x (step + gap)); the merge keeps the steps apart, each
 /// with every one of its requests (percentiles exact over the shards' records of that step)
