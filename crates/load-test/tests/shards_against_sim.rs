@@ -35,15 +35,26 @@ fn load(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Comm
 
 /// `load-test` against `sim` with the common flags but the load's length, then `args`.
 fn staged(sim: &Sim, eval: &Path, out: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = common(
+        eval,
+        out,
+        &["--vllm-url", &sim.url, "--adapter-name", "candidate"],
+    );
+    c.args(args);
+    c
+}
+
+/// `load-test` with `args`, then the common flags (no server, adapter or load's length: a
+/// mix's names them).
+fn common(eval: &Path, out: &Path, args: &[&str]) -> std::process::Command {
     let mut c = load_test();
-    c.args(["--vllm-url", &sim.url, "--adapter-name", "candidate"])
+    c.args(args)
         .arg("--eval-data-path")
         .arg(eval)
         .arg("--output-dir")
         .arg(out)
         .args(["--max-tokens", "8"])
-        .args(["--progress-interval", "0", "--poll-interval", "0"])
-        .args(args);
+        .args(["--progress-interval", "0", "--poll-interval", "0"]);
     c
 }
 
@@ -64,21 +75,30 @@ fn two_shards(
     at: &str,
     args: &dyn Fn(usize) -> Vec<&'static str>,
 ) -> Vec<PathBuf> {
-    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
+    shards(2, dir, at, &|i, d| staged(sim, eval, d, &args(i)))
+}
+
+/// `n` shards of a load, started together at `at`: shard `i` runs `command(i, its
+/// directory)` with its shard flags added. Their directories under `dir`.
+fn shards(
+    n: usize,
+    dir: &Path,
+    at: &str,
+    command: &dyn Fn(usize, &Path) -> std::process::Command,
+) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("shard-{i}"))).collect();
     run_together(
         dirs.iter()
             .enumerate()
             .map(|(i, d)| {
-                let index = i.to_string();
-                let shard = [
-                    "--shard-count",
-                    "2",
+                let mut c = command(i, d);
+                c.args(["--shard-count", &n.to_string()]).args([
                     "--shard-index",
-                    &index,
+                    &i.to_string(),
                     "--start-at",
                     at,
-                ];
-                staged(sim, eval, d, &[&args(i)[..], &shard[..]].concat())
+                ]);
+                c
             })
             .collect(),
     );
@@ -261,27 +281,9 @@ fn serial_ab_shards_merge_both_arms() {
         "6",
     ];
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..3)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    run_together(
-        shard_dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let index = i.to_string();
-                let shard = [
-                    "--shard-count",
-                    "3",
-                    "--shard-index",
-                    &index,
-                    "--start-at",
-                    &start_at,
-                ];
-                staged(&sim, &eval, d, &[&ab[..], &shard[..]].concat())
-            })
-            .collect(),
-    );
+    let shard_dirs = shards(3, dir.path(), &start_at, &|_, d| {
+        staged(&sim, &eval, d, &ab)
+    });
     let mut recs = Vec::new();
     for d in &shard_dirs {
         let r = load_test_results(d);
@@ -382,39 +384,11 @@ fn serial_mix_shards_merge_each_member() {
         "4",
     ];
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    let mut commands = Vec::new();
-    for (i, d) in shard_dirs.iter().enumerate() {
-        let index = i.to_string();
-        let shard = [
-            "--shard-count",
-            "2",
-            "--shard-index",
-            &index,
-            "--start-at",
-            &start_at,
-        ];
-        let mut c = load_test();
-        c.args(["--vllm-url", &sim.url])
-            .arg("--eval-data-path")
-            .arg(&eval)
-            .arg("--output-dir")
-            .arg(d)
-            .args([
-                "--max-tokens",
-                "8",
-                "--progress-interval",
-                "0",
-                "--poll-interval",
-                "0",
-            ])
-            .args(mix)
-            .args(shard);
-        commands.push(c);
-    }
-    run_together(commands);
+    let shard_dirs = shards(2, dir.path(), &start_at, &|_, d| {
+        let mut c = common(&eval, d, &["--vllm-url", &sim.url]);
+        c.args(mix);
+        c
+    });
     let mut recs = Vec::new();
     let mut sent = [0u64; 2];
     let mut colds = [Vec::new(), Vec::new()];
@@ -530,37 +504,11 @@ fn target_mix_shards_merge_each_target() {
         format!("--target=name=two,url={},model=candidate,weight=2", two.url),
     ];
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    let mut commands = Vec::new();
-    for (i, d) in shard_dirs.iter().enumerate() {
-        let mut c = load_test();
-        c.args(&targets)
-            .arg("--eval-data-path")
-            .arg(&eval)
-            .arg("--output-dir")
-            .arg(d)
-            .args([
-                "--max-tokens",
-                "4",
-                "--progress-interval",
-                "0",
-                "--poll-interval",
-                "0",
-            ])
-            .args([
-                "--num-requests",
-                "24",
-                "--concurrency",
-                "4",
-                "--shard-count",
-                "2",
-            ])
-            .args(["--shard-index", &i.to_string(), "--start-at", &start_at]);
-        commands.push(c);
-    }
-    run_together(commands);
+    let shard_dirs = shards(2, dir.path(), &start_at, &|_, d| {
+        let mut c = common(&eval, d, &["--num-requests", "24", "--concurrency", "4"]);
+        c.args(&targets);
+        c
+    });
     let mut sent = [0u64; 2];
     for d in &shard_dirs {
         let r = load_test_results(d);
@@ -610,27 +558,11 @@ fn serial_target_concurrency_is_split_among_shards() {
         ),
     ];
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
-    let shard_dirs: Vec<PathBuf> = (0..2)
-        .map(|i| dir.path().join(format!("shard-{i}")))
-        .collect();
-    let commands = shard_dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut c = load_test();
-            c.args(&targets)
-                .arg("--eval-data-path")
-                .arg(&eval)
-                .arg("--output-dir")
-                .arg(d)
-                .args(["--max-tokens", "4", "--duration", "2s"])
-                .args(["--progress-interval", "0", "--poll-interval", "0"])
-                .args(["--shard-count", "2", "--shard-index", &i.to_string()])
-                .args(["--start-at", &start_at]);
-            c
-        })
-        .collect();
-    run_together(commands);
+    let shard_dirs = shards(2, dir.path(), &start_at, &|_, d| {
+        let mut c = common(&eval, d, &["--duration", "2s"]);
+        c.args(&targets);
+        c
+    });
     let parts = [[2, 1], [1, 1]];
     let mut sent = [0u64; 2];
     for (d, part) in shard_dirs.iter().zip(parts) {
@@ -1000,33 +932,21 @@ fn constant_arrivals_of_shards_interleave_into_one_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 8);
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let dirs: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("s{i}"))).collect();
-    let children: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            load(
-                &sim,
-                &eval,
-                d,
-                &[
-                    "--shard-count",
-                    "4",
-                    "--shard-index",
-                    &i.to_string(),
-                    "--rate",
-                    "20",
-                    "--arrival",
-                    "constant",
-                    "--num-requests",
-                    "24",
-                    "--start-at",
-                    &start_at,
-                ],
-            )
-        })
-        .collect();
-    run_together(children);
+    let dirs = shards(4, dir.path(), &start_at, &|_, d| {
+        load(
+            &sim,
+            &eval,
+            d,
+            &[
+                "--rate",
+                "20",
+                "--arrival",
+                "constant",
+                "--num-requests",
+                "24",
+            ],
+        )
+    });
     let mut scheduled: Vec<(f64, usize)> = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         let records = request_records(d);
@@ -1060,32 +980,11 @@ fn staged_shards_run_their_part_of_each_stage() {
     let dir = tempfile::tempdir().unwrap();
     let eval = eval_file(dir.path(), 8);
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("s{i}"))).collect();
-    let children: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            staged(
-                &sim,
-                &eval,
-                d,
-                &[
-                    "--shard-count",
-                    "2",
-                    "--shard-index",
-                    &i.to_string(),
-                    "--stages",
-                    "10ms:5,1500ms:5",
-                    // fewer than the shards: the stages set the level, the flag is recorded
-                    "--concurrency",
-                    "1",
-                    "--start-at",
-                    &start_at,
-                ],
-            )
-        })
-        .collect();
-    run_together(children);
+    // --concurrency fewer than the shards: the stages set the level, the flag is recorded
+    let stages = ["--stages", "10ms:5,1500ms:5", "--concurrency", "1"];
+    let dirs = shards(2, dir.path(), &start_at, &|_, d| {
+        staged(&sim, &eval, d, &stages)
+    });
     for (d, part) in dirs.iter().zip([3, 2]) {
         let r = load_test_results(d);
         assert_eq!(r["config"]["stages"], STAGES, "{}", r["config"]);
