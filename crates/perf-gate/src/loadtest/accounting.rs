@@ -36,7 +36,12 @@ pub(super) fn require_client_successes(server: &mut ServerMetrics, client_succes
         "the server counted {n} finished requests, the client saw {client_successes} succeed: the server's figures do not cover this load (a vLLM that went down, a target missing from the job, or another target answering for it)"
     );
     tracing::warn!("{why}");
-    // the gauges came from the same targets: they describe some other load, or none
+    no_figures(server, why);
+}
+
+/// Nulls every figure of `server` (counts, rates, quantiles, and the gauges read from the same
+/// targets over the same window) with the reason `why`, which joins its warnings.
+pub(super) fn no_figures(server: &mut ServerMetrics, why: String) {
     for m in [
         &mut server.requests_finished,
         &mut server.throughput_rps,

@@ -526,7 +526,7 @@ async fn merged(
                 + baseline.as_ref().map_or(0, Tally::successful)
                 + unmeasured.successful();
             tracing::info!("querying Prometheus over the union window");
-            let server = union_server(
+            let mut server = union_server(
                 &collector,
                 cfg.prom.window_mode,
                 (shards_ready(&runs), None),
@@ -535,6 +535,7 @@ async fn merged(
                 cancel,
             )
             .await?;
+            super::accounting::require_client_successes(&mut server, successes);
             super::phases::reconcile(&mut results.warnings, &server, successes);
             results.server = Some(server);
             let validity = crate::decision::validity::validity(&results);
@@ -566,8 +567,8 @@ async fn merged(
 }
 
 /// The server's figures over the union window `span`, its left edge (end-anchored) newer than
-/// `ready` and its right edge, if `before` is given, older than it (a sweep's next step),
-/// checked against the `successes` the shards counted in it.
+/// `ready` and its right edge, if `before` is given, older than it (a sweep's next step), not
+/// yet checked against the client's count (`accounting::require_client_successes`).
 async fn union_server(
     collector: &PrometheusCollector,
     mode: WindowMode,
@@ -594,13 +595,11 @@ async fn union_server(
             WindowMode::Seed => collector.collect_seed(&span).await,
         }
     };
-    let mut server = tokio::select! {
+    tokio::select! {
         biased;
-        _ = cancel.cancelled() => return Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
-        r = collect => r?,
-    };
-    super::accounting::require_client_successes(&mut server, successes);
-    Ok(server)
+        _ = cancel.cancelled() => Err(LoadTestError::Aborted { phase: "while querying Prometheus" }),
+        r = collect => Ok(r?),
+    }
 }
 
 /// The latest of the shards' ready times ([`ready_text`]): every target's last sample before

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MergeConfig, ShardRun, bad};
 use crate::loadtest::{LoadTestError, rfc3339};
 use crate::prom::{LoadSpan, PrometheusCollector};
-use crate::results::{StepResult, WindowMode};
+use crate::results::{ServerMetrics, StepResult, WindowMode};
 use crate::runner::aggregate::Tally;
 
 /// A merged step's note when the merge queried no server.
@@ -82,9 +82,24 @@ pub(super) async fn merged(
                 tracing::info!(step = i, "querying Prometheus over the step's union window");
                 let span = LoadSpan { start, end };
                 let mode = cfg.prom.window_mode;
-                let server =
+                let mut server =
                     super::union_server(c, mode, (ready, next), span, successes, cancel).await?;
-                crate::loadtest::phases::reconcile(warnings, &server, successes);
+                let previous = (i > 0).then_some(ready);
+                match mingled(&server, i, previous, next.is_some()) {
+                    // a count short of the client's would only restate it, less precisely
+                    Some(why) => {
+                        tracing::warn!("{why}");
+                        warnings.push(why.clone());
+                        crate::loadtest::accounting::no_figures(&mut server, why);
+                    }
+                    None => {
+                        crate::loadtest::accounting::require_client_successes(
+                            &mut server,
+                            successes,
+                        );
+                        crate::loadtest::phases::reconcile(warnings, &server, successes);
+                    }
+                }
                 let note = (cfg.prom.window_mode == WindowMode::Seed)
                     .then(|| crate::loadtest::sweep::SEED_STEP.to_string());
                 (Some(server), note)
@@ -105,6 +120,49 @@ pub(super) async fn merged(
         });
     }
     Ok(steps)
+}
+
+/// Why step `i`'s end-anchored window cannot be kept apart from its neighbours, if it cannot:
+/// a target's left edge sample is not newer than the `previous` step's last request (the
+/// window would count that step's requests), or, before a next step, no sample closes it
+/// before the next step starts (the window would end on its own left edge and count nothing).
+/// The shards' `--step-gap` was too short for the steps' last requests and two scrapes.
+fn mingled(
+    server: &ServerMetrics,
+    i: usize,
+    previous: Option<DateTime<Utc>>,
+    next: bool,
+) -> Option<String> {
+    let window = server.window.as_ref()?;
+    if window.mode != WindowMode::EndAnchored {
+        return None;
+    }
+    let advice = "give --step-gap the longest request plus two scrape intervals";
+    let at = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    for edge in &window.samples {
+        if let Some(previous) = previous
+            && at(&edge.before_load).is_none_or(|t| t <= previous)
+        {
+            return Some(format!(
+                "step {i}: no scrape of {} between step {}'s last request and step {i}'s start: its window would count step {}'s requests, so it has no server figures ({advice})",
+                edge.target,
+                i - 1,
+                i - 1
+            ));
+        }
+        if next && edge.after_load.is_none() {
+            return Some(format!(
+                "step {i}: no scrape of {} between step {i}'s last request and step {}'s start: no window holds step {i} alone, so it has no server figures ({advice})",
+                edge.target,
+                i + 1
+            ));
+        }
+    }
+    None
 }
 
 /// One step of the shards: each shard's start of it (in the shards' order), and the union of
@@ -157,4 +215,89 @@ fn step_spans(runs: &[ShardRun], i: usize) -> Result<StepSpan, LoadTestError> {
         start: first,
         end: last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::EdgeSamples;
+
+    /// The fixture's server figures over a window of one target with these edge samples.
+    fn server(mode: WindowMode, before: Option<&str>, after: Option<&str>) -> ServerMetrics {
+        let mut s = crate::fixtures::results()
+            .server
+            .expect("the fixture has server figures");
+        s.window = Some(crate::results::QueryWindow {
+            mode,
+            range_s: 20.0,
+            eval_time_unix: 0.0,
+            eval_time: String::new(),
+            scrape_interval_s: Some(15.0),
+            scrape_interval_source: None,
+            waited_before_load_s: None,
+            waited_after_load_s: None,
+            samples: vec![EdgeSamples {
+                target: "vllm:8000".into(),
+                before_load: before.map(str::to_string),
+                after_load: after.map(str::to_string),
+            }],
+        });
+        s
+    }
+
+    fn utc(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_step_is_mingled_with_its_neighbours_only_without_a_scrape_between_them() {
+        let previous = Some(utc("2026-12-06T10:00:10Z"));
+        let (before, after) = (Some("2026-12-06T10:00:15Z"), Some("2026-12-06T10:00:30Z"));
+        let end = WindowMode::EndAnchored;
+        // a sample after the previous step's last request, and one closing the step
+        assert_eq!(
+            mingled(&server(end, before, after), 1, previous, true),
+            None
+        );
+        // the left edge is the previous step's (or older): its requests would count
+        for stale in [
+            Some("2026-12-06T10:00:10Z"),
+            Some("2026-12-06T10:00:05Z"),
+            None,
+        ] {
+            let why = mingled(&server(end, stale, after), 1, previous, false)
+                .unwrap_or_else(|| panic!("{stale:?}"));
+            assert!(why.contains("count step 0's requests"), "{why}");
+            assert!(
+                why.contains("vllm:8000") && why.contains("--step-gap"),
+                "{why}"
+            );
+        }
+        // step 0 has no previous step: its left edge is checked as a single load's
+        assert_eq!(
+            mingled(
+                &server(end, Some("2026-12-06T09:00:00Z"), after),
+                0,
+                None,
+                true
+            ),
+            None
+        );
+        // no sample closes the step before the next one starts
+        let why = mingled(&server(end, before, None), 0, None, true).expect("unclosed");
+        assert!(
+            why.contains("between step 0's last request and step 1's start"),
+            "{why}"
+        );
+        // the last step waits for its closing sample: none yet is not the neighbours' doing
+        assert_eq!(
+            mingled(&server(end, before, None), 1, previous, false),
+            None
+        );
+        // the seed's window has no edge samples to keep steps apart with
+        assert_eq!(
+            mingled(&server(WindowMode::Seed, None, None), 1, previous, true),
+            None
+        );
+    }
 }
