@@ -249,7 +249,9 @@ pub struct Cli {
     /// sharing --concurrency / --rate by weight, each with its own figures (`mix` in the
     /// results). Repeat the flag (or separate targets with `;`): `--target
     /// name=Flash,url=http://h:8081,model=llama-7b,weight=0.7`. Keys: url and model
-    /// (required), name (default: the URL's host:port), weight (default 1). Every target gets
+    /// (required), name (default: the URL's host:port), weight (default 1), api (openai or
+    /// llamacpp; default --api), concurrency (the target's own closed loop of N in flight,
+    /// given to every target or none; with shards, split among them). Every target gets
     /// --api-key and the --vllm-* TLS settings; no server-side figures are collected. Targets
     /// replace --vllm-url and --adapter-name (a VLLM_URL/ADAPTER_NAME in the environment is
     /// not used).
@@ -257,7 +259,7 @@ pub struct Cli {
         long = "target",
         env = "LOAD_TEST_TARGETS",
         value_delimiter = ';',
-        value_name = "name=N,url=URL,model=M,weight=W"
+        value_name = "name=N,url=URL,model=M,weight=W,api=A,concurrency=C"
     )]
     pub targets: Vec<String>,
 
@@ -512,8 +514,8 @@ pub struct Cli {
     /// cool-down) and the next step's start, in which its last requests finish and Prometheus
     /// takes the quiet samples `load-test merge` rests each step's window on. Every shard
     /// starts step i at --start-at + i x (--warmup + --step-duration + --cooldown + this).
-    /// The default covers a 15 s drain and two 30 s scrapes. Unused (with a warning) without
-    /// shards. [default: 75s]
+    /// The default covers a 15 s drain and two 30 s scrapes. Unused (with a warning) without a
+    /// sharded sweep. [default: 75s]
     #[arg(long, env = "STEP_GAP", value_parser = positive_seconds, value_name = "DURATION")]
     pub step_gap: Option<Seconds>,
 
@@ -604,7 +606,8 @@ pub struct Cli {
 
     /// Scale-out: this process is shard I (0-based) of --shard-count, e.g. a Kubernetes
     /// Indexed Job's pod (default: JOB_COMPLETION_INDEX). It sends every Nth request from I
-    /// at its share of --concurrency (or --rate), writes mergeable results, and does not query
+    /// at its share of --concurrency (or --rate, or each target's concurrency=), writes
+    /// mergeable results, and does not query
     /// Prometheus: `load-test merge` combines the shards and queries the union window once.
     #[arg(long, env = "SHARD_INDEX", value_name = "I")]
     pub shard_index: Option<u32>,
@@ -1255,6 +1258,18 @@ mod tests {
         ];
         let e = Cli::try_parse_from(all).unwrap_err().to_string();
         (e.lines().next().unwrap_or_default().to_owned(), e)
+    }
+
+    #[test]
+    fn the_step_gaps_default_in_its_help_is_the_one_used() {
+        let cmd = Cli::command();
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "step_gap")
+            .expect("--step-gap");
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let want = format!("[default: {}s]", DEFAULT_STEP_GAP.as_secs());
+        assert!(help.contains(&want), "{help}");
     }
 
     #[test]

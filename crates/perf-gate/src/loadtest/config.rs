@@ -226,7 +226,8 @@ impl LoadTestConfig {
 
     /// A mix's members' own requests in flight (every target's `concurrency=`), a shard's
     /// part of each (split whole, as a closed loop's level); `None` when the members share the
-    /// run's.
+    /// run's. A shard's `concurrency` must be these parts' sum (the command line sets it so):
+    /// `load-test merge` adds the shards' up to the whole load's.
     pub fn member_caps(&self) -> Option<Vec<u32>> {
         let mix = self.mix.as_ref()?;
         mix.members

@@ -181,7 +181,7 @@ pub(super) async fn execute(
     }
     if let Some(at) = cfg.start_at {
         reopen_before_start(cfg, &pooled, at, &cancel, results).await?;
-        start_at(at, "--start-at", &cancel, results).await?;
+        start_at(at, ("--start-at", NOT_TOGETHER), &cancel, results).await?;
     }
     let poller = super::poll::Poller::start(cfg, &client);
     let dispatch = mix.as_ref().and_then(|(.., d)| d.clone());
@@ -355,11 +355,14 @@ pub(super) async fn reopen_before_start(
     Ok(())
 }
 
+/// Why a shard reached `--start-at` late: its shards did not start together.
+pub(super) const NOT_TOGETHER: &str = "shards given it did not start together";
+
 /// Waits for `at` (`what`: `--start-at`, or a sharded sweep's step start); a time already past
-/// is a warning, not a wait.
+/// is a warning naming `why` it was late, not a wait.
 pub(super) async fn start_at(
     at: chrono::DateTime<Utc>,
-    what: &str,
+    (what, why): (&str, &str),
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
 ) -> Result<(), LoadTestError> {
@@ -374,7 +377,7 @@ pub(super) async fn start_at(
             }
         }
         Err(_) => results.warnings.push(format!(
-            "{what} {} had passed {:.1} s before the load could start (shards given it did not start together)",
+            "{what} {} had passed {:.1} s before the load could start ({why})",
             rfc3339(at),
             (now - at).num_milliseconds() as f64 / 1e3
         )),

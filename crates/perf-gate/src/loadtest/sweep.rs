@@ -112,13 +112,16 @@ async fn run_steps(
         let start = cfg.step_start(i as u32).or(cfg.start_at.filter(|_| i == 0));
         if let Some(at) = start {
             super::phases::reopen_before_start(cfg, &[&**client], at, cancel, results).await?;
-            let late = match i {
-                0 => "--start-at".to_string(),
-                _ => format!(
-                    "step {i}'s start (--start-at + {i} x (--warmup + --step-duration + --cooldown + --step-gap))"
+            let (late, why) = match i {
+                0 => ("--start-at".to_string(), super::phases::NOT_TOGETHER),
+                _ => (
+                    format!(
+                        "step {i}'s start (--start-at + {i} x (--warmup + --step-duration + --cooldown + --step-gap))"
+                    ),
+                    "the previous step's last requests were still running: lengthen --step-gap",
                 ),
             };
-            super::phases::start_at(at, &late, cancel, results).await?;
+            super::phases::start_at(at, (&late, why), cancel, results).await?;
         }
         tracing::info!(
             step = i,

@@ -33,6 +33,16 @@ pub enum Before {
 /// Why an edge is not confirmed (yet), one line per target.
 pub type Unconfirmed = Vec<String>;
 
+/// The problem of a target whose last sample before the load is not newer than `ready`
+/// (the pre-flight and warm-up; in a merged sweep, the previous step's last request): the
+/// line reads `{target}: {STALE_BEFORE} (last at ...)`.
+pub const STALE_BEFORE: &str = "no sample taken after the pre-flight and warm-up";
+
+/// The problem of a target with no sample after the load (yet, or before the bound of a merged
+/// sweep's next step): the line reads `{target}: {NONE_AFTER}`, or is this alone when no
+/// target has one.
+pub const NONE_AFTER: &str = "no sample taken after the load yet";
+
 fn at(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
         || format!("{ms} ms"),
@@ -64,7 +74,7 @@ pub fn before_edges(
         edges.insert(target.clone(), Before::Sample(*last));
         if last.ts_ms <= ready_ms {
             problems.push(format!(
-                "{target}: no sample taken after the pre-flight and warm-up (last at {})",
+                "{target}: {STALE_BEFORE} (last at {})",
                 at(last.ts_ms)
             ));
         } else if last.up == Some(0.0) {
@@ -122,7 +132,7 @@ pub fn after_edge(
         .collect();
     candidates.sort_unstable();
     candidates.dedup();
-    let mut last_problems = vec!["no sample taken after the load yet".to_string()];
+    let mut last_problems = vec![NONE_AFTER.to_string()];
     for t in candidates {
         let mut problems = Vec::new();
         let mut edge = BTreeMap::new();
@@ -143,7 +153,7 @@ pub fn after_edge(
                 _ if !before.contains_key(target) && !scrapes.iter().any(|s| s.has_vllm) => {
                     // a target that never exposed vLLM's series (and was not there before)
                 }
-                _ => problems.push(format!("{target}: no sample taken after the load yet")),
+                _ => problems.push(format!("{target}: {NONE_AFTER}")),
             }
         }
         let grown = finished - baseline;

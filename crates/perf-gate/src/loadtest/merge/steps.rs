@@ -123,44 +123,47 @@ pub(super) async fn merged(
 }
 
 /// Why step `i`'s end-anchored window cannot be kept apart from its neighbours, if it cannot:
-/// a target's left edge sample is not newer than the `previous` step's last request (the
-/// window would count that step's requests), or, before a next step, no sample closes it
-/// before the next step starts (the window would end on its own left edge and count nothing).
-/// The shards' `--step-gap` was too short for the steps' last requests and two scrapes.
+/// a target's last sample before the step is not newer than the `previous` step's last
+/// request (the window would count that step's requests), or, before a next step, a target
+/// has no sample between the step's last request and the next step's start (the window would
+/// end on its own left edge and count nothing). The shards' `--step-gap` was too short for the
+/// steps' last requests and a scrape. Other unconfirmed edges (requests still running at the
+/// gap's scrapes, a server that lost requests, a target born during the step) are left to the
+/// checks a single load has.
 fn mingled(
     server: &ServerMetrics,
     i: usize,
     previous: Option<DateTime<Utc>>,
     next: bool,
 ) -> Option<String> {
+    use crate::prom::confirm::{NONE_AFTER, STALE_BEFORE};
     let window = server.window.as_ref()?;
     if window.mode != WindowMode::EndAnchored {
         return None;
     }
-    let advice = "give --step-gap the longest request plus two scrape intervals";
-    let at = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
+    let of = |line: &str, what: &str| {
+        line.find(what)
+            .map(|at| match line[..at].strip_suffix(": ") {
+                Some(target) => format!(" of {target}"),
+                None => String::new(),
+            })
     };
-    for edge in &window.samples {
-        if let Some(previous) = previous
-            && at(&edge.before_load).is_none_or(|t| t <= previous)
-        {
-            return Some(format!(
-                "step {i}: no scrape of {} between step {}'s last request and step {i}'s start: its window would count step {}'s requests, so it has no server figures ({advice})",
-                edge.target,
-                i - 1,
-                i - 1
-            ));
-        }
-        if next && edge.after_load.is_none() {
-            return Some(format!(
-                "step {i}: no scrape of {} between step {i}'s last request and step {}'s start: no window holds step {i} alone, so it has no server figures ({advice})",
-                edge.target,
-                i + 1
-            ));
-        }
+    let advice = "give --step-gap the longest request plus two scrape intervals";
+    let lines = &server.integrity.unconfirmed;
+    if previous.is_some()
+        && let Some(target) = lines.iter().find_map(|l| of(l, STALE_BEFORE))
+    {
+        return Some(format!(
+            "step {i}: no scrape{target} between step {}'s last request and step {i}'s start: its window would count step {}'s requests, so it has no server figures ({advice})",
+            i - 1,
+            i - 1
+        ));
+    }
+    if next && let Some(target) = lines.iter().find_map(|l| of(l, NONE_AFTER)) {
+        return Some(format!(
+            "step {i}: no scrape{target} between step {i}'s last request and step {}'s start: no window holds step {i} alone, so it has no server figures ({advice})",
+            i + 1
+        ));
     }
     None
 }
@@ -220,10 +223,11 @@ fn step_spans(runs: &[ShardRun], i: usize) -> Result<StepSpan, LoadTestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::EdgeSamples;
+    use crate::prom::confirm::{NONE_AFTER, STALE_BEFORE};
 
-    /// The fixture's server figures over a window of one target with these edge samples.
-    fn server(mode: WindowMode, before: Option<&str>, after: Option<&str>) -> ServerMetrics {
+    /// The fixture's server figures over a window in `mode` whose edges are unconfirmed for
+    /// the reasons `lines`.
+    fn server(mode: WindowMode, lines: &[String]) -> ServerMetrics {
         let mut s = crate::fixtures::results()
             .server
             .expect("the fixture has server figures");
@@ -236,67 +240,66 @@ mod tests {
             scrape_interval_source: None,
             waited_before_load_s: None,
             waited_after_load_s: None,
-            samples: vec![EdgeSamples {
-                target: "vllm:8000".into(),
-                before_load: before.map(str::to_string),
-                after_load: after.map(str::to_string),
-            }],
+            samples: Vec::new(),
         });
+        s.integrity.unconfirmed = lines.to_vec();
+        s.integrity.edges_confirmed = lines.is_empty();
         s
-    }
-
-    fn utc(t: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
     }
 
     #[test]
     fn a_step_is_mingled_with_its_neighbours_only_without_a_scrape_between_them() {
-        let previous = Some(utc("2026-12-06T10:00:10Z"));
-        let (before, after) = (Some("2026-12-06T10:00:15Z"), Some("2026-12-06T10:00:30Z"));
-        let end = WindowMode::EndAnchored;
-        // a sample after the previous step's last request, and one closing the step
-        assert_eq!(
-            mingled(&server(end, before, after), 1, previous, true),
-            None
+        let previous = Some(
+            DateTime::parse_from_rfc3339("2026-12-06T10:00:10Z")
+                .unwrap()
+                .with_timezone(&Utc),
         );
-        // the left edge is the previous step's (or older): its requests would count
-        for stale in [
-            Some("2026-12-06T10:00:10Z"),
-            Some("2026-12-06T10:00:05Z"),
-            None,
-        ] {
-            let why = mingled(&server(end, stale, after), 1, previous, false)
-                .unwrap_or_else(|| panic!("{stale:?}"));
-            assert!(why.contains("count step 0's requests"), "{why}");
+        let end = WindowMode::EndAnchored;
+        let stale = format!("vllm:8000: {STALE_BEFORE} (last at 2026-12-06T10:00:05.000Z)");
+        let none_after = format!("vllm:8000: {NONE_AFTER}");
+        // confirmed edges
+        assert_eq!(mingled(&server(end, &[]), 1, previous, true), None);
+        // the left edge is the previous step's or older: its requests would count
+        let why = mingled(&server(end, &[stale.clone()]), 1, previous, false).expect("stale");
+        assert!(
+            why.contains("no scrape of vllm:8000 between step 0's last request and step 1's start"),
+            "{why}"
+        );
+        assert!(
+            why.contains("count step 0's requests") && why.contains("--step-gap"),
+            "{why}"
+        );
+        // step 0's left edge is a single load's (after the warm-ups): flagged, not mingled
+        assert_eq!(mingled(&server(end, &[stale]), 0, None, true), None);
+        // no sample closes the step before the next one starts (of one target, or of none)
+        for line in [none_after.clone(), NONE_AFTER.to_string()] {
+            let why = mingled(&server(end, &[line.clone()]), 0, None, true).expect("unclosed");
             assert!(
-                why.contains("vllm:8000") && why.contains("--step-gap"),
+                why.contains("between step 0's last request and step 1's start"),
+                "{why}"
+            );
+            assert_eq!(
+                why.contains("of vllm:8000"),
+                line.starts_with("vllm"),
                 "{why}"
             );
         }
-        // step 0 has no previous step: its left edge is checked as a single load's
-        assert_eq!(
-            mingled(
-                &server(end, Some("2026-12-06T09:00:00Z"), after),
-                0,
-                None,
-                true
-            ),
-            None
-        );
-        // no sample closes the step before the next one starts
-        let why = mingled(&server(end, before, None), 0, None, true).expect("unclosed");
-        assert!(
-            why.contains("between step 0's last request and step 1's start"),
-            "{why}"
-        );
         // the last step waits for its closing sample: none yet is not the neighbours' doing
         assert_eq!(
-            mingled(&server(end, before, None), 1, previous, false),
+            mingled(&server(end, &[none_after.clone()]), 1, previous, false),
             None
         );
-        // the seed's window has no edge samples to keep steps apart with
+        // other reasons are a single load's: requests still running at the gap's scrape, a
+        // server that lost requests
+        for other in [
+            "vllm:8000: 2 running and 0 waiting at 2026-12-06T10:00:20.000Z".to_string(),
+            "the servers have counted 3 finished requests since the load began, the client saw 5 succeed: waiting for vLLM to record them".to_string(),
+        ] {
+            assert_eq!(mingled(&server(end, &[other]), 1, previous, true), None);
+        }
+        // the seed's window has no edges to keep steps apart with
         assert_eq!(
-            mingled(&server(WindowMode::Seed, None, None), 1, previous, true),
+            mingled(&server(WindowMode::Seed, &[none_after]), 1, previous, true),
             None
         );
     }
