@@ -260,7 +260,13 @@ mod tests {
         // confirmed edges
         assert_eq!(mingled(&server(end, &[]), 1, previous, true), None);
         // the left edge is the previous step's or older: its requests would count
-        let why = mingled(&server(end, &[stale.clone()]), 1, previous, false).expect("stale");
+        let why = mingled(
+            &server(end, std::slice::from_ref(&stale)),
+            1,
+            previous,
+            false,
+        )
+        .expect("stale");
         assert!(
             why.contains("no scrape of vllm:8000 between step 0's last request and step 1's start"),
             "{why}"
@@ -273,7 +279,8 @@ mod tests {
         assert_eq!(mingled(&server(end, &[stale]), 0, None, true), None);
         // no sample closes the step before the next one starts (of one target, or of none)
         for line in [none_after.clone(), NONE_AFTER.to_string()] {
-            let why = mingled(&server(end, &[line.clone()]), 0, None, true).expect("unclosed");
+            let why = mingled(&server(end, std::slice::from_ref(&line)), 0, None, true)
+                .expect("unclosed");
             assert!(
                 why.contains("between step 0's last request and step 1's start"),
                 "{why}"
@@ -286,7 +293,12 @@ mod tests {
         }
         // the last step waits for its closing sample: none yet is not the neighbours' doing
         assert_eq!(
-            mingled(&server(end, &[none_after.clone()]), 1, previous, false),
+            mingled(
+                &server(end, std::slice::from_ref(&none_after)),
+                1,
+                previous,
+                false
+            ),
             None
         );
         // other reasons are a single load's: requests still running at the gap's scrape, a
