@@ -561,4 +561,10 @@ fn serial_targets_with_their_own_concurrency_keep_their_own_slots() {
         s.len()
     );
     assert_eq!(member(&r, "fast")["concurrency"], 2);
+    // each target's pool is its own cap, not the run's 5: the connections opened before the
+    // load, the pre-flight's and at most one more (5 + 1 each before)
+    for (sim, cap) in [(&fast, 2), (&slow, 3)] {
+        let stats = sim.stats();
+        assert!(stats.connections <= cap + 2, "cap {cap}: {stats:?}");
+    }
 }

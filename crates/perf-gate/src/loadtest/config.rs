@@ -242,6 +242,15 @@ impl LoadTestConfig {
             .collect()
     }
 
+    /// The connections member `i` of a mix needs (its pool's size, and how many are opened
+    /// before the load): its own requests in flight when it has a cap, else the run's peak.
+    pub fn member_slots(&self, i: usize) -> u32 {
+        self.member_caps()
+            .and_then(|caps| caps.get(i).copied())
+            .unwrap_or_else(|| self.peak_concurrency())
+            .max(1)
+    }
+
     /// The most requests a closed loop keeps in flight (the connection pool's size): the
     /// highest step, the stages' peak, or `concurrency`.
     pub fn peak_concurrency(&self) -> u32 {

@@ -72,7 +72,7 @@ pub(super) async fn check(
                         url,
                         cfg.api_key.as_deref(),
                         ClientOptions {
-                            pool_size: cfg.peak_concurrency() as usize,
+                            pool_size: cfg.member_slots(i) as usize,
                             tls: cfg.vllm_tls.clone(),
                             traceparent: cfg.traceparent,
                             http_client: cfg.http_client,

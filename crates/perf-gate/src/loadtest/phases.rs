@@ -149,9 +149,15 @@ pub(super) async fn execute(
         .mix
         .as_ref()
         .is_some_and(|m| m.kind == crate::mix::MixKind::Targets);
-    let pooled: Vec<&VllmClient> = match &mix {
-        Some((_, setup, ..)) if targets => setup.clients.iter().flatten().map(|c| &**c).collect(),
-        _ => vec![&*client],
+    // each client with the connections it needs (a target with its own cap: its part)
+    let pooled: Vec<(&VllmClient, u32)> = match &mix {
+        Some((_, setup, ..)) if targets => setup
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((&**c.as_ref()?, cfg.member_slots(i))))
+            .collect(),
+        _ => vec![(&*client, cfg.peak_concurrency())],
     };
     record_http_client(cfg, &pooled, results);
     if cfg.steps.is_some() {
@@ -176,8 +182,8 @@ pub(super) async fn execute(
     } else {
         Some(open_window(cfg, &client, collector.as_ref(), &cancel).await?)
     };
-    for c in &pooled {
-        preconnect(cfg, c, &cancel, results, cfg.peak_concurrency()).await?;
+    for &(c, slots) in &pooled {
+        preconnect(cfg, c, &cancel, results, slots).await?;
     }
     if let Some(at) = cfg.start_at {
         reopen_before_start(cfg, &pooled, at, &cancel, results).await?;
@@ -305,7 +311,7 @@ fn shard_of(requests: Vec<PreparedRequest>, s: super::Shard) -> Vec<PreparedRequ
 /// start, and given up at the start itself (the start is kept, the rest open in the load).
 pub(super) async fn reopen_before_start(
     cfg: &LoadTestConfig,
-    pooled: &[&VllmClient],
+    pooled: &[(&VllmClient, u32)],
     at: chrono::DateTime<Utc>,
     cancel: &CancellationToken,
     results: &mut LoadTestResults,
@@ -326,11 +332,10 @@ pub(super) async fn reopen_before_start(
         _ = tokio::time::sleep(wait) => {}
     }
     tracing::info!("opening the connections again before --start-at");
-    let slots = cfg.peak_concurrency();
     let all = futures::future::join_all(
         pooled
             .iter()
-            .map(|c| crate::runner::preconnect::preconnect(c, slots)),
+            .map(|&(c, slots)| crate::runner::preconnect::preconnect(c, slots)),
     );
     let left = (at - Utc::now()).to_std().unwrap_or_default();
     let opened = tokio::select! {
@@ -344,7 +349,7 @@ pub(super) async fn reopen_before_start(
             if failed > 0 {
                 results.warnings.push(format!(
                     "{failed} of {} connections could not be opened again before --start-at: the first requests on them include a handshake",
-                    u64::from(slots) * infos.len() as u64
+                    pooled.iter().map(|&(_, n)| u64::from(n)).sum::<u64>()
                 ));
             }
         }
@@ -655,9 +660,15 @@ impl Step {
 
 /// Records (and logs) which HTTP client sends the load: `native`, `reqwest`, or `mixed` when a
 /// mix's targets differ (one behind a proxy).
-fn record_http_client(cfg: &LoadTestConfig, pooled: &[&VllmClient], results: &mut LoadTestResults) {
-    let used: std::collections::BTreeSet<_> =
-        pooled.iter().map(|c| c.http_client().as_str()).collect();
+fn record_http_client(
+    cfg: &LoadTestConfig,
+    pooled: &[(&VllmClient, u32)],
+    results: &mut LoadTestResults,
+) {
+    let used: std::collections::BTreeSet<_> = pooled
+        .iter()
+        .map(|(c, _)| c.http_client().as_str())
+        .collect();
     let used = match used.len() {
         1 => used.into_iter().next().unwrap_or("reqwest"),
         _ => "mixed",

@@ -111,7 +111,14 @@ async fn run_steps(
         // waits for --start-at before its first step only
         let start = cfg.step_start(i as u32).or(cfg.start_at.filter(|_| i == 0));
         if let Some(at) = start {
-            super::phases::reopen_before_start(cfg, &[&**client], at, cancel, results).await?;
+            super::phases::reopen_before_start(
+                cfg,
+                &[(&**client, cfg.peak_concurrency())],
+                at,
+                cancel,
+                results,
+            )
+            .await?;
             let (late, why) = match i {
                 0 => ("--start-at".to_string(), super::phases::NOT_TOGETHER),
                 _ => (
