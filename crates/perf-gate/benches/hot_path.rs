@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use perf_gate::client::sse::{SseDecoder, StreamItem, parse_item};
+use perf_gate::client::sse::{ChunkReader, SseDecoder, StreamItem, parse_item};
 use perf_gate::client::{ClientOptions, VllmClient};
 use perf_gate::runner::{RunOptions, run_load};
 use perf_gate::workload::{EndpointChoice, Prompt, Sampling, prepare_requests};
@@ -67,6 +67,31 @@ fn micro() {
     let ours_allocs = ALLOCS.load(Ordering::Relaxed) - a0;
     assert_eq!(tokens, n);
 
+    // the same stream read as load-test reads it: a token's chunk by the stream's shape
+    let words = [" the", "OFTW", " imp", "ew", "\\n", " caf\\u00e9"];
+    let stream: Vec<u8> = words
+        .iter()
+        .map(|w| CHUNK.replace("\"tests\"", &format!("\"{w}\"")))
+        .collect::<String>()
+        .into_bytes();
+    let a0 = ALLOCS.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut dec = SseDecoder::new();
+    let mut chunks = ChunkReader::new();
+    let mut tokens = 0u64;
+    for _ in 0..n / words.len() as u64 {
+        dec.push(&stream);
+        while let Ok(Some(ev)) = dec.next_event() {
+            if let Ok(StreamItem::Chunk(c)) = chunks.parse(&ev) {
+                tokens += u64::from(c.has_token);
+            }
+        }
+    }
+    let shaped = t0.elapsed();
+    let shaped_allocs = ALLOCS.load(Ordering::Relaxed) - a0;
+    let shaped_n = n / words.len() as u64 * words.len() as u64;
+    assert_eq!(tokens, shaped_n);
+
     let a0 = ALLOCS.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let stream = futures::stream::iter((0..n).map(|_| Ok::<_, std::io::Error>(bytes)));
@@ -92,6 +117,11 @@ fn micro() {
         "  perf-gate SseDecoder+parse_item : {:7.0} ns/chunk, {:5.2} allocations/chunk",
         ours.as_nanos() as f64 / n as f64,
         ours_allocs as f64 / n as f64
+    );
+    println!(
+        "  ... read by the stream's shape  : {:7.0} ns/chunk, {:5.2} allocations/chunk",
+        shaped.as_nanos() as f64 / shaped_n as f64,
+        shaped_allocs as f64 / shaped_n as f64
     );
     println!(
         "  eventsource-stream+Value        : {:7.0} ns/chunk, {:5.2} allocations/chunk",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use perf_gate::client::sse::{SseDecoder, StreamItem, parse_item};
+use perf_gate::client::sse::{ChunkReader, SseDecoder, StreamItem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -67,11 +67,13 @@ struct Timing {
     last: Option<Instant>,
     tokens: u64,
     done: bool,
+    /// The stream's chunks, read as load-test reads them.
+    chunks: ChunkReader,
 }
 
 impl Timing {
     fn event(&mut self, data: &[u8], start: Instant, now: Instant) {
-        match parse_item(data).expect("a chunk") {
+        match self.chunks.parse(data).expect("a chunk") {
             StreamItem::Done => self.done = true,
             StreamItem::Chunk(info) | StreamItem::Final(info) if info.has_token => {
                 match self.last {

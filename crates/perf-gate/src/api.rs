@@ -107,8 +107,8 @@ impl std::str::FromStr for Api {
 #[derive(Deserialize)]
 struct RawLlamaChunk<'a> {
     /// Read only for whether it is empty (never allocated).
-    #[serde(default)]
-    content: Option<NonEmptyStr>,
+    #[serde(default, borrow)]
+    content: Option<NonEmptyStr<'a>>,
     /// Token ids of this chunk (sent in stream mode); skipped but for whether it is empty.
     #[serde(default)]
     tokens: Option<NonEmpty>,
@@ -179,7 +179,7 @@ fn finish_reason_of(stop_type: &str) -> &str {
 pub fn parse_llamacpp_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
     let raw: RawLlamaChunk<'_> =
         serde_json::from_str(crate::client::sse::chunk_text(data.trim_ascii())?)?;
-    let has_text = raw.content.is_some_and(|c| c.0);
+    let has_text = raw.content.is_some_and(|c| c.is_non_empty());
     let has_ids = raw.tokens.as_ref().is_some_and(|t| t.0);
     let mut info = ChunkInfo {
         has_token: has_text || has_ids,

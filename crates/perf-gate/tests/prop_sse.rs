@@ -1,8 +1,10 @@
 //! Properties of the SSE decoder (`perf_gate::client::sse`): any cut of a valid stream decodes
 //! to the events written, no input panics it, and the bytes it examines stay linear in the
-//! bytes pushed (counted by `SseDecoder::scanned`, not timed).
+//! bytes pushed (counted by `SseDecoder::scanned`, not timed). A stream's chunks read by their
+//! shape (`ChunkReader`) tell what each parsed in full tells, whatever bytes stand where the
+//! shape's text was.
 
-use perf_gate::client::sse::{SseDecoder, SseError, parse_item};
+use perf_gate::client::sse::{ChunkReader, SseDecoder, SseError, parse_item};
 use proptest::prelude::*;
 
 /// Bytes examined per byte pushed, at most (plus a constant): each byte is searched for a line
@@ -185,4 +187,73 @@ fn a_line_over_the_limit_is_refused_whole_or_in_pieces() {
     let many = "data: aaaaaaaaaa\n".repeat(10) + "\n";
     let (_, error, _) = decode(&[many.as_bytes()], 64);
     assert_eq!(error, Some(SseError::EventTooLarge { limit: 64 }));
+}
+
+/// Chunks of vLLM's shapes, `{}` standing for the text string's literal (quotes included).
+const SHAPES: [&str; 4] = [
+    r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":{},"logprobs":null,"finish_reason":null,"stop_reason":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":{}},"logprobs":null,"finish_reason":null,"token_ids":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning_content":{},"content":null},"finish_reason":null}]}"#,
+    r#"{"choices":[{"delta":{"content":{}}},{"delta":{"content":"x"}}],"usage":null}"#,
+];
+
+/// What stands where the text was: a JSON string, or anything (a quote, a backslash, a bad
+/// escape, a short `\u`, a control character, invalid UTF-8, a number, nothing), with or
+/// without quotes around it.
+fn literal() -> impl Strategy<Value = Vec<u8>> {
+    let soup = || {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b'"'),
+                Just(b'\\'),
+                Just(b'\\'),
+                Just(b'u'),
+                Just(b'n'),
+                Just(b'x'),
+                Just(b'/'),
+                Just(b'0'),
+                Just(b'F'),
+                Just(b'a'),
+                Just(b'\n'),
+                Just(0xE9u8),
+                any::<u8>()
+            ],
+            0..10,
+        )
+    };
+    prop_oneof![
+        "[^\"\\\\\u{0}-\u{1f}]{0,8}".prop_map(|t| format!("\"{t}\"").into_bytes()),
+        soup(),
+        soup().prop_map(|b| [&b"\""[..], &b, &b"\""[..]].concat()),
+    ]
+}
+
+fn in_shape(shape: &str, literal: &[u8]) -> Vec<u8> {
+    let (before, after) = shape.split_once("{}").expect("a placeholder");
+    [before.as_bytes(), literal, after.as_bytes()].concat()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn a_chunk_read_by_its_shape_tells_what_it_parsed_in_full_tells(
+        shape in 0..SHAPES.len(),
+        first in "[a-z ]{0,4}",
+        literals in proptest::collection::vec(literal(), 1..6),
+    ) {
+        let shape = SHAPES[shape];
+        let mut reader = ChunkReader::new();
+        // a token the reader learns the shape from
+        let learn = in_shape(shape, format!("\"{first}\"").as_bytes());
+        prop_assert_eq!(reader.parse(&learn).ok(), parse_item(&learn).ok());
+        for l in &literals {
+            let chunk = in_shape(shape, l);
+            match (reader.parse(&chunk), parse_item(&chunk)) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", String::from_utf8_lossy(&chunk)),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{:?} vs {:?}: {}", a, b, String::from_utf8_lossy(&chunk)),
+            }
+        }
+    }
 }

@@ -499,6 +499,8 @@ async fn read_events(
     rec: &mut RequestRecord,
 ) -> Result<(), Failure> {
     let mut decoder = SseDecoder::new();
+    // vLLM's chunks of one stream differ only in their token: read by their shape
+    let mut chunks = super::sse::ChunkReader::new();
     let mut last_token: Option<Instant> = None;
     loop {
         let Some(chunk) = body.next_bytes().await? else {
@@ -525,9 +527,11 @@ async fn read_events(
             .next_event()
             .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?
         {
-            let item = api
-                .parse_item(&data)
-                .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
+            let item = match api {
+                Api::Openai => chunks.parse(&data),
+                _ => api.parse_item(&data),
+            }
+            .map_err(|e| Failure::new(ErrorKind::Malformed, e.to_string()))?;
             let (info, last) = match item {
                 // Past the deadline the answer came too late, however complete it is.
                 StreamItem::Done if now >= clock.deadline => {
