@@ -189,12 +189,19 @@ fn a_line_over_the_limit_is_refused_whole_or_in_pieces() {
     assert_eq!(error, Some(SseError::EventTooLarge { limit: 64 }));
 }
 
-/// Chunks of vLLM's shapes, `{}` standing for the text string's literal (quotes included).
-const SHAPES: [&str; 4] = [
+/// Chunks of vLLM's shapes, `{}` standing for the text string's literal (quotes included),
+/// and chunks whose text does not decide them alone (never a shape).
+const SHAPES: [&str; 10] = [
     r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":{},"logprobs":null,"finish_reason":null,"stop_reason":null}]}"#,
     r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":{}},"logprobs":null,"finish_reason":null,"token_ids":null}]}"#,
     r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning_content":{},"content":null},"finish_reason":null}]}"#,
     r#"{"choices":[{"delta":{"content":{}}},{"delta":{"content":"x"}}],"usage":null}"#,
+    r#"{"choices":[{"text":{},"finish_reason":"stop"}]}"#,
+    r#"{"choices":[{"text":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+    r#"{"object":"error","message":"m","choices":[{"text":{}}]}"#,
+    r#"{"choices":[{"delta":{"content":{},"tool_calls":[]}}]}"#,
+    r#"{"choices":[{"delta":{"content":{},"reasoning_content":"x"}}]}"#,
+    r#"{"choices":[{"text":{}}],"error":{"message":"m"}}"#,
 ];
 
 /// What stands where the text was: a JSON string, or anything (a quote, a backslash, a bad

@@ -472,7 +472,8 @@ pub fn parse_item(data: &[u8]) -> Result<StreamItem, ChunkError> {
 /// Parses a JSON chunk (`data` trimmed): what it tells the timer, and where its text is when
 /// the text alone decides it (see [`ChunkReader`]): exactly one of `text`, `delta.content`,
 /// `delta.reasoning_content`, `delta.reasoning` is a string, and the chunk has no tool call,
-/// finish reason, usage or error. Its span is the string's literal, quotes included.
+/// finish reason, usage (with `completion_tokens`) or error. Its span is the string's literal,
+/// quotes included.
 fn parse_chunk(data: &[u8]) -> Result<(ChunkInfo, Option<Range<usize>>), ChunkError> {
     let text = chunk_text(data)?;
     let raw: RawChunk<'_> = serde_json::from_str(text)?;
@@ -524,9 +525,15 @@ fn parse_chunk(data: &[u8]) -> Result<(ChunkInfo, Option<Range<usize>>), ChunkEr
             && info.usage.is_none()
             && info.error.is_none()
         {
-            // a slice of `text`: where it starts in it
-            let at = only.0.as_ptr() as usize - text.as_ptr() as usize;
-            span = Some(at..at + only.0.len());
+            // a slice of `text` (serde_json lends a raw value from its input): where it is in
+            // it, checked, so a copy could never pass for the chunk's own bytes
+            span = (only.0.as_ptr() as usize)
+                .checked_sub(text.as_ptr() as usize)
+                .map(|at| at..at + only.0.len())
+                .filter(|r| {
+                    text.get(r.clone())
+                        .is_some_and(|s| std::ptr::eq(s.as_ptr(), only.0.as_ptr()))
+                });
         }
     }
     Ok((info, span))
@@ -537,8 +544,9 @@ fn parse_chunk(data: &[u8]) -> Result<(ChunkInfo, Option<Range<usize>>), ChunkEr
 /// each token of a stream: the same id, model and fields, another token) is read from that
 /// string, without parsing the rest again. The other bytes are the ones parsed in full, so
 /// the chunk is the same JSON but for the string, whose syntax is checked (quotes, escapes,
-/// control characters, UTF-8): what [`parse_item`] would tell, at a tenth of its cost. Any
-/// other chunk is parsed in full and may become the shape.
+/// control characters, UTF-8): what [`parse_item`] would tell, at a seventh of its cost (the
+/// `hot_path` bench). Any other chunk is parsed in full and may become the shape. (A usage
+/// object without `completion_tokens` is no usage: in the shape, it stays none.)
 #[derive(Debug, Default)]
 pub struct ChunkReader {
     /// The shape's chunk, empty when there is none yet.
@@ -754,6 +762,38 @@ mod tests {
             }
             // every event but [DONE] and the ones parsed in full
             assert_eq!(reader.by_shape, events.len() - 1 - full, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_shape_is_only_a_chunk_whose_text_alone_decides_it() {
+        let token =
+            |t: &str| format!(r#"{{"choices":[{{"index":0,"text":"{t}","finish_reason":null}}]}}"#);
+        let mut reader = ChunkReader::new();
+        for (i, t) in ["a", "", "b\\n", "caf\\u00e9"].iter().enumerate() {
+            let chunk = token(t);
+            let item = reader.parse(chunk.as_bytes()).unwrap();
+            assert_eq!(item, parse_item(chunk.as_bytes()).unwrap(), "{chunk}");
+            // the first teaches the shape, the others are read by it
+            assert_eq!(reader.by_shape, i, "{chunk}");
+        }
+        // chunks whose text does not decide them alone are never a shape: each repeated
+        // with another text is parsed in full again
+        for shape in [
+            r#"{"choices":[{"text":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"text":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            r#"{"choices":[{"text":{}}],"error":{"message":"m"}}"#,
+            r#"{"object":"error","message":"m","choices":[{"text":{}}]}"#,
+            r#"{"choices":[{"delta":{"content":{},"tool_calls":[]}}]}"#,
+            r#"{"choices":[{"delta":{"content":{},"reasoning_content":"x"}}]}"#,
+        ] {
+            let mut reader = ChunkReader::new();
+            for t in ["a", "b", "c"] {
+                let chunk = shape.replace("{}", &format!("\"{t}\""));
+                let item = reader.parse(chunk.as_bytes()).unwrap();
+                assert_eq!(item, parse_item(chunk.as_bytes()).unwrap(), "{chunk}");
+            }
+            assert_eq!(reader.by_shape, 0, "{shape}");
         }
     }
 
