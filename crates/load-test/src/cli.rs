@@ -1261,6 +1261,35 @@ mod tests {
     }
 
     #[test]
+    fn a_target_with_its_own_concurrency_has_its_own_slots_split_among_shards() {
+        let targets = [
+            "--target=name=a,url=http://a:8000,model=m,concurrency=3",
+            "--target=name=b,url=http://b:8000,model=m,concurrency=2",
+        ];
+        let cfg = LoadTestConfig::try_from(parse(&targets)).unwrap();
+        assert_eq!(cfg.concurrency, 5, "the targets' sum");
+        assert_eq!(cfg.member_caps(), Some(vec![3, 2]));
+        // each target's pool and preconnect: its own cap, not the run's 5
+        assert_eq!((cfg.member_slots(0), cfg.member_slots(1)), (3, 2));
+        for (index, parts) in [(0, [2, 1]), (1, [1, 1])] {
+            let shard = ["--shard-count=2", &format!("--shard-index={index}")];
+            let cfg =
+                LoadTestConfig::try_from(parse(&[&targets[..], &shard[..]].concat())).unwrap();
+            assert_eq!(cfg.member_caps(), Some(parts.to_vec()), "shard {index}");
+            assert_eq!(cfg.concurrency, parts[0] + parts[1], "shard {index}");
+            assert_eq!(cfg.member_slots(0), parts[0], "shard {index}");
+        }
+        // targets sharing --concurrency by weight: every pool is the run's
+        let shared = [
+            "--target=url=http://a:8000,model=m",
+            "--target=url=http://b:8000,model=m",
+        ];
+        let cfg =
+            LoadTestConfig::try_from(parse(&[&shared[..], &["--concurrency=7"]].concat())).unwrap();
+        assert_eq!((cfg.member_caps(), cfg.member_slots(1)), (None, 7));
+    }
+
+    #[test]
     fn the_step_gaps_default_in_its_help_is_the_one_used() {
         let cmd = Cli::command();
         let arg = cmd
