@@ -610,7 +610,8 @@ impl ChunkReader {
 
 /// Whether `b` is one JSON string literal: quotes around characters that are not a quote,
 /// a backslash or a control character unless escaped (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`,
-/// `\r`, `\t`, `\uXXXX`), in UTF-8. A `\u` escape is not decoded (as in [`NonEmptyStr`]).
+/// `\r`, `\t`, `\u` and four hex digits), in UTF-8. A `\u` escape is not decoded (as in
+/// [`NonEmptyStr`]).
 fn is_string_literal(b: &[u8]) -> bool {
     let [b'"', inner @ .., b'"'] = b else {
         return false;
